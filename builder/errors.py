@@ -1,0 +1,50 @@
+"""The error hierarchy. Only the CLI turns these into messages and exit codes."""
+
+from __future__ import annotations
+
+
+class KdumpBuildError(Exception):
+    """A problem the user can fix: bad recipe, missing or corrupt input.
+
+    The message is one line and names the file and key (or byte offset).
+    """
+
+    exit_code = 2
+
+
+class RecipeError(KdumpBuildError):
+    """The recipe is malformed or asks for something impossible."""
+
+
+class SourceError(KdumpBuildError):
+    """A file could not be found or read in the recipe's source root."""
+
+
+class FetchError(KdumpBuildError):
+    """A Debian package could not be fetched."""
+
+
+class ImageError(KdumpBuildError):
+    """A kernel image is not understood (unknown format, truncated, corrupt)."""
+
+
+class ModuleError(KdumpBuildError):
+    """A kernel module is missing or does not match the capture kernel."""
+
+
+class InitrdError(KdumpBuildError):
+    """An initrd cannot be planned, written or read."""
+
+
+class FitError(KdumpBuildError):
+    """The capture does not fit the crashkernel reservation."""
+
+    exit_code = 3
+
+
+class LayoutError(KdumpBuildError):
+    """A kexec segment layout is impossible or violates the kernel's rules."""
+
+
+class LoadError(KdumpBuildError):
+    """The kernel refused to load the crash kernel."""

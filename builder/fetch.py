@@ -1,0 +1,206 @@
+"""Fetch Debian packages into a cache with apt's own client, for any architecture.
+
+apt runs with a private state directory per architecture (package lists,
+status, archives) so fetching never touches the host's apt state and works
+for foreign architectures without `dpkg --add-architecture`. The host's
+configured sources are used as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import FetchError
+
+CACHE_ENV = "KDUMP_BUILD_CACHE"
+# Package lists older than this are refreshed, so "current" means current.
+LISTS_MAX_AGE_SECONDS = 24 * 3600
+
+DEBIAN_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "riscv64": "riscv64",
+    "ppc64le": "ppc64el",
+    "s390x": "s390x",
+}
+
+
+def default_cache_dir() -> Path:
+    """Where fetched packages live: `$KDUMP_BUILD_CACHE`, else `~/.cache/kdump-build`."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "kdump-build"
+
+
+@dataclass(frozen=True)
+class FetchedPackage:
+    """One package file in the cache, and the name the recipe asked for."""
+
+    requested: str
+    name: str
+    version: str
+    path: Path
+
+
+def debian_arch(arch: str) -> str:
+    """Map a kernel architecture name to Debian's (`x86_64` -> `amd64`)."""
+    try:
+        return DEBIAN_ARCH[arch]
+    except KeyError:
+        known = ", ".join(sorted(DEBIAN_ARCH))
+        raise FetchError(f"architecture {arch!r} is not one of {known}") from None
+
+
+class AptArchive:
+    """apt-get and apt-cache bound to a private state for one Debian architecture."""
+
+    def __init__(self, cache_dir: Path, deb_arch: str) -> None:
+        self.deb_arch = deb_arch
+        self.state = cache_dir / "apt" / deb_arch
+        self.debs = cache_dir / "debs" / deb_arch
+
+    def _options(self) -> list[str]:
+        return [
+            "-q",
+            "-o",
+            f"Dir::State::Lists={self.state / 'lists'}",
+            "-o",
+            f"Dir::State::status={self.state / 'status'}",
+            "-o",
+            f"Dir::Cache={self.state / 'cache'}",
+            "-o",
+            f"APT::Architecture={self.deb_arch}",
+            "-o",
+            f"APT::Architectures::={self.deb_arch}",
+            "-o",
+            "APT::Sandbox::User=root",
+        ]
+
+    def _run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
+        if shutil.which(tool) is None:
+            raise FetchError(
+                f"cannot fetch packages: {tool} is not installed (a Debian host is needed)"
+            )
+        command = [tool, *self._options(), *args]
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            detail = (result.stderr.strip().splitlines() or ["no message"])[-1]
+            raise FetchError(
+                f"{' '.join([tool, *args])} failed (exit {result.returncode}): {detail}"
+            )
+        return result.stdout
+
+    def _lists_age(self) -> float | None:
+        stamp = self.state / "updated"
+        if not stamp.exists():
+            return None
+        return time.time() - stamp.stat().st_mtime
+
+    def update(self, *, force: bool = False) -> None:
+        """Refresh the package lists when missing, stale, or when forced."""
+        age = self._lists_age()
+        if not force and age is not None and age < LISTS_MAX_AGE_SECONDS:
+            return
+        for sub in ("lists/partial", "cache/archives/partial"):
+            (self.state / sub).mkdir(parents=True, exist_ok=True)
+        (self.state / "status").touch()
+        try:
+            self._run("apt-get", "update")
+        except FetchError:
+            if age is None:
+                raise
+            return  # offline: stale lists still name packages that are cached
+        (self.state / "updated").write_text(f"{time.time()}\n")
+
+    def candidates(self, names: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
+        """Candidate (version, depends) of each package, in one apt-cache call."""
+        records = self._run("apt-cache", "show", "--no-all-versions", *names)
+        found: dict[str, tuple[str, list[str]]] = {}
+        for record in records.split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in record.splitlines():
+                key, sep, value = line.partition(": ")
+                if sep and not line.startswith(" "):
+                    fields.setdefault(key, value.strip())
+            if "Package" not in fields or "Version" not in fields:
+                continue
+            depends = [
+                alternative.split("|")[0].split("(")[0].split(":")[0].strip()
+                for alternative in fields.get("Depends", "").split(",")
+                if alternative.strip()
+            ]
+            found.setdefault(fields["Package"], (fields["Version"], depends))
+        for name in names:
+            if name not in found:
+                raise FetchError(f"package {name!r} ({self.deb_arch}): no candidate version")
+        return found
+
+    def _cached(self, name: str, version: str) -> Path | None:
+        quoted_version = version.replace(":", "%3a")
+        matches = sorted(self.debs.glob(f"{name}_{quoted_version}_*.deb"))
+        return matches[0] if matches else None
+
+    def download(self, wanted: Sequence[tuple[str, str]]) -> list[Path]:
+        """Exact (name, version) pairs as cached .deb files, downloading the missing ones."""
+        self.debs.mkdir(parents=True, exist_ok=True)
+        missing = [
+            f"{name}={version}" for name, version in wanted if not self._cached(name, version)
+        ]
+        if missing:
+            self._run("apt-get", "download", *missing, cwd=self.debs)
+        paths = []
+        for name, version in wanted:
+            path = self._cached(name, version)
+            if path is None:
+                raise FetchError(f"apt-get download {name}={version} produced no .deb file")
+            paths.append(path)
+        return paths
+
+
+def fetch_packages(
+    names: Sequence[str],
+    arch: str,
+    *,
+    cache_dir: Path | None = None,
+    refresh: bool = False,
+) -> list[FetchedPackage]:
+    """Fetch the candidate versions of Debian packages for `arch` into the cache.
+
+    A metapackage (one that ships nothing but documentation, such as
+    `linux-image-amd64`) is replaced by what it depends on, so the recipe can
+    name the moving kernel ABI by its stable name.
+
+    >>> [p.name for p in fetch_packages(["busybox-static"], "x86_64")]  # doctest: +SKIP
+    ['busybox-static']
+    """
+    from builder.sources import package_is_empty  # sources needs nothing from here
+
+    archive = AptArchive(cache_dir or default_cache_dir(), debian_arch(arch))
+    archive.update(force=refresh)
+    fetched: list[FetchedPackage] = []
+    seen: set[str] = set()
+    pending = [(name, name) for name in names]
+    while pending:
+        batch = list(
+            {name: (requested, name) for requested, name in pending if name not in seen}.values()
+        )
+        pending = []
+        if not batch:
+            break
+        seen.update(name for _, name in batch)
+        candidates = archive.candidates([name for _, name in batch])
+        paths = archive.download([(name, candidates[name][0]) for _, name in batch])
+        for (requested, name), path in zip(batch, paths, strict=True):
+            version, depends = candidates[name]
+            if package_is_empty(path):
+                pending += [(requested, dependency) for dependency in depends]
+            else:
+                fetched.append(FetchedPackage(requested, name, version, path))
+    return fetched

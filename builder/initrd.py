@@ -1,0 +1,314 @@
+"""Initrd members, the deterministic cpio newc writer, compression and reading.
+
+The writer is pure: members in, bytes out. Members are sorted by path so
+parents come before children; owner, times and inode numbers are fixed, so
+the same members always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import lzma
+import os
+import posixpath
+import stat
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+import zstandard
+
+from builder.errors import InitrdError, SourceError
+from builder.sources import NodeKind, Root, normalize
+
+NEWC_MAGIC = b"070701"
+NEWC_CRC_MAGIC = b"070702"
+NEWC_HEADER_SIZE = 110
+TRAILER = "TRAILER!!!"
+# Compressed stream magics the kernel's initramfs unpacker recognises.
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+class MemberKind(Enum):
+    """The kinds of file an initrd holds."""
+
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    CHARDEV = "chardev"
+
+
+_KIND_BITS = {
+    MemberKind.FILE: stat.S_IFREG,
+    MemberKind.DIR: stat.S_IFDIR,
+    MemberKind.SYMLINK: stat.S_IFLNK,
+    MemberKind.CHARDEV: stat.S_IFCHR,
+}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of the initrd. `path` is absolute; symlinks keep their target in `data`."""
+
+    path: str
+    kind: MemberKind
+    mode: int
+    data: bytes = b""
+    rdev: tuple[int, int] = (0, 0)
+    origin: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.data.decode() if self.kind is MemberKind.SYMLINK else ""
+
+
+class InitrdPlan:
+    """The members of an initrd, collected from roots and the recipe.
+
+    Adding the same path twice is fine when it is the same member; a
+    different member at a taken path is an error, so nothing is silently lost.
+    """
+
+    def __init__(self) -> None:
+        self._members: dict[str, Member] = {}
+
+    def add(self, member: Member) -> None:
+        path = normalize(member.path)
+        member = Member(path, member.kind, member.mode, member.data, member.rdev, member.origin)
+        existing = self._members.get(path)
+        if existing is not None:
+            if (existing.kind, existing.mode, existing.data) != (
+                member.kind,
+                member.mode,
+                member.data,
+            ):
+                raise InitrdError(
+                    f"{path}: added twice with different contents "
+                    f"(from {existing.origin or 'recipe'} and {member.origin or 'recipe'})"
+                )
+            return
+        self._add_parents(path)
+        self._members[path] = member
+
+    def _add_parents(self, path: str) -> None:
+        parent = posixpath.dirname(path)
+        while parent != "/" and parent not in self._members:
+            self._members[parent] = Member(parent, MemberKind.DIR, 0o755)
+            parent = posixpath.dirname(parent)
+        if parent != "/" and self._members[parent].kind is not MemberKind.DIR:
+            raise InitrdError(f"{path}: parent {parent} is not a directory in the initrd")
+
+    def directory(self, path: str, mode: int = 0o755) -> None:
+        self.add(Member(path, MemberKind.DIR, mode))
+
+    def file(self, path: str, data: bytes, mode: int = 0o644, origin: str = "") -> None:
+        self.add(Member(path, MemberKind.FILE, mode, data, origin=origin))
+
+    def symlink(self, path: str, target: str, origin: str = "") -> None:
+        self.add(Member(path, MemberKind.SYMLINK, 0o777, target.encode(), origin=origin))
+
+    def chardev(self, path: str, major: int, minor: int, mode: int = 0o600) -> None:
+        self.add(Member(path, MemberKind.CHARDEV, mode, rdev=(major, minor)))
+
+    def copy_from(self, root: Root, path: str) -> None:
+        """Copy a file from a root, with every symlink met on the way to it.
+
+        The symlinks stay symlinks (a soname link, a merged-/usr `/lib`), so
+        the initrd resolves `path` the way the source root does.
+        """
+        resolution = root.resolve(path)
+        for link in resolution.links:
+            self.symlink(link.path, link.target, origin=link.origin)
+        node = root.lookup(resolution.path)
+        if node.kind is not NodeKind.FILE:
+            raise SourceError(f"{root.description}: {path}: not a regular file")
+        self.file(
+            resolution.path, root.read_bytes(resolution.path), node.mode & 0o7777, node.origin
+        )
+
+    def has(self, path: str) -> bool:
+        return normalize(path) in self._members
+
+    def members(self) -> list[Member]:
+        """Members sorted so that every parent precedes its children."""
+        return sorted(self._members.values(), key=lambda member: member.path.split("/"))
+
+
+def _newc_header(
+    name: str, ino: int, mode: int, nlink: int, mtime: int, size: int, rdev: tuple[int, int]
+) -> bytes:
+    encoded = name.encode() + b"\0"
+    fields = (ino, mode, 0, 0, nlink, mtime, size, 0, 0, rdev[0], rdev[1], len(encoded), 0)
+    header = NEWC_MAGIC + b"".join(b"%08X" % value for value in fields) + encoded
+    return header + b"\0" * (-len(header) % 4)
+
+
+def source_date_epoch() -> int:
+    """Member mtimes: `SOURCE_DATE_EPOCH` when set (reproducible-builds.org), else 0."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    return int(value) if value.isdigit() else 0
+
+
+def write_cpio(members: Iterable[Member], mtime: int = 0) -> bytes:
+    """A cpio newc archive of `members`, in the order given, with a trailer.
+
+    Inode numbers count up from 1 in order, so they are stable; hard links
+    are not used.
+
+    >>> write_cpio([Member("/init", MemberKind.FILE, 0o755, b"#!/bin/sh\\n")])[:6]
+    b'070701'
+    """
+    chunks: list[bytes] = []
+    for ino, member in enumerate(members, start=1):
+        name = member.path.lstrip("/")
+        mode = _KIND_BITS[member.kind] | (member.mode & 0o7777)
+        nlink = 2 if member.kind is MemberKind.DIR else 1
+        chunks.append(_newc_header(name, ino, mode, nlink, mtime, len(member.data), member.rdev))
+        chunks.append(member.data + b"\0" * (-len(member.data) % 4))
+    chunks.append(_newc_header(TRAILER, 0, 0, 1, 0, 0, (0, 0)))
+    archive = b"".join(chunks)
+    return archive + b"\0" * (-len(archive) % 512)
+
+
+def compress(data: bytes, method: str, level: int) -> bytes:
+    """Compress an archive in a form the kernel's initramfs unpacker reads.
+
+    zstd writes one frame with its content size; xz uses CRC32 checks, since
+    the kernel's xz decoder knows no CRC64.
+    """
+    if method == "none":
+        return data
+    if method == "zstd":
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, source_size=len(data), threads=-1, write_content_size=True
+        )
+        return zstandard.ZstdCompressor(compression_params=params).compress(data)
+    if method == "gzip":
+        return gzip.compress(data, compresslevel=level, mtime=0)
+    if method == "xz":
+        return lzma.compress(data, check=lzma.CHECK_CRC32, preset=level)
+    raise InitrdError(f"unknown compression {method!r}")
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """One member as read back from an initrd."""
+
+    path: str
+    mode: int
+    size: int
+    data: bytes
+    rdev: tuple[int, int]
+    segment: int
+
+    @property
+    def target(self) -> str:
+        return self.data.decode("utf-8", "replace") if stat.S_ISLNK(self.mode) else ""
+
+
+def _decompress_segment(data: bytes, offset: int) -> tuple[bytes, int]:
+    """Decompress the stream at `offset`; return it and the offset after it."""
+    rest = data[offset:]
+    try:
+        if rest.startswith(ZSTD_MAGIC):
+            zstd = zstandard.ZstdDecompressor().decompressobj()
+            out = zstd.decompress(rest)
+            return out, len(data) - len(zstd.unused_data)
+        if rest.startswith(GZIP_MAGIC):
+            gz = zlib.decompressobj(wbits=31)
+            out = gz.decompress(rest)
+            return out, len(data) - len(gz.unused_data)
+        if rest.startswith(XZ_MAGIC):
+            xz = lzma.LZMADecompressor()
+            out = xz.decompress(rest)
+            return out, len(data) - len(xz.unused_data)
+    except (zstandard.ZstdError, zlib.error, lzma.LZMAError) as error:
+        raise InitrdError(f"byte {offset}: corrupt compressed data ({error})") from None
+    raise InitrdError(
+        f"byte {offset}: expected a cpio header or zstd, gzip or xz data, found {rest[:6].hex()}"
+    )
+
+
+def _parse_newc(data: bytes, origin: int, segment: int) -> Iterator[ArchiveEntry]:
+    offset = 0
+    while True:
+        if offset + NEWC_HEADER_SIZE > len(data):
+            raise InitrdError(f"byte {origin + offset}: truncated cpio header")
+        header = data[offset : offset + NEWC_HEADER_SIZE]
+        if header[:6] not in (NEWC_MAGIC, NEWC_CRC_MAGIC):
+            raise InitrdError(
+                f"byte {origin + offset}: expected cpio newc magic, found {header[:6]!r}"
+            )
+        try:
+            fields = [int(header[6 + 8 * index : 14 + 8 * index], 16) for index in range(13)]
+        except ValueError:
+            raise InitrdError(f"byte {origin + offset}: cpio header is not hexadecimal") from None
+        mode, size, rdev, name_size = fields[1], fields[6], (fields[9], fields[10]), fields[11]
+        name_end = offset + NEWC_HEADER_SIZE + name_size
+        name = data[offset + NEWC_HEADER_SIZE : name_end - 1].decode("utf-8", "replace")
+        data_start = name_end + (-name_end % 4)
+        data_end = data_start + size
+        if data_end > len(data):
+            raise InitrdError(f"byte {origin + offset}: member {name!r} runs past the end")
+        offset = data_end + (-data_end % 4)
+        if name == TRAILER:
+            return
+        yield ArchiveEntry(
+            "/" + name.lstrip("/"), mode, size, data[data_start:data_end], rdev, segment
+        )
+
+
+def read_initrd(data: bytes) -> list[ArchiveEntry]:
+    """Every member of an initrd: concatenated archives, each plain or compressed.
+
+    Zero padding between archives is skipped, as the kernel does.
+    """
+    entries: list[ArchiveEntry] = []
+    offset = 0
+    segment = 0
+    while offset < len(data):
+        if data[offset] == 0:
+            offset += 1
+            continue
+        if data.startswith((NEWC_MAGIC, NEWC_CRC_MAGIC), offset):
+            archive_start = offset
+            length = _newc_length(data, offset)
+            entries += _parse_newc(
+                data[archive_start : archive_start + length], archive_start, segment
+            )
+            offset = archive_start + length
+        else:
+            inner, offset_after = _decompress_segment(data, offset)
+            entries += _parse_newc(inner, offset, segment) if inner else []
+            offset = offset_after
+        segment += 1
+    return entries
+
+
+def _newc_length(data: bytes, start: int) -> int:
+    """Length of the uncompressed cpio archive at `start`, up to and including its trailer."""
+    offset = start
+    while True:
+        header = data[offset : offset + NEWC_HEADER_SIZE]
+        if len(header) < NEWC_HEADER_SIZE or header[:6] not in (NEWC_MAGIC, NEWC_CRC_MAGIC):
+            raise InitrdError(f"byte {offset}: expected cpio newc header")
+        try:
+            size, name_size = int(header[54:62], 16), int(header[94:102], 16)
+        except ValueError:
+            raise InitrdError(f"byte {offset}: cpio header is not hexadecimal") from None
+        name_end = offset + NEWC_HEADER_SIZE + name_size
+        name = data[offset + NEWC_HEADER_SIZE : name_end - 1]
+        data_end = name_end + (-name_end % 4) + size
+        offset = data_end + (-data_end % 4)
+        if offset > len(data):
+            raise InitrdError(f"byte {start}: cpio archive runs past the end of the file")
+        if name == TRAILER.encode():
+            return offset - start
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

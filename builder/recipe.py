@@ -1,0 +1,512 @@
+"""The recipe: one table of settings drives parsing, defaults, checks and docs.
+
+Every key a recipe may hold is one `Setting` row. Parsing walks the TOML
+document against that table, so an unknown key, a wrong type or a value out
+of range is an error naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from builder.errors import RecipeError
+
+ARCHES = ("x86_64", "aarch64")
+COMPRESSIONS = ("zstd", "gzip", "xz", "none")
+DUMP_TARGETS = ("local",)
+COLLECTORS = ("makedumpfile", "copy")
+DUMP_COMPRESSIONS = ("lzo", "zlib", "none")
+FINAL_ACTIONS = ("poweroff", "reboot", "halt")
+FAILURE_ACTIONS = ("reboot", "poweroff", "halt", "shell")
+KERNEL_MODES = ("reuse", "dedicated")
+# Loose enough for every Debian package name, strict enough to keep options out.
+PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class Missing(Enum):
+    """Marks a setting the recipe must give."""
+
+    REQUIRED = "required"
+
+
+REQUIRED = Missing.REQUIRED
+T = TypeVar("T")
+Parser = Callable[[Any, str], Any]
+
+
+def _type_name(value: object) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _string(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_type_name(value)}")
+    if "\0" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any, key: str) -> str:
+        text = _string(value, key)
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    parse.__doc__ = " | ".join(choices)
+    return parse
+
+
+def _integer(low: int, high: int) -> Parser:
+    def parse(value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_type_name(value)}")
+        if not low <= value <= high:
+            raise ValueError(f"{value} is not between {low} and {high}")
+        return value
+
+    parse.__doc__ = f"integer {low}..{high}"
+    return parse
+
+
+def _string_list(pattern: re.Pattern[str] | None = None, what: str = "") -> Parser:
+    def parse(value: Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected an array of strings, got {_type_name(value)}")
+        items = []
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(f"item {index}: expected a string, got {_type_name(item)}")
+            if pattern is not None and not pattern.match(item):
+                raise ValueError(f"item {index}: {item!r} is not a valid {what}")
+            if "\0" in item:
+                raise ValueError(f"item {index}: NUL characters are not allowed")
+            items.append(item)
+        return tuple(items)
+
+    parse.__doc__ = "array of strings"
+    return parse
+
+
+def _absolute_path(value: Any, key: str) -> str:
+    text = _string(value, key)
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} is not an absolute path")
+    return text
+
+
+def _path_list(value: Any, key: str) -> tuple[str, ...]:
+    items: tuple[str, ...] = _string_list()(value, key)
+    for index, item in enumerate(items):
+        if not item.startswith("/"):
+            raise ValueError(f"item {index}: {item!r} is not an absolute path")
+    return items
+
+
+_string.__doc__ = "string"
+_absolute_path.__doc__ = "absolute path"
+_path_list.__doc__ = "array of absolute paths"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One recipe key: where it lives, how it is parsed, its default, its help."""
+
+    key: str
+    parse: Parser
+    default: Any
+    help: str
+
+    @property
+    def section(self) -> str:
+        return self.key.split(".")[0]
+
+    @property
+    def field(self) -> str:
+        return self.key.split(".", 1)[1]
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "target.arch", _choice(*ARCHES), "x86_64", "Architecture of the machine that will crash."
+    ),
+    Setting(
+        "source.packages",
+        _string_list(PACKAGE_NAME, "Debian package name"),
+        (),
+        "Debian packages fetched for target.arch (apt's candidate version at fetch "
+        "time) and read in place; a metapackage is replaced by what it depends on.",
+    ),
+    Setting(
+        "source.package_files",
+        _string_list(),
+        (),
+        "Package files (.deb, .rpm, .tar.*) read in place, relative to the recipe.",
+    ),
+    Setting(
+        "source.root",
+        _string,
+        "",
+        "A directory used as the root of all files, `/` for the host. Excludes packages.",
+    ),
+    Setting(
+        "kernel.mode",
+        _choice(*KERNEL_MODES),
+        "reuse",
+        "`reuse`: the main (relocatable) image is the capture kernel; "
+        "`dedicated`: kernel.dedicated_image is.",
+    ),
+    Setting(
+        "kernel.image",
+        _absolute_path,
+        "/boot/vmlinuz-*",
+        "The main kernel image in the source root; a glob must match exactly one file.",
+    ),
+    Setting(
+        "kernel.dedicated_image",
+        _string,
+        "",
+        "The capture kernel image in the source root when kernel.mode is `dedicated`.",
+    ),
+    Setting(
+        "kernel.cmdline",
+        _string_list(),
+        ("irqpoll", "nr_cpus=1", "reset_devices"),
+        "Capture kernel command line, before kernel.cmdline_append.",
+    ),
+    Setting(
+        "kernel.cmdline_append",
+        _string_list(),
+        (),
+        "Extra capture kernel parameters, e.g. the console.",
+    ),
+    Setting(
+        "initrd.modules",
+        _string_list(MODULE_NAME, "module name"),
+        (),
+        "Kernel modules to load, in this order; their dependencies come first.",
+    ),
+    Setting(
+        "initrd.binaries",
+        _path_list,
+        ("/usr/bin/makedumpfile",),
+        "Programs copied with their shared-library closure.",
+    ),
+    Setting(
+        "initrd.busybox",
+        _absolute_path,
+        "/bin/busybox",
+        "The busybox binary that provides the shell and tools of /init.",
+    ),
+    Setting("initrd.compression", _choice(*COMPRESSIONS), "zstd", "Compression of the initrd."),
+    Setting(
+        "initrd.compression_level",
+        _integer(1, 22),
+        19,
+        "Compression level (zstd 1-22, gzip and xz use at most 9).",
+    ),
+    Setting(
+        "dump.target",
+        _choice(*DUMP_TARGETS),
+        "local",
+        "Where the dump goes: `local` is a filesystem on a block device.",
+    ),
+    Setting(
+        "dump.device",
+        _string,
+        REQUIRED,
+        "The dump filesystem: `LABEL=...`, `UUID=...` or a /dev path.",
+    ),
+    Setting("dump.fstype", _string, "ext4", "Filesystem type of dump.device."),
+    Setting(
+        "dump.path",
+        _absolute_path,
+        "/",
+        "Directory inside the dump filesystem; each dump gets a directory named "
+        "after the crash time below it.",
+    ),
+    Setting(
+        "dump.collector",
+        _choice(*COLLECTORS),
+        "makedumpfile",
+        "`makedumpfile` writes a filtered, compressed dump; `copy` copies /proc/vmcore.",
+    ),
+    Setting(
+        "dump.level",
+        _integer(0, 31),
+        31,
+        "makedumpfile dump level (-d): 31 drops zero, cache, user and free pages.",
+    ),
+    Setting(
+        "dump.compression", _choice(*DUMP_COMPRESSIONS), "lzo", "makedumpfile page compression."
+    ),
+    Setting(
+        "dump.device_timeout",
+        _integer(1, 3600),
+        60,
+        "Seconds to wait for the dump device to appear.",
+    ),
+    Setting(
+        "dump.final_action",
+        _choice(*FINAL_ACTIONS),
+        "reboot",
+        "What the capture kernel does after a saved dump.",
+    ),
+    Setting(
+        "dump.failure_action",
+        _choice(*FAILURE_ACTIONS),
+        "reboot",
+        "What the capture kernel does when saving fails.",
+    ),
+    Setting(
+        "crashkernel.reserve",
+        _string,
+        "192M",
+        "The crashkernel= reservation the main kernel boots with.",
+    ),
+)
+
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    arch: str
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    packages: tuple[str, ...]
+    package_files: tuple[str, ...]
+    root: str
+
+
+@dataclass(frozen=True)
+class KernelSettings:
+    mode: str
+    image: str
+    dedicated_image: str
+    cmdline: tuple[str, ...]
+    cmdline_append: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InitrdSettings:
+    modules: tuple[str, ...]
+    binaries: tuple[str, ...]
+    busybox: str
+    compression: str
+    compression_level: int
+
+
+@dataclass(frozen=True)
+class DumpSettings:
+    target: str
+    device: str
+    fstype: str
+    path: str
+    collector: str
+    level: int
+    compression: str
+    device_timeout: int
+    final_action: str
+    failure_action: str
+
+
+@dataclass(frozen=True)
+class CrashkernelSettings:
+    reserve: str
+
+
+SECTIONS: dict[str, type] = {
+    "target": TargetSettings,
+    "source": SourceSettings,
+    "kernel": KernelSettings,
+    "initrd": InitrdSettings,
+    "dump": DumpSettings,
+    "crashkernel": CrashkernelSettings,
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed, validated recipe. `path` is where it was read from."""
+
+    path: Path
+    name: str
+    target: TargetSettings
+    source: SourceSettings
+    kernel: KernelSettings
+    initrd: InitrdSettings
+    dump: DumpSettings
+    crashkernel: CrashkernelSettings
+
+    def relative(self, path: str) -> Path:
+        """A path named in the recipe, relative to the recipe's directory."""
+        return (self.path.parent / path).resolve()
+
+    def to_json(self) -> dict[str, Any]:
+        """All settings as plain JSON values, by section."""
+        result: dict[str, Any] = {"name": self.name}
+        for section in SECTIONS:
+            values = getattr(self, section)
+            result[section] = {
+                item.name: list(value) if isinstance(value, tuple) else value
+                for item in fields(values)
+                for value in [getattr(values, item.name)]
+            }
+        return result
+
+
+def _fail(path: Path | str, key: str, message: str) -> RecipeError:
+    return RecipeError(f"{path}: {key}: {message}")
+
+
+def parse_recipe(text: str, path: Path) -> Recipe:
+    """Parse recipe TOML text; `path` names the file in errors and anchors relative paths.
+
+    >>> parse_recipe('[dump]\\ndevice = "LABEL=kdump"\\n', Path("r.toml")).dump.fstype
+    'ext4'
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"{path}: {error}") from None
+    name = document.pop("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise _fail(path, "name", f"{name!r} is not a simple name (letters, digits, . _ -)")
+    values: dict[str, Any] = {}
+    for section, table in document.items():
+        if section not in SECTIONS:
+            raise _fail(path, section, f"unknown section (known: {', '.join(SECTIONS)})")
+        if not isinstance(table, Mapping):
+            raise _fail(path, section, f"expected a table, got {_type_name(table)}")
+        for field_name, value in table.items():
+            key = f"{section}.{field_name}"
+            setting = SETTINGS_BY_KEY.get(key)
+            if setting is None:
+                known = ", ".join(s.field for s in SETTINGS if s.section == section)
+                raise _fail(path, key, f"unknown key (known in [{section}]: {known})")
+            try:
+                values[key] = setting.parse(value, key)
+            except ValueError as error:
+                raise _fail(path, key, str(error)) from None
+    sections: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        arguments: dict[str, Any] = {}
+        for setting in SETTINGS:
+            if setting.section != section:
+                continue
+            value = values.get(setting.key, setting.default)
+            if value is REQUIRED:
+                raise _fail(path, setting.key, "required key is missing")
+            arguments[setting.field] = value
+        sections[section] = cls(**arguments)
+    recipe = Recipe(path=path, name=name, **sections)
+    _check_combinations(recipe, values)
+    return recipe
+
+
+def _check_combinations(recipe: Recipe, given: Mapping[str, Any]) -> None:
+    source = recipe.source
+    has_packages = bool(source.packages or source.package_files)
+    if source.root and has_packages:
+        raise _fail(
+            recipe.path,
+            "source.root",
+            "cannot be combined with source.packages or source.package_files",
+        )
+    if not source.root and not has_packages:
+        raise _fail(
+            recipe.path,
+            "source",
+            "give source.root (a directory, `/` for the host) or source.packages",
+        )
+    if recipe.kernel.mode == "dedicated" and not recipe.kernel.dedicated_image:
+        raise _fail(recipe.path, "kernel.dedicated_image", "required when kernel.mode is dedicated")
+    if recipe.kernel.mode == "reuse" and "kernel.dedicated_image" in given:
+        raise _fail(
+            recipe.path, "kernel.dedicated_image", "only used when kernel.mode is dedicated"
+        )
+    if recipe.dump.collector == "makedumpfile" and not any(
+        binary.endswith("/makedumpfile") for binary in recipe.initrd.binaries
+    ):
+        raise _fail(
+            recipe.path,
+            "initrd.binaries",
+            "dump.collector is makedumpfile but no makedumpfile is listed",
+        )
+    level = recipe.initrd.compression_level
+    if recipe.initrd.compression in ("gzip", "xz") and level > 9:
+        raise _fail(
+            recipe.path,
+            "initrd.compression_level",
+            f"{level} is above 9, the highest {recipe.initrd.compression} level",
+        )
+    device = recipe.dump.device
+    if not (device.startswith(("LABEL=", "UUID=", "/dev/")) and len(device.split("=", 1)[-1]) > 0):
+        raise _fail(
+            recipe.path, "dump.device", f"{device!r} is not LABEL=..., UUID=... or a /dev/ path"
+        )
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and parse a recipe file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"{path}: cannot read recipe ({error})") from None
+    return parse_recipe(text, path)
+
+
+def _default_text(setting: Setting) -> str:
+    if setting.default is REQUIRED:
+        return "required"
+    if isinstance(setting.default, tuple):
+        return "[" + ", ".join(f'"{item}"' for item in setting.default) + "]"
+    if isinstance(setting.default, str):
+        return f'"{setting.default}"'
+    return str(setting.default)
+
+
+def reference_markdown() -> str:
+    """The recipe reference (docs/recipe.md), generated from SETTINGS."""
+    lines = [
+        "# Recipe reference",
+        "",
+        "Generated from `builder/recipe.py` by `kdump-build recipe-doc`; do not edit.",
+        "",
+        "A recipe is a TOML file. `name` (top level, default: the file name without",
+        "`.toml`) names the build; every other key lives in one of the tables below.",
+        "Unknown keys are errors.",
+    ]
+    for section in SECTIONS:
+        lines += [
+            "",
+            f"## [{section}]",
+            "",
+            "| key | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
+        for setting in SETTINGS:
+            if setting.section == section:
+                kind = (setting.parse.__doc__ or "").strip()
+                lines.append(
+                    f"| `{setting.field}` | {kind} | `{_default_text(setting)}` | {setting.help} |"
+                )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,382 @@
+"""Where the initrd's files come from: one interface over a root of files.
+
+A root is the host (`/`), a sysroot directory, or a set of package files
+(`.deb`, `.rpm`, `.tar.*`) read in place with libarchive. Paths are resolved
+component by component inside the root: an absolute symlink means
+root-relative, and nothing, neither a `..` nor a symlink, may leave the root.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+import stat
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import libarchive
+
+from builder.errors import SourceError
+
+# Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
+MAX_SYMLINK_HOPS = 40
+# Data archive of a .deb; the compression varies between packages.
+DEB_DATA_PREFIX = "data.tar"
+# What a metapackage may still ship: documentation and bug-reporting hints.
+DOCUMENTATION_DIRS = (
+    "/usr/share/doc/",
+    "/usr/share/bug/",
+    "/usr/share/lintian/",
+    "/usr/share/man/",
+)
+
+
+class NodeKind(Enum):
+    """What a path in a root is."""
+
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One path in a root, not following a final symlink."""
+
+    path: str
+    kind: NodeKind
+    mode: int
+    target: str = ""
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A path resolved inside a root, with the symlinks met on the way."""
+
+    path: str
+    links: tuple[Node, ...]
+
+
+def normalize(path: str) -> str:
+    """Make a root path absolute and canonical without touching `..`.
+
+    >>> normalize("usr//bin/./sh")
+    '/usr/bin/sh'
+    """
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return "/" + "/".join(parts)
+
+
+class Root(ABC):
+    """A tree of files addressed by absolute paths, symlinks resolved inside it."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    @abstractmethod
+    def _lstat(self, path: str) -> Node | None:
+        """Describe `path`, whose parent components are real directories."""
+
+    @abstractmethod
+    def _read(self, path: str) -> bytes:
+        """Read a regular file at a resolved path."""
+
+    @abstractmethod
+    def _listdir(self, path: str) -> list[str]:
+        """Names in a resolved directory."""
+
+    def resolve(self, path: str, *, follow_last: bool = True) -> Resolution:
+        """Resolve `path` inside the root, following symlinks.
+
+        >>> DirectoryRoot("/").resolve("/bin/sh").path  # doctest: +SKIP
+        '/usr/bin/dash'
+        """
+        pending = deque(part for part in path.split("/") if part not in ("", "."))
+        resolved: list[str] = []
+        links: list[Node] = []
+        while pending:
+            name = pending.popleft()
+            if name == "..":
+                if not resolved:
+                    raise SourceError(self._escape_message(path, links))
+                resolved.pop()
+                continue
+            candidate = "/" + "/".join([*resolved, name])
+            node = self._lstat(candidate)
+            if node is None:
+                raise SourceError(f"{self.description}: {path}: not found ({candidate} is missing)")
+            if node.kind is NodeKind.SYMLINK and (pending or follow_last):
+                links.append(node)
+                if len(links) > MAX_SYMLINK_HOPS:
+                    raise SourceError(f"{self.description}: {path}: too many levels of symlinks")
+                if node.target.startswith("/"):
+                    resolved = []
+                pending.extendleft(
+                    reversed([part for part in node.target.split("/") if part not in ("", ".")])
+                )
+                continue
+            if pending and node.kind is not NodeKind.DIR:
+                raise SourceError(f"{self.description}: {path}: {candidate} is not a directory")
+            resolved.append(name)
+        return Resolution("/" + "/".join(resolved), tuple(links))
+
+    def _escape_message(self, path: str, links: list[Node]) -> str:
+        if links:
+            link = links[-1]
+            return (
+                f"{self.description}: {path}: symlink {link.path} -> {link.target} "
+                "leads outside the root"
+            )
+        return f"{self.description}: {path}: path leads outside the root"
+
+    def lookup(self, path: str, *, follow_last: bool = True) -> Node:
+        """The node at `path` (following a final symlink unless told not to)."""
+        resolution = self.resolve(path, follow_last=follow_last)
+        node = self._lstat(resolution.path)
+        if node is None:  # only "/" itself has no node of its own
+            return Node("/", NodeKind.DIR, 0o755, origin=self.description)
+        return node
+
+    def exists(self, path: str) -> bool:
+        """Whether `path` resolves to something (a dangling symlink does not)."""
+        try:
+            self.resolve(path)
+        except SourceError:
+            return False
+        return True
+
+    def read_bytes(self, path: str) -> bytes:
+        """The contents of the regular file at `path`, following symlinks."""
+        node = self.lookup(path)
+        if node.kind is not NodeKind.FILE:
+            raise SourceError(f"{self.description}: {path}: not a regular file")
+        return self._read(node.path)
+
+    def listdir(self, path: str) -> list[str]:
+        """Sorted names in the directory at `path`."""
+        node = self.lookup(path)
+        if node.kind is not NodeKind.DIR:
+            raise SourceError(f"{self.description}: {path}: not a directory")
+        return sorted(self._listdir(node.path))
+
+    def glob(self, pattern: str) -> list[str]:
+        """Paths matching a shell pattern, one component at a time, sorted.
+
+        >>> DirectoryRoot("/").glob("/boot/vmlinuz-*")  # doctest: +SKIP
+        ['/boot/vmlinuz-6.1.0-57-amd64']
+        """
+        matches = ["/"]
+        for part in [part for part in pattern.split("/") if part not in ("", ".")]:
+            found: list[str] = []
+            for base in matches:
+                if not any(char in part for char in "*?["):
+                    candidate = posixpath.join(base, part)
+                    if self.exists(candidate) or self._is_link(candidate):
+                        found.append(candidate)
+                    continue
+                try:
+                    names = self.listdir(base)
+                except SourceError:
+                    continue
+                found.extend(
+                    posixpath.join(base, name) for name in names if fnmatch.fnmatchcase(name, part)
+                )
+            matches = found
+        return sorted(matches)
+
+    def _is_link(self, path: str) -> bool:
+        try:
+            return self.lookup(path, follow_last=False).kind is NodeKind.SYMLINK
+        except SourceError:
+            return False
+
+    def walk_files(self, top: str) -> Iterator[str]:
+        """Every regular file below a directory, depth first, sorted, not entering symlinks."""
+        for name in self.listdir(top):
+            path = posixpath.join(top, name)
+            node = self.lookup(path, follow_last=False)
+            if node.kind is NodeKind.DIR:
+                yield from self.walk_files(path)
+            elif node.kind is NodeKind.FILE:
+                yield path
+
+    def origin(self, path: str) -> str:
+        """Where the file at `path` came from, for the manifest."""
+        return self.lookup(path, follow_last=False).origin
+
+
+class DirectoryRoot(Root):
+    """A directory on this machine seen as `/`: the host root or a sysroot."""
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(str(base))
+        if not base.is_dir():
+            raise SourceError(f"{base}: source root is not a directory")
+        self.base = base
+
+    def _host_path(self, path: str) -> str:
+        return os.path.join(str(self.base), path.lstrip("/"))
+
+    def _lstat(self, path: str) -> Node | None:
+        host_path = self._host_path(path)
+        try:
+            info = os.lstat(host_path)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise SourceError(f"{host_path}: {error.strerror}") from error
+        origin = host_path
+        if stat.S_ISLNK(info.st_mode):
+            return Node(path, NodeKind.SYMLINK, 0o777, os.readlink(host_path), origin)
+        if stat.S_ISDIR(info.st_mode):
+            return Node(path, NodeKind.DIR, stat.S_IMODE(info.st_mode), origin=origin)
+        if stat.S_ISREG(info.st_mode):
+            return Node(path, NodeKind.FILE, stat.S_IMODE(info.st_mode), origin=origin)
+        return Node(path, NodeKind.OTHER, stat.S_IMODE(info.st_mode), origin=origin)
+
+    def _read(self, path: str) -> bytes:
+        host_path = self._host_path(path)
+        try:
+            with open(host_path, "rb") as handle:
+                return handle.read()
+        except OSError as error:
+            raise SourceError(f"{host_path}: {error.strerror}") from error
+
+    def _listdir(self, path: str) -> list[str]:
+        host_path = self._host_path(path)
+        try:
+            return os.listdir(host_path)
+        except OSError as error:
+            raise SourceError(f"{host_path}: {error.strerror}") from error
+
+
+class _BlockStream:
+    """A non-seekable file object over libarchive data blocks, for nested archives."""
+
+    def __init__(self, blocks: Iterator[Any]) -> None:
+        self._blocks = blocks
+        self._pending = b""
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: memoryview) -> int:
+        while not self._pending:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._pending = bytes(block)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+
+def _archive_entries(path: Path) -> Iterator[Any]:
+    """Entries of a package's file tree: a .deb's data.tar, else the archive itself."""
+    try:
+        with libarchive.file_reader(str(path)) as outer:
+            for entry in outer:
+                name = entry.pathname
+                if name.startswith(DEB_DATA_PREFIX):
+                    stream = _BlockStream(iter(entry.get_blocks()))
+                    with libarchive.stream_reader(stream, block_size=1 << 16) as inner:
+                        yield from inner
+                    return
+                if name in ("debian-binary",) or name.startswith("control.tar"):
+                    continue
+                yield entry
+    except libarchive.ArchiveError as error:
+        message = str(error).split(" (")[0]
+        raise SourceError(f"{path}: not a readable package archive ({message})") from None
+
+
+class PackageRoot(Root):
+    """Several package files (.deb, .rpm, .tar.*) seen together as one root.
+
+    Package files are read in place into memory; nothing is unpacked to disk.
+    A later package's file replaces an earlier one's at the same path.
+
+    >>> root = PackageRoot([Path("busybox-static.deb")])  # doctest: +SKIP
+    >>> root.read_bytes("/bin/busybox")[:4]  # doctest: +SKIP
+    b'\\x7fELF'
+    """
+
+    def __init__(self, packages: Sequence[Path]) -> None:
+        names = [package.name for package in packages]
+        super().__init__(names[0] if len(names) == 1 else f"the {len(names)} source packages")
+        self._nodes: dict[str, Node] = {"/": Node("/", NodeKind.DIR, 0o755, origin="")}
+        self._children: dict[str, set[str]] = {"/": set()}
+        self._contents: dict[str, bytes] = {}
+        for package in packages:
+            if not package.is_file():
+                raise SourceError(f"{package}: package file not found")
+            self._add_package(package)
+
+    def _add_package(self, package: Path) -> None:
+        origin = package.name
+        for entry in _archive_entries(package):
+            path = normalize(entry.pathname)
+            if path == "/":
+                continue
+            self._add_parents(path, origin)
+            if entry.isdir:
+                if self._nodes.get(path, Node(path, NodeKind.OTHER, 0)).kind is not NodeKind.DIR:
+                    self._set(Node(path, NodeKind.DIR, entry.perm, origin=origin))
+                    self._children.setdefault(path, set())
+            elif entry.issym:
+                self._set(Node(path, NodeKind.SYMLINK, 0o777, entry.linkpath, origin))
+            elif entry.islnk:
+                # A hard link in the archive: same contents as its (earlier) target.
+                target = normalize(entry.linkpath)
+                if target not in self._contents:
+                    raise SourceError(f"{package}: hard link {path} to missing {target}")
+                self._set(Node(path, NodeKind.FILE, entry.perm, origin=origin))
+                self._contents[path] = self._contents[target]
+            elif entry.isreg:
+                self._set(Node(path, NodeKind.FILE, entry.perm, origin=origin))
+                self._contents[path] = b"".join(bytes(block) for block in entry.get_blocks())
+            else:
+                self._set(Node(path, NodeKind.OTHER, entry.perm, origin=origin))
+
+    def _add_parents(self, path: str, origin: str) -> None:
+        parent = posixpath.dirname(path)
+        if parent not in self._nodes:
+            self._add_parents(parent, origin)
+            self._set(Node(parent, NodeKind.DIR, 0o755, origin=origin))
+            self._children[parent] = set()
+
+    def _set(self, node: Node) -> None:
+        self._nodes[node.path] = node
+        self._contents.pop(node.path, None)
+        self._children.setdefault(posixpath.dirname(node.path), set()).add(
+            posixpath.basename(node.path)
+        )
+
+    def _lstat(self, path: str) -> Node | None:
+        return self._nodes.get(path)
+
+    def _read(self, path: str) -> bytes:
+        return self._contents[path]
+
+    def _listdir(self, path: str) -> list[str]:
+        return list(self._children.get(path, ()))
+
+
+def package_is_empty(package: Path) -> bool:
+    """Whether a package ships nothing but documentation (as a metapackage does).
+
+    Stops at the first real file, so a large package is barely read.
+    """
+    for entry in _archive_entries(package):
+        if entry.isreg and not normalize(entry.pathname).startswith(DOCUMENTATION_DIRS):
+            return False
+    return True
