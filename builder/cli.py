@@ -26,9 +26,12 @@ app = typer.Typer(
 COMMANDS = ("build", "inspect", "fetch", "recipe-doc")
 
 
-def _progress(quiet: bool) -> Any:
+def _progress(quiet: bool, verbose: bool) -> Any:
+    """Step lines on stderr: on a terminal by default, elsewhere only with --verbose."""
+    show = verbose or (not quiet and sys.stderr.isatty())
+
     def report(step: str, seconds: float) -> None:
-        if not quiet:
+        if show:
             typer.echo(f"  {step:<24} {seconds:6.2f} s", err=True)
 
     return report
@@ -42,6 +45,9 @@ def build(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Progress lines even when not on a terminal.")
+    ] = False,
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
     from builder.build import Steps, plan_build, write_outputs
@@ -49,7 +55,7 @@ def build(
 
     parsed = load_recipe(recipe)
     outdir = output or Path("build") / parsed.name
-    steps = Steps(_progress(quiet or json_output))
+    steps = Steps(_progress(quiet or json_output, verbose))
     result = plan_build(parsed, steps)
     with steps.step("write"):
         write_outputs(result, outdir)
@@ -62,6 +68,7 @@ def build(
         "members": len(result.members),
         "cmdline": result.cmdline,
         "seconds": round(total, 3),
+        "steps": {name: round(seconds, 3) for name, seconds in steps.timings},
     }
     if json_output:
         typer.echo(json.dumps(summary, indent=2))

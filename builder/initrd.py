@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import zstandard
 
@@ -213,24 +214,25 @@ class ArchiveEntry:
 def _decompress_segment(data: bytes, offset: int) -> tuple[bytes, int]:
     """Decompress the stream at `offset`; return it and the offset after it."""
     rest = data[offset:]
+    decompressor: Any
+    if rest.startswith(ZSTD_MAGIC):
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+    elif rest.startswith(GZIP_MAGIC):
+        decompressor = zlib.decompressobj(wbits=31)
+    elif rest.startswith(XZ_MAGIC):
+        decompressor = lzma.LZMADecompressor()
+    else:
+        raise InitrdError(
+            f"byte {offset}: expected a cpio header or zstd, gzip or xz data, "
+            f"found {rest[:6].hex()}"
+        )
     try:
-        if rest.startswith(ZSTD_MAGIC):
-            zstd = zstandard.ZstdDecompressor().decompressobj()
-            out = zstd.decompress(rest)
-            return out, len(data) - len(zstd.unused_data)
-        if rest.startswith(GZIP_MAGIC):
-            gz = zlib.decompressobj(wbits=31)
-            out = gz.decompress(rest)
-            return out, len(data) - len(gz.unused_data)
-        if rest.startswith(XZ_MAGIC):
-            xz = lzma.LZMADecompressor()
-            out = xz.decompress(rest)
-            return out, len(data) - len(xz.unused_data)
-    except (zstandard.ZstdError, zlib.error, lzma.LZMAError) as error:
+        out = decompressor.decompress(rest)
+    except (zstandard.ZstdError, zlib.error, lzma.LZMAError, EOFError) as error:
         raise InitrdError(f"byte {offset}: corrupt compressed data ({error})") from None
-    raise InitrdError(
-        f"byte {offset}: expected a cpio header or zstd, gzip or xz data, found {rest[:6].hex()}"
-    )
+    if not decompressor.eof:
+        raise InitrdError(f"byte {offset}: corrupt compressed data (the stream is truncated)")
+    return out, len(data) - len(decompressor.unused_data)
 
 
 def _parse_newc(data: bytes, origin: int, segment: int) -> Iterator[ArchiveEntry]:

@@ -1,0 +1,182 @@
+"""The command line as a user meets it: real builds, bad input, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.fetch import FetchedPackage
+from tests.conftest import DEFAULT_RECIPE, run_cli
+
+MINIMAL_DUMP = '[dump]\ndevice = "LABEL=kdump"\n'
+
+
+def assert_user_error(result: object, *fragments: str) -> str:
+    import subprocess
+
+    assert isinstance(result, subprocess.CompletedProcess)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return str(lines[0])
+
+
+@pytest.fixture()
+def previous_output(tmp_path: Path) -> Path:
+    """An output directory from an earlier build, which a failed build must leave alone."""
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "initrd.img").write_bytes(b"previous")
+    return outdir
+
+
+def assert_untouched(outdir: Path) -> None:
+    assert (
+        sorted(path.name for path in outdir.parent.iterdir() if path.name.startswith(".out")) == []
+    )
+    assert [path.name for path in outdir.iterdir()] == ["initrd.img"]
+    assert (outdir / "initrd.img").read_bytes() == b"previous"
+
+
+def write_recipe(tmp_path: Path, text: str) -> Path:
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(text)
+    return recipe
+
+
+def test_unknown_key(tmp_path: Path, previous_output: Path) -> None:
+    recipe = write_recipe(tmp_path, MINIMAL_DUMP + 'colour = "blue"\n[source]\nroot = "/"\n')
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, f"{recipe}: dump.colour: unknown key")
+    assert_untouched(previous_output)
+
+
+def test_wrong_type(tmp_path: Path, previous_output: Path) -> None:
+    recipe = write_recipe(tmp_path, MINIMAL_DUMP + '[source]\nroot = "/"\n[initrd]\nmodules = 3\n')
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, f"{recipe}: initrd.modules: expected an array of strings")
+    assert_untouched(previous_output)
+
+
+def test_missing_kernel_file(tmp_path: Path, previous_output: Path) -> None:
+    sysroot = tmp_path / "sysroot"
+    (sysroot / "boot").mkdir(parents=True)
+    recipe = write_recipe(tmp_path, MINIMAL_DUMP + f'[source]\nroot = "{sysroot}"\n')
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, f"{recipe}: kernel.image: '/boot/vmlinuz-*' must match exactly one")
+    assert_untouched(previous_output)
+
+
+def test_package_file_that_is_not_an_archive(tmp_path: Path, previous_output: Path) -> None:
+    (tmp_path / "kernel.deb").write_text("not a package")
+    recipe = write_recipe(tmp_path, MINIMAL_DUMP + '[source]\npackage_files = ["kernel.deb"]\n')
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, "kernel.deb: not a readable package archive")
+    assert_untouched(previous_output)
+
+
+def test_missing_package_file(tmp_path: Path, previous_output: Path) -> None:
+    recipe = write_recipe(tmp_path, MINIMAL_DUMP + '[source]\npackage_files = ["gone.deb"]\n')
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, f"{recipe}: source.package_files: item 0:", "gone.deb not found")
+    assert_untouched(previous_output)
+
+
+def default_recipe_on_files(tmp_path: Path, packages: list[FetchedPackage]) -> str:
+    """The default recipe's text, reading the cached package files instead of fetching."""
+    text = DEFAULT_RECIPE.read_text()
+    files = ", ".join(f'"{package.path}"' for package in packages)
+    start = text.index("packages = [")
+    end = text.index("]\n", start) + 2
+    return text[:start] + f"package_files = [{files}]\n" + text[end:]
+
+
+def test_module_that_does_not_exist(
+    tmp_path: Path, previous_output: Path, default_packages: list[FetchedPackage]
+) -> None:
+    text = default_recipe_on_files(tmp_path, default_packages)
+    recipe = write_recipe(
+        tmp_path, text.replace('"crc32c_generic"]', '"crc32c_generic", "nosuchmod"]')
+    )
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, "initrd.modules: module 'nosuchmod' not found for kernel")
+    assert_untouched(previous_output)
+
+
+def test_symlink_leaving_the_root(
+    tmp_path: Path, previous_output: Path, default_packages: list[FetchedPackage]
+) -> None:
+    sysroot = tmp_path / "sysroot"
+    (sysroot / "boot").mkdir(parents=True)
+    kernel = next(p.path for p in default_packages if p.name.startswith("linux-image"))
+    from builder.sources import PackageRoot
+
+    root = PackageRoot([kernel])
+    (image,) = root.glob("/boot/vmlinuz-*")
+    (sysroot / image.lstrip("/")).write_bytes(root.read_bytes(image))
+    (sysroot / "bin").mkdir()
+    (sysroot / "bin/busybox").symlink_to("../../../../../../../bin/busybox")
+    recipe = write_recipe(
+        tmp_path,
+        MINIMAL_DUMP + 'collector = "copy"\n'
+        f'[source]\nroot = "{sysroot}"\n[initrd]\nbinaries = []\n',
+    )
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(
+        result,
+        "initrd.busybox:",
+        "symlink /bin/busybox -> ../../../../../../../bin/busybox",
+        "leads outside the root",
+    )
+    assert_untouched(previous_output)
+
+
+def test_build_is_reproducible_across_directories(tmp_path: Path) -> None:
+    """Two builds from different working directories give byte-identical outputs."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    (tmp_path / "cwd").mkdir()
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(first), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(second), "-q", cwd=tmp_path / "cwd")
+    assert result.returncode == 0, result.stderr
+    for name in ("initrd.img", "vmlinuz", "cmdline.txt", "manifest.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert summary["initrd_size"] == (first / "initrd.img").stat().st_size
+
+    manifest = json.loads((first / "manifest.json").read_text())
+    paths = {member["path"]: member for member in manifest["members"]}
+    assert paths["/init"]["mode"] == "0755"
+    assert paths["/usr/bin/makedumpfile"]["origin"].startswith("makedumpfile_")
+    assert paths["/bin/sh"]["target"] == "/bin/busybox"
+
+    listing = run_cli("inspect", str(first / "initrd.img"), "--json")
+    assert listing.returncode == 0, listing.stderr
+    inspected = {entry["path"]: entry for entry in json.loads(listing.stdout)}
+    assert set(inspected) == set(paths)
+    assert inspected["/dev/console"]["rdev"] == [5, 1]
+
+    # A rebuild replaces the old output whole and leaves no staging directory.
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(first), "-q")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a", "b", "cwd"]
+    shutil.rmtree(second)
+
+
+def test_inspect_corrupt_file(tmp_path: Path) -> None:
+    broken = tmp_path / "initrd.img"
+    broken.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
+    assert_user_error(run_cli("inspect", str(broken)), f"{broken}: byte 0: corrupt compressed data")
+    assert_user_error(run_cli("inspect", str(tmp_path / "missing.img")), "missing.img")
+
+
+def test_usage_error_exits_2() -> None:
+    result = run_cli("inspect")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,98 @@
+"""Shared-library closure: real Debian binaries, and binaries built here with gcc."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.elfdeps import library_closure, read_elf_info
+from builder.errors import SourceError
+from builder.sources import DirectoryRoot, PackageRoot
+
+
+def test_makedumpfile_closure(default_root: PackageRoot) -> None:
+    closure = library_closure(default_root, ["/usr/bin/makedumpfile"], "x86_64", "k")
+    names = {path.rsplit("/", 1)[1] for path in closure}
+    # readelf on the same binary is the independent source of its direct needs.
+    binary = default_root.read_bytes("/usr/bin/makedumpfile")
+    info = read_elf_info(binary, "makedumpfile")
+    assert info is not None
+    assert set(info.needed) <= names
+    assert "ld-linux-x86-64.so.2" in names
+    assert "libelf.so.1" in names  # needed by libdw, not by makedumpfile itself
+
+
+def test_static_busybox_has_no_closure(default_root: PackageRoot) -> None:
+    assert library_closure(default_root, ["/bin/busybox"], "x86_64", "k") == []
+
+
+def test_wrong_architecture(default_root: PackageRoot) -> None:
+    with pytest.raises(SourceError, match="is built for EM_X86_64, not aarch64"):
+        library_closure(default_root, ["/bin/busybox"], "aarch64", "initrd.binaries")
+
+
+@pytest.fixture()
+def sysroot(tmp_path: Path) -> Path:
+    """A sysroot with a program whose library is found through RUNPATH=$ORIGIN/../lib/app."""
+    root = tmp_path / "root"
+    (root / "opt/app/bin").mkdir(parents=True)
+    (root / "opt/app/lib/app").mkdir(parents=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "greet.c").write_text("int greet(void) { return 42; }\n")
+    (src / "main.c").write_text("int greet(void);\nint main(void) { return greet(); }\n")
+    library = root / "opt/app/lib/app/libgreet.so.1"
+    subprocess.run(
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libgreet.so.1",
+            "-o",
+            str(library),
+            str(src / "greet.c"),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            "gcc",
+            "-o",
+            str(root / "opt/app/bin/main"),
+            str(src / "main.c"),
+            f"-L{library.parent}",
+            "-l:libgreet.so.1",
+            "-Wl,--enable-new-dtags",
+            "-Wl,-rpath,$ORIGIN/../lib/app",
+        ],
+        check=True,
+    )
+    # The C library and loader come from the host here; the sysroot is what is searched.
+    for host_path in ("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6"):
+        real = Path(host_path).resolve()
+        target = root / host_path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(real, target)
+    return root
+
+
+def test_runpath_origin(sysroot: Path) -> None:
+    info = read_elf_info((sysroot / "opt/app/bin/main").read_bytes(), "main")
+    assert info is not None and info.runpath == ("$ORIGIN/../lib/app",)
+    closure = library_closure(DirectoryRoot(sysroot), ["/opt/app/bin/main"], "x86_64", "k")
+    assert "/opt/app/bin/../lib/app/libgreet.so.1" in closure
+    assert "/lib64/ld-linux-x86-64.so.2" in closure
+    assert "/lib/x86_64-linux-gnu/libc.so.6" in closure
+
+
+def test_missing_library_names_it(sysroot: Path) -> None:
+    (sysroot / "opt/app/lib/app/libgreet.so.1").unlink()
+    with pytest.raises(SourceError) as caught:
+        library_closure(DirectoryRoot(sysroot), ["/opt/app/bin/main"], "x86_64", "initrd.binaries")
+    assert str(caught.value).startswith(
+        "initrd.binaries: libgreet.so.1, needed by /opt/app/bin/main (for /opt/app/bin/main), "
+        "is not in"
+    )

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from builder.errors import RecipeError
+from builder.recipe import SECTIONS, SETTINGS, load_recipe, parse_recipe, reference_markdown
+
+REPO = Path(__file__).resolve().parent.parent
+MINIMAL = '[source]\nroot = "/"\n[dump]\ndevice = "LABEL=kdump"\n'
+
+
+def parse(text: str) -> object:
+    return parse_recipe(text, Path("recipes/x.toml"))
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(RecipeError) as caught:
+        parse(text)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bundled_recipes_parse() -> None:
+    for path in sorted((REPO / "recipes").glob("*.toml")):
+        recipe = load_recipe(path)
+        assert recipe.name
+
+
+def test_defaults_fill_in() -> None:
+    recipe = parse_recipe(MINIMAL, Path("r.toml"))
+    assert recipe.name == "r"
+    assert recipe.initrd.compression == "zstd"
+    assert recipe.kernel.cmdline == ("irqpoll", "nr_cpus=1", "reset_devices")
+    assert recipe.dump.device == "LABEL=kdump"
+
+
+def test_unknown_key_names_file_and_dotted_key() -> None:
+    message = error_of(MINIMAL + "[initrd]\ncompresion = 'zstd'\n")
+    assert message.startswith("recipes/x.toml: initrd.compresion: unknown key")
+
+
+def test_unknown_section() -> None:
+    assert error_of(MINIMAL + "[dupm]\nx = 1\n").startswith("recipes/x.toml: dupm: unknown section")
+
+
+def test_bad_choice_lists_the_choices() -> None:
+    message = error_of(MINIMAL + "[initrd]\ncompression = 'zsdt'\n")
+    assert message == (
+        "recipes/x.toml: initrd.compression: 'zsdt' is not one of zstd, gzip, xz, none"
+    )
+
+
+def test_wrong_type() -> None:
+    message = error_of(MINIMAL + "[initrd]\nmodules = 'ext4'\n")
+    assert message == "recipes/x.toml: initrd.modules: expected an array of strings, got a string"
+    message = error_of(MINIMAL.replace('"LABEL=kdump"', "3"))
+    assert message == "recipes/x.toml: dump.device: expected a string, got an integer"
+    assert "dump.level: expected an integer, got a boolean" in error_of(MINIMAL + "level = true\n")
+
+
+def test_out_of_range_and_bad_items() -> None:
+    assert "dump.level: 32 is not between 0 and 31" in error_of(MINIMAL + "level = 32\n")
+    assert "initrd.modules: item 1: 'a b' is not a valid module name" in error_of(
+        MINIMAL + "[initrd]\nmodules = ['ext4', 'a b']\n"
+    )
+
+
+def test_toml_syntax_error_keeps_line_and_column() -> None:
+    message = error_of("[dump]\ndevice = \n")
+    assert message.startswith("recipes/x.toml: ")
+    assert "line 2" in message and "column" in message
+
+
+def test_required_key() -> None:
+    assert (
+        error_of('[source]\nroot = "/"\n') == "recipes/x.toml: dump.device: required key is missing"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (MINIMAL + "[initrd]\nbinaries = []\n", "initrd.binaries"),
+        (MINIMAL + "[kernel]\nmode = 'dedicated'\n", "kernel.dedicated_image"),
+        (MINIMAL + "[kernel]\ndedicated_image = '/boot/x'\n", "kernel.dedicated_image"),
+        (
+            MINIMAL + "[initrd]\ncompression = 'gzip'\ncompression_level = 12\n",
+            "initrd.compression_level",
+        ),
+        (
+            '[source]\nroot = "/"\npackages = ["busybox-static"]\n[dump]\ndevice = "LABEL=k"\n',
+            "source.root",
+        ),
+    ],
+)
+def test_impossible_combinations(text: str, key: str) -> None:
+    assert error_of(text).startswith(f"recipes/x.toml: {key}: ")
+
+
+def test_no_source_at_all() -> None:
+    assert error_of('[dump]\ndevice = "LABEL=k"\n').startswith("recipes/x.toml: source: ")
+
+
+def test_dump_device_forms() -> None:
+    assert "dump.device: 'kdump' is not LABEL=" in error_of(MINIMAL.replace("LABEL=kdump", "kdump"))
+    assert "dump.device" in error_of(MINIMAL.replace("LABEL=kdump", "LABEL="))
+    for device in ("UUID=1234-abcd", "/dev/vdb1", "LABEL=with space"):
+        parse(MINIMAL.replace("LABEL=kdump", device))
+
+
+def test_missing_recipe_file(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.toml")
+
+
+def test_table_matches_dataclasses() -> None:
+    for section, cls in SECTIONS.items():
+        table_fields = [s.field for s in SETTINGS if s.section == section]
+        assert table_fields == [f.name for f in fields(cls)]
+
+
+def test_to_json_round_trips_values() -> None:
+    recipe = parse_recipe(MINIMAL, Path("r.toml"))
+    data = recipe.to_json()
+    assert data["dump"]["device"] == "LABEL=kdump"
+    assert data["kernel"]["cmdline"] == ["irqpoll", "nr_cpus=1", "reset_devices"]
+
+
+def test_reference_doc_is_current() -> None:
+    committed = (REPO / "docs" / "recipe.md").read_text()
+    assert committed == reference_markdown(), "run: kdump-build recipe-doc > docs/recipe.md"
