@@ -1,0 +1,173 @@
+"""The shipped x86_64 purgatory: load it, then patch digest, regions, registers.
+
+The object is built from entry-x86_64.S, purgatory.c and sha256.c in this
+directory by scripts/build-purgatory. Its patched symbols:
+
+- `purgatory_sha256_digest` (32 bytes) and `purgatory_sha256_regions`
+  (16 x {u64 start, u64 len}): what the purgatory verifies (see regions.py);
+- `purgatory_entry_regs` (17 x u64, order `ENTRY_REGISTERS`): the registers
+  the capture kernel starts with; `rip` is the kernel's 64-bit entry
+  (load address + 0x200), `rsi` the boot_params address;
+- `purgatory_backup` ({u64 src, dst, size}): low memory copied after the
+  check and before the jump; size 0 (the default) copies nothing.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from builder.errors import LayoutError
+from builder.purgatory.loader import LoadedPurgatory, load_purgatory
+from builder.purgatory.regions import Segment, regions_digest, regions_table
+
+__all__ = [
+    "ENTRY_REGISTERS",
+    "OBJECT_NAME",
+    "BackupRegion",
+    "build_x86_64_purgatory",
+    "entry_registers_block",
+    "load_x86_64_purgatory",
+    "patch_x86_64_purgatory",
+    "shipped_object",
+]
+
+OBJECT_NAME = "purgatory-x86_64.o"
+ENTRY_REGISTERS = (
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip",
+)  # fmt: skip
+"""Order of the u64 slots in `purgatory_entry_regs` (the REG_* offsets in the .S)."""
+
+_U64_LIMIT = 1 << 64
+
+
+@dataclass(frozen=True)
+class BackupRegion:
+    """Copy `size` bytes from `src` to `dst` before entering the capture kernel.
+
+    For x86 kernels before v5.5, which reuse the first 640 KiB: the ELF core
+    header then points at `dst` for that range.
+    """
+
+    src: int
+    dst: int
+    size: int
+
+
+def shipped_object() -> bytes:
+    """The prebuilt relocatable object shipped in the package.
+
+    >>> shipped_object()[:4]
+    b'\\x7fELF'
+    """
+    return (resources.files("builder.purgatory") / OBJECT_NAME).read_bytes()
+
+
+def load_x86_64_purgatory(load_address: int) -> LoadedPurgatory:
+    """The shipped purgatory relocated for `load_address` (not yet patched).
+
+    Its size does not depend on the address, so a layout can load it once at
+    0 to learn `memsz` and `alignment`, then again where it goes.
+
+    >>> purgatory = load_x86_64_purgatory(0x7F000000)
+    >>> purgatory.memsz > purgatory.bufsz
+    True
+    """
+    return load_purgatory(shipped_object(), load_address, entry_symbol="purgatory_start")
+
+
+def entry_registers_block(registers: Mapping[str, int]) -> bytes:
+    """The `purgatory_entry_regs` bytes; registers not named are zero.
+
+    >>> entry_registers_block({"rip": 0x1000200, "rsi": 0x90000})[32:40].hex()
+    '0000090000000000'
+    """
+    unknown = set(registers) - set(ENTRY_REGISTERS)
+    if unknown:
+        raise LayoutError(f"purgatory: unknown x86_64 registers {sorted(unknown)}")
+    values = [registers.get(name, 0) for name in ENTRY_REGISTERS]
+    for name, value in zip(ENTRY_REGISTERS, values, strict=True):
+        if not 0 <= value < _U64_LIMIT:
+            raise LayoutError(f"purgatory: register {name} value {value:#x} is not a u64")
+    return struct.pack(f"<{len(values)}Q", *values)
+
+
+def patch_x86_64_purgatory(
+    purgatory: LoadedPurgatory,
+    segments: Sequence[Segment],
+    *,
+    kernel_entry: int,
+    boot_params: int,
+    backup: BackupRegion | None = None,
+) -> LoadedPurgatory:
+    """Patch a loaded purgatory to verify `segments` and then boot the kernel.
+
+    `segments` are every other segment as `(start, data, memsz)`; the
+    purgatory hashes memsz bytes of each (zeros beyond the data). The capture
+    kernel gets rip = `kernel_entry`, rsi = `boot_params`, rsp = the top of
+    the purgatory's own stack, every other register zero.
+
+    >>> purgatory = load_x86_64_purgatory(0x7F000000)
+    >>> kernel = (0x7C000000, b"kernel bytes", 0x2000000)
+    >>> boot_params = (0x7F100000, bytes(4096), 4096)
+    >>> ready = patch_x86_64_purgatory(purgatory, [kernel, boot_params],
+    ...     kernel_entry=0x7C000200, boot_params=0x7F100000)
+    >>> ready.read("purgatory_sha256_digest") == regions_digest([kernel, boot_params])
+    True
+    """
+    purgatory_end = purgatory.load_address + purgatory.memsz
+    for index, (start, _data, memsz) in enumerate(segments):
+        if start < purgatory_end and purgatory.load_address < start + memsz:
+            raise LayoutError(
+                f"purgatory: segment {index} at {start:#x} overlaps the purgatory itself"
+            )
+    stack_address, stack_size = purgatory.symbol("purgatory_stack")
+    registers = {"rip": kernel_entry, "rsi": boot_params, "rsp": stack_address + stack_size}
+    return (
+        purgatory.patch("purgatory_sha256_digest", regions_digest(segments))
+        .patch("purgatory_sha256_regions", regions_table(segments))
+        .patch("purgatory_entry_regs", entry_registers_block(registers))
+        .patch("purgatory_backup", _backup_block(backup))
+    )
+
+
+def build_x86_64_purgatory(
+    load_address: int,
+    segments: Sequence[Segment],
+    *,
+    kernel_entry: int,
+    boot_params: int,
+    backup: BackupRegion | None = None,
+) -> LoadedPurgatory:
+    """Load the shipped purgatory at `load_address` and patch it for `segments`.
+
+    >>> ready = build_x86_64_purgatory(0x7F000000, [(0x7C000000, b"k", 0x1000)],
+    ...     kernel_entry=0x7C000200, boot_params=0x7F100000)
+    >>> ready.entry == ready.symbol("purgatory_start")[0]
+    True
+    """
+    return patch_x86_64_purgatory(
+        load_x86_64_purgatory(load_address),
+        segments,
+        kernel_entry=kernel_entry,
+        boot_params=boot_params,
+        backup=backup,
+    )
+
+
+def _backup_block(backup: BackupRegion | None) -> bytes:
+    if backup is None:
+        return bytes(24)
+    src, dst, size = backup.src, backup.dst, backup.size
+    if size <= 0:
+        raise LayoutError(f"purgatory: backup size must be positive, got {size}")
+    if min(src, dst) < 0 or max(src, dst) + size > _U64_LIMIT:
+        raise LayoutError("purgatory: backup region outside the 64-bit address space")
+    if src < dst + size and dst < src + size:
+        raise LayoutError(
+            f"purgatory: backup source {src:#x} and destination {dst:#x} overlap ({size:#x} bytes)"
+        )
+    return struct.pack("<3Q", src, dst, size)
