@@ -1,0 +1,281 @@
+"""The capture-kernel decision as data: reuse the main kernel or use a dedicated one.
+
+`plan_capture_kernel` checks that the chosen kernel can run from the crash
+reservation and returns the placement constraints (`CapturePlan`) the
+layout step works with. It reads nothing and loads nothing: images and the
+kernel config text come in, a plan or a `RecipeError` naming the recipe key
+goes out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from builder.errors import RecipeError
+from builder.kernelimg import Arch, KernelImage
+
+KEY_MODE = "kernel.mode"
+KEY_IMAGE = "kernel.image"
+KEY_DEDICATED_IMAGE = "kernel.dedicated_image"
+KEY_RESERVE = "crashkernel.reserve"
+
+CONFIG_CRASH_DUMP = "CONFIG_CRASH_DUMP"
+CONFIG_PROC_VMCORE = "CONFIG_PROC_VMCORE"
+CONFIG_RELOCATABLE = "CONFIG_RELOCATABLE"
+
+# What the capture kernel itself must be built with: CRASH_DUMP lets it boot
+# as a capture kernel (elfcorehdr=), PROC_VMCORE gives it /proc/vmcore.
+CAPTURE_OPTIONS = (CONFIG_CRASH_DUMP, CONFIG_PROC_VMCORE)
+
+_CONFIG_LINE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
+_CONFIG_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+
+
+class KernelMode(StrEnum):
+    """`kernel.mode`: run the main kernel again, or a separate one."""
+
+    REUSE = "reuse"
+    DEDICATED = "dedicated"
+
+
+@dataclass(frozen=True)
+class ArchPolicy:
+    """Per-architecture rules for reusing the main kernel."""
+
+    arch: Arch
+    # Options a reused kernel needs on top of CAPTURE_OPTIONS. RISC-V kernels
+    # before 6.5 have no CONFIG_RELOCATABLE yet run from any PMD-aligned
+    # physical address, so the option is not asked of them.
+    reuse_options: tuple[str, ...]
+
+
+ARCH_POLICIES: dict[Arch, ArchPolicy] = {
+    policy.arch: policy
+    for policy in (
+        ArchPolicy(Arch.X86_64, (CONFIG_RELOCATABLE,)),
+        ArchPolicy(Arch.I386, (CONFIG_RELOCATABLE,)),
+        ArchPolicy(Arch.AARCH64, (CONFIG_RELOCATABLE,)),
+        ArchPolicy(Arch.RISCV64, ()),
+        ArchPolicy(Arch.PPC64LE, (CONFIG_RELOCATABLE,)),
+        ArchPolicy(Arch.PPC64, (CONFIG_RELOCATABLE,)),
+        ArchPolicy(Arch.S390X, (CONFIG_RELOCATABLE,)),
+    )
+}
+
+
+@dataclass(frozen=True)
+class CapturePlan:
+    """Which kernel the capture runs and where in the crash region it may go.
+
+    The image goes at an address `A` with `A % alignment == 0`,
+    `A >= min_address`, and `A + load_offset + memory_size <= max_address`
+    (when set); a non-relocatable image must use exactly `fixed_address`.
+    """
+
+    mode: KernelMode
+    image_key: str  # the recipe key the capture kernel came from
+    image: KernelImage
+    arch: Arch
+    alignment: int
+    min_address: int
+    max_address: int | None
+    fixed_address: int | None
+    memory_size: int
+    load_offset: int
+    config_checked: bool
+
+    @property
+    def footprint(self) -> int:
+        """Bytes the kernel occupies from its aligned base address."""
+        return self.load_offset + self.memory_size
+
+
+def parse_kernel_config(text: str) -> dict[str, str]:
+    """Kernel `.config` text to a mapping; `# CONFIG_X is not set` maps to "n".
+
+    >>> parse_kernel_config("CONFIG_CRASH_DUMP=y\\n# CONFIG_KEXEC is not set\\n")
+    {'CONFIG_CRASH_DUMP': 'y', 'CONFIG_KEXEC': 'n'}
+    """
+    options: dict[str, str] = {}
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if match := _CONFIG_LINE.match(line):
+            options[match.group(1)] = match.group(2).strip('"')
+        elif match := _CONFIG_UNSET.match(line):
+            options[match.group(1)] = "n"
+    return options
+
+
+def _describe_setting(options: Mapping[str, str], name: str) -> str:
+    value = options.get(name)
+    if value is None:
+        return f"{name} absent"
+    if value == "n":
+        return f"{name} not set"
+    return f"{name}={value}"
+
+
+def _mib(value: int) -> str:
+    return f"{value / (1 << 20):.1f} MiB"
+
+
+def _size_text(size: int) -> str:
+    for suffix, unit in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)
+
+
+def _reservation_text(size: int, offset: int | None) -> str:
+    """How the reservation reads in a message: crashkernel=256M@0x20000000 (range)."""
+    if offset is None:
+        return f"crashkernel={_size_text(size)} (placed by the kernel)"
+    return f"crashkernel={_size_text(size)}@{offset:#x} ({offset:#x}-{offset + size:#x})"
+
+
+def _check_config(
+    recipe: str,
+    key: str,
+    image: KernelImage,
+    config_text: str | None,
+    config_name: str,
+    required: tuple[str, ...],
+) -> bool:
+    if config_text is None:
+        return False
+    options = parse_kernel_config(config_text)
+    missing = [name for name in required if options.get(name) != "y"]
+    if missing:
+        found = ", ".join(_describe_setting(options, name) for name in missing)
+        wanted = ", ".join(f"{name}=y" for name in required)
+        raise RecipeError(
+            f"{recipe}: {key}: {image.name} cannot capture a dump: it needs {wanted}, "
+            f"but {config_name} has {found}"
+        )
+    return True
+
+
+def _check_placement(
+    recipe: str, key: str, image: KernelImage, memory_size: int, size: int, offset: int | None
+) -> None:
+    """Refuse images that cannot sit inside crashkernel=size[@offset]."""
+    reservation = _reservation_text(size, offset)
+    footprint = image.load_offset + memory_size
+    if not image.relocatable:
+        if image.fixed_address is None:
+            raise RecipeError(
+                f"{recipe}: {key}: {image.name} is not relocatable and its {image.format} "
+                "header does not say where it must run; use a relocatable capture kernel"
+            )
+        start = image.fixed_address
+        end = start + footprint
+        if offset is None or start < offset or end > offset + size:
+            raise RecipeError(
+                f"{recipe}: {key}: {image.name} is not relocatable and runs at "
+                f"{start:#x}-{end:#x} ({_mib(footprint)}), outside {KEY_RESERVE} "
+                f"{reservation}; reserve crashkernel=size@offset covering it"
+            )
+        return
+    if footprint > size:
+        raise RecipeError(
+            f"{recipe}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes "
+            f"({_mib(footprint)}) where it is loaded, more than {reservation}"
+        )
+    if offset is None:
+        return
+    # The lowest address the kernel may use inside the region, aligned up.
+    lowest = max(offset, image.min_address)
+    base = -(-lowest // image.alignment) * image.alignment
+    limit = offset + size if image.max_address is None else min(offset + size, image.max_address)
+    if base + footprint > limit:
+        raise RecipeError(
+            f"{recipe}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes at an "
+            f"address >= {image.min_address:#x} aligned to {image.alignment:#x} and ending "
+            f"by {limit:#x}, which {reservation} does not offer"
+        )
+
+
+def plan_capture_kernel(
+    main: KernelImage,
+    *,
+    mode: str,
+    recipe: str,
+    reservation_size: int,
+    reservation_offset: int | None = None,
+    dedicated: KernelImage | None = None,
+    config_text: str | None = None,
+    config_name: str = "the kernel config",
+) -> CapturePlan:
+    """Decide the capture kernel and its placement constraints, or say why not.
+
+    `config_text` is the `/boot/config-*` of the capture kernel (the main
+    kernel when reusing), when the source has one; `recipe` is the recipe
+    file name used in messages.
+
+    >>> plan = plan_capture_kernel(image, mode="reuse", recipe="recipe.toml",
+    ...                            reservation_size=256 << 20)  # doctest: +SKIP
+    >>> plan.alignment, plan.min_address, plan.fixed_address  # doctest: +SKIP
+    (2097152, 16777216, None)
+    """
+    try:
+        kernel_mode = KernelMode(mode)
+    except ValueError:
+        known = ", ".join(m.value for m in KernelMode)
+        raise RecipeError(f"{recipe}: {KEY_MODE}: {mode!r} is not one of {known}") from None
+    if reservation_size <= 0:
+        raise RecipeError(f"{recipe}: {KEY_RESERVE}: the reservation size must be positive")
+
+    if kernel_mode is KernelMode.REUSE:
+        key, image = KEY_IMAGE, main
+        if dedicated is not None:
+            raise RecipeError(
+                f'{recipe}: {KEY_DEDICATED_IMAGE}: is set but {KEY_MODE} is "reuse"; '
+                f'remove it or set {KEY_MODE} = "dedicated"'
+            )
+        if not image.relocatable:
+            raise RecipeError(
+                f'{recipe}: {KEY_MODE}: "reuse" needs a relocatable kernel, but {image.name} '
+                f"({image.format}, {image.arch}) is not relocatable; "
+                f'set {KEY_MODE} = "dedicated" with {KEY_DEDICATED_IMAGE}'
+            )
+        policy = ARCH_POLICIES.get(image.arch)
+        required = CAPTURE_OPTIONS + (policy.reuse_options if policy else (CONFIG_RELOCATABLE,))
+    else:
+        key = KEY_DEDICATED_IMAGE
+        if dedicated is None:
+            raise RecipeError(
+                f'{recipe}: {KEY_DEDICATED_IMAGE}: missing, but {KEY_MODE} is "dedicated"'
+            )
+        image = dedicated
+        if image.arch != main.arch:
+            raise RecipeError(
+                f"{recipe}: {KEY_DEDICATED_IMAGE}: {image.name} is {image.arch}, but the main "
+                f"kernel {main.name} is {main.arch}"
+            )
+        # A dedicated kernel is often built to run at one fixed address, so only
+        # the options for reading the dump are asked of it.
+        required = CAPTURE_OPTIONS
+
+    config_checked = _check_config(recipe, key, image, config_text, config_name, required)
+    if image.memory_size is None:
+        raise RecipeError(
+            f"{recipe}: {key}: {image.name} does not say how much memory it needs "
+            f"({image.format} header too old); use a newer kernel"
+        )
+    _check_placement(recipe, key, image, image.memory_size, reservation_size, reservation_offset)
+    return CapturePlan(
+        mode=kernel_mode,
+        image_key=key,
+        image=image,
+        arch=image.arch,
+        alignment=image.alignment,
+        min_address=image.min_address,
+        max_address=image.max_address,
+        fixed_address=None if image.relocatable else image.fixed_address,
+        memory_size=image.memory_size,
+        load_offset=image.load_offset,
+        config_checked=config_checked,
+    )
