@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from builder import runtime
+from builder.crashkernel import FitReport
 from builder.elfdeps import library_closure
 from builder.errors import RecipeError, SourceError
 from builder.fetch import FetchedPackage, fetch_packages
+from builder.fit import capture_profile, fit_recipe
 from builder.initrd import InitrdPlan, Member, compress, sha256, source_date_epoch, write_cpio
 from builder.kernelimg import KernelImage, parse_kernel_image
 from builder.modules import ModuleIndex
@@ -82,6 +84,7 @@ class BuildResult:
     members: tuple[Member, ...]
     initrd: bytes
     packages: tuple[FetchedPackage, ...]
+    fit: FitReport | None = None
 
     def manifest(self) -> dict[str, Any]:
         """manifest.json: the inputs and every initrd member."""
@@ -256,15 +259,19 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
         archive = write_cpio(members, source_date_epoch())
     with steps.step(f"compress ({recipe.initrd.compression})"):
         initrd = compress(archive, recipe.initrd.compression, recipe.initrd.compression_level)
+    cmdline = capture_cmdline(recipe)
+    with steps.step("fit"):
+        fit_report = fit_recipe(recipe, capture_profile(recipe, kernel, cmdline, members, initrd))
     return BuildResult(
         recipe,
         kernel,
         kernel_version,
         kernel_bytes,
-        capture_cmdline(recipe),
+        cmdline,
         members,
         initrd,
         packages,
+        fit_report,
     )
 
 
@@ -279,6 +286,9 @@ def write_outputs(result: BuildResult, outdir: Path) -> None:
         (staging / "cmdline.txt").write_text(result.cmdline + "\n")
         manifest = json.dumps(result.manifest(), indent=2, sort_keys=False) + "\n"
         (staging / "manifest.json").write_text(manifest)
+        if result.fit is not None:
+            report = json.dumps(result.fit.to_json(), indent=2) + "\n"
+            (staging / "fit.json").write_text(report)
         for path in staging.iterdir():
             os.chmod(path, 0o644)
         os.chmod(staging, 0o755)

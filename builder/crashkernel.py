@@ -14,9 +14,10 @@ in bench/ replace them.
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from builder.errors import FitError, LayoutError, RecipeError, SourceError
@@ -30,6 +31,13 @@ TiB = 1 << 40
 # parse_crashkernel_mem() rounds system RAM up to this before matching ranges,
 # because firmware hides a little RAM and "4G" machines report slightly less.
 RAM_ROUNDING = 128 * MiB
+
+# RAM sizes a fit judges when neither the recipe (crashkernel.ram) nor the
+# command line names any: a small guest, a typical server's lower end, and the
+# top of kdump-utils' 256M range. Deliberately not the build host's RAM: the
+# output must not depend on where it is built, and the host is often not the
+# machine that will crash.
+DEFAULT_RAM = ("1G", "4G", "64G")
 
 # kernel/dma/swiotlb.c IO_TLB_DEFAULT_SIZE: the swiotlb size without swiotlb=.
 SWIOTLB_DEFAULT_SIZE = 64 * MiB
@@ -673,7 +681,39 @@ class Calibration:
         }[kind]
 
 
-DEFAULT_CALIBRATION = Calibration()
+# The constants bench/calibrate_crashkernel.py fitted to real crash cycles; the
+# file names the command that regenerates it and holds the measurements.
+CALIBRATION_FILE = Path(__file__).with_name("crashkernel_calibration.json")
+
+
+def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:
+    """`Calibration` with the measured constants of ``path`` over the defaults.
+
+    A missing file gives the defaults; a malformed one is an internal error
+    (the file ships with the package), reported as `FitError` naming the key.
+
+    >>> load_calibration(Path("/nonexistent")) == Calibration()
+    True
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Calibration()
+    except (OSError, ValueError) as error:
+        raise FitError(f"{path}: cannot read the calibration ({error})") from None
+    constants = record.get("constants") if isinstance(record, dict) else None
+    if not isinstance(constants, dict):
+        raise FitError(f"{path}: constants: expected a table")
+    known = {item.name for item in fields(Calibration)}
+    for key, value in constants.items():
+        if key not in known:
+            raise FitError(f"{path}: constants.{key}: not a Calibration field")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FitError(f"{path}: constants.{key}: expected a byte count, got {value!r}")
+    return replace(Calibration(), **constants)
+
+
+DEFAULT_CALIBRATION = load_calibration()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""Calibrate the crashkernel memory model on real crash cycles in QEMU (TCG).
+
+For each guest configuration (RAM size, vCPUs of the main kernel, CPUs the
+capture kernel brings up) this boots the default recipe's real crash cycle
+(tests/vm/harness.py: main kernel, `kexec -p`, sysrq crash, our capture initrd
+saving the vmcore to an ext4 disk) with different `crashkernel=` sizes and
+finds, in 8 MiB steps, the smallest one at which the dump completes: the
+vmcore is saved and `makedumpfile --dump-dmesg` on the host reads the crashed
+kernel's log from it. The minimum is booted a second time to confirm it.
+
+Then it fits the model's free constants (`kernel_runtime`, `per_crashed_gib`,
+`per_cpu`) to the minima and prints, per configuration: measured minimum, our
+recommendation, margin, and the ratio against the anchor (kdump-utils'
+256 MiB default for 2-64 GiB of RAM on x86_64).
+
+    .venv/bin/python bench/calibrate_crashkernel.py            # measure and print
+    .venv/bin/python bench/calibrate_crashkernel.py --write    # ... and store the constants
+    .venv/bin/python bench/calibrate_crashkernel.py --stored   # print from the stored runs
+
+Each trial is logged to WORK/trials.jsonl keyed by the build's hashes, so an
+interrupted run resumes without booting again (--fresh ignores the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from builder.build import plan_build, write_outputs  # noqa: E402
+from builder.crashkernel import (  # noqa: E402
+    CALIBRATION_FILE,
+    DEFAULT_CALIBRATION,
+    Calibration,
+    CaptureProfile,
+    GiB,
+    MiB,
+    estimate,
+    recommend,
+)
+from builder.fit import capture_profile  # noqa: E402
+from builder.recipe import load_recipe, parse_recipe  # noqa: E402
+from tests.vm import harness  # noqa: E402
+
+DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
+STEP = 8 * MiB
+ANCHOR = 256 * MiB  # kdump-utils crashkernel default on x86_64: 2G-64G:256M
+REGENERATE = ".venv/bin/python bench/calibrate_crashkernel.py --write"
+# Where a failing capture shows it (after the capture kernel's own banner).
+CAPTURE_FAILURES = (
+    ("Initramfs unpacking failed", "initramfs unpacking failed"),
+    ("Out of memory", "out of memory"),
+    ("oom-kill", "oom kill"),
+    ("kdump: FAILED", "capture /init failed"),
+    ("Kernel panic", "capture kernel panic"),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One guest: RAM, the main kernel's vCPUs, and the capture kernel's nr_cpus=."""
+
+    memory_mib: int
+    vcpus: int
+    capture_cpus: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.memory_mib // 1024}G/{self.vcpus}cpu/nr_cpus={self.capture_cpus}"
+
+
+DEFAULT_CONFIGS = (Config(1024, 1), Config(1024, 2), Config(4096, 1), Config(4096, 2))
+# The capture kernel brings up 2 CPUs here: what per_cpu is fitted from.
+PER_CPU_CONFIG = Config(1024, 2, capture_cpus=2)
+
+
+@dataclass(frozen=True)
+class Trial:
+    config: str
+    size_mib: int
+    ok: bool
+    outcome: str
+    seconds: float
+    reserved_line: str
+    capture_memory_line: str
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A built capture directory for one nr_cpus= value."""
+
+    directory: Path
+    main_initrd: Path
+    key: str
+    profile: CaptureProfile
+
+
+def build_capture(work: Path, capture_cpus: int) -> Capture:
+    """Build the default recipe (with nr_cpus= replaced) and the main initrd that loads it."""
+    text = DEFAULT_RECIPE.read_text()
+    if capture_cpus != 1:
+        text = text.replace('"nr_cpus=1"', f'"nr_cpus={capture_cpus}"')
+    recipe = (
+        parse_recipe(text, DEFAULT_RECIPE) if capture_cpus != 1 else load_recipe(DEFAULT_RECIPE)
+    )
+    directory = work / f"capture-nr{capture_cpus}"
+    result = plan_build(recipe)
+    write_outputs(result, directory)
+    main_initrd = work / f"main-initrd-nr{capture_cpus}.img"
+    main_initrd.write_bytes(harness.build_main_initrd(directory))
+    digest = hashlib.sha256()
+    for name in ("vmlinuz", "initrd.img", "cmdline.txt"):
+        digest.update((directory / name).read_bytes())
+    digest.update(main_initrd.read_bytes())
+    profile = capture_profile(recipe, result.kernel, result.cmdline, result.members, result.initrd)
+    return Capture(directory, main_initrd, digest.hexdigest()[:16], profile)
+
+
+def _capture_part(console: str) -> str:
+    """The console after the capture kernel's banner ('' before it boots)."""
+    banners = [match.start() for match in re.finditer(r"Linux version ", console)]
+    return console[banners[1] :] if len(banners) > 1 else ""
+
+
+def _line(console: str, pattern: str) -> str:
+    match = re.search(pattern, console)
+    return match.group(0).strip() if match else ""
+
+
+def boot(
+    capture: Capture, config: Config, size_mib: int, work: Path, timeout: float, idle: float
+) -> Trial:
+    """One crash cycle with crashkernel=<size_mib>M; ok when the vmcore validates."""
+    with tempfile.TemporaryDirectory(dir=work, prefix="trial.") as scratch_name:
+        scratch = Path(scratch_name)
+        disk = scratch / "dump.img"
+        harness.make_dump_disk(disk)
+        log = scratch / "console.log"
+        command = [
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            f"{config.memory_mib}M",
+            "-smp",
+            str(config.vcpus),
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{log}",
+            "-no-reboot",
+            "-kernel",
+            str(capture.directory / "vmlinuz"),
+            "-initrd",
+            str(capture.main_initrd),
+            "-append",
+            f"console=ttyS0 crashkernel={size_mib}M",
+            "-drive",
+            f"file={disk},format=raw,if=virtio",
+        ]
+        start = time.monotonic()
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+        outcome = ""
+        last_size, last_change = -1, start
+        while process.poll() is None:
+            time.sleep(1)
+            now = time.monotonic()
+            console = log.read_text(errors="replace") if log.exists() else ""
+            if len(console) != last_size:
+                last_size, last_change = len(console), now
+            capture_part = _capture_part(console)
+            if "Kernel panic" in capture_part:
+                time.sleep(2)  # let the panic's reason reach the log
+                outcome = "capture kernel panic"
+            elif now - start > timeout:
+                outcome = f"timeout after {timeout:.0f} s"
+            elif now - last_change > idle:
+                outcome = f"no console output for {idle:.0f} s"
+            if outcome:
+                process.kill()
+                process.wait()
+                break
+        seconds = time.monotonic() - start
+        console = log.read_text(errors="replace") if log.exists() else ""
+        capture_part = _capture_part(console)
+        reserved = _line(console, r"Reserving \d+MB of memory at \d+MB for crashkernel[^\n]*")
+        memory = _line(capture_part, r"Memory: \d+K/\d+K available[^\n]*")
+        if "main: kexec -p failed" in console:
+            outcome = "kexec -p refused the load"
+        elif not reserved and not outcome:
+            outcome = "nothing reserved"
+        if not outcome or outcome.startswith("no console") or outcome.startswith("timeout"):
+            for needle, name in CAPTURE_FAILURES:
+                if needle in capture_part:
+                    outcome = name + (f" ({outcome})" if outcome else "")
+                    break
+        ok = False
+        if not outcome:
+            if "kdump: dump saved to" not in console:
+                outcome = f"no dump saved (qemu exit {process.returncode})"
+            else:
+                ok, outcome = _validate(disk, scratch)
+        return Trial(config.name, size_mib, ok, outcome, round(seconds, 1), reserved, memory)
+
+
+def _validate(disk: Path, scratch: Path) -> tuple[bool, str]:
+    files = harness.extract_disk(disk, scratch / "disk")
+    vmcores = [path for path in files if path.name == "vmcore"]
+    if len(vmcores) != 1:
+        return False, f"expected one vmcore on the disk, found {len(vmcores)}"
+    try:
+        log = harness.dump_dmesg(vmcores[0], scratch / "dmesg.txt")
+    except subprocess.CalledProcessError as error:
+        return False, f"makedumpfile --dump-dmesg failed ({error.returncode})"
+    if "sysrq triggered crash" not in log:
+        return False, "vmcore log lacks 'sysrq triggered crash'"
+    return True, f"dump saved and valid ({vmcores[0].stat().st_size} bytes)"
+
+
+class TrialLog:
+    """trials.jsonl: every boot, so a rerun reuses what it already measured."""
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        self.path = path
+        self.entries: dict[tuple[str, str, int], Trial] = {}
+        if path.exists() and not fresh:
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                key = record.pop("key")
+                trial = Trial(**record)
+                self.entries[(key, trial.config, trial.size_mib)] = trial
+
+    def get(self, key: str, config: Config, size_mib: int) -> Trial | None:
+        return self.entries.get((key, config.name, size_mib))
+
+    def add(self, key: str, trial: Trial) -> None:
+        self.entries[(key, trial.config, trial.size_mib)] = trial
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"key": key, **trial.__dict__}) + "\n")
+
+
+def search(
+    capture: Capture,
+    config: Config,
+    guess_mib: int,
+    trials: TrialLog,
+    work: Path,
+    timeout: float,
+    idle: float,
+) -> tuple[int | None, list[Trial]]:
+    """Smallest working size in 8 MiB steps: gallop from the guess, bisect, confirm."""
+    step = STEP // MiB
+    seen: list[Trial] = []
+
+    def run(size: int) -> bool:
+        trial = trials.get(capture.key, config, size)
+        if trial is None:
+            trial = boot(capture, config, size, work, timeout, idle)
+            trials.add(capture.key, trial)
+            cached = ""
+        else:
+            cached = " (from the log)"
+        seen.append(trial)
+        verdict = "ok  " if trial.ok else "FAIL"
+        print(
+            f"  {config.name:<22} {size:>4}M {verdict} {trial.seconds:6.1f} s  "
+            f"{trial.outcome}{cached}",
+            flush=True,
+        )
+        return trial.ok
+
+    low, high = 0, 0  # largest failing, smallest working (0: not known yet)
+    size = max(step, guess_mib // step * step)
+    if run(size):
+        high, distance = size, step
+        while not low:
+            if high - distance < step:
+                break  # everything down to one step works; 0 stays the failing bound
+            if run(high - distance):
+                high -= distance
+                distance *= 2
+            else:
+                low = high - distance
+    else:
+        low, distance = size, step
+        while not high:
+            if low + distance > 1024:
+                return None, seen
+            if run(low + distance):
+                high = low + distance
+            else:
+                low += distance
+                distance *= 2
+    while high - low > step:
+        middle = (low + high) // 2 // step * step
+        if run(middle):
+            high = middle
+        else:
+            low = middle
+    # A minimum that fails its second boot was luck: the next size up must pass twice too.
+    while not _confirm(capture, config, high, trials, work, timeout, idle, seen):
+        high += step
+        while not run(high):
+            high += step
+    return high, seen
+
+
+def _confirm(
+    capture: Capture,
+    config: Config,
+    size: int,
+    trials: TrialLog,
+    work: Path,
+    timeout: float,
+    idle: float,
+    seen: list[Trial],
+) -> bool:
+    confirm = Config(config.memory_mib, config.vcpus, config.capture_cpus)
+    key = capture.key + "-confirm"
+    trial = trials.get(key, confirm, size)
+    cached = " (from the log)"
+    if trial is None:
+        trial = boot(capture, confirm, size, work, timeout, idle)
+        trials.add(key, trial)
+        cached = ""
+    seen.append(trial)
+    verdict = "ok  " if trial.ok else "FAIL"
+    print(
+        f"  {config.name:<22} {size:>4}M {verdict} {trial.seconds:6.1f} s  confirm: "
+        f"{trial.outcome}{cached}",
+        flush=True,
+    )
+    return trial.ok
+
+
+# ------------------------------------------------------------------ fitting
+
+
+def fit_constants(profiles: dict[int, CaptureProfile], minima: dict[Config, int]) -> dict[str, int]:
+    """The model's free constants from measured minima (bytes).
+
+    per_crashed_gib: the slope between 1 and 4 GiB guests (at least the prior,
+    since 8 MiB steps cannot resolve less); per_cpu: the difference between
+    capture kernels with nr_cpus=2 and 1 (the prior when not measured);
+    kernel_runtime: the rest, so that the estimate without headroom reaches
+    the measured minimum of every configuration.
+    """
+    base = DEFAULT_CALIBRATION
+    slopes = []
+    for small, big in ((Config(1024, v), Config(4096, v)) for v in (1, 2)):
+        if small in minima and big in minima:
+            slopes.append(
+                (minima[big] - minima[small]) / ((big.memory_mib - small.memory_mib) / 1024)
+            )
+    per_crashed_gib = max([base.per_crashed_gib, *(math.ceil(s) for s in slopes)])
+    per_cpu = base.per_cpu
+    if PER_CPU_CONFIG in minima and Config(1024, 2) in minima:
+        per_cpu = max(0, minima[PER_CPU_CONFIG] - minima[Config(1024, 2)])
+    trial_cal = replace(
+        base,
+        kernel_runtime=0,
+        headroom=0,
+        per_crashed_gib=per_crashed_gib,
+        per_cpu=per_cpu,
+    )
+    fraction = base.struct_page / base.page_size + base.hash_per_mib / MiB
+    runtime = 0
+    for config, minimum in minima.items():
+        profile = profiles[config.capture_cpus]
+        others = estimate(profile, config.memory_mib * MiB, trial_cal)
+        # estimate() scales the base by 1 / (1 - fraction): undo that for the base we need.
+        base_needed = math.ceil(minimum * (1 - fraction))
+        base_others = others.total - next(t.bytes for t in others.terms if t.name == "memmap")
+        runtime = max(runtime, base_needed - base_others)
+    return {
+        "kernel_runtime": runtime,
+        "per_crashed_gib": per_crashed_gib,
+        "per_cpu": per_cpu,
+        "headroom": base.headroom,
+    }
+
+
+def recommendation(profile: CaptureProfile, ram: int, calibration: Calibration) -> int:
+    spec, problems = recommend([ram], lambda r: estimate(profile, r, calibration).total)
+    if spec is None:
+        raise SystemExit(f"no recommendation for {ram}: {problems}")
+    return int(spec.removesuffix("M")) * MiB if spec.endswith("M") else int(spec[:-1]) * GiB
+
+
+def print_table(
+    profiles: dict[int, CaptureProfile], minima: dict[Config, int | None], calibration: Calibration
+) -> bool:
+    print()
+    print(
+        f"{'configuration':<24} {'measured min':>12} {'recommended':>11} {'margin':>7} "
+        f"{'vs anchor 256M':>14}"
+    )
+    good = True
+    for config, minimum in minima.items():
+        rec = recommendation(profiles[config.capture_cpus], config.memory_mib * MiB, calibration)
+        if minimum is None:
+            print(f"{config.name:<24} {'none <=1G':>12} {rec // MiB:>10}M")
+            good = False
+            continue
+        margin = rec - minimum * MiB
+        good = good and 0 <= margin <= 32 * MiB
+        print(
+            f"{config.name:<24} {minimum:>11}M {rec // MiB:>10}M {margin // MiB:>6}M "
+            f"{rec / ANCHOR:>13.2f}x"
+        )
+    return good
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="store the fitted constants")
+    parser.add_argument("--stored", action="store_true", help="no boots: print the stored runs")
+    parser.add_argument("--fresh", action="store_true", help="ignore the trial log")
+    parser.add_argument("--no-per-cpu", action="store_true", help="skip the nr_cpus=2 config")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "kdump-calib")
+    parser.add_argument("--timeout", type=float, default=480, help="seconds per boot")
+    parser.add_argument("--idle", type=float, default=150, help="seconds without console output")
+    parser.add_argument("--guess", type=int, default=128, help="first size to try, MiB")
+    args = parser.parse_args()
+
+    if args.stored:
+        stored = json.loads(CALIBRATION_FILE.read_text())
+        minima_stored = {
+            Config(m["ram"] // MiB, m["vcpus"], m["capture_cpus"]): m["minimum"] // MiB
+            for m in stored["measurements"]
+        }
+        profiles = {
+            int(cpus): CaptureProfile(**profile) for cpus, profile in stored["profiles"].items()
+        }
+        ok = print_table(profiles, dict(minima_stored), DEFAULT_CALIBRATION)
+        print(f"goal (0 <= margin <= 32M everywhere): {'met' if ok else 'NOT met'}")
+        return 0
+
+    missing = harness.missing_host_tools()
+    if missing:
+        raise SystemExit(f"missing host tools: {missing} (./bootstrap test installs them)")
+    args.work.mkdir(parents=True, exist_ok=True)
+    trials = TrialLog(args.work / "trials.jsonl", args.fresh)
+    configs = list(DEFAULT_CONFIGS) + ([] if args.no_per_cpu else [PER_CPU_CONFIG])
+    captures: dict[int, Capture] = {}
+    minima: dict[Config, int | None] = {}
+    guess = args.guess
+    print("network dump targets: none on this branch (dump.target is local only); not measured")
+    for config in configs:
+        if config.capture_cpus not in captures:
+            captures[config.capture_cpus] = build_capture(args.work, config.capture_cpus)
+        minimum, _ = search(
+            captures[config.capture_cpus], config, guess, trials, args.work, args.timeout, args.idle
+        )
+        minima[config] = minimum
+        if minimum is not None:
+            guess = minimum
+        print(f"{config.name}: minimum {minimum}M", flush=True)
+
+    profiles = {cpus: capture.profile for cpus, capture in captures.items()}
+    found = {config: value * MiB for config, value in minima.items() if value is not None}
+    constants = fit_constants(profiles, found)
+    calibration = replace(DEFAULT_CALIBRATION, **constants)
+    print(
+        "fitted constants (MiB): " + ", ".join(f"{k}={v / MiB:.2f}" for k, v in constants.items())
+    )
+    ok = print_table(profiles, minima, calibration)
+    print(f"goal (0 <= margin <= 32M everywhere): {'met' if ok else 'NOT met'}")
+    four_gib = [value for config, value in minima.items() if config.memory_mib == 4096 and value]
+    if four_gib:
+        verdict = "met" if max(four_gib) <= 128 else "NOT met"
+        print(f"goal (4 GiB guest dumps with <= 128M): {verdict}, worst minimum {max(four_gib)}M")
+    if args.write:
+        record = {
+            "regenerate": REGENERATE,
+            "what": "crashkernel model constants fitted to QEMU TCG crash cycles of "
+            "recipes/qemu-x86_64.toml; minimum = smallest crashkernel= (8 MiB steps) whose "
+            "dump completed and validated with makedumpfile --dump-dmesg, booted twice",
+            "kernel": load_recipe(DEFAULT_RECIPE).name,
+            "constants": constants,
+            "profiles": {
+                str(cpus): {
+                    "kernel_memory_size": profile.kernel_memory_size,
+                    "initrd_compressed_size": profile.initrd_compressed_size,
+                    "initrd_unpacked_size": profile.initrd_unpacked_size,
+                    "cpus": profile.cpus,
+                    "dump_target": str(profile.dump_target),
+                    "makedumpfile": profile.makedumpfile,
+                }
+                for cpus, profile in profiles.items()
+            },
+            "measurements": [
+                {
+                    "ram": config.memory_mib * MiB,
+                    "vcpus": config.vcpus,
+                    "capture_cpus": config.capture_cpus,
+                    "minimum": value * MiB,
+                }
+                for config, value in found.items()
+            ],
+        }
+        CALIBRATION_FILE.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {CALIBRATION_FILE.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
