@@ -25,6 +25,7 @@ interrupted run resumes without booting again (--fresh ignores the log).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -51,7 +52,7 @@ from builder.crashkernel import (  # noqa: E402
     recommend,
 )
 from builder.fit import capture_profile  # noqa: E402
-from builder.recipe import load_recipe, parse_recipe  # noqa: E402
+from builder.recipe import parse_recipe  # noqa: E402
 from tests.vm import harness  # noqa: E402
 
 DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
@@ -75,15 +76,24 @@ class Config:
     memory_mib: int
     vcpus: int
     capture_cpus: int = 1
+    zstd_level: int = 19  # the recipe's initrd.compression_level (default 19)
 
     @property
     def name(self) -> str:
-        return f"{self.memory_mib // 1024}G/{self.vcpus}cpu/nr_cpus={self.capture_cpus}"
+        name = f"{self.memory_mib // 1024}G/{self.vcpus}cpu/nr_cpus={self.capture_cpus}"
+        return name if self.zstd_level == 19 else f"{name}/zstd-{self.zstd_level}"
+
+    @property
+    def variant(self) -> str:
+        """What the capture build depends on."""
+        return f"nr_cpus={self.capture_cpus},zstd-{self.zstd_level}"
 
 
 DEFAULT_CONFIGS = (Config(1024, 1), Config(1024, 2), Config(4096, 1), Config(4096, 2))
 # The capture kernel brings up 2 CPUs here: what per_cpu is fitted from.
 PER_CPU_CONFIG = Config(1024, 2, capture_cpus=2)
+# A smaller zstd window (2 MiB instead of 8 MiB): checks the decompressor term.
+WINDOW_CONFIG = Config(1024, 1, zstd_level=3)
 
 
 @dataclass(frozen=True)
@@ -105,27 +115,29 @@ class Capture:
     main_initrd: Path
     key: str
     profile: CaptureProfile
+    kernel_version: str
 
 
-def build_capture(work: Path, capture_cpus: int) -> Capture:
-    """Build the default recipe (with nr_cpus= replaced) and the main initrd that loads it."""
+def build_capture(work: Path, config: Config) -> Capture:
+    """Build the default recipe (nr_cpus= and zstd level replaced) and the main initrd."""
     text = DEFAULT_RECIPE.read_text()
-    if capture_cpus != 1:
-        text = text.replace('"nr_cpus=1"', f'"nr_cpus={capture_cpus}"')
-    recipe = (
-        parse_recipe(text, DEFAULT_RECIPE) if capture_cpus != 1 else load_recipe(DEFAULT_RECIPE)
+    text = text.replace('"nr_cpus=1"', f'"nr_cpus={config.capture_cpus}"')
+    text = text.replace(
+        'compression = "zstd"\n',
+        f'compression = "zstd"\ncompression_level = {config.zstd_level}\n',
     )
-    directory = work / f"capture-nr{capture_cpus}"
+    recipe = parse_recipe(text, DEFAULT_RECIPE)
+    directory = work / f"capture-{config.variant}"
     result = plan_build(recipe)
     write_outputs(result, directory)
-    main_initrd = work / f"main-initrd-nr{capture_cpus}.img"
+    main_initrd = work / f"main-initrd-{config.variant}.img"
     main_initrd.write_bytes(harness.build_main_initrd(directory))
     digest = hashlib.sha256()
     for name in ("vmlinuz", "initrd.img", "cmdline.txt"):
         digest.update((directory / name).read_bytes())
     digest.update(main_initrd.read_bytes())
     profile = capture_profile(recipe, result.kernel, result.cmdline, result.members, result.initrd)
-    return Capture(directory, main_initrd, digest.hexdigest()[:16], profile)
+    return Capture(directory, main_initrd, digest.hexdigest()[:16], profile, result.kernel_version)
 
 
 def _capture_part(console: str) -> str:
@@ -198,9 +210,15 @@ def boot(
                 break
         seconds = time.monotonic() - start
         console = log.read_text(errors="replace") if log.exists() else ""
+        logs = work / "consoles"
+        logs.mkdir(exist_ok=True)
+        (logs / f"{config.name.replace('/', '_')}-{size_mib}M.log").write_text(console)
         capture_part = _capture_part(console)
         reserved = _line(console, r"Reserving \d+MB of memory at \d+MB for crashkernel[^\n]*")
         memory = _line(capture_part, r"Memory: \d+K/\d+K available[^\n]*")
+        panic = re.search(r"Kernel panic - not syncing: ([^\n]*)", capture_part)
+        if outcome == "capture kernel panic" and panic:
+            outcome += f": {panic.group(1).strip()}"
         if "main: kexec -p failed" in console:
             outcome = "kexec -p refused the load"
         elif not reserved and not outcome:
@@ -331,7 +349,7 @@ def _confirm(
     idle: float,
     seen: list[Trial],
 ) -> bool:
-    confirm = Config(config.memory_mib, config.vcpus, config.capture_cpus)
+    confirm = config
     key = capture.key + "-confirm"
     trial = trials.get(key, confirm, size)
     cached = " (from the log)"
@@ -352,42 +370,48 @@ def _confirm(
 # ------------------------------------------------------------------ fitting
 
 
-def fit_constants(profiles: dict[int, CaptureProfile], minima: dict[Config, int]) -> dict[str, int]:
+def fit_constants(profiles: dict[str, CaptureProfile], minima: dict[Config, int]) -> dict[str, int]:
     """The model's free constants from measured minima (bytes).
 
-    per_crashed_gib: the slope between 1 and 4 GiB guests (at least the prior,
-    since 8 MiB steps cannot resolve less); per_cpu: the difference between
-    capture kernels with nr_cpus=2 and 1 (the prior when not measured);
-    kernel_runtime: the rest, so that the estimate without headroom reaches
-    the measured minimum of every configuration.
+    Every term the build or a formula gives (kernel, initrd, bitmaps, priors)
+    is taken off each minimum; what is left is the unexplained rest of that
+    configuration. per_crashed_gib: how the rest grows from 1 to 4 GiB (at
+    least the prior: 8 MiB steps cannot resolve less over 3 GiB); per_cpu: how
+    it grows from nr_cpus=1 to 2 (at least the prior, for the same reason); kernel_runtime:
+    the largest rest after those, so the estimate without headroom reaches
+    the largest measured minimum (to the byte) and the headroom term (one
+    8 MiB step) is the margin.
     """
-    base = DEFAULT_CALIBRATION
-    slopes = []
-    for small, big in ((Config(1024, v), Config(4096, v)) for v in (1, 2)):
-        if small in minima and big in minima:
-            slopes.append(
-                (minima[big] - minima[small]) / ((big.memory_mib - small.memory_mib) / 1024)
-            )
-    per_crashed_gib = max([base.per_crashed_gib, *(math.ceil(s) for s in slopes)])
-    per_cpu = base.per_cpu
-    if PER_CPU_CONFIG in minima and Config(1024, 2) in minima:
-        per_cpu = max(0, minima[PER_CPU_CONFIG] - minima[Config(1024, 2)])
-    trial_cal = replace(
-        base,
-        kernel_runtime=0,
-        headroom=0,
-        per_crashed_gib=per_crashed_gib,
-        per_cpu=per_cpu,
-    )
+    base = Calibration()  # the priors, never an earlier fit
     fraction = base.struct_page / base.page_size + base.hash_per_mib / MiB
-    runtime = 0
-    for config, minimum in minima.items():
-        profile = profiles[config.capture_cpus]
-        others = estimate(profile, config.memory_mib * MiB, trial_cal)
-        # estimate() scales the base by 1 / (1 - fraction): undo that for the base we need.
-        base_needed = math.ceil(minimum * (1 - fraction))
-        base_others = others.total - next(t.bytes for t in others.terms if t.name == "memmap")
-        runtime = max(runtime, base_needed - base_others)
+    bare = replace(base, kernel_runtime=0, headroom=0, per_crashed_gib=0, per_cpu=0)
+
+    def rest(config: Config, minimum: int) -> int:
+        others = estimate(profiles[config.variant], config.memory_mib * MiB, bare)
+        modelled = others.total - next(t.bytes for t in others.terms if t.name == "memmap")
+        # estimate() scales its base by 1 / (1 - fraction): undo that for the base we need.
+        # Rounded down, so the estimate without headroom never passes the minimum.
+        return math.floor(minimum * (1 - fraction)) - modelled
+
+    rests = {config: rest(config, minimum) for config, minimum in minima.items()}
+    slopes = [
+        (rests[big] - rests[small]) / ((big.memory_mib - small.memory_mib) / 1024)
+        for small, big in ((Config(1024, v), Config(4096, v)) for v in (1, 2))
+        if small in rests and big in rests
+    ]
+    per_crashed_gib = max([base.per_crashed_gib, *(math.ceil(slope) for slope in slopes)])
+    per_cpu = base.per_cpu
+    if PER_CPU_CONFIG in rests and Config(1024, 2) in rests:
+        per_cpu = max(base.per_cpu, rests[PER_CPU_CONFIG] - rests[Config(1024, 2)])
+    runtime = max(
+        0,
+        *(
+            value
+            - config.capture_cpus * per_cpu
+            - math.ceil(config.memory_mib / 1024 * per_crashed_gib)
+            for config, value in rests.items()
+        ),
+    )
     return {
         "kernel_runtime": runtime,
         "per_crashed_gib": per_crashed_gib,
@@ -404,7 +428,7 @@ def recommendation(profile: CaptureProfile, ram: int, calibration: Calibration) 
 
 
 def print_table(
-    profiles: dict[int, CaptureProfile], minima: dict[Config, int | None], calibration: Calibration
+    profiles: dict[str, CaptureProfile], minima: dict[Config, int | None], calibration: Calibration
 ) -> bool:
     print()
     print(
@@ -413,7 +437,7 @@ def print_table(
     )
     good = True
     for config, minimum in minima.items():
-        rec = recommendation(profiles[config.capture_cpus], config.memory_mib * MiB, calibration)
+        rec = recommendation(profiles[config.variant], config.memory_mib * MiB, calibration)
         if minimum is None:
             print(f"{config.name:<24} {'none <=1G':>12} {rec // MiB:>10}M")
             good = False
@@ -432,7 +456,9 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="store the fitted constants")
     parser.add_argument("--stored", action="store_true", help="no boots: print the stored runs")
     parser.add_argument("--fresh", action="store_true", help="ignore the trial log")
-    parser.add_argument("--no-per-cpu", action="store_true", help="skip the nr_cpus=2 config")
+    parser.add_argument(
+        "--no-extra", action="store_true", help="skip the nr_cpus=2 and zstd-3 configurations"
+    )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "kdump-calib")
     parser.add_argument("--timeout", type=float, default=480, help="seconds per boot")
     parser.add_argument("--idle", type=float, default=150, help="seconds without console output")
@@ -442,11 +468,14 @@ def main() -> int:
     if args.stored:
         stored = json.loads(CALIBRATION_FILE.read_text())
         minima_stored = {
-            Config(m["ram"] // MiB, m["vcpus"], m["capture_cpus"]): m["minimum"] // MiB
+            Config(m["ram"] // MiB, m["vcpus"], m["capture_cpus"], m.get("zstd_level", 19)): m[
+                "minimum"
+            ]
+            // MiB
             for m in stored["measurements"]
         }
         profiles = {
-            int(cpus): CaptureProfile(**profile) for cpus, profile in stored["profiles"].items()
+            variant: CaptureProfile(**profile) for variant, profile in stored["profiles"].items()
         }
         ok = print_table(profiles, dict(minima_stored), DEFAULT_CALIBRATION)
         print(f"goal (0 <= margin <= 32M everywhere): {'met' if ok else 'NOT met'}")
@@ -457,23 +486,28 @@ def main() -> int:
         raise SystemExit(f"missing host tools: {missing} (./bootstrap test installs them)")
     args.work.mkdir(parents=True, exist_ok=True)
     trials = TrialLog(args.work / "trials.jsonl", args.fresh)
-    configs = list(DEFAULT_CONFIGS) + ([] if args.no_per_cpu else [PER_CPU_CONFIG])
-    captures: dict[int, Capture] = {}
+    configs = [*DEFAULT_CONFIGS, *([] if args.no_extra else [PER_CPU_CONFIG, WINDOW_CONFIG])]
+    captures: dict[str, Capture] = {}
     minima: dict[Config, int | None] = {}
+    evidence: dict[Config, list[dict[str, object]]] = {}
     guess = args.guess
     print("network dump targets: none on this branch (dump.target is local only); not measured")
     for config in configs:
-        if config.capture_cpus not in captures:
-            captures[config.capture_cpus] = build_capture(args.work, config.capture_cpus)
-        minimum, _ = search(
-            captures[config.capture_cpus], config, guess, trials, args.work, args.timeout, args.idle
+        if config.variant not in captures:
+            captures[config.variant] = build_capture(args.work, config)
+        minimum, seen = search(
+            captures[config.variant], config, guess, trials, args.work, args.timeout, args.idle
         )
         minima[config] = minimum
+        evidence[config] = [
+            {"crashkernel": f"{trial.size_mib}M", "ok": trial.ok, "outcome": trial.outcome}
+            for trial in seen
+        ] + [{"reserved": trial.reserved_line} for trial in seen[-1:]]
         if minimum is not None:
             guess = minimum
         print(f"{config.name}: minimum {minimum}M", flush=True)
 
-    profiles = {cpus: capture.profile for cpus, capture in captures.items()}
+    profiles = {variant: capture.profile for variant, capture in captures.items()}
     found = {config: value * MiB for config, value in minima.items() if value is not None}
     constants = fit_constants(profiles, found)
     calibration = replace(DEFAULT_CALIBRATION, **constants)
@@ -492,25 +526,23 @@ def main() -> int:
             "what": "crashkernel model constants fitted to QEMU TCG crash cycles of "
             "recipes/qemu-x86_64.toml; minimum = smallest crashkernel= (8 MiB steps) whose "
             "dump completed and validated with makedumpfile --dump-dmesg, booted twice",
-            "kernel": load_recipe(DEFAULT_RECIPE).name,
+            "kernel": next(iter(captures.values())).kernel_version,
+            "qemu": subprocess.run(
+                ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True
+            ).stdout.splitlines()[0],
             "constants": constants,
             "profiles": {
-                str(cpus): {
-                    "kernel_memory_size": profile.kernel_memory_size,
-                    "initrd_compressed_size": profile.initrd_compressed_size,
-                    "initrd_unpacked_size": profile.initrd_unpacked_size,
-                    "cpus": profile.cpus,
-                    "dump_target": str(profile.dump_target),
-                    "makedumpfile": profile.makedumpfile,
-                }
-                for cpus, profile in profiles.items()
+                variant: dataclasses.asdict(profile) | {"dump_target": str(profile.dump_target)}
+                for variant, profile in profiles.items()
             },
             "measurements": [
                 {
                     "ram": config.memory_mib * MiB,
                     "vcpus": config.vcpus,
                     "capture_cpus": config.capture_cpus,
-                    "minimum": value * MiB,
+                    "zstd_level": config.zstd_level,
+                    "minimum": value,
+                    "trials": evidence[config],
                 }
                 for config, value in found.items()
             ],

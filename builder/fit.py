@@ -15,10 +15,11 @@ from builder.crashkernel import (
     CaptureProfile,
     FitReport,
     fit,
+    format_size,
     parse_size,
 )
-from builder.errors import RecipeError
-from builder.initrd import Member, MemberKind
+from builder.errors import InitrdError, RecipeError
+from builder.initrd import GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, Member, MemberKind
 from builder.kernelimg import KernelImage
 from builder.recipe import Recipe
 
@@ -41,6 +42,94 @@ def unpacked_size(members: Sequence[Member]) -> int:
         if member.kind is MemberKind.FILE:
             total += -(-len(member.data) // PAGE_SIZE) * PAGE_SIZE
     return total
+
+
+# What the kernel's streaming decompressors (lib/decompress_*.c, called by
+# populate_rootfs with a flush callback) allocate besides their window: zstd
+# two 128 KiB I/O buffers, the DStream context and its block buffers;
+# inflate its workspace and buffers; xz its LZMA2 state and I/O buffers.
+ZSTD_OVERHEAD = 640 * 1024
+GZIP_WORKSPACE = 128 * 1024
+XZ_OVERHEAD = 64 * 1024
+
+
+def decompressor_workspace(initrd: bytes) -> tuple[int, str]:
+    """Bytes the kernel allocates to unpack ``initrd``, read from its first header.
+
+    zstd: the frame's window size (lib/decompress_unzstd.c sizes its DStream
+    by it); xz: the LZMA2 dictionary size (xz_dec in XZ_DYNALLOC mode
+    allocates all of it); gzip: a fixed 32 KiB window and buffers.
+
+    >>> from builder.initrd import compress
+    >>> size, what = decompressor_workspace(compress(bytes(4 << 20), "zstd", 19))
+    >>> size == (4 << 20) + ZSTD_OVERHEAD, what
+    (True, 'zstd window 4M')
+    >>> decompressor_workspace(b"070701...")
+    (0, 'uncompressed')
+    """
+    if initrd.startswith(ZSTD_MAGIC):
+        window = _zstd_window(initrd)
+        return window + ZSTD_OVERHEAD, f"zstd window {format_size(window)}"
+    if initrd.startswith(XZ_MAGIC):
+        dictionary = _xz_dictionary(initrd)
+        return dictionary + XZ_OVERHEAD, f"xz dictionary {format_size(dictionary)}"
+    if initrd.startswith(GZIP_MAGIC):
+        return GZIP_WORKSPACE, "gzip window 32K"
+    return 0, "uncompressed"
+
+
+def _zstd_window(data: bytes) -> int:
+    """Window size from a zstd frame header (RFC 8878 section 3.1.1.1)."""
+    if len(data) < 6:
+        raise InitrdError("initrd: byte 4: truncated zstd frame header")
+    descriptor = data[4]
+    single_segment = descriptor & 0x20
+    if not single_segment:
+        exponent, mantissa = data[5] >> 3, data[5] & 7
+        base = 1 << (10 + exponent)
+        return base + base // 8 * mantissa
+    # Single segment: the window is the whole content, whose size follows.
+    dictionary_bytes = (0, 1, 2, 4)[descriptor & 3]
+    content_bytes = (1, 2, 4, 8)[descriptor >> 6]
+    start = 5 + dictionary_bytes
+    field = data[start : start + content_bytes]
+    if len(field) != content_bytes:
+        raise InitrdError(f"initrd: byte {start}: truncated zstd frame header")
+    size = int.from_bytes(field, "little")
+    return size + 256 if content_bytes == 2 else size
+
+
+def _xz_dictionary(data: bytes) -> int:
+    """LZMA2 dictionary size from the first block header of an xz stream."""
+    position = 12  # after the stream header
+    if len(data) < position + 2 or data[position] == 0:
+        raise InitrdError(f"initrd: byte {position}: xz stream has no block header")
+    flags = data[position + 1]
+    position += 2
+
+    def varint() -> int:
+        nonlocal position
+        value, shift = 0, 0
+        while position < len(data):
+            byte = data[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+        raise InitrdError(f"initrd: byte {position}: truncated xz block header")
+
+    for present in (flags & 0x40, flags & 0x80):  # compressed, uncompressed size
+        if present:
+            varint()
+    for _ in range((flags & 3) + 1):
+        filter_id, size = varint(), varint()
+        properties = data[position : position + size]
+        position += size
+        if filter_id == 0x21 and len(properties) == 1:  # LZMA2
+            bits = properties[0] & 0x3F
+            return 0xFFFFFFFF if bits == 40 else (2 | (bits & 1)) << (bits // 2 + 11)
+    raise InitrdError("initrd: xz block has no LZMA2 filter")
 
 
 def capture_cpus(cmdline: str) -> int:
@@ -70,6 +159,7 @@ def capture_profile(
         kernel_memory_size=memory_size,
         initrd_compressed_size=len(initrd),
         initrd_unpacked_size=unpacked_size(members),
+        initrd_decompressor_size=decompressor_workspace(initrd)[0],
         cpus=capture_cpus(cmdline),
         dump_target=recipe.dump.target,
         makedumpfile=recipe.dump.collector == "makedumpfile",

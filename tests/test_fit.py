@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -20,9 +21,17 @@ from builder.crashkernel import (
     parse_crashkernel,
     reservation,
 )
-from builder.errors import FitError, RecipeError
-from builder.fit import capture_cpus, fit_recipe, ram_sizes
-from builder.initrd import read_initrd
+from builder.errors import FitError, InitrdError, RecipeError
+from builder.fit import (
+    GZIP_WORKSPACE,
+    XZ_OVERHEAD,
+    ZSTD_OVERHEAD,
+    capture_cpus,
+    decompressor_workspace,
+    fit_recipe,
+    ram_sizes,
+)
+from builder.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd
 from builder.recipe import parse_recipe
 from tests.conftest import DEFAULT_RECIPE, run_cli
 
@@ -273,3 +282,76 @@ def test_build_that_does_not_fit(tmp_path: Path) -> None:
     assert [row["ram"] for row in report["rams"]] == [GiB, 4 * GiB]
     assert all(set(row) >= JUDGED_ROW_KEYS for row in report["rams"])
     assert isinstance(report["recommended"], str)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import builder.fit
+
+    assert doctest.testmod(builder.fit).failed == 0
+
+
+# ------------------------------------------------------------------ decompressor workspace
+
+
+def _zstd_window_by_cli(path: Path) -> int:
+    listing = subprocess.run(["zstd", "-lv", str(path)], capture_output=True, text=True, check=True)
+    match = re.search(r"Window Size: .*\((\d+) B\)", listing.stdout)
+    assert match, listing.stdout
+    return int(match.group(1))
+
+
+def _xz_dictionary_by_cli(path: Path) -> int:
+    listing = subprocess.run(["xz", "-lvv", str(path)], capture_output=True, text=True, check=True)
+    match = re.search(r"--lzma2=dict=(\d+)(KiB|MiB)", listing.stdout)
+    assert match, listing.stdout
+    return int(match.group(1)) << (10 if match.group(2) == "KiB" else 20)
+
+
+@pytest.mark.parametrize(
+    ("method", "level", "size"),
+    [
+        ("zstd", 19, 12 << 20),  # window 8M, not the content size
+        ("zstd", 19, 3 << 20),  # single segment: the window is the content size
+        ("zstd", 3, 9 << 20),
+        ("zstd", 1, 300 << 10),
+        ("xz", 6, 1 << 20),
+        ("xz", 9, 1 << 20),
+        ("xz", 1, 1 << 20),
+    ],
+)
+def test_decompressor_workspace_matches_the_tools(
+    tmp_path: Path, method: str, level: int, size: int
+) -> None:
+    """Window and dictionary sizes agree with zstd -lv and xz -lvv reading the same file."""
+    data = bytes(range(256)) * (size // 256)
+    data = bytes(byte ^ (index * 7919 % 251) for index, byte in enumerate(data))
+    compressed = compress(data, method, level)
+    path = tmp_path / f"initrd.{method}"
+    path.write_bytes(compressed)
+    workspace, description = decompressor_workspace(compressed)
+    if method == "zstd":
+        assert workspace == _zstd_window_by_cli(path) + ZSTD_OVERHEAD, description
+    else:
+        assert workspace == _xz_dictionary_by_cli(path) + XZ_OVERHEAD, description
+
+
+def test_decompressor_workspace_other_forms() -> None:
+    assert decompressor_workspace(compress(b"x" * 1000, "gzip", 9)) == (
+        GZIP_WORKSPACE,
+        "gzip window 32K",
+    )
+    assert decompressor_workspace(compress(b"x" * 1000, "none", 1))[0] == 0
+    for broken, offset in ((ZSTD_MAGIC + b"\x60", "byte 4"), (XZ_MAGIC + bytes(7), "byte 12")):
+        with pytest.raises(InitrdError, match=offset):
+            decompressor_workspace(broken)
+
+
+def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_path: Path) -> None:
+    report = default_build.fit
+    assert report is not None and report.rows[0].estimate is not None
+    terms = {term.name: term.bytes for term in report.rows[0].estimate.terms}
+    path = tmp_path / "initrd.img"
+    path.write_bytes(default_build.initrd)
+    assert terms["initrd_decompressor"] == _zstd_window_by_cli(path) + ZSTD_OVERHEAD
