@@ -94,6 +94,8 @@ DEFAULT_CONFIGS = (Config(1024, 1), Config(1024, 2), Config(4096, 1), Config(409
 PER_CPU_CONFIG = Config(1024, 2, capture_cpus=2)
 # A smaller zstd window (2 MiB instead of 8 MiB): checks the decompressor term.
 WINDOW_CONFIG = Config(1024, 1, zstd_level=3)
+# More RAM to describe: checks how the need grows with the crashed RAM.
+LARGE_CONFIG = Config(16384, 1)
 
 
 @dataclass(frozen=True)
@@ -396,8 +398,9 @@ def fit_constants(profiles: dict[str, CaptureProfile], minima: dict[Config, int]
     rests = {config: rest(config, minimum) for config, minimum in minima.items()}
     slopes = [
         (rests[big] - rests[small]) / ((big.memory_mib - small.memory_mib) / 1024)
-        for small, big in ((Config(1024, v), Config(4096, v)) for v in (1, 2))
-        if small in rests and big in rests
+        for big in rests
+        for small in [dataclasses.replace(big, memory_mib=1024)]
+        if big.memory_mib > 1024 and small in rests
     ]
     per_crashed_gib = max([base.per_crashed_gib, *(math.ceil(slope) for slope in slopes)])
     per_cpu = base.per_cpu
@@ -457,7 +460,7 @@ def main() -> int:
     parser.add_argument("--stored", action="store_true", help="no boots: print the stored runs")
     parser.add_argument("--fresh", action="store_true", help="ignore the trial log")
     parser.add_argument(
-        "--no-extra", action="store_true", help="skip the nr_cpus=2 and zstd-3 configurations"
+        "--no-extra", action="store_true", help="only the 1G/4G x 1/2 vCPU configurations"
     )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "kdump-calib")
     parser.add_argument("--timeout", type=float, default=480, help="seconds per boot")
@@ -486,7 +489,10 @@ def main() -> int:
         raise SystemExit(f"missing host tools: {missing} (./bootstrap test installs them)")
     args.work.mkdir(parents=True, exist_ok=True)
     trials = TrialLog(args.work / "trials.jsonl", args.fresh)
-    configs = [*DEFAULT_CONFIGS, *([] if args.no_extra else [PER_CPU_CONFIG, WINDOW_CONFIG])]
+    configs = [
+        *DEFAULT_CONFIGS,
+        *([] if args.no_extra else [PER_CPU_CONFIG, LARGE_CONFIG, WINDOW_CONFIG]),
+    ]
     captures: dict[str, Capture] = {}
     minima: dict[Config, int | None] = {}
     evidence: dict[Config, list[dict[str, object]]] = {}
@@ -517,6 +523,7 @@ def main() -> int:
     ok = print_table(profiles, minima, calibration)
     print(f"goal (0 <= margin <= 32M everywhere): {'met' if ok else 'NOT met'}")
     four_gib = [value for config, value in minima.items() if config.memory_mib == 4096 and value]
+    # (the 16 GiB guest is a check of the model, not part of this goal)
     if four_gib:
         verdict = "met" if max(four_gib) <= 128 else "NOT met"
         print(f"goal (4 GiB guest dumps with <= 128M): {verdict}, worst minimum {max(four_gib)}M")

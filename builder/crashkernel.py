@@ -840,7 +840,7 @@ def estimate(
             "kernel_runtime",
             cal.kernel_runtime,
             "kernel run-time allocations independent of CPUs and RAM (slab, page tables, "
-            "sysfs); placeholder until calibrated",
+            "sysfs), fitted to QEMU crash cycles by bench/calibrate_crashkernel.py",
         ),
         Term(
             "per_cpu",
@@ -853,7 +853,7 @@ def estimate(
             f"describing {format_size(ram_bytes)} of crashed RAM (/proc/vmcore ranges, "
             "ELF headers, old mem_map reads)",
         ),
-        Term("userspace", cal.userspace, "/init, shell, libc and the copy tool"),
+        Term("userspace", cal.userspace, "/init and busybox processes: stacks, heaps"),
     ]
     if profile.makedumpfile:
         pages = ram_bytes // cal.page_size
