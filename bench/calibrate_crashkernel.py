@@ -52,7 +52,7 @@ from builder.crashkernel import (  # noqa: E402
     recommend,
 )
 from builder.fit import capture_profile  # noqa: E402
-from builder.recipe import parse_recipe  # noqa: E402
+from builder.recipe import DUMP_TARGETS, parse_recipe  # noqa: E402
 from tests.vm import harness  # noqa: E402
 
 DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
@@ -497,7 +497,12 @@ def main() -> int:
     minima: dict[Config, int | None] = {}
     evidence: dict[Config, list[dict[str, object]]] = {}
     guess = args.guess
-    print("network dump targets: none on this branch (dump.target is local only); not measured")
+    network = [target for target in DUMP_TARGETS if target in ("nfs", "ssh")]
+    print(
+        f"network dump targets in this tree: {', '.join(network)}; not calibrated here yet"
+        if network
+        else "network dump targets: none in this tree (dump.target is local only); not measured"
+    )
     for config in configs:
         if config.variant not in captures:
             captures[config.variant] = build_capture(args.work, config)
