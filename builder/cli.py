@@ -85,21 +85,59 @@ def build(
 
 @app.command()
 def inspect(
-    path: Annotated[Path, typer.Argument(help="An initrd (any compression, concatenated).")],
+    path: Annotated[Path, typer.Argument(help="A kernel image or an initrd.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the members of an initrd, like lsinitrd."""
-    from builder.errors import InitrdError
-    from builder.initrd import read_initrd
+    """Describe a kernel image, or list an initrd's members like lsinitrd."""
+    from builder.errors import ImageError, InitrdError
+    from builder.initrd import NEWC_CRC_MAGIC, NEWC_MAGIC, read_initrd
+    from builder.kernelimg import describe, parse_kernel_image
 
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InitrdError(f"{path}: {error.strerror}") from None
+    if not data.startswith((NEWC_MAGIC, NEWC_CRC_MAGIC)):
+        try:
+            image = parse_kernel_image(data, str(path))
+        except ImageError as kernel_error:
+            # A compressed initrd starts like a compressed kernel: try it as one.
+            try:
+                entries = read_initrd(data)
+            except InitrdError:
+                raise kernel_error from None
+            _print_initrd(entries, len(data), json_output)
+            return
+        _print_kernel(describe(image), json_output)
+        return
     try:
         entries = read_initrd(data)
     except InitrdError as error:
         raise InitrdError(f"{path}: {error}") from None
+    _print_initrd(entries, len(data), json_output)
+
+
+def _print_kernel(description: dict[str, object], json_output: bool) -> None:
+    if json_output:
+        typer.echo(json.dumps(description, indent=2))
+        return
+    for key in (
+        "arch",
+        "format",
+        "version",
+        "relocatable",
+        "alignment",
+        "min_address",
+        "memory_size",
+        "entry",
+        "banner",
+    ):
+        value = description.get(key)
+        shown = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) else value
+        typer.echo(f"{key:<12} {shown}")
+
+
+def _print_initrd(entries: list[Any], size: int, json_output: bool) -> None:
     if json_output:
         listing = [
             {
@@ -121,7 +159,7 @@ def inspect(
     for entry in entries:
         suffix = f" -> {entry.target}" if entry.target else ""
         typer.echo(f"{stat.filemode(entry.mode)} {entry.size:>10} {entry.path}{suffix}")
-    typer.echo(f"{len(entries)} members, {len(data):,} bytes", err=True)
+    typer.echo(f"{len(entries)} members, {size:,} bytes", err=True)
 
 
 @app.command()

@@ -180,3 +180,25 @@ def test_usage_error_exits_2() -> None:
     result = run_cli("inspect")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_inspect_kernel_image(tmp_path: Path, default_build: object) -> None:
+    import struct
+
+    from builder.build import BuildResult
+
+    assert isinstance(default_build, BuildResult)
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(default_build.kernel_bytes)
+    result = run_cli("inspect", str(kernel), "--json")
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    data = default_build.kernel_bytes
+    # Documentation/arch/x86/boot.rst: init_size at 0x260, kernel_alignment at 0x230.
+    assert described["format"] == "bzImage" and described["arch"] == "x86_64"
+    assert described["memory_size"] == struct.unpack_from("<I", data, 0x260)[0]
+    assert described["alignment"] == struct.unpack_from("<I", data, 0x230)[0]
+    assert described["version"] == default_build.kernel_version
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(data[:1000])
+    assert_user_error(run_cli("inspect", str(truncated)), f"{truncated}: truncated at byte")
