@@ -32,6 +32,7 @@ TRAILER = "TRAILER!!!"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
+COMPRESSION_MAGICS = (ZSTD_MAGIC, GZIP_MAGIC, XZ_MAGIC)
 
 
 class MemberKind(Enum):

@@ -172,7 +172,11 @@ def test_build_is_reproducible_across_directories(tmp_path: Path) -> None:
 def test_inspect_corrupt_file(tmp_path: Path) -> None:
     broken = tmp_path / "initrd.img"
     broken.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
-    assert_user_error(run_cli("inspect", str(broken)), f"{broken}: byte 0: corrupt compressed data")
+    assert_user_error(
+        run_cli("inspect", str(broken)),
+        f"{broken}: neither an initrd (byte 0: corrupt compressed data",
+        "nor a kernel image",
+    )
     assert_user_error(run_cli("inspect", str(tmp_path / "missing.img")), "missing.img")
 
 
