@@ -114,10 +114,16 @@ class AptArchive:
         try:
             self._run("apt-get", "update")
         except FetchError:
-            if age is None:
+            # One broken index (a mirror mid-sync) fails the whole update, yet
+            # the lists that did arrive still resolve packages. No stamp is
+            # written, so the next fetch tries again.
+            if age is None and not self._has_lists():
                 raise
-            return  # offline: stale lists still name packages that are cached
+            return
         (self.state / "updated").write_text(f"{time.time()}\n")
+
+    def _has_lists(self) -> bool:
+        return any((self.state / "lists").glob("*_Packages*"))
 
     def candidates(self, names: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
         """Candidate (version, depends) of each package, in one apt-cache call."""

@@ -206,3 +206,46 @@ def test_inspect_kernel_image(tmp_path: Path, default_build: object) -> None:
     truncated = tmp_path / "truncated"
     truncated.write_bytes(data[:1000])
     assert_user_error(run_cli("inspect", str(truncated)), f"{truncated}: truncated at byte")
+
+
+def sysroot_with_kernels(tmp_path: Path, **images: bytes) -> Path:
+    sysroot = tmp_path / "sysroot"
+    (sysroot / "boot").mkdir(parents=True)
+    for name, data in images.items():
+        (sysroot / "boot" / name).write_bytes(data)
+    return sysroot
+
+
+def test_reuse_of_a_non_relocatable_kernel(tmp_path: Path, previous_output: Path) -> None:
+    from tests.kernelimg_synth import bzimage
+
+    sysroot = sysroot_with_kernels(tmp_path, **{"vmlinuz-6.9.0-synth": bzimage(relocatable=False)})
+    recipe = write_recipe(tmp_path, MINIMAL_DUMP + f'[source]\nroot = "{sysroot}"\n')
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, f"{recipe}: kernel.mode:", "needs a relocatable kernel")
+    assert_untouched(previous_output)
+
+
+def test_dedicated_kernel_outside_the_reservation(tmp_path: Path, previous_output: Path) -> None:
+    from tests.kernelimg_synth import bzimage
+
+    # A non-relocatable kernel runs at its pref_address: 16 MiB here, 32 MiB long.
+    sysroot = sysroot_with_kernels(
+        tmp_path,
+        **{
+            "vmlinuz-6.9.0-main": bzimage(version=b"6.9.0-main (b@e) #1"),
+            "vmlinuz-6.9.0-capture": bzimage(relocatable=False, version=b"6.9.0-capture (b@e) #1"),
+        },
+    )
+    recipe = write_recipe(
+        tmp_path,
+        MINIMAL_DUMP
+        + f'[source]\nroot = "{sysroot}"\n'
+        + '[kernel]\nmode = "dedicated"\nimage = "/boot/vmlinuz-6.9.0-main"\n'
+        + 'dedicated_image = "/boot/vmlinuz-6.9.0-capture"\n'
+        + '[crashkernel]\nreserve = "256M@512M"\n',
+    )
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    message = assert_user_error(result, f"{recipe}: kernel.dedicated_image:", "crashkernel.reserve")
+    assert "0x1000000" in message and "0x20000000" in message, message
+    assert_untouched(previous_output)
