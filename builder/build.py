@@ -22,7 +22,7 @@ from typing import Any
 from builder import runtime
 from builder.crashkernel import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.elfdeps import library_closure
-from builder.errors import RecipeError, SourceError
+from builder.errors import FetchError, RecipeError, SourceError
 from builder.fetch import FetchedPackage, fetch_packages
 from builder.initrd import InitrdPlan, Member, compress, sha256, source_date_epoch, write_cpio
 from builder.kernelimg import KernelImage, parse_kernel_image
@@ -126,6 +126,14 @@ class BuildResult:
         }
 
 
+def fetch_recipe_packages(recipe: Recipe, *, refresh: bool = False) -> list[FetchedPackage]:
+    """Fetch `source.packages`; errors name the recipe and the key."""
+    try:
+        return fetch_packages(recipe.source.packages, recipe.target.arch, refresh=refresh)
+    except FetchError as error:
+        raise FetchError(f"{recipe.path}: source.packages: {error}") from None
+
+
 def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage, ...]]:
     """The recipe's source root, fetching named packages first."""
     source = recipe.source
@@ -134,7 +142,7 @@ def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage,
     fetched: list[FetchedPackage] = []
     if source.packages:
         with steps.step("fetch packages"):
-            fetched = fetch_packages(source.packages, recipe.target.arch)
+            fetched = fetch_recipe_packages(recipe)
     files = [package.path for package in fetched]
     for index, name in enumerate(source.package_files):
         path = recipe.relative(name)

@@ -173,11 +173,10 @@ def fetch(
     refresh: Annotated[bool, typer.Option(help="Refresh the package lists first.")] = False,
 ) -> None:
     """Fetch the Debian packages a recipe names into the cache."""
-    from builder.fetch import fetch_packages
+    from builder.build import fetch_recipe_packages
     from builder.recipe import load_recipe
 
-    parsed = load_recipe(recipe)
-    for package in fetch_packages(parsed.source.packages, parsed.target.arch, refresh=refresh):
+    for package in fetch_recipe_packages(load_recipe(recipe), refresh=refresh):
         typer.echo(f"{package.name} {package.version} {package.path}")
 
 

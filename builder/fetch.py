@@ -127,7 +127,13 @@ class AptArchive:
 
     def candidates(self, names: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
         """Candidate (version, depends) of each package, in one apt-cache call."""
-        records = self._run("apt-cache", "show", "--no-all-versions", *names)
+        try:
+            records = self._run("apt-cache", "show", "--no-all-versions", *names)
+        except FetchError:
+            # apt-cache fails only when none of the names exists.
+            raise FetchError(
+                f"{', '.join(repr(name) for name in names)}: no such package for {self.deb_arch}"
+            ) from None
         found: dict[str, tuple[str, list[str]]] = {}
         for record in records.split("\n\n"):
             fields: dict[str, str] = {}
@@ -145,7 +151,7 @@ class AptArchive:
             found.setdefault(fields["Package"], (fields["Version"], depends))
         for name in names:
             if name not in found:
-                raise FetchError(f"package {name!r} ({self.deb_arch}): no candidate version")
+                raise FetchError(f"{name!r}: no such package for {self.deb_arch}")
         return found
 
     def _cached(self, name: str, version: str) -> Path | None:

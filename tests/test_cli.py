@@ -249,3 +249,15 @@ def test_dedicated_kernel_outside_the_reservation(tmp_path: Path, previous_outpu
     message = assert_user_error(result, f"{recipe}: kernel.dedicated_image:", "crashkernel.reserve")
     assert "0x1000000" in message and "0x20000000" in message, message
     assert_untouched(previous_output)
+
+
+def test_package_that_does_not_exist(tmp_path: Path, previous_output: Path) -> None:
+    recipe = write_recipe(
+        tmp_path, MINIMAL_DUMP + '[source]\npackages = ["busybox-static", "no-such-package-kdb"]\n'
+    )
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(
+        result, f"{recipe}: source.packages: 'no-such-package-kdb': no such package for amd64"
+    )
+    assert_untouched(previous_output)
+    assert_user_error(run_cli("fetch", str(recipe)), "no-such-package-kdb")
