@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 a user's mistake (recipe, missing or corrupt input),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 import sys
@@ -166,12 +167,17 @@ def _print_layout(layout: Any, json_output: bool) -> None:
 
 @app.command()
 def layout(
-    outdir: Annotated[Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")],
+    outdir: Annotated[
+        Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
+    ],
     iomem: Annotated[Path, typer.Option("--iomem", help="A captured /proc/iomem.")],
     sysfs: Annotated[
         Path | None,
-        typer.Option("--sysfs", help="A directory from `kdump-build capture-sysfs` (crash notes, "
-                     "vmcoreinfo, kcore headers); without it the ELF core header has no notes."),
+        typer.Option(
+            "--sysfs",
+            help="A directory from `kdump-build capture-sysfs` (crash notes, "
+            "vmcoreinfo, kcore headers); without it the ELF core header has no notes.",
+        ),
     ] = None,
     arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
     backup: Annotated[
@@ -181,7 +187,12 @@ def layout(
 ) -> None:
     """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
     from builder.layout import write_layout
-    from builder.layout.inputs import plan_layout, read_build_outputs, read_crash_info_for, read_iomem
+    from builder.layout.inputs import (
+        plan_layout,
+        read_build_outputs,
+        read_crash_info_for,
+        read_iomem,
+    )
 
     outputs = read_build_outputs(outdir)
     memory = read_iomem(iomem)
@@ -240,23 +251,35 @@ def _write_state(state: dict[str, object]) -> None:
 
 @app.command()
 def load(
-    outdir: Annotated[Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")],
+    outdir: Annotated[
+        Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
+    ],
     method: Annotated[
-        str, typer.Option("--method", help="segments (kexec_load, our purgatory), file "
-                          "(kexec_file_load) or auto (file under lockdown).")
+        str,
+        typer.Option(
+            "--method",
+            help="segments (kexec_load, our purgatory), file "
+            "(kexec_file_load) or auto (file under lockdown).",
+        ),
     ] = "auto",
     arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
     backup: Annotated[
         bool, typer.Option("--backup", help="Copy the low 640 KiB first (kernels before v5.5).")
     ] = False,
     print_kexec_command: Annotated[
-        bool, typer.Option("--print-kexec-command", help="Print the kexec-tools equivalent; load nothing.")
+        bool,
+        typer.Option(
+            "--print-kexec-command", help="Print the kexec-tools equivalent; load nothing."
+        ),
     ] = False,
     show: Annotated[bool, typer.Option("--show", help="Print the planned segments.")] = False,
     testing_corrupt_segment: Annotated[
         str | None,
-        typer.Option("--testing-corrupt-segment", hidden=True,
-                     help="TEST ONLY: flip a byte of this segment after the digest."),
+        typer.Option(
+            "--testing-corrupt-segment",
+            hidden=True,
+            help="TEST ONLY: flip a byte of this segment after the digest.",
+        ),
     ] = None,
 ) -> None:
     """Load the capture kernel from OUTDIR as this system's crash kernel."""
@@ -264,16 +287,22 @@ def load(
 
     from builder.kexec import kexec_file_load, kexec_load
     from builder.layout import check_layout, corrupt_segment_for_testing
-    from builder.layout.inputs import plan_layout, read_build_outputs, read_crash_info_for, read_iomem
+    from builder.layout.inputs import (
+        plan_layout,
+        read_build_outputs,
+        read_crash_info_for,
+        read_iomem,
+    )
 
     outputs = read_build_outputs(outdir)
     if print_kexec_command:
         chosen = method if method != "auto" else "segments"
-        command = ["kexec", "-p", str(outputs.kernel_path), f"--initrd={outputs.initrd_path}",
-                   f"--command-line={outputs.cmdline}"]  # fmt: skip
-        if chosen == "file":
-            command.insert(2, "-s")
-        typer.echo(shlex.join(command))
+        # kexec-tools adds elfcorehdr= and the memory map itself, as our layout does.
+        words = ["kexec", "-p", *(["-s"] if chosen == "file" else []),
+                 shlex.quote(str(outputs.kernel_path)),
+                 "--initrd=" + shlex.quote(str(outputs.initrd_path)),
+                 "--command-line=" + shlex.quote(outputs.cmdline)]  # fmt: skip
+        typer.echo(" ".join(words))
         return
     chosen = _choose_method(method)
     state: dict[str, object] = {"method": chosen, "outdir": str(outdir.absolute())}
@@ -286,7 +315,9 @@ def load(
         planned = plan_layout(arch, outputs, memory, info, backup=backup)
         if testing_corrupt_segment is not None:
             planned = corrupt_segment_for_testing(planned, testing_corrupt_segment)
-            typer.echo(f"kdump-build: TESTING: corrupted segment {testing_corrupt_segment!r}", err=True)
+            typer.echo(
+                f"kdump-build: TESTING: corrupted segment {testing_corrupt_segment!r}", err=True
+            )
         check_layout(planned)
         if show:
             _print_layout(planned, False)
@@ -308,10 +339,8 @@ def unload(
 
     chosen = _choose_method(method)
     kexec_unload(arch, method=chosen)
-    try:
+    with contextlib.suppress(OSError):
         STATE_FILE.unlink()
-    except OSError:
-        pass
     typer.echo("crash kernel unloaded")
 
 
@@ -333,10 +362,8 @@ def status(
     except (OSError, KdumpBuildError):
         region = None
     recorded: dict[str, Any] = {}
-    try:
+    with contextlib.suppress(OSError, ValueError):
         recorded = json.loads(STATE_FILE.read_text())
-    except (OSError, ValueError):
-        pass
     method = recorded.get("method") if current.loaded else None
     summary = {
         "loaded": current.loaded,

@@ -117,9 +117,7 @@ def parse_cpu_list(text: str, source: str) -> tuple[int, ...]:
     return tuple(cpus)
 
 
-def parse_kcore_headers(
-    data: bytes, source: str
-) -> tuple[KernelText | None, int | None]:
+def parse_kcore_headers(data: bytes, source: str) -> tuple[KernelText | None, int | None]:
     """Kernel text mapping and direct-map offset from /proc/kcore's program headers.
 
     The text segment is the PT_LOAD inside the kernel image window
@@ -130,7 +128,7 @@ def parse_kcore_headers(
     """
     if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise LayoutError(f"{source}: not a 64-bit little-endian ELF file")
-    phoff, = struct.unpack_from("<Q", data, 0x20)
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
     if phentsize != 56 or phoff + phnum * phentsize > len(data):
         raise LayoutError(f"{source}: program headers at byte {phoff:#x} are truncated")

@@ -26,6 +26,7 @@ Addresses and sizes are JSON integers; `blob` is relative to layout.json.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -108,7 +109,8 @@ def check_layout(layout: Layout) -> None:
 
     >>> from builder.memmap import Range
     >>> region = Range(0x1000000, 0x2000000)
-    >>> bad = Layout("x86_64", 0x1000000, 1, region, (KexecSegment("kernel", 0x1000800, 0x1000, b""),))
+    >>> kernel = KexecSegment("kernel", 0x1000800, 0x1000, b"")
+    >>> bad = Layout("x86_64", 0x1000000, 1, region, (kernel,))
     >>> check_layout(bad)
     Traceback (most recent call last):
     ...
@@ -132,14 +134,13 @@ def check_layout(layout: Layout) -> None:
                 f"{where}: bufsz {segment.bufsz:#x} is larger than memsz {segment.memsz:#x}"
             )
         if not region.contains(segment.range):
-            raise LayoutError(
-                f"{where}: {segment.range} is not inside the crash region {region}"
-            )
+            raise LayoutError(f"{where}: {segment.range} is not inside the crash region {region}")
     ordered = sorted(segments, key=lambda segment: segment.mem)
-    for lower, upper in zip(ordered, ordered[1:], strict=False):
+    for lower, upper in itertools.pairwise(ordered):
         if lower.range.overlaps(upper.range):
             raise LayoutError(
-                f"segment {upper.name!r} {upper.range} overlaps segment {lower.name!r} {lower.range}"
+                f"segment {upper.name!r} {upper.range} overlaps "
+                f"segment {lower.name!r} {lower.range}"
             )
     if not region.contains_address(layout.entry):
         raise LayoutError(f"entry {layout.entry:#x} is not inside the crash region {region}")

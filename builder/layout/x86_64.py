@@ -28,6 +28,7 @@ Segments are placed top-down in the crash region, the order kexec-tools uses
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 
@@ -144,11 +145,15 @@ def _bzimage(inputs: X86_64Inputs) -> BzImageHeader:
         raise LayoutError(str(error)) from None
     header = image.bzimage
     if image.format is not ImageFormat.BZIMAGE or header is None:
-        raise LayoutError(f"{inputs.kernel_name}: is {image.format}, the x86_64 layout needs a bzImage")
+        raise LayoutError(
+            f"{inputs.kernel_name}: is {image.format}, the x86_64 layout needs a bzImage"
+        )
     if not header.kernel_64:
         raise LayoutError(f"{inputs.kernel_name}: no 64-bit entry point (xloadflags bit 0)")
     if not header.relocatable_kernel:
-        raise LayoutError(f"{inputs.kernel_name}: not relocatable; it cannot run in the crash region")
+        raise LayoutError(
+            f"{inputs.kernel_name}: not relocatable; it cannot run in the crash region"
+        )
     if header.protocol < 0x20C:
         raise LayoutError(
             f"{inputs.kernel_name}: boot protocol {header.protocol_version} predates the "
@@ -179,7 +184,7 @@ def capture_e820(
     for piece in subtract([memory.crash_region()], excluded):
         entries.append(E820Entry(piece.start, piece.end, E820_RAM))
     entries.sort(key=lambda entry: (entry.start, entry.end))
-    for lower, upper in zip(entries, entries[1:], strict=False):
+    for lower, upper in itertools.pairwise(entries):
         if upper.start < lower.end:
             raise LayoutError(
                 f"capture memory map: {upper.start:#x}-{upper.end:#x} (type {upper.type}) "
@@ -366,7 +371,11 @@ def plan_x86_64(inputs: X86_64Inputs) -> Layout:
             else {"src": backup.src, "dst": backup.dst, "size": backup.size},
             "e820": [entry.to_json() for entry in e820],
             "dump_ranges": [
-                {"start": piece.start, "end": piece.end, "offset": offsets.get(piece.start, piece.start)}
+                {
+                    "start": piece.start,
+                    "end": piece.end,
+                    "offset": offsets.get(piece.start, piece.start),
+                }
                 for piece in ram
             ],
             "crash_info": None if inputs.info is None else inputs.info.to_json(),

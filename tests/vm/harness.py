@@ -103,7 +103,9 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-for module in $(cat /etc/modules-load); do insmod "$module" || echo "main: insmod $module failed"; done
+for module in $(cat /etc/modules-load); do
+    insmod "$module" || echo "main: insmod $module failed"
+done
 mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 {tag} /host \\
     || echo "main: mounting the host root failed"
@@ -118,7 +120,9 @@ poweroff -f
 """
 
 
-def build_hostroot_initrd(kernel_version: str, body: str, repo: Path, *, kexec: bool = True) -> bytes:
+def build_hostroot_initrd(
+    kernel_version: str, body: str, repo: Path, *, kexec: bool = True
+) -> bytes:
     """A main-side initrd that mounts the host root over 9p and runs `body` (sh).
 
     `body` may call `in_host "COMMAND"` to run a shell command chrooted into
@@ -126,8 +130,9 @@ def build_hostroot_initrd(kernel_version: str, body: str, repo: Path, *, kexec: 
     initrd also carries kexec-tools (for side-by-side comparisons).
     """
     packages = fetch_packages(
-        (*KEXEC_PACKAGES, f"linux-image-{kernel_version}") if kexec else
-        ("busybox-static", f"linux-image-{kernel_version}"),
+        (*KEXEC_PACKAGES, f"linux-image-{kernel_version}")
+        if kexec
+        else ("busybox-static", f"linux-image-{kernel_version}"),
         "x86_64",
     )
     root = PackageRoot([package.path for package in packages])
@@ -181,8 +186,14 @@ def run_qemu(
     timeout: float = 600,
     log: Path,
     share_host_root: bool = False,
+    stop_after: tuple[str, float] | None = None,
 ) -> Boot:
-    """Boot under TCG with the console on a file; return when the guest powers off."""
+    """Boot under TCG with the console on a file; return when the guest powers off.
+
+    With `stop_after` = (text, seconds), QEMU is also stopped that many
+    seconds after `text` first shows on the console (returncode None): for
+    runs that are expected to hang, such as a purgatory refusing to jump.
+    """
     command = [
         "qemu-system-x86_64",
         "-accel",
@@ -213,11 +224,30 @@ def run_qemu(
             f"local,path=/,mount_tag={HOSTROOT_TAG},security_model=none,readonly=on,multidevs=remap",
         ]
     start = time.monotonic()
-    try:
-        process = subprocess.run(command, timeout=timeout, capture_output=True, check=False)
-        returncode: int | None = process.returncode
-    except subprocess.TimeoutExpired:
-        returncode = None
+    returncode: int | None = None
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        seen_at: float | None = None
+        while True:
+            try:
+                returncode = process.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if (
+                stop_after is not None
+                and seen_at is None
+                and log.exists()
+                and stop_after[0] in log.read_text(errors="replace")
+            ):
+                seen_at = now
+            if now - start > timeout or (
+                seen_at is not None and stop_after is not None and now - seen_at > stop_after[1]
+            ):
+                process.kill()
+                process.wait()
+                returncode = None
+                break
     console = log.read_text(errors="replace") if log.exists() else ""
     return Boot(console, returncode, time.monotonic() - start)
 
