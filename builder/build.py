@@ -22,12 +22,19 @@ from typing import Any
 from builder import runtime
 from builder.elfdeps import library_closure
 from builder.errors import RecipeError, SourceError
-from builder.fetch import FetchedPackage, fetch_packages
-from builder.initrd import InitrdPlan, Member, compress, sha256, source_date_epoch, write_cpio
+from builder.fetch import FetchedPackage, default_cache_dir, fetch_packages
+from builder.initrd import (
+    InitrdPlan,
+    Member,
+    compress_cached,
+    sha256,
+    source_date_epoch,
+    write_cpio,
+)
 from builder.kernelimg import KernelImage, parse_kernel_image
 from builder.modules import ModuleIndex
 from builder.recipe import Recipe
-from builder.sources import DirectoryRoot, PackageRoot, Root
+from builder.sources import DirectoryRoot, PackageCache, PackageRoot, Root
 
 # Directories the capture /init expects before it mounts anything.
 BASE_DIRECTORIES = (
@@ -104,7 +111,7 @@ class BuildResult:
                     "name": package.name,
                     "version": package.version,
                     "file": package.path.name,
-                    "sha256": sha256(package.path.read_bytes()),
+                    "sha256": package_cache().package_sha256(package.path),
                 }
                 for package in self.packages
             ],
@@ -121,6 +128,11 @@ class BuildResult:
                 for member in self.members
             ],
         }
+
+
+def package_cache() -> PackageCache:
+    """The cache of package indexes and read members, beside the fetched packages."""
+    return PackageCache(default_cache_dir() / "packages")
 
 
 def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage, ...]]:
@@ -141,7 +153,7 @@ def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage,
             )
         files.append(path)
     with steps.step("read packages"):
-        return PackageRoot(files), tuple(fetched)
+        return PackageRoot(files, package_cache()), tuple(fetched)
 
 
 def _find_kernel(recipe: Recipe, root: Root) -> tuple[str, bytes, KernelImage]:
@@ -255,7 +267,12 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
         members = tuple(plan.members())
         archive = write_cpio(members, source_date_epoch())
     with steps.step(f"compress ({recipe.initrd.compression})"):
-        initrd = compress(archive, recipe.initrd.compression, recipe.initrd.compression_level)
+        initrd = compress_cached(
+            archive,
+            recipe.initrd.compression,
+            recipe.initrd.compression_level,
+            default_cache_dir() / "compressed",
+        )
     return BuildResult(
         recipe,
         kernel,

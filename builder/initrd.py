@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import zstandard
@@ -173,6 +174,43 @@ def write_cpio(members: Iterable[Member], mtime: int = 0) -> bytes:
     chunks.append(_newc_header(TRAILER, 0, 0, 1, 0, 0, (0, 0)))
     archive = b"".join(chunks)
     return archive + b"\0" * (-len(archive) % 512)
+
+
+def _compressor_version(method: str) -> str:
+    if method == "zstd":
+        return f"zstd-{zstandard.ZSTD_VERSION}"
+    if method == "lz4":
+        import lz4
+
+        return f"lz4-{lz4.library_version_string()}"
+    if method == "gzip":
+        return f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"
+    return method
+
+
+def compress_cached(data: bytes, method: str, level: int, cache: Path | None) -> bytes:
+    """`compress`, remembered under the archive's sha256, method, level and library version.
+
+    The result is the same bytes `compress` gives; a rebuild of unchanged
+    contents skips the slow high-level compression.
+    """
+    if cache is None or method == "none":
+        return compress(data, method, level)
+    key = sha256(f"{sha256(data)}:{method}:{level}:{_compressor_version(method)}".encode())
+    stored = cache / key[:2] / key
+    try:
+        return stored.read_bytes()
+    except OSError:
+        pass
+    result = compress(data, method, level)
+    try:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        temporary = stored.with_name(f".{key}.{os.getpid()}")
+        temporary.write_bytes(result)
+        os.replace(temporary, stored)
+    except OSError:
+        pass  # only an optimisation
+    return result
 
 
 def compress(data: bytes, method: str, level: int) -> bytes:
