@@ -199,6 +199,23 @@ def busybox_applets(binary: bytes) -> list[str]:
     return names if names == sorted(names) else []
 
 
+def _plan_modules(recipe: Recipe, root: Root, kernel_version: str, plan: InitrdPlan) -> list[str]:
+    """Add the recipe's modules, their dependencies and firmware; return the load order."""
+    if not recipe.initrd.modules:
+        return []
+    modules = ModuleIndex(root, kernel_version, default_cache_dir() / "modules")
+    order = modules.load_order(recipe.initrd.modules, "initrd.modules")
+    module_paths: list[str] = []
+    for module in order:
+        stored, data = modules.stored_form(module)
+        plan.file(stored, data, 0o644, root.origin(module.path))
+        module_paths.append(stored)
+    firmware, _missing = modules.firmware(order)
+    for item in firmware:
+        plan.file(item.path, item.data, 0o644, root.origin(item.source))
+    return module_paths
+
+
 def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -> InitrdPlan:
     """Decide every member of the capture initrd."""
     plan = InitrdPlan()
@@ -208,14 +225,7 @@ def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -
     plan.chardev("/dev/null", *NULL_DEVICE, mode=0o666)
 
     with steps.step("modules"):
-        module_paths: list[str] = []
-        if recipe.initrd.modules:
-            modules = ModuleIndex(root, kernel_version)
-            for module in modules.load_order(recipe.initrd.modules, "initrd.modules"):
-                # Stored decompressed so busybox insmod needs no decompressor.
-                stored = module.path.rsplit(".ko", 1)[0] + ".ko"
-                plan.file(stored, module.elf, 0o644, root.origin(module.path))
-                module_paths.append(stored)
+        module_paths = _plan_modules(recipe, root, kernel_version, plan)
 
     with steps.step("binaries"):
         busybox = recipe.initrd.busybox

@@ -155,12 +155,19 @@ class Root(ABC):
             return False
         return True
 
-    def read_bytes(self, path: str) -> bytes:
-        """The contents of the regular file at `path`, following symlinks."""
+    def read_bytes(self, path: str, *, keep: bool = True) -> bytes:
+        """The contents of the regular file at `path`, following symlinks.
+
+        `keep=False` says the contents are only looked at, not put in the
+        initrd, so a caching root need not remember them.
+        """
         node = self.lookup(path)
         if node.kind is not NodeKind.FILE:
             raise SourceError(f"{self.description}: {path}: not a regular file")
-        return self._read(node.path)
+        return self._read(node.path) if keep else self._read_transient(node.path)
+
+    def _read_transient(self, path: str) -> bytes:
+        return self._read(path)
 
     def listdir(self, path: str) -> list[str]:
         """Sorted names in the directory at `path`."""
@@ -554,20 +561,25 @@ class PackageRoot(Root):
         return self._nodes.get(path)
 
     def _read(self, path: str) -> bytes:
+        data, from_cache = self._contents_of(path)
+        if self.cache is not None and not from_cache:
+            package, member = self._providers[path]
+            self.cache.store_member(package.digest, member, data)
+        return data
+
+    def _read_transient(self, path: str) -> bytes:
+        return self._contents_of(path)[0]
+
+    def _contents_of(self, path: str) -> tuple[bytes, bool]:
         package, member = self._providers[path]
-        if package.contents is not None:
-            data = package.contents[member]
-        else:
+        if package.contents is None:
             assert self.cache is not None  # only cached packages are left unscanned
             cached = self.cache.load_member(package.digest, member, package.sizes[member])
             if cached is not None:
-                return cached
+                return cached, True
             self._scan(package)
             assert package.contents is not None
-            data = package.contents[member]
-        if self.cache is not None:
-            self.cache.store_member(package.digest, member, data)
-        return data
+        return package.contents[member], False
 
     def _listdir(self, path: str) -> list[str]:
         return list(self._children.get(path, ()))
