@@ -8,12 +8,14 @@ output as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +23,15 @@ from typing import Any
 
 from builder import runtime
 from builder.elfdeps import library_closure
-from builder.errors import RecipeError, SourceError
+from builder.errors import ModuleError, RecipeError, SourceError
 from builder.fetch import FetchedPackage, default_cache_dir, fetch_packages
+from builder.hostonly import block_device_modules, network_modules
 from builder.initrd import (
+    MICROCODE_DIR,
     InitrdPlan,
     Member,
     compress_cached,
+    early_cpio,
     sha256,
     source_date_epoch,
     write_cpio,
@@ -53,6 +58,12 @@ BASE_DIRECTORIES = (
 # The kernel opens /dev/console for init before devtmpfs is mounted.
 CONSOLE_DEVICE = (5, 1)
 NULL_DEVICE = (1, 3)
+
+# Early microcode: the source files of each vendor and the name the kernel looks for.
+MICROCODE_SOURCES = {
+    "intel": ("/lib/firmware/intel-ucode/*", "GenuineIntel.bin"),
+    "amd": ("/lib/firmware/amd-ucode/*.bin", "AuthenticAMD.bin"),
+}
 
 Reporter = Callable[[str, float], None]
 
@@ -204,7 +215,11 @@ def _plan_modules(recipe: Recipe, root: Root, kernel_version: str, plan: InitrdP
     if not recipe.initrd.modules:
         return []
     modules = ModuleIndex(root, kernel_version, default_cache_dir() / "modules")
-    order = modules.load_order(recipe.initrd.modules, "initrd.modules")
+    if recipe.initrd.modules == "auto":
+        names = _host_module_names(recipe, modules)
+    else:
+        names = list(recipe.initrd.modules)
+    order = modules.load_order(names, "initrd.modules")
     module_paths: list[str] = []
     for module in order:
         stored, data = modules.stored_form(module)
@@ -214,6 +229,120 @@ def _plan_modules(recipe: Recipe, root: Root, kernel_version: str, plan: InitrdP
     for item in firmware:
         plan.file(item.path, item.data, 0o644, root.origin(item.source))
     return module_paths
+
+
+def _host_module_names(recipe: Recipe, modules: ModuleIndex) -> list[str]:
+    """`initrd.modules = "auto"`: this host's drivers for the dump target, and its filesystem."""
+    if recipe.dump.target == "local":
+        found = block_device_modules(recipe.dump.device)
+    else:
+        found = network_modules()
+    names = list(found.required)
+    for alias in found.optional:
+        # A device no module claims: its driver is built in or not needed.
+        with contextlib.suppress(ModuleError):
+            names += modules.resolve(alias, "initrd.modules")
+    fstype = getattr(recipe.dump, "fstype", "")
+    if fstype:
+        names.append(f"fs-{fstype}")
+    return list(dict.fromkeys(names))
+
+
+def _plan_extra_files(recipe: Recipe, root: Root, plan: InitrdPlan) -> None:
+    """initrd.extra_files: from the source root unless the item names another source."""
+    for position, item in enumerate(recipe.initrd.extra_files):
+        destination, _, source = item.partition("=")
+        kind, _, path = source.partition(":") if source else ("root", "", destination)
+        where = f"{recipe.path}: initrd.extra_files: item {position}"
+        try:
+            if kind == "root":
+                if path == destination:
+                    plan.copy_from(root, path)
+                else:
+                    node = root.lookup(path)
+                    plan.file(destination, root.read_bytes(path), node.mode & 0o7777, node.origin)
+                continue
+            host_path = recipe.relative(path) if kind == "recipe" else Path(path)
+            if not host_path.is_file():
+                raise RecipeError(f"{where}: {host_path} is not a file")
+            mode = host_path.stat().st_mode & 0o755
+            plan.file(destination, host_path.read_bytes(), mode, f"{kind}:{host_path}")
+        except (SourceError, OSError) as error:
+            raise RecipeError(f"{where}: {error}") from None
+
+
+def script_interpreter(data: bytes) -> tuple[str, str] | None:
+    """The `#!` interpreter of a script and its first argument, or None.
+
+    >>> script_interpreter(b"#!/usr/bin/env python3\\n")
+    ('/usr/bin/env', 'python3')
+    """
+    if not data.startswith(b"#!"):
+        return None
+    line = data[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if not line:
+        return None
+    return line[0], line[1] if len(line) > 1 else ""
+
+
+def _plan_programs(
+    recipe: Recipe, root: Root, plan: InitrdPlan, applets: Sequence[str], busybox_real: str
+) -> list[str]:
+    """initrd.binaries and extra_binaries, with `#!` interpreters; return the ELF programs.
+
+    An interpreter busybox provides (`/bin/sh`, `/usr/bin/env`) becomes a link
+    to busybox; any other is copied from the source root like a binary.
+    """
+    programs: list[str] = []
+    pending = [
+        *(
+            (path, "initrd.binaries", index, False)
+            for index, path in enumerate(recipe.initrd.binaries)
+        ),
+        *(
+            (path, "initrd.extra_binaries", index, False)
+            for index, path in enumerate(recipe.initrd.extra_binaries)
+        ),
+    ]
+    seen: set[str] = set()
+    while pending:
+        path, key, position, interpreted = pending.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        if interpreted and posixpath.basename(path) in applets:
+            if not plan.has(path):
+                plan.symlink(path, busybox_real, origin="busybox applet")
+            continue
+        try:
+            plan.copy_from(root, path)
+            data = root.read_bytes(path)
+        except SourceError as error:
+            raise RecipeError(f"{recipe.path}: {key}: item {position}: {error}") from None
+        interpreter = script_interpreter(data)
+        if interpreter is None:
+            programs.append(path)
+            continue
+        program, argument = interpreter
+        pending.append((program, key, position, True))
+        if posixpath.basename(program) == "env" and argument and not argument.startswith("-"):
+            pending.append((f"/usr/bin/{argument}", key, position, True))
+    return programs
+
+
+def _plan_microcode(recipe: Recipe, root: Root) -> dict[str, bytes]:
+    """initrd.microcode: each vendor's files from the source root, concatenated."""
+    files: dict[str, bytes] = {}
+    for vendor in recipe.initrd.microcode:
+        pattern, name = MICROCODE_SOURCES[vendor]
+        parts = [path for path in root.glob(pattern) if not path.endswith(".asc")]
+        if not parts:
+            raise RecipeError(
+                f"{recipe.path}: initrd.microcode: {vendor!r} but nothing matches {pattern} in "
+                f"{root.description} (add the {vendor} microcode package to source.packages)"
+            )
+        files[f"{MICROCODE_DIR}/{name}"] = b"".join(root.read_bytes(path) for path in parts)
+    return files
 
 
 def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -> InitrdPlan:
@@ -236,19 +365,13 @@ def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -
         applets = busybox_applets(root.read_bytes(busybox))
         if "sh" not in applets:
             raise RecipeError(f"{recipe.path}: initrd.busybox: {busybox} has no sh applet")
-        binaries = recipe.initrd.binaries
-        for position, binary in enumerate(binaries):
-            try:
-                plan.copy_from(root, binary)
-            except SourceError as error:
-                raise RecipeError(
-                    f"{recipe.path}: initrd.binaries: item {position}: {error}"
-                ) from None
+        busybox_real = root.resolve(busybox).path
+        programs = _plan_programs(recipe, root, plan, applets, busybox_real)
         for library in library_closure(
-            root, [busybox, *binaries], recipe.target.arch, "initrd.binaries"
+            root, [busybox, *programs], recipe.target.arch, "initrd.binaries"
         ):
             plan.copy_from(root, library)
-        busybox_real = root.resolve(busybox).path
+        _plan_extra_files(recipe, root, plan)
         for applet in applets:
             link = f"/bin/{applet}"
             if not plan.has(link):
@@ -276,8 +399,10 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
     with steps.step("cpio"):
         members = tuple(plan.members())
         archive = write_cpio(members, source_date_epoch())
+        early = early_cpio(_plan_microcode(recipe, root), source_date_epoch())
+        early = early if recipe.initrd.microcode else b""
     with steps.step(f"compress ({recipe.initrd.compression})"):
-        initrd = compress_cached(
+        initrd = early + compress_cached(
             archive,
             recipe.initrd.compression,
             recipe.initrd.compression_level,

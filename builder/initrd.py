@@ -33,6 +33,14 @@ TRAILER = "TRAILER!!!"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
+# The kernel reads lz4's legacy format (lib/decompress_unlz4.c): this magic, then
+# chunks of (u32 LE compressed size, LZ4 block) of at most 8 MiB uncompressed each.
+# It has no end marker, so the kernel reads chunks to the end of its input: an lz4
+# archive must come last in the initrd.
+LZ4_LEGACY_MAGIC = (0x184C2102).to_bytes(4, "little")
+LZ4_LEGACY_CHUNK = 8 << 20
+# Where the x86 early microcode loader looks, in an uncompressed cpio at the start.
+MICROCODE_DIR = "/kernel/x86/microcode"
 
 
 class MemberKind(Enum):
@@ -230,7 +238,63 @@ def compress(data: bytes, method: str, level: int) -> bytes:
         return gzip.compress(data, compresslevel=level, mtime=0)
     if method == "xz":
         return lzma.compress(data, check=lzma.CHECK_CRC32, preset=level)
+    if method == "lz4":
+        return _lz4_legacy(data, level)
     raise InitrdError(f"unknown compression {method!r}")
+
+
+def _lz4_legacy(data: bytes, level: int) -> bytes:
+    import lz4.block
+
+    chunks = [LZ4_LEGACY_MAGIC]
+    for start in range(0, len(data), LZ4_LEGACY_CHUNK):
+        block = lz4.block.compress(
+            data[start : start + LZ4_LEGACY_CHUNK],
+            mode="high_compression",
+            compression=min(level, 12),
+            store_size=False,
+        )
+        chunks += [len(block).to_bytes(4, "little"), block]
+    return b"".join(chunks)
+
+
+def _lz4_legacy_decompress(data: bytes, offset: int) -> tuple[bytes, int]:
+    """Chunks from `offset` to the end of `data`, as the kernel reads them."""
+    import lz4.block
+
+    out: list[bytes] = []
+    position = offset + len(LZ4_LEGACY_MAGIC)
+    while position < len(data):
+        if len(data) - position < 4:
+            raise InitrdError(f"byte {position}: truncated lz4 chunk header")
+        size = int.from_bytes(data[position : position + 4], "little")
+        position += 4
+        if data[position - 4 : position] == LZ4_LEGACY_MAGIC:
+            continue  # a concatenated lz4 stream starts again
+        if size == 0 or position + size > len(data):
+            raise InitrdError(f"byte {position - 4}: lz4 chunk of {size} bytes runs past the end")
+        try:
+            out.append(
+                lz4.block.decompress(
+                    data[position : position + size], uncompressed_size=LZ4_LEGACY_CHUNK
+                )
+            )
+        except lz4.block.LZ4BlockError as error:
+            raise InitrdError(f"byte {position - 4}: corrupt lz4 data ({error})") from None
+        position += size
+    return b"".join(out), position
+
+
+def early_cpio(files: dict[str, bytes], mtime: int = 0) -> bytes:
+    """An uncompressed cpio of `files` and their parent directories, for the start of an initrd.
+
+    >>> early_cpio({"/kernel/x86/microcode/GenuineIntel.bin": b"..."})[:6]
+    b'070701'
+    """
+    plan = InitrdPlan()
+    for path, data in sorted(files.items()):
+        plan.file(path, data, 0o644, origin="microcode")
+    return write_cpio(plan.members(), mtime)
 
 
 @dataclass(frozen=True)
@@ -253,6 +317,8 @@ def _decompress_segment(data: bytes, offset: int) -> tuple[bytes, int]:
     """Decompress the stream at `offset`; return it and the offset after it."""
     rest = data[offset:]
     decompressor: Any
+    if rest.startswith(LZ4_LEGACY_MAGIC):
+        return _lz4_legacy_decompress(data, offset)
     if rest.startswith(ZSTD_MAGIC):
         decompressor = zstandard.ZstdDecompressor().decompressobj()
     elif rest.startswith(GZIP_MAGIC):
@@ -261,7 +327,7 @@ def _decompress_segment(data: bytes, offset: int) -> tuple[bytes, int]:
         decompressor = lzma.LZMADecompressor()
     else:
         raise InitrdError(
-            f"byte {offset}: expected a cpio header or zstd, gzip or xz data, "
+            f"byte {offset}: expected a cpio header or zstd, gzip, xz or lz4 data, "
             f"found {rest[:6].hex()}"
         )
     try:

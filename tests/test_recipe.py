@@ -50,7 +50,7 @@ def test_unknown_section() -> None:
 def test_bad_choice_lists_the_choices() -> None:
     message = error_of(MINIMAL + "[initrd]\ncompression = 'zsdt'\n")
     assert message == (
-        "recipes/x.toml: initrd.compression: 'zsdt' is not one of zstd, gzip, xz, none"
+        "recipes/x.toml: initrd.compression: 'zsdt' is not one of zstd, gzip, xz, lz4, none"
     )
 
 
