@@ -23,7 +23,7 @@ app = typer.Typer(
     help="Build minimal, reproducible kdump capture images from a TOML recipe.",
 )
 
-COMMANDS = ("build", "inspect", "fetch", "recipe-doc")
+COMMANDS = ("build", "inspect", "diff", "fetch", "recipe-doc")
 
 
 def _progress(quiet: bool, verbose: bool) -> Any:
@@ -160,6 +160,65 @@ def _print_initrd(entries: list[Any], size: int, json_output: bool) -> None:
         suffix = f" -> {entry.target}" if entry.target else ""
         typer.echo(f"{stat.filemode(entry.mode)} {entry.size:>10} {entry.path}{suffix}")
     typer.echo(f"{len(entries)} members, {size:,} bytes", err=True)
+
+
+def _read_initrd_file(path: Path) -> list[Any]:
+    from builder.errors import InitrdError
+    from builder.initrd import read_initrd
+
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InitrdError(f"{path}: {error.strerror}") from None
+    try:
+        return read_initrd(data)
+    except InitrdError as error:
+        raise InitrdError(f"{path}: {error}") from None
+
+
+@app.command()
+def diff(
+    before: Annotated[Path, typer.Argument(help="The first initrd.")],
+    after: Annotated[Path, typer.Argument(help="The second initrd.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show members added (+), removed (-) and changed (~) between two initrds."""
+    from builder.initrd import diff_initrds, sha256
+
+    changes = diff_initrds(_read_initrd_file(before), _read_initrd_file(after))
+    if json_output:
+
+        def side(entry: Any) -> dict[str, Any] | None:
+            if entry is None:
+                return None
+            return {
+                "mode": f"{entry.mode:06o}",
+                "size": entry.size,
+                "sha256": sha256(entry.data),
+                **({"target": entry.target} if entry.target else {}),
+            }
+
+        listing = [
+            {
+                "path": change.path,
+                "status": change.status,
+                "before": side(change.before),
+                "after": side(change.after),
+                "details": change.details(),
+            }
+            for change in changes
+        ]
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    for change in changes:
+        details = ", ".join(change.details())
+        typer.echo(f"{marks[change.status]} {change.path}" + (f" ({details})" if details else ""))
+    counts = {status: sum(c.status == status for c in changes) for status in marks}
+    typer.echo(
+        f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed",
+        err=True,
+    )
 
 
 @app.command()

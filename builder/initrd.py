@@ -416,5 +416,58 @@ def _newc_length(data: bytes, start: int) -> int:
             return offset - start
 
 
+@dataclass(frozen=True)
+class MemberChange:
+    """How one path differs between two initrds: `added`, `removed` or `changed`."""
+
+    path: str
+    status: str
+    before: ArchiveEntry | None
+    after: ArchiveEntry | None
+
+    def details(self) -> list[str]:
+        """What changed, e.g. `size 10 -> 12`, `mode 0644 -> 0755`, `contents`."""
+        if self.before is None or self.after is None:
+            return []
+        before, after = self.before, self.after
+        found: list[str] = []
+        if before.mode != after.mode:
+            found.append(f"mode {before.mode:06o} -> {after.mode:06o}")
+        if before.target != after.target:
+            found.append(f"target {before.target} -> {after.target}")
+        elif before.size != after.size:
+            found.append(f"size {before.size} -> {after.size}")
+        elif before.data != after.data:
+            found.append("contents")
+        if before.rdev != after.rdev:
+            found.append(f"device {before.rdev} -> {after.rdev}")
+        return found
+
+
+def diff_initrds(before: list[ArchiveEntry], after: list[ArchiveEntry]) -> list[MemberChange]:
+    """Members added, removed and changed between two initrds, by path.
+
+    A path in several archives of one initrd counts as its last one, as the
+    kernel unpacks later archives over earlier ones.
+
+    >>> entry = ArchiveEntry("/init", 0o100755, 2, b"hi", (0, 0), 0)
+    >>> [c.status for c in diff_initrds([entry], [])]
+    ['removed']
+    """
+    old = {entry.path: entry for entry in before}
+    new = {entry.path: entry for entry in after}
+    changes: list[MemberChange] = []
+    for path in sorted(old.keys() | new.keys(), key=lambda path: path.split("/")):
+        if path not in new:
+            changes.append(MemberChange(path, "removed", old[path], None))
+        elif path not in old:
+            changes.append(MemberChange(path, "added", None, new[path]))
+        else:
+            a, b = old[path], new[path]
+            if (a.mode, a.data, a.rdev) != (b.mode, b.data, b.rdev):
+                changes.append(MemberChange(path, "changed", a, b))
+    return changes
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
