@@ -4,9 +4,9 @@
 chain of devices up to the root of /sys/devices (partition, disk, controller,
 bus bridges), through `slaves/` for device-mapper and md, and names each
 bound driver's module (`driver/module`). A driver without a `module` link is
-built into the kernel. Each device's `modalias` is offered as an optional
-name, so a driver the host has not bound yet but the capture kernel may need
-is still found through the module aliases. Network targets use the drivers of
+built into the host's kernel, but the capture kernel may have it as a module,
+so its name and each device's `modalias` are offered as optional names,
+resolved through the capture kernel's module names and aliases. Network targets use the drivers of
 every network interface that sits on a device.
 """
 
@@ -39,6 +39,11 @@ class HostModules:
                 name = Path(os.path.realpath(module)).name
                 if name not in self.required:
                     self.required.append(name)
+            elif driver.exists():
+                # Built into the host's kernel; the capture kernel may have it as a module.
+                name = Path(os.path.realpath(driver)).name
+                if name not in self.optional:
+                    self.optional.append(name)
             alias_file = current / "modalias"
             if driver.exists() and alias_file.is_file():
                 try:
