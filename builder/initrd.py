@@ -14,7 +14,7 @@ import os
 import posixpath
 import stat
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -146,6 +146,47 @@ class InitrdPlan:
     def members(self) -> list[Member]:
         """Members sorted so that every parent precedes its children."""
         return sorted(self._members.values(), key=lambda member: member.path.split("/"))
+
+
+def split_archives(
+    members: Sequence[Member], archive_of: Callable[[Member], int]
+) -> list[list[Member]]:
+    """Split sorted members into separate archives, each with the directories above its members.
+
+    The kernel unpacks concatenated archives one after another, so each
+    archive must create the parents of its own members; a directory in
+    several archives is created by the first and met again by the others,
+    which is harmless. A directory with nothing below it goes to archive 0.
+    Empty archives are left out.
+
+    >>> plan = InitrdPlan(); plan.file("/a/b", b""); plan.file("/c", b"")
+    >>> parts = split_archives(plan.members(), lambda member: int(member.path == "/c"))
+    >>> [[member.path for member in part] for part in parts]
+    [['/a', '/a/b'], ['/c']]
+    """
+    by_path = {member.path: member for member in members}
+    wanted: dict[int, set[str]] = {}
+    for member in members:
+        if member.kind is MemberKind.DIR:
+            continue
+        index = archive_of(member)
+        paths = wanted.setdefault(index, set())
+        paths.add(member.path)
+        parent = posixpath.dirname(member.path)
+        while parent != "/" and parent not in paths:
+            paths.add(parent)
+            parent = posixpath.dirname(parent)
+    placed = set().union(*wanted.values()) if wanted else set()
+    wanted.setdefault(0, set()).update(
+        path
+        for path, member in by_path.items()
+        if member.kind is MemberKind.DIR and path not in placed
+    )
+    return [
+        [member for member in members if member.path in wanted[index]]
+        for index in sorted(wanted)
+        if wanted[index]
+    ]
 
 
 def _newc_header(
@@ -389,9 +430,23 @@ def read_initrd(data: bytes) -> list[ArchiveEntry]:
             offset = archive_start + length
         else:
             inner, offset_after = _decompress_segment(data, offset)
-            entries += _parse_newc(inner, offset, segment) if inner else []
+            entries += _parse_archives(inner, offset, segment)
             offset = offset_after
         segment += 1
+    return entries
+
+
+def _parse_archives(data: bytes, origin: int, segment: int) -> list[ArchiveEntry]:
+    """Members of the cpio archives (with zero padding between) inside one compressed stream."""
+    entries: list[ArchiveEntry] = []
+    offset = 0
+    while offset < len(data):
+        if data[offset] == 0:
+            offset += 1
+            continue
+        length = _newc_length(data, offset)
+        entries += _parse_newc(data[offset : offset + length], origin, segment)
+        offset += length
     return entries
 
 
