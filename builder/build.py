@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,16 +423,21 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
         ]
         early = early_cpio(_plan_microcode(recipe, root), source_date_epoch())
         early = early if recipe.initrd.microcode else b""
-    with steps.step(f"compress ({recipe.initrd.compression})"):
-        initrd = early + b"".join(
-            compress_cached(
+    # The archives compress in parallel: the compressors release the GIL.
+    with (
+        steps.step(f"compress ({recipe.initrd.compression})"),
+        ThreadPoolExecutor(max_workers=len(archives)) as pool,
+    ):
+        compressed = pool.map(
+            lambda archive: compress_cached(
                 archive,
                 recipe.initrd.compression,
                 recipe.initrd.compression_level,
                 default_cache_dir() / "compressed",
-            )
-            for archive in archives
+            ),
+            archives,
         )
+        initrd = early + b"".join(compressed)
     return BuildResult(
         recipe,
         kernel,
