@@ -120,7 +120,7 @@ def _modules(value: Any, key: str) -> tuple[str, ...] | str:
     if value == "auto":
         return "auto"
     if isinstance(value, str):
-        raise ValueError(f'{value!r}: expected an array of module names or "auto"')
+        raise ValueError(f'expected an array of strings or "auto", got {value!r}')
     names: tuple[str, ...] = _string_list(MODULE_NAME, "module name")(value, key)
     return names
 

@@ -135,7 +135,7 @@ def test_early_microcode_from_vendor_files(tmp_path: Path) -> None:
     early = {entry.path: entry.data for entry in entries if entry.segment == 0}
     assert early["/kernel/x86/microcode/GenuineIntel.bin"] == b"first-second"
     assert early["/kernel/x86/microcode/AuthenticAMD.bin"] == b"amd17"
-    assert {entry.segment for entry in entries} == {0, 1}
+    assert all(entry.segment > 0 for entry in entries if not entry.path.startswith("/kernel"))
     listing = subprocess.run(
         ["cpio", "-it", "--quiet"], input=result.initrd, capture_output=True, check=True
     ).stdout.decode()

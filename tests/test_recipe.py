@@ -56,7 +56,9 @@ def test_bad_choice_lists_the_choices() -> None:
 
 def test_wrong_type() -> None:
     message = error_of(MINIMAL + "[initrd]\nmodules = 'ext4'\n")
-    assert message == "recipes/x.toml: initrd.modules: expected an array of strings, got a string"
+    assert message == (
+        "recipes/x.toml: initrd.modules: expected an array of strings or \"auto\", got 'ext4'"
+    )
     message = error_of(MINIMAL.replace('"LABEL=kdump"', "3"))
     assert message == "recipes/x.toml: dump.device: expected a string, got an integer"
     assert "dump.level: expected an integer, got a boolean" in error_of(MINIMAL + "level = true\n")
