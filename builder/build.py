@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from builder import runtime
+from builder.crashkernel import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.elfdeps import library_closure
-from builder.errors import ModuleError, RecipeError, SourceError
+from builder.errors import FetchError, ModuleError, RecipeError, SourceError
 from builder.fetch import FetchedPackage, default_cache_dir, fetch_packages
 from builder.hostonly import block_device_modules, network_modules
 from builder.initrd import (
@@ -42,6 +43,7 @@ from builder.initrd import (
 from builder.kernelimg import KernelImage, parse_kernel_image
 from builder.modules import ModuleIndex
 from builder.recipe import Recipe
+from builder.relocatable import CapturePlan, plan_capture_kernel
 from builder.sources import DirectoryRoot, PackageCache, PackageRoot, Root
 
 # Directories the capture /init expects before it mounts anything.
@@ -98,6 +100,7 @@ class BuildResult:
     recipe: Recipe
     kernel: KernelImage
     kernel_version: str
+    capture: CapturePlan
     kernel_bytes: bytes
     cmdline: str
     members: tuple[Member, ...]
@@ -149,6 +152,14 @@ def package_cache() -> PackageCache:
     return PackageCache(default_cache_dir() / "packages")
 
 
+def fetch_recipe_packages(recipe: Recipe, *, refresh: bool = False) -> list[FetchedPackage]:
+    """Fetch `source.packages`; errors name the recipe and the key."""
+    try:
+        return fetch_packages(recipe.source.packages, recipe.target.arch, refresh=refresh)
+    except FetchError as error:
+        raise FetchError(f"{recipe.path}: source.packages: {error}") from None
+
+
 def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage, ...]]:
     """The recipe's source root, fetching named packages first."""
     source = recipe.source
@@ -157,7 +168,7 @@ def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage,
     fetched: list[FetchedPackage] = []
     if source.packages:
         with steps.step("fetch packages"):
-            fetched = fetch_packages(source.packages, recipe.target.arch)
+            fetched = fetch_recipe_packages(recipe)
     files = [package.path for package in fetched]
     for index, name in enumerate(source.package_files):
         path = recipe.relative(name)
@@ -170,9 +181,9 @@ def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage,
         return PackageRoot(files, package_cache()), tuple(fetched)
 
 
-def _find_kernel(recipe: Recipe, root: Root) -> tuple[str, bytes, KernelImage]:
-    key = "kernel.image" if recipe.kernel.mode == "reuse" else "kernel.dedicated_image"
-    pattern = recipe.kernel.image if key == "kernel.image" else recipe.kernel.dedicated_image
+def _find_kernel(
+    recipe: Recipe, root: Root, key: str, pattern: str
+) -> tuple[str, bytes, KernelImage]:
     matches = root.glob(pattern)
     if len(matches) != 1:
         found = ", ".join(matches) if matches else "nothing"
@@ -181,8 +192,31 @@ def _find_kernel(recipe: Recipe, root: Root) -> tuple[str, bytes, KernelImage]:
             f"{root.description}, found {found}"
         )
     data = root.read_bytes(matches[0])
-    image = parse_kernel_image(data, matches[0])
-    return matches[0], data, image
+    return matches[0], data, parse_kernel_image(data, matches[0])
+
+
+def _capture_plan(
+    recipe: Recipe, root: Root, main: KernelImage, dedicated: KernelImage | None, version: str
+) -> CapturePlan:
+    """Check that the capture kernel can do the job where the reservation puts it."""
+    config_path = f"/boot/config-{version}"
+    config_text = (
+        root.read_bytes(config_path).decode(errors="replace") if root.exists(config_path) else None
+    )
+    spec = parse_crashkernel(recipe.crashkernel.reserve, where="crashkernel.reserve")
+    offset = spec.offset if isinstance(spec, SimpleSpec | RangesSpec) else None
+    # A range's size depends on the target's RAM; placement needs an upper bound only.
+    size = max(e.size for e in spec.entries) if isinstance(spec, RangesSpec) else spec.size
+    return plan_capture_kernel(
+        main,
+        mode=recipe.kernel.mode,
+        recipe=str(recipe.path),
+        reservation_size=size,
+        reservation_offset=offset,
+        dedicated=dedicated,
+        config_text=config_text,
+        config_name=config_path,
+    )
 
 
 def _kernel_version(recipe: Recipe, path: str, image: KernelImage) -> str:
@@ -413,8 +447,17 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
     steps = steps or Steps()
     root, packages = open_root(recipe, steps)
     with steps.step("kernel"):
-        kernel_path, kernel_bytes, kernel = _find_kernel(recipe, root)
+        kernel_path, kernel_bytes, kernel = _find_kernel(
+            recipe, root, "kernel.image", recipe.kernel.image
+        )
+        main_kernel, dedicated = kernel, None
+        if recipe.kernel.mode == "dedicated":
+            kernel_path, kernel_bytes, kernel = _find_kernel(
+                recipe, root, "kernel.dedicated_image", recipe.kernel.dedicated_image
+            )
+            dedicated = kernel
         kernel_version = _kernel_version(recipe, kernel_path, kernel)
+        capture = _capture_plan(recipe, root, main_kernel, dedicated, kernel_version)
     plan = plan_initrd(recipe, root, kernel_version, steps)
     with steps.step("cpio"):
         members = tuple(plan.members())
@@ -442,6 +485,7 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
         recipe,
         kernel,
         kernel_version,
+        capture,
         kernel_bytes,
         capture_cmdline(recipe),
         members,

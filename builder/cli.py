@@ -90,7 +90,7 @@ def inspect(
 ) -> None:
     """Describe a kernel image, or list an initrd's members like lsinitrd."""
     from builder.errors import ImageError, InitrdError
-    from builder.initrd import NEWC_CRC_MAGIC, NEWC_MAGIC, read_initrd
+    from builder.initrd import COMPRESSION_MAGICS, NEWC_CRC_MAGIC, NEWC_MAGIC, read_initrd
     from builder.kernelimg import describe, parse_kernel_image
 
     try:
@@ -104,8 +104,13 @@ def inspect(
             # A compressed initrd starts like a compressed kernel: try it as one.
             try:
                 entries = read_initrd(data)
-            except InitrdError:
-                raise kernel_error from None
+            except InitrdError as initrd_error:
+                if not data.startswith(COMPRESSION_MAGICS):
+                    raise kernel_error from None
+                raise InitrdError(
+                    f"{path}: neither an initrd ({initrd_error}) nor a kernel image "
+                    f"({str(kernel_error).removeprefix(f'{path}: ')})"
+                ) from None
             _print_initrd(entries, len(data), json_output)
             return
         _print_kernel(describe(image), json_output)
@@ -227,11 +232,10 @@ def fetch(
     refresh: Annotated[bool, typer.Option(help="Refresh the package lists first.")] = False,
 ) -> None:
     """Fetch the Debian packages a recipe names into the cache."""
-    from builder.fetch import fetch_packages
+    from builder.build import fetch_recipe_packages
     from builder.recipe import load_recipe
 
-    parsed = load_recipe(recipe)
-    for package in fetch_packages(parsed.source.packages, parsed.target.arch, refresh=refresh):
+    for package in fetch_recipe_packages(load_recipe(recipe), refresh=refresh):
         typer.echo(f"{package.name} {package.version} {package.path}")
 
 

@@ -129,14 +129,26 @@ class AptArchive:
         try:
             self._run("apt-get", "update")
         except FetchError:
-            if age is None:
+            # One broken index (a mirror mid-sync) fails the whole update, yet
+            # the lists that did arrive still resolve packages. No stamp is
+            # written, so the next fetch tries again.
+            if age is None and not self._has_lists():
                 raise
-            return  # offline: stale lists still name packages that are cached
+            return
         (self.state / "updated").write_text(f"{time.time()}\n")
+
+    def _has_lists(self) -> bool:
+        return any((self.state / "lists").glob("*_Packages*"))
 
     def candidates(self, names: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
         """Candidate (version, depends) of each package, in one apt-cache call."""
-        records = self._run("apt-cache", "show", "--no-all-versions", *names)
+        try:
+            records = self._run("apt-cache", "show", "--no-all-versions", *names)
+        except FetchError:
+            # apt-cache fails only when none of the names exists.
+            raise FetchError(
+                f"{', '.join(repr(name) for name in names)}: no such package for {self.deb_arch}"
+            ) from None
         found: dict[str, tuple[str, list[str]]] = {}
         for record in records.split("\n\n"):
             fields: dict[str, str] = {}
@@ -154,7 +166,7 @@ class AptArchive:
             found.setdefault(fields["Package"], (fields["Version"], depends))
         for name in names:
             if name not in found:
-                raise FetchError(f"package {name!r} ({self.deb_arch}): no candidate version")
+                raise FetchError(f"{name!r}: no such package for {self.deb_arch}")
         return found
 
     def _cached(self, name: str, version: str) -> Path | None:

@@ -41,6 +41,7 @@ LZ4_LEGACY_MAGIC = (0x184C2102).to_bytes(4, "little")
 LZ4_LEGACY_CHUNK = 8 << 20
 # Where the x86 early microcode loader looks, in an uncompressed cpio at the start.
 MICROCODE_DIR = "/kernel/x86/microcode"
+COMPRESSION_MAGICS = (ZSTD_MAGIC, GZIP_MAGIC, XZ_MAGIC, LZ4_LEGACY_MAGIC)
 
 
 class MemberKind(Enum):

@@ -170,7 +170,11 @@ def test_build_is_reproducible_across_directories(tmp_path: Path) -> None:
 def test_inspect_corrupt_file(tmp_path: Path) -> None:
     broken = tmp_path / "initrd.img"
     broken.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
-    assert_user_error(run_cli("inspect", str(broken)), f"{broken}: byte 0: corrupt compressed data")
+    assert_user_error(
+        run_cli("inspect", str(broken)),
+        f"{broken}: neither an initrd (byte 0: corrupt compressed data",
+        "nor a kernel image",
+    )
     assert_user_error(run_cli("inspect", str(tmp_path / "missing.img")), "missing.img")
 
 
@@ -285,3 +289,58 @@ def test_diff_bad_input(tmp_path: Path) -> None:
     assert_user_error(
         run_cli("diff", str(broken), str(broken)), f"{broken}: byte 4: lz4 chunk of 16 bytes"
     )
+
+
+def sysroot_with_kernels(tmp_path: Path, **images: bytes) -> Path:
+    sysroot = tmp_path / "sysroot"
+    (sysroot / "boot").mkdir(parents=True)
+    for name, data in images.items():
+        (sysroot / "boot" / name).write_bytes(data)
+    return sysroot
+
+
+def test_reuse_of_a_non_relocatable_kernel(tmp_path: Path, previous_output: Path) -> None:
+    from tests.kernelimg_synth import bzimage
+
+    sysroot = sysroot_with_kernels(tmp_path, **{"vmlinuz-6.9.0-synth": bzimage(relocatable=False)})
+    recipe = write_recipe(tmp_path, MINIMAL_DUMP + f'[source]\nroot = "{sysroot}"\n')
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, f"{recipe}: kernel.mode:", "needs a relocatable kernel")
+    assert_untouched(previous_output)
+
+
+def test_dedicated_kernel_outside_the_reservation(tmp_path: Path, previous_output: Path) -> None:
+    from tests.kernelimg_synth import bzimage
+
+    # A non-relocatable kernel runs at its pref_address: 16 MiB here, 32 MiB long.
+    sysroot = sysroot_with_kernels(
+        tmp_path,
+        **{
+            "vmlinuz-6.9.0-main": bzimage(version=b"6.9.0-main (b@e) #1"),
+            "vmlinuz-6.9.0-capture": bzimage(relocatable=False, version=b"6.9.0-capture (b@e) #1"),
+        },
+    )
+    recipe = write_recipe(
+        tmp_path,
+        MINIMAL_DUMP
+        + f'[source]\nroot = "{sysroot}"\n'
+        + '[kernel]\nmode = "dedicated"\nimage = "/boot/vmlinuz-6.9.0-main"\n'
+        + 'dedicated_image = "/boot/vmlinuz-6.9.0-capture"\n'
+        + '[crashkernel]\nreserve = "256M@512M"\n',
+    )
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    message = assert_user_error(result, f"{recipe}: kernel.dedicated_image:", "crashkernel.reserve")
+    assert "0x1000000" in message and "0x20000000" in message, message
+    assert_untouched(previous_output)
+
+
+def test_package_that_does_not_exist(tmp_path: Path, previous_output: Path) -> None:
+    recipe = write_recipe(
+        tmp_path, MINIMAL_DUMP + '[source]\npackages = ["busybox-static", "no-such-package-kdb"]\n'
+    )
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(
+        result, f"{recipe}: source.packages: 'no-such-package-kdb': no such package for amd64"
+    )
+    assert_untouched(previous_output)
+    assert_user_error(run_cli("fetch", str(recipe)), "no-such-package-kdb")
