@@ -106,6 +106,9 @@ class BuildResult:
     members: tuple[Member, ...]
     initrd: bytes
     packages: tuple[FetchedPackage, ...]
+    # Firmware a module names that the source root does not have (drivers often
+    # list optional firmware); recorded, not fatal, as modprobe and dracut do.
+    missing_firmware: tuple[str, ...] = ()
 
     def manifest(self) -> dict[str, Any]:
         """manifest.json: the inputs and every initrd member."""
@@ -122,6 +125,7 @@ class BuildResult:
                 "sha256": sha256(self.initrd),
                 "size": len(self.initrd),
                 "compression": self.recipe.initrd.compression,
+                "missing_firmware": list(self.missing_firmware),
             },
             "packages": [
                 {
@@ -262,7 +266,8 @@ def _plan_modules(recipe: Recipe, root: Root, kernel_version: str, plan: InitrdP
         stored, data = modules.stored_form(module)
         plan.file(stored, data, 0o644, root.origin(module.path))
         module_paths.append(stored)
-    firmware, _missing = modules.firmware(order)
+    firmware, missing = modules.firmware(order)
+    plan.missing_firmware.extend(missing)
     for item in firmware:
         plan.file(item.path, item.data, 0o644, root.origin(item.source))
     return module_paths
@@ -491,6 +496,7 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
         members,
         initrd,
         packages,
+        tuple(plan.missing_firmware),
     )
 
 

@@ -86,6 +86,7 @@ class InitrdPlan:
 
     def __init__(self) -> None:
         self._members: dict[str, Member] = {}
+        self.missing_firmware: list[str] = []
 
     def add(self, member: Member) -> None:
         path = normalize(member.path)

@@ -188,3 +188,20 @@ def test_cold_and_warm_caches_give_the_same_bytes(tmp_path: Path) -> None:
         del os.environ["KDUMP_BUILD_CACHE"]
     assert cold.initrd == warm.initrd == again.initrd
     assert cold.manifest() == warm.manifest()
+
+
+def test_firmware_from_the_source_or_listed_missing(tmp_path: Path) -> None:
+    """e100 names three firmware files; one is in a package of the recipe, two are not."""
+    package(
+        tmp_path / "fw.tar.gz",
+        {"./lib/firmware/e100/d101m_ucode.bin": b"microcode for d101m"},
+        0o644,
+    )
+    recipe = recipe_with(tmp_path, 'modules = ["e100"]\n', ["fw.tar.gz"])
+    result = plan_build(load_recipe(recipe))
+    found = {entry.path: entry for entry in read_initrd(result.initrd)}
+    assert found["/lib/firmware/e100/d101m_ucode.bin"].data == b"microcode for d101m"
+    assert result.manifest()["initrd"]["missing_firmware"] == [
+        "e100/d102e_ucode.bin",
+        "e100/d101s_ucode.bin",
+    ]
