@@ -87,7 +87,18 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
     )
     identical = (work / "cold/initrd.img").read_bytes() == (work / "warm/initrd.img").read_bytes()
 
-    # 3. Warm packages but the initrd compressed afresh (as after a recipe change).
+    # 2b. A recipe edit (another dump level each time): only the small archive of
+    # recipe-rendered files is compressed afresh.
+    edits = iter((17, 15, 13, 11, 9))
+
+    def recipe_edit() -> tuple[float, int, dict[str, object]]:
+        edited = work / "edited.toml"
+        edited.write_text(RECIPE.read_text().replace("level = 31", f"level = {next(edits)}"))
+        return kdump_build(edited, work / "edited", cold_cache)
+
+    edit_time, _, _ = best_of(REPEATS, recipe_edit)
+
+    # 3. Warm packages but the initrd compressed afresh (as after a package update).
     def fresh_compression() -> tuple[float, int, dict[str, object]]:
         shutil.rmtree(cold_cache / "compressed", ignore_errors=True)
         return kdump_build(RECIPE, work / "recompressed", cold_cache)
@@ -169,6 +180,8 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
         f"  cold packages (empty cache, apt download)         {cold_time:8.2f} s",
         f"  warm cache (all cached)                           {warm_time:8.2f} s   "
         f"{dracut_time:8.2f} s   {dracut_time / warm_time:6.1f}x faster",
+        f"  recipe edit (dump.level), warm cache              {edit_time:8.2f} s   "
+        f"{dracut_time:8.2f} s   {dracut_time / edit_time:6.1f}x faster",
         f"  warm packages, initrd compressed afresh           {recompress_time:8.2f} s   "
         f"{dracut_time:8.2f} s   {dracut_time / recompress_time:6.1f}x faster",
         f"  unpacked sysroot, no cache (index, zstd afresh)   {sysroot_time:8.2f} s   "
@@ -192,7 +205,8 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
         f"{'met' if warm_size <= 3 * MIB else 'NOT met'}",
         f"  warm build <= 1.0 s:                  {warm_time:.2f} s  "
         f"{'met' if warm_time <= 1.0 else 'NOT met'}"
-        f" (afresh-compressed {recompress_time:.2f} s: "
+        f" (recipe edit {edit_time:.2f} s: {'met' if edit_time <= 1.0 else 'NOT met'}; "
+        f"afresh-compressed {recompress_time:.2f} s: "
         f"{'met' if recompress_time <= 1.0 else 'NOT met'})",
         f"  >= 10x faster than dracut:            {dracut_time / warm_time:.1f}x  "
         f"{'met' if dracut_time / warm_time >= 10 else 'NOT met'}"
