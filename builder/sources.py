@@ -273,6 +273,25 @@ class DirectoryRoot(Root):
         except OSError as error:
             raise SourceError(f"{host_path}: {error.strerror}") from error
 
+    def walk_files(self, top: str) -> Iterator[str]:
+        """As `Root.walk_files`, with one scandir per directory instead of a lookup per file."""
+        resolved = self.resolve(top).path
+        if self.lookup(resolved).kind is not NodeKind.DIR:
+            raise SourceError(f"{self.description}: {top}: not a directory")
+        yield from self._scan_files(top.rstrip("/") or "/", self._host_path(resolved))
+
+    def _scan_files(self, path: str, host_path: str) -> Iterator[str]:
+        try:
+            entries = sorted(os.scandir(host_path), key=lambda entry: entry.name)
+        except OSError as error:
+            raise SourceError(f"{host_path}: {error.strerror}") from error
+        for entry in entries:
+            child = posixpath.join(path, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._scan_files(child, entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                yield child
+
     def fingerprint(self, path: str) -> str | None:
         """Names, sizes and modification times of every file below `path`."""
         digest = hashlib.sha256(f"{self.base}:{path}".encode())

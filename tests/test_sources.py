@@ -202,3 +202,18 @@ def test_package_cache_reads_only_what_is_missing(
     # A changed package is a new sha256: nothing stale is served.
     package.write_bytes(_tar_gz({"./bin/tool": b"tool v2"}))
     assert PackageRoot([package], cache).read_bytes("/bin/tool") == b"tool v2"
+
+
+def test_directory_walk_matches_the_generic_walk(tree: Path) -> None:
+    from builder.sources import Root
+
+    (tree / "usr/lib/a").mkdir()
+    (tree / "usr/lib/a/z.ko").write_bytes(b"z")
+    (tree / "usr/lib/b.ko").write_bytes(b"b")
+    (tree / "usr/lib/linked").symlink_to("a")  # not entered
+    root = DirectoryRoot(tree)
+    fast = list(root.walk_files("/lib"))  # through the merged-/usr symlink
+    assert fast == list(Root.walk_files(root, "/lib"))
+    assert fast == ["/lib/a/z.ko", "/lib/b.ko", "/lib/libfoo.so.1.2"]
+    with pytest.raises(SourceError, match="not a directory"):
+        list(root.walk_files("/usr/lib/b.ko"))
