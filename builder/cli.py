@@ -24,11 +24,6 @@ app = typer.Typer(
     help="Build minimal, reproducible kdump capture images from a TOML recipe.",
 )
 
-COMMANDS = (
-    "build", "inspect", "fetch", "recipe-doc", "layout", "load", "unload", "status",
-    "capture-sysfs",
-)  # fmt: skip
-
 
 def _progress(quiet: bool, verbose: bool) -> Any:
     """Step lines on stderr: on a terminal by default, elsewhere only with --verbose."""
@@ -169,6 +164,65 @@ def _print_initrd(entries: list[Any], size: int, json_output: bool) -> None:
         suffix = f" -> {entry.target}" if entry.target else ""
         typer.echo(f"{stat.filemode(entry.mode)} {entry.size:>10} {entry.path}{suffix}")
     typer.echo(f"{len(entries)} members, {size:,} bytes", err=True)
+
+
+def _read_initrd_file(path: Path) -> list[Any]:
+    from builder.errors import InitrdError
+    from builder.initrd import read_initrd
+
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InitrdError(f"{path}: {error.strerror}") from None
+    try:
+        return read_initrd(data)
+    except InitrdError as error:
+        raise InitrdError(f"{path}: {error}") from None
+
+
+@app.command()
+def diff(
+    before: Annotated[Path, typer.Argument(help="The first initrd.")],
+    after: Annotated[Path, typer.Argument(help="The second initrd.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show members added (+), removed (-) and changed (~) between two initrds."""
+    from builder.initrd import diff_initrds, sha256
+
+    changes = diff_initrds(_read_initrd_file(before), _read_initrd_file(after))
+    if json_output:
+
+        def side(entry: Any) -> dict[str, Any] | None:
+            if entry is None:
+                return None
+            return {
+                "mode": f"{entry.mode:06o}",
+                "size": entry.size,
+                "sha256": sha256(entry.data),
+                **({"target": entry.target} if entry.target else {}),
+            }
+
+        listing = [
+            {
+                "path": change.path,
+                "status": change.status,
+                "before": side(change.before),
+                "after": side(change.after),
+                "details": change.details(),
+            }
+            for change in changes
+        ]
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    for change in changes:
+        details = ", ".join(change.details())
+        typer.echo(f"{marks[change.status]} {change.path}" + (f" ({details})" if details else ""))
+    counts = {status: sum(c.status == status for c in changes) for status in marks}
+    typer.echo(
+        f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed",
+        err=True,
+    )
 
 
 @app.command()
@@ -427,7 +481,11 @@ def status(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: `kdump-build RECIPE` is short for `kdump-build build RECIPE`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+    commands = {
+        info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
+        for info in app.registered_commands
+    }
+    if args and args[0] not in commands and not args[0].startswith("-"):
         args.insert(0, "build")
     try:
         # Typer handles usage errors itself (message, exit 2) and exits via SystemExit.
