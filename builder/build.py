@@ -121,6 +121,7 @@ class BuildResult:
                 "size": len(self.kernel_bytes),
             },
             "cmdline": self.cmdline,
+            "kexec": {"backup_region": self.recipe.kernel.backup_region},
             "initrd": {
                 "sha256": sha256(self.initrd),
                 "size": len(self.initrd),

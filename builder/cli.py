@@ -277,8 +277,13 @@ def layout(
     ] = None,
     arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
     backup: Annotated[
-        bool, typer.Option("--backup", help="Copy the low 640 KiB first (kernels before v5.5).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--backup/--no-backup",
+            help="Copy the low 640 KiB first (kernels before v5.5) "
+            "[default: the recipe's kernel.backup_region].",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print layout.json.")] = False,
 ) -> None:
     """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
@@ -293,7 +298,9 @@ def layout(
     outputs = read_build_outputs(outdir)
     memory = read_iomem(iomem)
     info = read_crash_info_for(sysfs, memory) if sysfs is not None else None
-    planned = plan_layout(arch, outputs, memory, info, backup=backup)
+    planned = plan_layout(
+        arch, outputs, memory, info, backup=outputs.backup_region if backup is None else backup
+    )
     written = write_layout(planned, outdir)
     _print_layout(planned, json_output)
     if not json_output:
@@ -360,8 +367,13 @@ def load(
     ] = "auto",
     arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
     backup: Annotated[
-        bool, typer.Option("--backup", help="Copy the low 640 KiB first (kernels before v5.5).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--backup/--no-backup",
+            help="Copy the low 640 KiB first (kernels before v5.5) "
+            "[default: the recipe's kernel.backup_region].",
+        ),
+    ] = None,
     print_kexec_command: Annotated[
         bool,
         typer.Option(
@@ -408,7 +420,9 @@ def load(
     else:
         memory = read_iomem(Path("/proc/iomem"))
         info = read_crash_info_for(Path("/"), memory)
-        planned = plan_layout(arch, outputs, memory, info, backup=backup)
+        planned = plan_layout(
+            arch, outputs, memory, info, backup=outputs.backup_region if backup is None else backup
+        )
         if testing_corrupt_segment is not None:
             planned = corrupt_segment_for_testing(planned, testing_corrupt_segment)
             typer.echo(

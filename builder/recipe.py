@@ -101,6 +101,15 @@ def _string_list(pattern: re.Pattern[str] | None = None, what: str = "") -> Pars
     return parse
 
 
+def _boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected a boolean, got {_type_name(value)}")
+    return value
+
+
+_boolean.__doc__ = "boolean"
+
+
 def _absolute_path(value: Any, key: str) -> str:
     text = _string(value, key)
     if not text.startswith("/"):
@@ -223,6 +232,13 @@ SETTINGS: tuple[Setting, ...] = (
         _string_list(),
         (),
         "Extra capture kernel parameters, e.g. the console.",
+    ),
+    Setting(
+        "kernel.backup_region",
+        _boolean,
+        False,
+        "Have purgatory copy the first 640 KiB of RAM aside before the capture kernel "
+        "boots (x86 kernels before v5.5, which did not keep the low 1 MiB reserved).",
     ),
     Setting(
         "initrd.modules",
@@ -355,6 +371,7 @@ class KernelSettings:
     dedicated_image: str
     cmdline: tuple[str, ...]
     cmdline_append: tuple[str, ...]
+    backup_region: bool
 
 
 @dataclass(frozen=True)

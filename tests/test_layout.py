@@ -8,6 +8,7 @@ oracles: readelf for the ELF core header, the purgatory's own region table.
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import hashlib
 import json
@@ -542,3 +543,28 @@ def test_doctests() -> None:
     for module in (builder.layout, builder.layout.elfcore, builder.crashinfo):
         failures, _ = doctest.testmod(module)
         assert failures == 0, module.__name__
+
+
+def test_recipe_backup_region_reaches_the_layout(
+    default_build: BuildResult, tmp_path: Path
+) -> None:
+    """kernel.backup_region in the recipe turns the backup segment on; flags still win."""
+    forced = dataclasses.replace(
+        default_build,
+        recipe=dataclasses.replace(
+            default_build.recipe,
+            kernel=dataclasses.replace(default_build.recipe.kernel, backup_region=True),
+        ),
+    )
+    directory = tmp_path / "out"
+    write_outputs(forced, directory)
+    assert json.loads((directory / "manifest.json").read_text())["kexec"] == {"backup_region": True}
+    sample = str(IOMEM / "qemu-q35-1g-crashkernel-192m.txt")
+
+    def segment_names(*flags: str) -> list[str]:
+        result = run_cli("layout", str(directory), "--iomem", sample, "--json", *flags)
+        assert result.returncode == 0, result.stderr
+        return [segment["name"] for segment in json.loads(result.stdout)["segments"]]
+
+    assert "backup" in segment_names()
+    assert "backup" not in segment_names("--no-backup")

@@ -5,6 +5,7 @@ The edge between files and the pure planners in this package.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from builder.crashinfo import CrashInfo, read_crash_info
@@ -19,6 +20,7 @@ __all__ = ["BuildOutputs", "plan_layout", "read_build_outputs", "read_crash_info
 KERNEL_FILE = "vmlinuz"
 INITRD_FILE = "initrd.img"
 CMDLINE_FILE = "cmdline.txt"
+MANIFEST_FILE = "manifest.json"
 
 
 class BuildOutputs:
@@ -31,6 +33,18 @@ class BuildOutputs:
         self.kernel = _read(self.kernel_path)
         self.initrd = _read(self.initrd_path)
         self.cmdline = _read(outdir / CMDLINE_FILE).decode(errors="replace").strip()
+        self.backup_region = _recipe_backup_region(outdir / MANIFEST_FILE)
+
+
+def _recipe_backup_region(manifest: Path) -> bool:
+    """Whether the build's recipe asked for the backup region (kernel.backup_region)."""
+    if not manifest.exists():
+        return False
+    try:
+        kexec = json.loads(_read(manifest)).get("kexec", {})
+    except (ValueError, AttributeError):
+        raise LayoutError(f"{manifest}: not a kdump-build manifest (invalid JSON)") from None
+    return bool(kexec.get("backup_region", False)) if isinstance(kexec, dict) else False
 
 
 def _read(path: Path) -> bytes:
