@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 a user's mistake (recipe, missing or corrupt input),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 import sys
@@ -22,8 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Build minimal, reproducible kdump capture images from a TOML recipe.",
 )
-
-COMMANDS = ("build", "inspect", "fetch", "recipe-doc", "fit")
 
 
 def _progress(quiet: bool, verbose: bool) -> Any:
@@ -97,21 +96,64 @@ def build(
 
 @app.command()
 def inspect(
-    path: Annotated[Path, typer.Argument(help="An initrd (any compression, concatenated).")],
+    path: Annotated[Path, typer.Argument(help="A kernel image or an initrd.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the members of an initrd, like lsinitrd."""
-    from builder.errors import InitrdError
-    from builder.initrd import read_initrd
+    """Describe a kernel image, or list an initrd's members like lsinitrd."""
+    from builder.errors import ImageError, InitrdError
+    from builder.initrd import COMPRESSION_MAGICS, NEWC_CRC_MAGIC, NEWC_MAGIC, read_initrd
+    from builder.kernelimg import describe, parse_kernel_image
 
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InitrdError(f"{path}: {error.strerror}") from None
+    if not data.startswith((NEWC_MAGIC, NEWC_CRC_MAGIC)):
+        try:
+            image = parse_kernel_image(data, str(path))
+        except ImageError as kernel_error:
+            # A compressed initrd starts like a compressed kernel: try it as one.
+            try:
+                entries = read_initrd(data)
+            except InitrdError as initrd_error:
+                if not data.startswith(COMPRESSION_MAGICS):
+                    raise kernel_error from None
+                raise InitrdError(
+                    f"{path}: neither an initrd ({initrd_error}) nor a kernel image "
+                    f"({str(kernel_error).removeprefix(f'{path}: ')})"
+                ) from None
+            _print_initrd(entries, len(data), json_output)
+            return
+        _print_kernel(describe(image), json_output)
+        return
     try:
         entries = read_initrd(data)
     except InitrdError as error:
         raise InitrdError(f"{path}: {error}") from None
+    _print_initrd(entries, len(data), json_output)
+
+
+def _print_kernel(description: dict[str, object], json_output: bool) -> None:
+    if json_output:
+        typer.echo(json.dumps(description, indent=2))
+        return
+    for key in (
+        "arch",
+        "format",
+        "version",
+        "relocatable",
+        "alignment",
+        "min_address",
+        "memory_size",
+        "entry",
+        "banner",
+    ):
+        value = description.get(key)
+        shown = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) else value
+        typer.echo(f"{key:<12} {shown}")
+
+
+def _print_initrd(entries: list[Any], size: int, json_output: bool) -> None:
     if json_output:
         listing = [
             {
@@ -133,7 +175,66 @@ def inspect(
     for entry in entries:
         suffix = f" -> {entry.target}" if entry.target else ""
         typer.echo(f"{stat.filemode(entry.mode)} {entry.size:>10} {entry.path}{suffix}")
-    typer.echo(f"{len(entries)} members, {len(data):,} bytes", err=True)
+    typer.echo(f"{len(entries)} members, {size:,} bytes", err=True)
+
+
+def _read_initrd_file(path: Path) -> list[Any]:
+    from builder.errors import InitrdError
+    from builder.initrd import read_initrd
+
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InitrdError(f"{path}: {error.strerror}") from None
+    try:
+        return read_initrd(data)
+    except InitrdError as error:
+        raise InitrdError(f"{path}: {error}") from None
+
+
+@app.command()
+def diff(
+    before: Annotated[Path, typer.Argument(help="The first initrd.")],
+    after: Annotated[Path, typer.Argument(help="The second initrd.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show members added (+), removed (-) and changed (~) between two initrds."""
+    from builder.initrd import diff_initrds, sha256
+
+    changes = diff_initrds(_read_initrd_file(before), _read_initrd_file(after))
+    if json_output:
+
+        def side(entry: Any) -> dict[str, Any] | None:
+            if entry is None:
+                return None
+            return {
+                "mode": f"{entry.mode:06o}",
+                "size": entry.size,
+                "sha256": sha256(entry.data),
+                **({"target": entry.target} if entry.target else {}),
+            }
+
+        listing = [
+            {
+                "path": change.path,
+                "status": change.status,
+                "before": side(change.before),
+                "after": side(change.after),
+                "details": change.details(),
+            }
+            for change in changes
+        ]
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    for change in changes:
+        details = ", ".join(change.details())
+        typer.echo(f"{marks[change.status]} {change.path}" + (f" ({details})" if details else ""))
+    counts = {status: sum(c.status == status for c in changes) for status in marks}
+    typer.echo(
+        f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed",
+        err=True,
+    )
 
 
 @app.command()
@@ -142,11 +243,10 @@ def fetch(
     refresh: Annotated[bool, typer.Option(help="Refresh the package lists first.")] = False,
 ) -> None:
     """Fetch the Debian packages a recipe names into the cache."""
-    from builder.fetch import fetch_packages
+    from builder.build import fetch_recipe_packages
     from builder.recipe import load_recipe
 
-    parsed = load_recipe(recipe)
-    for package in fetch_packages(parsed.source.packages, parsed.target.arch, refresh=refresh):
+    for package in fetch_recipe_packages(load_recipe(recipe), refresh=refresh):
         typer.echo(f"{package.name} {package.version} {package.path}")
 
 
@@ -236,10 +336,260 @@ def recipe_doc() -> None:
     typer.echo(reference_markdown(), nl=False)
 
 
+STATE_FILE = Path("/run/kdump-build/crash.json")
+METHODS = ("segments", "file", "auto")
+
+
+def _print_layout(layout: Any, json_output: bool) -> None:
+    from builder.layout import describe_layout, layout_json
+
+    if json_output:
+        typer.echo(json.dumps(layout_json(layout), indent=2))
+        return
+    for line in describe_layout(layout):
+        typer.echo(line)
+    typer.echo(f"cmdline {layout.details.get('cmdline', '')}")
+
+
+@app.command()
+def layout(
+    outdir: Annotated[
+        Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
+    ],
+    iomem: Annotated[Path, typer.Option("--iomem", help="A captured /proc/iomem.")],
+    sysfs: Annotated[
+        Path | None,
+        typer.Option(
+            "--sysfs",
+            help="A directory from `kdump-build capture-sysfs` (crash notes, "
+            "vmcoreinfo, kcore headers); without it the ELF core header has no notes.",
+        ),
+    ] = None,
+    arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
+    backup: Annotated[
+        bool | None,
+        typer.Option(
+            "--backup/--no-backup",
+            help="Copy the low 640 KiB first (kernels before v5.5) "
+            "[default: the recipe's kernel.backup_region].",
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print layout.json.")] = False,
+) -> None:
+    """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
+    from builder.layout import write_layout
+    from builder.layout.inputs import (
+        plan_layout,
+        read_build_outputs,
+        read_crash_info_for,
+        read_iomem,
+    )
+
+    outputs = read_build_outputs(outdir)
+    memory = read_iomem(iomem)
+    info = read_crash_info_for(sysfs, memory) if sysfs is not None else None
+    planned = plan_layout(
+        arch, outputs, memory, info, backup=outputs.backup_region if backup is None else backup
+    )
+    written = write_layout(planned, outdir)
+    _print_layout(planned, json_output)
+    if not json_output:
+        typer.echo(f"wrote {written} and {outdir / 'segments'}/")
+
+
+@app.command("capture-sysfs")
+def capture_sysfs(
+    destination: Annotated[Path, typer.Argument(help="Directory to create.")],
+) -> None:
+    """Save this system's crash notes, vmcoreinfo, kcore headers and iomem for `layout --sysfs`."""
+    from builder.crashinfo import capture_crash_info
+
+    capture_crash_info(Path("/"), destination)
+    (destination / "proc" / "iomem").write_bytes(Path("/proc/iomem").read_bytes())
+    typer.echo(f"captured into {destination}/ (use --iomem {destination}/proc/iomem)")
+
+
+def _choose_method(method: str) -> str:
+    from builder.kexec import lockdown_mode
+
+    if method not in METHODS:
+        from builder.errors import LoadError
+
+        raise LoadError(f"--method: {method!r} is not one of {', '.join(METHODS)}")
+    if method != "auto":
+        return method
+    mode = lockdown_mode()
+    if mode in ("integrity", "confidentiality"):
+        typer.echo(
+            f"kdump-build: kernel lockdown is {mode!r}: kexec_load is refused, so the kernel's "
+            "own loader (kexec_file_load, signed image) is used",
+            err=True,
+        )
+        return "file"
+    reason = "not active" if mode == "none" else "unknown (no /sys/kernel/security/lockdown)"
+    typer.echo(
+        f"kdump-build: kernel lockdown is {reason}: using kexec_load with our segments", err=True
+    )
+    return "segments"
+
+
+def _write_state(state: dict[str, object]) -> None:
+    try:
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
+    except OSError as error:
+        typer.echo(f"kdump-build: warning: cannot record state in {STATE_FILE}: "
+                   f"{error.strerror}", err=True)  # fmt: skip
+
+
+@app.command()
+def load(
+    outdir: Annotated[
+        Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
+    ],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="segments (kexec_load, our purgatory), file "
+            "(kexec_file_load) or auto (file under lockdown).",
+        ),
+    ] = "auto",
+    arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
+    backup: Annotated[
+        bool | None,
+        typer.Option(
+            "--backup/--no-backup",
+            help="Copy the low 640 KiB first (kernels before v5.5) "
+            "[default: the recipe's kernel.backup_region].",
+        ),
+    ] = None,
+    print_kexec_command: Annotated[
+        bool,
+        typer.Option(
+            "--print-kexec-command", help="Print the kexec-tools equivalent; load nothing."
+        ),
+    ] = False,
+    show: Annotated[bool, typer.Option("--show", help="Print the planned segments.")] = False,
+    testing_corrupt_segment: Annotated[
+        str | None,
+        typer.Option(
+            "--testing-corrupt-segment",
+            hidden=True,
+            help="TEST ONLY: flip a byte of this segment after the digest.",
+        ),
+    ] = None,
+) -> None:
+    """Load the capture kernel from OUTDIR as this system's crash kernel."""
+    import shlex
+
+    from builder.kexec import kexec_file_load, kexec_load
+    from builder.layout import check_layout, corrupt_segment_for_testing
+    from builder.layout.inputs import (
+        plan_layout,
+        read_build_outputs,
+        read_crash_info_for,
+        read_iomem,
+    )
+
+    outputs = read_build_outputs(outdir)
+    if print_kexec_command:
+        chosen = method if method != "auto" else "segments"
+        # kexec-tools adds elfcorehdr= and the memory map itself, as our layout does.
+        words = ["kexec", "-p", *(["-s"] if chosen == "file" else []),
+                 shlex.quote(str(outputs.kernel_path)),
+                 "--initrd=" + shlex.quote(str(outputs.initrd_path)),
+                 "--command-line=" + shlex.quote(outputs.cmdline)]  # fmt: skip
+        typer.echo(" ".join(words))
+        return
+    chosen = _choose_method(method)
+    state: dict[str, object] = {"method": chosen, "outdir": str(outdir.absolute())}
+    if chosen == "file":
+        kexec_file_load(arch, outputs.kernel_path, outputs.initrd_path, outputs.cmdline)
+        typer.echo(f"loaded {outputs.kernel_path} as crash kernel with kexec_file_load")
+    else:
+        memory = read_iomem(Path("/proc/iomem"))
+        info = read_crash_info_for(Path("/"), memory)
+        planned = plan_layout(
+            arch, outputs, memory, info, backup=outputs.backup_region if backup is None else backup
+        )
+        if testing_corrupt_segment is not None:
+            planned = corrupt_segment_for_testing(planned, testing_corrupt_segment)
+            typer.echo(
+                f"kdump-build: TESTING: corrupted segment {testing_corrupt_segment!r}", err=True
+            )
+        check_layout(planned)
+        if show:
+            _print_layout(planned, False)
+        kexec_load(planned)
+        state.update(entry=planned.entry, segments=[s.name for s in planned.segments])
+        typer.echo(
+            f"loaded {len(planned.segments)} segments with kexec_load, entry {planned.entry:#x}"
+        )
+    _write_state(state)
+
+
+@app.command()
+def unload(
+    method: Annotated[str, typer.Option("--method", help="segments, file or auto.")] = "auto",
+    arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
+) -> None:
+    """Unload the crash kernel."""
+    from builder.kexec import unload as kexec_unload
+
+    chosen = _choose_method(method)
+    kexec_unload(arch, method=chosen)
+    with contextlib.suppress(OSError):
+        STATE_FILE.unlink()
+    typer.echo("crash kernel unloaded")
+
+
+@app.command()
+def status(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whether a crash kernel is loaded, the crash region, and how it was loaded."""
+    from builder.kexec import kexec_status
+
+    current = kexec_status()
+    region: str | None = None
+    try:
+        from builder.memmap import parse_iomem
+
+        memory = parse_iomem(Path("/proc/iomem").read_text())
+        ranges = memory.crash_ranges()
+        region = str(ranges[-1]) if ranges else None
+    except (OSError, KdumpBuildError):
+        region = None
+    recorded: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        recorded = json.loads(STATE_FILE.read_text())
+    method = recorded.get("method") if current.loaded else None
+    summary = {
+        "loaded": current.loaded,
+        "crash_region": region,
+        "crash_size": current.crash_size,
+        "method": method,
+        "lockdown": current.lockdown,
+    }
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    loaded = {True: "yes", False: "no", None: "unknown (no /sys/kernel/kexec_crash_loaded)"}
+    typer.echo(f"crash kernel loaded: {loaded[current.loaded]}")
+    typer.echo(f"crash region: {region or 'none'} ({current.crash_size or 0} bytes)")
+    typer.echo(f"method: {method or 'unknown'}")
+    typer.echo(f"lockdown: {current.lockdown or 'unknown'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: `kdump-build RECIPE` is short for `kdump-build build RECIPE`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+    commands = {
+        info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
+        for info in app.registered_commands
+    }
+    if args and args[0] not in commands and not args[0].startswith("-"):
         args.insert(0, "build")
     try:
         # Typer handles usage errors itself (message, exit 2) and exits via SystemExit.

@@ -8,6 +8,8 @@ configured sources are used as they are.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -103,6 +105,19 @@ class AptArchive:
             return None
         return time.time() - stamp.stat().st_mtime
 
+    def resolution_memo(self, names: Sequence[str]) -> Path:
+        """Where the resolution of `names` against the current package lists is remembered.
+
+        The key includes the lists' refresh stamp, so a refresh (daily, or
+        `fetch --refresh`) resolves again and "current version" stays current.
+        """
+        try:
+            stamp = str((self.state / "updated").stat().st_mtime_ns)
+        except OSError:
+            stamp = "never"
+        key = hashlib.sha256("\0".join([stamp, *names]).encode()).hexdigest()
+        return self.state / "resolved" / f"{key}.json"
+
     def update(self, *, force: bool = False) -> None:
         """Refresh the package lists when missing, stale, or when forced."""
         age = self._lists_age()
@@ -114,14 +129,26 @@ class AptArchive:
         try:
             self._run("apt-get", "update")
         except FetchError:
-            if age is None:
+            # One broken index (a mirror mid-sync) fails the whole update, yet
+            # the lists that did arrive still resolve packages. No stamp is
+            # written, so the next fetch tries again.
+            if age is None and not self._has_lists():
                 raise
-            return  # offline: stale lists still name packages that are cached
+            return
         (self.state / "updated").write_text(f"{time.time()}\n")
+
+    def _has_lists(self) -> bool:
+        return any((self.state / "lists").glob("*_Packages*"))
 
     def candidates(self, names: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
         """Candidate (version, depends) of each package, in one apt-cache call."""
-        records = self._run("apt-cache", "show", "--no-all-versions", *names)
+        try:
+            records = self._run("apt-cache", "show", "--no-all-versions", *names)
+        except FetchError:
+            # apt-cache fails only when none of the names exists.
+            raise FetchError(
+                f"{', '.join(repr(name) for name in names)}: no such package for {self.deb_arch}"
+            ) from None
         found: dict[str, tuple[str, list[str]]] = {}
         for record in records.split("\n\n"):
             fields: dict[str, str] = {}
@@ -139,7 +166,7 @@ class AptArchive:
             found.setdefault(fields["Package"], (fields["Version"], depends))
         for name in names:
             if name not in found:
-                raise FetchError(f"package {name!r} ({self.deb_arch}): no candidate version")
+                raise FetchError(f"{name!r}: no such package for {self.deb_arch}")
         return found
 
     def _cached(self, name: str, version: str) -> Path | None:
@@ -184,6 +211,10 @@ def fetch_packages(
 
     archive = AptArchive(cache_dir or default_cache_dir(), debian_arch(arch))
     archive.update(force=refresh)
+    memo = archive.resolution_memo(names)
+    remembered = _load_resolution(memo)
+    if remembered is not None:
+        return remembered
     fetched: list[FetchedPackage] = []
     seen: set[str] = set()
     pending = [(name, name) for name in names]
@@ -203,4 +234,32 @@ def fetch_packages(
                 pending += [(requested, dependency) for dependency in depends]
             else:
                 fetched.append(FetchedPackage(requested, name, version, path))
+    _store_resolution(memo, fetched)
     return fetched
+
+
+def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
+    """A previous resolution of the same names against the same package lists."""
+    try:
+        rows = json.loads(memo.read_text())
+        fetched = [
+            FetchedPackage(row["requested"], row["name"], row["version"], Path(row["path"]))
+            for row in rows
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return fetched if all(package.path.is_file() for package in fetched) else None
+
+
+def _store_resolution(memo: Path, fetched: Sequence[FetchedPackage]) -> None:
+    rows = [
+        {"requested": p.requested, "name": p.name, "version": p.version, "path": str(p.path)}
+        for p in fetched
+    ]
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        temporary = memo.with_name(f".{memo.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(rows))
+        os.replace(temporary, memo)
+    except OSError:
+        pass  # only an optimisation

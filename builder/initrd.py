@@ -14,9 +14,10 @@ import os
 import posixpath
 import stat
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import zstandard
@@ -32,6 +33,15 @@ TRAILER = "TRAILER!!!"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
+# The kernel reads lz4's legacy format (lib/decompress_unlz4.c): this magic, then
+# chunks of (u32 LE compressed size, LZ4 block) of at most 8 MiB uncompressed each.
+# It has no end marker, so the kernel reads chunks to the end of its input: an lz4
+# archive must come last in the initrd.
+LZ4_LEGACY_MAGIC = (0x184C2102).to_bytes(4, "little")
+LZ4_LEGACY_CHUNK = 8 << 20
+# Where the x86 early microcode loader looks, in an uncompressed cpio at the start.
+MICROCODE_DIR = "/kernel/x86/microcode"
+COMPRESSION_MAGICS = (ZSTD_MAGIC, GZIP_MAGIC, XZ_MAGIC, LZ4_LEGACY_MAGIC)
 
 
 class MemberKind(Enum):
@@ -76,6 +86,7 @@ class InitrdPlan:
 
     def __init__(self) -> None:
         self._members: dict[str, Member] = {}
+        self.missing_firmware: list[str] = []
 
     def add(self, member: Member) -> None:
         path = normalize(member.path)
@@ -139,6 +150,47 @@ class InitrdPlan:
         return sorted(self._members.values(), key=lambda member: member.path.split("/"))
 
 
+def split_archives(
+    members: Sequence[Member], archive_of: Callable[[Member], int]
+) -> list[list[Member]]:
+    """Split sorted members into separate archives, each with the directories above its members.
+
+    The kernel unpacks concatenated archives one after another, so each
+    archive must create the parents of its own members; a directory in
+    several archives is created by the first and met again by the others,
+    which is harmless. A directory with nothing below it goes to archive 0.
+    Empty archives are left out.
+
+    >>> plan = InitrdPlan(); plan.file("/a/b", b""); plan.file("/c", b"")
+    >>> parts = split_archives(plan.members(), lambda member: int(member.path == "/c"))
+    >>> [[member.path for member in part] for part in parts]
+    [['/a', '/a/b'], ['/c']]
+    """
+    by_path = {member.path: member for member in members}
+    wanted: dict[int, set[str]] = {}
+    for member in members:
+        if member.kind is MemberKind.DIR:
+            continue
+        index = archive_of(member)
+        paths = wanted.setdefault(index, set())
+        paths.add(member.path)
+        parent = posixpath.dirname(member.path)
+        while parent != "/" and parent not in paths:
+            paths.add(parent)
+            parent = posixpath.dirname(parent)
+    placed = set().union(*wanted.values()) if wanted else set()
+    wanted.setdefault(0, set()).update(
+        path
+        for path, member in by_path.items()
+        if member.kind is MemberKind.DIR and path not in placed
+    )
+    return [
+        [member for member in members if member.path in wanted[index]]
+        for index in sorted(wanted)
+        if wanted[index]
+    ]
+
+
 def _newc_header(
     name: str, ino: int, mode: int, nlink: int, mtime: int, size: int, rdev: tuple[int, int]
 ) -> bytes:
@@ -175,6 +227,43 @@ def write_cpio(members: Iterable[Member], mtime: int = 0) -> bytes:
     return archive + b"\0" * (-len(archive) % 512)
 
 
+def _compressor_version(method: str) -> str:
+    if method == "zstd":
+        return f"zstd-{zstandard.ZSTD_VERSION}"
+    if method == "lz4":
+        import lz4
+
+        return f"lz4-{lz4.library_version_string()}"
+    if method == "gzip":
+        return f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"
+    return method
+
+
+def compress_cached(data: bytes, method: str, level: int, cache: Path | None) -> bytes:
+    """`compress`, remembered under the archive's sha256, method, level and library version.
+
+    The result is the same bytes `compress` gives; a rebuild of unchanged
+    contents skips the slow high-level compression.
+    """
+    if cache is None or method == "none":
+        return compress(data, method, level)
+    key = sha256(f"{sha256(data)}:{method}:{level}:{_compressor_version(method)}".encode())
+    stored = cache / key[:2] / key
+    try:
+        return stored.read_bytes()
+    except OSError:
+        pass
+    result = compress(data, method, level)
+    try:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        temporary = stored.with_name(f".{key}.{os.getpid()}")
+        temporary.write_bytes(result)
+        os.replace(temporary, stored)
+    except OSError:
+        pass  # only an optimisation
+    return result
+
+
 def compress(data: bytes, method: str, level: int) -> bytes:
     """Compress an archive in a form the kernel's initramfs unpacker reads.
 
@@ -192,7 +281,63 @@ def compress(data: bytes, method: str, level: int) -> bytes:
         return gzip.compress(data, compresslevel=level, mtime=0)
     if method == "xz":
         return lzma.compress(data, check=lzma.CHECK_CRC32, preset=level)
+    if method == "lz4":
+        return _lz4_legacy(data, level)
     raise InitrdError(f"unknown compression {method!r}")
+
+
+def _lz4_legacy(data: bytes, level: int) -> bytes:
+    import lz4.block
+
+    chunks = [LZ4_LEGACY_MAGIC]
+    for start in range(0, len(data), LZ4_LEGACY_CHUNK):
+        block = lz4.block.compress(
+            data[start : start + LZ4_LEGACY_CHUNK],
+            mode="high_compression",
+            compression=min(level, 12),
+            store_size=False,
+        )
+        chunks += [len(block).to_bytes(4, "little"), block]
+    return b"".join(chunks)
+
+
+def _lz4_legacy_decompress(data: bytes, offset: int) -> tuple[bytes, int]:
+    """Chunks from `offset` to the end of `data`, as the kernel reads them."""
+    import lz4.block
+
+    out: list[bytes] = []
+    position = offset + len(LZ4_LEGACY_MAGIC)
+    while position < len(data):
+        if len(data) - position < 4:
+            raise InitrdError(f"byte {position}: truncated lz4 chunk header")
+        size = int.from_bytes(data[position : position + 4], "little")
+        position += 4
+        if data[position - 4 : position] == LZ4_LEGACY_MAGIC:
+            continue  # a concatenated lz4 stream starts again
+        if size == 0 or position + size > len(data):
+            raise InitrdError(f"byte {position - 4}: lz4 chunk of {size} bytes runs past the end")
+        try:
+            out.append(
+                lz4.block.decompress(
+                    data[position : position + size], uncompressed_size=LZ4_LEGACY_CHUNK
+                )
+            )
+        except lz4.block.LZ4BlockError as error:
+            raise InitrdError(f"byte {position - 4}: corrupt lz4 data ({error})") from None
+        position += size
+    return b"".join(out), position
+
+
+def early_cpio(files: dict[str, bytes], mtime: int = 0) -> bytes:
+    """An uncompressed cpio of `files` and their parent directories, for the start of an initrd.
+
+    >>> early_cpio({"/kernel/x86/microcode/GenuineIntel.bin": b"..."})[:6]
+    b'070701'
+    """
+    plan = InitrdPlan()
+    for path, data in sorted(files.items()):
+        plan.file(path, data, 0o644, origin="microcode")
+    return write_cpio(plan.members(), mtime)
 
 
 @dataclass(frozen=True)
@@ -215,6 +360,8 @@ def _decompress_segment(data: bytes, offset: int) -> tuple[bytes, int]:
     """Decompress the stream at `offset`; return it and the offset after it."""
     rest = data[offset:]
     decompressor: Any
+    if rest.startswith(LZ4_LEGACY_MAGIC):
+        return _lz4_legacy_decompress(data, offset)
     if rest.startswith(ZSTD_MAGIC):
         decompressor = zstandard.ZstdDecompressor().decompressobj()
     elif rest.startswith(GZIP_MAGIC):
@@ -223,7 +370,7 @@ def _decompress_segment(data: bytes, offset: int) -> tuple[bytes, int]:
         decompressor = lzma.LZMADecompressor()
     else:
         raise InitrdError(
-            f"byte {offset}: expected a cpio header or zstd, gzip or xz data, "
+            f"byte {offset}: expected a cpio header or zstd, gzip, xz or lz4 data, "
             f"found {rest[:6].hex()}"
         )
     try:
@@ -285,9 +432,23 @@ def read_initrd(data: bytes) -> list[ArchiveEntry]:
             offset = archive_start + length
         else:
             inner, offset_after = _decompress_segment(data, offset)
-            entries += _parse_newc(inner, offset, segment) if inner else []
+            entries += _parse_archives(inner, offset, segment)
             offset = offset_after
         segment += 1
+    return entries
+
+
+def _parse_archives(data: bytes, origin: int, segment: int) -> list[ArchiveEntry]:
+    """Members of the cpio archives (with zero padding between) inside one compressed stream."""
+    entries: list[ArchiveEntry] = []
+    offset = 0
+    while offset < len(data):
+        if data[offset] == 0:
+            offset += 1
+            continue
+        length = _newc_length(data, offset)
+        entries += _parse_newc(data[offset : offset + length], origin, segment)
+        offset += length
     return entries
 
 
@@ -310,6 +471,59 @@ def _newc_length(data: bytes, start: int) -> int:
             raise InitrdError(f"byte {start}: cpio archive runs past the end of the file")
         if name == TRAILER.encode():
             return offset - start
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """How one path differs between two initrds: `added`, `removed` or `changed`."""
+
+    path: str
+    status: str
+    before: ArchiveEntry | None
+    after: ArchiveEntry | None
+
+    def details(self) -> list[str]:
+        """What changed, e.g. `size 10 -> 12`, `mode 0644 -> 0755`, `contents`."""
+        if self.before is None or self.after is None:
+            return []
+        before, after = self.before, self.after
+        found: list[str] = []
+        if before.mode != after.mode:
+            found.append(f"mode {before.mode:06o} -> {after.mode:06o}")
+        if before.target != after.target:
+            found.append(f"target {before.target} -> {after.target}")
+        elif before.size != after.size:
+            found.append(f"size {before.size} -> {after.size}")
+        elif before.data != after.data:
+            found.append("contents")
+        if before.rdev != after.rdev:
+            found.append(f"device {before.rdev} -> {after.rdev}")
+        return found
+
+
+def diff_initrds(before: list[ArchiveEntry], after: list[ArchiveEntry]) -> list[MemberChange]:
+    """Members added, removed and changed between two initrds, by path.
+
+    A path in several archives of one initrd counts as its last one, as the
+    kernel unpacks later archives over earlier ones.
+
+    >>> entry = ArchiveEntry("/init", 0o100755, 2, b"hi", (0, 0), 0)
+    >>> [c.status for c in diff_initrds([entry], [])]
+    ['removed']
+    """
+    old = {entry.path: entry for entry in before}
+    new = {entry.path: entry for entry in after}
+    changes: list[MemberChange] = []
+    for path in sorted(old.keys() | new.keys(), key=lambda path: path.split("/")):
+        if path not in new:
+            changes.append(MemberChange(path, "removed", old[path], None))
+        elif path not in old:
+            changes.append(MemberChange(path, "added", None, new[path]))
+        else:
+            a, b = old[path], new[path]
+            if (a.mode, a.data, a.rdev) != (b.mode, b.data, b.rdev):
+                changes.append(MemberChange(path, "changed", a, b))
+    return changes
 
 
 def sha256(data: bytes) -> str:

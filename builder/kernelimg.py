@@ -206,6 +206,9 @@ PE_MACHINE_X86_64 = 0x8664
 PE_MACHINE_ARM64 = 0xAA64
 PE_MACHINE_RISCV64 = 0x5064
 UKI_KERNEL_SECTION = ".linux"
+UKI_INITRD_SECTION = ".initrd"
+UKI_CMDLINE_SECTION = ".cmdline"
+UKI_UNAME_SECTION = ".uname"
 
 # EFI zboot header (drivers/firmware/efi/libstub/zboot-header.S).
 ZBOOT_MAGIC_OFFSET = 4
@@ -721,8 +724,16 @@ class _BootImageFormat(_Format):
         if header.big_endian:
             r.fail(IMAGE_FLAGS, "expected a little-endian kernel (flags bit 0 clear)")
         if header.efi_stub:
-            pe_offset = r.u32(IMAGE_PE_OFFSET, "PE header offset")
-            r.expect(pe_offset, PE_SIGNATURE, "PE signature of the EFI stub")
+            machine, sections = _pe_sections(r)
+            expected = ARCHES[cls.arch].pe_machine
+            if machine != expected:
+                r.fail(
+                    r.u32(DOS_PE_POINTER, "PE header offset") + COFF_MACHINE,
+                    f"expected PE machine {expected:#x} for {cls.arch}, found {machine:#x}",
+                )
+            # A plain Image cannot tell it was cut short; its PE sections can.
+            for section in sections:
+                r.need(section.raw_offset, section.raw_size, f"PE section {section.name} contents")
         version, banner = _find_banner(data)
         return KernelImage(
             name=name,
@@ -1088,14 +1099,14 @@ class UkiFormat(_Format):
             f"{name} ({UKI_KERNEL_SECTION} at {linux.raw_offset:#x})",
             (BzImageFormat, ZbootFormat, Arm64ImageFormat, RiscvImageFormat, CompressedFormat),
         )
-        initrd = by_name.get(".initrd")
+        initrd = by_name.get(UKI_INITRD_SECTION)
         info = UkiInfo(
             pe_machine=machine,
             sections=sections,
             kernel_offset=linux.raw_offset,
             kernel_size=len(kernel),
-            cmdline=_section_text(r, by_name.get(".cmdline")),
-            uname=_section_text(r, by_name.get(".uname")),
+            cmdline=_section_text(r, by_name.get(UKI_CMDLINE_SECTION)),
+            uname=_section_text(r, by_name.get(UKI_UNAME_SECTION)),
             initrd_size=len(_section_bytes(r, initrd)) if initrd is not None else None,
         )
         return _wrap(

@@ -19,7 +19,7 @@ from builder.crashkernel import DEFAULT_RAM, parse_crashkernel_args, parse_size
 from builder.errors import RecipeError
 
 ARCHES = ("x86_64", "aarch64")
-COMPRESSIONS = ("zstd", "gzip", "xz", "none")
+COMPRESSIONS = ("zstd", "gzip", "xz", "lz4", "none")
 DUMP_TARGETS = ("local",)
 COLLECTORS = ("makedumpfile", "copy")
 DUMP_COMPRESSIONS = ("lzo", "zlib", "none")
@@ -102,6 +102,15 @@ def _string_list(pattern: re.Pattern[str] | None = None, what: str = "") -> Pars
     return parse
 
 
+def _boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected a boolean, got {_type_name(value)}")
+    return value
+
+
+_boolean.__doc__ = "boolean"
+
+
 def _absolute_path(value: Any, key: str) -> str:
     text = _string(value, key)
     if not text.startswith("/"):
@@ -117,6 +126,37 @@ def _path_list(value: Any, key: str) -> tuple[str, ...]:
     return items
 
 
+def _modules(value: Any, key: str) -> tuple[str, ...] | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        raise ValueError(f'expected an array of strings or "auto", got {value!r}')
+    names: tuple[str, ...] = _string_list(MODULE_NAME, "module name")(value, key)
+    return names
+
+
+EXTRA_FILE_SOURCES = ("root", "recipe", "host")
+
+
+def _extra_files(value: Any, key: str) -> tuple[str, ...]:
+    items: tuple[str, ...] = _string_list()(value, key)
+    for index, item in enumerate(items):
+        destination, sep, source = item.partition("=")
+        if not destination.startswith("/"):
+            raise ValueError(f"item {index}: {destination!r} is not an absolute path")
+        if sep:
+            kind, colon, path = source.partition(":")
+            if not colon or kind not in EXTRA_FILE_SOURCES or not path:
+                raise ValueError(
+                    f"item {index}: {source!r} is not root:/PATH, recipe:PATH or host:/PATH"
+                )
+            if kind in ("root", "host") and not path.startswith("/"):
+                raise ValueError(f"item {index}: {path!r} is not an absolute path")
+    return items
+
+
+_modules.__doc__ = 'array of module names or aliases, or "auto"'
+_extra_files.__doc__ = "array of DEST or DEST=root:/P, recipe:P, host:/P"
 def _crashkernel_value(value: Any, key: str) -> str:
     text = _string(value, key)
     try:
@@ -220,10 +260,40 @@ SETTINGS: tuple[Setting, ...] = (
         "Extra capture kernel parameters, e.g. the console.",
     ),
     Setting(
+        "kernel.backup_region",
+        _boolean,
+        False,
+        "Have purgatory copy the first 640 KiB of RAM aside before the capture kernel "
+        "boots (x86 kernels before v5.5, which did not keep the low 1 MiB reserved).",
+    ),
+    Setting(
         "initrd.modules",
-        _string_list(MODULE_NAME, "module name"),
+        _modules,
         (),
-        "Kernel modules to load, in this order; their dependencies come first.",
+        "Kernel modules (names or aliases such as `fs-ext4`) to load, in this order; "
+        'dependencies and soft dependencies come first. `"auto"`: the drivers this '
+        "host uses for the dump target, read from its /sys.",
+    ),
+    Setting(
+        "initrd.extra_binaries",
+        _path_list,
+        (),
+        "More programs from the source root, with their libraries; a script brings "
+        "its `#!` interpreter.",
+    ),
+    Setting(
+        "initrd.extra_files",
+        _extra_files,
+        (),
+        "More files: `/P` copies /P from the source root; `DEST=root:/P` from the source "
+        "root, `DEST=recipe:P` from beside the recipe, `DEST=host:/P` from this machine.",
+    ),
+    Setting(
+        "initrd.microcode",
+        _string_list(re.compile(r"^(intel|amd)$"), "microcode vendor (intel, amd)"),
+        (),
+        "x86 CPU microcode put in an uncompressed early cpio: `intel` from "
+        "/lib/firmware/intel-ucode, `amd` from /lib/firmware/amd-ucode in the source root.",
     ),
     Setting(
         "initrd.binaries",
@@ -242,7 +312,7 @@ SETTINGS: tuple[Setting, ...] = (
         "initrd.compression_level",
         _integer(1, 22),
         19,
-        "Compression level (zstd 1-22, gzip and xz use at most 9).",
+        "Compression level (zstd 1-22, gzip and xz use at most 9, lz4 at most 12).",
     ),
     Setting(
         "dump.target",
@@ -335,11 +405,15 @@ class KernelSettings:
     dedicated_image: str
     cmdline: tuple[str, ...]
     cmdline_append: tuple[str, ...]
+    backup_region: bool
 
 
 @dataclass(frozen=True)
 class InitrdSettings:
-    modules: tuple[str, ...]
+    modules: tuple[str, ...] | str
+    extra_binaries: tuple[str, ...]
+    extra_files: tuple[str, ...]
+    microcode: tuple[str, ...]
     binaries: tuple[str, ...]
     busybox: str
     compression: str
@@ -485,12 +559,15 @@ def _check_combinations(recipe: Recipe, given: Mapping[str, Any]) -> None:
             "dump.collector is makedumpfile but no makedumpfile is listed",
         )
     level = recipe.initrd.compression_level
-    if recipe.initrd.compression in ("gzip", "xz") and level > 9:
+    highest = {"gzip": 9, "xz": 9, "lz4": 12}.get(recipe.initrd.compression, 22)
+    if level > highest:
         raise _fail(
             recipe.path,
             "initrd.compression_level",
-            f"{level} is above 9, the highest {recipe.initrd.compression} level",
+            f"{level} is above {highest}, the highest {recipe.initrd.compression} level",
         )
+    if recipe.initrd.microcode and recipe.target.arch != "x86_64":
+        raise _fail(recipe.path, "initrd.microcode", "early microcode is for x86_64 only")
     device = recipe.dump.device
     if not (device.startswith(("LABEL=", "UUID=", "/dev/")) and len(device.split("=", 1)[-1]) > 0):
         raise _fail(

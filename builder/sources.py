@@ -9,13 +9,15 @@ root-relative, and nothing, neither a `..` nor a symlink, may leave the root.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import os
 import posixpath
 import stat
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -153,12 +155,19 @@ class Root(ABC):
             return False
         return True
 
-    def read_bytes(self, path: str) -> bytes:
-        """The contents of the regular file at `path`, following symlinks."""
+    def read_bytes(self, path: str, *, keep: bool = True) -> bytes:
+        """The contents of the regular file at `path`, following symlinks.
+
+        `keep=False` says the contents are only looked at, not put in the
+        initrd, so a caching root need not remember them.
+        """
         node = self.lookup(path)
         if node.kind is not NodeKind.FILE:
             raise SourceError(f"{self.description}: {path}: not a regular file")
-        return self._read(node.path)
+        return self._read(node.path) if keep else self._read_transient(node.path)
+
+    def _read_transient(self, path: str) -> bytes:
+        return self._read(path)
 
     def listdir(self, path: str) -> list[str]:
         """Sorted names in the directory at `path`."""
@@ -212,6 +221,13 @@ class Root(ABC):
         """Where the file at `path` came from, for the manifest."""
         return self.lookup(path, follow_last=False).origin
 
+    def fingerprint(self, path: str) -> str | None:
+        """A string that changes when anything below `path` changes, or None if unknown.
+
+        Derived data (such as the module index) may be cached under it.
+        """
+        return None
+
 
 class DirectoryRoot(Root):
     """A directory on this machine seen as `/`: the host root or a sysroot."""
@@ -257,6 +273,40 @@ class DirectoryRoot(Root):
         except OSError as error:
             raise SourceError(f"{host_path}: {error.strerror}") from error
 
+    def walk_files(self, top: str) -> Iterator[str]:
+        """As `Root.walk_files`, with one scandir per directory instead of a lookup per file."""
+        resolved = self.resolve(top).path
+        if self.lookup(resolved).kind is not NodeKind.DIR:
+            raise SourceError(f"{self.description}: {top}: not a directory")
+        yield from self._scan_files(top.rstrip("/") or "/", self._host_path(resolved))
+
+    def _scan_files(self, path: str, host_path: str) -> Iterator[str]:
+        try:
+            entries = sorted(os.scandir(host_path), key=lambda entry: entry.name)
+        except OSError as error:
+            raise SourceError(f"{host_path}: {error.strerror}") from error
+        for entry in entries:
+            child = posixpath.join(path, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._scan_files(child, entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                yield child
+
+    def fingerprint(self, path: str) -> str | None:
+        """Names, sizes and modification times of every file below `path`."""
+        digest = hashlib.sha256(f"{self.base}:{path}".encode())
+        top = self._host_path(self.resolve(path).path)
+        for directory, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(directory, name)
+                try:
+                    info = os.lstat(full)
+                except OSError:
+                    continue
+                digest.update(f"{full}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
 
 class _BlockStream:
     """A non-seekable file object over libarchive data blocks, for nested archives."""
@@ -299,53 +349,218 @@ def _archive_entries(path: Path) -> Iterator[Any]:
         raise SourceError(f"{path}: not a readable package archive ({message})") from None
 
 
+@dataclass(frozen=True)
+class _Record:
+    """One entry of a package's file tree, as kept in the package index."""
+
+    path: str
+    kind: NodeKind
+    mode: int
+    target: str = ""  # symlink target, or the earlier path a hard link shares contents with
+    hardlink: bool = False
+    size: int = 0
+
+    def to_json(self) -> list[Any]:
+        return [self.path, self.kind.value, self.mode, self.target, self.hardlink, self.size]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> _Record:
+        path, kind, mode, target, hardlink, size = row
+        return cls(str(path), NodeKind(kind), int(mode), str(target), bool(hardlink), int(size))
+
+
+def _scan_package(package: Path) -> Iterator[tuple[_Record, bytes | None]]:
+    """Every entry of a package, with the contents of its regular files."""
+    for entry in _archive_entries(package):
+        path = normalize(entry.pathname)
+        if path == "/":
+            continue
+        if entry.isdir:
+            yield _Record(path, NodeKind.DIR, entry.perm), None
+        elif entry.issym:
+            yield _Record(path, NodeKind.SYMLINK, 0o777, entry.linkpath), None
+        elif entry.islnk:
+            yield _Record(path, NodeKind.FILE, entry.perm, normalize(entry.linkpath), True), None
+        elif entry.isreg:
+            data = b"".join(bytes(block) for block in entry.get_blocks())
+            yield _Record(path, NodeKind.FILE, entry.perm, size=len(data)), data
+        else:
+            yield _Record(path, NodeKind.OTHER, entry.perm), None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a cache file so that readers see all of it or nothing; failures are ignored."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError:
+        pass
+
+
+class PackageCache:
+    """What reading a package taught us, kept on disk keyed by the package's sha256.
+
+    Per package: an index of its file tree and the contents of the members a
+    build actually read, never the whole package. A warm build reads a few
+    small files instead of decompressing a 70 MB kernel package; a member
+    that is not cached yet costs one pass over its package. The cache is an
+    optimisation only: anything unreadable in it is ignored and recomputed.
+
+    >>> cache = PackageCache(Path.home() / ".cache/kdump-build/packages")  # doctest: +SKIP
+    >>> root = PackageRoot([Path("linux-image.deb")], cache)  # doctest: +SKIP
+    """
+
+    INDEX_VERSION = 1
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def package_sha256(self, package: Path) -> str:
+        """The sha256 of a package file, remembered by (path, size, mtime, inode)."""
+        info = package.stat()
+        stamp = f"{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+        memo = (
+            self.directory / "hashes" / hashlib.sha256(str(package.resolve()).encode()).hexdigest()
+        )
+        try:
+            remembered_stamp, digest = memo.read_text().split()
+            if remembered_stamp == stamp and len(digest) == 64:
+                return digest
+        except (OSError, ValueError):
+            pass
+        digest = file_sha256(package)
+        _write_atomically(memo, f"{stamp} {digest}\n".encode())
+        return digest
+
+    def _package_dir(self, digest: str) -> Path:
+        return self.directory / digest[:2] / digest
+
+    def load_index(self, digest: str) -> list[_Record] | None:
+        try:
+            document = json.loads((self._package_dir(digest) / "index.json").read_bytes())
+            if document.get("version") != self.INDEX_VERSION:
+                return None
+            return [_Record.from_json(row) for row in document["entries"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def store_index(self, digest: str, records: Sequence[_Record]) -> None:
+        document = {
+            "version": self.INDEX_VERSION,
+            "entries": [record.to_json() for record in records],
+        }
+        _write_atomically(self._package_dir(digest) / "index.json", json.dumps(document).encode())
+
+    def _member_path(self, digest: str, path: str) -> Path:
+        name = hashlib.sha256(path.encode()).hexdigest()
+        return self._package_dir(digest) / "members" / name
+
+    def load_member(self, digest: str, path: str, size: int) -> bytes | None:
+        try:
+            data = self._member_path(digest, path).read_bytes()
+        except OSError:
+            return None
+        return data if len(data) == size else None
+
+    def store_member(self, digest: str, path: str, data: bytes) -> None:
+        target = self._member_path(digest, path)
+        if not target.exists():
+            _write_atomically(target, data)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Package:
+    path: Path
+    digest: str = ""
+    contents: dict[str, bytes] | None = None  # every file, once the package was scanned
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
 class PackageRoot(Root):
     """Several package files (.deb, .rpm, .tar.*) seen together as one root.
 
     Package files are read in place into memory; nothing is unpacked to disk.
-    A later package's file replaces an earlier one's at the same path.
+    A later package's file replaces an earlier one's at the same path. With a
+    `PackageCache`, the tree comes from the cached index and a file's
+    contents from the member cache, so the package itself is read only when
+    something is missing there.
 
     >>> root = PackageRoot([Path("busybox-static.deb")])  # doctest: +SKIP
     >>> root.read_bytes("/bin/busybox")[:4]  # doctest: +SKIP
     b'\\x7fELF'
     """
 
-    def __init__(self, packages: Sequence[Path]) -> None:
+    def __init__(self, packages: Sequence[Path], cache: PackageCache | None = None) -> None:
         names = [package.name for package in packages]
         super().__init__(names[0] if len(names) == 1 else f"the {len(names)} source packages")
+        self.cache = cache
         self._nodes: dict[str, Node] = {"/": Node("/", NodeKind.DIR, 0o755, origin="")}
         self._children: dict[str, set[str]] = {"/": set()}
-        self._contents: dict[str, bytes] = {}
+        # path -> (package, path whose contents it has: itself, or a hard link's target)
+        self._providers: dict[str, tuple[_Package, str]] = {}
+        self._packages: list[_Package] = []
         for package in packages:
             if not package.is_file():
                 raise SourceError(f"{package}: package file not found")
             self._add_package(package)
 
-    def _add_package(self, package: Path) -> None:
-        origin = package.name
-        for entry in _archive_entries(package):
-            path = normalize(entry.pathname)
-            if path == "/":
-                continue
-            self._add_parents(path, origin)
-            if entry.isdir:
-                if self._nodes.get(path, Node(path, NodeKind.OTHER, 0)).kind is not NodeKind.DIR:
-                    self._set(Node(path, NodeKind.DIR, entry.perm, origin=origin))
-                    self._children.setdefault(path, set())
-            elif entry.issym:
-                self._set(Node(path, NodeKind.SYMLINK, 0o777, entry.linkpath, origin))
-            elif entry.islnk:
-                # A hard link in the archive: same contents as its (earlier) target.
-                target = normalize(entry.linkpath)
-                if target not in self._contents:
-                    raise SourceError(f"{package}: hard link {path} to missing {target}")
-                self._set(Node(path, NodeKind.FILE, entry.perm, origin=origin))
-                self._contents[path] = self._contents[target]
-            elif entry.isreg:
-                self._set(Node(path, NodeKind.FILE, entry.perm, origin=origin))
-                self._contents[path] = b"".join(bytes(block) for block in entry.get_blocks())
-            else:
-                self._set(Node(path, NodeKind.OTHER, entry.perm, origin=origin))
+    def _add_package(self, path: Path) -> None:
+        package = _Package(path)
+        self._packages.append(package)
+        records: list[_Record] | None = None
+        if self.cache is not None:
+            package.digest = self.cache.package_sha256(path)
+            records = self.cache.load_index(package.digest)
+        if records is None:
+            records = self._scan(package)
+            if self.cache is not None:
+                self.cache.store_index(package.digest, records)
+        for record in records:
+            self._add_record(package, record)
+
+    def _scan(self, package: _Package) -> list[_Record]:
+        records: list[_Record] = []
+        package.contents = {}
+        for record, data in _scan_package(package.path):
+            records.append(record)
+            if data is not None:
+                package.contents[record.path] = data
+        return records
+
+    def _add_record(self, package: _Package, record: _Record) -> None:
+        origin = package.path.name
+        path = record.path
+        self._add_parents(path, origin)
+        if record.kind is NodeKind.DIR:
+            if self._nodes.get(path, Node(path, NodeKind.OTHER, 0)).kind is not NodeKind.DIR:
+                self._set(Node(path, NodeKind.DIR, record.mode, origin=origin))
+                self._children.setdefault(path, set())
+        elif record.kind is NodeKind.SYMLINK:
+            self._set(Node(path, NodeKind.SYMLINK, 0o777, record.target, origin))
+        elif record.hardlink:
+            # A hard link in the archive: same contents as its (earlier) target.
+            provider = self._providers.get(record.target)
+            if provider is None or provider[0] is not package:
+                raise SourceError(f"{package.path}: hard link {path} to missing {record.target}")
+            self._set(Node(path, NodeKind.FILE, record.mode, origin=origin))
+            self._providers[path] = provider
+        elif record.kind is NodeKind.FILE:
+            self._set(Node(path, NodeKind.FILE, record.mode, origin=origin))
+            self._providers[path] = (package, path)
+            package.sizes[path] = record.size
+        else:
+            self._set(Node(path, NodeKind.OTHER, record.mode, origin=origin))
 
     def _add_parents(self, path: str, origin: str) -> None:
         parent = posixpath.dirname(path)
@@ -356,7 +571,7 @@ class PackageRoot(Root):
 
     def _set(self, node: Node) -> None:
         self._nodes[node.path] = node
-        self._contents.pop(node.path, None)
+        self._providers.pop(node.path, None)
         self._children.setdefault(posixpath.dirname(node.path), set()).add(
             posixpath.basename(node.path)
         )
@@ -365,10 +580,41 @@ class PackageRoot(Root):
         return self._nodes.get(path)
 
     def _read(self, path: str) -> bytes:
-        return self._contents[path]
+        data, from_cache = self._contents_of(path)
+        if self.cache is not None and not from_cache:
+            package, member = self._providers[path]
+            self.cache.store_member(package.digest, member, data)
+        return data
+
+    def _read_transient(self, path: str) -> bytes:
+        return self._contents_of(path)[0]
+
+    def _contents_of(self, path: str) -> tuple[bytes, bool]:
+        package, member = self._providers[path]
+        if package.contents is None:
+            assert self.cache is not None  # only cached packages are left unscanned
+            cached = self.cache.load_member(package.digest, member, package.sizes[member])
+            if cached is not None:
+                return cached, True
+            self._scan(package)
+            assert package.contents is not None
+        return package.contents[member], False
 
     def _listdir(self, path: str) -> list[str]:
         return list(self._children.get(path, ()))
+
+    def fingerprint(self, path: str) -> str | None:
+        """An identity of everything below `path`: the packages that provide it."""
+        prefix = path.rstrip("/") + "/"
+        providing = {
+            id(package) for name, (package, _) in self._providers.items() if name.startswith(prefix)
+        }
+        digests = [
+            package.digest or file_sha256(package.path)
+            for package in self._packages
+            if id(package) in providing
+        ]
+        return hashlib.sha256("\n".join([path, *digests]).encode()).hexdigest()
 
 
 def package_is_empty(package: Path) -> bool:

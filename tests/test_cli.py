@@ -101,9 +101,7 @@ def test_module_that_does_not_exist(
     tmp_path: Path, previous_output: Path, default_packages: list[FetchedPackage]
 ) -> None:
     text = default_recipe_on_files(tmp_path, default_packages)
-    recipe = write_recipe(
-        tmp_path, text.replace('"crc32c_generic"]', '"crc32c_generic", "nosuchmod"]')
-    )
+    recipe = write_recipe(tmp_path, text.replace('"ext4"]', '"ext4", "nosuchmod"]'))
     result = run_cli(str(recipe), "-o", str(previous_output))
     assert_user_error(result, "initrd.modules: module 'nosuchmod' not found for kernel")
     assert_untouched(previous_output)
@@ -172,7 +170,11 @@ def test_build_is_reproducible_across_directories(tmp_path: Path) -> None:
 def test_inspect_corrupt_file(tmp_path: Path) -> None:
     broken = tmp_path / "initrd.img"
     broken.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
-    assert_user_error(run_cli("inspect", str(broken)), f"{broken}: byte 0: corrupt compressed data")
+    assert_user_error(
+        run_cli("inspect", str(broken)),
+        f"{broken}: neither an initrd (byte 0: corrupt compressed data",
+        "nor a kernel image",
+    )
     assert_user_error(run_cli("inspect", str(tmp_path / "missing.img")), "missing.img")
 
 
@@ -180,3 +182,165 @@ def test_usage_error_exits_2() -> None:
     result = run_cli("inspect")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_inspect_kernel_image(tmp_path: Path, default_build: object) -> None:
+    import struct
+
+    from builder.build import BuildResult
+
+    assert isinstance(default_build, BuildResult)
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(default_build.kernel_bytes)
+    result = run_cli("inspect", str(kernel), "--json")
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    data = default_build.kernel_bytes
+    # Documentation/arch/x86/boot.rst: init_size at 0x260, kernel_alignment at 0x230.
+    assert described["format"] == "bzImage" and described["arch"] == "x86_64"
+    assert described["memory_size"] == struct.unpack_from("<I", data, 0x260)[0]
+    assert described["alignment"] == struct.unpack_from("<I", data, 0x230)[0]
+    assert described["version"] == default_build.kernel_version
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(data[:1000])
+    assert_user_error(run_cli("inspect", str(truncated)), f"{truncated}: truncated at byte")
+
+
+def test_build_ignores_home_umask_and_unset_epoch(tmp_path: Path) -> None:
+    """Same inputs, another HOME, umask, working directory, no SOURCE_DATE_EPOCH: same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    from builder.fetch import default_cache_dir
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    base_env = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
+    base_env["KDUMP_BUILD_CACHE"] = str(default_cache_dir())
+    result = subprocess.run(
+        [sys.executable, "-m", "builder.cli", str(DEFAULT_RECIPE), "-o", str(first), "-q"],
+        env=base_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    other_env = {
+        **base_env,
+        "HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(DEFAULT_RECIPE.parents[1]),
+    }
+    command = f"umask 077 && exec {sys.executable} -m builder.cli {DEFAULT_RECIPE} -o {second} -q"
+    result = subprocess.run(
+        ["sh", "-c", command],
+        env=other_env,
+        cwd=tmp_path / "cwd",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("initrd.img", "vmlinuz", "cmdline.txt", "manifest.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+        assert (second / name).stat().st_mode & 0o777 == 0o644
+    diff = run_cli("diff", str(first / "initrd.img"), str(second / "initrd.img"))
+    assert diff.returncode == 0 and diff.stdout == ""
+    assert diff.stderr.strip() == "0 added, 0 removed, 0 changed"
+
+
+def test_diff_and_inspect_on_real_builds(tmp_path: Path) -> None:
+    text = DEFAULT_RECIPE.read_text()
+    variant = tmp_path / "variant.toml"
+    variant.write_text(
+        text.replace('"ext4"]', '"ext4", "fs-vfat"]').replace(
+            'compression = "zstd"', 'compression = "lz4"\ncompression_level = 9'
+        )
+    )
+    for recipe, out in ((DEFAULT_RECIPE, "a"), (variant, "b")):
+        result = run_cli(str(recipe), "-o", str(tmp_path / out), "-q")
+        assert result.returncode == 0, result.stderr
+    result = run_cli("diff", str(tmp_path / "a/initrd.img"), str(tmp_path / "b/initrd.img"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "+ /lib/modules/6.1.0-57-amd64/kernel/fs/fat/vfat.ko" in [
+        line.replace(line.split("/lib/modules/")[-1].split("/")[0], "6.1.0-57-amd64")
+        for line in lines
+    ]
+    assert any(line.startswith("~ /etc/kdump/modules (size ") for line in lines)
+    assert result.stderr.strip() == "3 added, 0 removed, 1 changed"
+    as_json = json.loads(
+        run_cli(
+            "diff", str(tmp_path / "a/initrd.img"), str(tmp_path / "b/initrd.img"), "--json"
+        ).stdout
+    )
+    assert {change["status"] for change in as_json} == {"added", "changed"}
+    listing = run_cli("inspect", str(tmp_path / "b/initrd.img"), "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert any(entry["path"].endswith("/vfat.ko") for entry in json.loads(listing.stdout))
+
+
+def test_diff_bad_input(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.img"
+    broken = tmp_path / "broken.img"
+    broken.write_bytes(bytes.fromhex("02214c18") + b"\x10\x00\x00\x00abc")
+    assert_user_error(run_cli("diff", str(missing), str(missing)), f"{missing}:")
+    assert_user_error(
+        run_cli("diff", str(broken), str(broken)), f"{broken}: byte 4: lz4 chunk of 16 bytes"
+    )
+
+
+def sysroot_with_kernels(tmp_path: Path, **images: bytes) -> Path:
+    sysroot = tmp_path / "sysroot"
+    (sysroot / "boot").mkdir(parents=True)
+    for name, data in images.items():
+        (sysroot / "boot" / name).write_bytes(data)
+    return sysroot
+
+
+def test_reuse_of_a_non_relocatable_kernel(tmp_path: Path, previous_output: Path) -> None:
+    from tests.kernelimg_synth import bzimage
+
+    sysroot = sysroot_with_kernels(tmp_path, **{"vmlinuz-6.9.0-synth": bzimage(relocatable=False)})
+    recipe = write_recipe(tmp_path, MINIMAL_DUMP + f'[source]\nroot = "{sysroot}"\n')
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(result, f"{recipe}: kernel.mode:", "needs a relocatable kernel")
+    assert_untouched(previous_output)
+
+
+def test_dedicated_kernel_outside_the_reservation(tmp_path: Path, previous_output: Path) -> None:
+    from tests.kernelimg_synth import bzimage
+
+    # A non-relocatable kernel runs at its pref_address: 16 MiB here, 32 MiB long.
+    sysroot = sysroot_with_kernels(
+        tmp_path,
+        **{
+            "vmlinuz-6.9.0-main": bzimage(version=b"6.9.0-main (b@e) #1"),
+            "vmlinuz-6.9.0-capture": bzimage(relocatable=False, version=b"6.9.0-capture (b@e) #1"),
+        },
+    )
+    recipe = write_recipe(
+        tmp_path,
+        MINIMAL_DUMP
+        + f'[source]\nroot = "{sysroot}"\n'
+        + '[kernel]\nmode = "dedicated"\nimage = "/boot/vmlinuz-6.9.0-main"\n'
+        + 'dedicated_image = "/boot/vmlinuz-6.9.0-capture"\n'
+        + '[crashkernel]\nreserve = "256M@512M"\n',
+    )
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    message = assert_user_error(result, f"{recipe}: kernel.dedicated_image:", "crashkernel.reserve")
+    assert "0x1000000" in message and "0x20000000" in message, message
+    assert_untouched(previous_output)
+
+
+def test_package_that_does_not_exist(tmp_path: Path, previous_output: Path) -> None:
+    recipe = write_recipe(
+        tmp_path, MINIMAL_DUMP + '[source]\npackages = ["busybox-static", "no-such-package-kdb"]\n'
+    )
+    result = run_cli(str(recipe), "-o", str(previous_output))
+    assert_user_error(
+        result, f"{recipe}: source.packages: 'no-such-package-kdb': no such package for amd64"
+    )
+    assert_untouched(previous_output)
+    assert_user_error(run_cli("fetch", str(recipe)), "no-such-package-kdb")

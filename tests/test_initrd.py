@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 
 from builder.errors import InitrdError
-from builder.initrd import InitrdPlan, compress, read_initrd, write_cpio
+from builder.initrd import (
+    LZ4_LEGACY_CHUNK,
+    InitrdPlan,
+    compress,
+    compress_cached,
+    diff_initrds,
+    early_cpio,
+    read_initrd,
+    write_cpio,
+)
 
 
 def sample_plan() -> InitrdPlan:
@@ -80,6 +89,7 @@ def test_member_below_a_file_is_an_error() -> None:
         ("zstd", ["zstd", "-dc"]),
         ("gzip", ["gzip", "-dc"]),
         ("xz", ["xz", "-dc"]),
+        ("lz4", ["lz4", "-dc"]),
         ("none", ["cat"]),
     ],
 )
@@ -128,3 +138,66 @@ def test_copy_from_keeps_symlink_chain(tmp_path: Path) -> None:
     assert members["/lib"].target == "usr/lib"
     assert members["/usr/lib/libz.so.1"].target == "libz.so.1.2"
     assert members["/usr/lib/libz.so.1.2"].data == b"z"
+
+
+def test_lz4_is_the_kernels_legacy_format_in_8_mib_chunks() -> None:
+    plan = sample_plan()
+    plan.file("/big", bytes(range(256)) * (LZ4_LEGACY_CHUNK // 256 + 1000))
+    archive = write_cpio(plan.members())
+    compressed = compress(archive, "lz4", 9)
+    # lib/decompress_unlz4.c: magic 0x184C2102 little-endian, then (size, block) chunks.
+    assert compressed[:4] == bytes.fromhex("02214c18")
+    first = int.from_bytes(compressed[4:8], "little")
+    second = int.from_bytes(compressed[8 + first : 12 + first], "little")
+    assert 12 + first + second == len(compressed)
+    assert subprocess.run(["lz4", "-dc"], input=compressed, capture_output=True).stdout == archive
+    assert read_initrd(compressed)[-1].path == "/usr/lib/x/libx.so.1.0"
+
+
+def test_early_microcode_cpio_read_by_gnu_cpio_and_inspect() -> None:
+    early = early_cpio({"/kernel/x86/microcode/GenuineIntel.bin": b"A" * 5 + b"B" * 7}, 7)
+    main = compress(write_cpio(sample_plan().members()), "lz4", 9)
+    image = early + main
+    # GNU cpio stops after the first archive: the early one, uncompressed, at offset 0.
+    text = listing(["cpio", "-itv", "--quiet"], image)
+    names = [line.split()[-1] for line in text.splitlines()]
+    assert names == [
+        "kernel",
+        "kernel/x86",
+        "kernel/x86/microcode",
+        "kernel/x86/microcode/GenuineIntel.bin",
+    ]
+    assert len(early) % 512 == 0
+    entries = read_initrd(image)
+    assert entries[3].data == b"AAAAABBBBBBB" and entries[3].segment == 0
+    assert {entry.segment for entry in entries[4:]} == {1}
+
+
+def test_compressed_output_cache_gives_the_same_bytes(tmp_path: Path) -> None:
+    archive = write_cpio(sample_plan().members())
+    fresh = compress(archive, "zstd", 19)
+    assert compress_cached(archive, "zstd", 19, tmp_path) == fresh  # computed and stored
+    (stored,) = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert stored.read_bytes() == fresh
+    assert compress_cached(archive, "zstd", 19, tmp_path) == fresh  # read back
+    assert compress_cached(archive, "zstd", 18, tmp_path) == compress(archive, "zstd", 18)
+
+
+def test_diff_added_removed_changed() -> None:
+    before = read_initrd(write_cpio(sample_plan().members()))
+    plan = sample_plan()
+    plan.file("/etc/new", b"new")
+    after_plan = InitrdPlan()
+    for member in plan.members():
+        if member.path == "/init":
+            after_plan.file("/init", b"#!/bin/sh\necho bye\n", 0o700)
+        elif member.path != "/bin/busybox":
+            after_plan.add(member)
+    changes = diff_initrds(before, read_initrd(write_cpio(after_plan.members())))
+    summary = {change.path: (change.status, change.details()) for change in changes}
+    assert summary == {
+        "/bin/busybox": ("removed", []),
+        "/etc": ("added", []),
+        "/etc/new": ("added", []),
+        "/init": ("changed", ["mode 100755 -> 100700", "size 18 -> 19"]),
+    }

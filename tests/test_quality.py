@@ -20,10 +20,10 @@ def test_mypy_strict() -> None:
 
 
 def test_ruff_check() -> None:
-    result = run(str(BIN / "ruff"), "check", "builder", "tests", "bench")
+    result = run(str(BIN / "ruff"), "check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format() -> None:
-    result = run(str(BIN / "ruff"), "format", "--check", "builder", "tests", "bench")
+    result = run(str(BIN / "ruff"), "format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr

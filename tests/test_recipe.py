@@ -50,13 +50,15 @@ def test_unknown_section() -> None:
 def test_bad_choice_lists_the_choices() -> None:
     message = error_of(MINIMAL + "[initrd]\ncompression = 'zsdt'\n")
     assert message == (
-        "recipes/x.toml: initrd.compression: 'zsdt' is not one of zstd, gzip, xz, none"
+        "recipes/x.toml: initrd.compression: 'zsdt' is not one of zstd, gzip, xz, lz4, none"
     )
 
 
 def test_wrong_type() -> None:
     message = error_of(MINIMAL + "[initrd]\nmodules = 'ext4'\n")
-    assert message == "recipes/x.toml: initrd.modules: expected an array of strings, got a string"
+    assert message == (
+        "recipes/x.toml: initrd.modules: expected an array of strings or \"auto\", got 'ext4'"
+    )
     message = error_of(MINIMAL.replace('"LABEL=kdump"', "3"))
     assert message == "recipes/x.toml: dump.device: expected a string, got an integer"
     assert "dump.level: expected an integer, got a boolean" in error_of(MINIMAL + "level = true\n")

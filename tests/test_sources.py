@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from builder.errors import SourceError
-from builder.sources import DirectoryRoot, NodeKind, PackageRoot, package_is_empty
+from builder.sources import (
+    DirectoryRoot,
+    NodeKind,
+    PackageCache,
+    PackageRoot,
+    package_is_empty,
+)
 
 
 @pytest.fixture()
@@ -155,3 +161,59 @@ def test_deb_built_with_dpkg_deb(tmp_path: Path) -> None:
         capture_output=True,
     )
     assert package_is_empty(deb)
+
+
+def test_package_cache_reads_only_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builder.sources as sources
+
+    package = tmp_path / "a.tar.gz"
+    package.write_bytes(
+        _tar_gz({"./bin/tool": b"tool", "./lib/x.so.1": "x.so.1.0", "./lib/x.so.1.0": b"x" * 9})
+    )
+    cache = PackageCache(tmp_path / "cache")
+    cold = PackageRoot([package], cache)
+    assert cold.read_bytes("/lib/x.so.1") == b"x" * 9
+    assert cold.read_bytes("/bin/tool", keep=False) == b"tool"
+
+    scans: list[Path] = []
+    real_scan = sources._scan_package
+
+    def counting_scan(path: Path):  # type: ignore[no-untyped-def]
+        scans.append(path)
+        return real_scan(path)
+
+    monkeypatch.setattr(sources, "_scan_package", counting_scan)
+    warm = PackageRoot([package], cache)
+    assert warm.read_bytes("/lib/x.so.1") == b"x" * 9  # index and member from the cache
+    assert warm.lookup("/lib/x.so.1", follow_last=False).kind is NodeKind.SYMLINK
+    assert scans == []
+    assert warm.read_bytes("/bin/tool") == b"tool"  # not kept before: one pass
+    assert scans == [package]
+    assert PackageRoot([package], cache).read_bytes("/bin/tool") == b"tool"
+    assert scans == [package]
+
+    # A damaged cache entry is noticed (size) and read again from the package.
+    for member in (tmp_path / "cache").rglob("members/*"):
+        member.write_bytes(b"short")
+    assert PackageRoot([package], cache).read_bytes("/bin/tool") == b"tool"
+    assert len(scans) == 2
+    # A changed package is a new sha256: nothing stale is served.
+    package.write_bytes(_tar_gz({"./bin/tool": b"tool v2"}))
+    assert PackageRoot([package], cache).read_bytes("/bin/tool") == b"tool v2"
+
+
+def test_directory_walk_matches_the_generic_walk(tree: Path) -> None:
+    from builder.sources import Root
+
+    (tree / "usr/lib/a").mkdir()
+    (tree / "usr/lib/a/z.ko").write_bytes(b"z")
+    (tree / "usr/lib/b.ko").write_bytes(b"b")
+    (tree / "usr/lib/linked").symlink_to("a")  # not entered
+    root = DirectoryRoot(tree)
+    fast = list(root.walk_files("/lib"))  # through the merged-/usr symlink
+    assert fast == list(Root.walk_files(root, "/lib"))
+    assert fast == ["/lib/a/z.ko", "/lib/b.ko", "/lib/libfoo.so.1.2"]
+    with pytest.raises(SourceError, match="not a directory"):
+        list(root.walk_files("/usr/lib/b.ko"))

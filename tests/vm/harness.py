@@ -18,6 +18,7 @@ from builder.build import busybox_applets
 from builder.elfdeps import library_closure
 from builder.fetch import fetch_packages
 from builder.initrd import InitrdPlan, compress, write_cpio
+from builder.modules import ModuleIndex
 from builder.sources import PackageRoot
 
 # kexec-tools and the libraries of its kexec binary in Debian 12 (Xen support
@@ -91,6 +92,73 @@ def build_main_initrd(capture_dir: Path) -> bytes:
     return compress(write_cpio(plan.members()), "zstd", 3)
 
 
+# The guest mounts the host's / read-only over virtio 9p (as virtme-ng and drgn's
+# vmtest do) and runs the project's own Python from it, chrooted: the venv and
+# the repository are at the same paths inside.
+HOSTROOT_TAG = "hostroot"
+NINEP_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
+
+HOSTROOT_INIT = """#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for module in $(cat /etc/modules-load); do
+    insmod "$module" || echo "main: insmod $module failed"
+done
+mkdir -p /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 {tag} /host \\
+    || echo "main: mounting the host root failed"
+mount -t proc proc /host/proc || echo "main: /host/proc not mounted"
+mount -t sysfs sysfs /host/sys || echo "main: /host/sys not mounted"
+mount -t devtmpfs devtmpfs /host/dev || echo "main: /host/dev not mounted"
+echo 1 > /proc/sys/kernel/sysrq
+in_host() {{ chroot /host /usr/bin/env PYTHONDONTWRITEBYTECODE=1 /bin/sh -c "cd {repo} && $1"; }}
+{body}
+echo "main: end of script"
+poweroff -f
+"""
+
+
+def build_hostroot_initrd(
+    kernel_version: str, body: str, repo: Path, *, kexec: bool = True
+) -> bytes:
+    """A main-side initrd that mounts the host root over 9p and runs `body` (sh).
+
+    `body` may call `in_host "COMMAND"` to run a shell command chrooted into
+    the host root with `repo` as the working directory. With `kexec`, the
+    initrd also carries kexec-tools (for side-by-side comparisons).
+    """
+    packages = fetch_packages(
+        (*KEXEC_PACKAGES, f"linux-image-{kernel_version}")
+        if kexec
+        else ("busybox-static", f"linux-image-{kernel_version}"),
+        "x86_64",
+    )
+    root = PackageRoot([package.path for package in packages])
+    plan = InitrdPlan()
+    for directory in ("/dev", "/proc", "/sys", "/tmp"):
+        plan.directory(directory)
+    plan.chardev("/dev/console", 5, 1)
+    plan.copy_from(root, "/bin/busybox")
+    if kexec:
+        plan.copy_from(root, "/sbin/kexec")
+        for library in library_closure(root, ["/sbin/kexec"], "x86_64", "kexec"):
+            plan.copy_from(root, library)
+    for applet in busybox_applets(root.read_bytes("/bin/busybox")):
+        if not plan.has(f"/bin/{applet}"):
+            plan.symlink(f"/bin/{applet}", "/bin/busybox")
+    stored = []
+    for module in ModuleIndex(root, kernel_version).load_order(NINEP_MODULES, "9p modules"):
+        path = module.path.rsplit(".ko", 1)[0] + ".ko"
+        plan.file(path, module.elf)
+        stored.append(path)
+    plan.file("/etc/modules-load", ("\n".join(stored) + "\n").encode())
+    init = HOSTROOT_INIT.format(tag=HOSTROOT_TAG, repo=repo, body=body)
+    plan.file("/init", init.encode(), 0o755)
+    return compress(write_cpio(plan.members()), "zstd", 3)
+
+
 def make_dump_disk(path: Path, size_mib: int = 512, label: str = "kdump") -> None:
     """An empty ext4 filesystem image with a label, as the dump target."""
     with open(path, "wb") as handle:
@@ -117,8 +185,15 @@ def run_qemu(
     cpus: int = 1,
     timeout: float = 600,
     log: Path,
+    share_host_root: bool = False,
+    stop_after: tuple[str, float] | None = None,
 ) -> Boot:
-    """Boot under TCG with the console on a file; return when the guest powers off."""
+    """Boot under TCG with the console on a file; return when the guest powers off.
+
+    With `stop_after` = (text, seconds), QEMU is also stopped that many
+    seconds after `text` first shows on the console (returncode None): for
+    runs that are expected to hang, such as a purgatory refusing to jump.
+    """
     command = [
         "qemu-system-x86_64",
         "-accel",
@@ -143,12 +218,36 @@ def run_qemu(
     ]
     if disk is not None:
         command += ["-drive", f"file={disk},format=raw,if=virtio"]
+    if share_host_root:
+        command += [
+            "-virtfs",
+            f"local,path=/,mount_tag={HOSTROOT_TAG},security_model=none,readonly=on,multidevs=remap",
+        ]
     start = time.monotonic()
-    try:
-        process = subprocess.run(command, timeout=timeout, capture_output=True, check=False)
-        returncode: int | None = process.returncode
-    except subprocess.TimeoutExpired:
-        returncode = None
+    returncode: int | None = None
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        seen_at: float | None = None
+        while True:
+            try:
+                returncode = process.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if (
+                stop_after is not None
+                and seen_at is None
+                and log.exists()
+                and stop_after[0] in log.read_text(errors="replace")
+            ):
+                seen_at = now
+            if now - start > timeout or (
+                seen_at is not None and stop_after is not None and now - seen_at > stop_after[1]
+            ):
+                process.kill()
+                process.wait()
+                returncode = None
+                break
     console = log.read_text(errors="replace") if log.exists() else ""
     return Boot(console, returncode, time.monotonic() - start)
 

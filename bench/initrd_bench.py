@@ -1,0 +1,224 @@
+"""Benchmark: build time and size of the default recipe's initrd, against dracut.
+
+Everything is measured in this run, on this machine, for the same Debian
+kernel: kdump-build with cold packages (an empty KDUMP_BUILD_CACHE, so apt
+downloads them), with a warm cache (with and without the cached compressed
+output), and from an unpacked sysroot; dracut (installed here if missing,
+dracut-core) building an image of the same content from the same unpacked
+kernel: `dracut --no-hostonly -m base --add-drivers "virtio_blk virtio_pci
+ext4" --compress zstd`, plus makedumpfile. Prints times, sizes and ratios.
+
+    .venv/bin/python bench/initrd_bench.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
+MIB = 1 << 20
+FLOOR_BYTES = 2.6e6  # the issue's hand-assembled cpio of the same content, zstd -19
+REPEATS = 3
+
+
+def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stderr[-2000:]}")
+    return result  # type: ignore[no-any-return]
+
+
+def kdump_build(recipe: Path, outdir: Path, cache: Path) -> tuple[float, int, dict[str, object]]:
+    """Wall time of one `kdump-build` process, the initrd size and the JSON summary."""
+    env = {**os.environ, "KDUMP_BUILD_CACHE": str(cache)}
+    env.pop("SOURCE_DATE_EPOCH", None)
+    start = time.perf_counter()
+    result = run(
+        [sys.executable, "-m", "builder.cli", str(recipe), "-o", str(outdir), "--json"],
+        env=env,
+        cwd=REPO,
+    )
+    elapsed = time.perf_counter() - start
+    return elapsed, (outdir / "initrd.img").stat().st_size, json.loads(result.stdout)
+
+
+def best_of(count: int, measure):  # type: ignore[no-untyped-def]
+    results = [measure() for _ in range(count)]
+    return min(results, key=lambda item: item[0])
+
+
+def ensure_dracut() -> str:
+    if shutil.which("dracut") is None:
+        run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "dracut-core"],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    return run(["dpkg-query", "-W", "-f=${Version}", "dracut-core"]).stdout
+
+
+def main() -> None:
+    dracut_version = ensure_dracut()
+    shared_cache = Path(os.environ.get("KDUMP_BUILD_CACHE", Path.home() / ".cache/kdump-build"))
+    work = Path(tempfile.mkdtemp(prefix="kdump-bench."))
+    try:
+        lines = measure(work, shared_cache, dracut_version)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n".join(lines))
+
+
+def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
+    # 1. Cold: nothing cached, packages downloaded by apt.
+    cold_cache = work / "cold-cache"
+    cold_time, _, summary = kdump_build(RECIPE, work / "cold", cold_cache)
+    kernel_version = str(summary["kernel"])
+
+    # 2. Warm: everything cached (the same cache, second and later builds).
+    warm_time, warm_size, warm_summary = best_of(
+        REPEATS, lambda: kdump_build(RECIPE, work / "warm", cold_cache)
+    )
+    identical = (work / "cold/initrd.img").read_bytes() == (work / "warm/initrd.img").read_bytes()
+
+    # 2b. A recipe edit (another dump level each time): only the small archive of
+    # recipe-rendered files is compressed afresh.
+    edits = iter((17, 15, 13, 11, 9))
+
+    def recipe_edit() -> tuple[float, int, dict[str, object]]:
+        edited = work / "edited.toml"
+        edited.write_text(RECIPE.read_text().replace("level = 31", f"level = {next(edits)}"))
+        return kdump_build(edited, work / "edited", cold_cache)
+
+    edit_time, _, _ = best_of(REPEATS, recipe_edit)
+
+    # 3. Warm packages but the initrd compressed afresh (as after a package update).
+    def fresh_compression() -> tuple[float, int, dict[str, object]]:
+        shutil.rmtree(cold_cache / "compressed", ignore_errors=True)
+        return kdump_build(RECIPE, work / "recompressed", cold_cache)
+
+    recompress_time, _, recompress_summary = best_of(REPEATS, fresh_compression)
+
+    # 4. From an unpacked sysroot (every package of the recipe unpacked with dpkg-deb).
+    sysroot = work / "sysroot"
+    manifest = json.loads((work / "cold/manifest.json").read_text())
+    debs = sorted((cold_cache / "debs").rglob("*.deb"))
+    wanted = {package["file"] for package in manifest["packages"]}
+    for deb in debs:
+        if deb.name in wanted:
+            run(["dpkg-deb", "-x", str(deb), str(sysroot)])
+    sysroot_recipe = work / "sysroot.toml"
+    text = RECIPE.read_text()
+    start, end = text.index("packages = ["), text.index("]\n", text.index("packages = [")) + 2
+    sysroot_recipe.write_text(text[:start] + f'root = "{sysroot}"\n' + text[end:])
+
+    def from_sysroot(cached: bool) -> tuple[float, int, dict[str, object]]:
+        if not cached:
+            shutil.rmtree(work / "sysroot-cache", ignore_errors=True)
+        return kdump_build(sysroot_recipe, work / "from-sysroot", work / "sysroot-cache")
+
+    sysroot_time, sysroot_size, sysroot_summary = best_of(REPEATS, lambda: from_sysroot(False))
+    sysroot_warm_time, _, _ = best_of(REPEATS, lambda: from_sysroot(True))
+    # A different working directory and output path give the same bytes.
+    elsewhere = work / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "KDUMP_BUILD_CACHE": str(cold_cache)}
+    run(
+        [sys.executable, "-m", "builder.cli", str(RECIPE), "-o", str(work / "other"), "-q"],
+        env={**env, "PYTHONPATH": str(REPO)},
+        cwd=elsewhere,
+    )
+    reproducible = (work / "other/initrd.img").read_bytes() == (
+        work / "cold/initrd.img"
+    ).read_bytes()
+
+    # 5. dracut, same kernel and modules (depmod'ed in the sysroot), same drivers.
+    run(["depmod", "-b", str(sysroot), kernel_version])
+    dracut_image = work / "dracut.img"
+    dracut_command = [
+        "dracut",
+        "--force",
+        "--quiet",
+        "--no-hostonly",
+        "--kver",
+        kernel_version,
+        "--kmoddir",
+        str(sysroot / "lib/modules" / kernel_version),
+        "-m",
+        "base",
+        "--add-drivers",
+        "virtio_blk virtio_pci ext4",
+        "--install",
+        "/usr/bin/makedumpfile",
+        "--compress",
+        "zstd",
+        str(dracut_image),
+    ]
+
+    def dracut_once() -> tuple[float, int]:
+        start = time.perf_counter()
+        run(dracut_command, env={**os.environ, "TMPDIR": str(work)})
+        return time.perf_counter() - start, dracut_image.stat().st_size
+
+    dracut_time, dracut_size = best_of(2, dracut_once)
+    dracut_listing = run(["lsinitrd", str(dracut_image)]).stdout if shutil.which("lsinitrd") else ""
+    dracut_modules = sum(1 for line in dracut_listing.splitlines() if ".ko" in line)
+
+    steps = warm_summary["steps"]
+    return [
+        f"kdump-build initrd benchmark, kernel {kernel_version}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.2f}",
+        "",
+        f"build time (wall, whole process; best of {REPEATS})          kdump-build   "
+        f"dracut {dracut_version}   ratio",
+        f"  cold packages (empty cache, apt download)         {cold_time:8.2f} s",
+        f"  warm cache (all cached)                           {warm_time:8.2f} s   "
+        f"{dracut_time:8.2f} s   {dracut_time / warm_time:6.1f}x faster",
+        f"  recipe edit (dump.level), warm cache              {edit_time:8.2f} s   "
+        f"{dracut_time:8.2f} s   {dracut_time / edit_time:6.1f}x faster",
+        f"  warm packages, initrd compressed afresh           {recompress_time:8.2f} s   "
+        f"{dracut_time:8.2f} s   {dracut_time / recompress_time:6.1f}x faster",
+        f"  unpacked sysroot, no cache (index, zstd afresh)   {sysroot_time:8.2f} s   "
+        f"{dracut_time:8.2f} s   {dracut_time / sysroot_time:6.1f}x faster",
+        f"  unpacked sysroot, warm cache                      {sysroot_warm_time:8.2f} s   "
+        f"{dracut_time:8.2f} s   {dracut_time / sysroot_warm_time:6.1f}x faster",
+        "  warm in-process steps: "
+        + ", ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()),  # type: ignore[union-attr]
+        f"  in-process totals: recompressed {recompress_summary['seconds']} s, "
+        f"sysroot without cache {sysroot_summary['seconds']} s",
+        "",
+        "initrd size                                          kdump-build   dracut     ratio",
+        f"  default recipe (zstd -19)                         {warm_size / MIB:8.2f} MiB "
+        f"{dracut_size / MIB:8.2f} MiB {warm_size / dracut_size:6.2f}x "
+        f"({dracut_size / warm_size:.1f}x smaller)",
+        f"  against the hand-assembled floor (2.6 MB)         {warm_size / FLOOR_BYTES:8.3f}x",
+        f"  dracut image modules counted by lsinitrd: {dracut_modules}",
+        "",
+        "goals",
+        f"  initrd <= 3 MiB:                      {warm_size / MIB:.2f} MiB  "
+        f"{'met' if warm_size <= 3 * MIB else 'NOT met'}",
+        f"  warm build <= 1.0 s:                  {warm_time:.2f} s  "
+        f"{'met' if warm_time <= 1.0 else 'NOT met'}"
+        f" (recipe edit {edit_time:.2f} s: {'met' if edit_time <= 1.0 else 'NOT met'}; "
+        f"afresh-compressed {recompress_time:.2f} s: "
+        f"{'met' if recompress_time <= 1.0 else 'NOT met'})",
+        f"  >= 10x faster than dracut:            {dracut_time / warm_time:.1f}x  "
+        f"{'met' if dracut_time / warm_time >= 10 else 'NOT met'}"
+        f" (afresh-compressed {dracut_time / recompress_time:.1f}x)",
+        f"  cold and warm builds byte-identical:  {'yes' if identical else 'NO'}",
+        f"  other cwd/output byte-identical:      {'yes' if reproducible else 'NO'}",
+        f"  sysroot build size equals packages:   "
+        f"{'yes' if sysroot_size == warm_size else f'no ({sysroot_size} bytes)'}",
+        "",
+        "dracut command: " + " ".join(dracut_command[:-1]) + " OUT",
+    ]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""What the running kernel says about where its crash data lives.
+
+A crash layout needs facts only the main kernel knows: the physical address
+of each possible CPU's `crash_notes` buffer, of the vmcoreinfo note, where
+its text is mapped (KASLR moves it), where its direct map starts, and where
+firmware left the ACPI RSDP. They are read from a root laid out like the live
+system (`/` on the target, or a directory captured from it for offline use):
+
+    sys/devices/system/cpu/possible            "0-3"
+    sys/devices/system/cpu/cpuN/crash_notes    physical address, hex
+    sys/devices/system/cpu/cpuN/crash_notes_size   bytes, decimal
+    sys/kernel/vmcoreinfo                      "<addr> <size>", both hex
+    sys/kernel/boot_params/data                the zero page the kernel booted with
+    proc/kcore                                 only its ELF headers are read
+
+`capture_crash_info` copies exactly these (kcore cut after its program
+headers) so a layout can be computed on another machine.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import LayoutError
+
+__all__ = [
+    "CpuNote",
+    "CrashInfo",
+    "KernelText",
+    "capture_crash_info",
+    "parse_cpu_list",
+    "parse_kcore_headers",
+    "read_crash_info",
+]
+
+CPU_DIR = "sys/devices/system/cpu"
+VMCOREINFO = "sys/kernel/vmcoreinfo"
+BOOT_PARAMS = "sys/kernel/boot_params/data"
+KCORE = "proc/kcore"
+
+# x86_64 virtual memory map (Documentation/arch/x86/x86_64/mm.rst): the kernel
+# image is mapped from __START_KERNEL_map, modules start 1 GiB above it.
+_X86_64_START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000
+_X86_64_MODULES_VADDR = 0xFFFF_FFFF_C000_0000
+_BOOT_PARAMS_ACPI_RSDP = 0x070  # zero-page.rst: acpi_rsdp_addr, u64
+_PT_LOAD = 1
+_NO_PADDR = (1 << 64) - 1  # kcore's p_paddr for ranges with no physical address
+
+
+@dataclass(frozen=True)
+class CpuNote:
+    """One possible CPU's crash_notes buffer (its registers at crash time)."""
+
+    cpu: int
+    address: int
+    size: int
+
+
+@dataclass(frozen=True)
+class KernelText:
+    """The kernel image mapping: `_text` and `_end - _text`, as /proc/kcore shows it."""
+
+    vaddr: int
+    paddr: int
+    size: int
+
+
+@dataclass(frozen=True)
+class CrashInfo:
+    """Everything a crash layout needs from the main kernel besides its memory map."""
+
+    cpu_notes: tuple[CpuNote, ...]
+    vmcoreinfo_address: int
+    vmcoreinfo_size: int
+    kernel_text: KernelText | None
+    page_offset: int | None  # virtual address of physical 0 in the direct map
+    acpi_rsdp: int  # 0 when unknown: the capture kernel then scans for it
+
+    def to_json(self) -> dict[str, object]:
+        text = self.kernel_text
+        return {
+            "cpu_notes": [
+                {"cpu": note.cpu, "address": note.address, "size": note.size}
+                for note in self.cpu_notes
+            ],
+            "vmcoreinfo": {"address": self.vmcoreinfo_address, "size": self.vmcoreinfo_size},
+            "kernel_text": None
+            if text is None
+            else {"vaddr": text.vaddr, "paddr": text.paddr, "size": text.size},
+            "page_offset": self.page_offset,
+            "acpi_rsdp": self.acpi_rsdp,
+        }
+
+
+def parse_cpu_list(text: str, source: str) -> tuple[int, ...]:
+    """Parse a sysfs CPU list such as ``0-3,8,10-11``.
+
+    >>> parse_cpu_list("0-2,5\\n", "possible")
+    (0, 1, 2, 5)
+    """
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise LayoutError(f"{source}: not a CPU list: {text.strip()!r}") from None
+        if high < low:
+            raise LayoutError(f"{source}: bad CPU range {part!r}")
+        cpus.extend(range(low, high + 1))
+    if not cpus:
+        raise LayoutError(f"{source}: empty CPU list")
+    return tuple(cpus)
+
+
+def parse_kcore_headers(data: bytes, source: str) -> tuple[KernelText | None, int | None]:
+    """Kernel text mapping and direct-map offset from /proc/kcore's program headers.
+
+    The text segment is the PT_LOAD inside the kernel image window
+    [__START_KERNEL_map, MODULES_VADDR); kcore gives it as `_text` with size
+    `_end - _text`, which is what the in-kernel loader writes into its own
+    ELF core header. The direct map offset is vaddr - paddr of any other
+    PT_LOAD that has a physical address.
+    """
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise LayoutError(f"{source}: not a 64-bit little-endian ELF file")
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    if phentsize != 56 or phoff + phnum * phentsize > len(data):
+        raise LayoutError(f"{source}: program headers at byte {phoff:#x} are truncated")
+    text: KernelText | None = None
+    page_offset: int | None = None
+    for index in range(phnum):
+        p_type, _flags, _offset, vaddr, paddr, _filesz, memsz, _align = struct.unpack_from(
+            "<IIQQQQQQ", data, phoff + index * phentsize
+        )
+        if p_type != _PT_LOAD:
+            continue
+        if _X86_64_START_KERNEL_MAP <= vaddr < _X86_64_MODULES_VADDR:
+            if text is None:
+                text = KernelText(vaddr, paddr, memsz)
+        elif paddr != _NO_PADDR and page_offset is None and vaddr >= paddr:
+            page_offset = vaddr - paddr
+    return text, page_offset
+
+
+def _read(root: Path, relative: str) -> bytes:
+    path = root / relative
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise LayoutError(f"{path}: {error.strerror or error}") from None
+
+
+def _read_text(root: Path, relative: str) -> str:
+    return _read(root, relative).decode("ascii", errors="replace")
+
+
+def _hex(text: str, path: Path) -> int:
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise LayoutError(f"{path}: not a hex number: {text!r}") from None
+
+
+def read_crash_info(root: Path, *, kernel_code_start: int | None = None) -> CrashInfo:
+    """Read `CrashInfo` from `root` (``/`` on the live system).
+
+    `kernel_code_start` ("Kernel code" in /proc/iomem) is the physical text
+    address when kcore does not give one.
+    """
+    possible = parse_cpu_list(
+        _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
+    )
+    notes: list[CpuNote] = []
+    for cpu in possible:
+        base = f"{CPU_DIR}/cpu{cpu}"
+        address = _hex(_read_text(root, f"{base}/crash_notes").strip(), root / base / "crash_notes")
+        size_text = _read_text(root, f"{base}/crash_notes_size").strip()
+        try:
+            size = int(size_text)
+        except ValueError:
+            raise LayoutError(
+                f"{root / base / 'crash_notes_size'}: not a number: {size_text!r}"
+            ) from None
+        if address == 0 or size <= 0:
+            raise LayoutError(f"{root / base}: crash_notes {address:#x} size {size} is unusable")
+        notes.append(CpuNote(cpu, address, size))
+
+    fields = _read_text(root, VMCOREINFO).split()
+    if len(fields) != 2:
+        raise LayoutError(f"{root / VMCOREINFO}: expected '<address> <size>', got {fields!r}")
+    vmcoreinfo_address = _hex(fields[0], root / VMCOREINFO)
+    vmcoreinfo_size = _hex(fields[1], root / VMCOREINFO)
+
+    text, page_offset = parse_kcore_headers(_kcore_headers(root / KCORE), str(root / KCORE))
+    if text is not None and text.paddr == _NO_PADDR:
+        if kernel_code_start is None:
+            raise LayoutError(f"{root / KCORE}: kernel text has no physical address")
+        text = KernelText(text.vaddr, kernel_code_start, text.size)
+
+    acpi_rsdp = 0
+    boot_params = root / BOOT_PARAMS
+    if boot_params.exists():
+        data = _read(root, BOOT_PARAMS)
+        if len(data) >= _BOOT_PARAMS_ACPI_RSDP + 8:
+            (acpi_rsdp,) = struct.unpack_from("<Q", data, _BOOT_PARAMS_ACPI_RSDP)
+    return CrashInfo(
+        tuple(notes), vmcoreinfo_address, vmcoreinfo_size, text, page_offset, acpi_rsdp
+    )
+
+
+def _kcore_headers(path: Path) -> bytes:
+    """The ELF header and program headers of kcore (never its memory)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+            if len(head) < 64:
+                raise LayoutError(f"{path}: shorter than an ELF header")
+            (phoff,) = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            handle.seek(0)
+            return handle.read(phoff + phentsize * phnum)
+    except OSError as error:
+        raise LayoutError(f"{path}: {error.strerror or error}") from None
+
+
+def capture_crash_info(root: Path, destination: Path) -> None:
+    """Copy the files `read_crash_info` reads from `root` into `destination`."""
+    possible = parse_cpu_list(
+        _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
+    )
+    files = [f"{CPU_DIR}/possible", VMCOREINFO]
+    for cpu in possible:
+        files += [f"{CPU_DIR}/cpu{cpu}/crash_notes", f"{CPU_DIR}/cpu{cpu}/crash_notes_size"]
+    for relative in files:
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(_read(root, relative))
+    if (root / BOOT_PARAMS).exists():
+        target = destination / BOOT_PARAMS
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(_read(root, BOOT_PARAMS))
+    target = destination / KCORE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(_kcore_headers(root / KCORE))

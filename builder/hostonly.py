@@ -1,0 +1,104 @@
+"""Host-only module selection: the drivers this host uses to reach its dump target.
+
+`initrd.modules = "auto"` reads the running host's sysfs: the dump device's
+chain of devices up to the root of /sys/devices (partition, disk, controller,
+bus bridges), through `slaves/` for device-mapper and md, and names each
+bound driver's module (`driver/module`). A driver without a `module` link is
+built into the host's kernel, but the capture kernel may have it as a module,
+so its name and each device's `modalias` are offered as optional names,
+resolved through the capture kernel's module names and aliases. Network targets use the drivers of
+every network interface that sits on a device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.errors import ModuleError
+
+KEY = 'initrd.modules = "auto"'
+
+
+@dataclass
+class HostModules:
+    """Module names the host's drivers need (must resolve) and modaliases (may not)."""
+
+    required: list[str] = field(default_factory=list)
+    optional: list[str] = field(default_factory=list)
+
+    def add_device(self, device_dir: Path, devices_top: Path) -> None:
+        """Every bound driver and modalias from `device_dir` up to the top of /sys/devices."""
+        current = device_dir.resolve()
+        top = devices_top.resolve()
+        while current != top and top in current.parents:
+            driver = current / "driver"
+            module = driver / "module"
+            if module.exists():
+                name = Path(os.path.realpath(module)).name
+                if name not in self.required:
+                    self.required.append(name)
+            elif driver.exists():
+                # Built into the host's kernel; the capture kernel may have it as a module.
+                name = Path(os.path.realpath(driver)).name
+                if name not in self.optional:
+                    self.optional.append(name)
+            alias_file = current / "modalias"
+            if driver.exists() and alias_file.is_file():
+                try:
+                    alias = alias_file.read_text().strip()
+                except OSError:
+                    alias = ""
+                if alias and alias not in self.optional:
+                    self.optional.append(alias)
+            current = current.parent
+
+
+def _device_name(device: str, devfs: Path) -> str:
+    if device.startswith("LABEL="):
+        link = devfs / "disk" / "by-label" / device.removeprefix("LABEL=")
+    elif device.startswith("UUID="):
+        link = devfs / "disk" / "by-uuid" / device.removeprefix("UUID=").lower()
+    else:
+        link = devfs / device.removeprefix("/dev/")
+    if not link.exists():
+        raise ModuleError(f"{KEY}: dump.device {device} is not on this host ({link} missing)")
+    return Path(os.path.realpath(link)).name
+
+
+def block_device_modules(
+    device: str, sysfs: Path = Path("/sys"), devfs: Path = Path("/dev")
+) -> HostModules:
+    """Drivers under the block device named by `device` (LABEL=, UUID= or /dev path).
+
+    >>> block_device_modules("LABEL=kdump").required  # doctest: +SKIP
+    ['virtio_blk', 'virtio_pci']
+    """
+    found = HostModules()
+    pending = [_device_name(device, devfs)]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        block = sysfs / "class" / "block" / name
+        if not block.exists():
+            raise ModuleError(f"{KEY}: {name} has no {block}")
+        found.add_device(block, sysfs / "devices")
+        slaves = block / "slaves"
+        if slaves.is_dir():
+            pending += sorted(entry.name for entry in slaves.iterdir())
+    return found
+
+
+def network_modules(sysfs: Path = Path("/sys")) -> HostModules:
+    """Drivers of every network interface that sits on a device (not lo, bridges, ...)."""
+    found = HostModules()
+    net = sysfs / "class" / "net"
+    for interface in sorted(net.iterdir()) if net.is_dir() else []:
+        device = interface / "device"
+        if device.exists():
+            found.add_device(device, sysfs / "devices")
+    return found

@@ -1,0 +1,208 @@
+"""The kexec syscalls through ctypes, and what the kernel says about kexec state.
+
+Effects only: planning lives in builder.layout. Errors become `LoadError`
+with the kernel's errno explained in kexec terms.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import LoadError
+from builder.layout import KEXEC_ON_CRASH, Layout
+from builder.layout.arches import arch_layout
+
+__all__ = [
+    "KEXEC_FILE_NO_INITRAMFS",
+    "KEXEC_FILE_ON_CRASH",
+    "KEXEC_FILE_UNLOAD",
+    "KexecStatus",
+    "kexec_file_load",
+    "kexec_load",
+    "kexec_status",
+    "lockdown_mode",
+    "unload",
+]
+
+KEXEC_FILE_UNLOAD = 0x1
+KEXEC_FILE_ON_CRASH = 0x2
+KEXEC_FILE_NO_INITRAMFS = 0x4
+
+CRASH_LOADED = Path("/sys/kernel/kexec_crash_loaded")
+CRASH_SIZE = Path("/sys/kernel/kexec_crash_size")
+LOCKDOWN = Path("/sys/kernel/security/lockdown")
+
+
+class _Segment(ctypes.Structure):
+    """struct kexec_segment (include/uapi/linux/kexec.h)."""
+
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("bufsz", ctypes.c_size_t),
+        ("mem", ctypes.c_void_p),
+        ("memsz", ctypes.c_size_t),
+    ]
+
+
+_EXPLAIN = {
+    errno.EPERM: "not permitted (needs root with CAP_SYS_BOOT; under lockdown kexec_load is "
+    "refused, use --method file)",
+    errno.EADDRNOTAVAIL: "a segment or the entry lies outside the crash region",
+    errno.EBUSY: "a crash kernel is being loaded or used right now",
+    errno.EINVAL: "the kernel rejected the arguments (alignment, overlap or flags)",
+    errno.ENOMEM: "no crash memory reserved (crashkernel= missing) or it is too small",
+    errno.ENOSYS: "this kernel has no kexec support (CONFIG_KEXEC / CONFIG_KEXEC_FILE)",
+    errno.EKEYREJECTED: "the kernel image's signature was rejected",
+    errno.EBADMSG: "the kernel image's signature is missing or malformed",
+    errno.ENOEXEC: "the kernel does not understand this image format",
+}
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _fail(call: str, error: int) -> LoadError:
+    reason = _EXPLAIN.get(error, os.strerror(error))
+    return LoadError(f"{call}: {errno.errorcode.get(error, str(error))}: {reason}")
+
+
+def kexec_load(layout: Layout) -> None:
+    """Load `layout` as the crash kernel with kexec_load(2)."""
+    arch = arch_layout(layout.arch)
+    buffers = [ctypes.create_string_buffer(segment.data, max(1, segment.bufsz))
+               for segment in layout.segments]  # fmt: skip
+    array = (_Segment * len(layout.segments))()
+    for slot, segment, buffer in zip(array, layout.segments, buffers, strict=True):
+        slot.buf = ctypes.addressof(buffer) if segment.bufsz else None
+        slot.bufsz = segment.bufsz
+        slot.mem = segment.mem
+        slot.memsz = segment.memsz
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    result = libc.syscall(
+        ctypes.c_long(arch.kexec_load_syscall),
+        ctypes.c_ulong(layout.entry),
+        ctypes.c_ulong(len(layout.segments)),
+        array,
+        ctypes.c_ulong(layout.flags),
+    )
+    if result != 0:
+        raise _fail("kexec_load", ctypes.get_errno())
+
+
+def kexec_file_load(arch_name: str, kernel: Path, initrd: Path | None, cmdline: str) -> None:
+    """Load a crash kernel with kexec_file_load(2): the kernel builds the layout itself."""
+    arch = arch_layout(arch_name)
+    if arch.kexec_file_load_syscall is None:
+        raise LoadError(f"kexec_file_load: not available on {arch_name}")
+    flags = KEXEC_FILE_ON_CRASH
+    try:
+        kernel_fd = os.open(kernel, os.O_RDONLY)
+    except OSError as error:
+        raise LoadError(f"{kernel}: {error.strerror}") from None
+    initrd_fd = -1
+    try:
+        if initrd is None:
+            flags |= KEXEC_FILE_NO_INITRAMFS
+        else:
+            try:
+                initrd_fd = os.open(initrd, os.O_RDONLY)
+            except OSError as error:
+                raise LoadError(f"{initrd}: {error.strerror}") from None
+        text = cmdline.encode() + b"\0"  # cmdline_len counts the NUL
+        libc = _libc()
+        libc.syscall.restype = ctypes.c_long
+        result = libc.syscall(
+            ctypes.c_long(arch.kexec_file_load_syscall),
+            ctypes.c_int(kernel_fd),
+            ctypes.c_int(initrd_fd),
+            ctypes.c_ulong(len(text)),
+            ctypes.c_char_p(text),
+            ctypes.c_ulong(flags),
+        )
+        if result != 0:
+            raise _fail("kexec_file_load", ctypes.get_errno())
+    finally:
+        os.close(kernel_fd)
+        if initrd_fd >= 0:
+            os.close(initrd_fd)
+
+
+def unload(arch_name: str, *, method: str) -> None:
+    """Unload the crash kernel (kexec_load with no segments, or kexec_file_load UNLOAD)."""
+    arch = arch_layout(arch_name)
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    if method == "file":
+        if arch.kexec_file_load_syscall is None:
+            raise LoadError(f"kexec_file_load: not available on {arch_name}")
+        result = libc.syscall(
+            ctypes.c_long(arch.kexec_file_load_syscall),
+            ctypes.c_int(-1),
+            ctypes.c_int(-1),
+            ctypes.c_ulong(0),
+            None,
+            ctypes.c_ulong(KEXEC_FILE_UNLOAD | KEXEC_FILE_ON_CRASH),
+        )
+        call = "kexec_file_load(UNLOAD)"
+    else:
+        result = libc.syscall(
+            ctypes.c_long(arch.kexec_load_syscall),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            None,
+            ctypes.c_ulong(KEXEC_ON_CRASH | arch.kexec_arch),
+        )
+        call = "kexec_load(unload)"
+    if result != 0:
+        raise _fail(call, ctypes.get_errno())
+
+
+def lockdown_mode(path: Path = LOCKDOWN) -> str | None:
+    """The active lockdown mode ("none", "integrity", "confidentiality"), None if unknown.
+
+    >>> import tempfile, pathlib
+    >>> file = pathlib.Path(tempfile.mkdtemp()) / "lockdown"
+    >>> _ = file.write_text("none [integrity] confidentiality\\n")
+    >>> lockdown_mode(file)
+    'integrity'
+    """
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            return word[1:-1]
+    return None
+
+
+@dataclass(frozen=True)
+class KexecStatus:
+    """What /sys says: is a crash kernel loaded, how big is the region."""
+
+    loaded: bool | None
+    crash_size: int | None
+    lockdown: str | None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def kexec_status(sys_kernel: Path = Path("/sys/kernel")) -> KexecStatus:
+    """Read the kexec state files; None where a file is missing."""
+    loaded = _read_int(sys_kernel / "kexec_crash_loaded")
+    return KexecStatus(
+        None if loaded is None else bool(loaded),
+        _read_int(sys_kernel / "kexec_crash_size"),
+        lockdown_mode(sys_kernel / "security" / "lockdown"),
+    )

@@ -1,0 +1,119 @@
+"""Host-only module selection on a fake sysfs tree, and once on this very host."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+from builder.errors import ModuleError
+from builder.hostonly import block_device_modules, network_modules
+from builder.modules import ModuleIndex, canonical_name
+from builder.sources import PackageRoot
+
+PCI = "devices/pci0000:00/0000:00:04.0"
+
+
+def link(path: Path, target: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+def fake_host(tmp_path: Path) -> tuple[Path, Path]:
+    """/sys and /dev of a guest with a virtio disk vda (partition vda1 labelled kdump),
+    an md array over it, and a virtio network card."""
+    sys, dev = tmp_path / "sys", tmp_path / "dev"
+    disk = sys / PCI / "virtio1" / "block" / "vda"
+    (disk / "vda1").mkdir(parents=True)
+    (sys / PCI / "modalias").write_text("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00\n")
+    (sys / PCI / "virtio1" / "modalias").write_text("virtio:d00000002v00001AF4\n")
+    link(sys / PCI / "driver", "../../../bus/pci/drivers/virtio-pci")
+    link(sys / PCI / "virtio1" / "driver", "../../../../bus/virtio/drivers/virtio_blk")
+    link(sys / "bus/pci/drivers/virtio-pci/module", "../../../../module/virtio_pci")
+    link(sys / "bus/virtio/drivers/virtio_blk/module", "../../../../module/virtio_blk")
+    (sys / "module/virtio_pci").mkdir(parents=True)
+    (sys / "module/virtio_blk").mkdir(parents=True)
+    # The PCI root bridge's driver is built in: no module link.
+    (sys / "devices/pci0000:00/driver").parent.mkdir(parents=True, exist_ok=True)
+    link(sys / "devices/pci0000:00/driver", "../../bus/acpi/drivers/pci_root")
+    (sys / "bus/acpi/drivers/pci_root").mkdir(parents=True)
+    link(sys / "class/block/vda", f"../../{PCI}/virtio1/block/vda")
+    link(sys / "class/block/vda1", f"../../{PCI}/virtio1/block/vda/vda1")
+    md = sys / "devices/virtual/block/md0"
+    (md / "slaves").mkdir(parents=True)
+    link(md / "slaves/vda1", f"../../../../{PCI}/virtio1/block/vda/vda1")
+    link(sys / "class/block/md0", "../../devices/virtual/block/md0")
+    nic = sys / "devices/pci0000:00/0000:00:03.0/virtio0"
+    nic.mkdir(parents=True)
+    link(nic / "driver", "../../../../bus/virtio/drivers/virtio_net")
+    link(sys / "bus/virtio/drivers/virtio_net/module", "../../../../module/virtio_net")
+    (sys / "module/virtio_net").mkdir(parents=True)
+    link(sys / "class/net/ens3/device", "../../../devices/pci0000:00/0000:00:03.0/virtio0")
+    (sys / "class/net/lo").mkdir(parents=True)
+    link(dev / "disk/by-label/kdump", "../../vda1")
+    link(dev / "disk/by-uuid/1234-abcd", "../../md0")
+    (dev / "vda1").touch()
+    (dev / "md0").touch()
+    return sys, dev
+
+
+def test_block_device_by_label(tmp_path: Path) -> None:
+    sys, dev = fake_host(tmp_path)
+    found = block_device_modules("LABEL=kdump", sys, dev)
+    assert found.required == ["virtio_blk", "virtio_pci"]
+    # The root bridge's driver is built in: offered by name, like the modaliases.
+    assert found.optional == [
+        "virtio:d00000002v00001AF4",
+        "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
+        "pci_root",
+    ]
+
+
+def test_md_array_follows_its_slaves(tmp_path: Path) -> None:
+    sys, dev = fake_host(tmp_path)
+    assert block_device_modules("UUID=1234-ABCD", sys, dev).required == [
+        "virtio_blk",
+        "virtio_pci",
+    ]
+
+
+def test_network_interfaces(tmp_path: Path) -> None:
+    sys, _ = fake_host(tmp_path)
+    assert network_modules(sys).required == ["virtio_net"]
+
+
+def test_missing_device_is_named(tmp_path: Path) -> None:
+    sys, dev = fake_host(tmp_path)
+    with pytest.raises(ModuleError, match=r'initrd.modules = "auto": dump.device LABEL=nope'):
+        block_device_modules("LABEL=nope", sys, dev)
+
+
+def test_this_host_root_device(default_root: PackageRoot) -> None:
+    """The device `/` is mounted from on this machine, through the real /sys."""
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    fields = next(line.split() for line in mounts if line.split()[4] == "/")
+    source = fields[fields.index("-") + 2]
+    assert source.startswith("/dev/"), f"/ is mounted from {source}, not a block device"
+    found = block_device_modules(source)
+    # Independently: the disk's own driver, read through /sys/dev/block/MAJ:MIN.
+    rdev = os.stat(source).st_rdev
+    disk = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
+    driver = next(
+        parent / "driver" for parent in [disk, *disk.parents] if (parent / "driver").exists()
+    )
+    module = driver / "module"
+    if module.exists():
+        assert module.resolve().name in found.required
+    else:
+        assert driver.resolve().name in found.optional
+    # What the build does with them: resolve against the Debian kernel's modules.
+    (kernel,) = default_root.glob("/boot/vmlinuz-*")
+    index = ModuleIndex(default_root, kernel.removeprefix("/boot/vmlinuz-"))
+    names = list(found.required)
+    for name in found.optional:
+        with contextlib.suppress(ModuleError):
+            names += index.resolve(name, "initrd.modules")
+    order = [module.name for module in index.load_order(names, "initrd.modules")]
+    assert canonical_name(driver.resolve().name) in order

@@ -1,0 +1,570 @@
+"""Tests for builder/layout: x86_64 planning, boot_params, ELF core header, checks, CLI.
+
+Real inputs: Debian's bzImage and the default recipe's initrd, the captured
+/proc/iomem samples, and sysfs values captured in a QEMU guest
+(tests/data/sysfs/, made by `kdump-build capture-sysfs`). Independent
+oracles: readelf for the ELF core header, the purgatory's own region table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+import hashlib
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import builder.crashinfo
+import builder.layout
+import builder.layout.elfcore
+from builder.build import BuildResult, write_outputs
+from builder.crashinfo import CpuNote, CrashInfo, KernelText, parse_cpu_list, read_crash_info
+from builder.errors import LayoutError
+from builder.layout import (
+    KEXEC_ARCH_X86_64,
+    KEXEC_ON_CRASH,
+    KexecSegment,
+    Layout,
+    check_layout,
+    corrupt_segment_for_testing,
+    layout_json,
+    write_layout,
+)
+from builder.layout.elfcore import elf_core_header
+from builder.layout.inputs import read_crash_info_for
+from builder.layout.x86_64 import (
+    E820_RAM,
+    E820Entry,
+    X86_64Inputs,
+    capture_e820,
+    plan_x86_64,
+)
+from builder.memmap import HoleAllocator, MemoryMap, Range, find_hole, parse_iomem
+from builder.purgatory.loader import LoadedPurgatory
+from builder.purgatory.regions import regions_digest
+from tests.conftest import REPO, run_cli
+
+IOMEM = REPO / "tests" / "data" / "iomem"
+SYSFS = REPO / "tests" / "data" / "sysfs" / "qemu-1g-crashkernel-192m"
+SAMPLES = sorted(IOMEM.glob("*.txt"))
+MIB = 1 << 20
+REGION = Range(0x3000_0000, 0x3C00_0000)
+
+
+def _memory(name: str) -> MemoryMap:
+    return parse_iomem((IOMEM / name).read_text(), source=name)
+
+
+@pytest.fixture(scope="module")
+def outdir(default_build: BuildResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("build") / "out"
+    write_outputs(default_build, directory)
+    return directory
+
+
+def _inputs(build: BuildResult, memory: MemoryMap, info: CrashInfo | None = None,
+            **overrides: object) -> X86_64Inputs:  # fmt: skip
+    fields: dict[str, object] = {
+        "kernel": build.kernel_bytes,
+        "initrd": build.initrd,
+        "cmdline": build.cmdline,
+        "memory": memory,
+        "info": info,
+    }
+    fields.update(overrides)
+    return X86_64Inputs(**fields)  # type: ignore[arg-type]
+
+
+def _info() -> CrashInfo:
+    return read_crash_info_for(SYSFS, parse_iomem((SYSFS / "proc" / "iomem").read_text()))
+
+
+# ---------------------------------------------------------------------------
+# Planning on every captured memory map
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda path: path.stem)
+def test_layout_of_each_sample_passes_the_checks(default_build: BuildResult, sample: Path) -> None:
+    memory = parse_iomem(sample.read_text(), source=sample.name)
+    layout = plan_x86_64(_inputs(default_build, memory, _info()))
+    check_layout(layout)
+    region = memory.crash_region()
+    assert layout.crash_region == region
+    assert [s.name for s in layout.segments] == [
+        "kernel", "initrd", "boot_params", "cmdline", "elfcorehdr", "purgatory",
+    ]  # fmt: skip
+    assert layout.flags == KEXEC_ON_CRASH | KEXEC_ARCH_X86_64
+    kernel = layout.segment("kernel")
+    header = default_build.kernel.bzimage
+    assert header is not None
+    assert kernel.mem % header.kernel_alignment == 0
+    assert kernel.mem >= max(MIB, header.pref_address or 0)
+    assert kernel.memsz >= (header.init_size or 0)
+    assert kernel.data == default_build.kernel_bytes[header.kernel_offset :]
+    purgatory = layout.segment("purgatory")
+    assert purgatory.range.contains_address(layout.entry)
+
+
+def test_crash_region_above_4g_uses_ext_fields(default_build: BuildResult) -> None:
+    memory = _memory("server-16g-crashkernel-512m-high.txt")
+    assert memory.crash_region().start >= 1 << 32
+    assert memory.crash_low_region() is not None
+    layout = plan_x86_64(_inputs(default_build, memory, _info()))
+    params = layout.segment("boot_params").data
+    initrd = layout.segment("initrd")
+    cmdline = layout.segment("cmdline")
+    low, high = (
+        struct.unpack_from("<II", params, 0x218)[0],
+        struct.unpack_from("<I", params, 0xC0)[0],
+    )
+    assert (high << 32) | low == initrd.mem
+    size = (
+        struct.unpack_from("<I", params, 0x21C)[0] | struct.unpack_from("<I", params, 0xC4)[0] << 32
+    )
+    assert size == len(default_build.initrd)
+    pointer = (
+        struct.unpack_from("<I", params, 0x228)[0] | struct.unpack_from("<I", params, 0xC8)[0] << 32
+    )
+    assert pointer == cmdline.mem
+    # The low crash range is RAM for the capture kernel.
+    low_range = memory.crash_low_region()
+    assert low_range is not None
+    e820 = layout.details["e820"]
+    assert {"start": low_range.start, "end": low_range.end, "type": E820_RAM} in e820  # type: ignore[operator]
+
+
+def _fragmented_firmware_map(count: int) -> MemoryMap:
+    """1 GiB of RAM with a crash region, and `count` small reserved ranges above it."""
+    lines = ["00001000-0009fbff : System RAM", "00100000-3fffffff : System RAM",
+             "  30000000-3bffffff : Crash kernel"]  # fmt: skip
+    for index in range(count):
+        start = 0x4000_0000 + index * 0x2000
+        lines.append(f"{start:08x}-{start + 0xFFF:08x} : Reserved")
+    return parse_iomem("\n".join(lines) + "\n")
+
+
+def test_more_than_128_e820_entries_go_to_setup_data(default_build: BuildResult) -> None:
+    # The capture map keeps every firmware range of the main map: past 125 of
+    # them it no longer fits the zero page's 128 slots.
+    memory = _fragmented_firmware_map(200)
+    layout = plan_x86_64(_inputs(default_build, memory, _info()))
+    entries = layout.details["e820"]
+    assert isinstance(entries, list) and len(entries) > 128
+    segment = layout.segment("boot_params")
+    params = segment.data
+    assert params[0x1E8] == 128
+    (pointer,) = struct.unpack_from("<Q", params, 0x250)
+    assert pointer == segment.mem + 4096
+    following, kind, length = struct.unpack_from("<QII", params, 4096)
+    assert (following, kind) == (0, 1)  # the last node, SETUP_E820_EXT
+    assert length == (len(entries) - 128) * 20
+    decoded = [struct.unpack_from("<QQI", params, 0x2D0 + 20 * i) for i in range(128)]
+    decoded += [struct.unpack_from("<QQI", params, 4096 + 16 + 20 * i)
+                for i in range(len(entries) - 128)]  # fmt: skip
+    assert decoded == [(e["start"], e["end"] - e["start"], e["type"]) for e in entries]
+    assert segment.memsz >= len(params)
+
+
+# ---------------------------------------------------------------------------
+# boot_params, e820 and command line
+
+
+def test_boot_params_header_and_pointers(default_build: BuildResult) -> None:
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    info = _info()
+    layout = plan_x86_64(_inputs(default_build, memory, info))
+    params = layout.segment("boot_params").data
+    kernel = default_build.kernel_bytes
+    end = 0x202 + kernel[0x201]
+    # The setup header is copied except the fields a loader fills in.
+    filled = {0x210, 0x211, *range(0x218, 0x220), *range(0x228, 0x22C)}
+    for offset in range(0x1F1, end):
+        if offset not in filled:
+            assert params[offset] == kernel[offset], hex(offset)
+    assert params[0x202:0x206] == b"HdrS"
+    assert params[0x210] == 0xD0
+    assert struct.unpack_from("<Q", params, 0x070)[0] == info.acpi_rsdp
+    assert params[0x1EF] == 0  # sentinel: the kernel would wipe ext_ fields otherwise
+    cmdline = layout.segment("cmdline")
+    text = cmdline.data.rstrip(b"\0").decode()
+    elfcorehdr = layout.segment("elfcorehdr").mem
+    assert text == f"{default_build.cmdline} elfcorehdr={elfcorehdr >> 10}K"
+    assert cmdline.data.endswith(b"\0")
+
+
+def test_capture_e820_gives_crash_region_minus_elfcorehdr() -> None:
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    region = memory.crash_region()
+    hole = Range(region.end - 0x1000, region.end)
+    entries = capture_e820(memory, [hole])
+    ram = [(e.start, e.end) for e in entries if e.type == E820_RAM]
+    assert ram == [(0x1000, 0x9FC00), (region.start, hole.start)]
+    # ACPI/NVS/reserved ranges kept, nothing of the main kernel's RAM outside the region.
+    assert E820Entry(0x3FFDF000, 0x40000000, 2) in entries
+    assert all(not (e.type == E820_RAM and 0x100000 <= e.start < region.start) for e in entries)
+
+
+def test_command_line_too_long_names_the_segment(default_build: BuildResult) -> None:
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    with pytest.raises(
+        LayoutError,
+        match=r"segment 'cmdline': 5\d\d\d bytes, the kernel accepts 2047 \(cmdline_size\)",
+    ):
+        plan_x86_64(_inputs(default_build, memory, None, cmdline="x" * 5000))
+
+
+def test_crash_region_too_small_names_the_segment(default_build: BuildResult) -> None:
+    memory = parse_iomem(
+        "00001000-0009fbff : System RAM\n00100000-3fffffff : System RAM\n"
+        "  3f000000-3fffffff : Crash kernel\n"
+    )
+    with pytest.raises(LayoutError, match="segment 'kernel': no hole of 0x3f98000 bytes"):
+        plan_x86_64(_inputs(default_build, memory, None))
+
+
+def test_no_crash_region() -> None:
+    memory = parse_iomem("00100000-3fffffff : System RAM\n")
+    with pytest.raises(LayoutError, match="no 'Crash kernel' range"):
+        memory.crash_region()
+
+
+# ---------------------------------------------------------------------------
+# ELF core header, checked with readelf
+
+
+def _readelf(data: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "elfcorehdr"
+    path.write_bytes(data)
+    result = subprocess.run(
+        ["readelf", "-W", "-h", "-l", str(path)], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def test_elf_core_header_read_by_readelf(default_build: BuildResult, tmp_path: Path) -> None:
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    info = _info()
+    layout = plan_x86_64(_inputs(default_build, memory, info))
+    listing = _readelf(layout.segment("elfcorehdr").data, tmp_path)
+    assert "CORE (Core file)" in listing
+    assert "Advanced Micro Devices X86-64" in listing
+    notes = [line.split() for line in listing.splitlines() if line.strip().startswith("NOTE")]
+    loads = [line.split() for line in listing.splitlines() if line.strip().startswith("LOAD")]
+    assert len(notes) == len(info.cpu_notes) + 1
+    assert [int(n[1], 16) for n in notes] == [
+        *(note.address for note in info.cpu_notes), info.vmcoreinfo_address,
+    ]  # fmt: skip
+    text = info.kernel_text
+    assert text is not None
+    assert (int(loads[0][2], 16), int(loads[0][3], 16), int(loads[0][5], 16)) == (
+        text.vaddr, text.paddr, text.size,
+    )  # fmt: skip
+    ram = [(int(load[3], 16), int(load[3], 16) + int(load[5], 16)) for load in loads[1:]]
+    region = memory.crash_region()
+    assert ram == [(0x100000, region.start), (region.end, 0x3FFDF000)]
+    # Direct-map virtual addresses follow the captured page_offset.
+    assert info.page_offset is not None
+    assert int(loads[1][2], 16) == info.page_offset + 0x100000
+
+
+def test_elf_core_header_with_backup_points_at_the_copy(default_build: BuildResult) -> None:
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    layout = plan_x86_64(_inputs(default_build, memory, _info(), backup=True))
+    backup = layout.segment("backup")
+    assert backup.memsz == 640 << 10 and backup.bufsz == 0
+    ranges = layout.details["dump_ranges"]
+    assert isinstance(ranges, list)
+    assert ranges[0] == {"start": 0x1000, "end": 0x9FC00, "offset": backup.mem + 0x1000}
+    e820 = layout.details["e820"]
+    assert isinstance(e820, list)
+    assert all(not Range(e["start"], e["end"]).overlaps(backup.range)
+               for e in e820 if e["type"] == E820_RAM)  # fmt: skip
+
+
+def test_elf_core_header_without_info_lists_only_ram() -> None:
+    header = elf_core_header(None, [Range(0x100000, 0x200000), Range(0x300000, 0x400000)])
+    assert struct.unpack_from("<H", header, 0x38)[0] == 2
+
+
+# ---------------------------------------------------------------------------
+# The purgatory verifies exactly the other segments
+
+
+def test_purgatory_digest_covers_every_other_segment(default_build: BuildResult) -> None:
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    layout = plan_x86_64(_inputs(default_build, memory, _info()))
+    purgatory_segment = layout.segment("purgatory")
+    others = [s for s in layout.segments if s.name != "purgatory"]
+    expected = regions_digest([(s.mem, s.data, s.memsz) for s in others])
+    loaded = _as_loaded(purgatory_segment)
+    assert loaded.read("purgatory_sha256_digest") == expected
+    table = loaded.read("purgatory_sha256_regions")
+    regions = [struct.unpack_from("<QQ", table, 16 * i) for i in range(len(others))]
+    assert regions == [(s.mem, s.memsz) for s in others]
+    registers = loaded.read("purgatory_entry_regs")
+    rsi = struct.unpack_from("<Q", registers, 4 * 8)[0]
+    rip = struct.unpack_from("<Q", registers, 16 * 8)[0]
+    assert rsi == layout.segment("boot_params").mem
+    assert rip == layout.segment("kernel").mem + 0x200
+
+
+def _as_loaded(segment: KexecSegment) -> LoadedPurgatory:
+    from builder.purgatory.x86_64 import load_x86_64_purgatory
+
+    fresh = load_x86_64_purgatory(segment.mem)
+    return LoadedPurgatory(fresh.load_address, segment.data, fresh.memsz, fresh.alignment,
+                           fresh.entry, fresh.symbols)  # fmt: skip
+
+
+def test_corrupting_for_testing_changes_one_byte_after_the_digest(
+    default_build: BuildResult,
+) -> None:
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    layout = plan_x86_64(_inputs(default_build, memory, None))
+    broken = corrupt_segment_for_testing(layout, "initrd")
+    before, after = layout.segment("initrd").data, broken.segment("initrd").data
+    assert sum(a != b for a, b in zip(before, after, strict=True)) == 1
+    assert broken.segment("purgatory").data == layout.segment("purgatory").data
+    with pytest.raises(LayoutError, match="no segment named 'nope'"):
+        corrupt_segment_for_testing(layout, "nope")
+
+
+# ---------------------------------------------------------------------------
+# The checks, one error each
+
+
+def _layout(*segments: KexecSegment, entry: int | None = None) -> Layout:
+    return Layout("x86_64", entry if entry is not None else segments[0].mem, 1, REGION, segments)
+
+
+def _segment(name: str, mem: int, memsz: int = 0x1000, data: bytes = b"x") -> KexecSegment:
+    return KexecSegment(name, mem, memsz, data)
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        (_layout(*[_segment(f"s{i}", 0x3000_0000 + i * 0x1000) for i in range(17)]),
+         "17 segments .* at most 16"),
+        (_layout(_segment("kernel", 0x3000_0800)), "segment 'kernel': mem 0x30000800 is not page"),
+        (_layout(_segment("initrd", 0x3000_0000, 0x1800)), "segment 'initrd': memsz 0x1800"),
+        (_layout(_segment("cmdline", 0x3000_0000, 0)), "segment 'cmdline': memsz 0x0"),
+        (_layout(_segment("boot_params", 0x3000_0000, 0x1000, bytes(0x1001))),
+         "segment 'boot_params': bufsz 0x1001 is larger than memsz 0x1000"),
+        (_layout(_segment("a", 0x3000_0000, 0x2000), _segment("b", 0x3000_1000)),
+         "segment 'b' 0x30001000-0x30002000 overlaps segment 'a'"),
+        (_layout(_segment("initrd", 0x2FFF_F000, 0x2000)),
+         "segment 'initrd': 0x2ffff000-0x30001000 is not inside the crash region"),
+        (_layout(_segment("purgatory", 0x3BFF_F000, 0x2000)),
+         "segment 'purgatory': .* is not inside the crash region"),
+        (_layout(_segment("purgatory", 0x3000_0000), entry=0x3C00_0000),
+         "entry 0x3c000000 is not inside the crash region"),
+        (_layout(_segment("purgatory", 0x3000_0000), entry=0x3000_5000),
+         "entry 0x30005000 is not inside any segment"),
+    ],
+)  # fmt: skip
+def test_each_check_names_what_is_wrong(layout: Layout, message: str) -> None:
+    with pytest.raises(LayoutError, match=message):
+        check_layout(layout)
+
+
+def test_sixteen_segments_are_fine() -> None:
+    check_layout(_layout(*[_segment(f"s{i}", 0x3000_0000 + i * 0x1000) for i in range(16)]))
+
+
+# ---------------------------------------------------------------------------
+# The allocator, as the layout uses it
+
+
+def test_allocator_alignment_larger_than_the_free_piece() -> None:
+    with pytest.raises(LayoutError, match="no hole of 0x1000 bytes aligned to 0x200000"):
+        find_hole(Range(0x3000_1000, 0x3010_0000), 0x1000, align=0x20_0000)
+
+
+def test_allocator_minimum_pushes_above_pref_address() -> None:
+    placed = find_hole(Range(0x100000, 0x4000000), 0x100000, align=0x200000,
+                       min_addr=0x1000000, top_down=False)  # fmt: skip
+    assert placed == Range(0x1000000, 0x1100000)
+
+
+def test_allocator_exact_fit_and_then_nothing() -> None:
+    allocator = HoleAllocator(Range(0x3000_0000, 0x3000_2000))
+    assert allocator.allocate(0x2000) == Range(0x3000_0000, 0x3000_2000)
+    with pytest.raises(LayoutError, match="largest free piece 0x0 bytes"):
+        allocator.allocate(0x1000)
+
+
+def test_allocator_respects_a_4g_limit_in_a_region_across_it() -> None:
+    allocator = HoleAllocator(Range(0xF000_0000, 0x1_1000_0000))
+    assert allocator.allocate(0x1000, max_addr=1 << 32) == Range(0xFFFF_F000, 1 << 32)
+    assert allocator.allocate(0x1000) == Range(0x1_0FFF_F000, 0x1_1000_0000)
+
+
+def test_allocator_top_down_skips_taken_ranges() -> None:
+    allocator = HoleAllocator(REGION, taken=[Range(0x3BFF_0000, 0x3C00_0000)])
+    assert allocator.allocate(0x20000) == Range(0x3BFD_0000, 0x3BFF_0000)
+
+
+# ---------------------------------------------------------------------------
+# Crash info from a captured sysfs directory
+
+
+def test_read_crash_info_from_captured_guest() -> None:
+    info = _info()
+    assert [note.cpu for note in info.cpu_notes] == [0, 1]
+    assert all(note.size == 368 for note in info.cpu_notes)
+    assert info.vmcoreinfo_size == 0x1024
+    assert info.kernel_text is not None
+    assert 0xFFFF_FFFF_8000_0000 <= info.kernel_text.vaddr < 0xFFFF_FFFF_C000_0000
+    iomem = parse_iomem((SYSFS / "proc" / "iomem").read_text())
+    code = [r.range.start for r, _ in iomem.walk() if r.name == "Kernel code"]
+    assert info.kernel_text.paddr == code[0]
+    assert info.acpi_rsdp == 0xF59C0  # SeaBIOS puts the RSDP in the F segment
+
+
+def test_parse_cpu_list_errors() -> None:
+    assert parse_cpu_list("0\n", "x") == (0,)
+    with pytest.raises(LayoutError, match="possible: not a CPU list"):
+        parse_cpu_list("zero", "possible")
+    with pytest.raises(LayoutError, match="bad CPU range '3-1'"):
+        parse_cpu_list("3-1", "possible")
+
+
+def test_read_crash_info_missing_file_names_it(tmp_path: Path) -> None:
+    shutil.copytree(SYSFS, tmp_path / "sysfs")
+    (tmp_path / "sysfs" / "sys" / "kernel" / "vmcoreinfo").unlink()
+    with pytest.raises(LayoutError, match=r"sys/kernel/vmcoreinfo: No such file"):
+        read_crash_info(tmp_path / "sysfs")
+
+
+def test_truncated_kcore_is_refused(tmp_path: Path) -> None:
+    shutil.copytree(SYSFS, tmp_path / "sysfs")
+    kcore = tmp_path / "sysfs" / "proc" / "kcore"
+    kcore.write_bytes(kcore.read_bytes()[:100])
+    with pytest.raises(LayoutError, match=r"kcore: .*truncated"):
+        read_crash_info(tmp_path / "sysfs")
+
+
+def test_crash_info_round_trip_from_fields() -> None:
+    info = CrashInfo((CpuNote(0, 0x1000, 368),), 0x2000, 0x1024, KernelText(1, 2, 3), None, 0)
+    assert info.to_json()["kernel_text"] == {"vaddr": 1, "paddr": 2, "size": 3}
+
+
+# ---------------------------------------------------------------------------
+# layout.json and the command line
+
+
+def test_write_layout_files_match_the_json(default_build: BuildResult, tmp_path: Path) -> None:
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    layout = plan_x86_64(_inputs(default_build, memory, _info()))
+    path = write_layout(layout, tmp_path)
+    document = json.loads(path.read_text())
+    assert document == json.loads(json.dumps(layout_json(layout)))
+    for entry in document["segments"]:
+        blob = (tmp_path / entry["blob"]).read_bytes()
+        assert len(blob) == entry["bufsz"] <= entry["memsz"]
+        assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
+    assert document["entry"] == layout.entry
+
+
+def test_cli_layout_offline_is_deterministic(outdir: Path) -> None:
+    sample = IOMEM / "qemu-q35-1g-crashkernel-192m.txt"
+    first = run_cli("layout", str(outdir), "--iomem", str(sample), "--sysfs", str(SYSFS), "--json")
+    assert first.returncode == 0, first.stderr
+    second = run_cli("layout", str(outdir), "--iomem", str(sample), "--sysfs", str(SYSFS), "--json")
+    assert first.stdout == second.stdout
+    document = json.loads(first.stdout)
+    assert [s["name"] for s in document["segments"]][-1] == "purgatory"
+    assert (outdir / "layout.json").exists()
+    assert sorted(p.name for p in (outdir / "segments").iterdir()) == sorted(
+        Path(s["blob"]).name for s in document["segments"]
+    )
+
+
+def test_cli_layout_without_sysfs_still_plans(outdir: Path) -> None:
+    sample = IOMEM / "server-16g-crashkernel-512m-high.txt"
+    result = run_cli("layout", str(outdir), "--iomem", str(sample))
+    assert result.returncode == 0, result.stderr
+    assert "elfcorehdr=" in result.stdout
+
+
+def test_cli_layout_bad_iomem_is_one_line_and_keeps_old_layout(
+    outdir: Path, tmp_path: Path
+) -> None:
+    good = run_cli(
+        "layout", str(outdir), "--iomem", str(IOMEM / "qemu-q35-1g-crashkernel-192m.txt")
+    )
+    assert good.returncode == 0, good.stderr
+    before = (outdir / "layout.json").read_text()
+    bad = tmp_path / "iomem"
+    bad.write_text("00100000-3fffffff : System RAM\nthis is not iomem\n")
+    result = run_cli("layout", str(outdir), "--iomem", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"kdump-build: error: {bad}: line 2: not 'start-end : name': 'this is not iomem'"
+    ]
+    assert (outdir / "layout.json").read_text() == before
+
+
+def test_cli_layout_without_crash_region(outdir: Path, tmp_path: Path) -> None:
+    iomem = tmp_path / "iomem"
+    iomem.write_text("00100000-3fffffff : System RAM\n")
+    result = run_cli("layout", str(outdir), "--iomem", str(iomem))
+    assert result.returncode == 2
+    assert "no 'Crash kernel' range" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_layout_missing_outdir(tmp_path: Path) -> None:
+    result = run_cli("layout", str(tmp_path / "nope"), "--iomem", str(SAMPLES[0]))
+    assert result.returncode == 2
+    assert "not a directory" in result.stderr
+
+
+def test_cli_print_kexec_command(outdir: Path) -> None:
+    result = run_cli("load", str(outdir), "--method", "file", "--print-kexec-command")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"kexec -p -s {outdir}/vmlinuz --initrd={outdir}/initrd.img")
+    assert "--command-line='irqpoll" in result.stdout
+
+
+def test_cli_load_bad_method(outdir: Path) -> None:
+    result = run_cli("load", str(outdir), "--method", "fast")
+    assert result.returncode == 2
+    assert "--method: 'fast' is not one of segments, file, auto" in result.stderr
+
+
+def test_doctests() -> None:
+    for module in (builder.layout, builder.layout.elfcore, builder.crashinfo):
+        failures, _ = doctest.testmod(module)
+        assert failures == 0, module.__name__
+
+
+def test_recipe_backup_region_reaches_the_layout(
+    default_build: BuildResult, tmp_path: Path
+) -> None:
+    """kernel.backup_region in the recipe turns the backup segment on; flags still win."""
+    forced = dataclasses.replace(
+        default_build,
+        recipe=dataclasses.replace(
+            default_build.recipe,
+            kernel=dataclasses.replace(default_build.recipe.kernel, backup_region=True),
+        ),
+    )
+    directory = tmp_path / "out"
+    write_outputs(forced, directory)
+    assert json.loads((directory / "manifest.json").read_text())["kexec"] == {"backup_region": True}
+    sample = str(IOMEM / "qemu-q35-1g-crashkernel-192m.txt")
+
+    def segment_names(*flags: str) -> list[str]:
+        result = run_cli("layout", str(directory), "--iomem", sample, "--json", *flags)
+        assert result.returncode == 0, result.stderr
+        return [segment["name"] for segment in json.loads(result.stdout)["segments"]]
+
+    assert "backup" in segment_names()
+    assert "backup" not in segment_names("--no-backup")

@@ -1,0 +1,68 @@
+"""The capture kernel unpacks every initrd layout we write: early microcode cpio,
+then several lz4 (legacy format) archives, the one format without an end marker."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from builder.initrd import read_initrd
+from tests.conftest import DEFAULT_RECIPE, run_cli
+from tests.vm import harness
+
+pytestmark = pytest.mark.vm
+
+
+def test_lz4_with_early_microcode_cpio_dumps(tmp_path: Path) -> None:
+    missing = harness.missing_host_tools()
+    assert not missing, f"install {missing} (./bootstrap test does)"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        # Not real microcode: the early loader must skip it, the unpacker must get past it.
+        content = b"\0" * 48
+        info = tarfile.TarInfo("./lib/firmware/intel-ucode/06-55-04")
+        info.size = len(content)
+        archive.addfile(info, io.BytesIO(content))
+    (tmp_path / "ucode.tar.gz").write_bytes(buffer.getvalue())
+    text = DEFAULT_RECIPE.read_text()
+    text = text.replace(
+        'compression = "zstd"', 'compression = "lz4"\ncompression_level = 9\nmicrocode = ["intel"]'
+    )
+    text = text.replace("[kernel]", 'package_files = ["ucode.tar.gz"]\n\n[kernel]', 1)
+    recipe = tmp_path / "lz4.toml"
+    recipe.write_text(text)
+
+    capture = tmp_path / "capture"
+    result = run_cli(str(recipe), "-o", str(capture), "--json")
+    assert result.returncode == 0, result.stderr
+    kernel_version = json.loads(result.stdout)["kernel"]
+    image = (capture / "initrd.img").read_bytes()
+    segments = {entry.segment for entry in read_initrd(image)}
+    assert segments == {0, 1}, segments  # the early cpio, then one lz4 stream of 3 archives
+    assert image.count(bytes.fromhex("02214c18")) >= 3
+
+    main_initrd = tmp_path / "main-initrd.img"
+    main_initrd.write_bytes(harness.build_main_initrd(capture))
+    disk = tmp_path / "dump.img"
+    harness.make_dump_disk(disk)
+    boot = harness.run_qemu(
+        capture / "vmlinuz",
+        main_initrd,
+        "console=ttyS0 crashkernel=192M",
+        disk,
+        memory="1G",
+        log=tmp_path / "console.log",
+    )
+    context = boot.console[-4000:]
+    assert boot.returncode == 0, f"QEMU did not power off cleanly:\n{context}"
+    assert "kdump: dump saved to" in boot.console, context
+    files = harness.extract_disk(disk, tmp_path / "disk")
+    vmcores = [path for path in files if path.name == "vmcore"]
+    assert len(vmcores) == 1, files
+    log = harness.dump_dmesg(vmcores[0], tmp_path / "dmesg.txt")
+    assert "sysrq triggered crash" in log
+    assert f"Linux version {kernel_version}" in log
