@@ -19,7 +19,15 @@ from builder.crashkernel import (
     parse_size,
 )
 from builder.errors import InitrdError, RecipeError
-from builder.initrd import GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, Member, MemberKind
+from builder.initrd import (
+    LZ4_LEGACY_CHUNK,
+    LZ4_LEGACY_MAGIC,
+    XZ_MAGIC,
+    ZSTD_MAGIC,
+    Member,
+    MemberKind,
+    segments,
+)
 from builder.kernelimg import KernelImage
 from builder.recipe import Recipe
 
@@ -54,28 +62,42 @@ XZ_OVERHEAD = 64 * 1024
 
 
 def decompressor_workspace(initrd: bytes) -> tuple[int, str]:
-    """Bytes the kernel allocates to unpack ``initrd``, read from its first header.
+    """Bytes the kernel allocates to unpack ``initrd``: the largest over its streams.
 
-    zstd: the frame's window size (lib/decompress_unzstd.c sizes its DStream
-    by it); xz: the LZMA2 dictionary size (xz_dec in XZ_DYNALLOC mode
-    allocates all of it); gzip: a fixed 32 KiB window and buffers.
+    The kernel unpacks the archives one after the other and frees each
+    decompressor before the next. zstd: the frame's window size
+    (lib/decompress_unzstd.c sizes its stream by it); xz: the LZMA2
+    dictionary size (xz_dec in XZ_DYNALLOC mode allocates all of it); lz4
+    (legacy format): one 8 MiB output chunk; gzip: a 32 KiB window and buffers.
 
     >>> from builder.initrd import compress
     >>> size, what = decompressor_workspace(compress(bytes(4 << 20), "zstd", 19))
     >>> size == (4 << 20) + ZSTD_OVERHEAD, what
     (True, 'zstd window 4M')
-    >>> decompressor_workspace(b"070701...")
+    >>> from builder.initrd import write_cpio
+    >>> decompressor_workspace(write_cpio([]))
     (0, 'uncompressed')
     """
-    if initrd.startswith(ZSTD_MAGIC):
-        window = _zstd_window(initrd)
-        return window + ZSTD_OVERHEAD, f"zstd window {format_size(window)}"
-    if initrd.startswith(XZ_MAGIC):
-        dictionary = _xz_dictionary(initrd)
-        return dictionary + XZ_OVERHEAD, f"xz dictionary {format_size(dictionary)}"
-    if initrd.startswith(GZIP_MAGIC):
-        return GZIP_WORKSPACE, "gzip window 32K"
-    return 0, "uncompressed"
+    streams = [initrd[start:end] for start, end, packed in segments(initrd) if packed]
+    found = [_stream_workspace(stream) for stream in streams]
+    return max(found, default=(0, "uncompressed"))
+
+
+def _stream_workspace(stream: bytes) -> tuple[int, str]:
+    if stream.startswith(ZSTD_MAGIC):
+        window = _zstd_window(stream)
+        return window + ZSTD_OVERHEAD, f"zstd window {_size_text(window)}"
+    if stream.startswith(XZ_MAGIC):
+        dictionary = _xz_dictionary(stream)
+        return dictionary + XZ_OVERHEAD, f"xz dictionary {_size_text(dictionary)}"
+    if stream.startswith(LZ4_LEGACY_MAGIC):
+        return LZ4_LEGACY_CHUNK, f"lz4 chunk {format_size(LZ4_LEGACY_CHUNK)}"
+    return GZIP_WORKSPACE, "gzip window 32K"
+
+
+def _size_text(size: int) -> str:
+    exact = format_size(size)
+    return exact if not exact.isdigit() else f"{size / (1 << 20):.2f} MiB"
 
 
 def _zstd_window(data: bytes) -> int:

@@ -157,6 +157,8 @@ def _extra_files(value: Any, key: str) -> tuple[str, ...]:
 
 _modules.__doc__ = 'array of module names or aliases, or "auto"'
 _extra_files.__doc__ = "array of DEST or DEST=root:/P, recipe:P, host:/P"
+
+
 def _crashkernel_value(value: Any, key: str) -> str:
     text = _string(value, key)
     try:

@@ -26,12 +26,13 @@ from builder.fit import (
     GZIP_WORKSPACE,
     XZ_OVERHEAD,
     ZSTD_OVERHEAD,
+    _stream_workspace,
     capture_cpus,
     decompressor_workspace,
     fit_recipe,
     ram_sizes,
 )
-from builder.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd
+from builder.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd, write_cpio
 from builder.recipe import parse_recipe
 from tests.conftest import DEFAULT_RECIPE, run_cli
 
@@ -288,8 +289,10 @@ def test_docstring_examples() -> None:
     import doctest
 
     import builder.fit
+    import builder.initrd
 
     assert doctest.testmod(builder.fit).failed == 0
+    assert doctest.testmod(builder.initrd).failed == 0  # segments()
 
 
 # ------------------------------------------------------------------ decompressor workspace
@@ -342,10 +345,24 @@ def test_decompressor_workspace_other_forms() -> None:
         GZIP_WORKSPACE,
         "gzip window 32K",
     )
-    assert decompressor_workspace(compress(b"x" * 1000, "none", 1))[0] == 0
+    assert decompressor_workspace(compress(write_cpio([]), "none", 1))[0] == 0
+    with pytest.raises(InitrdError, match="byte 0: corrupt compressed data"):
+        decompressor_workspace(ZSTD_MAGIC + b"\x60")
+    # Headers cut short inside an otherwise readable stream: the parsers say where.
     for broken, offset in ((ZSTD_MAGIC + b"\x60", "byte 4"), (XZ_MAGIC + bytes(7), "byte 12")):
         with pytest.raises(InitrdError, match=offset):
-            decompressor_workspace(broken)
+            _stream_workspace(broken)
+
+
+def test_decompressor_workspace_takes_the_largest_stream() -> None:
+    """An early plain archive and several streams: the largest window counts."""
+    small = compress(bytes(300 << 10), "zstd", 1)
+    large = compress(bytes(range(256)) * (12 << 12), "zstd", 19)
+    initrd = write_cpio([]) + small + large + compress(b"x" * 4096, "gzip", 9)
+    assert decompressor_workspace(initrd) == decompressor_workspace(large)
+    assert decompressor_workspace(initrd)[0] > decompressor_workspace(small)[0]
+    lz4 = compress(b"y" * 5000, "lz4", 9)
+    assert decompressor_workspace(small + lz4) == (8 << 20, "lz4 chunk 8M")
 
 
 def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_path: Path) -> None:
