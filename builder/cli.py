@@ -81,6 +81,9 @@ def build(
         "seconds": round(total, 3),
         "steps": {name: round(seconds, 3) for name, seconds in steps.timings},
     }
+    if result.fit is not None:
+        summary["fits"] = result.fit.fits
+        summary["recommended"] = result.fit.recommended
     if json_output:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -92,6 +95,8 @@ def build(
     )
     typer.echo(f"  cmdline  {result.cmdline}")
     typer.echo(f"  manifest {outdir}/manifest.json")
+    if result.fit is not None:
+        typer.echo(f"  fit      {result.fit.reason()} ({outdir}/fit.json)")
 
 
 @app.command()

@@ -22,6 +22,7 @@ def test_recommended_reservation_dumps_on_1g(tmp_path: Path) -> None:
     built = run_cli(str(DEFAULT_RECIPE), "-o", str(capture), "--json")
     assert built.returncode == 0, built.stderr
     assert json.loads((capture / "fit.json").read_text())["fits"] is True
+    assert json.loads(built.stdout)["fits"] is True
 
     fitted = run_cli("fit", str(DEFAULT_RECIPE), "--ram", "1G", "--json")
     assert fitted.returncode == 0, fitted.stderr
