@@ -372,3 +372,26 @@ def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_pa
     path = tmp_path / "initrd.img"
     path.write_bytes(default_build.initrd)
     assert terms["initrd_decompressor"] == _zstd_window_by_cli(path) + ZSTD_OVERHEAD
+
+
+def test_model_meets_the_calibration_goal_on_the_stored_runs() -> None:
+    """For every calibrated guest: measured minimum <= recommendation <= minimum + 32 MiB."""
+    from builder.crashkernel import CaptureProfile, estimate, recommend
+
+    record = json.loads(CALIBRATION_FILE.read_text())
+    assert len(record["measurements"]) >= 4
+    for measurement in record["measurements"]:
+        variant = f"nr_cpus={measurement['capture_cpus']},zstd-{measurement['zstd_level']}"
+        profile = CaptureProfile(**record["profiles"][variant])
+        ram = measurement["ram"]
+        spec, problems = recommend([ram], lambda r, p=profile: estimate(p, r).total)
+        assert spec is not None, problems
+        recommended = parse_crashkernel(spec).size  # type: ignore[union-attr]
+        minimum = measurement["minimum"]
+        assert minimum <= recommended <= minimum + 32 * MiB, (measurement, spec)
+        # The stored trials show the minimum worked and the step below failed.
+        sizes = {
+            trial["crashkernel"]: trial["ok"] for trial in measurement["trials"] if "ok" in trial
+        }
+        assert sizes[f"{minimum // MiB}M"] is True
+        assert sizes.get(f"{minimum // MiB - 8}M") is False
