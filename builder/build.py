@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder import runtime
+from builder import runtime, targets
 from builder.elfdeps import library_closure
 from builder.errors import RecipeError, SourceError
 from builder.fetch import FetchedPackage, fetch_packages
@@ -231,6 +231,9 @@ def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -
             link = f"/bin/{applet}"
             if not plan.has(link):
                 plan.symlink(link, busybox_real, origin="busybox applet")
+
+    with steps.step("dump target"):
+        targets.plan_target(recipe, root, kernel_version, plan, module_paths)
 
     plan.file(runtime.INIT_PATH, runtime.init_script(), 0o755)
     plan.file(runtime.CONFIG_PATH, runtime.render_config(recipe.dump), 0o644)

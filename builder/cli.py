@@ -23,7 +23,7 @@ app = typer.Typer(
     help="Build minimal, reproducible kdump capture images from a TOML recipe.",
 )
 
-COMMANDS = ("build", "inspect", "fetch", "recipe-doc")
+COMMANDS = ("build", "inspect", "fetch", "recipe-doc", "restore")
 
 
 def _progress(quiet: bool, verbose: bool) -> Any:
@@ -136,6 +136,23 @@ def fetch(
     parsed = load_recipe(recipe)
     for package in fetch_packages(parsed.source.packages, parsed.target.arch, refresh=refresh):
         typer.echo(f"{package.name} {package.version} {package.path}")
+
+
+@app.command()
+def restore(
+    source: Annotated[
+        Path, typer.Argument(help="A flattened dump: vmcore.flat, or the raw dump device.")
+    ],
+    output: Annotated[Path, typer.Argument(help="The vmcore to write.")],
+) -> None:
+    """Turn makedumpfile's flattened stream (raw and ssh targets) back into a vmcore."""
+    from builder.flat import restore_file
+
+    result = restore_file(source, output)
+    typer.echo(
+        f"restored {output}: {result.size:,} bytes from {result.blocks} blocks "
+        f"({result.stream_length:,} bytes of stream)"
+    )
 
 
 @app.command("recipe-doc")

@@ -17,12 +17,22 @@ INIT_PATH = "/init"
 CONFIG_PATH = "/etc/kdump/kdump.conf"
 MODULES_PATH = "/etc/kdump/modules"
 # makedumpfile's page compression flags.
-COMPRESSION_FLAGS = {"lzo": ("-l",), "zlib": ("-c",), "none": ()}
+COMPRESSION_FLAGS = {"lzo": ("-l",), "zlib": ("-c",), "zstd": ("-z",), "none": ()}
+# Dump-target files /init reads (see builder/targets.py for what puts them there).
+UDHCPC_SCRIPT_PATH = "/etc/kdump/udhcpc.script"
+SSH_KEY_PATH = "/etc/kdump/ssh/id_dropbear"
+SSH_KNOWN_HOSTS_PATH = "/root/.ssh/known_hosts"
+HOOK_DIRECTORIES = {"pre": "/etc/kdump/pre.d", "post": "/etc/kdump/post.d"}
 
 
 def init_script() -> bytes:
     """The capture `/init` shell script."""
     return (files("builder.runtime") / "init.sh").read_bytes()
+
+
+def udhcpc_script() -> bytes:
+    """The script busybox udhcpc runs to apply a DHCP lease."""
+    return (files("builder.runtime") / "udhcpc.sh").read_bytes()
 
 
 def collector_command(dump: DumpSettings) -> list[str]:
@@ -47,13 +57,61 @@ def collector_command(dump: DumpSettings) -> list[str]:
     ]
 
 
+def stream_command(dump: DumpSettings) -> list[str]:
+    """The command that writes the dump to standard output.
+
+    makedumpfile writes its flattened format (-F), which needs no seeking and
+    ends with an end marker, so the stream's length is known from its content.
+
+    >>> from builder.recipe import parse_recipe
+    >>> from pathlib import Path
+    >>> dump = parse_recipe('[dump]\\ntarget = "raw"\\ndevice = "/dev/vdb"\\n', Path("r.toml")).dump
+    >>> stream_command(dump)
+    ['makedumpfile', '-F', '-l', '--message-level', '7', '-d', '31', '/proc/vmcore']
+    """
+    if dump.collector == "copy":
+        return ["cat", "/proc/vmcore"]
+    return ["makedumpfile", "-F", *collector_command(dump)[1:]]
+
+
+def nfs_mount_options(dump: DumpSettings) -> str:
+    """Text mount options for the kernel's NFS client (busybox passes them through).
+
+    >>> from builder.recipe import parse_recipe
+    >>> from pathlib import Path
+    >>> text = '[dump]\\ntarget = "nfs"\\nnfs = "10.0.2.2:/srv"\\nnfs_options = ["port=2050"]\\n'
+    >>> nfs_mount_options(parse_recipe(text, Path("r.toml")).dump)
+    'vers=4.2,addr=10.0.2.2,proto=tcp,port=2050'
+    """
+    server = dump.nfs.partition(":")[0]
+    options = [f"vers={dump.nfs_version}", f"addr={server}", "proto=tcp"]
+    if dump.nfs_version == "3":
+        # No rpc.statd in the initrd: locks stay local.
+        options.append("nolock")
+    return ",".join([*options, *dump.nfs_options])
+
+
 def render_config(dump: DumpSettings) -> bytes:
-    """`/etc/kdump/kdump.conf`: every recipe value quoted, plus the collect function."""
+    """`/etc/kdump/kdump.conf`: every recipe value quoted, plus the collect functions."""
     dump_path = dump.path.rstrip("/")
     assignments = {
+        "KDUMP_TARGET": dump.target,
         "KDUMP_DEVICE": dump.device,
         "KDUMP_FSTYPE": dump.fstype,
         "KDUMP_PATH": dump_path,
+        # The ssh server's shell reads the path again: quote it once more for that shell.
+        "KDUMP_REMOTE_PATH": shlex.quote(dump_path),
+        "KDUMP_NFS_SOURCE": dump.nfs,
+        "KDUMP_NFS_OPTIONS": nfs_mount_options(dump) if dump.target == "nfs" else "",
+        "KDUMP_SSH_DESTINATION": dump.ssh,
+        "KDUMP_SSH_PORT": str(dump.ssh_port),
+        "KDUMP_SSH_CHECK_HOST": "yes" if dump.ssh_known_hosts else "no",
+        "KDUMP_NETWORK": dump.network,
+        "KDUMP_INTERFACE": dump.interface,
+        "KDUMP_IP": dump.ip,
+        "KDUMP_GATEWAY": dump.gateway,
+        "KDUMP_HOSTNAME": dump.hostname,
+        "KDUMP_STREAM_SUFFIX": ".flat" if dump.collector == "makedumpfile" else "",
         "KDUMP_DEVICE_TIMEOUT": str(dump.device_timeout),
         "KDUMP_FINAL_ACTION": dump.final_action,
         "KDUMP_FAILURE_ACTION": dump.failure_action,
@@ -62,6 +120,8 @@ def render_config(dump: DumpSettings) -> bytes:
     lines += [f"{name}={shlex.quote(value)}" for name, value in assignments.items()]
     command = " ".join(shlex.quote(word) for word in collector_command(dump))
     lines += ["collect() {", f'    {command} "$1"', "}"]
+    stream = " ".join(shlex.quote(word) for word in stream_command(dump))
+    lines += ["collect_stream() {", f"    {stream}", "}"]
     return ("\n".join(lines) + "\n").encode()
 
 
