@@ -83,6 +83,11 @@ class BuildResult:
     initrd: bytes
     packages: tuple[FetchedPackage, ...]
 
+    @property
+    def holds_secrets(self) -> bool:
+        """The initrd carries a private key (ssh target): only its owner may read it."""
+        return any(member.path == runtime.SSH_KEY_PATH for member in self.members)
+
     def manifest(self) -> dict[str, Any]:
         """manifest.json: the inputs and every initrd member."""
         return {
@@ -284,6 +289,8 @@ def write_outputs(result: BuildResult, outdir: Path) -> None:
         (staging / "manifest.json").write_text(manifest)
         for path in staging.iterdir():
             os.chmod(path, 0o644)
+        if result.holds_secrets:
+            os.chmod(staging / "initrd.img", 0o600)
         os.chmod(staging, 0o755)
         retired = None
         if outdir.exists():

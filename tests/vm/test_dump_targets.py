@@ -314,6 +314,8 @@ def test_ssh(tmp_path: Path, ssh_server: tuple[Path, int]) -> None:
     cycle = crash_cycle(tmp_path, recipe, None, harness.USER_NETWORK)
     context = cycle.console[-4000:]
     assert cycle.returncode == 0, context
+    # The initrd holds the private key: only its owner reads it.
+    assert (tmp_path / "capture" / "initrd.img").stat().st_mode & 0o777 == 0o600
     saved = list(dumps.iterdir())
     assert len(saved) == 1, saved
     assert saved[0].name.startswith("crashed-guest-"), saved
