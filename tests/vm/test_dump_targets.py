@@ -66,21 +66,33 @@ def write_recipe(
     return path
 
 
-def crash_cycle(
-    tmp_path: Path, recipe: Path, disk: Path | None, extra: tuple[str, ...] = ()
-) -> Cycle:
-    """Build the capture side from `recipe`, boot the main kernel, crash it."""
+@dataclass(frozen=True)
+class Capture:
+    """A built capture side and the main initrd that loads it."""
+
+    directory: Path
+    main_initrd: Path
+    kernel_version: str
+
+
+def build_capture(directory: Path, recipe: Path) -> Capture:
     missing = harness.missing_host_tools()
     assert not missing, f"install {missing} (./bootstrap test does)"
-    capture = tmp_path / "capture"
+    capture = directory / "capture"
     result = run_cli(str(recipe), "-o", str(capture), "--json")
     assert result.returncode == 0, result.stderr
-    kernel_version = json.loads(result.stdout)["kernel"]
-    main_initrd = tmp_path / "main-initrd.img"
+    main_initrd = directory / "main-initrd.img"
     main_initrd.write_bytes(harness.build_main_initrd(capture))
+    return Capture(capture, main_initrd, json.loads(result.stdout)["kernel"])
+
+
+def boot_and_crash(
+    tmp_path: Path, capture: Capture, disk: Path | None, extra: tuple[str, ...] = ()
+) -> Cycle:
+    """Boot the main kernel, load the capture side, crash through sysrq."""
     boot = harness.run_qemu(
-        capture / "vmlinuz",
-        main_initrd,
+        capture.directory / "vmlinuz",
+        capture.main_initrd,
         "console=ttyS0 crashkernel=192M",
         disk,
         memory="1G",
@@ -90,7 +102,14 @@ def crash_cycle(
     context = boot.console[-4000:]
     assert "main: kexec_crash_loaded=1" in boot.console, context
     assert "sysrq: Trigger a crash" in boot.console, context
-    return Cycle(boot.console, boot.returncode, kernel_version)
+    return Cycle(boot.console, boot.returncode, capture.kernel_version)
+
+
+def crash_cycle(
+    tmp_path: Path, recipe: Path, disk: Path | None, extra: tuple[str, ...] = ()
+) -> Cycle:
+    """Build the capture side from `recipe`, boot the main kernel, crash it."""
+    return boot_and_crash(tmp_path, build_capture(tmp_path, recipe), disk, extra)
 
 
 def check_vmcore(vmcore: Path, kernel_version: str, scratch: Path) -> None:
@@ -307,6 +326,8 @@ def test_ssh(tmp_path: Path, ssh_server: tuple[Path, int]) -> None:
         tmp_path,
         f'target = "ssh"\nssh = "root@{HOST_FROM_GUEST}"\nssh_port = {port}\n'
         f'ssh_key = "client_key"\nssh_known_hosts = "known_hosts"\npath = "{dumps}"\n'
+        # Static addressing here (the NFS test covers DHCP): QEMU's user network layout.
+        f'network = "static"\nip = "{GUEST_ADDRESS}/24"\ngateway = "{HOST_FROM_GUEST}"\n'
         'hostname = "crashed-guest"\nfinal_action = "poweroff"\nfailure_action = "poweroff"\n',
         extra_modules=("virtio_net",),
         extra_packages=tuple(SSH_PACKAGES),
@@ -314,6 +335,7 @@ def test_ssh(tmp_path: Path, ssh_server: tuple[Path, int]) -> None:
     cycle = crash_cycle(tmp_path, recipe, None, harness.USER_NETWORK)
     context = cycle.console[-4000:]
     assert cycle.returncode == 0, context
+    assert f"kdump: network: eth0 is {GUEST_ADDRESS}" in cycle.console, context
     # The initrd holds the private key: only its owner reads it.
     assert (tmp_path / "capture" / "initrd.img").stat().st_mode & 0o777 == 0o600
     saved = list(dumps.iterdir())
@@ -325,17 +347,26 @@ def test_ssh(tmp_path: Path, ssh_server: tuple[Path, int]) -> None:
     assert "sysrq triggered crash" in (saved[0] / "vmcore-dmesg.txt").read_text(errors="replace")
 
 
-def test_missing_target_takes_failure_action(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def failing_capture(tmp_path_factory: pytest.TempPathFactory) -> Capture:
+    """One capture build for both failure tests: LABEL=kdump, a short wait, a post hook."""
+    directory = tmp_path_factory.mktemp("failing-capture")
+    (directory / "post.sh").write_text('echo "hook: post status=$KDUMP_STATUS"\n')
     recipe = write_recipe(
-        tmp_path,
-        'target = "local"\ndevice = "LABEL=kdump"\ndevice_timeout = 3\n'
+        directory,
+        'target = "local"\ndevice = "LABEL=kdump"\ndevice_timeout = 3\npost = ["post.sh"]\n'
         'final_action = "poweroff"\nfailure_action = "reboot"\n',
     )
+    return build_capture(directory, recipe)
+
+
+def test_missing_target_takes_failure_action(tmp_path: Path, failing_capture: Capture) -> None:
     disk = tmp_path / "other.img"
     harness.make_dump_disk(disk, size_mib=32, label="not-kdump")
-    cycle = crash_cycle(tmp_path, recipe, disk)
+    cycle = boot_and_crash(tmp_path, failing_capture, disk)
     context = cycle.console[-4000:]
     assert "kdump: FAILED: dump device LABEL=kdump did not appear in 3s" in cycle.console, context
+    assert "hook: post status=failed" in cycle.console, context
     assert "kdump: action: reboot" in cycle.console, context
     assert "reboot: Restarting system" in cycle.console, context
     assert "kdump: dump saved" not in cycle.console
@@ -343,21 +374,16 @@ def test_missing_target_takes_failure_action(tmp_path: Path) -> None:
     assert not [path for path in files if path.name.startswith("vmcore")], files
 
 
-def test_full_target_takes_failure_action(tmp_path: Path) -> None:
-    (tmp_path / "post.sh").write_text('echo "hook: post status=$KDUMP_STATUS"\n')
-    recipe = write_recipe(
-        tmp_path,
-        'target = "local"\ndevice = "LABEL=tiny"\npost = ["post.sh"]\n'
-        'final_action = "poweroff"\nfailure_action = "reboot"\n',
-    )
+def test_full_target_takes_failure_action(tmp_path: Path, failing_capture: Capture) -> None:
     disk = tmp_path / "tiny.img"
     # 16 MiB holds the kernel log but not the ~35 MiB dump of a 1 GiB guest.
-    harness.make_dump_disk(disk, size_mib=16, label="tiny")
-    cycle = crash_cycle(tmp_path, recipe, disk)
+    harness.make_dump_disk(disk, size_mib=16, label="kdump")
+    cycle = boot_and_crash(tmp_path, failing_capture, disk)
     context = cycle.console[-4000:]
     assert "kdump: FAILED: saving the dump failed" in cycle.console, context
     assert "hook: post status=failed" in cycle.console, context
     assert "kdump: action: reboot" in cycle.console, context
+    assert "reboot: Restarting system" in cycle.console, context
     assert "kdump: dump saved" not in cycle.console
     files = harness.extract_disk(disk, tmp_path / "disk")
     names = sorted(path.name for path in files)
