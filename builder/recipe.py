@@ -584,6 +584,7 @@ def _check_combinations(recipe: Recipe, given: Mapping[str, Any]) -> None:
 TARGET_KEYS: dict[str, tuple[str, ...]] = {
     "dump.device": ("local", "raw"),
     "dump.fstype": ("local",),
+    "dump.path": ("local", "nfs", "ssh"),
     "dump.nfs": ("nfs",),
     "dump.nfs_version": ("nfs",),
     "dump.nfs_options": ("nfs",),

@@ -103,6 +103,10 @@ def test_each_target_parses() -> None:
         ),
         ('device = "LABEL=k"\nssh_port = 22\n', "dump.ssh_port: only used when dump.target is ssh"),
         ('device = "LABEL=k"\nssh_port = 0\n', "dump.ssh_port: 0 is not between 1 and 65535"),
+        (
+            'target = "raw"\ndevice = "/dev/vdb"\npath = "/x"\n',
+            "dump.path: only used when dump.target is local or nfs or ssh",
+        ),
     ],
 )
 def test_bad_target_settings(dump: str, message: str) -> None:
@@ -119,7 +123,7 @@ def _hostile_recipes(marker: Path) -> list[str]:
     return [
         f"device = {toml_string('LABEL=' + hostile)}\nfstype = {toml_string(hostile)}\n"
         f"path = {toml_string('/' + hostile)}\n",
-        f'target = "raw"\ndevice = "/dev/disk/by-id/x"\npath = {toml_string("/" + hostile)}\n',
+        'target = "raw"\ndevice = "/dev/disk/by-id/x"\n',
         f'target = "nfs"\nnfs = "10.0.2.2:/x"\npath = {toml_string("/" + hostile)}\n',
         f'target = "ssh"\nssh = "root@h"\nssh_key = "k"\npath = {toml_string("/" + hostile)}\n'
         'ssh_known_hosts = "kh"\n',
