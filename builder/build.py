@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder import runtime
+from builder import runtime, targets
 from builder.crashkernel import FitReport, RangesSpec, SimpleSpec, parse_crashkernel
 from builder.elfdeps import library_closure
 from builder.errors import FetchError, ModuleError, RecipeError, SourceError
@@ -111,6 +111,11 @@ class BuildResult:
     # list optional firmware); recorded, not fatal, as modprobe and dracut do.
     missing_firmware: tuple[str, ...] = ()
     fit: FitReport | None = None
+
+    @property
+    def holds_secrets(self) -> bool:
+        """The initrd carries a private key (ssh target): only its owner may read it."""
+        return any(member.path == runtime.SSH_KEY_PATH for member in self.members)
 
     def manifest(self) -> dict[str, Any]:
         """manifest.json: the inputs and every initrd member."""
@@ -255,8 +260,10 @@ def busybox_applets(binary: bytes) -> list[str]:
 
 
 def _plan_modules(recipe: Recipe, root: Root, kernel_version: str, plan: InitrdPlan) -> list[str]:
-    """Add the recipe's modules, their dependencies and firmware; return the load order."""
-    if not recipe.initrd.modules:
+    """Add the recipe's and the dump target's modules, their dependencies and
+    firmware; return the load order."""
+    target_modules = targets.target_content(recipe).modules
+    if not recipe.initrd.modules and not target_modules:
         return []
     modules = ModuleIndex(root, kernel_version, default_cache_dir() / "modules")
     if recipe.initrd.modules == "auto":
@@ -264,6 +271,14 @@ def _plan_modules(recipe: Recipe, root: Root, kernel_version: str, plan: InitrdP
     else:
         names = list(recipe.initrd.modules)
     order = modules.load_order(names, "initrd.modules")
+    # The target's modules come after the recipe's, so their dependencies
+    # already loaded are not loaded twice.
+    listed = {module.name for module in order}
+    order += [
+        module
+        for module in modules.load_order(target_modules, "dump.target")
+        if module.name not in listed
+    ]
     module_paths: list[str] = []
     for module in order:
         stored, data = modules.stored_form(module)
@@ -422,6 +437,9 @@ def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -
             if not plan.has(link):
                 plan.symlink(link, busybox_real, origin="busybox applet")
 
+    with steps.step("dump target"):
+        targets.plan_target(recipe, root, plan)
+
     plan.file(runtime.INIT_PATH, runtime.init_script(), 0o755)
     plan.file(runtime.CONFIG_PATH, runtime.render_config(recipe.dump), 0o644)
     plan.file(runtime.MODULES_PATH, runtime.render_modules(module_paths), 0o644)
@@ -523,6 +541,8 @@ def write_outputs(result: BuildResult, outdir: Path) -> None:
             (staging / "fit.json").write_text(report)
         for path in staging.iterdir():
             os.chmod(path, 0o644)
+        if result.holds_secrets:
+            os.chmod(staging / "initrd.img", 0o600)
         os.chmod(staging, 0o755)
         retired = None
         if outdir.exists():

@@ -333,6 +333,23 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
+@app.command()
+def restore(
+    source: Annotated[
+        Path, typer.Argument(help="A flattened dump: vmcore.flat, or the raw dump device.")
+    ],
+    output: Annotated[Path, typer.Argument(help="The vmcore to write.")],
+) -> None:
+    """Turn makedumpfile's flattened stream (raw and ssh targets) back into a vmcore."""
+    from builder.flat import restore_file
+
+    result = restore_file(source, output)
+    typer.echo(
+        f"restored {output}: {result.size:,} bytes from {result.blocks} blocks "
+        f"({result.stream_length:,} bytes of stream)"
+    )
+
+
 @app.command("recipe-doc")
 def recipe_doc() -> None:
     """Print the recipe reference (docs/recipe.md) generated from the settings table."""

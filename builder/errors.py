@@ -48,3 +48,7 @@ class LayoutError(KdumpBuildError):
 
 class LoadError(KdumpBuildError):
     """The kernel refused to load the crash kernel."""
+
+
+class DumpError(KdumpBuildError):
+    """A saved dump cannot be read back (not a flattened stream, incomplete, corrupt)."""

@@ -20,15 +20,25 @@ from builder.errors import RecipeError
 
 ARCHES = ("x86_64", "aarch64")
 COMPRESSIONS = ("zstd", "gzip", "xz", "lz4", "none")
-DUMP_TARGETS = ("local",)
+DUMP_TARGETS = ("local", "raw", "nfs", "ssh")
 COLLECTORS = ("makedumpfile", "copy")
-DUMP_COMPRESSIONS = ("lzo", "zlib", "none")
+DUMP_COMPRESSIONS = ("lzo", "zlib", "zstd", "none")
+NETWORK_MODES = ("dhcp", "static")
+NFS_VERSIONS = ("3", "4", "4.1", "4.2")
 FINAL_ACTIONS = ("poweroff", "reboot", "halt")
 FAILURE_ACTIONS = ("reboot", "poweroff", "halt", "shell")
 KERNEL_MODES = ("reuse", "dedicated")
 # Loose enough for every Debian package name, strict enough to keep options out.
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# One NFS mount option: no commas (they separate options), nothing the shell reads.
+NFS_OPTION = re.compile(r"^[A-Za-z0-9_.:/=-]+$")
+IPV4 = re.compile(
+    r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
+)
+HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
 class Missing(Enum):
@@ -320,21 +330,99 @@ SETTINGS: tuple[Setting, ...] = (
         "dump.target",
         _choice(*DUMP_TARGETS),
         "local",
-        "Where the dump goes: `local` is a filesystem on a block device.",
+        "Where the dump goes: `local` a filesystem on a block device, `raw` a whole "
+        "block device written in makedumpfile's flattened format, `nfs` an NFS export, "
+        "`ssh` a file on another host written through ssh.",
     ),
     Setting(
         "dump.device",
         _string,
-        REQUIRED,
-        "The dump filesystem: `LABEL=...`, `UUID=...` or a /dev path.",
+        "",
+        "`local`: the dump filesystem, `LABEL=...`, `UUID=...` or a /dev path "
+        "(required); `raw`: the /dev path of the block device (required).",
     ),
-    Setting("dump.fstype", _string, "ext4", "Filesystem type of dump.device."),
+    Setting("dump.fstype", _string, "ext4", "`local`: filesystem type of dump.device."),
     Setting(
         "dump.path",
         _absolute_path,
         "/",
-        "Directory inside the dump filesystem; each dump gets a directory named "
-        "after the crash time below it.",
+        "Directory inside the dump filesystem, NFS export or ssh host; each dump gets "
+        "a directory below it named after the crash time (network targets: "
+        "`<host>-<time>`).",
+    ),
+    Setting(
+        "dump.nfs",
+        _string,
+        "",
+        "`nfs`: `<IPv4 address>:/<export>` (required).",
+    ),
+    Setting(
+        "dump.nfs_version",
+        _choice(*NFS_VERSIONS),
+        "4.2",
+        "`nfs`: NFS protocol version the kernel client mounts with.",
+    ),
+    Setting(
+        "dump.nfs_options",
+        _string_list(NFS_OPTION, "NFS mount option"),
+        (),
+        "`nfs`: extra mount options, e.g. `port=2049`; `addr=` and `vers=` are set from "
+        "dump.nfs and dump.nfs_version.",
+    ),
+    Setting(
+        "dump.ssh",
+        _string,
+        "",
+        "`ssh`: `user@host` to write the dump to (required).",
+    ),
+    Setting("dump.ssh_port", _integer(1, 65535), 22, "`ssh`: the ssh server's port."),
+    Setting(
+        "dump.ssh_key",
+        _string,
+        "",
+        "`ssh`: private key file (unencrypted ed25519 in OpenSSH or dropbear format), "
+        "relative to the recipe; stored in the initrd with mode 0600 (required).",
+    ),
+    Setting(
+        "dump.ssh_known_hosts",
+        _string,
+        "",
+        "`ssh`: known_hosts file for the server's key, relative to the recipe; entries "
+        "name the host without the port. Empty: any host key is accepted.",
+    ),
+    Setting(
+        "dump.ssh_client",
+        _absolute_path,
+        "/usr/bin/dbclient",
+        "`ssh`: dropbear's dbclient in the source root (package dropbear-bin).",
+    ),
+    Setting(
+        "dump.network",
+        _choice(*NETWORK_MODES),
+        "dhcp",
+        "`nfs`, `ssh`: how the capture kernel configures dump.interface "
+        "(`dhcp` with busybox udhcpc, or `static` from dump.ip and dump.gateway). "
+        "The network driver goes in initrd.modules.",
+    ),
+    Setting("dump.interface", _string, "eth0", "`nfs`, `ssh`: network interface to bring up."),
+    Setting(
+        "dump.ip",
+        _string,
+        "",
+        "`nfs`, `ssh` with static network: address and prefix, e.g. `10.0.2.15/24`.",
+    ),
+    Setting(
+        "dump.gateway",
+        _string,
+        "",
+        "`nfs`, `ssh` with static network: default gateway address (optional).",
+    ),
+    Setting(
+        "dump.hostname",
+        _string,
+        "",
+        "`nfs`, `ssh`: the name in each dump's directory name; empty: the capture "
+        "side's IP address.",
     ),
     Setting(
         "dump.collector",
@@ -349,7 +437,24 @@ SETTINGS: tuple[Setting, ...] = (
         "makedumpfile dump level (-d): 31 drops zero, cache, user and free pages.",
     ),
     Setting(
-        "dump.compression", _choice(*DUMP_COMPRESSIONS), "lzo", "makedumpfile page compression."
+        "dump.compression",
+        _choice(*DUMP_COMPRESSIONS),
+        "lzo",
+        "makedumpfile page compression; `zstd` needs a makedumpfile linked with libzstd "
+        "(Debian 12's is not).",
+    ),
+    Setting(
+        "dump.pre",
+        _string_list(),
+        (),
+        "Hook scripts (files relative to the recipe) run by the initrd's busybox sh, "
+        "in order, before the dump is saved; see docs/targets.md for their contract.",
+    ),
+    Setting(
+        "dump.post",
+        _string_list(),
+        (),
+        "Hook scripts run after saving, whether it worked or not; see docs/targets.md.",
     ),
     Setting(
         "dump.device_timeout",
@@ -428,9 +533,24 @@ class DumpSettings:
     device: str
     fstype: str
     path: str
+    nfs: str
+    nfs_version: str
+    nfs_options: tuple[str, ...]
+    ssh: str
+    ssh_port: int
+    ssh_key: str
+    ssh_known_hosts: str
+    ssh_client: str
+    network: str
+    interface: str
+    ip: str
+    gateway: str
+    hostname: str
     collector: str
     level: int
     compression: str
+    pre: tuple[str, ...]
+    post: tuple[str, ...]
     device_timeout: int
     final_action: str
     failure_action: str
@@ -570,11 +690,88 @@ def _check_combinations(recipe: Recipe, given: Mapping[str, Any]) -> None:
         )
     if recipe.initrd.microcode and recipe.target.arch != "x86_64":
         raise _fail(recipe.path, "initrd.microcode", "early microcode is for x86_64 only")
-    device = recipe.dump.device
-    if not (device.startswith(("LABEL=", "UUID=", "/dev/")) and len(device.split("=", 1)[-1]) > 0):
-        raise _fail(
-            recipe.path, "dump.device", f"{device!r} is not LABEL=..., UUID=... or a /dev/ path"
-        )
+    _check_dump_target(recipe, given)
+
+
+# Target-specific keys and the targets that read them; giving one to another
+# target is a mistake worth an error rather than silence.
+TARGET_KEYS: dict[str, tuple[str, ...]] = {
+    "dump.device": ("local", "raw"),
+    "dump.fstype": ("local",),
+    "dump.path": ("local", "nfs", "ssh"),
+    "dump.nfs": ("nfs",),
+    "dump.nfs_version": ("nfs",),
+    "dump.nfs_options": ("nfs",),
+    "dump.ssh": ("ssh",),
+    "dump.ssh_port": ("ssh",),
+    "dump.ssh_key": ("ssh",),
+    "dump.ssh_known_hosts": ("ssh",),
+    "dump.ssh_client": ("ssh",),
+    "dump.network": ("nfs", "ssh"),
+    "dump.interface": ("nfs", "ssh"),
+    "dump.ip": ("nfs", "ssh"),
+    "dump.gateway": ("nfs", "ssh"),
+    "dump.hostname": ("nfs", "ssh"),
+}
+
+
+def _check_dump_target(recipe: Recipe, given: Mapping[str, Any]) -> None:
+    dump = recipe.dump
+    path = recipe.path
+    for key, targets in TARGET_KEYS.items():
+        if key in given and dump.target not in targets:
+            raise _fail(path, key, f"only used when dump.target is {' or '.join(targets)}")
+    if dump.target in ("local", "raw") and not dump.device:
+        raise _fail(path, "dump.device", "required key is missing")
+    if dump.target == "local":
+        device = dump.device
+        if not (device.startswith(("LABEL=", "UUID=", "/dev/")) and device.split("=", 1)[-1]):
+            raise _fail(
+                path, "dump.device", f"{device!r} is not LABEL=..., UUID=... or a /dev/ path"
+            )
+    if dump.target == "raw":
+        if not re.fullmatch(r"/dev/[A-Za-z0-9_./:-]+", dump.device) or "/../" in dump.device:
+            raise _fail(path, "dump.device", f"{dump.device!r} is not a /dev/ path")
+        if dump.collector != "makedumpfile":
+            raise _fail(
+                path,
+                "dump.collector",
+                "a raw target needs makedumpfile: its flattened stream carries its own length",
+            )
+    if dump.target == "nfs":
+        server, sep, export = dump.nfs.partition(":")
+        if not dump.nfs:
+            raise _fail(path, "dump.nfs", "required when dump.target is nfs")
+        if not (sep and IPV4.match(server) and export.startswith("/") and "," not in export):
+            raise _fail(path, "dump.nfs", f"{dump.nfs!r} is not <IPv4 address>:/<export>")
+        for index, option in enumerate(dump.nfs_options):
+            if option.split("=", 1)[0] in ("addr", "vers", "nfsvers"):
+                raise _fail(
+                    path, "dump.nfs_options", f"item {index}: {option!r} is set by kdump-build"
+                )
+    if dump.target == "ssh":
+        if not dump.ssh:
+            raise _fail(path, "dump.ssh", "required when dump.target is ssh")
+        user, sep, host = dump.ssh.partition("@")
+        if not (sep and USER_NAME.match(user) and (IPV4.match(host) or HOST_NAME.match(host))):
+            raise _fail(path, "dump.ssh", f"{dump.ssh!r} is not user@host")
+        if not dump.ssh_key:
+            raise _fail(path, "dump.ssh_key", "required when dump.target is ssh")
+    if dump.target in ("nfs", "ssh"):
+        if not INTERFACE_NAME.match(dump.interface):
+            raise _fail(path, "dump.interface", f"{dump.interface!r} is not an interface name")
+        if dump.network == "static":
+            address, sep, prefix = dump.ip.partition("/")
+            if not (IPV4.match(address) and sep and prefix.isdigit() and int(prefix) <= 32):
+                raise _fail(path, "dump.ip", f"{dump.ip!r} is not an IPv4 address/prefix")
+            if dump.gateway and not IPV4.match(dump.gateway):
+                raise _fail(path, "dump.gateway", f"{dump.gateway!r} is not an IPv4 address")
+        else:
+            for key in ("dump.ip", "dump.gateway"):
+                if key in given:
+                    raise _fail(path, key, "only used when dump.network is static")
+        if dump.hostname and not HOST_NAME.match(dump.hostname):
+            raise _fail(path, "dump.hostname", f"{dump.hostname!r} is not a host name")
 
 
 def load_recipe(path: Path) -> Recipe:

@@ -1,8 +1,9 @@
 #!/bin/sh
 # kdump-build capture /init: save /proc/vmcore to the dump target, then act.
 # Everything recipe-specific is in /etc/kdump/kdump.conf (quoted assignments and
-# the collect function, generated); this script itself never changes.
+# the collect functions, generated); this script itself never changes.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+export HOME=/root
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -14,6 +15,20 @@ log() {
 }
 
 mounted=""
+# Where the dump went, for the post hooks: a directory on a mounted target, or empty.
+dump_dir=""
+hooks_done=""
+
+# Hooks: /etc/kdump/{pre,post}.d/NN run in order by busybox sh. A failing hook is
+# logged and the dump goes on: saving it matters more than any hook.
+run_hooks() {
+    for hook in /etc/kdump/"$1".d/*; do
+        [ -f "$hook" ] || continue
+        log "running $1 hook $hook"
+        KDUMP_STATUS="$2" KDUMP_DUMP_DIR="$dump_dir" KDUMP_TARGET="$KDUMP_TARGET" sh "$hook" \
+            || log "$1 hook $hook failed with status $?"
+    done
+}
 
 act() {
     log "action: $1"
@@ -34,6 +49,10 @@ act() {
 
 fail() {
     log "FAILED: $*"
+    if [ -z "$hooks_done" ]; then
+        hooks_done=yes
+        run_hooks post failed
+    fi
     act "$KDUMP_FAILURE_ACTION"
 }
 
@@ -46,6 +65,10 @@ while read -r module; do
     insmod "$module" || log "insmod $module failed"
 done < /etc/kdump/modules
 
+run_hooks pre ""
+
+stamp=$(date +%Y-%m-%d-%H%M%S)
+
 find_device() {
     case "$KDUMP_DEVICE" in
         /dev/*) [ -b "$KDUMP_DEVICE" ] && echo "$KDUMP_DEVICE" ;;
@@ -53,29 +76,124 @@ find_device() {
     esac
 }
 
-waited=0
-until device=$(find_device) && [ -n "$device" ]; do
-    [ "$waited" -ge "$KDUMP_DEVICE_TIMEOUT" ] && fail "dump device $KDUMP_DEVICE did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
-    sleep 1
-    waited=$((waited + 1))
-done
-log "dump device $KDUMP_DEVICE is $device"
+wait_for_device() {
+    waited=0
+    until device=$(find_device) && [ -n "$device" ]; do
+        [ "$waited" -ge "$KDUMP_DEVICE_TIMEOUT" ] \
+            && fail "dump device $KDUMP_DEVICE did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    log "dump device $KDUMP_DEVICE is $device"
+}
 
-mount -t "$KDUMP_FSTYPE" "$device" /mnt/dump || fail "cannot mount $device ($KDUMP_FSTYPE)"
-mounted=yes
+network_up() {
+    ip link set lo up
+    waited=0
+    until ip link set "$KDUMP_INTERFACE" up 2>/dev/null; do
+        [ "$waited" -ge "$KDUMP_DEVICE_TIMEOUT" ] \
+            && fail "network interface $KDUMP_INTERFACE did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    case "$KDUMP_NETWORK" in
+        static)
+            ip addr add "$KDUMP_IP" dev "$KDUMP_INTERFACE" || fail "cannot set address $KDUMP_IP"
+            if [ -n "$KDUMP_GATEWAY" ]; then
+                ip route add default via "$KDUMP_GATEWAY" || fail "cannot add route via $KDUMP_GATEWAY"
+            fi
+            address=${KDUMP_IP%/*}
+            ;;
+        *)
+            udhcpc -i "$KDUMP_INTERFACE" -n -q -f -t 10 -T 2 -s /etc/kdump/udhcpc.script \
+                || fail "no DHCP lease on $KDUMP_INTERFACE"
+            address=$(cat /run/kdump-address)
+            ;;
+    esac
+    log "network: $KDUMP_INTERFACE is $address"
+    host=${KDUMP_HOSTNAME:-$address}
+    # The name becomes part of a path on the server: keep it to safe characters.
+    case "$host" in
+        "" | *[!A-Za-z0-9.-]*) host=unknown ;;
+    esac
+}
 
-stamp=$(date +%Y-%m-%d-%H%M%S)
-dir="/mnt/dump$KDUMP_PATH/$stamp"
-mkdir -p "$dir" || fail "cannot create $dir"
+# Dump into a directory of a mounted filesystem (local and nfs targets).
+save_to_directory() {
+    dir="/mnt/dump$KDUMP_PATH/$1"
+    mkdir -p "$dir" || fail "cannot create $dir"
+    dump_dir=$dir
+    if command -v makedumpfile >/dev/null; then
+        makedumpfile --dump-dmesg /proc/vmcore "$dir/vmcore-dmesg.txt" >/dev/null \
+            || log "could not save the kernel log"
+    fi
+    log "saving /proc/vmcore to $dir"
+    collect "$dir/vmcore-incomplete" || fail "saving the dump failed; $dir/vmcore-incomplete is partial"
+    sync
+    mv "$dir/vmcore-incomplete" "$dir/vmcore" || fail "cannot rename $dir/vmcore-incomplete"
+    sync
+    log "dump saved to $dir/vmcore"
+}
 
-if command -v makedumpfile >/dev/null; then
-    makedumpfile --dump-dmesg /proc/vmcore "$dir/vmcore-dmesg.txt" >/dev/null || log "could not save the kernel log"
-fi
+# collect_stream into the command "$@"; fails when either side of the pipe fails.
+stream_into() {
+    rm -f /tmp/collect.status
+    { collect_stream; echo $? > /tmp/collect.status; } | "$@" || return 1
+    [ "$(cat /tmp/collect.status 2>/dev/null)" = 0 ]
+}
 
-log "saving /proc/vmcore to $dir"
-collect "$dir/vmcore-incomplete" || fail "saving the dump failed; $dir/vmcore-incomplete is partial"
-sync
-mv "$dir/vmcore-incomplete" "$dir/vmcore" || fail "cannot rename $dir/vmcore-incomplete"
-sync
-log "dump saved to $dir/vmcore"
+ssh_run() {
+    set -- -p "$KDUMP_SSH_PORT" -i /etc/kdump/ssh/id_dropbear "$KDUMP_SSH_DESTINATION" "$@"
+    # Without a known_hosts file from the recipe, any host key is accepted.
+    [ "$KDUMP_SSH_CHECK_HOST" = yes ] || set -- -y -y "$@"
+    dbclient "$@"
+}
+
+case "$KDUMP_TARGET" in
+    local)
+        wait_for_device
+        mount -t "$KDUMP_FSTYPE" "$device" /mnt/dump || fail "cannot mount $device ($KDUMP_FSTYPE)"
+        mounted=yes
+        save_to_directory "$stamp"
+        ;;
+    nfs)
+        network_up
+        mount -t nfs -o "$KDUMP_NFS_OPTIONS" "$KDUMP_NFS_SOURCE" /mnt/dump \
+            || fail "cannot mount $KDUMP_NFS_SOURCE ($KDUMP_NFS_OPTIONS)"
+        mounted=yes
+        save_to_directory "$host-$stamp"
+        ;;
+    raw)
+        wait_for_device
+        log "writing the flattened dump to $device"
+        if ! collect_stream > "$device"; then
+            # Wipe the header so a partial stream is never taken for a dump.
+            dd if=/dev/zero of="$device" bs=4096 count=1 conv=fsync 2>/dev/null
+            fail "writing the dump to $device failed; header wiped"
+        fi
+        sync
+        log "dump saved to $device"
+        ;;
+    ssh)
+        network_up
+        name="$host-$stamp"
+        remote="$KDUMP_REMOTE_PATH/$name"
+        ssh_run "mkdir -p -- $remote" < /dev/null || fail "cannot create $remote on $KDUMP_SSH_DESTINATION"
+        if makedumpfile --dump-dmesg /proc/vmcore /tmp/vmcore-dmesg.txt >/dev/null 2>&1; then
+            ssh_run "cat > $remote/vmcore-dmesg.txt" < /tmp/vmcore-dmesg.txt \
+                || log "could not save the kernel log"
+        fi
+        incomplete="$remote/vmcore-incomplete$KDUMP_STREAM_SUFFIX"
+        log "saving /proc/vmcore to $KDUMP_SSH_DESTINATION:$incomplete"
+        stream_into ssh_run "cat > $incomplete" \
+            || fail "saving the dump failed; $incomplete is partial"
+        ssh_run "mv -- $incomplete $remote/vmcore$KDUMP_STREAM_SUFFIX" < /dev/null \
+            || fail "cannot rename $incomplete"
+        log "dump saved to $KDUMP_SSH_DESTINATION:$remote/vmcore$KDUMP_STREAM_SUFFIX"
+        ;;
+    *) fail "unknown dump target $KDUMP_TARGET" ;;
+esac
+
+hooks_done=yes
+run_hooks post saved
 act "$KDUMP_FINAL_ACTION"

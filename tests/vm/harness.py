@@ -159,11 +159,21 @@ def build_hostroot_initrd(
     return compress(write_cpio(plan.members()), "zstd", 3)
 
 
-def make_dump_disk(path: Path, size_mib: int = 512, label: str = "kdump") -> None:
-    """An empty ext4 filesystem image with a label, as the dump target."""
+def make_dump_disk(
+    path: Path, size_mib: int = 512, label: str = "kdump", uuid: str | None = None
+) -> None:
+    """An empty ext4 filesystem image with a label (and a chosen UUID), as the dump target."""
     with open(path, "wb") as handle:
         handle.truncate(size_mib * 2**20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", label, str(path)], check=True)
+    command = ["mkfs.ext4", "-q", "-F", "-L", label, str(path)]
+    if uuid is not None:
+        command[3:3] = ["-U", uuid]
+    subprocess.run(command, check=True)
+
+
+# QEMU user-mode network: the guest gets DHCP from QEMU and reaches the host's
+# 127.0.0.1 as 10.0.2.2; nothing leaves the machine.
+USER_NETWORK = ("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,7 @@ def run_qemu(
     log: Path,
     share_host_root: bool = False,
     stop_after: tuple[str, float] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Boot:
     """Boot under TCG with the console on a file; return when the guest powers off.
 
@@ -223,6 +234,7 @@ def run_qemu(
             "-virtfs",
             f"local,path=/,mount_tag={HOSTROOT_TAG},security_model=none,readonly=on,multidevs=remap",
         ]
+    command += extra
     start = time.monotonic()
     returncode: int | None = None
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
