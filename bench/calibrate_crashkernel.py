@@ -25,15 +25,19 @@ interrupted run resumes without booting again (--fresh ignores the log).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,16 +81,19 @@ class Config:
     vcpus: int
     capture_cpus: int = 1
     zstd_level: int = 19  # the recipe's initrd.compression_level (default 19)
+    target: str = "local"  # dump.target: local (ext4 disk) or nfs (ganesha on 127.0.0.1)
 
     @property
     def name(self) -> str:
         name = f"{self.memory_mib // 1024}G/{self.vcpus}cpu/nr_cpus={self.capture_cpus}"
-        return name if self.zstd_level == 19 else f"{name}/zstd-{self.zstd_level}"
+        name = name if self.zstd_level == 19 else f"{name}/zstd-{self.zstd_level}"
+        return name if self.target == "local" else f"{name}/{self.target}"
 
     @property
     def variant(self) -> str:
         """What the capture build depends on."""
-        return f"nr_cpus={self.capture_cpus},zstd-{self.zstd_level}"
+        variant = f"nr_cpus={self.capture_cpus},zstd-{self.zstd_level}"
+        return variant if self.target == "local" else f"{variant},{self.target}"
 
 
 DEFAULT_CONFIGS = (Config(1024, 1), Config(1024, 2), Config(4096, 1), Config(4096, 2))
@@ -96,6 +103,11 @@ PER_CPU_CONFIG = Config(1024, 2, capture_cpus=2)
 WINDOW_CONFIG = Config(1024, 1, zstd_level=3)
 # More RAM to describe: checks how the need grows with the crashed RAM.
 LARGE_CONFIG = Config(16384, 1)
+# A network target: the dump goes over NFSv4 to nfs-ganesha on the host's loopback.
+NFS_CONFIG = Config(1024, 1, target="nfs")
+# Fixed, so the capture initrd (which names the port) and the trial log stay valid.
+NFS_PORT = 20490
+HOST_FROM_GUEST = "10.0.2.2"  # QEMU user networking's view of the host's 127.0.0.1
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,15 @@ def build_capture(work: Path, config: Config) -> Capture:
         'compression = "zstd"\n',
         f'compression = "zstd"\ncompression_level = {config.zstd_level}\n',
     )
+    if config.target == "nfs":
+        start, end = text.index("[dump]"), text.index("[crashkernel]")
+        text = (
+            text[:start]
+            + f'[dump]\ntarget = "nfs"\nnfs = "{HOST_FROM_GUEST}:/kdump"\nnfs_version = "4.2"\n'
+            f'nfs_options = ["port={NFS_PORT}"]\npath = "/dumps"\nnetwork = "dhcp"\n'
+            'final_action = "poweroff"\nfailure_action = "poweroff"\n\n' + text[end:]
+        )
+        text = text.replace('modules = ["virtio_pci",', 'modules = ["virtio_net", "virtio_pci",')
     recipe = parse_recipe(text, DEFAULT_RECIPE)
     directory = work / f"capture-{config.variant}"
     result = plan_build(recipe)
@@ -160,7 +181,12 @@ def boot(
     with tempfile.TemporaryDirectory(dir=work, prefix="trial.") as scratch_name:
         scratch = Path(scratch_name)
         disk = scratch / "dump.img"
-        harness.make_dump_disk(disk)
+        if config.target == "local":
+            harness.make_dump_disk(disk)
+            media = ["-drive", f"file={disk},format=raw,if=virtio"]
+        else:
+            media = list(harness.USER_NETWORK)
+            shutil.rmtree(work / "nfs-export" / "dumps", ignore_errors=True)
         log = scratch / "console.log"
         command = [
             "qemu-system-x86_64",
@@ -183,8 +209,7 @@ def boot(
             str(capture.main_initrd),
             "-append",
             f"console=ttyS0 crashkernel={size_mib}M",
-            "-drive",
-            f"file={disk},format=raw,if=virtio",
+            *media,
         ]
         start = time.monotonic()
         process = subprocess.Popen(
@@ -235,15 +260,18 @@ def boot(
             if "kdump: dump saved to" not in console:
                 outcome = f"no dump saved (qemu exit {process.returncode})"
             else:
-                ok, outcome = _validate(disk, scratch)
+                if config.target == "local":
+                    files = harness.extract_disk(disk, scratch / "disk")
+                else:
+                    files = sorted((work / "nfs-export").rglob("*"))
+                ok, outcome = _validate(files, scratch)
         return Trial(config.name, size_mib, ok, outcome, round(seconds, 1), reserved, memory)
 
 
-def _validate(disk: Path, scratch: Path) -> tuple[bool, str]:
-    files = harness.extract_disk(disk, scratch / "disk")
+def _validate(files: list[Path], scratch: Path) -> tuple[bool, str]:
     vmcores = [path for path in files if path.name == "vmcore"]
     if len(vmcores) != 1:
-        return False, f"expected one vmcore on the disk, found {len(vmcores)}"
+        return False, f"expected one vmcore on the dump target, found {len(vmcores)}"
     try:
         log = harness.dump_dmesg(vmcores[0], scratch / "dmesg.txt")
     except subprocess.CalledProcessError as error:
@@ -251,6 +279,59 @@ def _validate(disk: Path, scratch: Path) -> tuple[bool, str]:
     if "sysrq triggered crash" not in log:
         return False, "vmcore log lacks 'sysrq triggered crash'"
     return True, f"dump saved and valid ({vmcores[0].stat().st_size} bytes)"
+
+
+@contextlib.contextmanager
+def nfs_server(work: Path) -> Iterator[int]:
+    """nfs-ganesha (NFSv4 over TCP, VFS backend) on 127.0.0.1:NFS_PORT exporting work/nfs-export."""
+    export = work / "nfs-export"
+    recovery = work / "nfs-recovery"
+    for directory in (export, recovery):
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", NFS_PORT))
+        except OSError:
+            raise SystemExit(
+                f"127.0.0.1:{NFS_PORT} is taken; the nfs capture names this port"
+            ) from None
+    config = work / "ganesha.conf"
+    config.write_text(
+        "NFS_CORE_PARAM { Bind_addr = 127.0.0.1; "
+        f"NFS_Port = {NFS_PORT}; Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; "
+        "Enable_UDP = false; }\n"
+        f'NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = "{recovery}"; }}\n'
+        f'EXPORT {{ Export_Id = 1; Path = "{export}"; Pseudo = /kdump; Access_Type = RW; '
+        "Squash = No_Root_Squash; SecType = sys; Protocols = 4; Transports = TCP; "
+        "FSAL { Name = VFS; } }\n"
+    )
+    log = work / "ganesha.log"
+    process = subprocess.Popen(
+        ["ganesha.nfsd", "-F", "-L", str(log), "-f", str(config), "-p", str(work / "ganesha.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"ganesha.nfsd exited: see {log}")
+            try:
+                socket.create_connection(("127.0.0.1", NFS_PORT), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"ganesha.nfsd does not listen on {NFS_PORT}") from None
+                time.sleep(0.2)
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class TrialLog:
@@ -380,13 +461,15 @@ def fit_constants(profiles: dict[str, CaptureProfile], minima: dict[Config, int]
     configuration. per_crashed_gib: how the rest grows from 1 to 4 GiB (at
     least the prior: 8 MiB steps cannot resolve less over 3 GiB); per_cpu: how
     it grows from nr_cpus=1 to 2 (at least the prior, for the same reason); kernel_runtime:
-    the largest rest after those, so the estimate without headroom reaches
-    the largest measured minimum (to the byte) and the headroom term (one
-    8 MiB step) is the margin.
+    the largest rest of the local-target guests after those, so the estimate
+    without headroom reaches the largest measured minimum (to the byte) and
+    the headroom term (one 8 MiB step) is the margin; target_nfs: what the
+    nfs guest needs beyond that.
     """
     base = Calibration()  # the priors, never an earlier fit
     fraction = base.struct_page / base.page_size + base.hash_per_mib / MiB
-    bare = replace(base, kernel_runtime=0, headroom=0, per_crashed_gib=0, per_cpu=0)
+    # The nfs target's cost is measured (its term left out here and fitted below).
+    bare = replace(base, kernel_runtime=0, headroom=0, per_crashed_gib=0, per_cpu=0, target_nfs=0)
 
     def rest(config: Config, minimum: int) -> int:
         others = estimate(profiles[config.variant], config.memory_mib * MiB, bare)
@@ -406,21 +489,24 @@ def fit_constants(profiles: dict[str, CaptureProfile], minima: dict[Config, int]
     per_cpu = base.per_cpu
     if PER_CPU_CONFIG in rests and Config(1024, 2) in rests:
         per_cpu = max(base.per_cpu, rests[PER_CPU_CONFIG] - rests[Config(1024, 2)])
-    runtime = max(
-        0,
-        *(
-            value
-            - config.capture_cpus * per_cpu
-            - math.ceil(config.memory_mib / 1024 * per_crashed_gib)
-            for config, value in rests.items()
-        ),
-    )
-    return {
+    unexplained = {
+        config: value
+        - config.capture_cpus * per_cpu
+        - math.ceil(config.memory_mib / 1024 * per_crashed_gib)
+        for config, value in rests.items()
+    }
+    runtime = max(0, *(value for config, value in unexplained.items() if config.target == "local"))
+    constants = {
         "kernel_runtime": runtime,
         "per_crashed_gib": per_crashed_gib,
         "per_cpu": per_cpu,
         "headroom": base.headroom,
     }
+    nfs = [value - runtime for config, value in unexplained.items() if config.target == "nfs"]
+    if nfs:
+        # What the nfs capture needs beyond a local one: network stack, RPC, page cache.
+        constants["target_nfs"] = max(0, *nfs)
+    return constants
 
 
 def recommendation(profile: CaptureProfile, ram: int, calibration: Calibration) -> int:
@@ -471,7 +557,7 @@ def main() -> int:
     if args.stored:
         stored = json.loads(CALIBRATION_FILE.read_text())
         minima_stored = {
-            Config(m["ram"] // MiB, m["vcpus"], m["capture_cpus"], m.get("zstd_level", 19)): m[
+            Config(m["ram"] // MiB, m["vcpus"], m["capture_cpus"], m["zstd_level"], m["target"]): m[
                 "minimum"
             ]
             // MiB
@@ -484,6 +570,12 @@ def main() -> int:
         print(f"goal (0 <= margin <= 32M everywhere): {'met' if ok else 'NOT met'}")
         return 0
 
+    stack = contextlib.ExitStack()
+    with stack:
+        return _measure(args, stack)
+
+
+def _measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     missing = harness.missing_host_tools()
     if missing:
         raise SystemExit(f"missing host tools: {missing} (./bootstrap test installs them)")
@@ -497,12 +589,12 @@ def main() -> int:
     minima: dict[Config, int | None] = {}
     evidence: dict[Config, list[dict[str, object]]] = {}
     guess = args.guess
-    network = [target for target in DUMP_TARGETS if target in ("nfs", "ssh")]
-    print(
-        f"network dump targets in this tree: {', '.join(network)}; not calibrated here yet"
-        if network
-        else "network dump targets: none in this tree (dump.target is local only); not measured"
-    )
+    if "nfs" in DUMP_TARGETS and not args.no_extra:
+        configs.insert(0, NFS_CONFIG)  # first: its trials are the newest code path
+        server = stack.enter_context(nfs_server(args.work))
+        print(f"nfs target: nfs-ganesha on 127.0.0.1:{NFS_PORT} (pid {server})", flush=True)
+    else:
+        print("network dump targets: none measured (no nfs target in this tree)", flush=True)
     for config in configs:
         if config.variant not in captures:
             captures[config.variant] = build_capture(args.work, config)
@@ -553,6 +645,8 @@ def main() -> int:
                     "vcpus": config.vcpus,
                     "capture_cpus": config.capture_cpus,
                     "zstd_level": config.zstd_level,
+                    "target": config.target,
+                    "variant": config.variant,
                     "minimum": value,
                     "trials": evidence[config],
                 }

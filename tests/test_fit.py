@@ -386,8 +386,7 @@ def test_model_meets_the_calibration_goal_on_the_stored_runs() -> None:
     record = json.loads(CALIBRATION_FILE.read_text())
     assert len(record["measurements"]) >= 4
     for measurement in record["measurements"]:
-        variant = f"nr_cpus={measurement['capture_cpus']},zstd-{measurement['zstd_level']}"
-        profile = CaptureProfile(**record["profiles"][variant])
+        profile = CaptureProfile(**record["profiles"][measurement["variant"]])
         ram = measurement["ram"]
         spec, problems = recommend([ram], lambda r, p=profile: estimate(p, r).total)
         assert spec is not None, problems
