@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from builder import runtime, targets
-from builder.crashkernel import RangesSpec, SimpleSpec, parse_crashkernel
+from builder.crashkernel import FitReport, RangesSpec, SimpleSpec, parse_crashkernel
 from builder.elfdeps import library_closure
 from builder.errors import FetchError, ModuleError, RecipeError, SourceError
 from builder.fetch import FetchedPackage, default_cache_dir, fetch_packages
+from builder.fit import capture_profile, fit_recipe
 from builder.hostonly import block_device_modules, network_modules
 from builder.initrd import (
     MICROCODE_DIR,
@@ -109,6 +110,7 @@ class BuildResult:
     # Firmware a module names that the source root does not have (drivers often
     # list optional firmware); recorded, not fatal, as modprobe and dracut do.
     missing_firmware: tuple[str, ...] = ()
+    fit: FitReport | None = None
 
     @property
     def holds_secrets(self) -> bool:
@@ -505,17 +507,21 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
             archives,
         )
         initrd = early + b"".join(compressed)
+    cmdline = capture_cmdline(recipe)
+    with steps.step("fit"):
+        fit_report = fit_recipe(recipe, capture_profile(recipe, kernel, cmdline, members, initrd))
     return BuildResult(
         recipe,
         kernel,
         kernel_version,
         capture,
         kernel_bytes,
-        capture_cmdline(recipe),
+        cmdline,
         members,
         initrd,
         packages,
         tuple(plan.missing_firmware),
+        fit_report,
     )
 
 
@@ -530,6 +536,9 @@ def write_outputs(result: BuildResult, outdir: Path) -> None:
         (staging / "cmdline.txt").write_text(result.cmdline + "\n")
         manifest = json.dumps(result.manifest(), indent=2, sort_keys=False) + "\n"
         (staging / "manifest.json").write_text(manifest)
+        if result.fit is not None:
+            report = json.dumps(result.fit.to_json(), indent=2) + "\n"
+            (staging / "fit.json").write_text(report)
         for path in staging.iterdir():
             os.chmod(path, 0o644)
         if result.holds_secrets:

@@ -47,15 +47,27 @@ def build(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Progress lines even when not on a terminal.")
     ] = False,
+    ignore_fit: Annotated[
+        bool,
+        typer.Option("--ignore-fit", help="Write the outputs even when the capture does not fit."),
+    ] = False,
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
     from builder.build import Steps, plan_build, write_outputs
+    from builder.errors import FitError
     from builder.recipe import load_recipe
 
     parsed = load_recipe(recipe)
     outdir = output or Path("build") / parsed.name
     steps = Steps(_progress(quiet or json_output, verbose))
     result = plan_build(parsed, steps)
+    if result.fit is not None and result.fit.fits is False:
+        if not ignore_fit:
+            raise FitError(f"{recipe}: crashkernel.reserve: {result.fit.reason()}")
+        typer.echo(
+            f"kdump-build: warning: --ignore-fit: building anyway although {result.fit.reason()}",
+            err=True,
+        )
     with steps.step("write"):
         write_outputs(result, outdir)
     total = sum(seconds for _, seconds in steps.timings)
@@ -69,6 +81,9 @@ def build(
         "seconds": round(total, 3),
         "steps": {name: round(seconds, 3) for name, seconds in steps.timings},
     }
+    if result.fit is not None:
+        summary["fits"] = result.fit.fits
+        summary["recommended"] = result.fit.recommended
     if json_output:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -80,6 +95,8 @@ def build(
     )
     typer.echo(f"  cmdline  {result.cmdline}")
     typer.echo(f"  manifest {outdir}/manifest.json")
+    if result.fit is not None:
+        typer.echo(f"  fit      {result.fit.reason()} ({outdir}/fit.json)")
 
 
 @app.command()
@@ -236,6 +253,84 @@ def fetch(
 
     for package in fetch_recipe_packages(load_recipe(recipe), refresh=refresh):
         typer.echo(f"{package.name} {package.version} {package.path}")
+
+
+@app.command("fit")
+def fit_command(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="The recipe; without it, the reservation alone.")
+    ] = None,
+    ram: Annotated[
+        list[str] | None,
+        typer.Option("--ram", help="RAM size of a machine (repeat) [crashkernel.ram]."),
+    ] = None,
+    crashkernel: Annotated[
+        str | None,
+        typer.Option("--crashkernel", help="crashkernel= value to judge [crashkernel.reserve]."),
+    ] = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="Architecture without a recipe [x86_64].")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
+    from builder.crashkernel import DEFAULT_RAM, fit, format_size
+    from builder.errors import FitError, RecipeError
+    from builder.fit import fit_recipe, ram_sizes
+
+    rams = ram_sizes(ram, "--ram") if ram else None
+    if recipe is None:
+        if crashkernel is None:
+            raise RecipeError("fit: give a recipe or --crashkernel (with --ram)")
+        report = fit(
+            crashkernel,
+            rams or ram_sizes(DEFAULT_RAM, "--ram"),
+            arch=arch or "x86_64",
+        )
+    else:
+        from builder.build import capture_cmdline, plan_build
+        from builder.fit import capture_profile
+        from builder.recipe import load_recipe
+
+        if arch is not None:
+            raise RecipeError("fit: --arch is only for use without a recipe (it has target.arch)")
+        parsed = load_recipe(recipe)
+        result = plan_build(parsed)
+        profile = capture_profile(
+            parsed, result.kernel, capture_cmdline(parsed), result.members, result.initrd
+        )
+        report = fit_recipe(parsed, profile, spec=crashkernel, rams=rams)
+    if json_output:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        typer.echo(f"{report.label} ({report.arch})")
+        for row in report.rows:
+            line = f"  RAM {format_size(row.ram):>6}: reserved {_mib(row.reserved):>10}"
+            if row.reservation.offset is not None:
+                line += f" at {row.reservation.offset:#x}"
+            if row.reservation.low:
+                line += f" + low {_mib(row.reservation.low)}"
+            if row.needed is not None and row.margin is not None:
+                verdict = "fits" if row.fits else "DOES NOT FIT"
+                line += f", needs {_mib(row.needed):>10}: {verdict} ({_mib(row.margin)} margin)"
+            typer.echo(line)
+            for note in row.reservation.notes:
+                typer.echo(f"      note: {note}")
+        worst = report.worst
+        if worst is not None and worst.estimate is not None:
+            typer.echo(f"  terms at {format_size(worst.ram)} RAM (tightest):")
+            for term in worst.estimate.terms:
+                typer.echo(f"    {term.name:<18} {_mib(term.bytes):>10}  {term.explanation}")
+        if report.recommended:
+            typer.echo(f"recommended: crashkernel={report.recommended}")
+        for note in report.notes:
+            typer.echo(f"note: {note}")
+    if recipe is not None and report.fits is False:
+        raise FitError(f"{recipe}: {report.reason()}")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 @app.command()

@@ -438,6 +438,28 @@ def read_initrd(data: bytes) -> list[ArchiveEntry]:
     return entries
 
 
+def segments(data: bytes) -> list[tuple[int, int, bool]]:
+    """(start, end, compressed) of each plain archive or compressed stream of an initrd.
+
+    >>> segments(write_cpio([]) + compress(write_cpio([]), "gzip", 9))
+    [(0, 124, False), (512, 562, True)]
+    """
+    found: list[tuple[int, int, bool]] = []
+    offset = 0
+    while offset < len(data):
+        if data[offset] == 0:
+            offset += 1
+            continue
+        if data.startswith((NEWC_MAGIC, NEWC_CRC_MAGIC), offset):
+            end = offset + _newc_length(data, offset)
+            found.append((offset, end, False))
+        else:
+            end = _decompress_segment(data, offset)[1]
+            found.append((offset, end, True))
+        offset = end
+    return found
+
+
 def _parse_archives(data: bytes, origin: int, segment: int) -> list[ArchiveEntry]:
     """Members of the cpio archives (with zero padding between) inside one compressed stream."""
     entries: list[ArchiveEntry] = []

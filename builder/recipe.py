@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from builder.crashkernel import DEFAULT_RAM, parse_crashkernel_args, parse_size
 from builder.errors import RecipeError
 
 ARCHES = ("x86_64", "aarch64")
@@ -166,7 +167,34 @@ def _extra_files(value: Any, key: str) -> tuple[str, ...]:
 
 _modules.__doc__ = 'array of module names or aliases, or "auto"'
 _extra_files.__doc__ = "array of DEST or DEST=root:/P, recipe:P, host:/P"
+
+
+def _crashkernel_value(value: Any, key: str) -> str:
+    text = _string(value, key)
+    try:
+        parse_crashkernel_args(text, where="crashkernel")
+    except RecipeError as error:
+        raise ValueError(str(error)) from None
+    return text
+
+
+def _size_list(value: Any, key: str) -> tuple[str, ...]:
+    items: tuple[str, ...] = _string_list()(value, key)
+    if not items:
+        raise ValueError("give at least one RAM size")
+    for index, item in enumerate(items):
+        try:
+            size = parse_size(item, where=f"item {index}")
+        except RecipeError as error:
+            raise ValueError(str(error)) from None
+        if size <= 0:
+            raise ValueError(f"item {index}: RAM size must be positive, got {item!r}")
+    return items
+
+
 _string.__doc__ = "string"
+_crashkernel_value.__doc__ = "crashkernel= value"
+_size_list.__doc__ = "array of sizes (K/M/G/T)"
 _absolute_path.__doc__ = "absolute path"
 _path_list.__doc__ = "array of absolute paths"
 
@@ -448,9 +476,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "crashkernel.reserve",
-        _string,
+        _crashkernel_value,
         "192M",
         "The crashkernel= reservation the main kernel boots with.",
+    ),
+    Setting(
+        "crashkernel.ram",
+        _size_list,
+        DEFAULT_RAM,
+        "RAM sizes of the machines that will crash; the fit report judges "
+        "crashkernel.reserve and recommends a crashkernel= for each. Not the build "
+        "host's RAM: the output must not depend on where it is built.",
     ),
 )
 
@@ -523,6 +559,7 @@ class DumpSettings:
 @dataclass(frozen=True)
 class CrashkernelSettings:
     reserve: str
+    ram: tuple[str, ...]
 
 
 SECTIONS: dict[str, type] = {

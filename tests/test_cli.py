@@ -144,7 +144,7 @@ def test_build_is_reproducible_across_directories(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     result = run_cli(str(DEFAULT_RECIPE), "-o", str(second), "-q", cwd=tmp_path / "cwd")
     assert result.returncode == 0, result.stderr
-    for name in ("initrd.img", "vmlinuz", "cmdline.txt", "manifest.json"):
+    for name in ("initrd.img", "vmlinuz", "cmdline.txt", "manifest.json", "fit.json"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     assert summary["initrd_size"] == (first / "initrd.img").stat().st_size
 
