@@ -15,12 +15,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from builder.crashkernel import DEFAULT_RAM, parse_crashkernel_args, parse_size
+from builder.crashkernel import DEFAULT_RAM, DumpTarget, parse_crashkernel_args, parse_size
 from builder.errors import RecipeError
 
 ARCHES = ("x86_64", "aarch64")
 COMPRESSIONS = ("zstd", "gzip", "xz", "lz4", "none")
-DUMP_TARGETS = ("local", "raw", "nfs", "ssh")
+# One list of targets: the fit model must know every target a recipe can name.
+DUMP_TARGETS = tuple(target.value for target in DumpTarget)
 COLLECTORS = ("makedumpfile", "copy")
 DUMP_COMPRESSIONS = ("lzo", "zlib", "zstd", "none")
 NETWORK_MODES = ("dhcp", "static")
