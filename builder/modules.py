@@ -271,7 +271,7 @@ class ModuleIndex:
 
     def _add_aliases(self, name: str, aliases: Iterable[str]) -> None:
         for alias in aliases:
-            if any(char in alias for char in "*?["):
+            if "*" in alias or "?" in alias or "[" in alias:
                 pattern = canonical_name(alias)
                 literal = len(pattern)
                 for char in "*?[":

@@ -22,8 +22,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import libarchive
-
 from builder.errors import SourceError
 
 # Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
@@ -332,6 +330,9 @@ class _BlockStream:
 
 def _archive_entries(path: Path) -> Iterator[Any]:
     """Entries of a package's file tree: a .deb's data.tar, else the archive itself."""
+    # Imported here: a warm build reads the package cache and never opens a package.
+    import libarchive
+
     try:
         with libarchive.file_reader(str(path)) as outer:
             for entry in outer:
@@ -602,6 +603,21 @@ class PackageRoot(Root):
 
     def _listdir(self, path: str) -> list[str]:
         return list(self._children.get(path, ()))
+
+    def walk_files(self, top: str) -> Iterator[str]:
+        """As `Root.walk_files`, reading the in-memory tree instead of a lookup per file."""
+        resolved = self.resolve(top).path
+        if self.lookup(resolved).kind is not NodeKind.DIR:
+            raise SourceError(f"{self.description}: {top}: not a directory")
+        yield from self._walk_nodes(top.rstrip("/") or "/", resolved)
+
+    def _walk_nodes(self, path: str, resolved: str) -> Iterator[str]:
+        for name in sorted(self._children.get(resolved, ())):
+            node = self._nodes[posixpath.join(resolved, name)]
+            if node.kind is NodeKind.DIR:
+                yield from self._walk_nodes(posixpath.join(path, name), node.path)
+            elif node.kind is NodeKind.FILE:
+                yield posixpath.join(path, name)
 
     def fingerprint(self, path: str) -> str | None:
         """An identity of everything below `path`: the packages that provide it."""
