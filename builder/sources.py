@@ -389,6 +389,16 @@ def _scan_package(package: Path) -> Iterator[tuple[_Record, bytes | None]]:
             yield _Record(path, NodeKind.OTHER, entry.perm), None
 
 
+def _split(path: str) -> tuple[str, str]:
+    """posixpath.dirname and basename of a normalized path, at a third of the cost.
+
+    >>> _split("/usr/bin"), _split("/usr")
+    (('/usr', 'bin'), ('/', 'usr'))
+    """
+    parent, _, name = path.rpartition("/")
+    return parent or "/", name
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write a cache file so that readers see all of it or nothing; failures are ignored."""
     try:
@@ -544,7 +554,8 @@ class PackageRoot(Root):
         path = record.path
         self._add_parents(path, origin)
         if record.kind is NodeKind.DIR:
-            if self._nodes.get(path, Node(path, NodeKind.OTHER, 0)).kind is not NodeKind.DIR:
+            existing = self._nodes.get(path)
+            if existing is None or existing.kind is not NodeKind.DIR:
                 self._set(Node(path, NodeKind.DIR, record.mode, origin=origin))
                 self._children.setdefault(path, set())
         elif record.kind is NodeKind.SYMLINK:
@@ -564,7 +575,7 @@ class PackageRoot(Root):
             self._set(Node(path, NodeKind.OTHER, record.mode, origin=origin))
 
     def _add_parents(self, path: str, origin: str) -> None:
-        parent = posixpath.dirname(path)
+        parent = _split(path)[0]
         if parent not in self._nodes:
             self._add_parents(parent, origin)
             self._set(Node(parent, NodeKind.DIR, 0o755, origin=origin))
@@ -573,9 +584,8 @@ class PackageRoot(Root):
     def _set(self, node: Node) -> None:
         self._nodes[node.path] = node
         self._providers.pop(node.path, None)
-        self._children.setdefault(posixpath.dirname(node.path), set()).add(
-            posixpath.basename(node.path)
-        )
+        parent, name = _split(node.path)
+        self._children.setdefault(parent, set()).add(name)
 
     def _lstat(self, path: str) -> Node | None:
         return self._nodes.get(path)
