@@ -428,7 +428,11 @@ def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -
         busybox_real = root.resolve(busybox).path
         programs = _plan_programs(recipe, root, plan, applets, busybox_real)
         for library in library_closure(
-            root, [busybox, *programs], recipe.target.arch, "initrd.binaries"
+            root,
+            [busybox, *programs],
+            recipe.target.arch,
+            "initrd.binaries",
+            default_cache_dir() / "elf",
         ):
             plan.copy_from(root, library)
         _plan_extra_files(recipe, root, plan)

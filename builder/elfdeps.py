@@ -7,23 +7,28 @@ works for another architecture's root as well as for the host.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 import posixpath
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection, DynamicTag
-from elftools.elf.elffile import ELFFile
-from elftools.elf.segments import InterpSegment
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import SourceError
 from builder.sources import Root
+
+if TYPE_CHECKING:
+    from elftools.elf.dynamic import DynamicTag
 
 # e_machine per target architecture, to refuse a binary built for another one.
 ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 # Debian's multiarch directories, which its loader searches without a cache.
 MULTIARCH = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
+# Bump when ElfInfo or the way it is read changes: cached facts are keyed by it.
+INFO_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -37,10 +42,49 @@ class ElfInfo:
     rpath: tuple[str, ...]
 
 
-def read_elf_info(data: bytes, name: str) -> ElfInfo | None:
-    """Dynamic-linking facts of an ELF file, or None if `data` is not ELF."""
+def read_elf_info(data: bytes, name: str, cache_dir: Path | None = None) -> ElfInfo | None:
+    """Dynamic-linking facts of an ELF file, or None if `data` is not ELF.
+
+    With `cache_dir`, the facts are remembered by the file's sha256, so a warm
+    build neither parses the file nor imports pyelftools (a tenth of a
+    second of start-up). The cache is an optimisation only: anything
+    unreadable in it is ignored and recomputed.
+    """
     if not data.startswith(b"\x7fELF"):
         return None
+    if cache_dir is None:
+        return _parse_elf_info(data, name)
+    digest = hashlib.sha256(data).hexdigest()
+    cache_file = cache_dir / f"{INFO_FORMAT}-{digest}.json"
+    try:
+        row = json.loads(cache_file.read_bytes())
+        return ElfInfo(
+            str(row["machine"]),
+            str(row["interpreter"]),
+            tuple(str(item) for item in row["needed"]),
+            tuple(str(item) for item in row["runpath"]),
+            tuple(str(item) for item in row["rpath"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    info = _parse_elf_info(data, name)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        temporary = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(asdict(info)))
+        os.replace(temporary, cache_file)
+    except OSError:
+        pass  # only an optimisation
+    return info
+
+
+def _parse_elf_info(data: bytes, name: str) -> ElfInfo:
+    # Imported here: only a build that meets an ELF file for the first time needs it.
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.segments import InterpSegment
+
     try:
         elf = ELFFile(io.BytesIO(data))
         interpreter = ""
@@ -103,11 +147,14 @@ def _expand_origin(entry: str, origin: str) -> str:
     return entry.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
 
 
-def library_closure(root: Root, programs: Sequence[str], arch: str, key: str) -> list[str]:
+def library_closure(
+    root: Root, programs: Sequence[str], arch: str, key: str, cache_dir: Path | None = None
+) -> list[str]:
     """Paths, in `root`, of the interpreter and every library `programs` need.
 
     `key` names the recipe key that listed the programs, for errors. Paths
     are as found (before symlinks), so soname links stay links in the initrd.
+    `cache_dir` remembers what each ELF file needs (see `read_elf_info`).
 
     >>> library_closure(root, ["/usr/bin/makedumpfile"], "x86_64", "b")  # doctest: +SKIP
     ['/lib64/ld-linux-x86-64.so.2', '/lib/x86_64-linux-gnu/libc.so.6', ...]
@@ -123,7 +170,7 @@ def library_closure(root: Root, programs: Sequence[str], arch: str, key: str) ->
         if real in seen_objects:
             continue
         seen_objects.add(real)
-        info = read_elf_info(root.read_bytes(path), f"{root.description}:{path}")
+        info = read_elf_info(root.read_bytes(path), f"{root.description}:{path}", cache_dir)
         if info is None:
             continue
         if info.machine != wanted_machine:

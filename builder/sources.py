@@ -22,8 +22,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import libarchive
-
 from builder.errors import SourceError
 
 # Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
@@ -332,6 +330,9 @@ class _BlockStream:
 
 def _archive_entries(path: Path) -> Iterator[Any]:
     """Entries of a package's file tree: a .deb's data.tar, else the archive itself."""
+    # Imported here: a warm build reads the package cache and never opens a package.
+    import libarchive
+
     try:
         with libarchive.file_reader(str(path)) as outer:
             for entry in outer:
@@ -386,6 +387,16 @@ def _scan_package(package: Path) -> Iterator[tuple[_Record, bytes | None]]:
             yield _Record(path, NodeKind.FILE, entry.perm, size=len(data)), data
         else:
             yield _Record(path, NodeKind.OTHER, entry.perm), None
+
+
+def _split(path: str) -> tuple[str, str]:
+    """posixpath.dirname and basename of a normalized path, at a third of the cost.
+
+    >>> _split("/usr/bin"), _split("/usr")
+    (('/usr', 'bin'), ('/', 'usr'))
+    """
+    parent, _, name = path.rpartition("/")
+    return parent or "/", name
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -543,7 +554,8 @@ class PackageRoot(Root):
         path = record.path
         self._add_parents(path, origin)
         if record.kind is NodeKind.DIR:
-            if self._nodes.get(path, Node(path, NodeKind.OTHER, 0)).kind is not NodeKind.DIR:
+            existing = self._nodes.get(path)
+            if existing is None or existing.kind is not NodeKind.DIR:
                 self._set(Node(path, NodeKind.DIR, record.mode, origin=origin))
                 self._children.setdefault(path, set())
         elif record.kind is NodeKind.SYMLINK:
@@ -563,7 +575,7 @@ class PackageRoot(Root):
             self._set(Node(path, NodeKind.OTHER, record.mode, origin=origin))
 
     def _add_parents(self, path: str, origin: str) -> None:
-        parent = posixpath.dirname(path)
+        parent = _split(path)[0]
         if parent not in self._nodes:
             self._add_parents(parent, origin)
             self._set(Node(parent, NodeKind.DIR, 0o755, origin=origin))
@@ -572,9 +584,8 @@ class PackageRoot(Root):
     def _set(self, node: Node) -> None:
         self._nodes[node.path] = node
         self._providers.pop(node.path, None)
-        self._children.setdefault(posixpath.dirname(node.path), set()).add(
-            posixpath.basename(node.path)
-        )
+        parent, name = _split(node.path)
+        self._children.setdefault(parent, set()).add(name)
 
     def _lstat(self, path: str) -> Node | None:
         return self._nodes.get(path)
@@ -602,6 +613,24 @@ class PackageRoot(Root):
 
     def _listdir(self, path: str) -> list[str]:
         return list(self._children.get(path, ()))
+
+    def walk_files(self, top: str) -> Iterator[str]:
+        """As `Root.walk_files`, reading the in-memory tree instead of a lookup per file."""
+        resolved = self.resolve(top).path
+        if self.lookup(resolved).kind is not NodeKind.DIR:
+            raise SourceError(f"{self.description}: {top}: not a directory")
+        yield from self._walk_nodes(top.rstrip("/") or "/", resolved)
+
+    def _walk_nodes(self, path: str, resolved: str) -> Iterator[str]:
+        # Plain concatenation: posixpath.join costs more than the rest of the walk.
+        prefix = path if path.endswith("/") else path + "/"
+        resolved_prefix = resolved if resolved.endswith("/") else resolved + "/"
+        for name in sorted(self._children.get(resolved, ())):
+            node = self._nodes[resolved_prefix + name]
+            if node.kind is NodeKind.DIR:
+                yield from self._walk_nodes(prefix + name, node.path)
+            elif node.kind is NodeKind.FILE:
+                yield prefix + name
 
     def fingerprint(self, path: str) -> str | None:
         """An identity of everything below `path`: the packages that provide it."""

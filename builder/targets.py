@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from builder import runtime
 from builder.elfdeps import library_closure, read_elf_info
 from builder.errors import RecipeError, SourceError
+from builder.fetch import default_cache_dir
 from builder.initrd import InitrdPlan
 from builder.recipe import Recipe
 from builder.sources import Root
@@ -162,7 +163,7 @@ def check_collector(recipe: Recipe, root: Root) -> None:
     if recipe.dump.collector != "makedumpfile" or recipe.dump.compression != "zstd":
         return
     binary = next(path for path in recipe.initrd.binaries if path.endswith("/makedumpfile"))
-    info = read_elf_info(root.read_bytes(binary), binary)
+    info = read_elf_info(root.read_bytes(binary), binary, default_cache_dir() / "elf")
     if info is None or not any(name.startswith("libzstd.so") for name in info.needed):
         raise RecipeError(
             f"{recipe.path}: dump.compression: {binary} in {root.description} is built "
@@ -185,7 +186,11 @@ def plan_target(recipe: Recipe, root: Root, plan: InitrdPlan) -> None:
             raise RecipeError(f"{recipe.path}: dump.ssh_client: {error}") from None
     if content.binaries:
         for library in library_closure(
-            root, content.binaries, recipe.target.arch, "dump.ssh_client"
+            root,
+            content.binaries,
+            recipe.target.arch,
+            "dump.ssh_client",
+            default_cache_dir() / "elf",
         ):
             plan.copy_from(root, library)
     for path, (data, mode) in sorted(content.files.items()):

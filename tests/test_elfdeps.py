@@ -96,3 +96,25 @@ def test_missing_library_names_it(sysroot: Path) -> None:
         "initrd.binaries: libgreet.so.1, needed by /opt/app/bin/main (for /opt/app/bin/main), "
         "is not in"
     )
+
+
+def test_elf_facts_are_cached_by_contents(default_root: PackageRoot, tmp_path: Path) -> None:
+    binary = default_root.read_bytes("/usr/bin/makedumpfile")
+    parsed = read_elf_info(binary, "makedumpfile")
+    assert read_elf_info(binary, "makedumpfile", tmp_path) == parsed
+    (cached,) = tmp_path.iterdir()
+    assert read_elf_info(binary, "makedumpfile", tmp_path) == parsed  # read from the cache
+    closure = library_closure(default_root, ["/usr/bin/makedumpfile"], "x86_64", "k")
+    assert library_closure(default_root, ["/usr/bin/makedumpfile"], "x86_64", "k", tmp_path) == (
+        closure
+    )
+    # A damaged cache entry is ignored and rewritten.
+    cached.write_text('{"machine": "EM_X86_64"')
+    assert read_elf_info(binary, "makedumpfile", tmp_path) == parsed
+    assert read_elf_info(binary, "makedumpfile", tmp_path) == parsed
+    # Not ELF: nothing cached, nothing parsed.
+    assert read_elf_info(b"#!/bin/sh\n", "script", tmp_path) is None
+    # A corrupt ELF file is still refused, and not cached.
+    with pytest.raises(SourceError, match="corrupt ELF file"):
+        read_elf_info(b"\x7fELF" + b"\xff" * 60, "broken", tmp_path / "other")
+    assert not (tmp_path / "other").exists()

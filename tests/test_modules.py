@@ -109,8 +109,13 @@ def test_index_is_cached_and_equal(default_root: PackageRoot, tmp_path: Path) ->
     (kernel,) = default_root.glob("/boot/vmlinuz-*")
     version = kernel.removeprefix("/boot/vmlinuz-")
     first = ModuleIndex(default_root, version, tmp_path)
-    assert len(list(tmp_path.glob("*.json"))) == 1
+    # The infos, and the alias tables derived from them.
+    assert len(list(tmp_path.glob("*.aliases.json"))) == 1
+    assert len(list(tmp_path.glob("*.json"))) == 2
     second = ModuleIndex(default_root, version, tmp_path)
+    assert second._exact_aliases == first._exact_aliases
+    assert [tuple(row) for row in second._pattern_aliases] == first._pattern_aliases
+    assert second.resolve("crypto-crc32c", "t") == first.resolve("crypto-crc32c", "t")
     assert first.infos == second.infos
     assert len(first.infos) > 3000
 

@@ -217,3 +217,29 @@ def test_directory_walk_matches_the_generic_walk(tree: Path) -> None:
     assert fast == ["/lib/a/z.ko", "/lib/b.ko", "/lib/libfoo.so.1.2"]
     with pytest.raises(SourceError, match="not a directory"):
         list(root.walk_files("/usr/lib/b.ko"))
+
+
+def test_package_walk_matches_the_generic_walk(tmp_path: Path, default_root: PackageRoot) -> None:
+    from builder.sources import Root
+
+    package = tmp_path / "tree.tar"
+    with tarfile.open(package, "w") as archive:
+        for name, kind in [
+            ("./usr/lib/a/z.ko", tarfile.REGTYPE),
+            ("./usr/lib/b.ko", tarfile.REGTYPE),
+            ("./usr/lib/linked", tarfile.SYMTYPE),  # not entered
+            ("./lib", tarfile.SYMTYPE),  # merged /usr
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = {"./usr/lib/linked": "a", "./lib": "usr/lib"}.get(name, "")
+            archive.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+    root = PackageRoot([package])
+    fast = list(root.walk_files("/lib"))  # through the merged-/usr symlink
+    assert fast == list(Root.walk_files(root, "/lib"))
+    assert fast == ["/lib/a/z.ko", "/lib/b.ko"]
+    assert list(root.walk_files("/")) == list(Root.walk_files(root, "/"))
+    with pytest.raises(SourceError, match="not a directory"):
+        list(root.walk_files("/usr/lib/b.ko"))
+    (kernel,) = default_root.glob("/lib/modules/*")
+    assert list(default_root.walk_files(kernel)) == list(Root.walk_files(default_root, kernel))
