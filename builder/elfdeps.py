@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import posixpath
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder.cache import store_cache_entry
 from builder.errors import SourceError
 from builder.sources import Root
 
@@ -68,13 +68,7 @@ def read_elf_info(data: bytes, name: str, cache_dir: Path | None = None) -> ElfI
     except (OSError, ValueError, KeyError, TypeError):
         pass
     info = _parse_elf_info(data, name)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(asdict(info)))
-        os.replace(temporary, cache_file)
-    except OSError:
-        pass  # only an optimisation
+    store_cache_entry(cache_file, json.dumps(asdict(info)).encode())
     return info
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.cache import store_cache_entry
 from builder.errors import FetchError
 
 CACHE_ENV = "KDUMP_BUILD_CACHE"
@@ -256,10 +257,4 @@ def _store_resolution(memo: Path, fetched: Sequence[FetchedPackage]) -> None:
         {"requested": p.requested, "name": p.name, "version": p.version, "path": str(p.path)}
         for p in fetched
     ]
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        temporary = memo.with_name(f".{memo.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(rows))
-        os.replace(temporary, memo)
-    except OSError:
-        pass  # only an optimisation
+    store_cache_entry(memo, json.dumps(rows).encode())

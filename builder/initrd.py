@@ -22,6 +22,7 @@ from typing import Any
 
 import zstandard
 
+from builder.cache import store_cache_entry
 from builder.errors import InitrdError, SourceError
 from builder.sources import NodeKind, Root, normalize
 
@@ -254,13 +255,7 @@ def compress_cached(data: bytes, method: str, level: int, cache: Path | None) ->
     except OSError:
         pass
     result = compress(data, method, level)
-    try:
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        temporary = stored.with_name(f".{key}.{os.getpid()}")
-        temporary.write_bytes(result)
-        os.replace(temporary, stored)
-    except OSError:
-        pass  # only an optimisation
+    store_cache_entry(stored, result)
     return result
 
 

@@ -17,7 +17,6 @@ import gzip
 import hashlib
 import json
 import lzma
-import os
 import posixpath
 import struct
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import zstandard
 
+from builder.cache import store_cache_entry
 from builder.errors import ModuleError, SourceError
 from builder.sources import Root
 
@@ -211,17 +211,6 @@ def _info_from_json(row: dict[str, object]) -> ModuleInfo:
     )
 
 
-def _write_cache(path: Path, text: str) -> None:
-    """Write a cache file whole or not at all; a failure is ignored."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    except OSError:
-        pass  # only an optimisation
-
-
 @dataclass(frozen=True)
 class Module:
     """One loadable module: where it is, what it needs, what it is built for."""
@@ -289,7 +278,7 @@ class ModuleIndex:
                     "exact": self._exact_aliases,
                     "patterns": self._pattern_aliases,
                 }
-                _write_cache(alias_file, json.dumps(tables))
+                store_cache_entry(alias_file, json.dumps(tables).encode())
         self._cache: dict[str, Module] = {}
 
     @property
@@ -383,7 +372,9 @@ class ModuleIndex:
                 path, parse_modinfo(decompress_module(raw, path), path)
             )
         if cache_file is not None:
-            _write_cache(cache_file, json.dumps([asdict(info) for info in infos.values()]))
+            store_cache_entry(
+                cache_file, json.dumps([asdict(info) for info in infos.values()]).encode()
+            )
         return infos
 
     def resolve(self, name: str, key: str) -> list[str]:

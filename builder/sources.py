@@ -22,6 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from builder.cache import store_cache_entry
 from builder.errors import SourceError
 
 # Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
@@ -399,17 +400,6 @@ def _split(path: str) -> tuple[str, str]:
     return parent or "/", name
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write a cache file so that readers see all of it or nothing; failures are ignored."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except OSError:
-        pass
-
-
 class PackageCache:
     """What reading a package taught us, kept on disk keyed by the package's sha256.
 
@@ -442,7 +432,7 @@ class PackageCache:
         except (OSError, ValueError):
             pass
         digest = file_sha256(package)
-        _write_atomically(memo, f"{stamp} {digest}\n".encode())
+        store_cache_entry(memo, f"{stamp} {digest}\n".encode())
         return digest
 
     def _package_dir(self, digest: str) -> Path:
@@ -462,7 +452,7 @@ class PackageCache:
             "version": self.INDEX_VERSION,
             "entries": [record.to_json() for record in records],
         }
-        _write_atomically(self._package_dir(digest) / "index.json", json.dumps(document).encode())
+        store_cache_entry(self._package_dir(digest) / "index.json", json.dumps(document).encode())
 
     def _member_path(self, digest: str, path: str) -> Path:
         name = hashlib.sha256(path.encode()).hexdigest()
@@ -478,7 +468,7 @@ class PackageCache:
     def store_member(self, digest: str, path: str, data: bytes) -> None:
         target = self._member_path(digest, path)
         if not target.exists():
-            _write_atomically(target, data)
+            store_cache_entry(target, data)
 
 
 def file_sha256(path: Path) -> str:
