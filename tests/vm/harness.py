@@ -71,21 +71,27 @@ def missing_host_tools() -> list[str]:
     return [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
 
 
-def build_main_initrd(capture_dir: Path) -> bytes:
-    """The main kernel's initrd: busybox, kexec and the capture files, no modules."""
-    packages = fetch_packages(KEXEC_PACKAGES, "x86_64")
-    root = PackageRoot([package.path for package in packages])
+def _main_side_plan(packages: tuple[str, ...], *, kexec: bool) -> tuple[InitrdPlan, PackageRoot]:
+    """Busybox with its applet links (and kexec with its libraries) from Debian packages."""
+    root = PackageRoot([package.path for package in fetch_packages(packages, "x86_64")])
     plan = InitrdPlan()
     for directory in ("/dev", "/proc", "/sys", "/tmp"):
         plan.directory(directory)
     plan.chardev("/dev/console", 5, 1)
     plan.copy_from(root, "/bin/busybox")
-    plan.copy_from(root, "/sbin/kexec")
-    for library in library_closure(root, ["/sbin/kexec"], "x86_64", "kexec"):
-        plan.copy_from(root, library)
+    if kexec:
+        plan.copy_from(root, "/sbin/kexec")
+        for library in library_closure(root, ["/sbin/kexec"], "x86_64", "kexec"):
+            plan.copy_from(root, library)
     for applet in busybox_applets(root.read_bytes("/bin/busybox")):
         if not plan.has(f"/bin/{applet}"):
             plan.symlink(f"/bin/{applet}", "/bin/busybox")
+    return plan, root
+
+
+def build_main_initrd(capture_dir: Path) -> bytes:
+    """The main kernel's initrd: busybox, kexec and the capture files, no modules."""
+    plan, _ = _main_side_plan(KEXEC_PACKAGES, kexec=True)
     for name in ("vmlinuz", "initrd.img", "cmdline.txt"):
         plan.file(f"/capture/{name}", (capture_dir / name).read_bytes())
     plan.file("/init", MAIN_INIT.encode(), 0o755)
@@ -129,25 +135,8 @@ def build_hostroot_initrd(
     the host root with `repo` as the working directory. With `kexec`, the
     initrd also carries kexec-tools (for side-by-side comparisons).
     """
-    packages = fetch_packages(
-        (*KEXEC_PACKAGES, f"linux-image-{kernel_version}")
-        if kexec
-        else ("busybox-static", f"linux-image-{kernel_version}"),
-        "x86_64",
-    )
-    root = PackageRoot([package.path for package in packages])
-    plan = InitrdPlan()
-    for directory in ("/dev", "/proc", "/sys", "/tmp"):
-        plan.directory(directory)
-    plan.chardev("/dev/console", 5, 1)
-    plan.copy_from(root, "/bin/busybox")
-    if kexec:
-        plan.copy_from(root, "/sbin/kexec")
-        for library in library_closure(root, ["/sbin/kexec"], "x86_64", "kexec"):
-            plan.copy_from(root, library)
-    for applet in busybox_applets(root.read_bytes("/bin/busybox")):
-        if not plan.has(f"/bin/{applet}"):
-            plan.symlink(f"/bin/{applet}", "/bin/busybox")
+    packages = KEXEC_PACKAGES if kexec else ("busybox-static",)
+    plan, root = _main_side_plan((*packages, f"linux-image-{kernel_version}"), kexec=kexec)
     stored = []
     for module in ModuleIndex(root, kernel_version).load_order(NINEP_MODULES, "9p modules"):
         path = module.path.rsplit(".ko", 1)[0] + ".ko"
