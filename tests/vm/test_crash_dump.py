@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from builder.recipe import Recipe
 from tests.conftest import DEFAULT_RECIPE, run_cli
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm
 
 
-def test_sysrq_crash_is_dumped_by_our_initrd(tmp_path: Path) -> None:
+def test_sysrq_crash_is_dumped_by_our_initrd(tmp_path: Path, default_recipe: Recipe) -> None:
     missing = harness.missing_host_tools()
     assert not missing, f"install {missing} (./bootstrap test does)"
     capture = tmp_path / "capture"
@@ -29,7 +30,7 @@ def test_sysrq_crash_is_dumped_by_our_initrd(tmp_path: Path) -> None:
     boot = harness.run_qemu(
         capture / "vmlinuz",
         main_initrd,
-        "console=ttyS0 crashkernel=192M",
+        f"console=ttyS0 crashkernel={default_recipe.crashkernel.reserve}",
         disk,
         memory="1G",
         log=tmp_path / "console.log",
