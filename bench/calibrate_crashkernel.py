@@ -189,26 +189,14 @@ def boot(
             shutil.rmtree(work / "nfs-export" / "dumps", ignore_errors=True)
         log = scratch / "console.log"
         command = [
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            f"{config.memory_mib}M",
-            "-smp",
-            str(config.vcpus),
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            f"file:{log}",
-            "-no-reboot",
-            "-kernel",
-            str(capture.directory / "vmlinuz"),
-            "-initrd",
-            str(capture.main_initrd),
-            "-append",
-            f"console=ttyS0 crashkernel={size_mib}M",
+            *harness.qemu_command(
+                capture.directory / "vmlinuz",
+                capture.main_initrd,
+                f"console=ttyS0 crashkernel={size_mib}M",
+                memory=f"{config.memory_mib}M",
+                cpus=config.vcpus,
+                log=log,
+            ),
             *media,
         ]
         start = time.monotonic()

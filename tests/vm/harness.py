@@ -174,27 +174,11 @@ class Boot:
     seconds: float
 
 
-def run_qemu(
-    kernel: Path,
-    initrd: Path,
-    append: str,
-    disk: Path | None,
-    *,
-    memory: str = "1G",
-    cpus: int = 1,
-    timeout: float = 600,
-    log: Path,
-    share_host_root: bool = False,
-    stop_after: tuple[str, float] | None = None,
-    extra: tuple[str, ...] = (),
-) -> Boot:
-    """Boot under TCG with the console on a file; return when the guest powers off.
-
-    With `stop_after` = (text, seconds), QEMU is also stopped that many
-    seconds after `text` first shows on the console (returncode None): for
-    runs that are expected to hang, such as a purgatory refusing to jump.
-    """
-    command = [
+def qemu_command(
+    kernel: Path, initrd: Path, append: str, *, memory: str, cpus: int, log: Path
+) -> list[str]:
+    """QEMU under TCG (nested KVM hangs here), no display, the console on `log`."""
+    return [
         "qemu-system-x86_64",
         "-accel",
         "tcg",
@@ -216,6 +200,29 @@ def run_qemu(
         "-append",
         append,
     ]
+
+
+def run_qemu(
+    kernel: Path,
+    initrd: Path,
+    append: str,
+    disk: Path | None,
+    *,
+    memory: str = "1G",
+    cpus: int = 1,
+    timeout: float = 600,
+    log: Path,
+    share_host_root: bool = False,
+    stop_after: tuple[str, float] | None = None,
+    extra: tuple[str, ...] = (),
+) -> Boot:
+    """Boot under TCG with the console on a file; return when the guest powers off.
+
+    With `stop_after` = (text, seconds), QEMU is also stopped that many
+    seconds after `text` first shows on the console (returncode None): for
+    runs that are expected to hang, such as a purgatory refusing to jump.
+    """
+    command = qemu_command(kernel, initrd, append, memory=memory, cpus=cpus, log=log)
     if disk is not None:
         command += ["-drive", f"file={disk},format=raw,if=virtio"]
     if share_host_root:
