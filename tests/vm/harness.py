@@ -260,6 +260,33 @@ def run_qemu(
     return Boot(console, returncode, time.monotonic() - start)
 
 
+@dataclass(frozen=True)
+class LocalCrash:
+    """A crash cycle onto an ext4 dump disk: the boot, and every file on the disk after it."""
+
+    boot: Boot
+    files: list[Path]
+
+
+def crash_to_local_disk(
+    capture: Path, crashkernel: str, work: Path, *, memory: str = "1G"
+) -> LocalCrash:
+    """Boot with `crashkernel=`, `kexec -p` the build in `capture`, crash, read the disk back."""
+    main_initrd = work / "main-initrd.img"
+    main_initrd.write_bytes(build_main_initrd(capture))
+    disk = work / "dump.img"
+    make_dump_disk(disk)
+    boot = run_qemu(
+        capture / "vmlinuz",
+        main_initrd,
+        f"console=ttyS0 crashkernel={crashkernel}",
+        disk,
+        memory=memory,
+        log=work / "console.log",
+    )
+    return LocalCrash(boot, extract_disk(disk, work / "disk"))
+
+
 def extract_disk(disk: Path, destination: Path) -> list[Path]:
     """Copy the whole dump filesystem out with debugfs (no mount needed)."""
     destination.mkdir(parents=True, exist_ok=True)

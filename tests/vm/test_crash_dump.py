@@ -22,26 +22,14 @@ def test_sysrq_crash_is_dumped_by_our_initrd(tmp_path: Path, default_recipe: Rec
     assert result.returncode == 0, result.stderr
     kernel_version = json.loads(result.stdout)["kernel"]
 
-    main_initrd = tmp_path / "main-initrd.img"
-    main_initrd.write_bytes(harness.build_main_initrd(capture))
-    disk = tmp_path / "dump.img"
-    harness.make_dump_disk(disk)
-
-    boot = harness.run_qemu(
-        capture / "vmlinuz",
-        main_initrd,
-        f"console=ttyS0 crashkernel={default_recipe.crashkernel.reserve}",
-        disk,
-        memory="1G",
-        log=tmp_path / "console.log",
-    )
+    crash = harness.crash_to_local_disk(capture, default_recipe.crashkernel.reserve, tmp_path)
+    boot, files = crash.boot, crash.files
     context = boot.console[-4000:]
     assert boot.returncode == 0, f"QEMU did not power off cleanly:\n{context}"
     assert "main: kexec_crash_loaded=1" in boot.console, context
     assert "sysrq: Trigger a crash" in boot.console, context
     assert "kdump: dump saved to" in boot.console, context
 
-    files = harness.extract_disk(disk, tmp_path / "disk")
     vmcores = [path for path in files if path.name == "vmcore"]
     assert len(vmcores) == 1, files
     dump_dir = vmcores[0].parent

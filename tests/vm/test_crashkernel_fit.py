@@ -32,18 +32,8 @@ def test_recommended_reservation_dumps_on_1g(tmp_path: Path) -> None:
     size = parse_crashkernel(recommended).size  # type: ignore[union-attr]
     assert row["needed"] <= size < row["needed"] + 8 * MiB  # rounded up to one 8 MiB step
 
-    main_initrd = tmp_path / "main-initrd.img"
-    main_initrd.write_bytes(harness.build_main_initrd(capture))
-    disk = tmp_path / "dump.img"
-    harness.make_dump_disk(disk)
-    boot = harness.run_qemu(
-        capture / "vmlinuz",
-        main_initrd,
-        f"console=ttyS0 crashkernel={recommended}",
-        disk,
-        memory="1G",
-        log=tmp_path / "console.log",
-    )
+    crash = harness.crash_to_local_disk(capture, recommended, tmp_path)
+    boot, files = crash.boot, crash.files
     context = boot.console[-4000:]
     reserved = re.search(r"Reserving (\d+)MB of memory at \d+MB for crashkernel", boot.console)
     assert reserved is not None, context
@@ -51,7 +41,6 @@ def test_recommended_reservation_dumps_on_1g(tmp_path: Path) -> None:
     assert boot.returncode == 0, f"QEMU did not power off cleanly:\n{context}"
     assert "kdump: dump saved to" in boot.console, context
 
-    files = harness.extract_disk(disk, tmp_path / "disk")
     vmcores = [path for path in files if path.name == "vmcore"]
     assert len(vmcores) == 1, files
     log = harness.dump_dmesg(vmcores[0], tmp_path / "dmesg.txt")

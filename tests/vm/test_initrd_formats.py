@@ -45,22 +45,11 @@ def test_lz4_with_early_microcode_cpio_dumps(tmp_path: Path) -> None:
     assert segments == {0, 1}, segments  # the early cpio, then one lz4 stream of 3 archives
     assert image.count(bytes.fromhex("02214c18")) >= 3
 
-    main_initrd = tmp_path / "main-initrd.img"
-    main_initrd.write_bytes(harness.build_main_initrd(capture))
-    disk = tmp_path / "dump.img"
-    harness.make_dump_disk(disk)
-    boot = harness.run_qemu(
-        capture / "vmlinuz",
-        main_initrd,
-        "console=ttyS0 crashkernel=192M",
-        disk,
-        memory="1G",
-        log=tmp_path / "console.log",
-    )
+    crash = harness.crash_to_local_disk(capture, "192M", tmp_path)
+    boot, files = crash.boot, crash.files
     context = boot.console[-4000:]
     assert boot.returncode == 0, f"QEMU did not power off cleanly:\n{context}"
     assert "kdump: dump saved to" in boot.console, context
-    files = harness.extract_disk(disk, tmp_path / "disk")
     vmcores = [path for path in files if path.name == "vmcore"]
     assert len(vmcores) == 1, files
     log = harness.dump_dmesg(vmcores[0], tmp_path / "dmesg.txt")
