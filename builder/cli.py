@@ -410,9 +410,7 @@ def layout(
     outputs = read_build_outputs(outdir)
     memory = read_iomem(iomem)
     info = read_crash_info_for(sysfs, memory) if sysfs is not None else None
-    planned = plan_layout(
-        arch, outputs, memory, info, backup=outputs.backup_region if backup is None else backup
-    )
+    planned = plan_layout(arch, outputs, memory, info, backup=backup)
     written = write_layout(planned, outdir)
     _print_layout(planned, json_output)
     if not json_output:
@@ -532,9 +530,7 @@ def load(
     else:
         memory = read_iomem(Path("/proc/iomem"))
         info = read_crash_info_for(Path("/"), memory)
-        planned = plan_layout(
-            arch, outputs, memory, info, backup=outputs.backup_region if backup is None else backup
-        )
+        planned = plan_layout(arch, outputs, memory, info, backup=backup)
         if testing_corrupt_segment is not None:
             planned = corrupt_segment_for_testing(planned, testing_corrupt_segment)
             typer.echo(

@@ -78,9 +78,12 @@ def plan_layout(
     memory: MemoryMap,
     info: CrashInfo | None,
     *,
-    backup: bool = False,
+    backup: bool | None = None,
 ) -> Layout:
-    """Plan the crash layout of a build for a memory map."""
+    """Plan the crash layout of a build for a memory map.
+
+    `backup` None means what the build's recipe said (kernel.backup_region).
+    """
     if not memory.of_kind(Kind.CRASH_KERNEL):
         raise LayoutError("the memory map has no 'Crash kernel' range (boot with crashkernel=)")
     planner = arch_layout(arch)
@@ -90,7 +93,7 @@ def plan_layout(
         cmdline=outputs.cmdline,
         memory=memory,
         info=info,
-        backup=backup,
+        backup=outputs.backup_region if backup is None else backup,
         kernel_name=str(outputs.kernel_path),
     )
     return planner.plan(inputs)
