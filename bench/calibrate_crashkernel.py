@@ -44,8 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from builder.build import plan_build, write_outputs  # noqa: E402
-from builder.crashkernel import (  # noqa: E402
+from builder.crashkernel.model import (  # noqa: E402
     CALIBRATION_FILE,
     DEFAULT_CALIBRATION,
     Calibration,
@@ -55,8 +54,9 @@ from builder.crashkernel import (  # noqa: E402
     estimate,
     recommend,
 )
-from builder.fit import capture_profile  # noqa: E402
-from builder.recipe import DUMP_TARGETS, parse_recipe  # noqa: E402
+from builder.crashkernel.profile import capture_profile  # noqa: E402
+from builder.image.pipeline import plan_build, write_outputs  # noqa: E402
+from builder.recipe.model import DUMP_TARGETS, parse_recipe  # noqa: E402
 from tests.vm import harness  # noqa: E402
 
 DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import BuildResult, plan_build
-from builder.fetch import FetchedPackage, fetch_packages
-from builder.recipe import Recipe, load_recipe
-from builder.sources import PackageRoot
+from builder.image.fetch import FetchedPackage, fetch_packages
+from builder.image.pipeline import BuildResult, plan_build
+from builder.image.sources import PackageRoot
+from builder.recipe.model import Recipe, load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"

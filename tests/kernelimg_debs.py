@@ -1,7 +1,7 @@
 """Real Debian kernels for the kernel image tests, read straight from the .deb.
 
-The kernel packages are fetched (and cached) with `builder.fetch`. Members are
-read here with libarchive directly rather than through `builder.sources`:
+The kernel packages are fetched (and cached) with `builder.image.fetch`. Members are
+read here with libarchive directly rather than through `builder.image.sources`:
 the test then stops at /boot (a few MiB in) instead of unpacking every
 module, and the parser under test gets its bytes by a route of its own.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import libarchive
 
-from builder.fetch import fetch_packages
+from builder.image.fetch import fetch_packages
 
 # Debian's kernel flavour per architecture (linux-image-<flavour> metapackages).
 FLAVOURS = {

@@ -2,7 +2,7 @@
 
 Offsets are written out here from the kernel's documentation (boot.rst,
 booting.rst, boot-image-header.rst, zboot-header.S, the PE/COFF and ELF
-specifications) rather than taken from `builder.kernelimg`, so a wrong
+specifications) rather than taken from `builder.binfmt.kernelimg`, so a wrong
 constant there cannot make a test agree with itself.
 """
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Host-side wrapper around builder/purgatory/sha256.c for the tests: hashes
+ * Host-side wrapper around builder/kexec/purgatory/sha256.c for the tests: hashes
  * `len` bytes fed to sha256_update in pieces of the given sizes (cycled), so
  * the buffering across block boundaries is exercised, not just one call.
  */

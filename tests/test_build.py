@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import plan_build, script_interpreter
 from builder.errors import RecipeError
-from builder.initrd import read_initrd
-from builder.recipe import load_recipe
+from builder.image.initrd import read_initrd
+from builder.image.pipeline import plan_build, script_interpreter
+from builder.recipe.model import load_recipe
 from tests.conftest import DEFAULT_RECIPE
 
 NO_MODULES = "modules = []\n"
@@ -169,7 +169,7 @@ def test_auto_modules_on_this_host(tmp_path: Path) -> None:
 
 def test_cold_and_warm_caches_give_the_same_bytes(tmp_path: Path) -> None:
     """A build with empty index, member, module and compression caches equals a warm one."""
-    from builder.fetch import default_cache_dir
+    from builder.image.fetch import default_cache_dir
 
     shared = default_cache_dir()
     cold_cache = tmp_path / "cache"

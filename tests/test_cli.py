@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.fetch import FetchedPackage
+from builder.image.fetch import FetchedPackage
 from tests.conftest import DEFAULT_RECIPE, run_cli
 
 MINIMAL_DUMP = '[dump]\ndevice = "LABEL=kdump"\n'
@@ -113,7 +113,7 @@ def test_symlink_leaving_the_root(
     sysroot = tmp_path / "sysroot"
     (sysroot / "boot").mkdir(parents=True)
     kernel = next(p.path for p in default_packages if p.name.startswith("linux-image"))
-    from builder.sources import PackageRoot
+    from builder.image.sources import PackageRoot
 
     root = PackageRoot([kernel])
     (image,) = root.glob("/boot/vmlinuz-*")
@@ -187,7 +187,7 @@ def test_usage_error_exits_2() -> None:
 def test_inspect_kernel_image(tmp_path: Path, default_build: object) -> None:
     import struct
 
-    from builder.build import BuildResult
+    from builder.image.pipeline import BuildResult
 
     assert isinstance(default_build, BuildResult)
     kernel = tmp_path / "vmlinuz"
@@ -212,7 +212,7 @@ def test_build_ignores_home_umask_and_unset_epoch(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from builder.fetch import default_cache_dir
+    from builder.image.fetch import default_cache_dir
 
     first, second = tmp_path / "a", tmp_path / "b"
     (tmp_path / "home").mkdir()

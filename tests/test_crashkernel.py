@@ -29,8 +29,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import builder.crashkernel
-from builder.crashkernel import (
+import builder.crashkernel.model
+from builder.crashkernel.model import (
     ARCHES,
     DEFAULT_CALIBRATION,
     Calibration,
@@ -59,7 +59,7 @@ from builder.crashkernel import (
     reservation,
 )
 from builder.errors import FitError, RecipeError, SourceError
-from builder.memmap import Range, parse_iomem
+from builder.kexec.memmap import Range, parse_iomem
 
 K, M, G, T = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 IOMEM = Path(__file__).parent / "data" / "iomem"
@@ -709,7 +709,7 @@ def test_recommendation_impossible() -> None:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(builder.crashkernel).failed == 0
+    assert doctest.testmod(builder.crashkernel.model).failed == 0
 
 
 def test_recommend_without_ram() -> None:

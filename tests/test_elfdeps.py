@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.elfdeps import library_closure, read_elf_info
 from builder.errors import SourceError
-from builder.sources import DirectoryRoot, PackageRoot
+from builder.image.libraries import library_closure, read_elf_info
+from builder.image.sources import DirectoryRoot, PackageRoot
 
 
 def test_makedumpfile_closure(default_root: PackageRoot) -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import BuildResult
-from builder.crashkernel import (
+from builder.crashkernel.model import (
     CALIBRATION_FILE,
     DEFAULT_CALIBRATION,
     Calibration,
@@ -21,8 +20,7 @@ from builder.crashkernel import (
     parse_crashkernel,
     reservation,
 )
-from builder.errors import FitError, InitrdError, RecipeError
-from builder.fit import (
+from builder.crashkernel.profile import (
     GZIP_WORKSPACE,
     XZ_OVERHEAD,
     ZSTD_OVERHEAD,
@@ -32,8 +30,10 @@ from builder.fit import (
     fit_recipe,
     ram_sizes,
 )
-from builder.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd, segments, write_cpio
-from builder.recipe import parse_recipe
+from builder.errors import FitError, InitrdError, RecipeError
+from builder.image.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd, segments, write_cpio
+from builder.image.pipeline import BuildResult
+from builder.recipe.model import parse_recipe
 from tests.conftest import DEFAULT_RECIPE, run_cli
 
 JSON_ROW_KEYS = {"ram", "reserved", "offset", "low"}
@@ -185,7 +185,7 @@ def test_fit_recipe_overrides(default_build: BuildResult) -> None:
 
 
 def _profile(result: BuildResult):  # type: ignore[no-untyped-def]
-    from builder.fit import capture_profile
+    from builder.crashkernel.profile import capture_profile
 
     return capture_profile(
         result.recipe, result.kernel, result.cmdline, result.members, result.initrd
@@ -288,11 +288,11 @@ def test_build_that_does_not_fit(tmp_path: Path) -> None:
 def test_docstring_examples() -> None:
     import doctest
 
-    import builder.fit
-    import builder.initrd
+    import builder.crashkernel.profile
+    import builder.image.initrd
 
-    assert doctest.testmod(builder.fit).failed == 0
-    assert doctest.testmod(builder.initrd).failed == 0  # segments()
+    assert doctest.testmod(builder.crashkernel.profile).failed == 0
+    assert doctest.testmod(builder.image.initrd).failed == 0  # segments()
 
 
 # ------------------------------------------------------------------ decompressor workspace
@@ -381,7 +381,7 @@ def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_pa
 
 def test_model_meets_the_calibration_goal_on_the_stored_runs() -> None:
     """For every calibrated guest: measured minimum <= recommendation <= minimum + 32 MiB."""
-    from builder.crashkernel import CaptureProfile, estimate, recommend
+    from builder.crashkernel.model import CaptureProfile, estimate, recommend
 
     record = json.loads(CALIBRATION_FILE.read_text())
     assert len(record["measurements"]) >= 4

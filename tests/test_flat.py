@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.binfmt.flat import HEADER_SIZE, flat_block, flat_end, flat_header, restore_stream
 from builder.errors import DumpError
-from builder.flat import HEADER_SIZE, flat_block, flat_end, flat_header, restore_stream
 from tests.conftest import run_cli
 
 

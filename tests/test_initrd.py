@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import InitrdError
-from builder.initrd import (
+from builder.image.initrd import (
     LZ4_LEGACY_CHUNK,
     InitrdPlan,
     compress,
@@ -126,7 +126,7 @@ def test_corrupt_initrd_names_the_offset() -> None:
 
 
 def test_copy_from_keeps_symlink_chain(tmp_path: Path) -> None:
-    from builder.sources import DirectoryRoot
+    from builder.image.sources import DirectoryRoot
 
     (tmp_path / "usr/lib").mkdir(parents=True)
     (tmp_path / "usr/lib/libz.so.1.2").write_bytes(b"z")

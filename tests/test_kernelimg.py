@@ -17,9 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from builder.errors import ImageError
-from builder.fetch import fetch_packages
-from builder.kernelimg import (
+from builder.binfmt.kernelimg import (
     FORMATS,
     Arch,
     Compression,
@@ -28,6 +26,8 @@ from builder.kernelimg import (
     describe,
     parse_kernel_image,
 )
+from builder.errors import ImageError
+from builder.image.fetch import fetch_packages
 from tests.kernelimg_debs import deb_members, debian_kernel
 from tests.kernelimg_synth import (
     arm64_image,

@@ -1,4 +1,4 @@
-"""Tests for builder/layout: x86_64 planning, boot_params, ELF core header, checks, CLI.
+"""Tests for builder/kexec/layout: x86_64 planning, boot_params, ELF core header, checks, CLI.
 
 Real inputs: Debian's bzImage and the default recipe's initrd, the captured
 /proc/iomem samples, and sysfs values captured in a QEMU guest
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-import builder.crashinfo
-import builder.layout
-import builder.layout.elfcore
-from builder.build import BuildResult, write_outputs
-from builder.crashinfo import CpuNote, CrashInfo, KernelText, parse_cpu_list, read_crash_info
+import builder.kexec.crashinfo
+import builder.kexec.layout
+import builder.kexec.layout.elfcore
 from builder.errors import LayoutError
-from builder.layout import (
+from builder.image.pipeline import BuildResult, write_outputs
+from builder.kexec.crashinfo import CpuNote, CrashInfo, KernelText, parse_cpu_list, read_crash_info
+from builder.kexec.layout import (
     KEXEC_ARCH_X86_64,
     KEXEC_ON_CRASH,
     KexecSegment,
@@ -35,18 +35,18 @@ from builder.layout import (
     layout_json,
     write_layout,
 )
-from builder.layout.elfcore import elf_core_header
-from builder.layout.inputs import read_crash_info_for
-from builder.layout.x86_64 import (
+from builder.kexec.layout.elfcore import elf_core_header
+from builder.kexec.layout.inputs import read_crash_info_for
+from builder.kexec.layout.x86_64 import (
     E820_RAM,
     E820Entry,
     X86_64Inputs,
     capture_e820,
     plan_x86_64,
 )
-from builder.memmap import HoleAllocator, MemoryMap, Range, find_hole, parse_iomem
-from builder.purgatory.loader import LoadedPurgatory
-from builder.purgatory.regions import regions_digest
+from builder.kexec.memmap import HoleAllocator, MemoryMap, Range, find_hole, parse_iomem
+from builder.kexec.purgatory.loader import LoadedPurgatory
+from builder.kexec.purgatory.regions import regions_digest
 from tests.conftest import REPO, run_cli
 
 IOMEM = REPO / "tests" / "data" / "iomem"
@@ -314,7 +314,7 @@ def test_purgatory_digest_covers_every_other_segment(default_build: BuildResult)
 
 
 def _as_loaded(segment: KexecSegment) -> LoadedPurgatory:
-    from builder.purgatory.x86_64 import load_x86_64_purgatory
+    from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
 
     fresh = load_x86_64_purgatory(segment.mem)
     return LoadedPurgatory(fresh.load_address, segment.data, fresh.memsz, fresh.alignment,
@@ -540,7 +540,7 @@ def test_cli_load_bad_method(outdir: Path) -> None:
 
 
 def test_doctests() -> None:
-    for module in (builder.layout, builder.layout.elfcore, builder.crashinfo):
+    for module in (builder.kexec.layout, builder.kexec.layout.elfcore, builder.kexec.crashinfo):
         failures, _ = doctest.testmod(module)
         assert failures == 0, module.__name__
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import builder.memmap
+import builder.kexec.memmap
 from builder.errors import LayoutError, RecipeError
-from builder.memmap import (
+from builder.kexec.memmap import (
     HoleAllocator,
     Kind,
     MemoryMap,
@@ -93,7 +93,7 @@ def test_total_ram() -> None:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(builder.memmap).failed == 0
+    assert doctest.testmod(builder.kexec.memmap).failed == 0
 
 
 def test_qemu_nesting() -> None:

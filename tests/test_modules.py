@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.errors import ModuleError
-from builder.modules import ModuleIndex, canonical_name, parse_modinfo
-from builder.sources import DirectoryRoot, PackageRoot
+from builder.image.modules import ModuleIndex, canonical_name, parse_modinfo
+from builder.image.sources import DirectoryRoot, PackageRoot
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for builder/purgatory: the shipped object, its SHA-256, the ET_REL loader.
+"""Tests for builder/kexec/purgatory: the shipped object, its SHA-256, the ET_REL loader.
 
 Independent oracles: hashlib for SHA-256, GNU ld + objcopy for the relocated
 image, and the shipped object's own code run on the host (its C part and the
@@ -25,11 +25,11 @@ from elftools.elf.elffile import ELFFile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import builder.purgatory.loader
-import builder.purgatory.regions
-import builder.purgatory.x86_64
+import builder.kexec.purgatory.loader
+import builder.kexec.purgatory.regions
+import builder.kexec.purgatory.x86_64
 from builder.errors import LayoutError
-from builder.purgatory import (
+from builder.kexec.purgatory import (
     BackupRegion,
     LoadedPurgatory,
     build_x86_64_purgatory,
@@ -39,11 +39,11 @@ from builder.purgatory import (
     regions_digest,
     regions_table,
 )
-from builder.purgatory.x86_64 import ENTRY_REGISTERS, entry_registers_block, shipped_object
+from builder.kexec.purgatory.x86_64 import ENTRY_REGISTERS, entry_registers_block, shipped_object
 from tests import purgatory_qemu
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = REPO / "builder" / "purgatory"
+SOURCES = REPO / "builder" / "kexec" / "purgatory"
 TESTS = REPO / "tests"
 LOW = 0x7F000000  # below 2 GiB
 HIGH = 0x1_2345_6000  # above 4 GiB: the crash region may be up there
@@ -80,7 +80,7 @@ def test_shipped_object_is_what_the_sources_build(tmp_path: Path) -> None:
     recorded = (SOURCES / "purgatory-x86_64.toolchain").read_text()
     current = (tmp_path / "purgatory-x86_64.toolchain").read_text()
     assert rebuilt == shipped_object(), (
-        "builder/purgatory/purgatory-x86_64.o is stale: run scripts/build-purgatory "
+        "builder/kexec/purgatory/purgatory-x86_64.o is stale: run scripts/build-purgatory "
         f"(shipped with:\n{recorded}built here with:\n{current})"
     )
 
@@ -609,7 +609,11 @@ def test_shipped_purgatory_hands_over_every_register(
 
 @pytest.mark.parametrize(
     "module",
-    [builder.purgatory.loader, builder.purgatory.regions, builder.purgatory.x86_64],
+    [
+        builder.kexec.purgatory.loader,
+        builder.kexec.purgatory.regions,
+        builder.kexec.purgatory.x86_64,
+    ],
     ids=lambda module: module.__name__,
 )
 def test_docstring_examples(module: object) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import RecipeError
-from builder.recipe import SECTIONS, SETTINGS, load_recipe, parse_recipe, reference_markdown
+from builder.recipe.model import SECTIONS, SETTINGS, load_recipe, parse_recipe, reference_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = '[source]\nroot = "/"\n[dump]\ndevice = "LABEL=kdump"\n'

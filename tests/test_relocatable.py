@@ -6,9 +6,9 @@ import struct
 
 import pytest
 
+from builder.binfmt.kernelimg import Arch, KernelImage, parse_kernel_image
 from builder.errors import RecipeError
-from builder.kernelimg import Arch, KernelImage, parse_kernel_image
-from builder.relocatable import (
+from builder.image.capture import (
     CapturePlan,
     KernelMode,
     parse_kernel_config,

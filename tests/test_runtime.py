@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.recipe import parse_recipe
-from builder.runtime import collector_command, render_config
+from builder.image.runtime import collector_command, render_config
+from builder.recipe.model import parse_recipe
 
 HOSTILE = "x'y\"z $(touch {marker}) `touch {marker}` ; touch {marker}\n touch {marker} \\\\ $HOME"
 
@@ -33,7 +33,7 @@ def test_hostile_strings_stay_data(tmp_path: Path, shell: list[str]) -> None:
 
 
 def test_same_with_busybox_ash(tmp_path: Path, default_root: object) -> None:
-    from builder.sources import PackageRoot
+    from builder.image.sources import PackageRoot
 
     assert isinstance(default_root, PackageRoot)
     busybox = tmp_path / "busybox"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import SourceError
-from builder.sources import (
+from builder.image.sources import (
     DirectoryRoot,
     NodeKind,
     PackageCache,
@@ -166,7 +166,7 @@ def test_deb_built_with_dpkg_deb(tmp_path: Path) -> None:
 def test_package_cache_reads_only_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import builder.sources as sources
+    import builder.image.sources as sources
 
     package = tmp_path / "a.tar.gz"
     package.write_bytes(
@@ -205,7 +205,7 @@ def test_package_cache_reads_only_what_is_missing(
 
 
 def test_directory_walk_matches_the_generic_walk(tree: Path) -> None:
-    from builder.sources import Root
+    from builder.image.sources import Root
 
     (tree / "usr/lib/a").mkdir()
     (tree / "usr/lib/a/z.ko").write_bytes(b"z")
@@ -220,7 +220,7 @@ def test_directory_walk_matches_the_generic_walk(tree: Path) -> None:
 
 
 def test_package_walk_matches_the_generic_walk(tmp_path: Path, default_root: PackageRoot) -> None:
-    from builder.sources import Root
+    from builder.image.sources import Root
 
     package = tmp_path / "tree.tar"
     with tarfile.open(package, "w") as archive:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from builder import runtime
-from builder.build import Steps, plan_initrd
 from builder.errors import RecipeError
-from builder.fetch import fetch_packages
-from builder.initrd import Member, MemberKind
-from builder.recipe import Recipe, parse_recipe
-from builder.sources import PackageRoot
-from builder.targets import check_collector, dropbear_key, target_content
+from builder.image import runtime
+from builder.image.fetch import fetch_packages
+from builder.image.initrd import Member, MemberKind
+from builder.image.pipeline import Steps, plan_initrd
+from builder.image.sources import PackageRoot
+from builder.image.targets import check_collector, dropbear_key, target_content
+from builder.recipe.model import Recipe, parse_recipe
 from tests.conftest import DEFAULT_RECIPE
 from tests.test_runtime import toml_string
 

@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.build import busybox_applets
-from builder.elfdeps import library_closure
-from builder.fetch import fetch_packages
-from builder.initrd import InitrdPlan, compress, write_cpio
-from builder.modules import ModuleIndex
-from builder.sources import PackageRoot
+from builder.image.fetch import fetch_packages
+from builder.image.initrd import InitrdPlan, compress, write_cpio
+from builder.image.libraries import library_closure
+from builder.image.modules import ModuleIndex
+from builder.image.pipeline import busybox_applets
+from builder.image.sources import PackageRoot
 
 # kexec-tools and the libraries of its kexec binary in Debian 12 (Xen support
 # pulls in the libxen* family).

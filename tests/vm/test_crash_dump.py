@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.recipe import Recipe
+from builder.recipe.model import Recipe
 from tests.conftest import DEFAULT_RECIPE, run_cli
 from tests.vm import harness
 

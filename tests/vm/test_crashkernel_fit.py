@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.crashkernel import MiB, parse_crashkernel
+from builder.crashkernel.model import MiB, parse_crashkernel
 from tests.conftest import DEFAULT_RECIPE, run_cli
 from tests.vm import harness
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import LayoutError
-from builder.memmap import PAGE_SIZE, Range
+from builder.kexec.memmap import PAGE_SIZE, Range
 
 __all__ = [
     "KEXEC_ARCH_AARCH64",
@@ -107,7 +107,7 @@ def check_layout(layout: Layout) -> None:
     segments overlap; every segment and the entry inside the crash region.
     Each violation is a `LayoutError` naming the segment.
 
-    >>> from builder.memmap import Range
+    >>> from builder.kexec.memmap import Range
     >>> region = Range(0x1000000, 0x2000000)
     >>> kernel = KexecSegment("kernel", 0x1000800, 0x1000, b"")
     >>> bad = Layout("x86_64", 0x1000000, 1, region, (kernel,))

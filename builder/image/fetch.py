@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.cache import store_cache_entry
 from builder.errors import FetchError
+from builder.image.cache import store_cache_entry
 
 CACHE_ENV = "KDUMP_BUILD_CACHE"
 # Package lists older than this are refreshed, so "current" means current.
@@ -208,7 +208,7 @@ def fetch_packages(
     >>> [p.name for p in fetch_packages(["busybox-static"], "x86_64")]  # doctest: +SKIP
     ['busybox-static']
     """
-    from builder.sources import package_is_empty  # sources needs nothing from here
+    from builder.image.sources import package_is_empty  # sources needs nothing from here
 
     archive = AptArchive(cache_dir or default_cache_dir(), debian_arch(arch))
     archive.update(force=refresh)

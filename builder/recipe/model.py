@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from builder.crashkernel import DEFAULT_RAM, DumpTarget, parse_crashkernel_args, parse_size
+from builder.crashkernel.model import DEFAULT_RAM, DumpTarget, parse_crashkernel_args, parse_size
 from builder.errors import RecipeError
 
 ARCHES = ("x86_64", "aarch64")
@@ -801,7 +801,7 @@ def reference_markdown() -> str:
     lines = [
         "# Recipe reference",
         "",
-        "Generated from `builder/recipe.py` by `kdump-build recipe-doc`; do not edit.",
+        "Generated from `builder/recipe/` by `kdump-build recipe-doc`; do not edit.",
         "",
         "A recipe is a TOML file. `name` (top level, default: the file name without",
         "`.toml`) names the build; every other key lives in one of the tables below.",

@@ -16,13 +16,13 @@ import binascii
 import struct
 from dataclasses import dataclass, field
 
-from builder import runtime
-from builder.elfdeps import library_closure, read_elf_info
 from builder.errors import RecipeError, SourceError
-from builder.fetch import default_cache_dir
-from builder.initrd import InitrdPlan
-from builder.recipe import Recipe
-from builder.sources import Root
+from builder.image import runtime
+from builder.image.fetch import default_cache_dir
+from builder.image.initrd import InitrdPlan
+from builder.image.libraries import library_closure, read_elf_info
+from builder.image.sources import Root
+from builder.recipe.model import Recipe
 
 # The module that registers the NFS filesystem type each version mounts with;
 # their .modinfo depends= bring sunrpc, lockd, grace and the rest.

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from builder.errors import LayoutError
-from builder.purgatory.loader import LoadedPurgatory, load_purgatory
-from builder.purgatory.regions import Segment, regions_digest, regions_table
+from builder.kexec.purgatory.loader import LoadedPurgatory, load_purgatory
+from builder.kexec.purgatory.regions import Segment, regions_digest, regions_table
 
 __all__ = [
     "ENTRY_REGISTERS",
@@ -63,7 +63,7 @@ def shipped_object() -> bytes:
     >>> shipped_object()[:4]
     b'\\x7fELF'
     """
-    return (resources.files("builder.purgatory") / OBJECT_NAME).read_bytes()
+    return (resources.files("builder.kexec.purgatory") / OBJECT_NAME).read_bytes()
 
 
 def load_x86_64_purgatory(load_address: int) -> LoadedPurgatory:

@@ -22,8 +22,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from builder.cache import store_cache_entry
 from builder.errors import SourceError
+from builder.image.cache import store_cache_entry
 
 # Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
 MAX_SYMLINK_HOPS = 40

@@ -53,9 +53,9 @@ def build(
     ] = False,
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
-    from builder.build import Steps, plan_build, write_outputs
     from builder.errors import FitError
-    from builder.recipe import load_recipe
+    from builder.image.pipeline import Steps, plan_build, write_outputs
+    from builder.recipe.model import load_recipe
 
     parsed = load_recipe(recipe)
     outdir = output or Path("build") / parsed.name
@@ -105,9 +105,9 @@ def inspect(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe a kernel image, or list an initrd's members like lsinitrd."""
+    from builder.binfmt.kernelimg import describe, parse_kernel_image
     from builder.errors import ImageError, InitrdError
-    from builder.initrd import COMPRESSION_MAGICS, NEWC_CRC_MAGIC, NEWC_MAGIC, read_initrd
-    from builder.kernelimg import describe, parse_kernel_image
+    from builder.image.initrd import COMPRESSION_MAGICS, NEWC_CRC_MAGIC, NEWC_MAGIC, read_initrd
 
     try:
         data = path.read_bytes()
@@ -185,7 +185,7 @@ def _print_initrd(entries: list[Any], size: int, json_output: bool) -> None:
 
 def _read_initrd_file(path: Path) -> list[Any]:
     from builder.errors import InitrdError
-    from builder.initrd import read_initrd
+    from builder.image.initrd import read_initrd
 
     try:
         data = path.read_bytes()
@@ -204,7 +204,7 @@ def diff(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show members added (+), removed (-) and changed (~) between two initrds."""
-    from builder.initrd import diff_initrds, sha256
+    from builder.image.initrd import diff_initrds, sha256
 
     changes = diff_initrds(_read_initrd_file(before), _read_initrd_file(after))
     if json_output:
@@ -248,8 +248,8 @@ def fetch(
     refresh: Annotated[bool, typer.Option(help="Refresh the package lists first.")] = False,
 ) -> None:
     """Fetch the Debian packages a recipe names into the cache."""
-    from builder.build import fetch_recipe_packages
-    from builder.recipe import load_recipe
+    from builder.image.pipeline import fetch_recipe_packages
+    from builder.recipe.model import load_recipe
 
     for package in fetch_recipe_packages(load_recipe(recipe), refresh=refresh):
         typer.echo(f"{package.name} {package.version} {package.path}")
@@ -274,9 +274,9 @@ def fit_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
-    from builder.crashkernel import DEFAULT_RAM, fit, format_size
+    from builder.crashkernel.model import DEFAULT_RAM, fit, format_size
+    from builder.crashkernel.profile import fit_recipe, ram_sizes
     from builder.errors import FitError, RecipeError
-    from builder.fit import fit_recipe, ram_sizes
 
     rams = ram_sizes(ram, "--ram") if ram else None
     if recipe is None:
@@ -288,9 +288,9 @@ def fit_command(
             arch=arch or "x86_64",
         )
     else:
-        from builder.build import capture_cmdline, plan_build
-        from builder.fit import capture_profile
-        from builder.recipe import load_recipe
+        from builder.crashkernel.profile import capture_profile
+        from builder.image.pipeline import capture_cmdline, plan_build
+        from builder.recipe.model import load_recipe
 
         if arch is not None:
             raise RecipeError("fit: --arch is only for use without a recipe (it has target.arch)")
@@ -341,7 +341,7 @@ def restore(
     output: Annotated[Path, typer.Argument(help="The vmcore to write.")],
 ) -> None:
     """Turn makedumpfile's flattened stream (raw and ssh targets) back into a vmcore."""
-    from builder.flat import restore_file
+    from builder.binfmt.flat import restore_file
 
     result = restore_file(source, output)
     typer.echo(
@@ -353,7 +353,7 @@ def restore(
 @app.command("recipe-doc")
 def recipe_doc() -> None:
     """Print the recipe reference (docs/recipe.md) generated from the settings table."""
-    from builder.recipe import reference_markdown
+    from builder.recipe.model import reference_markdown
 
     typer.echo(reference_markdown(), nl=False)
 
@@ -363,7 +363,7 @@ METHODS = ("segments", "file", "auto")
 
 
 def _print_layout(layout: Any, json_output: bool) -> None:
-    from builder.layout import describe_layout, layout_json
+    from builder.kexec.layout import describe_layout, layout_json
 
     if json_output:
         typer.echo(json.dumps(layout_json(layout), indent=2))
@@ -399,8 +399,8 @@ def layout(
     json_output: Annotated[bool, typer.Option("--json", help="Print layout.json.")] = False,
 ) -> None:
     """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
-    from builder.layout import write_layout
-    from builder.layout.inputs import (
+    from builder.kexec.layout import write_layout
+    from builder.kexec.layout.inputs import (
         plan_layout,
         read_build_outputs,
         read_crash_info_for,
@@ -422,7 +422,7 @@ def capture_sysfs(
     destination: Annotated[Path, typer.Argument(help="Directory to create.")],
 ) -> None:
     """Save this system's crash notes, vmcoreinfo, kcore headers and iomem for `layout --sysfs`."""
-    from builder.crashinfo import capture_crash_info
+    from builder.kexec.crashinfo import capture_crash_info
 
     capture_crash_info(Path("/"), destination)
     (destination / "proc" / "iomem").write_bytes(Path("/proc/iomem").read_bytes())
@@ -430,7 +430,7 @@ def capture_sysfs(
 
 
 def _choose_method(method: str) -> str:
-    from builder.kexec import lockdown_mode
+    from builder.kexec.syscalls import lockdown_mode
 
     if method not in METHODS:
         from builder.errors import LoadError
@@ -503,14 +503,14 @@ def load(
     """Load the capture kernel from OUTDIR as this system's crash kernel."""
     import shlex
 
-    from builder.kexec import kexec_file_load, kexec_load
-    from builder.layout import check_layout, corrupt_segment_for_testing
-    from builder.layout.inputs import (
+    from builder.kexec.layout import check_layout, corrupt_segment_for_testing
+    from builder.kexec.layout.inputs import (
         plan_layout,
         read_build_outputs,
         read_crash_info_for,
         read_iomem,
     )
+    from builder.kexec.syscalls import kexec_file_load, kexec_load
 
     outputs = read_build_outputs(outdir)
     if print_kexec_command:
@@ -553,7 +553,7 @@ def unload(
     arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
 ) -> None:
     """Unload the crash kernel."""
-    from builder.kexec import unload as kexec_unload
+    from builder.kexec.syscalls import unload as kexec_unload
 
     chosen = _choose_method(method)
     kexec_unload(arch, method=chosen)
@@ -567,12 +567,12 @@ def status(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Whether a crash kernel is loaded, the crash region, and how it was loaded."""
-    from builder.kexec import kexec_status
+    from builder.kexec.syscalls import kexec_status
 
     current = kexec_status()
     region: str | None = None
     try:
-        from builder.memmap import parse_iomem
+        from builder.kexec.memmap import parse_iomem
 
         memory = parse_iomem(Path("/proc/iomem").read_text())
         ranges = memory.crash_ranges()

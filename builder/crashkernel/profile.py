@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from builder.crashkernel import (
+from builder.binfmt.kernelimg import KernelImage
+from builder.crashkernel.model import (
     DEFAULT_CALIBRATION,
     Calibration,
     CaptureProfile,
@@ -19,7 +20,7 @@ from builder.crashkernel import (
     parse_size,
 )
 from builder.errors import InitrdError, RecipeError
-from builder.initrd import (
+from builder.image.initrd import (
     LZ4_LEGACY_CHUNK,
     LZ4_LEGACY_MAGIC,
     XZ_MAGIC,
@@ -28,8 +29,7 @@ from builder.initrd import (
     MemberKind,
     segments,
 )
-from builder.kernelimg import KernelImage
-from builder.recipe import Recipe
+from builder.recipe.model import Recipe
 
 PAGE_SIZE = 4096
 
@@ -37,7 +37,7 @@ PAGE_SIZE = 4096
 def unpacked_size(members: Sequence[Member]) -> int:
     """Bytes the unpacked initrd holds in the rootfs (tmpfs keeps whole pages per file).
 
-    >>> from builder.initrd import InitrdPlan
+    >>> from builder.image.initrd import InitrdPlan
     >>> plan = InitrdPlan()
     >>> plan.file("/a", b"x" * 5000)
     >>> plan.file("/b", b"y")
@@ -70,11 +70,11 @@ def decompressor_workspace(initrd: bytes) -> tuple[int, str]:
     dictionary size (xz_dec in XZ_DYNALLOC mode allocates all of it); lz4
     (legacy format): one 8 MiB output chunk; gzip: a 32 KiB window and buffers.
 
-    >>> from builder.initrd import compress
+    >>> from builder.image.initrd import compress
     >>> size, what = decompressor_workspace(compress(bytes(4 << 20), "zstd", 19))
     >>> size == (4 << 20) + ZSTD_OVERHEAD, what
     (True, 'zstd window 4M')
-    >>> from builder.initrd import write_cpio
+    >>> from builder.image.initrd import write_cpio
     >>> decompressor_workspace(write_cpio([]))
     (0, 'uncompressed')
     """

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import zstandard
 
-from builder.cache import store_cache_entry
 from builder.errors import ModuleError, SourceError
-from builder.sources import Root
+from builder.image.cache import store_cache_entry
+from builder.image.sources import Root
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 # Kernel config options that let the kernel decompress a module itself

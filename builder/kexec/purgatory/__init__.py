@@ -5,9 +5,9 @@
 shipped x86_64 object.
 """
 
-from builder.purgatory.loader import LoadedPurgatory, PurgatorySymbol, load_purgatory
-from builder.purgatory.regions import MAX_REGIONS, Segment, regions_digest, regions_table
-from builder.purgatory.x86_64 import (
+from builder.kexec.purgatory.loader import LoadedPurgatory, PurgatorySymbol, load_purgatory
+from builder.kexec.purgatory.regions import MAX_REGIONS, Segment, regions_digest, regions_table
+from builder.kexec.purgatory.x86_64 import (
     BackupRegion,
     build_x86_64_purgatory,
     load_x86_64_purgatory,

@@ -22,9 +22,9 @@ from typing import Any
 
 import zstandard
 
-from builder.cache import store_cache_entry
 from builder.errors import InitrdError, SourceError
-from builder.sources import NodeKind, Root, normalize
+from builder.image.cache import store_cache_entry
+from builder.image.sources import NodeKind, Root, normalize
 
 NEWC_MAGIC = b"070701"
 NEWC_CRC_MAGIC = b"070702"

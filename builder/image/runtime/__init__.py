@@ -11,14 +11,14 @@ import shlex
 from collections.abc import Sequence
 from importlib.resources import files
 
-from builder.recipe import DumpSettings
+from builder.recipe.model import DumpSettings
 
 INIT_PATH = "/init"
 CONFIG_PATH = "/etc/kdump/kdump.conf"
 MODULES_PATH = "/etc/kdump/modules"
 # makedumpfile's page compression flags.
 COMPRESSION_FLAGS = {"lzo": ("-l",), "zlib": ("-c",), "zstd": ("-z",), "none": ()}
-# Dump-target files /init reads (see builder/targets.py for what puts them there).
+# Dump-target files /init reads (see builder/image/targets.py for what puts them there).
 UDHCPC_SCRIPT_PATH = "/etc/kdump/udhcpc.script"
 SSH_KEY_PATH = "/etc/kdump/ssh/id_dropbear"
 SSH_KNOWN_HOSTS_PATH = "/root/.ssh/known_hosts"
@@ -27,18 +27,18 @@ HOOK_DIRECTORIES = {"pre": "/etc/kdump/pre.d", "post": "/etc/kdump/post.d"}
 
 def init_script() -> bytes:
     """The capture `/init` shell script."""
-    return (files("builder.runtime") / "init.sh").read_bytes()
+    return (files("builder.image.runtime") / "init.sh").read_bytes()
 
 
 def udhcpc_script() -> bytes:
     """The script busybox udhcpc runs to apply a DHCP lease."""
-    return (files("builder.runtime") / "udhcpc.sh").read_bytes()
+    return (files("builder.image.runtime") / "udhcpc.sh").read_bytes()
 
 
 def collector_command(dump: DumpSettings) -> list[str]:
     """The command that writes the dump to the file named by its last argument.
 
-    >>> from builder.recipe import parse_recipe
+    >>> from builder.recipe.model import parse_recipe
     >>> from pathlib import Path
     >>> dump = parse_recipe('[dump]\\ndevice = "LABEL=k"\\n', Path("r.toml")).dump
     >>> collector_command(dump)
@@ -63,7 +63,7 @@ def stream_command(dump: DumpSettings) -> list[str]:
     makedumpfile writes its flattened format (-F), which needs no seeking and
     ends with an end marker, so the stream's length is known from its content.
 
-    >>> from builder.recipe import parse_recipe
+    >>> from builder.recipe.model import parse_recipe
     >>> from pathlib import Path
     >>> dump = parse_recipe('[dump]\\ntarget = "raw"\\ndevice = "/dev/vdb"\\n', Path("r.toml")).dump
     >>> stream_command(dump)
@@ -77,7 +77,7 @@ def stream_command(dump: DumpSettings) -> list[str]:
 def nfs_mount_options(dump: DumpSettings) -> str:
     """Text mount options for the kernel's NFS client (busybox passes them through).
 
-    >>> from builder.recipe import parse_recipe
+    >>> from builder.recipe.model import parse_recipe
     >>> from pathlib import Path
     >>> text = '[dump]\\ntarget = "nfs"\\nnfs = "10.0.2.2:/srv"\\nnfs_options = ["port=2050"]\\n'
     >>> nfs_mount_options(parse_recipe(text, Path("r.toml")).dump)

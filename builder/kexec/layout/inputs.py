@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from builder.crashinfo import CrashInfo, read_crash_info
 from builder.errors import LayoutError
-from builder.layout import Layout
-from builder.layout.arches import arch_layout
-from builder.layout.x86_64 import X86_64Inputs
-from builder.memmap import Kind, MemoryMap, parse_iomem
+from builder.kexec.crashinfo import CrashInfo, read_crash_info
+from builder.kexec.layout import Layout
+from builder.kexec.layout.arches import arch_layout
+from builder.kexec.layout.x86_64 import X86_64Inputs
+from builder.kexec.memmap import Kind, MemoryMap, parse_iomem
 
 __all__ = ["BuildOutputs", "plan_layout", "read_build_outputs", "read_crash_info_for", "read_iomem"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from builder.crashinfo import CrashInfo
-from builder.memmap import Range
+from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.memmap import Range
 
 __all__ = ["EM_AARCH64", "EM_X86_64", "elf_core_header", "elf_core_header_size"]
 

@@ -1,6 +1,6 @@
 """The kexec syscalls through ctypes, and what the kernel says about kexec state.
 
-Effects only: planning lives in builder.layout. Errors become `LoadError`
+Effects only: planning lives in builder.kexec.layout. Errors become `LoadError`
 with the kernel's errno explained in kexec terms.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import LoadError
-from builder.layout import KEXEC_ON_CRASH, Layout
-from builder.layout.arches import arch_layout
+from builder.kexec.layout import KEXEC_ON_CRASH, Layout
+from builder.kexec.layout.arches import arch_layout
 
 __all__ = [
     "KEXEC_FILE_NO_INITRAMFS",

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from builder.errors import LayoutError
-from builder.layout import KEXEC_ARCH_X86_64, Layout
-from builder.layout.x86_64 import X86_64Inputs, plan_x86_64
+from builder.kexec.layout import KEXEC_ARCH_X86_64, Layout
+from builder.kexec.layout.x86_64 import X86_64Inputs, plan_x86_64
 
 __all__ = ["ARCHES", "ArchLayout", "arch_layout"]
 

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.cache import store_cache_entry
 from builder.errors import SourceError
-from builder.sources import Root
+from builder.image.cache import store_cache_entry
+from builder.image.sources import Root
 
 if TYPE_CHECKING:
     from elftools.elf.dynamic import DynamicTag

@@ -147,7 +147,7 @@ def load_purgatory(
     unknown architecture or relocation type, an undefined symbol, a 32-bit
     relocation that does not fit, a misaligned load address.
 
-    >>> from builder.purgatory import x86_64
+    >>> from builder.kexec.purgatory import x86_64
     >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000)
     >>> purgatory.entry == purgatory.symbol("purgatory_start")[0]
     True

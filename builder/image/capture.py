@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from builder.binfmt.kernelimg import Arch, KernelImage
 from builder.errors import RecipeError
-from builder.kernelimg import Arch, KernelImage
 
 KEY_MODE = "kernel.mode"
 KEY_IMAGE = "kernel.image"

@@ -32,10 +32,10 @@ import itertools
 import struct
 from dataclasses import dataclass
 
-from builder.crashinfo import CrashInfo
+from builder.binfmt.kernelimg import BzImageHeader, ImageFormat, parse_kernel_image
 from builder.errors import ImageError, LayoutError
-from builder.kernelimg import BzImageHeader, ImageFormat, parse_kernel_image
-from builder.layout import (
+from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.layout import (
     KEXEC_ARCH_X86_64,
     KEXEC_ON_CRASH,
     KexecSegment,
@@ -43,9 +43,13 @@ from builder.layout import (
     check_layout,
     segments_for_digest,
 )
-from builder.layout.elfcore import EM_X86_64, elf_core_header, elf_core_header_size
-from builder.memmap import PAGE_SIZE, HoleAllocator, Kind, MemoryMap, Range, subtract
-from builder.purgatory.x86_64 import BackupRegion, build_x86_64_purgatory, load_x86_64_purgatory
+from builder.kexec.layout.elfcore import EM_X86_64, elf_core_header, elf_core_header_size
+from builder.kexec.memmap import PAGE_SIZE, HoleAllocator, Kind, MemoryMap, Range, subtract
+from builder.kexec.purgatory.x86_64 import (
+    BackupRegion,
+    build_x86_64_purgatory,
+    load_x86_64_purgatory,
+)
 
 __all__ = [
     "BACKUP_SIZE",

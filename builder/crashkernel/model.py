@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from builder.errors import FitError, LayoutError, RecipeError, SourceError
-from builder.memmap import Range, parse_iomem
+from builder.kexec.memmap import Range, parse_iomem
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -639,7 +639,7 @@ class Calibration:
     The class defaults are priors. `DEFAULT_CALIBRATION` replaces the ones
     the measurements determine (``kernel_runtime``, ``per_crashed_gib``,
     ``per_cpu``, ``headroom``) with the values bench/calibrate_crashkernel.py
-    fitted to real QEMU crash cycles and stored in crashkernel_calibration.json.
+    fitted to real QEMU crash cycles and stored in calibration.json.
     A crash cycle only shows the total a capture needs, so the constant terms
     (userspace, makedumpfile's base, the local target) cannot be told apart:
     they keep small priors and ``kernel_runtime`` is fitted as the rest, which
@@ -690,7 +690,7 @@ class Calibration:
 
 # The constants bench/calibrate_crashkernel.py fitted to real crash cycles; the
 # file names the command that regenerates it and holds the measurements.
-CALIBRATION_FILE = Path(__file__).with_name("crashkernel_calibration.json")
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 
 
 def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:

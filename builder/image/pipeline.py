@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder import runtime, targets
-from builder.crashkernel import FitReport, RangesSpec, SimpleSpec, parse_crashkernel
-from builder.elfdeps import library_closure
+from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
+from builder.crashkernel.model import FitReport, RangesSpec, SimpleSpec, parse_crashkernel
+from builder.crashkernel.profile import capture_profile, fit_recipe
 from builder.errors import FetchError, ModuleError, RecipeError, SourceError
-from builder.fetch import FetchedPackage, default_cache_dir, fetch_packages
-from builder.fit import capture_profile, fit_recipe
-from builder.hostonly import block_device_modules, network_modules
-from builder.initrd import (
+from builder.image import runtime, targets
+from builder.image.capture import CapturePlan, plan_capture_kernel
+from builder.image.fetch import FetchedPackage, default_cache_dir, fetch_packages
+from builder.image.hostonly import block_device_modules, network_modules
+from builder.image.initrd import (
     MICROCODE_DIR,
     InitrdPlan,
     Member,
@@ -41,11 +42,10 @@ from builder.initrd import (
     split_archives,
     write_cpio,
 )
-from builder.kernelimg import KernelImage, parse_kernel_image
-from builder.modules import ModuleIndex
-from builder.recipe import Recipe
-from builder.relocatable import CapturePlan, plan_capture_kernel
-from builder.sources import DirectoryRoot, PackageCache, PackageRoot, Root
+from builder.image.libraries import library_closure
+from builder.image.modules import ModuleIndex
+from builder.image.sources import DirectoryRoot, PackageCache, PackageRoot, Root
+from builder.recipe.model import Recipe
 
 # Directories the capture /init expects before it mounts anything.
 BASE_DIRECTORIES = (
