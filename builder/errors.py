@@ -12,6 +12,14 @@ class KdumpBuildError(Exception):
     exit_code = 2
 
 
+class FormatError(KdumpBuildError):
+    """Bytes from outside are not the format they claim: corrupt, truncated or too large.
+
+    The binary-format readers raise it unless the caller names a product's own
+    error type (an `ImageError` for a kernel image, an `InitrdError` for an initrd).
+    """
+
+
 class RecipeError(KdumpBuildError):
     """The recipe is malformed or asks for something impossible."""
 
@@ -48,6 +56,11 @@ class LayoutError(KdumpBuildError):
 
 class LoadError(KdumpBuildError):
     """The kernel refused to load the crash kernel."""
+
+
+class OutputError(KdumpBuildError):
+    """An output cannot be written where asked: it would replace what kdump-build did not
+    make, or the filesystem refused (permission, no space, not a directory)."""
 
 
 class DumpError(KdumpBuildError):

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from builder.errors import KdumpBuildError
+from builder.units import format_mib
 
 app = typer.Typer(
     add_completion=False,
@@ -90,7 +91,7 @@ def build(
     typer.echo(f"built {parsed.name} in {total:.2f} s -> {outdir}/")
     typer.echo(f"  kernel   {result.kernel_version} ({outdir}/vmlinuz)")
     typer.echo(
-        f"  initrd   {len(result.initrd):,} bytes ({len(result.initrd) / 2**20:.2f} MiB, "
+        f"  initrd   {len(result.initrd):,} bytes ({format_mib(len(result.initrd), 2)}, "
         f"{len(result.members)} members, {parsed.initrd.compression}) ({outdir}/initrd.img)"
     )
     typer.echo(f"  cmdline  {result.cmdline}")
@@ -274,9 +275,10 @@ def fit_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
-    from builder.crashkernel.model import DEFAULT_RAM, fit, format_size
+    from builder.crashkernel.model import DEFAULT_RAM, fit
     from builder.crashkernel.profile import fit_recipe, ram_sizes
     from builder.errors import FitError, RecipeError
+    from builder.units import format_size
 
     rams = ram_sizes(ram, "--ram") if ram else None
     if recipe is None:
@@ -305,14 +307,15 @@ def fit_command(
     else:
         typer.echo(f"{report.label} ({report.arch})")
         for row in report.rows:
-            line = f"  RAM {format_size(row.ram):>6}: reserved {_mib(row.reserved):>10}"
+            line = f"  RAM {format_size(row.ram):>6}: reserved {format_mib(row.reserved):>10}"
             if row.reservation.offset is not None:
                 line += f" at {row.reservation.offset:#x}"
             if row.reservation.low:
-                line += f" + low {_mib(row.reservation.low)}"
+                line += f" + low {format_mib(row.reservation.low)}"
             if row.needed is not None and row.margin is not None:
                 verdict = "fits" if row.fits else "DOES NOT FIT"
-                line += f", needs {_mib(row.needed):>10}: {verdict} ({_mib(row.margin)} margin)"
+                needs, margin = format_mib(row.needed), format_mib(row.margin)
+                line += f", needs {needs:>10}: {verdict} ({margin} margin)"
             typer.echo(line)
             for note in row.reservation.notes:
                 typer.echo(f"      note: {note}")
@@ -320,17 +323,13 @@ def fit_command(
         if worst is not None and worst.estimate is not None:
             typer.echo(f"  terms at {format_size(worst.ram)} RAM (tightest):")
             for term in worst.estimate.terms:
-                typer.echo(f"    {term.name:<18} {_mib(term.bytes):>10}  {term.explanation}")
+                typer.echo(f"    {term.name:<18} {format_mib(term.bytes):>10}  {term.explanation}")
         if report.recommended:
             typer.echo(f"recommended: crashkernel={report.recommended}")
         for note in report.notes:
             typer.echo(f"note: {note}")
     if recipe is not None and report.fits is False:
         raise FitError(f"{recipe}: {report.reason()}")
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:.1f} MiB"
 
 
 @app.command()

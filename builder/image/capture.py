@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from builder.binfmt.kernelimg import Arch, KernelImage
 from builder.errors import RecipeError
+from builder.units import format_mib, format_size
 
 KEY_MODE = "kernel.mode"
 KEY_IMAGE = "kernel.image"
@@ -118,22 +119,11 @@ def _describe_setting(options: Mapping[str, str], name: str) -> str:
     return f"{name}={value}"
 
 
-def _mib(value: int) -> str:
-    return f"{value / (1 << 20):.1f} MiB"
-
-
-def _size_text(size: int) -> str:
-    for suffix, unit in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
-
-
 def _reservation_text(size: int, offset: int | None) -> str:
     """How the reservation reads in a message: crashkernel=256M@0x20000000 (range)."""
     if offset is None:
-        return f"crashkernel={_size_text(size)} (placed by the kernel)"
-    return f"crashkernel={_size_text(size)}@{offset:#x} ({offset:#x}-{offset + size:#x})"
+        return f"crashkernel={format_size(size)} (placed by the kernel)"
+    return f"crashkernel={format_size(size)}@{offset:#x} ({offset:#x}-{offset + size:#x})"
 
 
 def _check_config(
@@ -175,14 +165,14 @@ def _check_placement(
         if offset is None or start < offset or end > offset + size:
             raise RecipeError(
                 f"{recipe}: {key}: {image.name} is not relocatable and runs at "
-                f"{start:#x}-{end:#x} ({_mib(footprint)}), outside {KEY_RESERVE} "
+                f"{start:#x}-{end:#x} ({format_mib(footprint)}), outside {KEY_RESERVE} "
                 f"{reservation}; reserve crashkernel=size@offset covering it"
             )
         return
     if footprint > size:
         raise RecipeError(
             f"{recipe}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes "
-            f"({_mib(footprint)}) where it is loaded, more than {reservation}"
+            f"({format_mib(footprint)}) where it is loaded, more than {reservation}"
         )
     if offset is None:
         return
