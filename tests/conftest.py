@@ -11,7 +11,8 @@ import pytest
 from builder.image.fetch import FetchedPackage, fetch_packages
 from builder.image.pipeline import BuildResult, plan_build
 from builder.image.sources import PackageRoot
-from builder.recipe.model import Recipe, load_recipe
+from builder.recipe.model import Recipe
+from builder.recipe.parse import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"

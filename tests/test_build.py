@@ -14,8 +14,9 @@ import pytest
 
 from builder.errors import RecipeError
 from builder.image.initrd import read_initrd
-from builder.image.pipeline import plan_build, script_interpreter
-from builder.recipe.model import load_recipe
+from builder.image.pipeline import plan_build
+from builder.image.programs import script_interpreter
+from builder.recipe.parse import load_recipe
 from tests.conftest import DEFAULT_RECIPE
 
 NO_MODULES = "modules = []\n"

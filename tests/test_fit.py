@@ -33,7 +33,7 @@ from builder.crashkernel.profile import (
 from builder.errors import FitError, InitrdError, RecipeError
 from builder.image.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd, segments, write_cpio
 from builder.image.pipeline import BuildResult
-from builder.recipe.model import parse_recipe
+from builder.recipe.parse import parse_recipe
 from tests.conftest import DEFAULT_RECIPE, run_cli
 
 JSON_ROW_KEYS = {"ram", "reserved", "offset", "low"}

@@ -5,8 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from builder.compression import Compression
 from builder.errors import RecipeError
-from builder.recipe.model import SECTIONS, SETTINGS, load_recipe, parse_recipe, reference_markdown
+from builder.recipe import model
+from builder.recipe.parse import load_recipe, parse_recipe
+from builder.recipe.reference import reference_markdown
+from builder.recipe.settings import SECTIONS, SETTINGS
+from builder.targets import DumpTarget
+from builder.targets.local import LocalOptions
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = '[source]\nroot = "/"\n[dump]\ndevice = "LABEL=kdump"\n'
@@ -33,9 +39,10 @@ def test_bundled_recipes_parse() -> None:
 def test_defaults_fill_in() -> None:
     recipe = parse_recipe(MINIMAL, Path("r.toml"))
     assert recipe.name == "r"
-    assert recipe.initrd.compression == "zstd"
+    assert recipe.initrd.compression is Compression.ZSTD
     assert recipe.kernel.cmdline == ("irqpoll", "nr_cpus=1", "reset_devices")
-    assert recipe.dump.device == "LABEL=kdump"
+    assert recipe.dump.target is DumpTarget.LOCAL
+    assert recipe.dump.options == LocalOptions("LABEL=kdump", "ext4", "/")
 
 
 def test_unknown_key_names_file_and_dotted_key() -> None:
@@ -79,7 +86,8 @@ def test_toml_syntax_error_keeps_line_and_column() -> None:
 
 def test_required_key() -> None:
     assert (
-        error_of('[source]\nroot = "/"\n') == "recipes/x.toml: dump.device: required key is missing"
+        error_of('[source]\nroot = "/"\n')
+        == "recipes/x.toml: dump.device: required when dump.target is local"
     )
 
 
@@ -119,10 +127,27 @@ def test_missing_recipe_file(tmp_path: Path) -> None:
         load_recipe(tmp_path / "nope.toml")
 
 
+SECTION_TYPES = {
+    "target": model.TargetSettings,
+    "source": model.SourceSettings,
+    "kernel": model.KernelSettings,
+    "initrd": model.InitrdSettings,
+    "crashkernel": model.CrashkernelSettings,
+}
+
+
 def test_table_matches_dataclasses() -> None:
-    for section, cls in SECTIONS.items():
+    assert set(SECTION_TYPES) | {"dump"} == set(SECTIONS)
+    for section, cls in SECTION_TYPES.items():
         table_fields = [s.field for s in SETTINGS if s.section == section]
         assert table_fields == [f.name for f in fields(cls)]
+    dump_fields = [s.field for s in SETTINGS if s.section == "dump"]
+    assert ["target", "options", *dump_fields[1:]] == [f.name for f in fields(model.DumpSettings)]
+    for target in DumpTarget:
+        options = {s.field for s in target.kind.settings}
+        assert options, target
+        for setting in target.kind.settings:
+            assert setting.section == "dump" and setting.key not in {s.key for s in SETTINGS}
 
 
 def test_to_json_round_trips_values() -> None:

@@ -10,10 +10,10 @@ from builder.binfmt.kernelimg import Arch, KernelImage, parse_kernel_image
 from builder.errors import RecipeError
 from builder.image.capture import (
     CapturePlan,
-    KernelMode,
     parse_kernel_config,
     plan_capture_kernel,
 )
+from builder.recipe.model import KernelMode
 from tests.kernelimg_debs import debian_kernel
 from tests.kernelimg_synth import arm64_image, bzimage, elf64, riscv_image
 
@@ -46,7 +46,7 @@ def test_reuse_debian_amd64_kernel_with_its_config() -> None:
     main = image(kernel.image, kernel.path)
     plan = plan_capture_kernel(
         main,
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=256 * MiB,
         config_text=kernel.config,
@@ -73,7 +73,7 @@ def test_reuse_debian_arm64_kernel_at_a_fixed_offset() -> None:
     main = image(kernel.image, kernel.path)
     plan = plan_capture_kernel(
         main,
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=512 * MiB,
         reservation_offset=0x80000000,
@@ -86,7 +86,7 @@ def test_reuse_debian_arm64_kernel_at_a_fixed_offset() -> None:
 
 def test_reuse_without_config_is_not_checked() -> None:
     plan = plan_capture_kernel(
-        image(bzimage()), mode="reuse", recipe=RECIPE, reservation_size=256 * MiB
+        image(bzimage()), mode=KernelMode.REUSE, recipe=RECIPE, reservation_size=256 * MiB
     )
     assert not plan.config_checked
 
@@ -95,7 +95,7 @@ def test_reuse_of_non_relocatable_image_fails() -> None:
     message = refused(
         r'kernel.mode: "reuse" needs a relocatable kernel, but fixed.bzImage \(bzImage, x86_64\)',
         main=image(bzimage(relocatable=False), "fixed.bzImage"),
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=256 * MiB,
     )
@@ -106,7 +106,7 @@ def test_reuse_of_arm64_image_fixed_to_dram_start_fails() -> None:
     refused(
         r"kernel.mode: .*not relocatable",
         main=image(arm64_image(flags=0b0010), "Image"),
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=256 * MiB,
     )
@@ -128,7 +128,7 @@ def test_reuse_with_config_missing_options_fails(edit: tuple[str, str], found: s
         r"kernel.image: .* cannot capture a dump: it needs CONFIG_CRASH_DUMP=y, "
         r"CONFIG_PROC_VMCORE=y, CONFIG_RELOCATABLE=y, but config-6.1 has ",
         main=image(kernel.image, kernel.path),
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=256 * MiB,
         config_text=config,
@@ -145,7 +145,7 @@ def test_reuse_of_debian_s390x_config_fails_without_crash_dump() -> None:
     refused(
         r"but config-s390x has CONFIG_CRASH_DUMP not set, CONFIG_PROC_VMCORE absent$",
         main=main,
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=256 * MiB,
         config_text=config,
@@ -157,7 +157,7 @@ def test_reuse_riscv_without_config_relocatable() -> None:
     config = "CONFIG_CRASH_DUMP=y\nCONFIG_PROC_VMCORE=y\n"
     plan = plan_capture_kernel(
         image(riscv_image(image_size=0x1400000), "Image"),
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=128 * MiB,
         config_text=config,
@@ -170,7 +170,7 @@ def test_reuse_with_dedicated_image_set_is_a_contradiction() -> None:
         r"kernel.dedicated_image: is set but kernel.mode is \"reuse\"",
         main=image(bzimage()),
         dedicated=image(bzimage()),
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=256 * MiB,
     )
@@ -190,7 +190,7 @@ def fixed_kernel() -> KernelImage:
 def test_dedicated_non_relocatable_inside_reservation() -> None:
     plan = plan_capture_kernel(
         image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=64 * MiB,
@@ -208,7 +208,7 @@ def test_dedicated_outside_reservation_fails_with_both_ranges() -> None:
         r"0x1000000-0x2800000 \(24.0 MiB\), outside crashkernel.reserve "
         r"crashkernel=256M@0x20000000 \(0x20000000-0x30000000\)",
         main=image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=256 * MiB,
@@ -221,7 +221,7 @@ def test_dedicated_overlapping_the_reservation_end_fails() -> None:
     refused(
         r"runs at 0x1000000-0x2800000 .* crashkernel=16M@0x1000000 \(0x1000000-0x2000000\)",
         main=image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=16 * MiB,
@@ -233,7 +233,7 @@ def test_dedicated_non_relocatable_without_offset_fails() -> None:
     refused(
         r"outside crashkernel.reserve crashkernel=256M \(placed by the kernel\)",
         main=image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=256 * MiB,
@@ -248,7 +248,7 @@ def test_dedicated_fixed_elf_uses_its_physical_addresses() -> None:
     assert not vmlinux.relocatable and vmlinux.fixed_address == 0x1000000
     plan = plan_capture_kernel(
         image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         dedicated=vmlinux,
         reservation_size=128 * MiB,
@@ -260,7 +260,7 @@ def test_dedicated_fixed_elf_uses_its_physical_addresses() -> None:
 def test_dedicated_relocatable_image() -> None:
     plan = plan_capture_kernel(
         image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         dedicated=image(bzimage(init_size=0x1000000), "small"),
         reservation_size=128 * MiB,
@@ -273,7 +273,7 @@ def test_dedicated_missing_image_fails() -> None:
     refused(
         r'kernel.dedicated_image: missing, but kernel.mode is "dedicated"',
         main=image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         reservation_size=256 * MiB,
     )
@@ -283,7 +283,7 @@ def test_dedicated_other_architecture_fails() -> None:
     refused(
         r"kernel.dedicated_image: Image is aarch64, but the main kernel vmlinuz is x86_64",
         main=image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         dedicated=image(arm64_image(), "Image"),
         reservation_size=256 * MiB,
@@ -295,7 +295,7 @@ def test_dedicated_needs_proc_vmcore_but_not_relocatable() -> None:
         r"kernel.dedicated_image: .* needs CONFIG_CRASH_DUMP=y, CONFIG_PROC_VMCORE=y, "
         r"but the kernel config has CONFIG_PROC_VMCORE absent$",
         main=image(bzimage()),
-        mode="dedicated",
+        mode=KernelMode.DEDICATED,
         recipe=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=64 * MiB,
@@ -312,7 +312,7 @@ def test_kernel_larger_than_reservation_fails() -> None:
     refused(
         r"crashkernel.reserve: kernel.image vmlinuz needs 0x4000000 bytes \(64.0 MiB\)",
         main=image(bzimage(init_size=64 * MiB)),
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=32 * MiB,
     )
@@ -323,7 +323,7 @@ def test_relocatable_kernel_below_pref_address_does_not_fit() -> None:
     refused(
         r"crashkernel.reserve: .* at an address >= 0x1000000 aligned to 0x200000",
         main=image(bzimage(init_size=32 * MiB)),
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=40 * MiB,
         reservation_offset=0,
@@ -335,13 +335,17 @@ def test_kernel_not_loadable_above_4g() -> None:
     refused(
         r"ending by 0x100000000",
         main=low,
-        mode="reuse",
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=256 * MiB,
         reservation_offset=4 * GiB,
     )
     plan = plan_capture_kernel(
-        low, mode="reuse", recipe=RECIPE, reservation_size=256 * MiB, reservation_offset=GiB
+        low,
+        mode=KernelMode.REUSE,
+        recipe=RECIPE,
+        reservation_size=256 * MiB,
+        reservation_offset=GiB,
     )
     assert plan.max_address == 4 * GiB
 
@@ -350,18 +354,7 @@ def test_kernel_without_init_size_fails() -> None:
     refused(
         r"kernel.image: vmlinuz does not say how much memory it needs",
         main=image(bzimage(protocol=0x0206)),
-        mode="reuse",
-        recipe=RECIPE,
-        reservation_size=256 * MiB,
-    )
-
-
-@pytest.mark.parametrize("mode", ["Reuse", "kexec", ""])
-def test_unknown_mode_fails(mode: str) -> None:
-    refused(
-        r"kernel.mode: .* is not one of reuse, dedicated",
-        main=image(bzimage()),
-        mode=mode,
+        mode=KernelMode.REUSE,
         recipe=RECIPE,
         reservation_size=256 * MiB,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from builder.image.runtime import collector_command, render_config
-from builder.recipe.model import parse_recipe
+from builder.recipe.parse import parse_recipe
 
 HOSTILE = "x'y\"z $(touch {marker}) `touch {marker}` ; touch {marker}\n touch {marker} \\\\ $HOME"
 

@@ -12,12 +12,17 @@ import pytest
 
 from builder.errors import RecipeError
 from builder.image import runtime
+from builder.image.content import target_content
 from builder.image.fetch import fetch_packages
 from builder.image.initrd import Member, MemberKind
 from builder.image.pipeline import Steps, plan_initrd
+from builder.image.programs import check_collector
 from builder.image.sources import PackageRoot
-from builder.image.targets import check_collector, dropbear_key, target_content
-from builder.recipe.model import Recipe, parse_recipe
+from builder.recipe.model import Collector, Recipe
+from builder.recipe.parse import parse_recipe
+from builder.targets.network import UDHCPC_SCRIPT_PATH
+from builder.targets.nfs import mount_options
+from builder.targets.ssh import SSH_KEY_PATH, SSH_KNOWN_HOSTS_PATH, dropbear_key
 from tests.conftest import DEFAULT_RECIPE
 from tests.test_runtime import toml_string
 
@@ -54,7 +59,7 @@ def test_each_target_parses() -> None:
     ("dump", "message"),
     [
         ('target = "nsf"\n', "dump.target: 'nsf' is not one of local, raw, nfs, ssh"),
-        ('target = "raw"\n', "dump.device: required key is missing"),
+        ('target = "raw"\n', "dump.device: required when dump.target is raw"),
         ('target = "raw"\ndevice = "LABEL=x"\n', "dump.device: 'LABEL=x' is not a /dev/ path"),
         (
             'target = "raw"\ndevice = "/dev/vdb"\ncollector = "copy"\n',
@@ -102,7 +107,10 @@ def test_each_target_parses() -> None:
             "dump.device: only used when dump.target is local or raw",
         ),
         ('device = "LABEL=k"\nssh_port = 22\n', "dump.ssh_port: only used when dump.target is ssh"),
-        ('device = "LABEL=k"\nssh_port = 0\n', "dump.ssh_port: 0 is not between 1 and 65535"),
+        (
+            'target = "ssh"\nssh = "a@b"\nssh_key = "k"\nssh_port = 0\n',
+            "dump.ssh_port: 0 is not between 1 and 65535",
+        ),
         (
             'target = "raw"\ndevice = "/dev/vdb"\npath = "/x"\n',
             "dump.path: only used when dump.target is local or nfs or ssh",
@@ -207,7 +215,7 @@ def test_stream_and_mount_commands() -> None:
     assert runtime.stream_command(dump) == ["cat", "/proc/vmcore"]
     assert runtime.config_values(dump)["KDUMP_STREAM_SUFFIX"] == ""
     dump = parse('target = "nfs"\nnfs = "10.1.2.3:/e"\nnfs_version = "3"\n').dump  # type: ignore[attr-defined]
-    assert runtime.nfs_mount_options(dump) == "vers=3,addr=10.1.2.3,proto=tcp,nolock"
+    assert mount_options(dump.options) == "vers=3,addr=10.1.2.3,proto=tcp,nolock"
 
 
 # --- ssh keys -------------------------------------------------------------------------------
@@ -306,7 +314,7 @@ def test_nfs_build_adds_the_client_modules_in_order(
     ]:
         assert names.index(earlier) < names.index(later), names
     assert all(path in members for path in modules)
-    assert members[runtime.UDHCPC_SCRIPT_PATH].mode == 0o755
+    assert members[UDHCPC_SCRIPT_PATH].mode == 0o755
     assert "/bin/udhcpc" in members
 
 
@@ -322,16 +330,16 @@ def test_ssh_build_stores_the_key_0600_and_no_host_files(
         'pre = ["pre.sh"]\n',
     )
     members = _members(recipe, root_with_dropbear)
-    key = members[runtime.SSH_KEY_PATH]
+    key = members[SSH_KEY_PATH]
     assert key.mode == 0o600 and key.data.startswith(b"\x00\x00\x00\x0bssh-ed25519")
-    assert members[runtime.SSH_KNOWN_HOSTS_PATH].data == b"10.0.2.2 ssh-ed25519 AAAA\n"
+    assert members[SSH_KNOWN_HOSTS_PATH].data == b"10.0.2.2 ssh-ed25519 AAAA\n"
     assert members["/etc/kdump/pre.d/00"].data == b"echo pre\n"
     assert members["/usr/bin/dbclient"].kind is MemberKind.FILE
     assert any(path.endswith("/libtomcrypt.so.1") for path in members)
     assert members["/etc/passwd"].data.startswith(b"root:x:0:0:")
     # Nothing else from the build host: no host ssh directory, no second key.
     ssh_files = [path for path in members if "/.ssh/" in path or "/ssh/" in path]
-    assert sorted(ssh_files) == sorted([runtime.SSH_KNOWN_HOSTS_PATH, runtime.SSH_KEY_PATH])
+    assert sorted(ssh_files) == sorted([SSH_KNOWN_HOSTS_PATH, SSH_KEY_PATH])
 
 
 def test_target_files_errors_name_the_key(tmp_path: Path, root_with_dropbear: PackageRoot) -> None:
@@ -341,7 +349,7 @@ def test_target_files_errors_name_the_key(tmp_path: Path, root_with_dropbear: Pa
     recipe = _recipe(tmp_path, 'device = "LABEL=k"\npost = ["a.sh", "missing.sh"]\n')
     (tmp_path / "a.sh").write_text("true\n")
     with pytest.raises(RecipeError, match=r"dump.post: item 1: cannot read .*missing.sh"):
-        target_content(recipe)
+        _members(recipe, root_with_dropbear)
     recipe = _recipe(tmp_path, 'device = "LABEL=k"\ncompression = "zstd"\n')
     with pytest.raises(
         RecipeError, match=r"dump.compression: /usr/bin/makedumpfile .* without zstd"
@@ -352,7 +360,7 @@ def test_target_files_errors_name_the_key(tmp_path: Path, root_with_dropbear: Pa
     recipe = dataclasses.replace(
         recipe,
         initrd=dataclasses.replace(recipe.initrd, modules=(), binaries=()),
-        dump=dataclasses.replace(recipe.dump, collector="copy"),
+        dump=dataclasses.replace(recipe.dump, collector=Collector.COPY),
     )
     without_dropbear = PackageRoot(
         [package.path for package in fetch_packages(["busybox-static"], "x86_64")]

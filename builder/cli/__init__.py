@@ -56,7 +56,7 @@ def build(
     """Build the capture kernel, initrd and command line of a recipe."""
     from builder.errors import FitError
     from builder.image.pipeline import Steps, plan_build, write_outputs
-    from builder.recipe.model import load_recipe
+    from builder.recipe.parse import load_recipe
 
     parsed = load_recipe(recipe)
     outdir = output or Path("build") / parsed.name
@@ -250,7 +250,7 @@ def fetch(
 ) -> None:
     """Fetch the Debian packages a recipe names into the cache."""
     from builder.image.pipeline import fetch_recipe_packages
-    from builder.recipe.model import load_recipe
+    from builder.recipe.parse import load_recipe
 
     for package in fetch_recipe_packages(load_recipe(recipe), refresh=refresh):
         typer.echo(f"{package.name} {package.version} {package.path}")
@@ -292,7 +292,7 @@ def fit_command(
     else:
         from builder.crashkernel.profile import capture_profile
         from builder.image.pipeline import capture_cmdline, plan_build
-        from builder.recipe.model import load_recipe
+        from builder.recipe.parse import load_recipe
 
         if arch is not None:
             raise RecipeError("fit: --arch is only for use without a recipe (it has target.arch)")
@@ -352,7 +352,7 @@ def restore(
 @app.command("recipe-doc")
 def recipe_doc() -> None:
     """Print the recipe reference (docs/recipe.md) generated from the settings table."""
-    from builder.recipe.model import reference_markdown
+    from builder.recipe.reference import reference_markdown
 
     typer.echo(reference_markdown(), nl=False)
 

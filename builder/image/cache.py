@@ -1,4 +1,4 @@
-"""The on-disk cache's one write primitive.
+"""The on-disk cache: where it is, and its one write primitive.
 
 Every cache entry is written to a temporary name and renamed into place, so a
 reader sees a whole entry or none; a failed write is ignored because the
@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+CACHE_ENV = "KDUMP_BUILD_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where fetched packages live: `$KDUMP_BUILD_CACHE`, else `~/.cache/kdump-build`."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "kdump-build"
 
 
 def store_cache_entry(path: Path, data: bytes) -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
+from builder.arch import arch_info
 from builder.binfmt.kernelimg import Arch, KernelImage
 from builder.errors import RecipeError
+from builder.recipe.model import KernelMode
 from builder.units import format_mib, format_size
 
 KEY_MODE = "kernel.mode"
@@ -25,7 +26,6 @@ KEY_RESERVE = "crashkernel.reserve"
 
 CONFIG_CRASH_DUMP = "CONFIG_CRASH_DUMP"
 CONFIG_PROC_VMCORE = "CONFIG_PROC_VMCORE"
-CONFIG_RELOCATABLE = "CONFIG_RELOCATABLE"
 
 # What the capture kernel itself must be built with: CRASH_DUMP lets it boot
 # as a capture kernel (elfcorehdr=), PROC_VMCORE gives it /proc/vmcore.
@@ -33,38 +33,6 @@ CAPTURE_OPTIONS = (CONFIG_CRASH_DUMP, CONFIG_PROC_VMCORE)
 
 _CONFIG_LINE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _CONFIG_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
-
-
-class KernelMode(StrEnum):
-    """`kernel.mode`: run the main kernel again, or a separate one."""
-
-    REUSE = "reuse"
-    DEDICATED = "dedicated"
-
-
-@dataclass(frozen=True)
-class ArchPolicy:
-    """Per-architecture rules for reusing the main kernel."""
-
-    arch: Arch
-    # Options a reused kernel needs on top of CAPTURE_OPTIONS. RISC-V kernels
-    # before 6.5 have no CONFIG_RELOCATABLE yet run from any PMD-aligned
-    # physical address, so the option is not asked of them.
-    reuse_options: tuple[str, ...]
-
-
-ARCH_POLICIES: dict[Arch, ArchPolicy] = {
-    policy.arch: policy
-    for policy in (
-        ArchPolicy(Arch.X86_64, (CONFIG_RELOCATABLE,)),
-        ArchPolicy(Arch.I386, (CONFIG_RELOCATABLE,)),
-        ArchPolicy(Arch.AARCH64, (CONFIG_RELOCATABLE,)),
-        ArchPolicy(Arch.RISCV64, ()),
-        ArchPolicy(Arch.PPC64LE, (CONFIG_RELOCATABLE,)),
-        ArchPolicy(Arch.PPC64, (CONFIG_RELOCATABLE,)),
-        ArchPolicy(Arch.S390X, (CONFIG_RELOCATABLE,)),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -191,7 +159,7 @@ def _check_placement(
 def plan_capture_kernel(
     main: KernelImage,
     *,
-    mode: str,
+    mode: KernelMode,
     recipe: str,
     reservation_size: int,
     reservation_offset: int | None = None,
@@ -210,15 +178,10 @@ def plan_capture_kernel(
     >>> plan.alignment, plan.min_address, plan.fixed_address  # doctest: +SKIP
     (2097152, 16777216, None)
     """
-    try:
-        kernel_mode = KernelMode(mode)
-    except ValueError:
-        known = ", ".join(m.value for m in KernelMode)
-        raise RecipeError(f"{recipe}: {KEY_MODE}: {mode!r} is not one of {known}") from None
     if reservation_size <= 0:
         raise RecipeError(f"{recipe}: {KEY_RESERVE}: the reservation size must be positive")
 
-    if kernel_mode is KernelMode.REUSE:
+    if mode is KernelMode.REUSE:
         key, image = KEY_IMAGE, main
         if dedicated is not None:
             raise RecipeError(
@@ -231,8 +194,7 @@ def plan_capture_kernel(
                 f"({image.format}, {image.arch}) is not relocatable; "
                 f'set {KEY_MODE} = "dedicated" with {KEY_DEDICATED_IMAGE}'
             )
-        policy = ARCH_POLICIES.get(image.arch)
-        required = CAPTURE_OPTIONS + (policy.reuse_options if policy else (CONFIG_RELOCATABLE,))
+        required = CAPTURE_OPTIONS + arch_info(image.arch).reuse_options
     else:
         key = KEY_DEDICATED_IMAGE
         if dedicated is None:
@@ -257,7 +219,7 @@ def plan_capture_kernel(
         )
     _check_placement(recipe, key, image, image.memory_size, reservation_size, reservation_offset)
     return CapturePlan(
-        mode=kernel_mode,
+        mode=mode,
         image_key=key,
         image=image,
         arch=image.arch,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -18,28 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.arch import Arch, arch_info
 from builder.errors import FetchError
-from builder.image.cache import store_cache_entry
+from builder.image.cache import default_cache_dir, store_cache_entry
 
-CACHE_ENV = "KDUMP_BUILD_CACHE"
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
-
-DEBIAN_ARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "riscv64": "riscv64",
-    "ppc64le": "ppc64el",
-    "s390x": "s390x",
-}
-
-
-def default_cache_dir() -> Path:
-    """Where fetched packages live: `$KDUMP_BUILD_CACHE`, else `~/.cache/kdump-build`."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured)
-    return Path.home() / ".cache" / "kdump-build"
 
 
 @dataclass(frozen=True)
@@ -50,15 +33,6 @@ class FetchedPackage:
     name: str
     version: str
     path: Path
-
-
-def debian_arch(arch: str) -> str:
-    """Map a kernel architecture name to Debian's (`x86_64` -> `amd64`)."""
-    try:
-        return DEBIAN_ARCH[arch]
-    except KeyError:
-        known = ", ".join(sorted(DEBIAN_ARCH))
-        raise FetchError(f"architecture {arch!r} is not one of {known}") from None
 
 
 class AptArchive:
@@ -194,7 +168,7 @@ class AptArchive:
 
 def fetch_packages(
     names: Sequence[str],
-    arch: str,
+    arch: Arch | str,
     *,
     cache_dir: Path | None = None,
     refresh: bool = False,
@@ -210,7 +184,7 @@ def fetch_packages(
     """
     from builder.image.sources import package_is_empty  # sources needs nothing from here
 
-    archive = AptArchive(cache_dir or default_cache_dir(), debian_arch(arch))
+    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian)
     archive.update(force=refresh)
     memo = archive.resolution_memo(names)
     remembered = _load_resolution(memo)

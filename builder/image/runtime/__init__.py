@@ -11,18 +11,19 @@ import shlex
 from collections.abc import Sequence
 from importlib.resources import files
 
-from builder.recipe.model import DumpSettings
+from builder.recipe.model import Collector, DumpCompression, DumpSettings
 
 INIT_PATH = "/init"
 CONFIG_PATH = "/etc/kdump/kdump.conf"
 MODULES_PATH = "/etc/kdump/modules"
-# makedumpfile's page compression flags.
-COMPRESSION_FLAGS = {"lzo": ("-l",), "zlib": ("-c",), "zstd": ("-z",), "none": ()}
-# Dump-target files /init reads (see builder/image/targets.py for what puts them there).
-UDHCPC_SCRIPT_PATH = "/etc/kdump/udhcpc.script"
-SSH_KEY_PATH = "/etc/kdump/ssh/id_dropbear"
-SSH_KNOWN_HOSTS_PATH = "/root/.ssh/known_hosts"
 HOOK_DIRECTORIES = {"pre": "/etc/kdump/pre.d", "post": "/etc/kdump/post.d"}
+# makedumpfile's page compression flags.
+COMPRESSION_FLAGS = {
+    DumpCompression.LZO: ("-l",),
+    DumpCompression.ZLIB: ("-c",),
+    DumpCompression.ZSTD: ("-z",),
+    DumpCompression.NONE: (),
+}
 
 
 def init_script() -> bytes:
@@ -30,21 +31,16 @@ def init_script() -> bytes:
     return (files("builder.image.runtime") / "init.sh").read_bytes()
 
 
-def udhcpc_script() -> bytes:
-    """The script busybox udhcpc runs to apply a DHCP lease."""
-    return (files("builder.image.runtime") / "udhcpc.sh").read_bytes()
-
-
 def collector_command(dump: DumpSettings) -> list[str]:
     """The command that writes the dump to the file named by its last argument.
 
-    >>> from builder.recipe.model import parse_recipe
+    >>> from builder.recipe.parse import parse_recipe
     >>> from pathlib import Path
-    >>> dump = parse_recipe('[dump]\\ndevice = "LABEL=k"\\n', Path("r.toml")).dump
-    >>> collector_command(dump)
+    >>> text = '[source]\\nroot = "/"\\n[dump]\\ndevice = "LABEL=k"\\n'
+    >>> collector_command(parse_recipe(text, Path("r.toml")).dump)
     ['makedumpfile', '-l', '--message-level', '7', '-d', '31', '/proc/vmcore']
     """
-    if dump.collector == "copy":
+    if dump.collector is Collector.COPY:
         return ["cp", "/proc/vmcore"]
     return [
         "makedumpfile",
@@ -63,58 +59,25 @@ def stream_command(dump: DumpSettings) -> list[str]:
     makedumpfile writes its flattened format (-F), which needs no seeking and
     ends with an end marker, so the stream's length is known from its content.
 
-    >>> from builder.recipe.model import parse_recipe
+    >>> from builder.recipe.parse import parse_recipe
     >>> from pathlib import Path
-    >>> dump = parse_recipe('[dump]\\ntarget = "raw"\\ndevice = "/dev/vdb"\\n', Path("r.toml")).dump
-    >>> stream_command(dump)
+    >>> text = '[source]\\nroot = "/"\\n[dump]\\ntarget = "raw"\\ndevice = "/dev/vdb"\\n'
+    >>> stream_command(parse_recipe(text, Path("r.toml")).dump)
     ['makedumpfile', '-F', '-l', '--message-level', '7', '-d', '31', '/proc/vmcore']
     """
-    if dump.collector == "copy":
+    if dump.collector is Collector.COPY:
         return ["cat", "/proc/vmcore"]
     return ["makedumpfile", "-F", *collector_command(dump)[1:]]
 
 
-def nfs_mount_options(dump: DumpSettings) -> str:
-    """Text mount options for the kernel's NFS client (busybox passes them through).
-
-    >>> from builder.recipe.model import parse_recipe
-    >>> from pathlib import Path
-    >>> text = '[dump]\\ntarget = "nfs"\\nnfs = "10.0.2.2:/srv"\\nnfs_options = ["port=2050"]\\n'
-    >>> nfs_mount_options(parse_recipe(text, Path("r.toml")).dump)
-    'vers=4.2,addr=10.0.2.2,proto=tcp,port=2050'
-    """
-    server = dump.nfs.partition(":")[0]
-    options = [f"vers={dump.nfs_version}", f"addr={server}", "proto=tcp"]
-    if dump.nfs_version == "3":
-        # No rpc.statd in the initrd: locks stay local.
-        options.append("nolock")
-    return ",".join([*options, *dump.nfs_options])
-
-
 def config_values(dump: DumpSettings) -> dict[str, str]:
-    """The shell variables of `/etc/kdump/kdump.conf`, unquoted."""
-    dump_path = dump.path.rstrip("/")
+    """The shell variables of `/etc/kdump/kdump.conf`, unquoted: the target's own and the rest."""
     return {
-        "KDUMP_TARGET": dump.target,
-        "KDUMP_DEVICE": dump.device,
-        "KDUMP_FSTYPE": dump.fstype,
-        "KDUMP_PATH": dump_path,
-        # The ssh server's shell reads the path again: quote it once more for that shell.
-        "KDUMP_REMOTE_PATH": shlex.quote(dump_path),
-        "KDUMP_NFS_SOURCE": dump.nfs,
-        "KDUMP_NFS_OPTIONS": nfs_mount_options(dump) if dump.target == "nfs" else "",
-        "KDUMP_SSH_DESTINATION": dump.ssh,
-        "KDUMP_SSH_PORT": str(dump.ssh_port),
-        "KDUMP_SSH_CHECK_HOST": "yes" if dump.ssh_known_hosts else "no",
-        "KDUMP_NETWORK": dump.network,
-        "KDUMP_INTERFACE": dump.interface,
-        "KDUMP_IP": dump.ip,
-        "KDUMP_GATEWAY": dump.gateway,
-        "KDUMP_HOSTNAME": dump.hostname,
-        "KDUMP_STREAM_SUFFIX": ".flat" if dump.collector == "makedumpfile" else "",
+        "KDUMP_TARGET": dump.target.value,
+        **dump.target.kind.config(dump),
         "KDUMP_DEVICE_TIMEOUT": str(dump.device_timeout),
-        "KDUMP_FINAL_ACTION": dump.final_action,
-        "KDUMP_FAILURE_ACTION": dump.failure_action,
+        "KDUMP_FINAL_ACTION": dump.final_action.value,
+        "KDUMP_FAILURE_ACTION": dump.failure_action.value,
     }
 
 

@@ -1,0 +1,58 @@
+"""The recipe reference (docs/recipe.md), generated from the settings table."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from builder.recipe.parsers import REQUIRED, Setting
+from builder.recipe.settings import SECTIONS, SETTINGS
+from builder.targets import DumpTarget
+
+_HEADER = [
+    "# Recipe reference",
+    "",
+    "Generated from the settings table (`builder/recipe/settings.py` and each dump",
+    "target's keys in `builder/targets/`) by `kdump-build recipe-doc`; do not edit.",
+    "",
+    "A recipe is a TOML file. `name` (top level, default: the file name without",
+    "`.toml`) names the build; every other key lives in one of the tables below.",
+    "Unknown keys are errors, and so is a key of another dump target than the chosen one.",
+]
+_TABLE_HEAD = ["| key | type | default | meaning |", "|---|---|---|---|"]
+
+
+def _default_text(setting: Setting) -> str:
+    default = setting.default
+    if default is REQUIRED:
+        return "required"
+    if isinstance(default, tuple):
+        return "[" + ", ".join(f'"{item}"' for item in default) + "]"
+    if isinstance(default, Enum):
+        return f'"{default.value}"'
+    if isinstance(default, str):
+        return f'"{default}"'
+    return str(default)
+
+
+def _row(setting: Setting) -> str:
+    kind = (setting.parse.__doc__ or "").strip()
+    return f"| `{setting.field}` | {kind} | `{_default_text(setting)}` | {setting.help} |"
+
+
+def reference_markdown() -> str:
+    """The recipe reference as Markdown.
+
+    >>> text = reference_markdown()
+    >>> text.startswith("# Recipe reference"), '### dump.target = "nfs"' in text
+    (True, True)
+    """
+    lines = list(_HEADER)
+    for section in SECTIONS:
+        lines += ["", f"## [{section}]", "", *_TABLE_HEAD]
+        lines += [_row(setting) for setting in SETTINGS if setting.section == section]
+        if section == "dump":
+            for target in DumpTarget:
+                lines += ["", f'### dump.target = "{target.value}"', "",
+                          f"{target.kind.summary.capitalize()}.", "", *_TABLE_HEAD]  # fmt: skip
+                lines += [_row(setting) for setting in target.kind.settings]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,127 @@
+"""`nfs`: an NFS export, mounted by the capture kernel's own NFS client."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, cast
+
+from builder.recipe.parsers import REQUIRED, Setting, choice, string, string_list
+from builder.targets import network
+from builder.targets.base import (
+    PATH,
+    Check,
+    HostSelection,
+    RecipeFiles,
+    TargetContent,
+    TargetKind,
+    TargetOptions,
+)
+
+if TYPE_CHECKING:
+    from builder.recipe.model import DumpSettings
+
+# One mount option: no commas (they separate options), nothing the shell reads.
+NFS_OPTION = re.compile(r"^[A-Za-z0-9_.:/=-]+$")
+
+
+class NfsVersion(StrEnum):
+    V3 = "3"
+    V4 = "4"
+    V4_1 = "4.1"
+    V4_2 = "4.2"
+
+
+# The module that registers the filesystem type each version mounts with;
+# their .modinfo depends= bring sunrpc, lockd, grace and the rest.
+NFS_MODULES = {
+    NfsVersion.V3: ("nfsv3",),
+    NfsVersion.V4: ("nfsv4",),
+    NfsVersion.V4_1: ("nfsv4",),
+    NfsVersion.V4_2: ("nfsv4",),
+}
+
+
+@dataclass(frozen=True)
+class NfsOptions(TargetOptions):
+    nfs: str
+    nfs_version: NfsVersion
+    nfs_options: tuple[str, ...]
+    path: str
+    network: network.NetworkOptions
+
+
+class NfsTarget(TargetKind):
+    name = "nfs"
+    summary = "an NFS export"
+    settings = (
+        Setting("dump.nfs", string, REQUIRED, "`<IPv4 address>:/<export>`."),
+        Setting(
+            "dump.nfs_version",
+            choice(NfsVersion),
+            NfsVersion.V4_2,
+            "NFS protocol version the kernel client mounts with.",
+        ),
+        Setting(
+            "dump.nfs_options",
+            string_list(NFS_OPTION, "NFS mount option"),
+            (),
+            "Extra mount options, e.g. `port=2049`; `addr=` and `vers=` are set from "
+            "dump.nfs and dump.nfs_version.",
+        ),
+        PATH,
+        *network.SETTINGS,
+    )
+
+    def options(self, values: Mapping[str, Any], check: Check) -> NfsOptions:
+        source = values["nfs"]
+        server, sep, export = source.partition(":")
+        if not (
+            sep and network.IPV4.match(server) and export.startswith("/") and "," not in export
+        ):
+            check.fail("dump.nfs", f"{source!r} is not <IPv4 address>:/<export>")
+        for index, option in enumerate(values["nfs_options"]):
+            if option.split("=", 1)[0] in ("addr", "vers", "nfsvers"):
+                check.fail("dump.nfs_options", f"item {index}: {option!r} is set by kdump-build")
+        return NfsOptions(
+            source,
+            values["nfs_version"],
+            values["nfs_options"],
+            values["path"],
+            network.network_options(values, check),
+        )
+
+    def content(self, dump: DumpSettings, files: RecipeFiles) -> TargetContent:
+        options = cast(NfsOptions, dump.options)
+        return TargetContent(
+            modules=NFS_MODULES[options.nfs_version], files=network.network_files(options.network)
+        )
+
+    def config(self, dump: DumpSettings) -> dict[str, str]:
+        options = cast(NfsOptions, dump.options)
+        return {
+            "KDUMP_PATH": options.path.rstrip("/"),
+            "KDUMP_NFS_SOURCE": options.nfs,
+            "KDUMP_NFS_OPTIONS": mount_options(options),
+            **network.network_config(options.network),
+        }
+
+    def host_selection(self, dump: DumpSettings) -> HostSelection:
+        return HostSelection(None)
+
+
+def mount_options(options: NfsOptions) -> str:
+    """Text mount options for the kernel's NFS client (busybox passes them through).
+
+    >>> net = network.NetworkOptions(network.NetworkMode.DHCP, "eth0", "", "", "")
+    >>> mount_options(NfsOptions("10.0.2.2:/srv", NfsVersion.V4_2, ("port=2050",), "/", net))
+    'vers=4.2,addr=10.0.2.2,proto=tcp,port=2050'
+    """
+    server = options.nfs.partition(":")[0]
+    words = [f"vers={options.nfs_version.value}", f"addr={server}", "proto=tcp"]
+    if options.nfs_version is NfsVersion.V3:
+        # No rpc.statd in the initrd: locks stay local.
+        words.append("nolock")
+    return ",".join([*words, *options.nfs_options])

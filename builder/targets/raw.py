@@ -1,0 +1,55 @@
+"""`raw`: a whole block device, written in makedumpfile's flattened format."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from builder.recipe.parsers import REQUIRED, Setting, string
+from builder.targets.base import Check, HostSelection, TargetKind, TargetOptions
+
+if TYPE_CHECKING:
+    from builder.recipe.model import DumpSettings
+
+DEVICE_PATH = re.compile(r"/dev/[A-Za-z0-9_./:-]+")
+
+
+@dataclass(frozen=True)
+class RawOptions(TargetOptions):
+    device: str
+
+
+class RawTarget(TargetKind):
+    name = "raw"
+    summary = "a whole block device written in makedumpfile's flattened format"
+    settings = (
+        Setting(
+            "dump.device",
+            string,
+            REQUIRED,
+            "The /dev path of the block device; its contents are overwritten.",
+        ),
+    )
+
+    def options(self, values: Mapping[str, Any], check: Check) -> RawOptions:
+        device = values["device"]
+        if not DEVICE_PATH.fullmatch(device) or "/../" in device:
+            check.fail("dump.device", f"{device!r} is not a /dev/ path")
+        return RawOptions(device)
+
+    def check(self, dump: DumpSettings, check: Check) -> None:
+        from builder.recipe.model import Collector
+
+        if dump.collector is not Collector.MAKEDUMPFILE:
+            check.fail(
+                "dump.collector",
+                "a raw target needs makedumpfile: its flattened stream carries its own length",
+            )
+
+    def config(self, dump: DumpSettings) -> dict[str, str]:
+        return {"KDUMP_DEVICE": cast(RawOptions, dump.options).device}
+
+    def host_selection(self, dump: DumpSettings) -> HostSelection:
+        return HostSelection(cast(RawOptions, dump.options).device)

@@ -1,0 +1,228 @@
+"""`ssh`: a file on another host, written through dropbear's dbclient.
+
+The dump streams out in makedumpfile's flattened format (`kdump-build
+restore` turns it back into a vmcore). dbclient reads only dropbear's own
+key format, so the recipe's key is converted here, in Python.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import shlex
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from builder.recipe.parsers import REQUIRED, Setting, absolute_path, integer, string
+from builder.targets import network
+from builder.targets.base import (
+    PATH,
+    Check,
+    GeneratedFile,
+    HostSelection,
+    RecipeFiles,
+    TargetContent,
+    TargetKind,
+    TargetOptions,
+)
+
+if TYPE_CHECKING:
+    from builder.recipe.model import DumpSettings
+
+USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+SSH_KEY_PATH = "/etc/kdump/ssh/id_dropbear"
+SSH_KNOWN_HOSTS_PATH = "/root/.ssh/known_hosts"
+# dbclient looks up its own user; the capture side runs as root.
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\n"
+GROUP = b"root:x:0:\n"
+
+OPENSSH_KEY_BEGIN = b"-----BEGIN OPENSSH PRIVATE KEY-----"
+OPENSSH_KEY_END = b"-----END OPENSSH PRIVATE KEY-----"
+OPENSSH_MAGIC = b"openssh-key-v1\0"
+ED25519 = b"ssh-ed25519"
+
+
+@dataclass(frozen=True)
+class SshOptions(TargetOptions):
+    ssh: str
+    ssh_port: int
+    ssh_key: str
+    ssh_known_hosts: str
+    ssh_client: str
+    path: str
+    network: network.NetworkOptions
+
+
+class SshTarget(TargetKind):
+    name = "ssh"
+    summary = "a file on another host written through ssh"
+    settings = (
+        Setting("dump.ssh", string, REQUIRED, "`user@host` to write the dump to."),
+        Setting("dump.ssh_port", integer(1, 65535), 22, "The ssh server's port."),
+        Setting(
+            "dump.ssh_key",
+            string,
+            REQUIRED,
+            "Private key file (unencrypted ed25519 in OpenSSH or dropbear format), "
+            "relative to the recipe; stored in the initrd with mode 0600.",
+        ),
+        Setting(
+            "dump.ssh_known_hosts",
+            string,
+            "",
+            "known_hosts file for the server's key, relative to the recipe; entries "
+            "name the host without the port. Empty: any host key is accepted.",
+        ),
+        Setting(
+            "dump.ssh_client",
+            absolute_path,
+            "/usr/bin/dbclient",
+            "dropbear's dbclient in the source root (package dropbear-bin).",
+        ),
+        PATH,
+        *network.SETTINGS,
+    )
+
+    def options(self, values: Mapping[str, Any], check: Check) -> SshOptions:
+        destination = values["ssh"]
+        user, sep, host = destination.partition("@")
+        valid_host = network.IPV4.match(host) or network.HOST_NAME.match(host)
+        if not (sep and USER_NAME.match(user) and valid_host):
+            check.fail("dump.ssh", f"{destination!r} is not user@host")
+        return SshOptions(
+            destination,
+            values["ssh_port"],
+            values["ssh_key"],
+            values["ssh_known_hosts"],
+            values["ssh_client"],
+            values["path"],
+            network.network_options(values, check),
+        )
+
+    def content(self, dump: DumpSettings, files: RecipeFiles) -> TargetContent:
+        options = cast(SshOptions, dump.options)
+        raw_key = files.read("dump.ssh_key", options.ssh_key)
+        key = dropbear_key(raw_key, files.where("dump.ssh_key", options.ssh_key))
+        generated = [
+            GeneratedFile(SSH_KEY_PATH, key, 0o600),
+            GeneratedFile("/etc/passwd", PASSWD, 0o644),
+            GeneratedFile("/etc/group", GROUP, 0o644),
+        ]
+        if options.ssh_known_hosts:
+            known = files.read("dump.ssh_known_hosts", options.ssh_known_hosts)
+            generated.append(GeneratedFile(SSH_KNOWN_HOSTS_PATH, known, 0o644))
+        return TargetContent(
+            programs=((options.ssh_client, "dump.ssh_client"),),
+            files=(*network.network_files(options.network), *generated),
+        )
+
+    def config(self, dump: DumpSettings) -> dict[str, str]:
+        from builder.recipe.model import Collector
+
+        options = cast(SshOptions, dump.options)
+        path = options.path.rstrip("/")
+        return {
+            "KDUMP_PATH": path,
+            # The ssh server's shell reads the path again: quote it once more for that shell.
+            "KDUMP_REMOTE_PATH": shlex.quote(path),
+            "KDUMP_SSH_DESTINATION": options.ssh,
+            "KDUMP_SSH_PORT": str(options.ssh_port),
+            "KDUMP_SSH_CHECK_HOST": "yes" if options.ssh_known_hosts else "no",
+            "KDUMP_STREAM_SUFFIX": ".flat" if dump.collector is Collector.MAKEDUMPFILE else "",
+            **network.network_config(options.network),
+        }
+
+    def host_selection(self, dump: DumpSettings) -> HostSelection:
+        return HostSelection(None)
+
+
+class _WireReader:
+    """Reads SSH wire-format fields (uint32 lengths, big-endian)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def uint32(self) -> int:
+        if self.offset + 4 > len(self.data):
+            raise ValueError("truncated")
+        (value,) = struct.unpack_from(">I", self.data, self.offset)
+        self.offset += 4
+        return int(value)
+
+    def string(self) -> bytes:
+        length = self.uint32()
+        if self.offset + length > len(self.data):
+            raise ValueError("truncated")
+        value = self.data[self.offset : self.offset + length]
+        self.offset += length
+        return value
+
+
+def _ssh_string(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+def dropbear_key(data: bytes, name: str) -> bytes:
+    """An ed25519 private key in dropbear's format, from OpenSSH's or dropbear's own.
+
+    dropbear's dbclient (2022.83) reads only its own format: the string
+    "ssh-ed25519" then one string of the 32-byte seed and the 32-byte public key.
+    OpenSSH's unencrypted "openssh-key-v1" container holds the same 64 bytes.
+
+    >>> key = _ssh_string(ED25519) + _ssh_string(bytes(64))
+    >>> dropbear_key(key, "k") == key
+    True
+    >>> dropbear_key(b"garbage", "r.toml: dump.ssh_key: k")
+    Traceback (most recent call last):
+    ...
+    builder.errors.RecipeError: r.toml: dump.ssh_key: k: neither an OpenSSH nor a dropbear ...
+    """
+    from builder.errors import RecipeError
+
+    try:
+        if data.startswith(_ssh_string(ED25519)):
+            return _dropbear_ed25519(data)
+        return _openssh_ed25519(data)
+    except (ValueError, binascii.Error) as error:
+        raise RecipeError(f"{name}: {error}") from None
+
+
+def _dropbear_ed25519(data: bytes) -> bytes:
+    reader = _WireReader(data)
+    reader.string()
+    if len(reader.string()) != 64 or reader.offset != len(data):
+        raise ValueError("not a dropbear ed25519 key")
+    return data
+
+
+def _openssh_ed25519(data: bytes) -> bytes:
+    text = data.strip()
+    if not (text.startswith(OPENSSH_KEY_BEGIN) and text.endswith(OPENSSH_KEY_END)):
+        raise ValueError("neither an OpenSSH nor a dropbear private key")
+    body = text[len(OPENSSH_KEY_BEGIN) : -len(OPENSSH_KEY_END)]
+    blob = base64.b64decode(b"".join(body.split()), validate=True)
+    if not blob.startswith(OPENSSH_MAGIC):
+        raise ValueError("not an openssh-key-v1 container")
+    reader = _WireReader(blob[len(OPENSSH_MAGIC) :])
+    cipher, kdf = reader.string(), reader.string()
+    reader.string()  # kdf options
+    if cipher != b"none" or kdf != b"none":
+        raise ValueError("the key is passphrase-protected; the capture side cannot ask")
+    if reader.uint32() != 1:
+        raise ValueError("expected exactly one key")
+    reader.string()  # public key blob
+    private = _WireReader(reader.string())
+    if private.uint32() != private.uint32():
+        raise ValueError("check numbers differ (corrupt key)")
+    kind = private.string()
+    if kind != ED25519:
+        raise ValueError(f"{kind.decode(errors='replace')} keys are not supported, use ed25519")
+    public = private.string()
+    secret = private.string()
+    if len(public) != 32 or len(secret) != 64 or secret[32:] != public:
+        raise ValueError("malformed ed25519 key")
+    return _ssh_string(ED25519) + _ssh_string(secret)
