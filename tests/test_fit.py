@@ -6,19 +6,17 @@ import json
 import re
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from builder.crashkernel.fit import fit_recipe, ram_sizes
 from builder.crashkernel.model import (
     CALIBRATION_FILE,
-    DEFAULT_CALIBRATION,
     Calibration,
-    GiB,
-    MiB,
+    default_calibration,
     load_calibration,
-    parse_crashkernel,
-    reservation,
 )
 from builder.crashkernel.profile import (
     GZIP_WORKSPACE,
@@ -27,13 +25,14 @@ from builder.crashkernel.profile import (
     _stream_workspace,
     capture_cpus,
     decompressor_workspace,
-    fit_recipe,
-    ram_sizes,
 )
+from builder.crashkernel.reservation import reservation
+from builder.crashkernel.syntax import parse_crashkernel
 from builder.errors import FitError, InitrdError, RecipeError
 from builder.image.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd, segments, write_cpio
 from builder.image.pipeline import BuildResult
 from builder.recipe.model import parse_recipe
+from builder.units import GiB, MiB
 from tests.conftest import DEFAULT_RECIPE, run_cli
 
 JSON_ROW_KEYS = {"ram", "reserved", "offset", "low"}
@@ -120,8 +119,28 @@ def test_calibration_file_is_what_the_model_uses() -> None:
     record = json.loads(CALIBRATION_FILE.read_text())
     assert "bench/calibrate_crashkernel.py" in record["regenerate"]
     for name, value in record["constants"].items():
-        assert getattr(DEFAULT_CALIBRATION, name) == value
-    assert Calibration() != DEFAULT_CALIBRATION  # measured, not the placeholders
+        assert getattr(default_calibration(), name) == value
+    assert Calibration() != default_calibration()  # measured, not the placeholders
+
+
+def test_calibration_is_read_on_first_use_not_at_import() -> None:
+    probe = (
+        "import pathlib\n"
+        "reads = []\n"
+        "read_text = pathlib.Path.read_text\n"
+        "def spy(path, *args, **kwargs):\n"
+        "    reads.append(path.name)\n"
+        "    return read_text(path, *args, **kwargs)\n"
+        "pathlib.Path.read_text = spy\n"
+        "import builder.crashkernel.fit, builder.image.pipeline\n"
+        "assert 'calibration.json' not in reads, reads\n"
+        "builder.crashkernel.fit.default_calibration()\n"
+        "assert 'calibration.json' in reads, reads\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -381,7 +400,8 @@ def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_pa
 
 def test_model_meets_the_calibration_goal_on_the_stored_runs() -> None:
     """For every calibrated guest: measured minimum <= recommendation <= minimum + 32 MiB."""
-    from builder.crashkernel.model import CaptureProfile, estimate, recommend
+    from builder.crashkernel.fit import recommend
+    from builder.crashkernel.model import CaptureProfile, estimate
 
     record = json.loads(CALIBRATION_FILE.read_text())
     assert len(record["measurements"]) >= 4

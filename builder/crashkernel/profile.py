@@ -1,8 +1,8 @@
-"""The fit step of a build: what the capture consists of, judged against the reservation.
+"""The capture profile of a build: what the capture kernel and initrd take in memory.
 
 `capture_profile` reads the facts of a planned build (kernel footprint,
-initrd sizes, CPUs the capture kernel brings up, dump target, collector);
-`fit_recipe` turns them into a `FitReport` for the recipe's RAM sizes.
+initrd sizes and decoder workspace, CPUs the capture kernel brings up, dump
+target, collector) into the `CaptureProfile` the memory model estimates.
 """
 
 from __future__ import annotations
@@ -10,16 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from builder.binfmt.kernelimg import KernelImage
-from builder.crashkernel.model import (
-    DEFAULT_CALIBRATION,
-    Calibration,
-    CaptureProfile,
-    FitReport,
-    fit,
-    format_size,
-    parse_size,
-)
-from builder.errors import InitrdError, RecipeError
+from builder.crashkernel.model import CaptureProfile
+from builder.errors import InitrdError
 from builder.image.initrd import (
     LZ4_LEGACY_CHUNK,
     LZ4_LEGACY_MAGIC,
@@ -30,6 +22,7 @@ from builder.image.initrd import (
     segments,
 )
 from builder.recipe.model import Recipe
+from builder.units import format_size
 
 PAGE_SIZE = 4096
 
@@ -185,40 +178,4 @@ def capture_profile(
         cpus=capture_cpus(cmdline),
         dump_target=recipe.dump.target,
         makedumpfile=recipe.dump.collector == "makedumpfile",
-    )
-
-
-def ram_sizes(values: Sequence[str], where: str) -> list[int]:
-    """Parse RAM sizes (``4G``, ``1536M``); each must be positive.
-
-    >>> ram_sizes(["1G", "64G"], "--ram")
-    [1073741824, 68719476736]
-    """
-    sizes = []
-    for index, value in enumerate(values):
-        label = where if len(values) == 1 else f"{where} item {index}"
-        size = parse_size(value, where=label)
-        if size <= 0:
-            raise RecipeError(f"{label}: RAM size must be positive, got {value!r}")
-        sizes.append(size)
-    return sizes
-
-
-def fit_recipe(
-    recipe: Recipe,
-    profile: CaptureProfile,
-    *,
-    spec: str | None = None,
-    rams: Sequence[int] | None = None,
-    calibration: Calibration = DEFAULT_CALIBRATION,
-) -> FitReport:
-    """The recipe's fit: ``spec`` and ``rams`` override crashkernel.reserve and crashkernel.ram."""
-    where = f"{recipe.path}: crashkernel.ram"
-    sizes = list(rams) if rams else ram_sizes(recipe.crashkernel.ram, where)
-    return fit(
-        spec if spec is not None else recipe.crashkernel.reserve,
-        sizes,
-        profile,
-        arch=recipe.target.arch,
-        calibration=calibration,
     )

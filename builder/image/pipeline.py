@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
-from builder.crashkernel.model import FitReport, RangesSpec, SimpleSpec, parse_crashkernel
-from builder.crashkernel.profile import capture_profile, fit_recipe
+from builder.crashkernel.fit import FitReport, fit_recipe
+from builder.crashkernel.profile import capture_profile
+from builder.crashkernel.syntax import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.errors import FetchError, ModuleError, RecipeError, SourceError
 from builder.image import runtime, targets
 from builder.image.capture import CapturePlan, plan_capture_kernel

@@ -15,7 +15,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from builder.crashkernel.model import DEFAULT_RAM, DumpTarget, parse_crashkernel_args, parse_size
+from builder.crashkernel.fit import DEFAULT_RAM
+from builder.crashkernel.model import DumpTarget
+from builder.crashkernel.syntax import parse_crashkernel_args, parse_size
 from builder.errors import RecipeError
 
 ARCHES = ("x86_64", "aarch64")
