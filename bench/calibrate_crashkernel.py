@@ -44,19 +44,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from builder.crashkernel.fit import recommend  # noqa: E402
 from builder.crashkernel.model import (  # noqa: E402
     CALIBRATION_FILE,
-    DEFAULT_CALIBRATION,
     Calibration,
     CaptureProfile,
-    GiB,
-    MiB,
+    default_calibration,
     estimate,
-    recommend,
 )
 from builder.crashkernel.profile import capture_profile  # noqa: E402
 from builder.image.pipeline import plan_build, write_outputs  # noqa: E402
 from builder.recipe.parse import parse_recipe  # noqa: E402
+from builder.units import GiB, MiB  # noqa: E402
 from tests.vm import harness  # noqa: E402
 
 DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
@@ -554,7 +553,7 @@ def main() -> int:
         profiles = {
             variant: CaptureProfile(**profile) for variant, profile in stored["profiles"].items()
         }
-        ok = print_table(profiles, dict(minima_stored), DEFAULT_CALIBRATION)
+        ok = print_table(profiles, dict(minima_stored), default_calibration())
         print(f"goal (0 <= margin <= 32M everywhere): {'met' if ok else 'NOT met'}")
         return 0
 
@@ -601,7 +600,7 @@ def _measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     profiles = {variant: capture.profile for variant, capture in captures.items()}
     found = {config: value * MiB for config, value in minima.items() if value is not None}
     constants = fit_constants(profiles, found)
-    calibration = replace(DEFAULT_CALIBRATION, **constants)
+    calibration = replace(default_calibration(), **constants)
     print(
         "fitted constants (MiB): " + ", ".join(f"{k}={v / MiB:.2f}" for k, v in constants.items())
     )

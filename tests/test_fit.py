@@ -6,34 +6,32 @@ import json
 import re
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from builder.compression import (
+    GZIP_DECODER_WORKSPACE,
+    XZ_DECODER_OVERHEAD,
+    ZSTD_DECODER_OVERHEAD,
+    decoder_workspace,
+)
+from builder.crashkernel.fit import fit_recipe, ram_sizes
 from builder.crashkernel.model import (
     CALIBRATION_FILE,
-    DEFAULT_CALIBRATION,
     Calibration,
-    GiB,
-    MiB,
+    default_calibration,
     load_calibration,
-    parse_crashkernel,
-    reservation,
 )
-from builder.crashkernel.profile import (
-    GZIP_WORKSPACE,
-    XZ_OVERHEAD,
-    ZSTD_OVERHEAD,
-    _stream_workspace,
-    capture_cpus,
-    decompressor_workspace,
-    fit_recipe,
-    ram_sizes,
-)
-from builder.errors import FitError, InitrdError, RecipeError
+from builder.crashkernel.profile import capture_cpus, initrd_decoder_workspace
+from builder.crashkernel.reservation import reservation
+from builder.crashkernel.syntax import parse_crashkernel
+from builder.errors import FitError, FormatError, InitrdError, RecipeError
 from builder.image.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd, segments, write_cpio
 from builder.image.pipeline import BuildResult
 from builder.recipe.parse import parse_recipe
+from builder.units import GiB, MiB
 from tests.conftest import DEFAULT_RECIPE, run_cli
 
 JSON_ROW_KEYS = {"ram", "reserved", "offset", "low"}
@@ -120,8 +118,28 @@ def test_calibration_file_is_what_the_model_uses() -> None:
     record = json.loads(CALIBRATION_FILE.read_text())
     assert "bench/calibrate_crashkernel.py" in record["regenerate"]
     for name, value in record["constants"].items():
-        assert getattr(DEFAULT_CALIBRATION, name) == value
-    assert Calibration() != DEFAULT_CALIBRATION  # measured, not the placeholders
+        assert getattr(default_calibration(), name) == value
+    assert Calibration() != default_calibration()  # measured, not the placeholders
+
+
+def test_calibration_is_read_on_first_use_not_at_import() -> None:
+    probe = (
+        "import pathlib\n"
+        "reads = []\n"
+        "read_text = pathlib.Path.read_text\n"
+        "def spy(path, *args, **kwargs):\n"
+        "    reads.append(path.name)\n"
+        "    return read_text(path, *args, **kwargs)\n"
+        "pathlib.Path.read_text = spy\n"
+        "import builder.crashkernel.fit, builder.image.pipeline\n"
+        "assert 'calibration.json' not in reads, reads\n"
+        "builder.crashkernel.fit.default_calibration()\n"
+        "assert 'calibration.json' in reads, reads\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -333,25 +351,25 @@ def test_decompressor_workspace_matches_the_tools(
     compressed = compress(data, method, level)
     path = tmp_path / f"initrd.{method}"
     path.write_bytes(compressed)
-    workspace, description = decompressor_workspace(compressed)
+    workspace, description = initrd_decoder_workspace(compressed)
     if method == "zstd":
-        assert workspace == _zstd_window_by_cli(path) + ZSTD_OVERHEAD, description
+        assert workspace == _zstd_window_by_cli(path) + ZSTD_DECODER_OVERHEAD, description
     else:
-        assert workspace == _xz_dictionary_by_cli(path) + XZ_OVERHEAD, description
+        assert workspace == _xz_dictionary_by_cli(path) + XZ_DECODER_OVERHEAD, description
 
 
 def test_decompressor_workspace_other_forms() -> None:
-    assert decompressor_workspace(compress(b"x" * 1000, "gzip", 9)) == (
-        GZIP_WORKSPACE,
+    assert initrd_decoder_workspace(compress(b"x" * 1000, "gzip", 9)) == (
+        GZIP_DECODER_WORKSPACE,
         "gzip window 32K",
     )
-    assert decompressor_workspace(compress(write_cpio([]), "none", 1))[0] == 0
+    assert initrd_decoder_workspace(compress(write_cpio([]), "none", 1))[0] == 0
     with pytest.raises(InitrdError, match="byte 0: corrupt compressed data"):
-        decompressor_workspace(ZSTD_MAGIC + b"\x60")
+        initrd_decoder_workspace(ZSTD_MAGIC + b"\x60")
     # Headers cut short inside an otherwise readable stream: the parsers say where.
     for broken, offset in ((ZSTD_MAGIC + b"\x60", "byte 4"), (XZ_MAGIC + bytes(7), "byte 12")):
-        with pytest.raises(InitrdError, match=offset):
-            _stream_workspace(broken)
+        with pytest.raises(FormatError, match=offset):
+            decoder_workspace(broken)
 
 
 def test_decompressor_workspace_takes_the_largest_stream() -> None:
@@ -359,10 +377,10 @@ def test_decompressor_workspace_takes_the_largest_stream() -> None:
     small = compress(bytes(300 << 10), "zstd", 1)
     large = compress(bytes(range(256)) * (12 << 12), "zstd", 19)
     initrd = write_cpio([]) + small + large + compress(b"x" * 4096, "gzip", 9)
-    assert decompressor_workspace(initrd) == decompressor_workspace(large)
-    assert decompressor_workspace(initrd)[0] > decompressor_workspace(small)[0]
+    assert initrd_decoder_workspace(initrd) == initrd_decoder_workspace(large)
+    assert initrd_decoder_workspace(initrd)[0] > initrd_decoder_workspace(small)[0]
     lz4 = compress(b"y" * 5000, "lz4", 9)
-    assert decompressor_workspace(small + lz4) == (8 << 20, "lz4 chunk 8M")
+    assert initrd_decoder_workspace(small + lz4) == (8 << 20, "lz4 chunk 8M")
 
 
 def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_path: Path) -> None:
@@ -376,12 +394,13 @@ def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_pa
             path.write_bytes(default_build.initrd[start:end])
             windows.append(_zstd_window_by_cli(path))
     assert windows
-    assert terms["initrd_decompressor"] == max(windows) + ZSTD_OVERHEAD
+    assert terms["initrd_decompressor"] == max(windows) + ZSTD_DECODER_OVERHEAD
 
 
 def test_model_meets_the_calibration_goal_on_the_stored_runs() -> None:
     """For every calibrated guest: measured minimum <= recommendation <= minimum + 32 MiB."""
-    from builder.crashkernel.model import CaptureProfile, estimate, recommend
+    from builder.crashkernel.fit import recommend
+    from builder.crashkernel.model import CaptureProfile, estimate
 
     record = json.loads(CALIBRATION_FILE.read_text())
     assert len(record["measurements"]) >= 4

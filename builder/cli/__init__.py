@@ -275,8 +275,7 @@ def fit_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
-    from builder.crashkernel.model import DEFAULT_RAM, fit
-    from builder.crashkernel.profile import fit_recipe, ram_sizes
+    from builder.crashkernel.fit import DEFAULT_RAM, fit, fit_recipe, ram_sizes
     from builder.errors import FitError, RecipeError
     from builder.units import format_size
 

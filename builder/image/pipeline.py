@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from builder.binfmt.kernelimg import KernelImage
-from builder.crashkernel.model import FitReport
-from builder.crashkernel.profile import capture_profile, fit_recipe
+from builder.crashkernel.fit import FitReport, fit_recipe
+from builder.crashkernel.profile import capture_profile
 from builder.errors import FetchError, RecipeError
 from builder.image import content
 from builder.image.cache import default_cache_dir

@@ -13,7 +13,8 @@ from typing import Any
 
 from builder.arch import RECIPE_ARCHES, Arch
 from builder.compression import INITRD_FORMATS, Compression
-from builder.crashkernel.model import DEFAULT_RAM, parse_crashkernel_args, parse_size
+from builder.crashkernel.fit import DEFAULT_RAM
+from builder.crashkernel.syntax import parse_crashkernel_args, parse_size
 from builder.errors import RecipeError
 from builder.recipe.model import (
     Collector,

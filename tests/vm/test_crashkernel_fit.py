@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.crashkernel.model import MiB, parse_crashkernel
+from builder.crashkernel.syntax import parse_crashkernel
+from builder.units import MiB
 from tests.conftest import DEFAULT_RECIPE, run_cli
 from tests.vm import harness
 
