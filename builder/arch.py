@@ -98,8 +98,9 @@ class ArchInfo:
     # dump options; riscv kernels before 6.5 have no CONFIG_RELOCATABLE yet run
     # from any PMD-aligned address, so nothing is asked of them.
     reuse_options: tuple[str, ...] = ("CONFIG_RELOCATABLE",)
-    # x86 microcode goes in an uncompressed early cpio; no other architecture has one.
-    early_microcode: bool = False
+    # Where the early microcode loader looks in an uncompressed cpio at the start of
+    # the initrd (arch/x86/kernel/cpu/microcode); None: no early microcode loader.
+    early_microcode_dir: str | None = None
     # The kernel image mapping's virtual window [start, end), where /proc/kcore
     # shows the kernel text; None where the text is found another way.
     kernel_text_window: tuple[int, int] | None = None
@@ -135,7 +136,7 @@ ARCHES: dict[Arch, ArchInfo] = {
             kexec_file_load_syscall=320,
             crash=CrashReserveRules(16 * MiB, 4 * GiB, _X86_64_MAXMEM, None),
             qemu=QemuMachine("qemu-system-x86_64", "qemu-x86_64", None, None, "ttyS0"),
-            early_microcode=True,
+            early_microcode_dir="/kernel/x86/microcode",
             # Documentation/arch/x86/x86_64/mm.rst: __START_KERNEL_map to MODULES_VADDR.
             kernel_text_window=(0xFFFF_FFFF_8000_0000, 0xFFFF_FFFF_C000_0000),
         ),
@@ -233,6 +234,8 @@ ARCHES: dict[Arch, ArchInfo] = {
     )
 }
 
+# What a recipe, and `kdump-build fit` without one, assume when no architecture is named.
+DEFAULT_ARCH = Arch.X86_64
 # Architectures a recipe may build for: those whose reservation is predicted.
 RECIPE_ARCHES = tuple(info.arch for info in ARCHES.values() if info.crash is not None)
 # Other spellings people use: Debian's names, and the kernel's `arm64`.

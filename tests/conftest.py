@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.image.fetch import FetchedPackage, fetch_packages
+from builder.image.packages import PackageRoot
 from builder.image.pipeline import BuildResult, plan_build
-from builder.image.sources import PackageRoot
 from builder.recipe.model import Recipe
 from builder.recipe.parse import load_recipe
 

@@ -113,7 +113,7 @@ def test_symlink_leaving_the_root(
     sysroot = tmp_path / "sysroot"
     (sysroot / "boot").mkdir(parents=True)
     kernel = next(p.path for p in default_packages if p.name.startswith("linux-image"))
-    from builder.image.sources import PackageRoot
+    from builder.image.packages import PackageRoot
 
     root = PackageRoot([kernel])
     (image,) = root.glob("/boot/vmlinuz-*")

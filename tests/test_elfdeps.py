@@ -10,7 +10,8 @@ import pytest
 
 from builder.errors import SourceError
 from builder.image.libraries import library_closure, read_elf_info
-from builder.image.sources import DirectoryRoot, PackageRoot
+from builder.image.packages import PackageRoot
+from builder.image.sources import DirectoryRoot
 
 
 def test_makedumpfile_closure(default_root: PackageRoot) -> None:

@@ -11,7 +11,7 @@ import pytest
 from builder.errors import ModuleError
 from builder.image.hostonly import block_device_modules, network_modules
 from builder.image.modules import ModuleIndex, canonical_name
-from builder.image.sources import PackageRoot
+from builder.image.packages import PackageRoot
 
 PCI = "devices/pci0000:00/0000:00:04.0"
 

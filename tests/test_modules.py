@@ -10,7 +10,8 @@ import pytest
 
 from builder.errors import ModuleError
 from builder.image.modules import ModuleIndex, canonical_name, parse_modinfo
-from builder.image.sources import DirectoryRoot, PackageRoot
+from builder.image.packages import PackageRoot
+from builder.image.sources import DirectoryRoot
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def test_hostile_strings_stay_data(tmp_path: Path, shell: list[str]) -> None:
 
 
 def test_same_with_busybox_ash(tmp_path: Path, default_root: object) -> None:
-    from builder.image.sources import PackageRoot
+    from builder.image.packages import PackageRoot
 
     assert isinstance(default_root, PackageRoot)
     busybox = tmp_path / "busybox"

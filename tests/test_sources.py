@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.errors import SourceError
-from builder.image.sources import (
-    DirectoryRoot,
-    NodeKind,
-    PackageCache,
-    PackageRoot,
-    package_is_empty,
-)
+from builder.image.packages import PackageCache, PackageRoot, package_is_empty
+from builder.image.sources import DirectoryRoot, NodeKind
 
 
 @pytest.fixture()
@@ -166,7 +161,7 @@ def test_deb_built_with_dpkg_deb(tmp_path: Path) -> None:
 def test_package_cache_reads_only_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import builder.image.sources as sources
+    import builder.image.packages as packages
 
     package = tmp_path / "a.tar.gz"
     package.write_bytes(
@@ -178,13 +173,13 @@ def test_package_cache_reads_only_what_is_missing(
     assert cold.read_bytes("/bin/tool", keep=False) == b"tool"
 
     scans: list[Path] = []
-    real_scan = sources._scan_package
+    real_scan = packages._scan_package
 
     def counting_scan(path: Path):  # type: ignore[no-untyped-def]
         scans.append(path)
         return real_scan(path)
 
-    monkeypatch.setattr(sources, "_scan_package", counting_scan)
+    monkeypatch.setattr(packages, "_scan_package", counting_scan)
     warm = PackageRoot([package], cache)
     assert warm.read_bytes("/lib/x.so.1") == b"x" * 9  # index and member from the cache
     assert warm.lookup("/lib/x.so.1", follow_last=False).kind is NodeKind.SYMLINK

@@ -15,9 +15,9 @@ from builder.image import runtime
 from builder.image.content import target_content
 from builder.image.fetch import fetch_packages
 from builder.image.initrd import Member, MemberKind
+from builder.image.packages import PackageRoot
 from builder.image.pipeline import Steps, plan_initrd
 from builder.image.programs import check_collector
-from builder.image.sources import PackageRoot
 from builder.recipe.model import Collector, Recipe
 from builder.recipe.parse import parse_recipe
 from builder.targets.network import UDHCPC_SCRIPT_PATH

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from builder.arch import Arch
+from builder.arch import DEFAULT_ARCH, Arch
 from builder.crashkernel.model import (
     Calibration,
     CaptureProfile,
@@ -250,7 +250,7 @@ def fit(
     ram_list: Sequence[int],
     estimate_input: Estimator | None = None,
     *,
-    arch: Arch | str = Arch.X86_64,
+    arch: Arch | str = DEFAULT_ARCH,
     calibration: Calibration | None = None,
     low_ram: int | None = None,
 ) -> FitReport:

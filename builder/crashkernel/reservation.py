@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from builder.arch import SWIOTLB_DEFAULT_SIZE, Arch, CrashReserveRules, arch_info
+from builder.arch import DEFAULT_ARCH, SWIOTLB_DEFAULT_SIZE, Arch, CrashReserveRules, arch_info
 from builder.crashkernel.syntax import (
     RAM_ROUNDING,
     CrashkernelConfig,
@@ -109,7 +109,7 @@ class _Request:
 def reservation(
     spec: str | CrashkernelSpec | CrashkernelConfig | None,
     ram_bytes: int,
-    arch: Arch | str = Arch.X86_64,
+    arch: Arch | str = DEFAULT_ARCH,
     *,
     low_ram: int | None = None,
     swiotlb_bytes: int = SWIOTLB_DEFAULT_SIZE,

@@ -156,6 +156,42 @@ def _check_placement(
         )
 
 
+def _reused_kernel(
+    recipe: str, main: KernelImage, dedicated: KernelImage | None
+) -> tuple[str, KernelImage, tuple[str, ...]]:
+    """kernel.mode = "reuse": the main image, which must be relocatable."""
+    if dedicated is not None:
+        raise RecipeError(
+            f'{recipe}: {KEY_DEDICATED_IMAGE}: is set but {KEY_MODE} is "reuse"; '
+            f'remove it or set {KEY_MODE} = "dedicated"'
+        )
+    if not main.relocatable:
+        raise RecipeError(
+            f'{recipe}: {KEY_MODE}: "reuse" needs a relocatable kernel, but {main.name} '
+            f"({main.format}, {main.arch}) is not relocatable; "
+            f'set {KEY_MODE} = "dedicated" with {KEY_DEDICATED_IMAGE}'
+        )
+    return KEY_IMAGE, main, CAPTURE_OPTIONS + arch_info(main.arch).reuse_options
+
+
+def _dedicated_kernel(
+    recipe: str, main: KernelImage, dedicated: KernelImage | None
+) -> tuple[str, KernelImage, tuple[str, ...]]:
+    """kernel.mode = "dedicated": a second image of the main kernel's architecture."""
+    if dedicated is None:
+        raise RecipeError(
+            f'{recipe}: {KEY_DEDICATED_IMAGE}: missing, but {KEY_MODE} is "dedicated"'
+        )
+    if dedicated.arch != main.arch:
+        raise RecipeError(
+            f"{recipe}: {KEY_DEDICATED_IMAGE}: {dedicated.name} is {dedicated.arch}, but the main "
+            f"kernel {main.name} is {main.arch}"
+        )
+    # A dedicated kernel is often built to run at one fixed address, so only
+    # the options for reading the dump are asked of it.
+    return KEY_DEDICATED_IMAGE, dedicated, CAPTURE_OPTIONS
+
+
 def plan_capture_kernel(
     main: KernelImage,
     *,
@@ -171,46 +207,13 @@ def plan_capture_kernel(
 
     `config_text` is the `/boot/config-*` of the capture kernel (the main
     kernel when reusing), when the source has one; `recipe` is the recipe
-    file name used in messages.
-
-    >>> plan = plan_capture_kernel(image, mode="reuse", recipe="recipe.toml",
-    ...                            reservation_size=256 << 20)  # doctest: +SKIP
-    >>> plan.alignment, plan.min_address, plan.fixed_address  # doctest: +SKIP
-    (2097152, 16777216, None)
+    file name used in messages. tests/test_relocatable.py runs it on real
+    Debian kernels and on synthetic images of every format.
     """
     if reservation_size <= 0:
         raise RecipeError(f"{recipe}: {KEY_RESERVE}: the reservation size must be positive")
-
-    if mode is KernelMode.REUSE:
-        key, image = KEY_IMAGE, main
-        if dedicated is not None:
-            raise RecipeError(
-                f'{recipe}: {KEY_DEDICATED_IMAGE}: is set but {KEY_MODE} is "reuse"; '
-                f'remove it or set {KEY_MODE} = "dedicated"'
-            )
-        if not image.relocatable:
-            raise RecipeError(
-                f'{recipe}: {KEY_MODE}: "reuse" needs a relocatable kernel, but {image.name} '
-                f"({image.format}, {image.arch}) is not relocatable; "
-                f'set {KEY_MODE} = "dedicated" with {KEY_DEDICATED_IMAGE}'
-            )
-        required = CAPTURE_OPTIONS + arch_info(image.arch).reuse_options
-    else:
-        key = KEY_DEDICATED_IMAGE
-        if dedicated is None:
-            raise RecipeError(
-                f'{recipe}: {KEY_DEDICATED_IMAGE}: missing, but {KEY_MODE} is "dedicated"'
-            )
-        image = dedicated
-        if image.arch != main.arch:
-            raise RecipeError(
-                f"{recipe}: {KEY_DEDICATED_IMAGE}: {image.name} is {image.arch}, but the main "
-                f"kernel {main.name} is {main.arch}"
-            )
-        # A dedicated kernel is often built to run at one fixed address, so only
-        # the options for reading the dump are asked of it.
-        required = CAPTURE_OPTIONS
-
+    choose = _reused_kernel if mode is KernelMode.REUSE else _dedicated_kernel
+    key, image, required = choose(recipe, main, dedicated)
     config_checked = _check_config(recipe, key, image, config_text, config_name, required)
     if image.memory_size is None:
         raise RecipeError(

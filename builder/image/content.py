@@ -13,11 +13,12 @@ import contextlib
 from enum import IntEnum
 from pathlib import Path
 
+from builder.arch import arch_info
 from builder.errors import ModuleError, RecipeError, SourceError
 from builder.image import runtime
 from builder.image.cache import default_cache_dir
 from builder.image.hostonly import block_device_modules, network_modules
-from builder.image.initrd import MICROCODE_DIR, InitrdPlan, Member, MemberKind
+from builder.image.initrd import InitrdPlan, Member, MemberKind
 from builder.image.modules import ModuleIndex
 from builder.image.programs import (
     Busybox,
@@ -225,7 +226,11 @@ def plan_rendered(recipe: Recipe, plan: InitrdPlan, module_paths: list[str]) -> 
 
 
 def microcode_files(recipe: Recipe, root: Root) -> dict[str, bytes]:
-    """initrd.microcode: each vendor's files from the source root, concatenated."""
+    """initrd.microcode: each vendor's files from the source root, concatenated.
+
+    The recipe parser refused microcode for an architecture without an early loader.
+    """
+    directory = arch_info(recipe.target.arch).early_microcode_dir
     files: dict[str, bytes] = {}
     for vendor in recipe.initrd.microcode:
         pattern, name = MICROCODE_SOURCES[vendor]
@@ -236,5 +241,5 @@ def microcode_files(recipe: Recipe, root: Root) -> dict[str, bytes]:
                 f"{pattern} in {root.description} (add the {vendor.value} microcode package "
                 "to source.packages)"
             )
-        files[f"{MICROCODE_DIR}/{name}"] = b"".join(root.read_bytes(path) for path in parts)
+        files[f"{directory}/{name}"] = b"".join(root.read_bytes(path) for path in parts)
     return files

@@ -40,8 +40,6 @@ XZ_MAGIC = b"\xfd7zXZ\x00"
 # archive must come last in the initrd.
 LZ4_LEGACY_MAGIC = (0x184C2102).to_bytes(4, "little")
 LZ4_LEGACY_CHUNK = 8 << 20
-# Where the x86 early microcode loader looks, in an uncompressed cpio at the start.
-MICROCODE_DIR = "/kernel/x86/microcode"
 COMPRESSION_MAGICS = (ZSTD_MAGIC, GZIP_MAGIC, XZ_MAGIC, LZ4_LEGACY_MAGIC)
 
 

@@ -39,7 +39,8 @@ from builder.image.initrd import (
     write_cpio,
 )
 from builder.image.kernel import capture_kernel
-from builder.image.sources import DirectoryRoot, PackageCache, PackageRoot, Root
+from builder.image.packages import PackageCache, PackageRoot
+from builder.image.sources import DirectoryRoot, Root
 from builder.recipe.model import Recipe
 from builder.targets.ssh import SSH_KEY_PATH
 

@@ -156,8 +156,8 @@ def _check_combinations(recipe: Recipe, check: Check) -> None:
             "initrd.compression_level",
             f"{level} is above {highest}, the highest {compression.value} level",
         )
-    if recipe.initrd.microcode and not arch_info(recipe.target.arch).early_microcode:
-        loaders = ", ".join(info.arch.value for info in ARCHES.values() if info.early_microcode)
+    if recipe.initrd.microcode and not arch_info(recipe.target.arch).early_microcode_dir:
+        loaders = ", ".join(info.arch.value for info in ARCHES.values() if info.early_microcode_dir)
         check.fail("initrd.microcode", f"early microcode is for {loaders} only")
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from builder.arch import RECIPE_ARCHES, Arch
+from builder.arch import DEFAULT_ARCH, RECIPE_ARCHES
 from builder.compression import INITRD_FORMATS, Compression
 from builder.crashkernel.fit import DEFAULT_RAM
 from builder.crashkernel.syntax import parse_crashkernel_args, parse_size
@@ -122,7 +122,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "target.arch",
         choice(RECIPE_ARCHES),
-        Arch.X86_64,
+        DEFAULT_ARCH,
         "Architecture of the machine that will crash.",
     ),
     Setting(

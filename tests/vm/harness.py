@@ -18,8 +18,8 @@ from builder.image.fetch import fetch_packages
 from builder.image.initrd import InitrdPlan, compress, write_cpio
 from builder.image.libraries import library_closure
 from builder.image.modules import ModuleIndex
+from builder.image.packages import PackageRoot
 from builder.image.programs import busybox_applets
-from builder.image.sources import PackageRoot
 
 # kexec-tools and the libraries of its kexec binary in Debian 12 (Xen support
 # pulls in the libxen* family).
