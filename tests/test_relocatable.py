@@ -6,7 +6,8 @@ import struct
 
 import pytest
 
-from builder.binfmt.kernelimg import Arch, KernelImage, parse_kernel_image
+from builder.arch import Arch
+from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
 from builder.errors import RecipeError
 from builder.image.capture import (
     CapturePlan,

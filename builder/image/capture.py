@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from builder.binfmt.kernelimg import Arch, KernelImage
+from builder.arch import Arch
+from builder.binfmt.kernelimg import KernelImage
 from builder.errors import RecipeError
 from builder.units import format_mib, format_size
 
