@@ -12,7 +12,6 @@ from builder.errors import RecipeError
 from builder.image.capture import (
     CapturePlan,
     KernelMode,
-    parse_kernel_config,
     plan_capture_kernel,
 )
 from tests.kernelimg_debs import debian_kernel
@@ -366,13 +365,3 @@ def test_unknown_mode_fails(mode: str) -> None:
         recipe=RECIPE,
         reservation_size=256 * MiB,
     )
-
-
-def test_parse_kernel_config() -> None:
-    text = 'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="text"\n# comment\nCONFIG_D=m\n'
-    assert parse_kernel_config(text) == {
-        "CONFIG_A": "y",
-        "CONFIG_B": "n",
-        "CONFIG_C": "text",
-        "CONFIG_D": "m",
-    }

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import zstandard
 
+from builder.binfmt.kconfig import parse_kernel_config
 from builder.errors import ModuleError, SourceError
 from builder.image.cache import store_cache_entry
 from builder.image.sources import Root
@@ -146,16 +147,6 @@ def parse_softdep(entries: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, .
             elif current is not None:
                 current.append(canonical_name(word))
     return tuple(pre), tuple(post)
-
-
-def parse_kernel_config(text: str) -> dict[str, str]:
-    """`CONFIG_X=value` lines of a kernel .config (unset options are absent)."""
-    options: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.startswith("CONFIG_"):
-            options[key] = value.strip()
-    return options
 
 
 @dataclass(frozen=True)
