@@ -296,8 +296,8 @@ def encoder_version(kind: Compression) -> str:
         return f"lz4-{lz4.library_version_string()}"
     if kind is Compression.GZIP:
         return f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"
-    if kind is Compression.XZ:
-        return f"xz-{lzma.LZMA_VERSION if hasattr(lzma, 'LZMA_VERSION') else 'stdlib'}"
+    # xz (Python's lzma does not say its liblzma version) and the rest: the name
+    # alone, as compressed-archive cache keys have always spelled it.
     return str(kind)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.binfmt.cpio import read_initrd
 from builder.errors import RecipeError
-from builder.image.initrd import read_initrd
 from builder.image.pipeline import plan_build, script_interpreter
 from builder.recipe.model import load_recipe
 from tests.conftest import DEFAULT_RECIPE

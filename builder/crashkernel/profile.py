@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from builder.binfmt.cpio import segments
 from builder.binfmt.kernelimg import KernelImage
+from builder.compression import LZ4_LEGACY_CHUNK, LZ4_LEGACY_MAGIC, XZ_MAGIC, ZSTD_MAGIC
 from builder.crashkernel.model import (
     DEFAULT_CALIBRATION,
     Calibration,
@@ -20,15 +22,7 @@ from builder.crashkernel.model import (
     parse_size,
 )
 from builder.errors import InitrdError, RecipeError
-from builder.image.initrd import (
-    LZ4_LEGACY_CHUNK,
-    LZ4_LEGACY_MAGIC,
-    XZ_MAGIC,
-    ZSTD_MAGIC,
-    Member,
-    MemberKind,
-    segments,
-)
+from builder.image.initrd import Member, MemberKind
 from builder.recipe.model import Recipe
 
 PAGE_SIZE = 4096
@@ -70,15 +64,15 @@ def decompressor_workspace(initrd: bytes) -> tuple[int, str]:
     dictionary size (xz_dec in XZ_DYNALLOC mode allocates all of it); lz4
     (legacy format): one 8 MiB output chunk; gzip: a 32 KiB window and buffers.
 
-    >>> from builder.image.initrd import compress
-    >>> size, what = decompressor_workspace(compress(bytes(4 << 20), "zstd", 19))
+    >>> from builder.compression import Compression, compress
+    >>> size, what = decompressor_workspace(compress(bytes(4 << 20), Compression.ZSTD, 19))
     >>> size == (4 << 20) + ZSTD_OVERHEAD, what
     (True, 'zstd window 4M')
-    >>> from builder.image.initrd import write_cpio
+    >>> from builder.binfmt.cpio import write_cpio
     >>> decompressor_workspace(write_cpio([]))
     (0, 'uncompressed')
     """
-    streams = [initrd[start:end] for start, end, packed in segments(initrd) if packed]
+    streams = [initrd[part.start : part.end] for part in segments(initrd) if part.compressed]
     found = [_stream_workspace(stream) for stream in streams]
     return max(found, default=(0, "uncompressed"))
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.binfmt.cpio import write_cpio
 from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
+from builder.compression import Compression
 from builder.crashkernel.model import FitReport, RangesSpec, SimpleSpec, parse_crashkernel
 from builder.crashkernel.profile import capture_profile, fit_recipe
 from builder.errors import FetchError, ModuleError, RecipeError, SourceError
@@ -40,7 +42,6 @@ from builder.image.initrd import (
     sha256,
     source_date_epoch,
     split_archives,
-    write_cpio,
 )
 from builder.image.libraries import library_closure
 from builder.image.modules import ModuleIndex
@@ -504,7 +505,7 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
         compressed = pool.map(
             lambda archive: compress_cached(
                 archive,
-                recipe.initrd.compression,
+                Compression(recipe.initrd.compression),
                 recipe.initrd.compression_level,
                 default_cache_dir() / "compressed",
             ),
