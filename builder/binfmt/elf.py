@@ -51,6 +51,7 @@ _EHDR = {
 }
 _PHDR = {ELFCLASS64: "IIQQQQQQ", ELFCLASS32: "IIIIIIII"}
 _SHDR = {ELFCLASS64: "IIQQQQIIQQ", ELFCLASS32: "IIIIIIIIII"}
+_SHDR_SIZE = {klass: struct.calcsize("<" + layout) for klass, layout in _SHDR.items()}
 _SYM = {ELFCLASS64: "IBBHQQ", ELFCLASS32: "IIIBBH"}
 _RELA = {ELFCLASS64: "QQq", ELFCLASS32: "IIi"}
 _REL = {ELFCLASS64: "QQ", ELFCLASS32: "II"}
@@ -235,12 +236,12 @@ class ElfFile:
         return self._unpack(_SHDR[self._class], self.shoff, "section header 0")
 
     @cached_property
-    def sections(self) -> tuple[Section, ...]:
-        """Every section header with its name, in file order (empty when stripped)."""
+    def _section_table(self) -> tuple[list[tuple[int, ...]], bytes]:
+        """The raw section header rows and the section name table (both unchecked)."""
         if self.shoff == 0:
-            return ()
+            return [], b""
         layout = _SHDR[self._class]
-        expected = struct.calcsize("<" + layout)
+        expected = _SHDR_SIZE[self._class]
         count, names_index = self._shnum, self._shstrndx
         zero = self._section_zero()
         if count == 0 and zero is not None:
@@ -248,31 +249,49 @@ class ElfFile:
         if names_index == SHN_XINDEX and zero is not None:
             names_index = zero[6]
         if count == 0:
-            return ()
+            return [], b""
         if self.shentsize != expected:
             self.fail(46 if self._class == ELFCLASS32 else 58,
                       f"expected e_shentsize {expected}, found {self.shentsize}")  # fmt: skip
-        self.reader.need(self.shoff, count * expected, f"{count} section headers")
-        raw = [self._unpack(layout, self.shoff + index * expected, "section header")
-               for index in range(count)]  # fmt: skip
+        table = self.reader.raw(self.shoff, count * expected, f"{count} section headers")
+        # One unpack over the whole table: a module has ~40 sections, and the
+        # module index reads thousands of modules.
+        rows = list(struct.iter_unpack(self._order + layout, table))
         if not 0 <= names_index < count:
             self.fail(self.shoff, f"section name table index {names_index} is not a section")
-        names = raw[names_index]
-        names_data = self.reader.raw(names[4], names[5], "section name table")
-        sections = []
-        for index, (name_offset, kind, flags, addr, offset, size, link, info, align,
-                    entsize) in enumerate(raw):  # fmt: skip
-            at = self.shoff + index * expected
-            name = _string_at(names_data, name_offset, self.reader, at, "section name")
-            sections.append(Section(index, name, kind, flags, addr, offset, size, link, info,
-                                    align, entsize, at))  # fmt: skip
-        return tuple(sections)
+        names = rows[names_index]
+        return rows, self.reader.raw(names[4], names[5], "section name table")
+
+    def _section(self, index: int, row: tuple[int, ...], names: bytes) -> Section:
+        name_offset, kind, flags, addr, offset, size, link, info, align, entsize = row
+        at = self.shoff + index * _SHDR_SIZE[self._class]
+        name = _string_at(names, name_offset, self.reader, at, "section name")
+        return Section(index, name, kind, flags, addr, offset, size, link, info, align, entsize, at)
+
+    @cached_property
+    def sections(self) -> tuple[Section, ...]:
+        """Every section header with its name, in file order (empty when stripped)."""
+        rows, names = self._section_table
+        return tuple(self._section(index, row, names) for index, row in enumerate(rows))
 
     def section(self, name: str) -> Section | None:
-        """The first section called `name`, or None."""
-        for section in self.sections:
-            if section.name == name:
-                return section
+        """The first section called `name`, or None.
+
+        Only that section's header is decoded: its name is looked up in the
+        name table first, and only headers pointing there are compared.
+        """
+        if "sections" in self.__dict__:
+            return next((section for section in self.sections if section.name == name), None)
+        rows, names = self._section_table
+        wanted = name.encode() + b"\0"
+        starts = set()
+        start = names.find(wanted)
+        while start >= 0:
+            starts.add(start)
+            start = names.find(wanted, start + 1)
+        for index, row in enumerate(rows):
+            if row[0] in starts:
+                return self._section(index, row, names)
         return None
 
     def section_data(self, section: Section) -> bytes:
