@@ -213,6 +213,12 @@ class ElfFile:
                                          memsz, align, at))  # fmt: skip
         return tuple(headers)
 
+    @property
+    def program_headers_end(self) -> int:
+        """Where the program header table ends (e_phnum counted): what a reader needs
+        of a file it reads only the headers of, such as /proc/kcore."""
+        return int(max(self.ehsize, self.phoff + self._phnum * self.phentsize))
+
     def segments(self, kind: int) -> tuple[ProgramHeader, ...]:
         """The program headers of type `kind` (PT_LOAD, PT_NOTE, ...)."""
         return tuple(header for header in self.program_headers if header.type == kind)
