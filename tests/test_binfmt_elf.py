@@ -11,7 +11,7 @@ import io
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,12 +198,17 @@ def _compare_dynamic(ours: ElfFile, theirs: ELFFile) -> None:
     )
 
 
-def test_equal_to_pyelftools(samples: list[Sample]) -> None:
+def _each(samples: list[Sample], compare: Callable[[Sample], None]) -> None:
+    """Run `compare` on every sample; a failure names the file."""
     for sample in samples:
         try:
-            _compare_with_pyelftools(sample)
+            compare(sample)
         except AssertionError as problem:
             raise AssertionError(f"{sample.name}: {problem}") from None
+
+
+def test_equal_to_pyelftools(samples: list[Sample]) -> None:
+    _each(samples, _compare_with_pyelftools)
 
 
 # ------------------------------------------------------------------ readelf
@@ -296,11 +301,7 @@ def _compare_table_sizes(ours: ElfFile, text: str) -> None:
 
 
 def test_equal_to_readelf(samples: list[Sample]) -> None:
-    for sample in samples:
-        try:
-            _compare_with_readelf(sample)
-        except AssertionError as problem:
-            raise AssertionError(f"{sample.name}: {problem}") from None
+    _each(samples, _compare_with_readelf)
 
 
 # ------------------------------------------------------------------ damaged input

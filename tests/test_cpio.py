@@ -20,18 +20,7 @@ from builder.binfmt.cpio import (
 from builder.compression import LZ4_LEGACY_CHUNK, Compression, compress
 from builder.errors import InitrdError
 from builder.image.initrd import InitrdPlan, early_cpio
-
-
-def sample_plan() -> InitrdPlan:
-    plan = InitrdPlan()
-    plan.file("/init", b"#!/bin/sh\necho hi\n", 0o755)
-    plan.file("/usr/lib/x/libx.so.1.0", b"\x7fELF" + bytes(range(256)) * 3)
-    plan.symlink("/usr/lib/x/libx.so.1", "libx.so.1.0")
-    plan.symlink("/bin/sh", "/bin/busybox")
-    plan.file("/bin/busybox", b"busybox", 0o755)
-    plan.chardev("/dev/console", 5, 1)
-    plan.chardev("/dev/null", 1, 3, 0o666)
-    return plan
+from tests.test_initrd import sample_plan
 
 
 def listing(tool: list[str], archive: bytes) -> str:

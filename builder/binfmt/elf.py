@@ -401,7 +401,29 @@ def _string_at(table: bytes, offset: int, reader: ByteReader, at: int, what: str
     return table[offset:end].decode("utf-8", "replace")
 
 
-def _tiny_elf() -> bytes:
-    """A minimal ELF64 executable header, for examples."""
+def _tiny_elf(sections: dict[str, bytes] | None = None) -> bytes:
+    """A minimal x86_64 ELF64 executable header, for examples; with `sections`, their
+    SHT_PROGBITS contents follow, then a name table and the section headers.
+
+    >>> elf = ElfFile(_tiny_elf({".modinfo": b"license=GPL\\0"}), "tiny.ko")
+    >>> [section.name for section in elf.sections]
+    ['', '.modinfo', '.shstrtab']
+    """
     ident = ELF_MAGIC + bytes([ELFCLASS64, ELFDATA2LSB, 1]) + bytes(9)
-    return ident + struct.pack("<HHIQQQIHHHHHH", ET_EXEC, 62, 1, 0, 0, 0, 0, 64, 56, 0, 64, 0, 0)
+    if not sections:
+        header = struct.pack("<HHIQQQIHHHHHH", ET_EXEC, 62, 1, 0, 0, 0, 0, 64, 56, 0, 64, 0, 0)
+        return ident + header
+    names = b"\0" + b"".join(name.encode() + b"\0" for name in sections) + b".shstrtab\0"
+    body = b"".join(sections.values()) + names
+    rows = [bytes(SHDR64_SIZE)]
+    offset, name_at = EHDR64_SIZE, 1
+    for name, data in sections.items():
+        rows.append(struct.pack("<IIQQQQIIQQ", name_at, SHT_PROGBITS, 0, 0, offset, len(data),
+                                0, 0, 1, 0))  # fmt: skip
+        offset, name_at = offset + len(data), name_at + len(name) + 1
+    rows.append(struct.pack("<IIQQQQIIQQ", name_at, SHT_STRTAB, 0, 0, offset, len(names),
+                            0, 0, 1, 0))  # fmt: skip
+    shoff = EHDR64_SIZE + len(body)
+    header = struct.pack("<HHIQQQIHHHHHH", ET_EXEC, 62, 1, 0, 0, shoff, 0, 64, 56, 0, 64,
+                         len(rows), len(rows) - 1)  # fmt: skip
+    return ident + header + body + b"".join(rows)

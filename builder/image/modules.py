@@ -196,11 +196,22 @@ class Firmware:
 class ModuleIndex:
     """The modules of one kernel version in a root: names, aliases, built-ins.
 
-    >>> index = ModuleIndex(root, "6.1.0-57-amd64")  # doctest: +SKIP
-    >>> [m.name for m in index.load_order(["virtio_blk"], "initrd.modules")]  # doctest: +SKIP
-    ['virtio', 'virtio_ring', 'virtio_blk']
-    >>> index.resolve("fs-ext4", "initrd.modules")  # doctest: +SKIP
-    ['ext4']
+    Two modules in a root of their own, each an ELF file with a `.modinfo`:
+
+    >>> import tempfile
+    >>> from builder.binfmt.elf import _tiny_elf
+    >>> from builder.image.sources import DirectoryRoot
+    >>> root = Path(tempfile.mkdtemp())
+    >>> kernel = root / "lib/modules/6.1.0-9-amd64/kernel"
+    >>> kernel.mkdir(parents=True)
+    >>> for name, info in (("virtio", ""), ("virtio_blk", "depends=virtio\\0alias=virtio:d2v*")):
+    ...     modinfo = f"vermagic=6.1.0-9-amd64 SMP\\0{info}\\0".encode()
+    ...     _ = (kernel / f"{name}.ko").write_bytes(_tiny_elf({".modinfo": modinfo}))
+    >>> index = ModuleIndex(DirectoryRoot(root), "6.1.0-9-amd64")
+    >>> [module.name for module in index.load_order(["virtio_blk"], "initrd.modules")]
+    ['virtio', 'virtio_blk']
+    >>> index.resolve("virtio:d2v1af4", "initrd.modules")
+    ['virtio_blk']
     """
 
     def __init__(self, root: Root, kernel_version: str, cache_dir: Path | None = None) -> None:

@@ -100,8 +100,11 @@ class LoadedPurgatory:
     def symbol(self, name: str) -> tuple[int, int]:
         """Address and size of global symbol `name`.
 
-        >>> purgatory.symbol("purgatory_sha256_digest")  # doctest: +SKIP
-        (12288448, 32)
+        >>> from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
+        >>> purgatory = load_x86_64_purgatory(0x7F000000)
+        >>> address, size = purgatory.symbol("purgatory_sha256_digest")
+        >>> purgatory.load_address <= address < purgatory.load_address + purgatory.bufsz, size
+        (True, 32)
         """
         found = self._lookup(name)
         return found.address, found.size
@@ -109,8 +112,9 @@ class LoadedPurgatory:
     def read(self, name: str) -> bytes:
         """The current bytes of patchable symbol `name`.
 
-        >>> purgatory.read("purgatory_backup")  # doctest: +SKIP
-        b'\\x00...'
+        >>> from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
+        >>> load_x86_64_purgatory(0x7F000000).read("purgatory_backup") == bytes(24)  # unpatched
+        True
         """
         found = self._patchable(name)
         offset = found.address - self.load_address
@@ -122,8 +126,11 @@ class LoadedPurgatory:
         `value` must be exactly the symbol's size, and the symbol must be in
         the buffer (not .bss, whose bytes the kernel zero-fills).
 
-        >>> digest = bytes(32)
-        >>> patched = purgatory.patch("purgatory_sha256_digest", digest)  # doctest: +SKIP
+        >>> from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
+        >>> purgatory = load_x86_64_purgatory(0x7F000000)
+        >>> patched = purgatory.patch("purgatory_sha256_digest", b"\\x5a" * 32)
+        >>> patched.read("purgatory_sha256_digest") == b"Z" * 32, purgatory is not patched
+        (True, True)
         """
         found = self._patchable(name)
         if len(value) != found.size:
