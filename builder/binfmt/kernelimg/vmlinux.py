@@ -7,13 +7,20 @@ ET_DYN or a dynamic section the kernel applies itself.
 from __future__ import annotations
 
 from builder.arch import ARCHES, Arch, by_elf_machine
-from builder.binfmt.elf import ET_DYN, ET_EXEC, PT_DYNAMIC, PT_LOAD, SHT_DYNAMIC, ElfFile
+from builder.binfmt.elf import (
+    ELF_MAGIC,
+    ET_DYN,
+    ET_EXEC,
+    PT_DYNAMIC,
+    PT_LOAD,
+    SHT_DYNAMIC,
+    ElfFile,
+)
 from builder.binfmt.kernelimg.base import KernelFormat, find_banner, is_power_of_two
 from builder.binfmt.kernelimg.model import ElfHeader, ImageFormat, KernelImage, LoadSegment
 from builder.compression import Compression
 from builder.errors import ImageError
 
-ELF_MAGIC = b"\x7fELF"
 # Where the fields a message names sit in an ELF64 header and program header.
 EI_CLASS = 4
 E_TYPE = 16
