@@ -104,6 +104,8 @@ class ArchInfo:
     # The kernel image mapping's virtual window [start, end), where /proc/kcore
     # shows the kernel text; None where the text is found another way.
     kernel_text_window: tuple[int, int] | None = None
+    # ELF class of its kernel and programs: 64, or 32 (EI_CLASS ELFCLASS32).
+    elf_class: int = 64
 
     @property
     def kexec_arch(self) -> int:
@@ -153,6 +155,7 @@ ARCHES: dict[Arch, ArchInfo] = {
             kexec_file_load_syscall=None,
             crash=None,
             qemu=None,
+            elf_class=32,
         ),
         ArchInfo(
             Arch.AARCH64,

@@ -213,15 +213,17 @@ def _lz4_legacy_decode(
     total = 0
     position = offset + len(LZ4_LEGACY_MAGIC)
     while position < len(data) and total <= limit:
+        # Offsets in messages count from the stream's start, which `where` names.
         if len(data) - position < 4:
-            raise error(f"{where}: byte {position}: truncated lz4 chunk header")
+            raise error(f"{where}: lz4 chunk header at +{position - offset:#x} is truncated")
         size = int.from_bytes(data[position : position + 4], "little")
         position += 4
         if data[position - 4 : position] == LZ4_LEGACY_MAGIC:
             continue  # a concatenated lz4 stream starts again
         if size == 0 or position + size > len(data):
             raise error(
-                f"{where}: byte {position - 4}: lz4 chunk of {size} bytes runs past the end"
+                f"{where}: lz4 chunk of {size} bytes at +{position - 4 - offset:#x} "
+                "runs past the end"
             )
         try:
             block = lz4.block.decompress(
@@ -294,8 +296,8 @@ def encoder_version(kind: Compression) -> str:
         return f"lz4-{lz4.library_version_string()}"
     if kind is Compression.GZIP:
         return f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"
-    if kind is Compression.XZ:
-        return f"xz-{lzma.LZMA_VERSION if hasattr(lzma, 'LZMA_VERSION') else 'stdlib'}"
+    # xz (Python's lzma does not say its liblzma version) and the rest: the name
+    # alone, as compressed-archive cache keys have always spelled it.
     return str(kind)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.binfmt.cpio import read_initrd
 from builder.errors import RecipeError
-from builder.image.initrd import read_initrd
 from builder.image.pipeline import plan_build
 from builder.image.programs import script_interpreter
 from builder.recipe.parse import load_recipe

@@ -11,10 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from builder.binfmt.cpio import read_initrd, segments, write_cpio
 from builder.compression import (
     GZIP_DECODER_WORKSPACE,
     XZ_DECODER_OVERHEAD,
+    XZ_MAGIC,
     ZSTD_DECODER_OVERHEAD,
+    ZSTD_MAGIC,
+    Compression,
+    compress,
     decoder_workspace,
 )
 from builder.crashkernel.fit import fit_recipe, ram_sizes
@@ -28,7 +33,6 @@ from builder.crashkernel.profile import capture_cpus, initrd_decoder_workspace
 from builder.crashkernel.reservation import reservation
 from builder.crashkernel.syntax import parse_crashkernel
 from builder.errors import FitError, FormatError, InitrdError, RecipeError
-from builder.image.initrd import XZ_MAGIC, ZSTD_MAGIC, compress, read_initrd, segments, write_cpio
 from builder.image.pipeline import BuildResult
 from builder.recipe.parse import parse_recipe
 from builder.units import GiB, MiB
@@ -306,11 +310,12 @@ def test_build_that_does_not_fit(tmp_path: Path) -> None:
 def test_docstring_examples() -> None:
     import doctest
 
+    import builder.binfmt.cpio
     import builder.crashkernel.profile
-    import builder.image.initrd
 
-    assert doctest.testmod(builder.crashkernel.profile).failed == 0
-    assert doctest.testmod(builder.image.initrd).failed == 0  # segments()
+    # ELLIPSIS, as pyproject.toml gives `pytest --doctest-modules`.
+    for module in (builder.crashkernel.profile, builder.binfmt.cpio):  # cpio: segments()
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 # ------------------------------------------------------------------ decompressor workspace
@@ -348,7 +353,7 @@ def test_decompressor_workspace_matches_the_tools(
     """Window and dictionary sizes agree with zstd -lv and xz -lvv reading the same file."""
     data = bytes(range(256)) * (size // 256)
     data = bytes(byte ^ (index * 7919 % 251) for index, byte in enumerate(data))
-    compressed = compress(data, method, level)
+    compressed = compress(data, Compression(method), level)
     path = tmp_path / f"initrd.{method}"
     path.write_bytes(compressed)
     workspace, description = initrd_decoder_workspace(compressed)
@@ -359,12 +364,12 @@ def test_decompressor_workspace_matches_the_tools(
 
 
 def test_decompressor_workspace_other_forms() -> None:
-    assert initrd_decoder_workspace(compress(b"x" * 1000, "gzip", 9)) == (
+    assert initrd_decoder_workspace(compress(b"x" * 1000, Compression.GZIP, 9)) == (
         GZIP_DECODER_WORKSPACE,
         "gzip window 32K",
     )
-    assert initrd_decoder_workspace(compress(write_cpio([]), "none", 1))[0] == 0
-    with pytest.raises(InitrdError, match="byte 0: corrupt compressed data"):
+    assert initrd_decoder_workspace(compress(write_cpio([]), Compression.NONE, 1))[0] == 0
+    with pytest.raises(InitrdError, match=r"^initrd: byte 0x0: zstd data is truncated"):
         initrd_decoder_workspace(ZSTD_MAGIC + b"\x60")
     # Headers cut short inside an otherwise readable stream: the parsers say where.
     for broken, offset in ((ZSTD_MAGIC + b"\x60", "byte 4"), (XZ_MAGIC + bytes(7), "byte 12")):
@@ -374,12 +379,12 @@ def test_decompressor_workspace_other_forms() -> None:
 
 def test_decompressor_workspace_takes_the_largest_stream() -> None:
     """An early plain archive and several streams: the largest window counts."""
-    small = compress(bytes(300 << 10), "zstd", 1)
-    large = compress(bytes(range(256)) * (12 << 12), "zstd", 19)
-    initrd = write_cpio([]) + small + large + compress(b"x" * 4096, "gzip", 9)
+    small = compress(bytes(300 << 10), Compression.ZSTD, 1)
+    large = compress(bytes(range(256)) * (12 << 12), Compression.ZSTD, 19)
+    initrd = write_cpio([]) + small + large + compress(b"x" * 4096, Compression.GZIP, 9)
     assert initrd_decoder_workspace(initrd) == initrd_decoder_workspace(large)
     assert initrd_decoder_workspace(initrd)[0] > initrd_decoder_workspace(small)[0]
-    lz4 = compress(b"y" * 5000, "lz4", 9)
+    lz4 = compress(b"y" * 5000, Compression.LZ4, 9)
     assert initrd_decoder_workspace(small + lz4) == (8 << 20, "lz4 chunk 8M")
 
 
@@ -388,10 +393,10 @@ def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_pa
     assert report is not None and report.rows[0].estimate is not None
     terms = {term.name: term.bytes for term in report.rows[0].estimate.terms}
     windows = []
-    for index, (start, end, packed) in enumerate(segments(default_build.initrd)):
-        if packed:  # each stream on its own, as the kernel unpacks them one by one
+    for index, segment in enumerate(segments(default_build.initrd)):
+        if segment.compressed:  # each stream on its own, as the kernel unpacks them one by one
             path = tmp_path / f"stream{index}.zst"
-            path.write_bytes(default_build.initrd[start:end])
+            path.write_bytes(default_build.initrd[segment.start : segment.end])
             windows.append(_zstd_window_by_cli(path))
     assert windows
     assert terms["initrd_decompressor"] == max(windows) + ZSTD_DECODER_OVERHEAD

@@ -17,15 +17,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from builder.arch import Arch
 from builder.binfmt.kernelimg import (
     FORMATS,
-    Arch,
-    Compression,
     ImageFormat,
     KernelImage,
     describe,
     parse_kernel_image,
 )
+from builder.compression import Compression
 from builder.errors import ImageError
 from builder.image.fetch import fetch_packages
 from tests.kernelimg_debs import deb_members, debian_kernel
@@ -452,8 +452,11 @@ def test_zboot_arch_mismatch() -> None:
 
 def test_zboot_unsupported_and_unknown_compression() -> None:
     data = bytearray(zboot(arm64_image(), "gzip"))
-    data[24:28] = b"lz4\x00"
-    with pytest.raises(ImageError, match=r"byte 0x200: lz4 compression is not supported"):
+    data[24:28] = b"lzo\x00"
+    with pytest.raises(ImageError, match=r"byte 0x200: lzo compression is not supported"):
+        parse_kernel_image(bytes(data), "lzo")
+    data[24:28] = b"lz4\x00"  # a gzip stream read as lz4's legacy chunks
+    with pytest.raises(ImageError, match=r"^lz4: byte 0x200: lz4 chunk of \d+ bytes at \+0x4"):
         parse_kernel_image(bytes(data), "lz4")
     data[24:28] = b"zip\x00"
     with pytest.raises(ImageError, match=r"byte 0x18: expected a compression type .*'zip'"):

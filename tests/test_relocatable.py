@@ -6,11 +6,11 @@ import struct
 
 import pytest
 
-from builder.binfmt.kernelimg import Arch, KernelImage, parse_kernel_image
+from builder.arch import Arch
+from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
 from builder.errors import RecipeError
 from builder.image.capture import (
     CapturePlan,
-    parse_kernel_config,
     plan_capture_kernel,
 )
 from builder.recipe.model import KernelMode
@@ -358,13 +358,3 @@ def test_kernel_without_init_size_fails() -> None:
         recipe=RECIPE,
         reservation_size=256 * MiB,
     )
-
-
-def test_parse_kernel_config() -> None:
-    text = 'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="text"\n# comment\nCONFIG_D=m\n'
-    assert parse_kernel_config(text) == {
-        "CONFIG_A": "y",
-        "CONFIG_B": "n",
-        "CONFIG_C": "text",
-        "CONFIG_D": "m",
-    }

@@ -31,7 +31,7 @@ PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 0, 1, 2, 3, 4
 PF_X, PF_W, PF_R = 1, 2, 4
 
 SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
-SHT_DYNAMIC, SHT_NOBITS, SHT_REL = 6, 8, 9
+SHT_DYNAMIC, SHT_NOBITS, SHT_REL, SHT_DYNSYM = 6, 8, 9, 11
 SHF_ALLOC = 0x2
 
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_XINDEX = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFFFF
@@ -51,6 +51,7 @@ _EHDR = {
 }
 _PHDR = {ELFCLASS64: "IIQQQQQQ", ELFCLASS32: "IIIIIIII"}
 _SHDR = {ELFCLASS64: "IIQQQQIIQQ", ELFCLASS32: "IIIIIIIIII"}
+_SHDR_SIZE = {klass: struct.calcsize("<" + layout) for klass, layout in _SHDR.items()}
 _SYM = {ELFCLASS64: "IBBHQQ", ELFCLASS32: "IIIBBH"}
 _RELA = {ELFCLASS64: "QQq", ELFCLASS32: "IIi"}
 _REL = {ELFCLASS64: "QQ", ELFCLASS32: "II"}
@@ -212,6 +213,12 @@ class ElfFile:
                                          memsz, align, at))  # fmt: skip
         return tuple(headers)
 
+    @property
+    def program_headers_end(self) -> int:
+        """Where the program header table ends (e_phnum counted): what a reader needs
+        of a file it reads only the headers of, such as /proc/kcore."""
+        return int(max(self.ehsize, self.phoff + self._phnum * self.phentsize))
+
     def segments(self, kind: int) -> tuple[ProgramHeader, ...]:
         """The program headers of type `kind` (PT_LOAD, PT_NOTE, ...)."""
         return tuple(header for header in self.program_headers if header.type == kind)
@@ -235,12 +242,12 @@ class ElfFile:
         return self._unpack(_SHDR[self._class], self.shoff, "section header 0")
 
     @cached_property
-    def sections(self) -> tuple[Section, ...]:
-        """Every section header with its name, in file order (empty when stripped)."""
+    def _section_table(self) -> tuple[list[tuple[int, ...]], bytes]:
+        """The raw section header rows and the section name table (both unchecked)."""
         if self.shoff == 0:
-            return ()
+            return [], b""
         layout = _SHDR[self._class]
-        expected = struct.calcsize("<" + layout)
+        expected = _SHDR_SIZE[self._class]
         count, names_index = self._shnum, self._shstrndx
         zero = self._section_zero()
         if count == 0 and zero is not None:
@@ -248,31 +255,49 @@ class ElfFile:
         if names_index == SHN_XINDEX and zero is not None:
             names_index = zero[6]
         if count == 0:
-            return ()
+            return [], b""
         if self.shentsize != expected:
             self.fail(46 if self._class == ELFCLASS32 else 58,
                       f"expected e_shentsize {expected}, found {self.shentsize}")  # fmt: skip
-        self.reader.need(self.shoff, count * expected, f"{count} section headers")
-        raw = [self._unpack(layout, self.shoff + index * expected, "section header")
-               for index in range(count)]  # fmt: skip
+        table = self.reader.raw(self.shoff, count * expected, f"{count} section headers")
+        # One unpack over the whole table: a module has ~40 sections, and the
+        # module index reads thousands of modules.
+        rows = list(struct.iter_unpack(self._order + layout, table))
         if not 0 <= names_index < count:
             self.fail(self.shoff, f"section name table index {names_index} is not a section")
-        names = raw[names_index]
-        names_data = self.reader.raw(names[4], names[5], "section name table")
-        sections = []
-        for index, (name_offset, kind, flags, addr, offset, size, link, info, align,
-                    entsize) in enumerate(raw):  # fmt: skip
-            at = self.shoff + index * expected
-            name = _string_at(names_data, name_offset, self.reader, at, "section name")
-            sections.append(Section(index, name, kind, flags, addr, offset, size, link, info,
-                                    align, entsize, at))  # fmt: skip
-        return tuple(sections)
+        names = rows[names_index]
+        return rows, self.reader.raw(names[4], names[5], "section name table")
+
+    def _section(self, index: int, row: tuple[int, ...], names: bytes) -> Section:
+        name_offset, kind, flags, addr, offset, size, link, info, align, entsize = row
+        at = self.shoff + index * _SHDR_SIZE[self._class]
+        name = _string_at(names, name_offset, self.reader, at, "section name")
+        return Section(index, name, kind, flags, addr, offset, size, link, info, align, entsize, at)
+
+    @cached_property
+    def sections(self) -> tuple[Section, ...]:
+        """Every section header with its name, in file order (empty when stripped)."""
+        rows, names = self._section_table
+        return tuple(self._section(index, row, names) for index, row in enumerate(rows))
 
     def section(self, name: str) -> Section | None:
-        """The first section called `name`, or None."""
-        for section in self.sections:
-            if section.name == name:
-                return section
+        """The first section called `name`, or None.
+
+        Only that section's header is decoded: its name is looked up in the
+        name table first, and only headers pointing there are compared.
+        """
+        if "sections" in self.__dict__:
+            return next((section for section in self.sections if section.name == name), None)
+        rows, names = self._section_table
+        wanted = name.encode() + b"\0"
+        starts = set()
+        start = names.find(wanted)
+        while start >= 0:
+            starts.add(start)
+            start = names.find(wanted, start + 1)
+        for index, row in enumerate(rows):
+            if row[0] in starts:
+                return self._section(index, row, names)
         return None
 
     def section_data(self, section: Section) -> bytes:
@@ -376,7 +401,29 @@ def _string_at(table: bytes, offset: int, reader: ByteReader, at: int, what: str
     return table[offset:end].decode("utf-8", "replace")
 
 
-def _tiny_elf() -> bytes:
-    """A minimal ELF64 executable header, for examples."""
+def _tiny_elf(sections: dict[str, bytes] | None = None) -> bytes:
+    """A minimal x86_64 ELF64 executable header, for examples; with `sections`, their
+    SHT_PROGBITS contents follow, then a name table and the section headers.
+
+    >>> elf = ElfFile(_tiny_elf({".modinfo": b"license=GPL\\0"}), "tiny.ko")
+    >>> [section.name for section in elf.sections]
+    ['', '.modinfo', '.shstrtab']
+    """
     ident = ELF_MAGIC + bytes([ELFCLASS64, ELFDATA2LSB, 1]) + bytes(9)
-    return ident + struct.pack("<HHIQQQIHHHHHH", ET_EXEC, 62, 1, 0, 0, 0, 0, 64, 56, 0, 64, 0, 0)
+    if not sections:
+        header = struct.pack("<HHIQQQIHHHHHH", ET_EXEC, 62, 1, 0, 0, 0, 0, 64, 56, 0, 64, 0, 0)
+        return ident + header
+    names = b"\0" + b"".join(name.encode() + b"\0" for name in sections) + b".shstrtab\0"
+    body = b"".join(sections.values()) + names
+    rows = [bytes(SHDR64_SIZE)]
+    offset, name_at = EHDR64_SIZE, 1
+    for name, data in sections.items():
+        rows.append(struct.pack("<IIQQQQIIQQ", name_at, SHT_PROGBITS, 0, 0, offset, len(data),
+                                0, 0, 1, 0))  # fmt: skip
+        offset, name_at = offset + len(data), name_at + len(name) + 1
+    rows.append(struct.pack("<IIQQQQIIQQ", name_at, SHT_STRTAB, 0, 0, offset, len(names),
+                            0, 0, 1, 0))  # fmt: skip
+    shoff = EHDR64_SIZE + len(body)
+    header = struct.pack("<HHIQQQIHHHHHH", ET_EXEC, 62, 1, 0, 0, shoff, 0, 64, 56, 0, 64,
+                         len(rows), len(rows) - 1)  # fmt: skip
+    return ident + header + body + b"".join(rows)

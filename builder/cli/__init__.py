@@ -106,37 +106,34 @@ def inspect(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe a kernel image, or list an initrd's members like lsinitrd."""
+    from builder.binfmt.cpio import NEWC_MAGICS, read_initrd
     from builder.binfmt.kernelimg import describe, parse_kernel_image
+    from builder.compression import detect
     from builder.errors import ImageError, InitrdError
-    from builder.image.initrd import COMPRESSION_MAGICS, NEWC_CRC_MAGIC, NEWC_MAGIC, read_initrd
 
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InitrdError(f"{path}: {error.strerror}") from None
-    if not data.startswith((NEWC_MAGIC, NEWC_CRC_MAGIC)):
+    if not data.startswith(NEWC_MAGICS):
         try:
             image = parse_kernel_image(data, str(path))
         except ImageError as kernel_error:
             # A compressed initrd starts like a compressed kernel: try it as one.
             try:
-                entries = read_initrd(data)
+                entries = read_initrd(data, str(path))
             except InitrdError as initrd_error:
-                if not data.startswith(COMPRESSION_MAGICS):
+                if detect(data) is None:
                     raise kernel_error from None
                 raise InitrdError(
-                    f"{path}: neither an initrd ({initrd_error}) nor a kernel image "
-                    f"({str(kernel_error).removeprefix(f'{path}: ')})"
+                    f"{path}: neither an initrd ({str(initrd_error).removeprefix(f'{path}: ')}) "
+                    f"nor a kernel image ({str(kernel_error).removeprefix(f'{path}: ')})"
                 ) from None
             _print_initrd(entries, len(data), json_output)
             return
         _print_kernel(describe(image), json_output)
         return
-    try:
-        entries = read_initrd(data)
-    except InitrdError as error:
-        raise InitrdError(f"{path}: {error}") from None
-    _print_initrd(entries, len(data), json_output)
+    _print_initrd(read_initrd(data, str(path)), len(data), json_output)
 
 
 def _print_kernel(description: dict[str, object], json_output: bool) -> None:
@@ -185,17 +182,14 @@ def _print_initrd(entries: list[Any], size: int, json_output: bool) -> None:
 
 
 def _read_initrd_file(path: Path) -> list[Any]:
+    from builder.binfmt.cpio import read_initrd
     from builder.errors import InitrdError
-    from builder.image.initrd import read_initrd
 
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InitrdError(f"{path}: {error.strerror}") from None
-    try:
-        return read_initrd(data)
-    except InitrdError as error:
-        raise InitrdError(f"{path}: {error}") from None
+    return read_initrd(data, str(path))
 
 
 @app.command()
@@ -205,7 +199,8 @@ def diff(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show members added (+), removed (-) and changed (~) between two initrds."""
-    from builder.image.initrd import diff_initrds, sha256
+    from builder.image.diff import ChangeStatus, diff_initrds
+    from builder.image.initrd import sha256
 
     changes = diff_initrds(_read_initrd_file(before), _read_initrd_file(after))
     if json_output:
@@ -232,15 +227,12 @@ def diff(
         ]
         typer.echo(json.dumps(listing, indent=2))
         return
-    marks = {"added": "+", "removed": "-", "changed": "~"}
+    marks = {ChangeStatus.ADDED: "+", ChangeStatus.REMOVED: "-", ChangeStatus.CHANGED: "~"}
     for change in changes:
         details = ", ".join(change.details())
         typer.echo(f"{marks[change.status]} {change.path}" + (f" ({details})" if details else ""))
-    counts = {status: sum(c.status == status for c in changes) for status in marks}
-    typer.echo(
-        f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed",
-        err=True,
-    )
+    counts = {status: sum(c.status is status for c in changes) for status in marks}
+    typer.echo(", ".join(f"{counts[status]} {status}" for status in marks), err=True)
 
 
 @app.command()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from builder.binfmt.cpio import segments
 from builder.binfmt.kernelimg import KernelImage
 from builder.compression import decoder_workspace
 from builder.crashkernel.model import CaptureProfile
-from builder.image.initrd import Member, MemberKind, segments
+from builder.image.initrd import Member, MemberKind
 from builder.recipe.model import Collector, Recipe
 from builder.units import page_up
 
@@ -38,15 +39,17 @@ def initrd_decoder_workspace(initrd: bytes) -> tuple[int, str]:
     decoder before the next; `builder.compression.decoder_workspace` says
     what one stream takes.
 
-    >>> from builder.image.initrd import compress, write_cpio
-    >>> size, what = initrd_decoder_workspace(write_cpio([]) + compress(bytes(4 << 20), "zstd", 19))
+    >>> from builder.binfmt.cpio import write_cpio
+    >>> from builder.compression import Compression, compress
+    >>> stream = compress(bytes(4 << 20), Compression.ZSTD, 19)
+    >>> size, what = initrd_decoder_workspace(write_cpio([]) + stream)
     >>> size > 4 << 20, what
     (True, 'zstd window 4M')
     >>> initrd_decoder_workspace(write_cpio([]))
     (0, 'uncompressed')
     """
     # segments() decodes every stream, so their headers are known to be readable.
-    streams = [initrd[start:end] for start, end, packed in segments(initrd) if packed]
+    streams = [initrd[part.start : part.end] for part in segments(initrd) if part.compressed]
     return max(map(decoder_workspace, streams), default=(0, "uncompressed"))
 
 

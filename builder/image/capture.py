@@ -9,12 +9,12 @@ goes out.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from builder.arch import arch_info
-from builder.binfmt.kernelimg import Arch, KernelImage
+from builder.arch import Arch, arch_info
+from builder.binfmt.kconfig import parse_kernel_config
+from builder.binfmt.kernelimg import KernelImage
 from builder.errors import RecipeError
 from builder.recipe.model import KernelMode
 from builder.units import format_mib, format_size
@@ -30,9 +30,6 @@ CONFIG_PROC_VMCORE = "CONFIG_PROC_VMCORE"
 # What the capture kernel itself must be built with: CRASH_DUMP lets it boot
 # as a capture kernel (elfcorehdr=), PROC_VMCORE gives it /proc/vmcore.
 CAPTURE_OPTIONS = (CONFIG_CRASH_DUMP, CONFIG_PROC_VMCORE)
-
-_CONFIG_LINE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
-_CONFIG_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 
 
 @dataclass(frozen=True)
@@ -60,22 +57,6 @@ class CapturePlan:
     def footprint(self) -> int:
         """Bytes the kernel occupies from its aligned base address."""
         return self.load_offset + self.memory_size
-
-
-def parse_kernel_config(text: str) -> dict[str, str]:
-    """Kernel `.config` text to a mapping; `# CONFIG_X is not set` maps to "n".
-
-    >>> parse_kernel_config("CONFIG_CRASH_DUMP=y\\n# CONFIG_KEXEC is not set\\n")
-    {'CONFIG_CRASH_DUMP': 'y', 'CONFIG_KEXEC': 'n'}
-    """
-    options: dict[str, str] = {}
-    for raw_line in text.splitlines():
-        line = raw_line.strip()
-        if match := _CONFIG_LINE.match(line):
-            options[match.group(1)] = match.group(2).strip('"')
-        elif match := _CONFIG_UNSET.match(line):
-            options[match.group(1)] = "n"
-    return options
 
 
 def _describe_setting(options: Mapping[str, str], name: str) -> str:

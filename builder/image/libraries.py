@@ -1,41 +1,36 @@
 """The shared-library closure of ELF programs, found inside a root.
 
 Nothing is executed: DT_NEEDED, DT_RUNPATH/DT_RPATH and PT_INTERP are read
-with pyelftools and looked up the way the dynamic loader would, so this
-works for another architecture's root as well as for the host.
+through `builder.binfmt.elf` and looked up the way the dynamic loader would,
+so this works for another architecture's root as well as for the host.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import posixpath
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from builder.arch import Arch, ArchInfo, arch_info, by_elf_machine
+from builder.binfmt.elf import ELF_MAGIC, ElfFile
 from builder.errors import SourceError
 from builder.image.cache import store_cache_entry
 from builder.image.sources import Root
 
-if TYPE_CHECKING:
-    from elftools.elf.dynamic import DynamicTag
-
-# e_machine per target architecture, to refuse a binary built for another one.
-ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
-# Debian's multiarch directories, which its loader searches without a cache.
-MULTIARCH = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 # Bump when ElfInfo or the way it is read changes: cached facts are keyed by it.
-INFO_FORMAT = 1
+# 2: machine is e_machine as a number, with the byte order beside it.
+INFO_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class ElfInfo:
     """What the dynamic loader needs to know of one ELF file."""
 
-    machine: str
+    machine: int  # e_machine
+    big_endian: bool
     interpreter: str
     needed: tuple[str, ...]
     runpath: tuple[str, ...]
@@ -46,11 +41,16 @@ def read_elf_info(data: bytes, name: str, cache_dir: Path | None = None) -> ElfI
     """Dynamic-linking facts of an ELF file, or None if `data` is not ELF.
 
     With `cache_dir`, the facts are remembered by the file's sha256, so a warm
-    build neither parses the file nor imports pyelftools (a tenth of a
-    second of start-up). The cache is an optimisation only: anything
-    unreadable in it is ignored and recomputed.
+    build does not parse the file again. The cache is an optimisation only:
+    anything unreadable in it is ignored and recomputed.
+
+    >>> from builder.binfmt.elf import _tiny_elf
+    >>> read_elf_info(_tiny_elf(), "static")
+    ElfInfo(machine=62, big_endian=False, interpreter='', needed=(), runpath=(), rpath=())
+    >>> read_elf_info(b"#!/bin/sh\\n", "script") is None
+    True
     """
-    if not data.startswith(b"\x7fELF"):
+    if not data.startswith(ELF_MAGIC):
         return None
     if cache_dir is None:
         return _parse_elf_info(data, name)
@@ -59,7 +59,8 @@ def read_elf_info(data: bytes, name: str, cache_dir: Path | None = None) -> ElfI
     try:
         row = json.loads(cache_file.read_bytes())
         return ElfInfo(
-            str(row["machine"]),
+            int(row["machine"]),
+            bool(row["big_endian"]),
             str(row["interpreter"]),
             tuple(str(item) for item in row["needed"]),
             tuple(str(item) for item in row["runpath"]),
@@ -73,43 +74,21 @@ def read_elf_info(data: bytes, name: str, cache_dir: Path | None = None) -> ElfI
 
 
 def _parse_elf_info(data: bytes, name: str) -> ElfInfo:
-    # Imported here: only a build that meets an ELF file for the first time needs it.
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.dynamic import DynamicSection
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.segments import InterpSegment
-
-    try:
-        elf = ELFFile(io.BytesIO(data))
-        interpreter = ""
-        needed: list[str] = []
-        runpath: list[str] = []
-        rpath: list[str] = []
-        for segment in elf.iter_segments():
-            if isinstance(segment, InterpSegment):
-                interpreter = segment.get_interp_name()
-        for section in elf.iter_sections():
-            if not isinstance(section, DynamicSection):
-                continue
-            for tag in section.iter_tags():
-                # pyelftools resolves a string tag's value into an attribute named after it.
-                if tag.entry.d_tag == "DT_NEEDED":
-                    needed.append(_tag_string(tag, "needed"))
-                elif tag.entry.d_tag == "DT_RUNPATH":
-                    runpath.extend(_tag_string(tag, "runpath").split(":"))
-                elif tag.entry.d_tag == "DT_RPATH":
-                    rpath.extend(_tag_string(tag, "rpath").split(":"))
-        return ElfInfo(elf["e_machine"], interpreter, tuple(needed), tuple(runpath), tuple(rpath))
-    except (ELFError, ValueError, KeyError, OSError) as error:
-        raise SourceError(f"{name}: corrupt ELF file ({error})") from None
+    elf = ElfFile(data, name, SourceError)
+    dynamic = elf.dynamic()
+    return ElfInfo(
+        elf.machine,
+        elf.big_endian,
+        elf.interpreter(),
+        dynamic.needed,
+        dynamic.runpath,
+        dynamic.rpath,
+    )
 
 
-def _tag_string(tag: DynamicTag, attribute: str) -> str:
-    return str(getattr(tag, attribute))
-
-
-def _default_dirs(root: Root, arch: str) -> list[str]:
-    triplet = MULTIARCH[arch]
+def _default_dirs(root: Root, target: ArchInfo) -> list[str]:
+    # Debian's multiarch directories, which its loader searches without a cache.
+    triplet = target.multiarch
     dirs = [f"/lib/{triplet}", f"/usr/lib/{triplet}"]
     dirs += _ld_so_conf_dirs(root, "/etc/ld.so.conf", depth=0)
     dirs += ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]
@@ -142,7 +121,11 @@ def _expand_origin(entry: str, origin: str) -> str:
 
 
 def library_closure(
-    root: Root, programs: Sequence[str], arch: str, key: str, cache_dir: Path | None = None
+    root: Root,
+    programs: Sequence[str],
+    arch: Arch | str,
+    key: str,
+    cache_dir: Path | None = None,
 ) -> list[str]:
     """Paths, in `root`, of the interpreter and every library `programs` need.
 
@@ -150,11 +133,22 @@ def library_closure(
     are as found (before symlinks), so soname links stay links in the initrd.
     `cache_dir` remembers what each ELF file needs (see `read_elf_info`).
 
-    >>> library_closure(root, ["/usr/bin/makedumpfile"], "x86_64", "b")  # doctest: +SKIP
-    ['/lib64/ld-linux-x86-64.so.2', '/lib/x86_64-linux-gnu/libc.so.6', ...]
+    A static program needs nothing, but only runs on its own architecture:
+
+    >>> import tempfile
+    >>> from builder.binfmt.elf import _tiny_elf
+    >>> from builder.image.sources import DirectoryRoot
+    >>> sysroot = Path(tempfile.mkdtemp())
+    >>> _ = (sysroot / "init").write_bytes(_tiny_elf())
+    >>> library_closure(DirectoryRoot(sysroot), ["/init"], "x86_64", "initrd.binaries")
+    []
+    >>> library_closure(DirectoryRoot(sysroot), ["/init"], "aarch64", "initrd.binaries")
+    Traceback (most recent call last):
+    ...
+    builder.errors.SourceError: initrd.binaries: /init is built for x86_64 (e_machine 62), ...
     """
-    default_dirs = _default_dirs(root, arch)
-    wanted_machine = ELF_MACHINE[arch]
+    target = arch_info(arch)
+    default_dirs = _default_dirs(root, target)
     found: list[str] = []
     seen_objects: set[str] = set()
     queue: list[tuple[str, str]] = [(program, program) for program in programs]
@@ -167,22 +161,10 @@ def library_closure(
         info = read_elf_info(root.read_bytes(path), f"{root.description}:{path}", cache_dir)
         if info is None:
             continue
-        if info.machine != wanted_machine:
-            raise SourceError(
-                f"{key}: {path} is built for {info.machine}, not {arch} ({wanted_machine})"
-            )
-        if info.interpreter:
-            if not root.exists(info.interpreter):
-                raise SourceError(
-                    f"{key}: {path} needs interpreter {info.interpreter}, "
-                    f"missing in {root.description}"
-                )
-            if info.interpreter not in found:
-                found.append(info.interpreter)
-        origin = posixpath.dirname(path)
-        search = [_expand_origin(entry, origin) for entry in info.rpath if not info.runpath]
-        search += [_expand_origin(entry, origin) for entry in info.runpath]
-        search += default_dirs
+        _check_runs(root, info, path, target, key)
+        if info.interpreter and info.interpreter not in found:
+            found.append(info.interpreter)
+        search = _search_dirs(info, posixpath.dirname(path)) + default_dirs
         for soname in info.needed:
             library = _find_library(root, soname, search)
             if library is None:
@@ -194,6 +176,32 @@ def library_closure(
                 found.append(library)
             queue.append((library, requested_by))
     return found
+
+
+def _check_runs(root: Root, info: ElfInfo, path: str, target: ArchInfo, key: str) -> None:
+    """Refuse a program built for another architecture, or whose interpreter is missing."""
+    if (info.machine, info.big_endian) != (target.elf_machine, target.big_endian):
+        raise SourceError(f"{key}: {path} is built for {_machine_text(info)}, not {target.arch}")
+    if info.interpreter and not root.exists(info.interpreter):
+        raise SourceError(
+            f"{key}: {path} needs interpreter {info.interpreter}, missing in {root.description}"
+        )
+
+
+def _search_dirs(info: ElfInfo, origin: str) -> list[str]:
+    """DT_RPATH (ignored when DT_RUNPATH is present), then DT_RUNPATH, with $ORIGIN expanded."""
+    search = [_expand_origin(entry, origin) for entry in info.rpath if not info.runpath]
+    return search + [_expand_origin(entry, origin) for entry in info.runpath]
+
+
+def _machine_text(info: ElfInfo) -> str:
+    """The architecture an ELF file is built for, as a message says it.
+
+    >>> _machine_text(ElfInfo(183, False, "", (), (), ()))
+    'aarch64 (e_machine 183)'
+    """
+    found = by_elf_machine(info.machine, big_endian=info.big_endian)
+    return f"{found.arch if found else 'an unknown machine'} (e_machine {info.machine})"
 
 
 def _find_library(root: Root, soname: str, search: Sequence[str]) -> str | None:

@@ -13,18 +13,16 @@ modules directory.
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import hashlib
 import json
-import lzma
 import posixpath
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import zstandard
-
+from builder.binfmt.elf import ElfFile
+from builder.binfmt.kconfig import parse_kernel_config
+from builder.compression import SUFFIXES, Compression, by_suffix, decompress
 from builder.errors import ModuleError, SourceError
 from builder.image.cache import store_cache_entry
 from builder.image.sources import Root
@@ -33,15 +31,20 @@ MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 # Kernel config options that let the kernel decompress a module itself
 # (finit_module with MODULE_INIT_COMPRESSED_FILE, Linux 5.17, commit b1ae6dc41eaa).
 MODULE_DECOMPRESS_OPTION = {
-    ".ko.xz": "CONFIG_MODULE_COMPRESS_XZ",
-    ".ko.gz": "CONFIG_MODULE_COMPRESS_GZIP",
-    ".ko.zst": "CONFIG_MODULE_COMPRESS_ZSTD",
+    Compression.XZ: "CONFIG_MODULE_COMPRESS_XZ",
+    Compression.GZIP: "CONFIG_MODULE_COMPRESS_GZIP",
+    Compression.ZSTD: "CONFIG_MODULE_COMPRESS_ZSTD",
 }
+# What busybox insmod unpacks itself when finit_module refuses a compressed file.
+BUSYBOX_MODULE_COMPRESSIONS = (Compression.XZ, Compression.GZIP)
 # Compressed firmware the kernel's firmware loader reads itself (drivers/base/firmware_loader).
 FIRMWARE_DECOMPRESS_OPTION = {
-    ".xz": "CONFIG_FW_LOADER_COMPRESS_XZ",
-    ".zst": "CONFIG_FW_LOADER_COMPRESS_ZSTD",
+    Compression.XZ: "CONFIG_FW_LOADER_COMPRESS_XZ",
+    Compression.ZSTD: "CONFIG_FW_LOADER_COMPRESS_ZSTD",
 }
+# The forms a firmware file is looked for in, in order.
+FIRMWARE_FORMS = (Compression.NONE, Compression.ZSTD, Compression.XZ)
+_SUFFIX = {kind: suffix for suffix, kind in SUFFIXES.items()} | {Compression.NONE: ""}
 FIRMWARE_DIRS = ("/lib/firmware/updates", "/lib/firmware")
 INDEX_FORMAT = 1
 
@@ -63,65 +66,30 @@ def _module_name(path: str) -> str:
     raise ValueError(path)
 
 
-def _compression_suffix(path: str) -> str:
-    for suffix in (".xz", ".zst", ".gz"):
-        if path.endswith(suffix):
-            return suffix
-    return ""
-
-
 def decompress_module(data: bytes, path: str) -> bytes:
-    """The contents inside a possibly compressed module (or firmware) file."""
-    try:
-        if path.endswith(".xz"):
-            return lzma.decompress(data)
-        if path.endswith(".zst"):
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-        if path.endswith(".gz"):
-            return gzip.decompress(data)
-    except (lzma.LZMAError, zstandard.ZstdError, OSError, EOFError) as error:
-        raise ModuleError(f"{path}: cannot decompress ({error})") from None
-    return data
+    """The contents inside a possibly compressed module (or firmware) file, by its suffix.
 
-
-def _modinfo_section(elf: bytes, path: str) -> bytes:
-    """The raw `.modinfo` section, found by reading the section headers directly.
-
-    Much faster than a general ELF library, which matters for 4000 modules.
+    >>> import lzma
+    >>> decompress_module(lzma.compress(b"\\x7fELF"), "ext4.ko.xz"), decompress_module(b"x", "a.ko")
+    (b'\\x7fELF', b'x')
     """
-    if len(elf) < 64 or not elf.startswith(b"\x7fELF") or elf[4] not in (1, 2):
-        raise ModuleError(f"{path}: not a kernel module (not an ELF file)")
-    is_64 = elf[4] == 2
-    endian = "<" if elf[5] == 1 else ">"
-    try:
-        if is_64:
-            (shoff,) = struct.unpack_from(endian + "Q", elf, 0x28)
-            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", elf, 0x3A)
-            header = endian + "IIQQQQ"
-        else:
-            (shoff,) = struct.unpack_from(endian + "I", elf, 0x20)
-            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", elf, 0x2E)
-            header = endian + "IIIIII"
-        sections = [
-            struct.unpack_from(header, elf, shoff + index * shentsize) for index in range(shnum)
-        ]
-        names_offset, names_size = sections[shstrndx][4], sections[shstrndx][5]
-        names = elf[names_offset : names_offset + names_size]
-        for name_offset, _, _, _, offset, size in sections:
-            end = names.find(b"\0", name_offset)
-            if names[name_offset:end] == b".modinfo":
-                if offset + size > len(elf):
-                    raise ModuleError(f"{path}: .modinfo runs past the end of the file")
-                return elf[offset : offset + size]
-    except (struct.error, IndexError):
-        raise ModuleError(f"{path}: not a kernel module (corrupt section headers)") from None
-    raise ModuleError(f"{path}: not a kernel module (no .modinfo section)")
+    return decompress(data, by_suffix(path), where=path, error=ModuleError)
 
 
 def parse_modinfo(elf: bytes, path: str) -> dict[str, tuple[str, ...]]:
-    """The key=value pairs of a module's `.modinfo` section; keys may repeat."""
+    """The key=value pairs of a module's `.modinfo` section; keys may repeat.
+
+    >>> parse_modinfo(b"\\x7fELF\\x02\\x01\\x01" + bytes(57), "bad.ko")
+    Traceback (most recent call last):
+    ...
+    builder.errors.ModuleError: bad.ko: not a kernel module (no .modinfo section)
+    """
+    module = ElfFile(elf, path, ModuleError)
+    section = module.section(".modinfo")
+    if section is None:
+        raise ModuleError(f"{path}: not a kernel module (no .modinfo section)")
     info: dict[str, list[str]] = {}
-    for raw in _modinfo_section(elf, path).split(b"\0"):
+    for raw in module.section_data(section).split(b"\0"):
         key, sep, value = raw.decode("utf-8", "replace").partition("=")
         if sep:
             info.setdefault(key, []).append(value)
@@ -146,16 +114,6 @@ def parse_softdep(entries: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, .
             elif current is not None:
                 current.append(canonical_name(word))
     return tuple(pre), tuple(post)
-
-
-def parse_kernel_config(text: str) -> dict[str, str]:
-    """`CONFIG_X=value` lines of a kernel .config (unset options are absent)."""
-    options: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.startswith("CONFIG_"):
-            options[key] = value.strip()
-    return options
 
 
 @dataclass(frozen=True)
@@ -238,11 +196,22 @@ class Firmware:
 class ModuleIndex:
     """The modules of one kernel version in a root: names, aliases, built-ins.
 
-    >>> index = ModuleIndex(root, "6.1.0-57-amd64")  # doctest: +SKIP
-    >>> [m.name for m in index.load_order(["virtio_blk"], "initrd.modules")]  # doctest: +SKIP
-    ['virtio', 'virtio_ring', 'virtio_blk']
-    >>> index.resolve("fs-ext4", "initrd.modules")  # doctest: +SKIP
-    ['ext4']
+    Two modules in a root of their own, each an ELF file with a `.modinfo`:
+
+    >>> import tempfile
+    >>> from builder.binfmt.elf import _tiny_elf
+    >>> from builder.image.sources import DirectoryRoot
+    >>> root = Path(tempfile.mkdtemp())
+    >>> kernel = root / "lib/modules/6.1.0-9-amd64/kernel"
+    >>> kernel.mkdir(parents=True)
+    >>> for name, info in (("virtio", ""), ("virtio_blk", "depends=virtio\\0alias=virtio:d2v*")):
+    ...     modinfo = f"vermagic=6.1.0-9-amd64 SMP\\0{info}\\0".encode()
+    ...     _ = (kernel / f"{name}.ko").write_bytes(_tiny_elf({".modinfo": modinfo}))
+    >>> index = ModuleIndex(DirectoryRoot(root), "6.1.0-9-amd64")
+    >>> [module.name for module in index.load_order(["virtio_blk"], "initrd.modules")]
+    ['virtio', 'virtio_blk']
+    >>> index.resolve("virtio:d2v1af4", "initrd.modules")
+    ['virtio_blk']
     """
 
     def __init__(self, root: Root, kernel_version: str, cache_dir: Path | None = None) -> None:
@@ -494,11 +463,11 @@ class ModuleIndex:
         then falls back to reading the file itself); otherwise it is stored as
         a plain `.ko`.
         """
-        suffix = next((s for s in MODULE_DECOMPRESS_OPTION if module.path.endswith(s)), "")
+        kind = by_suffix(module.path)
         keep = (
-            suffix in (".ko.xz", ".ko.gz")
+            kind in BUSYBOX_MODULE_COMPRESSIONS
             and self.config.get("CONFIG_MODULE_DECOMPRESS") == "y"
-            and self.config.get(MODULE_DECOMPRESS_OPTION[suffix]) == "y"
+            and self.config.get(MODULE_DECOMPRESS_OPTION[kind]) == "y"
         )
         if keep:
             return module.path, module.raw
@@ -528,12 +497,13 @@ class ModuleIndex:
 
     def _find_firmware(self, name: str) -> Firmware | None:
         for directory in FIRMWARE_DIRS:
-            for suffix in ("", ".zst", ".xz"):
+            for kind in FIRMWARE_FORMS:
+                suffix = _SUFFIX[kind]
                 path = f"{directory}/{name}{suffix}"
                 if not self.root.exists(path):
                     continue
                 data = self.root.read_bytes(path)
-                option = FIRMWARE_DECOMPRESS_OPTION.get(suffix)
+                option = FIRMWARE_DECOMPRESS_OPTION.get(kind)
                 if option is None or self.config.get(option) == "y":
                     return Firmware(f"/lib/firmware/{name}{suffix}", data, path)
                 return Firmware(f"/lib/firmware/{name}", decompress_module(data, path), path)

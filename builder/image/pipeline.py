@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.binfmt.cpio import write_cpio
 from builder.binfmt.kernelimg import KernelImage
 from builder.crashkernel.fit import FitReport, fit_recipe
 from builder.crashkernel.profile import capture_profile
@@ -36,7 +37,6 @@ from builder.image.initrd import (
     sha256,
     source_date_epoch,
     split_archives,
-    write_cpio,
 )
 from builder.image.kernel import capture_kernel
 from builder.image.packages import PackageCache, PackageRoot

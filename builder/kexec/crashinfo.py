@@ -23,6 +23,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.arch import ARCHES, Arch, by_elf_machine
+from builder.binfmt.elf import EHDR64_SIZE, PT_LOAD, ElfFile
 from builder.errors import LayoutError
 
 __all__ = [
@@ -40,12 +42,7 @@ VMCOREINFO = "sys/kernel/vmcoreinfo"
 BOOT_PARAMS = "sys/kernel/boot_params/data"
 KCORE = "proc/kcore"
 
-# x86_64 virtual memory map (Documentation/arch/x86/x86_64/mm.rst): the kernel
-# image is mapped from __START_KERNEL_map, modules start 1 GiB above it.
-_X86_64_START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000
-_X86_64_MODULES_VADDR = 0xFFFF_FFFF_C000_0000
 _BOOT_PARAMS_ACPI_RSDP = 0x070  # zero-page.rst: acpi_rsdp_addr, u64
-_PT_LOAD = 1
 _NO_PADDR = (1 << 64) - 1  # kcore's p_paddr for ranges with no physical address
 
 
@@ -117,32 +114,36 @@ def parse_cpu_list(text: str, source: str) -> tuple[int, ...]:
     return tuple(cpus)
 
 
-def parse_kcore_headers(data: bytes, source: str) -> tuple[KernelText | None, int | None]:
+def parse_kcore_headers(
+    data: bytes, source: str, arch: Arch | None = None
+) -> tuple[KernelText | None, int | None]:
     """Kernel text mapping and direct-map offset from /proc/kcore's program headers.
 
-    The text segment is the PT_LOAD inside the kernel image window
-    [__START_KERNEL_map, MODULES_VADDR); kcore gives it as `_text` with size
-    `_end - _text`, which is what the in-kernel loader writes into its own
-    ELF core header. The direct map offset is vaddr - paddr of any other
-    PT_LOAD that has a physical address.
+    The text segment is the PT_LOAD inside the architecture's kernel image
+    window (`ArchInfo.kernel_text_window`; x86_64: [__START_KERNEL_map,
+    MODULES_VADDR)); kcore gives it as `_text` with size `_end - _text`,
+    which is what the in-kernel loader writes into its own ELF core header.
+    The direct map offset is vaddr - paddr of any other PT_LOAD that has a
+    physical address. `arch` defaults to the kernel's own, kcore's e_machine.
+
+    >>> from builder.binfmt.elf import _tiny_elf
+    >>> parse_kcore_headers(_tiny_elf(), "kcore")  # an x86_64 ELF header without segments
+    (None, None)
     """
-    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise LayoutError(f"{source}: not a 64-bit little-endian ELF file")
-    (phoff,) = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    if phentsize != 56 or phoff + phnum * phentsize > len(data):
-        raise LayoutError(f"{source}: program headers at byte {phoff:#x} are truncated")
+    elf = ElfFile(data, source, LayoutError)
+    if arch is None:
+        found = by_elf_machine(elf.machine, big_endian=elf.big_endian)
+        if found is None:
+            elf.fail(18, f"expected a kernel's machine type, found e_machine {elf.machine}")
+        arch = found.arch
+    window = ARCHES[arch].kernel_text_window
     text: KernelText | None = None
     page_offset: int | None = None
-    for index in range(phnum):
-        p_type, _flags, _offset, vaddr, paddr, _filesz, memsz, _align = struct.unpack_from(
-            "<IIQQQQQQ", data, phoff + index * phentsize
-        )
-        if p_type != _PT_LOAD:
-            continue
-        if _X86_64_START_KERNEL_MAP <= vaddr < _X86_64_MODULES_VADDR:
+    for header in elf.segments(PT_LOAD):
+        vaddr, paddr = header.vaddr, header.paddr
+        if window is not None and window[0] <= vaddr < window[1]:
             if text is None:
-                text = KernelText(vaddr, paddr, memsz)
+                text = KernelText(vaddr, paddr, header.memsz)
         elif paddr != _NO_PADDR and page_offset is None and vaddr >= paddr:
             page_offset = vaddr - paddr
     return text, page_offset
@@ -167,11 +168,14 @@ def _hex(text: str, path: Path) -> int:
         raise LayoutError(f"{path}: not a hex number: {text!r}") from None
 
 
-def read_crash_info(root: Path, *, kernel_code_start: int | None = None) -> CrashInfo:
+def read_crash_info(
+    root: Path, *, kernel_code_start: int | None = None, arch: Arch | None = None
+) -> CrashInfo:
     """Read `CrashInfo` from `root` (``/`` on the live system).
 
     `kernel_code_start` ("Kernel code" in /proc/iomem) is the physical text
-    address when kcore does not give one.
+    address when kcore does not give one; `arch` is the kernel's
+    architecture, by default the one its kcore says.
     """
     possible = parse_cpu_list(
         _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
@@ -197,7 +201,8 @@ def read_crash_info(root: Path, *, kernel_code_start: int | None = None) -> Cras
     vmcoreinfo_address = _hex(fields[0], root / VMCOREINFO)
     vmcoreinfo_size = _hex(fields[1], root / VMCOREINFO)
 
-    text, page_offset = parse_kcore_headers(_kcore_headers(root / KCORE), str(root / KCORE))
+    kcore = root / KCORE
+    text, page_offset = parse_kcore_headers(_kcore_headers(kcore), str(kcore), arch)
     if text is not None and text.paddr == _NO_PADDR:
         if kernel_code_start is None:
             raise LayoutError(f"{root / KCORE}: kernel text has no physical address")
@@ -218,13 +223,9 @@ def _kcore_headers(path: Path) -> bytes:
     """The ELF header and program headers of kcore (never its memory)."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(64)
-            if len(head) < 64:
-                raise LayoutError(f"{path}: shorter than an ELF header")
-            (phoff,) = struct.unpack_from("<Q", head, 0x20)
-            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            head = ElfFile(handle.read(EHDR64_SIZE), str(path), LayoutError)
             handle.seek(0)
-            return handle.read(phoff + phentsize * phnum)
+            return handle.read(head.program_headers_end)
     except OSError as error:
         raise LayoutError(f"{path}: {error.strerror or error}") from None
 

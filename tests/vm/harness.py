@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.binfmt.cpio import write_cpio
+from builder.compression import Compression, compress
 from builder.image.fetch import fetch_packages
-from builder.image.initrd import InitrdPlan, compress, write_cpio
+from builder.image.initrd import InitrdPlan
 from builder.image.libraries import library_closure
 from builder.image.modules import ModuleIndex
 from builder.image.packages import PackageRoot
@@ -95,7 +97,7 @@ def build_main_initrd(capture_dir: Path) -> bytes:
     for name in ("vmlinuz", "initrd.img", "cmdline.txt"):
         plan.file(f"/capture/{name}", (capture_dir / name).read_bytes())
     plan.file("/init", MAIN_INIT.encode(), 0o755)
-    return compress(write_cpio(plan.members()), "zstd", 3)
+    return compress(write_cpio(plan.members()), Compression.ZSTD, 3)
 
 
 # The guest mounts the host's / read-only over virtio 9p (as virtme-ng and drgn's
@@ -145,7 +147,7 @@ def build_hostroot_initrd(
     plan.file("/etc/modules-load", ("\n".join(stored) + "\n").encode())
     init = HOSTROOT_INIT.format(tag=HOSTROOT_TAG, repo=repo, body=body)
     plan.file("/init", init.encode(), 0o755)
-    return compress(write_cpio(plan.members()), "zstd", 3)
+    return compress(write_cpio(plan.members()), Compression.ZSTD, 3)
 
 
 def make_dump_disk(

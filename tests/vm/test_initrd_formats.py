@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.image.initrd import read_initrd
+from builder.binfmt.cpio import read_initrd
 from tests.conftest import DEFAULT_RECIPE, run_cli
 from tests.vm import harness
 

@@ -5,7 +5,13 @@
 shipped x86_64 object.
 """
 
-from builder.kexec.purgatory.loader import LoadedPurgatory, PurgatorySymbol, load_purgatory
+from builder.kexec.purgatory.loader import (
+    LoadedPurgatory,
+    PurgatorySymbol,
+    RelocationRule,
+    RelocationTable,
+    load_purgatory,
+)
 from builder.kexec.purgatory.regions import MAX_REGIONS, Segment, regions_digest, regions_table
 from builder.kexec.purgatory.x86_64 import (
     BackupRegion,
@@ -19,6 +25,8 @@ __all__ = [
     "BackupRegion",
     "LoadedPurgatory",
     "PurgatorySymbol",
+    "RelocationRule",
+    "RelocationTable",
     "Segment",
     "build_x86_64_purgatory",
     "load_purgatory",

@@ -31,7 +31,7 @@ def test_static_busybox_has_no_closure(default_root: PackageRoot) -> None:
 
 
 def test_wrong_architecture(default_root: PackageRoot) -> None:
-    with pytest.raises(SourceError, match="is built for EM_X86_64, not aarch64"):
+    with pytest.raises(SourceError, match=r"is built for x86_64 \(e_machine 62\), not aarch64$"):
         library_closure(default_root, ["/bin/busybox"], "aarch64", "initrd.binaries")
 
 
@@ -110,12 +110,12 @@ def test_elf_facts_are_cached_by_contents(default_root: PackageRoot, tmp_path: P
         closure
     )
     # A damaged cache entry is ignored and rewritten.
-    cached.write_text('{"machine": "EM_X86_64"')
+    cached.write_text('{"machine": 62')
     assert read_elf_info(binary, "makedumpfile", tmp_path) == parsed
     assert read_elf_info(binary, "makedumpfile", tmp_path) == parsed
     # Not ELF: nothing cached, nothing parsed.
     assert read_elf_info(b"#!/bin/sh\n", "script", tmp_path) is None
     # A corrupt ELF file is still refused, and not cached.
-    with pytest.raises(SourceError, match="corrupt ELF file"):
+    with pytest.raises(SourceError, match=r"^broken: byte 0x4: expected ELFCLASS32 or ELFCLASS64"):
         read_elf_info(b"\x7fELF" + b"\xff" * 60, "broken", tmp_path / "other")
     assert not (tmp_path / "other").exists()
