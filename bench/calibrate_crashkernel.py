@@ -55,7 +55,8 @@ from builder.crashkernel.model import (  # noqa: E402
     recommend,
 )
 from builder.crashkernel.profile import capture_profile  # noqa: E402
-from builder.image.pipeline import plan_build, write_outputs  # noqa: E402
+from builder.image.outputs import write_outputs  # noqa: E402
+from builder.image.pipeline import plan_build  # noqa: E402
 from builder.recipe.model import DUMP_TARGETS, parse_recipe  # noqa: E402
 from tests.vm import harness  # noqa: E402
 

@@ -344,3 +344,47 @@ def test_package_that_does_not_exist(tmp_path: Path, previous_output: Path) -> N
     )
     assert_untouched(previous_output)
     assert_user_error(run_cli("fetch", str(recipe)), "no-such-package-kdb")
+
+
+# ---------------------------------------------------------------------------
+# Where a build writes: whole directories of ours, never over anything else
+
+
+def test_output_onto_a_directory_of_user_files_is_refused(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(mine), "-q")
+    assert_user_error(result, f"{mine}: holds files kdump-build did not write; refusing")
+    assert [path.name for path in mine.iterdir()] == ["thesis.tex"]
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine"]
+
+
+def test_output_onto_a_regular_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.write_text("not a directory")
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(target), "-q")
+    assert_user_error(result, f"{target}: exists and is not a directory; refusing")
+    assert target.read_text() == "not a directory"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+
+
+def test_second_build_replaces_the_first_and_cleans_leftovers(tmp_path: Path) -> None:
+    from builder.atomic import MARKER, MARKER_TEXT, STAGING_INFIX
+
+    outdir = tmp_path / "out"
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(outdir), "-q")
+    assert result.returncode == 0, result.stderr
+    first = {path.name: path.read_bytes() for path in outdir.iterdir()}
+    assert (outdir / MARKER).read_bytes() == MARKER_TEXT
+    (outdir / "initrd.img").write_bytes(b"stale")  # replaced, not patched
+    # What a build killed during its write leaves beside the output.
+    leftover = tmp_path / f".out{STAGING_INFIX}killed"
+    leftover.mkdir()
+    (leftover / MARKER).write_bytes(MARKER_TEXT)
+    (leftover / "initrd.img").write_bytes(b"half")
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(outdir), "-q")
+    assert result.returncode == 0, result.stderr
+    assert {path.name: path.read_bytes() for path in outdir.iterdir()} == first
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]

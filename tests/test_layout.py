@@ -23,7 +23,8 @@ import builder.kexec.crashinfo
 import builder.kexec.layout
 import builder.kexec.layout.elfcore
 from builder.errors import LayoutError
-from builder.image.pipeline import BuildResult, write_outputs
+from builder.image.outputs import write_outputs
+from builder.image.pipeline import BuildResult
 from builder.kexec.crashinfo import CpuNote, CrashInfo, KernelText, parse_cpu_list, read_crash_info
 from builder.kexec.layout import (
     KEXEC_ARCH_X86_64,

@@ -55,7 +55,8 @@ def build(
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
     from builder.errors import FitError
-    from builder.image.pipeline import Steps, plan_build, write_outputs
+    from builder.image.outputs import write_outputs
+    from builder.image.pipeline import Steps, plan_build
     from builder.recipe.model import load_recipe
 
     parsed = load_recipe(recipe)
