@@ -6,7 +6,6 @@ Exit codes: 0 success, 2 a user's mistake (recipe, missing or corrupt input),
 
 from __future__ import annotations
 
-import contextlib
 import json
 import stat
 import sys
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from builder.cli import kexec
 from builder.errors import KdumpBuildError
 from builder.units import format_mib
 
@@ -358,246 +358,11 @@ def recipe_doc() -> None:
     typer.echo(reference_markdown(), nl=False)
 
 
-STATE_FILE = Path("/run/kdump-build/crash.json")
-METHODS = ("segments", "file", "auto")
-
-
-def _print_layout(layout: Any, json_output: bool) -> None:
-    from builder.kexec.layout import describe_layout, layout_json
-
-    if json_output:
-        typer.echo(json.dumps(layout_json(layout), indent=2))
-        return
-    for line in describe_layout(layout):
-        typer.echo(line)
-    typer.echo(f"cmdline {layout.details.get('cmdline', '')}")
-
-
-@app.command()
-def layout(
-    outdir: Annotated[
-        Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
-    ],
-    iomem: Annotated[Path, typer.Option("--iomem", help="A captured /proc/iomem.")],
-    sysfs: Annotated[
-        Path | None,
-        typer.Option(
-            "--sysfs",
-            help="A directory from `kdump-build capture-sysfs` (crash notes, "
-            "vmcoreinfo, kcore headers); without it the ELF core header has no notes.",
-        ),
-    ] = None,
-    arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
-    backup: Annotated[
-        bool | None,
-        typer.Option(
-            "--backup/--no-backup",
-            help="Copy the low 640 KiB first (kernels before v5.5) "
-            "[default: the recipe's kernel.backup_region].",
-        ),
-    ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print layout.json.")] = False,
-) -> None:
-    """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
-    from builder.kexec.layout import write_layout
-    from builder.kexec.layout.inputs import (
-        plan_layout,
-        read_build_outputs,
-        read_crash_info_for,
-        read_iomem,
-    )
-
-    outputs = read_build_outputs(outdir)
-    memory = read_iomem(iomem)
-    info = read_crash_info_for(sysfs, memory) if sysfs is not None else None
-    planned = plan_layout(arch, outputs, memory, info, backup=backup)
-    written = write_layout(planned, outdir)
-    _print_layout(planned, json_output)
-    if not json_output:
-        typer.echo(f"wrote {written} and {outdir / 'segments'}/")
-
-
-@app.command("capture-sysfs")
-def capture_sysfs(
-    destination: Annotated[Path, typer.Argument(help="Directory to create.")],
-) -> None:
-    """Save this system's crash notes, vmcoreinfo, kcore headers and iomem for `layout --sysfs`."""
-    from builder.kexec.crashinfo import capture_crash_info
-
-    capture_crash_info(Path("/"), destination)
-    (destination / "proc" / "iomem").write_bytes(Path("/proc/iomem").read_bytes())
-    typer.echo(f"captured into {destination}/ (use --iomem {destination}/proc/iomem)")
-
-
-def _choose_method(method: str) -> str:
-    from builder.kexec.syscalls import lockdown_mode
-
-    if method not in METHODS:
-        from builder.errors import LoadError
-
-        raise LoadError(f"--method: {method!r} is not one of {', '.join(METHODS)}")
-    if method != "auto":
-        return method
-    mode = lockdown_mode()
-    if mode in ("integrity", "confidentiality"):
-        typer.echo(
-            f"kdump-build: kernel lockdown is {mode!r}: kexec_load is refused, so the kernel's "
-            "own loader (kexec_file_load, signed image) is used",
-            err=True,
-        )
-        return "file"
-    reason = "not active" if mode == "none" else "unknown (no /sys/kernel/security/lockdown)"
-    typer.echo(
-        f"kdump-build: kernel lockdown is {reason}: using kexec_load with our segments", err=True
-    )
-    return "segments"
-
-
-def _write_state(state: dict[str, object]) -> None:
-    try:
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
-    except OSError as error:
-        typer.echo(f"kdump-build: warning: cannot record state in {STATE_FILE}: "
-                   f"{error.strerror}", err=True)  # fmt: skip
-
-
-@app.command()
-def load(
-    outdir: Annotated[
-        Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
-    ],
-    method: Annotated[
-        str,
-        typer.Option(
-            "--method",
-            help="segments (kexec_load, our purgatory), file "
-            "(kexec_file_load) or auto (file under lockdown).",
-        ),
-    ] = "auto",
-    arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
-    backup: Annotated[
-        bool | None,
-        typer.Option(
-            "--backup/--no-backup",
-            help="Copy the low 640 KiB first (kernels before v5.5) "
-            "[default: the recipe's kernel.backup_region].",
-        ),
-    ] = None,
-    print_kexec_command: Annotated[
-        bool,
-        typer.Option(
-            "--print-kexec-command", help="Print the kexec-tools equivalent; load nothing."
-        ),
-    ] = False,
-    show: Annotated[bool, typer.Option("--show", help="Print the planned segments.")] = False,
-    testing_corrupt_segment: Annotated[
-        str | None,
-        typer.Option(
-            "--testing-corrupt-segment",
-            hidden=True,
-            help="TEST ONLY: flip a byte of this segment after the digest.",
-        ),
-    ] = None,
-) -> None:
-    """Load the capture kernel from OUTDIR as this system's crash kernel."""
-    import shlex
-
-    from builder.kexec.layout import check_layout, corrupt_segment_for_testing
-    from builder.kexec.layout.inputs import (
-        plan_layout,
-        read_build_outputs,
-        read_crash_info_for,
-        read_iomem,
-    )
-    from builder.kexec.syscalls import kexec_file_load, kexec_load
-
-    outputs = read_build_outputs(outdir)
-    if print_kexec_command:
-        chosen = method if method != "auto" else "segments"
-        # kexec-tools adds elfcorehdr= and the memory map itself, as our layout does.
-        words = ["kexec", "-p", *(["-s"] if chosen == "file" else []),
-                 shlex.quote(str(outputs.kernel_path)),
-                 "--initrd=" + shlex.quote(str(outputs.initrd_path)),
-                 "--command-line=" + shlex.quote(outputs.cmdline)]  # fmt: skip
-        typer.echo(" ".join(words))
-        return
-    chosen = _choose_method(method)
-    state: dict[str, object] = {"method": chosen, "outdir": str(outdir.absolute())}
-    if chosen == "file":
-        kexec_file_load(arch, outputs.kernel_path, outputs.initrd_path, outputs.cmdline)
-        typer.echo(f"loaded {outputs.kernel_path} as crash kernel with kexec_file_load")
-    else:
-        memory = read_iomem(Path("/proc/iomem"))
-        info = read_crash_info_for(Path("/"), memory)
-        planned = plan_layout(arch, outputs, memory, info, backup=backup)
-        if testing_corrupt_segment is not None:
-            planned = corrupt_segment_for_testing(planned, testing_corrupt_segment)
-            typer.echo(
-                f"kdump-build: TESTING: corrupted segment {testing_corrupt_segment!r}", err=True
-            )
-        check_layout(planned)
-        if show:
-            _print_layout(planned, False)
-        kexec_load(planned)
-        state.update(entry=planned.entry, segments=[s.name for s in planned.segments])
-        typer.echo(
-            f"loaded {len(planned.segments)} segments with kexec_load, entry {planned.entry:#x}"
-        )
-    _write_state(state)
-
-
-@app.command()
-def unload(
-    method: Annotated[str, typer.Option("--method", help="segments, file or auto.")] = "auto",
-    arch: Annotated[str, typer.Option("--arch", help="Target architecture.")] = "x86_64",
-) -> None:
-    """Unload the crash kernel."""
-    from builder.kexec.syscalls import unload as kexec_unload
-
-    chosen = _choose_method(method)
-    kexec_unload(arch, method=chosen)
-    with contextlib.suppress(OSError):
-        STATE_FILE.unlink()
-    typer.echo("crash kernel unloaded")
-
-
-@app.command()
-def status(
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Whether a crash kernel is loaded, the crash region, and how it was loaded."""
-    from builder.kexec.syscalls import kexec_status
-
-    current = kexec_status()
-    region: str | None = None
-    try:
-        from builder.kexec.memmap import parse_iomem
-
-        memory = parse_iomem(Path("/proc/iomem").read_text())
-        ranges = memory.crash_ranges()
-        region = str(ranges[-1]) if ranges else None
-    except (OSError, KdumpBuildError):
-        region = None
-    recorded: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        recorded = json.loads(STATE_FILE.read_text())
-    method = recorded.get("method") if current.loaded else None
-    summary = {
-        "loaded": current.loaded,
-        "crash_region": region,
-        "crash_size": current.crash_size,
-        "method": method,
-        "lockdown": current.lockdown,
-    }
-    if json_output:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    loaded = {True: "yes", False: "no", None: "unknown (no /sys/kernel/kexec_crash_loaded)"}
-    typer.echo(f"crash kernel loaded: {loaded[current.loaded]}")
-    typer.echo(f"crash region: {region or 'none'} ({current.crash_size or 0} bytes)")
-    typer.echo(f"method: {method or 'unknown'}")
-    typer.echo(f"lockdown: {current.lockdown or 'unknown'}")
+app.command()(kexec.layout)
+app.command("capture-sysfs")(kexec.capture_sysfs)
+app.command()(kexec.load)
+app.command()(kexec.unload)
+app.command()(kexec.status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ system (`/` on the target, or a directory captured from it for offline use):
     proc/kcore                                 only its ELF headers are read
 
 `capture_crash_info` copies exactly these (kcore cut after its program
-headers) so a layout can be computed on another machine.
+headers), and proc/iomem, so a layout can be computed on another machine.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ CPU_DIR = "sys/devices/system/cpu"
 VMCOREINFO = "sys/kernel/vmcoreinfo"
 BOOT_PARAMS = "sys/kernel/boot_params/data"
 KCORE = "proc/kcore"
+IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 
 # x86_64 virtual memory map (Documentation/arch/x86/x86_64/mm.rst): the kernel
 # image is mapped from __START_KERNEL_map, modules start 1 GiB above it.
@@ -230,11 +231,11 @@ def _kcore_headers(path: Path) -> bytes:
 
 
 def capture_crash_info(root: Path, destination: Path) -> None:
-    """Copy the files `read_crash_info` reads from `root` into `destination`."""
+    """Copy what `read_crash_info` reads, and the memory map, from `root` into `destination`."""
     possible = parse_cpu_list(
         _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
     )
-    files = [f"{CPU_DIR}/possible", VMCOREINFO]
+    files = [f"{CPU_DIR}/possible", VMCOREINFO, IOMEM]
     for cpu in possible:
         files += [f"{CPU_DIR}/cpu{cpu}/crash_notes", f"{CPU_DIR}/cpu{cpu}/crash_notes_size"]
     for relative in files:
