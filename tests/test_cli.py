@@ -388,3 +388,38 @@ def test_second_build_replaces_the_first_and_cleans_leftovers(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert {path.name: path.read_bytes() for path in outdir.iterdir()} == first
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+
+
+def test_usage_error_is_one_line_with_a_hint() -> None:
+    message = assert_user_error(run_cli("layout", "--no-such-option", "x"))
+    assert message.startswith("kdump-build: error: No such option: --no-such-option")
+    assert message.endswith("(try 'kdump-build layout --help')")
+    assert_user_error(run_cli("inspect"), "Missing argument", "(try 'kdump-build inspect --help')")
+
+
+def test_no_arguments_prints_help() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "Usage: kdump-build" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_inspect_empty_file_is_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "initrd.img"
+    empty.write_bytes(b"")
+    assert_user_error(run_cli("inspect", str(empty)), f"{empty}: empty file")
+    assert_user_error(run_cli("diff", str(empty), str(empty)), f"{empty}: empty file")
+
+
+def test_os_error_is_one_line_naming_the_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import builder.cli
+
+    def broken() -> None:
+        raise PermissionError(13, "Permission denied", "/some/where")
+
+    monkeypatch.setattr(builder.cli.app, "registered_commands",
+                        list(builder.cli.app.registered_commands))  # fmt: skip
+    builder.cli.app.command("broken-for-test")(broken)
+    assert builder.cli.main(["broken-for-test"]) == 2
+    assert capsys.readouterr().err == "kdump-build: error: /some/where: Permission denied\n"
