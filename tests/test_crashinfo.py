@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import builder.kexec.crashinfo
+from builder.arch import Arch
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import (
     CpuNote,
@@ -30,7 +31,8 @@ SYSFS = REPO / "tests" / "data" / "sysfs" / "qemu-1g-crashkernel-192m"
 
 
 def _info() -> CrashInfo:
-    return read_crash_info_for(SYSFS, parse_iomem((SYSFS / "proc" / "iomem").read_text()))
+    iomem = parse_iomem((SYSFS / "proc" / "iomem").read_text())
+    return read_crash_info_for(SYSFS, iomem, Arch.X86_64)
 
 
 def test_read_crash_info_from_captured_guest() -> None:
@@ -58,7 +60,7 @@ def test_read_crash_info_missing_file_names_it(tmp_path: Path) -> None:
     shutil.copytree(SYSFS, tmp_path / "sysfs")
     (tmp_path / "sysfs" / "sys" / "kernel" / "vmcoreinfo").unlink()
     with pytest.raises(LayoutError, match=r"sys/kernel/vmcoreinfo: No such file"):
-        read_crash_info(tmp_path / "sysfs")
+        read_crash_info(tmp_path / "sysfs", Arch.X86_64)
 
 
 def test_truncated_kcore_is_refused(tmp_path: Path) -> None:
@@ -66,7 +68,7 @@ def test_truncated_kcore_is_refused(tmp_path: Path) -> None:
     kcore = tmp_path / "sysfs" / "proc" / "kcore"
     kcore.write_bytes(kcore.read_bytes()[:100])
     with pytest.raises(LayoutError, match=r"kcore: .*truncated"):
-        read_crash_info(tmp_path / "sysfs")
+        read_crash_info(tmp_path / "sysfs", Arch.X86_64)
 
 
 def test_crash_info_round_trip_from_fields() -> None:
@@ -77,7 +79,7 @@ def test_crash_info_round_trip_from_fields() -> None:
 def test_capture_copies_what_a_layout_reads(tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     capture_crash_info(SYSFS, copy)
-    assert read_crash_info(copy) == read_crash_info(SYSFS)
+    assert read_crash_info(copy, Arch.X86_64) == read_crash_info(SYSFS, Arch.X86_64)
     assert (copy / "proc" / "iomem").read_bytes() == (SYSFS / "proc" / "iomem").read_bytes()
 
 

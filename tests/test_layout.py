@@ -93,7 +93,8 @@ def _details(layout: Layout) -> X86_64Details:
 
 
 def _info() -> CrashInfo:
-    return read_crash_info_for(SYSFS, parse_iomem((SYSFS / "proc" / "iomem").read_text()))
+    iomem = parse_iomem((SYSFS / "proc" / "iomem").read_text())
+    return read_crash_info_for(SYSFS, iomem, Arch.X86_64)
 
 
 # ---------------------------------------------------------------------------
@@ -296,7 +297,8 @@ def test_elf_core_header_with_backup_points_at_the_copy(default_build: BuildResu
 
 
 def test_elf_core_header_without_info_lists_only_ram() -> None:
-    header = elf_core_header(None, [Range(0x100000, 0x200000), Range(0x300000, 0x400000)])
+    ram = [Range(0x100000, 0x200000), Range(0x300000, 0x400000)]
+    header = elf_core_header(None, ram, machine=arch_info(Arch.X86_64).elf_machine)
     assert struct.unpack_from("<H", header, 0x38)[0] == 2
 
 

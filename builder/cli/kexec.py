@@ -74,9 +74,10 @@ def layout(
     )
 
     outputs = read_build_outputs(outdir)
+    target = outputs.target_arch(_arch_override(arch))
     memory = read_iomem(iomem)
-    info = read_crash_info_for(sysfs, memory) if sysfs is not None else None
-    planned = plan_layout(outputs, memory, info, arch=_arch_override(arch), backup=backup)
+    info = read_crash_info_for(sysfs, memory, target) if sysfs is not None else None
+    planned = plan_layout(outputs, memory, info, arch=target, backup=backup)
     written = write_layout(planned, outdir)
     _print_layout(planned, json_output)
     if not json_output:
@@ -169,7 +170,7 @@ def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show:
     from builder.kexec.syscalls import kexec_load
 
     memory = read_iomem(Path("/proc/iomem"))
-    info = read_crash_info_for(Path("/"), memory)
+    info = read_crash_info_for(Path("/"), memory, arch)
     planned = plan_layout(outputs, memory, info, arch=arch, backup=backup)
     if corrupt is not None:
         planned = corrupt_segment_for_testing(planned, corrupt)

@@ -23,6 +23,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.arch import Arch, arch_info
+from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
 
 __all__ = [
@@ -41,12 +43,8 @@ BOOT_PARAMS = "sys/kernel/boot_params/data"
 KCORE = "proc/kcore"
 IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 
-# x86_64 virtual memory map (Documentation/arch/x86/x86_64/mm.rst): the kernel
-# image is mapped from __START_KERNEL_map, modules start 1 GiB above it.
-_X86_64_START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000
-_X86_64_MODULES_VADDR = 0xFFFF_FFFF_C000_0000
 _BOOT_PARAMS_ACPI_RSDP = 0x070  # zero-page.rst: acpi_rsdp_addr, u64
-_PT_LOAD = 1
+_EHDR_SIZE = 64  # Elf64_Ehdr: kcore is always ELFCLASS64 on the architectures we load
 _NO_PADDR = (1 << 64) - 1  # kcore's p_paddr for ranges with no physical address
 
 
@@ -118,32 +116,31 @@ def parse_cpu_list(text: str, source: str) -> tuple[int, ...]:
     return tuple(cpus)
 
 
-def parse_kcore_headers(data: bytes, source: str) -> tuple[KernelText | None, int | None]:
+def parse_kcore_headers(
+    data: bytes, source: str, text_window: tuple[int, int] | None
+) -> tuple[KernelText | None, int | None]:
     """Kernel text mapping and direct-map offset from /proc/kcore's program headers.
 
     The text segment is the PT_LOAD inside the kernel image window
-    [__START_KERNEL_map, MODULES_VADDR); kcore gives it as `_text` with size
-    `_end - _text`, which is what the in-kernel loader writes into its own
-    ELF core header. The direct map offset is vaddr - paddr of any other
-    PT_LOAD that has a physical address.
+    `text_window` (`ArchInfo.kernel_text_window`; None: not looked for);
+    kcore gives it as `_text` with size `_end - _text`, which is what the
+    in-kernel loader writes into its own ELF core header. The direct map
+    offset is vaddr - paddr of any other PT_LOAD that has a physical address.
+
+    >>> from builder.binfmt.elf import _tiny_elf
+    >>> parse_kcore_headers(_tiny_elf(), "kcore", None)
+    (None, None)
     """
-    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+    elf = ElfFile(data, source, LayoutError)
+    if elf.elf_class != 64 or elf.big_endian:
         raise LayoutError(f"{source}: not a 64-bit little-endian ELF file")
-    (phoff,) = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    if phentsize != 56 or phoff + phnum * phentsize > len(data):
-        raise LayoutError(f"{source}: program headers at byte {phoff:#x} are truncated")
     text: KernelText | None = None
     page_offset: int | None = None
-    for index in range(phnum):
-        p_type, _flags, _offset, vaddr, paddr, _filesz, memsz, _align = struct.unpack_from(
-            "<IIQQQQQQ", data, phoff + index * phentsize
-        )
-        if p_type != _PT_LOAD:
-            continue
-        if _X86_64_START_KERNEL_MAP <= vaddr < _X86_64_MODULES_VADDR:
+    for header in elf.segments(PT_LOAD):
+        vaddr, paddr = header.vaddr, header.paddr
+        if text_window is not None and text_window[0] <= vaddr < text_window[1]:
             if text is None:
-                text = KernelText(vaddr, paddr, memsz)
+                text = KernelText(vaddr, paddr, header.memsz)
         elif paddr != _NO_PADDR and page_offset is None and vaddr >= paddr:
             page_offset = vaddr - paddr
     return text, page_offset
@@ -168,8 +165,8 @@ def _hex(text: str, path: Path) -> int:
         raise LayoutError(f"{path}: not a hex number: {text!r}") from None
 
 
-def read_crash_info(root: Path, *, kernel_code_start: int | None = None) -> CrashInfo:
-    """Read `CrashInfo` from `root` (``/`` on the live system).
+def read_crash_info(root: Path, arch: Arch, *, kernel_code_start: int | None = None) -> CrashInfo:
+    """Read `CrashInfo` of an `arch` kernel from `root` (``/`` on the live system).
 
     `kernel_code_start` ("Kernel code" in /proc/iomem) is the physical text
     address when kcore does not give one.
@@ -198,7 +195,8 @@ def read_crash_info(root: Path, *, kernel_code_start: int | None = None) -> Cras
     vmcoreinfo_address = _hex(fields[0], root / VMCOREINFO)
     vmcoreinfo_size = _hex(fields[1], root / VMCOREINFO)
 
-    text, page_offset = parse_kcore_headers(_kcore_headers(root / KCORE), str(root / KCORE))
+    window = arch_info(arch).kernel_text_window
+    text, page_offset = parse_kcore_headers(_kcore_headers(root / KCORE), str(root / KCORE), window)
     if text is not None and text.paddr == _NO_PADDR:
         if kernel_code_start is None:
             raise LayoutError(f"{root / KCORE}: kernel text has no physical address")
@@ -219,9 +217,10 @@ def _kcore_headers(path: Path) -> bytes:
     """The ELF header and program headers of kcore (never its memory)."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(64)
-            if len(head) < 64:
+            head = handle.read(_EHDR_SIZE)
+            if len(head) < _EHDR_SIZE:
                 raise LayoutError(f"{path}: shorter than an ELF header")
+            # Only the sizes, to know how much to read; ElfFile checks the rest.
             (phoff,) = struct.unpack_from("<Q", head, 0x20)
             phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
             handle.seek(0)

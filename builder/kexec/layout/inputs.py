@@ -104,10 +104,10 @@ def read_iomem(path: Path) -> MemoryMap:
     return parse_iomem(_read(path).decode(errors="replace"), source=str(path))
 
 
-def read_crash_info_for(root: Path, memory: MemoryMap) -> CrashInfo:
+def read_crash_info_for(root: Path, memory: MemoryMap, arch: Arch) -> CrashInfo:
     """`read_crash_info` with the "Kernel code" start of `memory` as a fallback."""
     code = [resource.range.start for resource, _ in memory.walk() if resource.name == "Kernel code"]
-    return read_crash_info(root, kernel_code_start=code[0] if code else None)
+    return read_crash_info(root, arch, kernel_code_start=code[0] if code else None)
 
 
 def plan_layout(

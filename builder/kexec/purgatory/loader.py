@@ -88,8 +88,11 @@ class LoadedPurgatory:
     def symbol(self, name: str) -> tuple[int, int]:
         """Address and size of global symbol `name`.
 
-        >>> purgatory.symbol("purgatory_sha256_digest")  # doctest: +SKIP
-        (12288448, 32)
+        >>> from builder.kexec.purgatory import x86_64
+        >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000)
+        >>> address, size = purgatory.symbol("purgatory_sha256_digest")
+        >>> 0x7F000000 <= address < 0x7F000000 + purgatory.memsz, size
+        (True, 32)
         """
         found = self._lookup(name)
         return found.address, found.size
@@ -97,8 +100,10 @@ class LoadedPurgatory:
     def read(self, name: str) -> bytes:
         """The current bytes of patchable symbol `name`.
 
-        >>> purgatory.read("purgatory_backup")  # doctest: +SKIP
-        b'\\x00...'
+        >>> from builder.kexec.purgatory import x86_64
+        >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000)
+        >>> purgatory.read("purgatory_backup") == bytes(24)  # src, dst, size: copy nothing
+        True
         """
         found = self._patchable(name)
         offset = found.address - self.load_address
@@ -110,8 +115,12 @@ class LoadedPurgatory:
         `value` must be exactly the symbol's size, and the symbol must be in
         the buffer (not .bss, whose bytes the kernel zero-fills).
 
-        >>> digest = bytes(32)
-        >>> patched = purgatory.patch("purgatory_sha256_digest", digest)  # doctest: +SKIP
+        >>> from builder.kexec.purgatory import x86_64
+        >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000)
+        >>> patched = purgatory.patch("purgatory_sha256_digest", b"\\xab" * 32)
+        >>> patched.read("purgatory_sha256_digest") == b"\\xab" * 32 != purgatory.read(
+        ...     "purgatory_sha256_digest")
+        True
         """
         found = self._patchable(name)
         if len(value) != found.size:
