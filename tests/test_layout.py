@@ -31,7 +31,8 @@ from builder.errors import LayoutError, OutputError
 from builder.image.outputs import write_outputs
 from builder.image.pipeline import BuildResult
 from builder.kexec.crashinfo import CrashInfo
-from builder.kexec.layout import (
+from builder.kexec.layout import planner
+from builder.kexec.layout.core import (
     KEXEC_ON_CRASH,
     KexecSegment,
     Layout,
@@ -39,10 +40,8 @@ from builder.kexec.layout import (
     LayoutOptions,
     check_layout,
     corrupt_segment_for_testing,
-    layout_json,
-    planner,
-    write_layout,
 )
+from builder.kexec.layout.document import layout_json, write_layout
 from builder.kexec.layout.elfcore import elf_core_header
 from builder.kexec.layout.inputs import read_crash_info_for
 from builder.kexec.layout.x86_64 import (

@@ -10,7 +10,7 @@ import typer
 
 if TYPE_CHECKING:
     from builder.arch import Arch
-    from builder.kexec.layout import Layout
+    from builder.kexec.layout.core import Layout
     from builder.kexec.layout.inputs import BuildOutputs
     from builder.kexec.method import LoadMethod, MethodChoice
     from builder.kexec.state import LoadRecord
@@ -39,7 +39,8 @@ def _arch_override(arch: str | None) -> Arch | None:
 
 
 def _print_layout(layout: Layout, json_output: bool) -> None:
-    from builder.kexec.layout import describe_layout, layout_json
+    from builder.kexec.layout.core import describe_layout
+    from builder.kexec.layout.document import layout_json
 
     if json_output:
         typer.echo(json.dumps(layout_json(layout), indent=2))
@@ -65,7 +66,7 @@ def layout(
     json_output: Annotated[bool, typer.Option("--json", help="Print layout.json.")] = False,
 ) -> None:
     """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
-    from builder.kexec.layout import write_layout
+    from builder.kexec.layout.document import write_layout
     from builder.kexec.layout.inputs import (
         plan_layout,
         read_build_outputs,
@@ -163,7 +164,7 @@ def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
 
 def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show: bool,
                    corrupt: str | None) -> LoadRecord:  # fmt: skip
-    from builder.kexec.layout import check_layout, corrupt_segment_for_testing
+    from builder.kexec.layout.core import check_layout, corrupt_segment_for_testing
     from builder.kexec.layout.inputs import plan_layout, read_crash_info_for, read_iomem
     from builder.kexec.method import LoadMethod
     from builder.kexec.state import LoadRecord

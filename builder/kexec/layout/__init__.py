@@ -14,45 +14,9 @@ from collections.abc import Mapping
 
 from builder.arch import Arch
 from builder.errors import LayoutError
-from builder.kexec.layout.core import (
-    KEXEC_ON_CRASH,
-    KEXEC_SEGMENT_MAX,
-    DumpRange,
-    Firmware,
-    KexecSegment,
-    Layout,
-    LayoutDetails,
-    LayoutInputs,
-    LayoutOptions,
-    Planner,
-    check_layout,
-    corrupt_segment_for_testing,
-    describe_layout,
-    segments_for_digest,
-)
-from builder.kexec.layout.document import LAYOUT_FILE, layout_json, write_layout
+from builder.kexec.layout.core import Planner
 
-__all__ = [
-    "KEXEC_ON_CRASH",
-    "KEXEC_SEGMENT_MAX",
-    "LAYOUT_FILE",
-    "DumpRange",
-    "Firmware",
-    "KexecSegment",
-    "Layout",
-    "LayoutDetails",
-    "LayoutInputs",
-    "LayoutOptions",
-    "Planner",
-    "check_layout",
-    "corrupt_segment_for_testing",
-    "describe_layout",
-    "layout_json",
-    "planner",
-    "planners",
-    "segments_for_digest",
-    "write_layout",
-]
+__all__ = ["planner", "planners"]
 
 
 @functools.cache

@@ -12,7 +12,8 @@ from pathlib import Path
 from builder.arch import Arch, parse_arch
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo, read_crash_info
-from builder.kexec.layout import Layout, LayoutInputs, LayoutOptions, planner
+from builder.kexec.layout import planner
+from builder.kexec.layout.core import Layout, LayoutInputs, LayoutOptions
 from builder.kexec.memmap import Kind, MemoryMap, parse_iomem
 
 __all__ = ["BuildOutputs", "plan_layout", "read_build_outputs", "read_crash_info_for", "read_iomem"]
