@@ -20,6 +20,7 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from builder.errors import LayoutError
+from builder.units import align_up
 
 __all__ = ["LoadedPurgatory", "PurgatorySymbol", "load_purgatory"]
 
@@ -215,12 +216,12 @@ def _place_sections(elf: Any, load_address: int) -> tuple[dict[int, int], bytear
     addresses: dict[int, int] = {}
     buffer = bytearray()
     for index, section in with_bytes:
-        buffer.extend(bytes(_align_up(len(buffer), section["sh_addralign"]) - len(buffer)))
+        buffer.extend(bytes(align_up(len(buffer), section["sh_addralign"]) - len(buffer)))
         addresses[index] = load_address + len(buffer)
         buffer.extend(section.data())
     end = len(buffer)
     for index, section in zero_filled:
-        end = _align_up(end, section["sh_addralign"])
+        end = align_up(end, section["sh_addralign"])
         addresses[index] = load_address + end
         end += section["sh_size"]
     if load_address + end > _ADDRESS_LIMIT:
@@ -337,8 +338,3 @@ def _encode(rule: _Relocation, value: int, where: str, label: str) -> bytes:
             f"{value:#x} does not fit {bits} bits {kind}"
         )
     return value.to_bytes(rule.width, "little", signed=rule.signed)
-
-
-def _align_up(value: int, alignment: int) -> int:
-    alignment = max(alignment, 1)
-    return (value + alignment - 1) // alignment * alignment
