@@ -9,29 +9,41 @@ It is pure: bytes in, an immutable `LoadedPurgatory` out.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
-
+from builder.binfmt.elf import (
+    ET_REL,
+    SHF_ALLOC,
+    SHN_ABS,
+    SHN_COMMON,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    SHT_REL,
+    SHT_RELA,
+    STB_GLOBAL,
+    STB_WEAK,
+    ElfFile,
+    Section,
+    Symbol,
+)
 from builder.errors import LayoutError
 from builder.units import align_up
 
-__all__ = ["LoadedPurgatory", "PurgatorySymbol", "load_purgatory"]
+__all__ = [
+    "LoadedPurgatory",
+    "PurgatorySymbol",
+    "RelocationRule",
+    "RelocationRules",
+    "load_purgatory",
+]
 
-_SHN_UNDEF = "SHN_UNDEF"
-_SHN_ABS = "SHN_ABS"
-_SHN_COMMON = "SHN_COMMON"
 _ADDRESS_LIMIT = 1 << 64
 
 
 @dataclass(frozen=True)
-class _Relocation:
+class RelocationRule:
     """How one relocation type computes and stores its value."""
 
     name: str
@@ -40,19 +52,15 @@ class _Relocation:
     signed: bool | None  # range check: True signed, False unsigned, None wraps (64-bit)
 
 
-# Per architecture (keyed by e_machine): the relocation types the purgatory
-# needs. PLT32 is PC32 here: there is no PLT, every callee is in the buffer.
-_RELOCATIONS: dict[str, dict[int, _Relocation | None]] = {
-    "EM_X86_64": {
-        0: None,  # R_X86_64_NONE
-        1: _Relocation("R_X86_64_64", 8, pc_relative=False, signed=None),
-        2: _Relocation("R_X86_64_PC32", 4, pc_relative=True, signed=True),
-        4: _Relocation("R_X86_64_PLT32", 4, pc_relative=True, signed=True),
-        10: _Relocation("R_X86_64_32", 4, pc_relative=False, signed=False),
-        11: _Relocation("R_X86_64_32S", 4, pc_relative=False, signed=True),
-        24: _Relocation("R_X86_64_PC64", 8, pc_relative=True, signed=None),
-    },
-}
+@dataclass(frozen=True)
+class RelocationRules:
+    """The relocation types one architecture's purgatory needs (None: nothing to do).
+
+    Each architecture's purgatory module holds its own (x86_64.RELOCATIONS).
+    """
+
+    machine: int  # e_machine of the objects these rules are for
+    rules: Mapping[int, RelocationRule | None]
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class LoadedPurgatory:
         """Address and size of global symbol `name`.
 
         >>> from builder.kexec.purgatory import x86_64
-        >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000)
+        >>> purgatory = x86_64.load_x86_64_purgatory(0x7F000000)
         >>> address, size = purgatory.symbol("purgatory_sha256_digest")
         >>> 0x7F000000 <= address < 0x7F000000 + purgatory.memsz, size
         (True, 32)
@@ -102,7 +110,7 @@ class LoadedPurgatory:
         """The current bytes of patchable symbol `name`.
 
         >>> from builder.kexec.purgatory import x86_64
-        >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000)
+        >>> purgatory = x86_64.load_x86_64_purgatory(0x7F000000)
         >>> purgatory.read("purgatory_backup") == bytes(24)  # src, dst, size: copy nothing
         True
         """
@@ -117,7 +125,7 @@ class LoadedPurgatory:
         the buffer (not .bss, whose bytes the kernel zero-fills).
 
         >>> from builder.kexec.purgatory import x86_64
-        >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000)
+        >>> purgatory = x86_64.load_x86_64_purgatory(0x7F000000)
         >>> patched = purgatory.patch("purgatory_sha256_digest", b"\\xab" * 32)
         >>> patched.read("purgatory_sha256_digest") == b"\\xab" * 32 != purgatory.read(
         ...     "purgatory_sha256_digest")
@@ -149,28 +157,32 @@ class LoadedPurgatory:
 
 
 def load_purgatory(
-    obj: bytes, load_address: int, *, entry_symbol: str = "purgatory_start"
+    obj: bytes,
+    load_address: int,
+    relocations: RelocationRules,
+    *,
+    entry_symbol: str = "purgatory_start",
 ) -> LoadedPurgatory:
     """Relocate the ET_REL object `obj` to run at `load_address`.
 
-    Raises `LayoutError` for anything the purgatory cannot be: not ET_REL, an
-    unknown architecture or relocation type, an undefined symbol, a 32-bit
-    relocation that does not fit, a misaligned load address.
+    Raises `LayoutError` for anything the purgatory cannot be: not ET_REL, not
+    the architecture of `relocations` or a relocation type it does not know,
+    an undefined symbol, a 32-bit relocation that does not fit, a misaligned
+    load address.
 
     >>> from builder.kexec.purgatory import x86_64
-    >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000)
+    >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000, x86_64.RELOCATIONS)
     >>> purgatory.entry == purgatory.symbol("purgatory_start")[0]
     True
     """
     elf = _open(obj)
-    machine = elf["e_machine"]
-    relocations = _RELOCATIONS.get(machine)
-    if relocations is None:
-        raise LayoutError(f"purgatory: unsupported architecture {machine}")
-
+    if elf.machine != relocations.machine:
+        raise LayoutError(
+            f"purgatory: built for e_machine {elf.machine}, expected {relocations.machine}"
+        )
     section_addresses, buffer, memsz, alignment = _place_sections(elf, load_address)
     symbols = _global_symbols(elf, section_addresses)
-    _apply_relocations(elf, relocations, section_addresses, buffer, load_address)
+    _apply_relocations(elf, relocations.rules, section_addresses, buffer, load_address)
 
     if entry_symbol not in symbols:
         raise LayoutError(f"purgatory: entry symbol {entry_symbol!r} is not defined")
@@ -184,28 +196,25 @@ def load_purgatory(
     )
 
 
-def _open(obj: bytes) -> Any:
+def _open(obj: bytes) -> ElfFile:
     try:
-        elf = ELFFile(io.BytesIO(obj))
-    except ELFError as error:
-        raise LayoutError(f"purgatory: not an ELF object: {error}") from None
-    if elf["e_type"] != "ET_REL":
-        raise LayoutError(f"purgatory: expected a relocatable object (ET_REL), got {elf['e_type']}")
-    if elf.elfclass != 64 or not elf.little_endian:
+        elf = ElfFile(obj, "purgatory", LayoutError)
+    except LayoutError as error:
+        reason = str(error).removeprefix("purgatory: ")
+        raise LayoutError(f"purgatory: not an ELF object: {reason}") from None
+    if elf.type != ET_REL:
+        raise LayoutError(f"purgatory: expected a relocatable object (ET_REL), got {elf.type_name}")
+    if elf.elf_class != 64 or elf.big_endian:
         raise LayoutError("purgatory: expected a 64-bit little-endian object")
     return elf
 
 
-def _place_sections(elf: Any, load_address: int) -> tuple[dict[int, int], bytearray, int, int]:
+def _place_sections(elf: ElfFile, load_address: int) -> tuple[dict[int, int], bytearray, int, int]:
     """Assign addresses: bytes-bearing sections first in file order, NOBITS after."""
-    allocated = [
-        (index, section)
-        for index, section in enumerate(elf.iter_sections())
-        if section["sh_flags"] & SH_FLAGS.SHF_ALLOC
-    ]
-    with_bytes = [(i, s) for i, s in allocated if s["sh_type"] != "SHT_NOBITS"]
-    zero_filled = [(i, s) for i, s in allocated if s["sh_type"] == "SHT_NOBITS"]
-    alignment = max([s["sh_addralign"] for _, s in allocated] + [1])
+    allocated = [section for section in elf.sections if section.flags & SHF_ALLOC]
+    with_bytes = [section for section in allocated if section.type != SHT_NOBITS]
+    zero_filled = [section for section in allocated if section.type == SHT_NOBITS]
+    alignment = max([section.addralign for section in allocated] + [1])
     if not 0 <= load_address < _ADDRESS_LIMIT:
         raise LayoutError(f"purgatory: load address {load_address:#x} is not a 64-bit address")
     if load_address % alignment:
@@ -215,118 +224,113 @@ def _place_sections(elf: Any, load_address: int) -> tuple[dict[int, int], bytear
 
     addresses: dict[int, int] = {}
     buffer = bytearray()
-    for index, section in with_bytes:
-        buffer.extend(bytes(align_up(len(buffer), section["sh_addralign"]) - len(buffer)))
-        addresses[index] = load_address + len(buffer)
-        buffer.extend(section.data())
+    for section in with_bytes:
+        buffer.extend(bytes(align_up(len(buffer), section.addralign) - len(buffer)))
+        addresses[section.index] = load_address + len(buffer)
+        buffer.extend(elf.section_data(section))
     end = len(buffer)
-    for index, section in zero_filled:
-        end = align_up(end, section["sh_addralign"])
-        addresses[index] = load_address + end
-        end += section["sh_size"]
+    for section in zero_filled:
+        end = align_up(end, section.addralign)
+        addresses[section.index] = load_address + end
+        end += section.size
     if load_address + end > _ADDRESS_LIMIT:
         raise LayoutError(f"purgatory: {end:#x} bytes at {load_address:#x} pass the 64-bit limit")
     return addresses, buffer, end, alignment
 
 
-def _global_symbols(elf: Any, section_addresses: dict[int, int]) -> dict[str, PurgatorySymbol]:
+def _global_symbols(elf: ElfFile, section_addresses: dict[int, int]) -> dict[str, PurgatorySymbol]:
     """Global and weak symbols by name; local names may repeat across files."""
-    symtab = elf.get_section_by_name(".symtab")
+    symtab = elf.section(".symtab")
     if symtab is None:
         raise LayoutError("purgatory: object has no symbol table")
     symbols: dict[str, PurgatorySymbol] = {}
-    for symbol in symtab.iter_symbols():
-        if symbol["st_info"]["bind"] not in ("STB_GLOBAL", "STB_WEAK") or not symbol.name:
+    for symbol in elf.symbols(symtab):
+        if symbol.bind not in (STB_GLOBAL, STB_WEAK) or not symbol.name:
             continue
-        address = _symbol_address(elf, symbol, section_addresses)
-        shndx = symbol["st_shndx"]
-        if shndx == _SHN_ABS:
+        address = _symbol_address(symbol, section_addresses)
+        if symbol.shndx == SHN_ABS:
             section, in_buffer = "*ABS*", False
         else:
-            section = elf.get_section(shndx).name
-            in_buffer = elf.get_section(shndx)["sh_type"] != "SHT_NOBITS"
+            home = elf.sections[symbol.shndx]
+            section, in_buffer = home.name, home.type != SHT_NOBITS
         symbols[symbol.name] = PurgatorySymbol(
-            symbol.name, address, symbol["st_size"], section, in_buffer
+            symbol.name, address, symbol.size, section, in_buffer
         )
     return symbols
 
 
-def _symbol_address(elf: Any, symbol: Any, section_addresses: dict[int, int]) -> int:
-    shndx = symbol["st_shndx"]
+def _symbol_address(symbol: Symbol, section_addresses: dict[int, int]) -> int:
     name = symbol.name or "(unnamed)"
-    if shndx == _SHN_UNDEF:
+    if symbol.shndx == SHN_UNDEF:
         raise LayoutError(f"purgatory: undefined symbol {name!r}")
-    if shndx == _SHN_COMMON:
+    if symbol.shndx == SHN_COMMON:
         raise LayoutError(f"purgatory: common symbol {name!r} (build with -fno-common)")
-    if shndx == _SHN_ABS:
-        return int(symbol["st_value"])
-    if not isinstance(shndx, int) or shndx not in section_addresses:
+    if symbol.shndx == SHN_ABS:
+        return symbol.value
+    if symbol.shndx not in section_addresses:
         raise LayoutError(f"purgatory: symbol {name!r} is in a section that is not loaded")
-    return section_addresses[shndx] + int(symbol["st_value"])
+    return section_addresses[symbol.shndx] + symbol.value
+
+
+def _relocated_section(elf: ElfFile, relocations: Section, loaded: dict[int, int]) -> bool:
+    """Whether `relocations` applies to a loaded section (and is of a kind we apply)."""
+    if relocations.type not in (SHT_RELA, SHT_REL) or relocations.info not in loaded:
+        return False  # not relocations, or for sections not loaded (debug info, notes)
+    if relocations.type == SHT_REL:
+        raise LayoutError(
+            f"purgatory: {relocations.name}: REL relocations are not supported, only RELA"
+        )
+    if elf.sections[relocations.info].type == SHT_NOBITS:
+        raise LayoutError(f"purgatory: {relocations.name}: relocations against .bss")
+    return True
 
 
 def _apply_relocations(
-    elf: Any,
-    relocations: dict[int, _Relocation | None],
+    elf: ElfFile,
+    rules: Mapping[int, RelocationRule | None],
     section_addresses: dict[int, int],
     buffer: bytearray,
     load_address: int,
 ) -> None:
-    for reloc_section in elf.iter_sections():
-        kind = reloc_section["sh_type"]
-        if kind not in ("SHT_RELA", "SHT_REL"):
+    for reloc_section in elf.sections:
+        if not _relocated_section(elf, reloc_section, section_addresses):
             continue
-        symtab = elf.get_section(reloc_section["sh_link"])
-        target_index = reloc_section["sh_info"]
-        if target_index not in section_addresses:
-            continue  # relocations for non-loaded sections (debug info, notes)
-        if kind == "SHT_REL":
-            raise LayoutError(
-                f"purgatory: {reloc_section.name}: REL relocations are not supported, only RELA"
-            )
-        if elf.get_section(target_index)["sh_type"] == "SHT_NOBITS":
-            raise LayoutError(f"purgatory: {reloc_section.name}: relocations against .bss")
-        target_name = elf.get_section(target_index).name
-        target_size = elf.get_section(target_index)["sh_size"]
-        target_address = section_addresses[target_index]
-        for relocation in reloc_section.iter_relocations():
-            offset = relocation["r_offset"]
-            symbol = symtab.get_symbol(relocation["r_info_sym"])
-            where = f"{target_name}+{offset:#x}"
-            label = _symbol_label(elf, symbol) if relocation["r_info_sym"] else "(absolute)"
-            type_number = relocation["r_info_type"]
-            if type_number not in relocations:
+        symbols = elf.symbols(elf.sections[reloc_section.link])
+        target = elf.sections[reloc_section.info]
+        for relocation in elf.relocations(reloc_section):
+            offset = relocation.offset
+            symbol = symbols[relocation.symbol]
+            where = f"{target.name}+{offset:#x}"
+            label = _symbol_label(elf, symbol) if relocation.symbol else "(absolute)"
+            if relocation.type not in rules:
                 raise LayoutError(
-                    f"purgatory: unsupported relocation type {type_number} at {where} "
+                    f"purgatory: unsupported relocation type {relocation.type} at {where} "
                     f"against {label!r}"
                 )
-            rule = relocations[type_number]
+            rule = rules[relocation.type]
             if rule is None:
                 continue
-            if offset + rule.width > target_size:
+            if offset + rule.width > target.size:
                 raise LayoutError(f"purgatory: {rule.name} at {where} runs past the section")
-            place = target_address + offset
+            place = section_addresses[target.index] + offset
             # Symbol index 0 (the null symbol) stands for the value 0: the addend is absolute.
-            base = (
-                _symbol_address(elf, symbol, section_addresses) if relocation["r_info_sym"] else 0
-            )
-            value = base + relocation["r_addend"]
+            base = _symbol_address(symbol, section_addresses) if relocation.symbol else 0
+            value = base + relocation.addend
             if rule.pc_relative:
                 value -= place
             start = place - load_address
             buffer[start : start + rule.width] = _encode(rule, value, where, label)
 
 
-def _symbol_label(elf: Any, symbol: Any) -> str:
+def _symbol_label(elf: ElfFile, symbol: Symbol) -> str:
     if symbol.name:
-        return str(symbol.name)
-    shndx = symbol["st_shndx"]
-    if isinstance(shndx, int):
-        return str(elf.get_section(shndx).name)
+        return symbol.name
+    if symbol.shndx < len(elf.sections):
+        return elf.sections[symbol.shndx].name
     return "(unnamed)"
 
 
-def _encode(rule: _Relocation, value: int, where: str, label: str) -> bytes:
+def _encode(rule: RelocationRule, value: int, where: str, label: str) -> bytes:
     bits = rule.width * 8
     if rule.signed is None:
         return (value % (1 << bits)).to_bytes(rule.width, "little")

@@ -19,13 +19,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+from builder.arch import Arch, arch_info
 from builder.errors import LayoutError
-from builder.kexec.purgatory.loader import LoadedPurgatory, load_purgatory
+from builder.kexec.purgatory.loader import (
+    LoadedPurgatory,
+    RelocationRule,
+    RelocationRules,
+    load_purgatory,
+)
 from builder.kexec.purgatory.regions import Segment, regions_digest, regions_table
 
 __all__ = [
     "ENTRY_REGISTERS",
     "OBJECT_NAME",
+    "RELOCATIONS",
     "BackupRegion",
     "build_x86_64_purgatory",
     "entry_registers_block",
@@ -42,6 +49,21 @@ ENTRY_REGISTERS = (
 """Order of the u64 slots in `purgatory_entry_regs` (the REG_* offsets in the .S)."""
 
 _U64_LIMIT = 1 << 64
+
+# The relocation types the purgatory object uses (arch/x86/include/asm/elf.h
+# numbers). PLT32 is PC32 here: there is no PLT, every callee is in the buffer.
+RELOCATIONS = RelocationRules(
+    arch_info(Arch.X86_64).elf_machine,
+    {
+        0: None,  # R_X86_64_NONE
+        1: RelocationRule("R_X86_64_64", 8, pc_relative=False, signed=None),
+        2: RelocationRule("R_X86_64_PC32", 4, pc_relative=True, signed=True),
+        4: RelocationRule("R_X86_64_PLT32", 4, pc_relative=True, signed=True),
+        10: RelocationRule("R_X86_64_32", 4, pc_relative=False, signed=False),
+        11: RelocationRule("R_X86_64_32S", 4, pc_relative=False, signed=True),
+        24: RelocationRule("R_X86_64_PC64", 8, pc_relative=True, signed=None),
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +98,7 @@ def load_x86_64_purgatory(load_address: int) -> LoadedPurgatory:
     >>> purgatory.memsz > purgatory.bufsz
     True
     """
-    return load_purgatory(shipped_object(), load_address, entry_symbol="purgatory_start")
+    return load_purgatory(shipped_object(), load_address, RELOCATIONS)
 
 
 def entry_registers_block(registers: Mapping[str, int]) -> bytes:
