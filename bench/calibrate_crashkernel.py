@@ -53,7 +53,8 @@ from builder.crashkernel.model import (  # noqa: E402
     estimate,
 )
 from builder.crashkernel.profile import capture_profile  # noqa: E402
-from builder.image.pipeline import plan_build, write_outputs  # noqa: E402
+from builder.image.outputs import write_outputs  # noqa: E402
+from builder.image.pipeline import plan_build  # noqa: E402
 from builder.recipe.parse import parse_recipe  # noqa: E402
 from builder.units import GiB, MiB  # noqa: E402
 from tests.vm import harness  # noqa: E402

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.kexec.purgatory import LoadedPurgatory
+from builder.kexec.purgatory.loader import LoadedPurgatory
 
 STUB_SOURCE = Path(__file__).resolve().parent / "purgatory_qemu_stub.S"
 GUEST_MEMORY = "128M"

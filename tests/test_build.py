@@ -14,6 +14,7 @@ import pytest
 
 from builder.binfmt.cpio import read_initrd
 from builder.errors import RecipeError
+from builder.image.outputs import manifest
 from builder.image.pipeline import plan_build
 from builder.image.programs import script_interpreter
 from builder.recipe.parse import load_recipe
@@ -188,7 +189,7 @@ def test_cold_and_warm_caches_give_the_same_bytes(tmp_path: Path) -> None:
     finally:
         del os.environ["KDUMP_BUILD_CACHE"]
     assert cold.initrd == warm.initrd == again.initrd
-    assert cold.manifest() == warm.manifest()
+    assert manifest(cold) == manifest(warm)
 
 
 def test_firmware_from_the_source_or_listed_missing(tmp_path: Path) -> None:
@@ -202,7 +203,7 @@ def test_firmware_from_the_source_or_listed_missing(tmp_path: Path) -> None:
     result = plan_build(load_recipe(recipe))
     found = {entry.path: entry for entry in read_initrd(result.initrd)}
     assert found["/lib/firmware/e100/d101m_ucode.bin"].data == b"microcode for d101m"
-    assert result.manifest()["initrd"]["missing_firmware"] == [
+    assert manifest(result)["initrd"]["missing_firmware"] == [
         "e100/d102e_ucode.bin",
         "e100/d101s_ucode.bin",
     ]

@@ -345,3 +345,82 @@ def test_package_that_does_not_exist(tmp_path: Path, previous_output: Path) -> N
     )
     assert_untouched(previous_output)
     assert_user_error(run_cli("fetch", str(recipe)), "no-such-package-kdb")
+
+
+# ---------------------------------------------------------------------------
+# Where a build writes: whole directories of ours, never over anything else
+
+
+def test_output_onto_a_directory_of_user_files_is_refused(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(mine), "-q")
+    assert_user_error(result, f"{mine}: holds files kdump-build did not write; refusing")
+    assert [path.name for path in mine.iterdir()] == ["thesis.tex"]
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine"]
+
+
+def test_output_onto_a_regular_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.write_text("not a directory")
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(target), "-q")
+    assert_user_error(result, f"{target}: exists and is not a directory; refusing")
+    assert target.read_text() == "not a directory"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+
+
+def test_second_build_replaces_the_first_and_cleans_leftovers(tmp_path: Path) -> None:
+    from builder.atomic import MARKER, MARKER_TEXT, STAGING_INFIX
+
+    outdir = tmp_path / "out"
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(outdir), "-q")
+    assert result.returncode == 0, result.stderr
+    first = {path.name: path.read_bytes() for path in outdir.iterdir()}
+    assert (outdir / MARKER).read_bytes() == MARKER_TEXT
+    (outdir / "initrd.img").write_bytes(b"stale")  # replaced, not patched
+    # What a build killed during its write leaves beside the output.
+    leftover = tmp_path / f".out{STAGING_INFIX}killed"
+    leftover.mkdir()
+    (leftover / MARKER).write_bytes(MARKER_TEXT)
+    (leftover / "initrd.img").write_bytes(b"half")
+    result = run_cli(str(DEFAULT_RECIPE), "-o", str(outdir), "-q")
+    assert result.returncode == 0, result.stderr
+    assert {path.name: path.read_bytes() for path in outdir.iterdir()} == first
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+
+
+def test_usage_error_is_one_line_with_a_hint() -> None:
+    message = assert_user_error(run_cli("layout", "--no-such-option", "x"))
+    assert message.startswith("kdump-build: error: No such option: --no-such-option")
+    assert message.endswith("(try 'kdump-build layout --help')")
+    assert_user_error(run_cli("inspect"), "Missing argument", "(try 'kdump-build inspect --help')")
+
+
+def test_no_arguments_prints_help() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "Usage: kdump-build" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_inspect_empty_file_is_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "initrd.img"
+    empty.write_bytes(b"")
+    assert_user_error(run_cli("inspect", str(empty)), f"{empty}: empty file")
+    assert_user_error(run_cli("diff", str(empty), str(empty)), f"{empty}: empty file")
+
+
+def test_os_error_is_one_line_naming_the_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import builder.cli
+
+    def broken() -> None:
+        raise PermissionError(13, "Permission denied", "/some/where")
+
+    monkeypatch.setattr(builder.cli.app, "registered_commands",
+                        list(builder.cli.app.registered_commands))  # fmt: skip
+    builder.cli.app.command("broken-for-test")(broken)
+    assert builder.cli.main(["broken-for-test"]) == 2
+    assert capsys.readouterr().err == "kdump-build: error: /some/where: Permission denied\n"

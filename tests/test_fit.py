@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.atomic import MARKER, MARKER_TEXT
 from builder.binfmt.cpio import read_initrd, segments, write_cpio
 from builder.compression import (
     GZIP_DECODER_WORKSPACE,
@@ -290,10 +291,12 @@ def test_build_that_does_not_fit(tmp_path: Path) -> None:
     recipe = fast_recipe(tmp_path, "80M")
     outdir = tmp_path / "out"
     outdir.mkdir()
+    # An earlier output of ours (marked), which only a successful build replaces.
+    (outdir / MARKER).write_bytes(MARKER_TEXT)
     (outdir / "initrd.img").write_bytes(b"previous")
     result = run_cli(str(recipe), "-o", str(outdir))
     one_line_error(result, 3, "crashkernel.reserve", "does not fit", "largest term kernel")
-    assert [path.name for path in outdir.iterdir()] == ["initrd.img"]
+    assert sorted(path.name for path in outdir.iterdir()) == [MARKER, "initrd.img"]
     assert (outdir / "initrd.img").read_bytes() == b"previous"
 
     forced = run_cli(str(recipe), "-o", str(outdir), "--ignore-fit", "-q")

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from builder.binfmt.flat import HEADER_SIZE, flat_block, flat_end, flat_header, restore_stream
-from builder.errors import DumpError
+from builder.binfmt.flat import (
+    HEADER_SIZE,
+    flat_block,
+    flat_end,
+    flat_header,
+    restore_file,
+    restore_stream,
+)
+from builder.errors import DumpError, OutputError
 from tests.conftest import run_cli
 
 
@@ -74,3 +81,23 @@ def test_cli_error_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     result = run_cli("restore", str(tmp_path / "missing"), str(output))
     assert result.returncode == 2 and "No such file or directory" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["partial.flat"]
+
+
+def test_restore_refuses_an_existing_destination(tmp_path: Path) -> None:
+    stream, _ = _stream(3)
+    source = tmp_path / "vmcore.flat"
+    source.write_bytes(stream)
+    output = tmp_path / "vmcore"
+    output.write_bytes(b"an earlier dump")
+    with pytest.raises(OutputError, match="already exists; refusing to overwrite it"):
+        restore_file(source, output)
+    result = run_cli("restore", str(source), str(output))
+    assert result.returncode == 2
+    assert (
+        result.stderr == f"kdump-build: error: {output}: already exists; refusing to overwrite it\n"
+    )
+    assert output.read_bytes() == b"an earlier dump"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["vmcore", "vmcore.flat"]
+    output.unlink()
+    assert restore_file(source, output).size == output.stat().st_size
+    assert output.stat().st_mode & 0o777 == 0o644

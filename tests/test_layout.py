@@ -21,30 +21,39 @@ import pytest
 
 import builder.kexec.crashinfo
 import builder.kexec.layout
+import builder.kexec.layout.core
+import builder.kexec.layout.document
 import builder.kexec.layout.elfcore
-from builder.errors import LayoutError
-from builder.image.pipeline import BuildResult, write_outputs
-from builder.kexec.crashinfo import CpuNote, CrashInfo, KernelText, parse_cpu_list, read_crash_info
-from builder.kexec.layout import (
-    KEXEC_ARCH_X86_64,
+import builder.kexec.layout.x86_64
+from builder.arch import Arch, arch_info
+from builder.atomic import MARKER
+from builder.errors import LayoutError, OutputError
+from builder.image.outputs import write_outputs
+from builder.image.pipeline import BuildResult
+from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.layout import planner
+from builder.kexec.layout.core import (
     KEXEC_ON_CRASH,
     KexecSegment,
     Layout,
+    LayoutInputs,
+    LayoutOptions,
     check_layout,
     corrupt_segment_for_testing,
-    layout_json,
-    write_layout,
 )
+from builder.kexec.layout.document import layout_json, write_layout
 from builder.kexec.layout.elfcore import elf_core_header
 from builder.kexec.layout.inputs import read_crash_info_for
 from builder.kexec.layout.x86_64 import (
     E820_RAM,
     E820Entry,
-    X86_64Inputs,
+    X86_64Details,
     capture_e820,
-    plan_x86_64,
 )
-from builder.kexec.memmap import HoleAllocator, MemoryMap, Range, find_hole, parse_iomem
+from builder.kexec.layout.x86_64 import (
+    plan as plan_x86_64,
+)
+from builder.kexec.memmap import MemoryMap, Range, parse_iomem
 from builder.kexec.purgatory.loader import LoadedPurgatory
 from builder.kexec.purgatory.regions import regions_digest
 from tests.conftest import REPO, run_cli
@@ -67,21 +76,26 @@ def outdir(default_build: BuildResult, tmp_path_factory: pytest.TempPathFactory)
     return directory
 
 
-def _inputs(build: BuildResult, memory: MemoryMap, info: CrashInfo | None = None,
-            **overrides: object) -> X86_64Inputs:  # fmt: skip
-    fields: dict[str, object] = {
-        "kernel": build.kernel_bytes,
-        "initrd": build.initrd,
-        "cmdline": build.cmdline,
-        "memory": memory,
-        "info": info,
-    }
-    fields.update(overrides)
-    return X86_64Inputs(**fields)  # type: ignore[arg-type]
+def _inputs(build: BuildResult, memory: MemoryMap, info: CrashInfo | None = None, *,
+            cmdline: str | None = None, backup: bool = False) -> LayoutInputs:  # fmt: skip
+    return LayoutInputs(
+        kernel=build.kernel_bytes,
+        initrd=build.initrd,
+        cmdline=build.cmdline if cmdline is None else cmdline,
+        memory=memory,
+        info=info,
+        options=LayoutOptions(backup=backup),
+    )
+
+
+def _details(layout: Layout) -> X86_64Details:
+    assert isinstance(layout.details, X86_64Details)
+    return layout.details
 
 
 def _info() -> CrashInfo:
-    return read_crash_info_for(SYSFS, parse_iomem((SYSFS / "proc" / "iomem").read_text()))
+    iomem = parse_iomem((SYSFS / "proc" / "iomem").read_text())
+    return read_crash_info_for(SYSFS, iomem, Arch.X86_64)
 
 
 # ---------------------------------------------------------------------------
@@ -98,7 +112,8 @@ def test_layout_of_each_sample_passes_the_checks(default_build: BuildResult, sam
     assert [s.name for s in layout.segments] == [
         "kernel", "initrd", "boot_params", "cmdline", "elfcorehdr", "purgatory",
     ]  # fmt: skip
-    assert layout.flags == KEXEC_ON_CRASH | KEXEC_ARCH_X86_64
+    assert layout.flags == KEXEC_ON_CRASH | (62 << 16)  # EM_X86_64 in the high 16 bits
+    assert layout.flags == KEXEC_ON_CRASH | arch_info(Arch.X86_64).kexec_arch
     kernel = layout.segment("kernel")
     header = default_build.kernel.bzimage
     assert header is not None
@@ -134,8 +149,7 @@ def test_crash_region_above_4g_uses_ext_fields(default_build: BuildResult) -> No
     # The low crash range is RAM for the capture kernel.
     low_range = memory.crash_low_region()
     assert low_range is not None
-    e820 = layout.details["e820"]
-    assert {"start": low_range.start, "end": low_range.end, "type": E820_RAM} in e820  # type: ignore[operator]
+    assert E820Entry(low_range.start, low_range.end, E820_RAM) in _details(layout).e820
 
 
 def _fragmented_firmware_map(count: int) -> MemoryMap:
@@ -153,8 +167,8 @@ def test_more_than_128_e820_entries_go_to_setup_data(default_build: BuildResult)
     # them it no longer fits the zero page's 128 slots.
     memory = _fragmented_firmware_map(200)
     layout = plan_x86_64(_inputs(default_build, memory, _info()))
-    entries = layout.details["e820"]
-    assert isinstance(entries, list) and len(entries) > 128
+    entries = _details(layout).e820
+    assert len(entries) > 128
     segment = layout.segment("boot_params")
     params = segment.data
     assert params[0x1E8] == 128
@@ -166,7 +180,7 @@ def test_more_than_128_e820_entries_go_to_setup_data(default_build: BuildResult)
     decoded = [struct.unpack_from("<QQI", params, 0x2D0 + 20 * i) for i in range(128)]
     decoded += [struct.unpack_from("<QQI", params, 4096 + 16 + 20 * i)
                 for i in range(len(entries) - 128)]  # fmt: skip
-    assert decoded == [(e["start"], e["end"] - e["start"], e["type"]) for e in entries]
+    assert decoded == [(e.start, e.end - e.start, e.type) for e in entries]
     assert segment.memsz >= len(params)
 
 
@@ -277,17 +291,15 @@ def test_elf_core_header_with_backup_points_at_the_copy(default_build: BuildResu
     layout = plan_x86_64(_inputs(default_build, memory, _info(), backup=True))
     backup = layout.segment("backup")
     assert backup.memsz == 640 << 10 and backup.bufsz == 0
-    ranges = layout.details["dump_ranges"]
-    assert isinstance(ranges, list)
-    assert ranges[0] == {"start": 0x1000, "end": 0x9FC00, "offset": backup.mem + 0x1000}
-    e820 = layout.details["e820"]
-    assert isinstance(e820, list)
-    assert all(not Range(e["start"], e["end"]).overlaps(backup.range)
-               for e in e820 if e["type"] == E820_RAM)  # fmt: skip
+    ranges = _details(layout).dump_ranges
+    assert ranges[0].to_json() == {"start": 0x1000, "end": 0x9FC00, "offset": backup.mem + 0x1000}
+    assert all(not Range(e.start, e.end).overlaps(backup.range)
+               for e in _details(layout).e820 if e.type == E820_RAM)  # fmt: skip
 
 
 def test_elf_core_header_without_info_lists_only_ram() -> None:
-    header = elf_core_header(None, [Range(0x100000, 0x200000), Range(0x300000, 0x400000)])
+    ram = [Range(0x100000, 0x200000), Range(0x300000, 0x400000)]
+    header = elf_core_header(None, ram, machine=arch_info(Arch.X86_64).elf_machine)
     assert struct.unpack_from("<H", header, 0x38)[0] == 2
 
 
@@ -339,7 +351,7 @@ def test_corrupting_for_testing_changes_one_byte_after_the_digest(
 
 
 def _layout(*segments: KexecSegment, entry: int | None = None) -> Layout:
-    return Layout("x86_64", entry if entry is not None else segments[0].mem, 1, REGION, segments)
+    return Layout(Arch.X86_64, entry if entry is not None else segments[0].mem, 1, REGION, segments)
 
 
 def _segment(name: str, mem: int, memsz: int = 0x1000, data: bytes = b"x") -> KexecSegment:
@@ -375,84 +387,6 @@ def test_each_check_names_what_is_wrong(layout: Layout, message: str) -> None:
 
 def test_sixteen_segments_are_fine() -> None:
     check_layout(_layout(*[_segment(f"s{i}", 0x3000_0000 + i * 0x1000) for i in range(16)]))
-
-
-# ---------------------------------------------------------------------------
-# The allocator, as the layout uses it
-
-
-def test_allocator_alignment_larger_than_the_free_piece() -> None:
-    with pytest.raises(LayoutError, match="no hole of 0x1000 bytes aligned to 0x200000"):
-        find_hole(Range(0x3000_1000, 0x3010_0000), 0x1000, align=0x20_0000)
-
-
-def test_allocator_minimum_pushes_above_pref_address() -> None:
-    placed = find_hole(Range(0x100000, 0x4000000), 0x100000, align=0x200000,
-                       min_addr=0x1000000, top_down=False)  # fmt: skip
-    assert placed == Range(0x1000000, 0x1100000)
-
-
-def test_allocator_exact_fit_and_then_nothing() -> None:
-    allocator = HoleAllocator(Range(0x3000_0000, 0x3000_2000))
-    assert allocator.allocate(0x2000) == Range(0x3000_0000, 0x3000_2000)
-    with pytest.raises(LayoutError, match="largest free piece 0x0 bytes"):
-        allocator.allocate(0x1000)
-
-
-def test_allocator_respects_a_4g_limit_in_a_region_across_it() -> None:
-    allocator = HoleAllocator(Range(0xF000_0000, 0x1_1000_0000))
-    assert allocator.allocate(0x1000, max_addr=1 << 32) == Range(0xFFFF_F000, 1 << 32)
-    assert allocator.allocate(0x1000) == Range(0x1_0FFF_F000, 0x1_1000_0000)
-
-
-def test_allocator_top_down_skips_taken_ranges() -> None:
-    allocator = HoleAllocator(REGION, taken=[Range(0x3BFF_0000, 0x3C00_0000)])
-    assert allocator.allocate(0x20000) == Range(0x3BFD_0000, 0x3BFF_0000)
-
-
-# ---------------------------------------------------------------------------
-# Crash info from a captured sysfs directory
-
-
-def test_read_crash_info_from_captured_guest() -> None:
-    info = _info()
-    assert [note.cpu for note in info.cpu_notes] == [0, 1]
-    assert all(note.size == 368 for note in info.cpu_notes)
-    assert info.vmcoreinfo_size == 0x1024
-    assert info.kernel_text is not None
-    assert 0xFFFF_FFFF_8000_0000 <= info.kernel_text.vaddr < 0xFFFF_FFFF_C000_0000
-    iomem = parse_iomem((SYSFS / "proc" / "iomem").read_text())
-    code = [r.range.start for r, _ in iomem.walk() if r.name == "Kernel code"]
-    assert info.kernel_text.paddr == code[0]
-    assert info.acpi_rsdp == 0xF59C0  # SeaBIOS puts the RSDP in the F segment
-
-
-def test_parse_cpu_list_errors() -> None:
-    assert parse_cpu_list("0\n", "x") == (0,)
-    with pytest.raises(LayoutError, match="possible: not a CPU list"):
-        parse_cpu_list("zero", "possible")
-    with pytest.raises(LayoutError, match="bad CPU range '3-1'"):
-        parse_cpu_list("3-1", "possible")
-
-
-def test_read_crash_info_missing_file_names_it(tmp_path: Path) -> None:
-    shutil.copytree(SYSFS, tmp_path / "sysfs")
-    (tmp_path / "sysfs" / "sys" / "kernel" / "vmcoreinfo").unlink()
-    with pytest.raises(LayoutError, match=r"sys/kernel/vmcoreinfo: No such file"):
-        read_crash_info(tmp_path / "sysfs")
-
-
-def test_truncated_kcore_is_refused(tmp_path: Path) -> None:
-    shutil.copytree(SYSFS, tmp_path / "sysfs")
-    kcore = tmp_path / "sysfs" / "proc" / "kcore"
-    kcore.write_bytes(kcore.read_bytes()[:100])
-    with pytest.raises(LayoutError, match=r"kcore: .*truncated"):
-        read_crash_info(tmp_path / "sysfs")
-
-
-def test_crash_info_round_trip_from_fields() -> None:
-    info = CrashInfo((CpuNote(0, 0x1000, 368),), 0x2000, 0x1024, KernelText(1, 2, 3), None, 0)
-    assert info.to_json()["kernel_text"] == {"vaddr": 1, "paddr": 2, "size": 3}
 
 
 # ---------------------------------------------------------------------------
@@ -540,8 +474,15 @@ def test_cli_load_bad_method(outdir: Path) -> None:
 
 
 def test_doctests() -> None:
-    for module in (builder.kexec.layout, builder.kexec.layout.elfcore, builder.kexec.crashinfo):
-        failures, _ = doctest.testmod(module)
+    modules = (
+        builder.kexec.layout,
+        builder.kexec.layout.core,
+        builder.kexec.layout.document,
+        builder.kexec.layout.elfcore,
+        builder.kexec.layout.x86_64,
+    )
+    for module in modules:
+        failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert failures == 0, module.__name__
 
 
@@ -568,3 +509,88 @@ def test_recipe_backup_region_reaches_the_layout(
 
     assert "backup" in segment_names()
     assert "backup" not in segment_names("--no-backup")
+
+
+# ---------------------------------------------------------------------------
+# The planner registry, typed details, and the build's architecture
+
+
+def test_planner_registry_and_unknown_arch() -> None:
+    assert planner(Arch.X86_64) is plan_x86_64
+    with pytest.raises(LayoutError, match=r"no crash layout for architecture 's390x' \(have: "):
+        planner(Arch.S390X)
+
+
+def test_details_keep_the_layout_json_keys(default_build: BuildResult) -> None:
+    layout = plan_x86_64(_inputs(default_build, _memory("qemu-q35-1g-crashkernel-192m.txt")))
+    assert list(layout.details.to_json()) == [
+        "cmdline", "kernel_entry", "boot_params", "elfcorehdr", "backup", "e820",
+        "dump_ranges", "crash_info", "kernel_image",
+    ]  # fmt: skip
+    assert layout.details.cmdline == layout.segment("cmdline").data.rstrip(b"\0").decode()
+
+
+def _copy_build(outdir: Path, destination: Path) -> Path:
+    shutil.copytree(outdir, destination)
+    for stale in ("layout.json", "segments"):
+        path = destination / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    return destination
+
+
+def test_layout_takes_the_arch_from_the_manifest(outdir: Path, tmp_path: Path) -> None:
+    sample = str(IOMEM / "qemu-q35-1g-crashkernel-192m.txt")
+    build = _copy_build(outdir, tmp_path / "out")
+    result = run_cli("layout", str(build), "--iomem", sample, "--arch", "s390x")
+    assert result.returncode == 2
+    assert "no crash layout for architecture 's390x'" in result.stderr
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["arch"] = "sparc"
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    result = run_cli("layout", str(build), "--iomem", sample)
+    assert result.returncode == 2
+    assert "manifest.json: arch: 'sparc' is not one of x86_64" in result.stderr
+    del manifest["arch"]
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    result = run_cli("layout", str(build), "--iomem", sample)
+    assert result.returncode == 2
+    assert "manifest.json: records no architecture (give --arch)" in result.stderr
+    result = run_cli("layout", str(build), "--iomem", sample, "--arch", "amd64", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["arch"] == "x86_64"
+
+
+def test_write_layout_replaces_the_directory_in_one_step(
+    default_build: BuildResult, outdir: Path, tmp_path: Path
+) -> None:
+    build = _copy_build(outdir, tmp_path / "out")
+    before = {path.name: path.stat().st_ino for path in build.iterdir()}
+    memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
+    with_backup = plan_x86_64(_inputs(default_build, memory, _info(), backup=True))
+    write_layout(with_backup, build)
+    names = sorted(path.name for path in build.iterdir())
+    assert names == sorted([*before, "layout.json", "segments"])
+    # The build's files are the same files, linked into the new directory.
+    assert all(
+        (build / name).stat().st_ino == inode for name, inode in before.items() if name != MARKER
+    )
+    assert any(path.name.endswith("-backup.bin") for path in (build / "segments").iterdir())
+    # A later layout leaves nothing of the earlier one, and no staging directory.
+    write_layout(plan_x86_64(_inputs(default_build, memory, _info())), build)
+    assert not any(path.name.endswith("-backup.bin") for path in (build / "segments").iterdir())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+
+
+def test_write_layout_refuses_a_directory_of_other_files(
+    default_build: BuildResult, tmp_path: Path
+) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    layout = plan_x86_64(_inputs(default_build, _memory("qemu-q35-1g-crashkernel-192m.txt")))
+    with pytest.raises(OutputError, match="holds files kdump-build did not write"):
+        write_layout(layout, foreign)
+    assert [path.name for path in foreign.iterdir()] == ["notes.txt"]

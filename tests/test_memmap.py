@@ -421,3 +421,38 @@ def test_allocator_matches_brute_force(
         regions, size, align=align, min_addr=low, max_addr=high, top_down=top_down, taken=taken
     )
     assert placed.start == (max(candidates) if top_down else min(candidates))
+
+
+# ---------------------------------------------------------------------------
+# The allocator, as the layout uses it
+
+
+def test_allocator_alignment_larger_than_the_free_piece() -> None:
+    with pytest.raises(LayoutError, match="no hole of 0x1000 bytes aligned to 0x200000"):
+        find_hole(Range(0x3000_1000, 0x3010_0000), 0x1000, align=0x20_0000)
+
+
+def test_allocator_minimum_pushes_above_pref_address() -> None:
+    placed = find_hole(Range(0x100000, 0x4000000), 0x100000, align=0x200000,
+                       min_addr=0x1000000, top_down=False)  # fmt: skip
+    assert placed == Range(0x1000000, 0x1100000)
+
+
+def test_allocator_exact_fit_and_then_nothing() -> None:
+    allocator = HoleAllocator(Range(0x3000_0000, 0x3000_2000))
+    assert allocator.allocate(0x2000) == Range(0x3000_0000, 0x3000_2000)
+    with pytest.raises(LayoutError, match="largest free piece 0x0 bytes"):
+        allocator.allocate(0x1000)
+
+
+def test_allocator_respects_a_4g_limit_in_a_region_across_it() -> None:
+    allocator = HoleAllocator(Range(0xF000_0000, 0x1_1000_0000))
+    assert allocator.allocate(0x1000, max_addr=1 << 32) == Range(0xFFFF_F000, 1 << 32)
+    assert allocator.allocate(0x1000) == Range(0x1_0FFF_F000, 0x1_1000_0000)
+
+
+def test_allocator_top_down_skips_taken_ranges() -> None:
+    allocator = HoleAllocator(
+        Range(0x3000_0000, 0x3C00_0000), taken=[Range(0x3BFF_0000, 0x3C00_0000)]
+    )
+    assert allocator.allocate(0x20000) == Range(0x3BFD_0000, 0x3BFF_0000)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from builder.atomic import write_new_file
 from builder.errors import DumpError
 
 SIGNATURE = b"makedumpfile"
@@ -113,23 +113,25 @@ def restore_stream(stream: BinaryIO, output: BinaryIO) -> Restored:
 
 
 def restore_file(source: Path, destination: Path) -> Restored:
-    """Restore `source` (a file or a raw block device) into `destination`, atomically."""
-    destination = destination.absolute()
+    """Restore `source` (a file or a raw block device) into `destination`, which must not exist.
+
+    The dump appears whole or not at all (builder.atomic.write_new_file).
+    """
     try:
         handle = open(source, "rb")  # noqa: SIM115 - closed below, also on errors
     except OSError as error:
         raise DumpError(f"{source}: {error.strerror}") from None
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-    try:
-        with handle, os.fdopen(descriptor, "wb") as output:
+    restored: list[Restored] = []
+
+    def rebuild(descriptor: int) -> None:
+        with os.fdopen(descriptor, "wb", closefd=False) as output:
             try:
                 result = restore_stream(handle, output)
             except DumpError as error:
                 raise DumpError(f"{source}: {error}") from None
             output.truncate(result.size)
-        os.chmod(temporary, 0o644)
-        os.rename(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return result
+        restored.append(result)
+
+    with handle:
+        write_new_file(destination, rebuild)
+    return restored[0]

@@ -1,24 +1,16 @@
 """The build: a straight list of named steps from a recipe to an output directory.
 
 Planning (`plan_build`) reads sources and returns everything to write as data;
-`write_outputs` is the only step that touches the output directory, and it
-swaps the finished directory in whole, so a failed build leaves the previous
-output as it was.
+builder.image.outputs writes it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from builder.binfmt.cpio import write_cpio
 from builder.binfmt.kernelimg import KernelImage
@@ -34,7 +26,6 @@ from builder.image.initrd import (
     Member,
     compress_cached,
     early_cpio,
-    sha256,
     source_date_epoch,
     split_archives,
 )
@@ -89,47 +80,6 @@ class BuildResult:
     def holds_secrets(self) -> bool:
         """The initrd carries a private key (ssh target): only its owner may read it."""
         return any(member.path == SSH_KEY_PATH for member in self.members)
-
-    def manifest(self) -> dict[str, Any]:
-        """manifest.json: the inputs and every initrd member."""
-        return {
-            "recipe": self.recipe.name,
-            "arch": self.recipe.target.arch,
-            "kernel": {
-                "version": self.kernel_version,
-                "sha256": sha256(self.kernel_bytes),
-                "size": len(self.kernel_bytes),
-            },
-            "cmdline": self.cmdline,
-            "kexec": {"backup_region": self.recipe.kernel.backup_region},
-            "initrd": {
-                "sha256": sha256(self.initrd),
-                "size": len(self.initrd),
-                "compression": self.recipe.initrd.compression,
-                "missing_firmware": list(self.missing_firmware),
-            },
-            "packages": [
-                {
-                    "name": package.name,
-                    "version": package.version,
-                    "file": package.path.name,
-                    "sha256": package_cache().package_sha256(package.path),
-                }
-                for package in self.packages
-            ],
-            "members": [
-                {
-                    "path": member.path,
-                    "type": member.kind.value,
-                    "mode": f"{member.mode:04o}",
-                    "size": len(member.data),
-                    "sha256": sha256(member.data),
-                    **({"target": member.target} if member.target else {}),
-                    "origin": member.origin or "kdump-build",
-                }
-                for member in self.members
-            ],
-        }
 
 
 def package_cache() -> PackageCache:
@@ -238,34 +188,3 @@ def compress_archives(recipe: Recipe, archives: Sequence[bytes]) -> bytes:
             archives,
         )
         return b"".join(compressed)
-
-
-def write_outputs(result: BuildResult, outdir: Path) -> None:
-    """Write the outputs into a fresh directory, then swap it in for `outdir`."""
-    outdir = outdir.absolute()
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
-        (staging / "initrd.img").write_bytes(result.initrd)
-        (staging / "vmlinuz").write_bytes(result.kernel_bytes)
-        (staging / "cmdline.txt").write_text(result.cmdline + "\n")
-        manifest = json.dumps(result.manifest(), indent=2, sort_keys=False) + "\n"
-        (staging / "manifest.json").write_text(manifest)
-        if result.fit is not None:
-            report = json.dumps(result.fit.to_json(), indent=2) + "\n"
-            (staging / "fit.json").write_text(report)
-        for path in staging.iterdir():
-            os.chmod(path, 0o644)
-        if result.holds_secrets:
-            os.chmod(staging / "initrd.img", 0o600)
-        os.chmod(staging, 0o755)
-        retired = None
-        if outdir.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
-            os.rename(outdir, retired / "previous")
-        os.rename(staging, outdir)
-        if retired is not None:
-            shutil.rmtree(retired)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

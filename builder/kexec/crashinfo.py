@@ -14,7 +14,7 @@ system (`/` on the target, or a directory captured from it for offline use):
     proc/kcore                                 only its ELF headers are read
 
 `capture_crash_info` copies exactly these (kcore cut after its program
-headers) so a layout can be computed on another machine.
+headers), and proc/iomem, so a layout can be computed on another machine.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.arch import ARCHES, Arch, by_elf_machine
-from builder.binfmt.elf import EHDR64_SIZE, PT_LOAD, ElfFile
+from builder.arch import Arch, arch_info
+from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
 
 __all__ = [
@@ -41,8 +41,10 @@ CPU_DIR = "sys/devices/system/cpu"
 VMCOREINFO = "sys/kernel/vmcoreinfo"
 BOOT_PARAMS = "sys/kernel/boot_params/data"
 KCORE = "proc/kcore"
+IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 
 _BOOT_PARAMS_ACPI_RSDP = 0x070  # zero-page.rst: acpi_rsdp_addr, u64
+_EHDR_SIZE = 64  # Elf64_Ehdr: kcore is always ELFCLASS64 on the architectures we load
 _NO_PADDR = (1 << 64) - 1  # kcore's p_paddr for ranges with no physical address
 
 
@@ -115,33 +117,28 @@ def parse_cpu_list(text: str, source: str) -> tuple[int, ...]:
 
 
 def parse_kcore_headers(
-    data: bytes, source: str, arch: Arch | None = None
+    data: bytes, source: str, text_window: tuple[int, int] | None
 ) -> tuple[KernelText | None, int | None]:
     """Kernel text mapping and direct-map offset from /proc/kcore's program headers.
 
-    The text segment is the PT_LOAD inside the architecture's kernel image
-    window (`ArchInfo.kernel_text_window`; x86_64: [__START_KERNEL_map,
-    MODULES_VADDR)); kcore gives it as `_text` with size `_end - _text`,
-    which is what the in-kernel loader writes into its own ELF core header.
-    The direct map offset is vaddr - paddr of any other PT_LOAD that has a
-    physical address. `arch` defaults to the kernel's own, kcore's e_machine.
+    The text segment is the PT_LOAD inside the kernel image window
+    `text_window` (`ArchInfo.kernel_text_window`; None: not looked for);
+    kcore gives it as `_text` with size `_end - _text`, which is what the
+    in-kernel loader writes into its own ELF core header. The direct map
+    offset is vaddr - paddr of any other PT_LOAD that has a physical address.
 
     >>> from builder.binfmt.elf import _tiny_elf
-    >>> parse_kcore_headers(_tiny_elf(), "kcore")  # an x86_64 ELF header without segments
+    >>> parse_kcore_headers(_tiny_elf(), "kcore", None)
     (None, None)
     """
     elf = ElfFile(data, source, LayoutError)
-    if arch is None:
-        found = by_elf_machine(elf.machine, big_endian=elf.big_endian)
-        if found is None:
-            elf.fail(18, f"expected a kernel's machine type, found e_machine {elf.machine}")
-        arch = found.arch
-    window = ARCHES[arch].kernel_text_window
+    if elf.elf_class != 64 or elf.big_endian:
+        raise LayoutError(f"{source}: not a 64-bit little-endian ELF file")
     text: KernelText | None = None
     page_offset: int | None = None
     for header in elf.segments(PT_LOAD):
         vaddr, paddr = header.vaddr, header.paddr
-        if window is not None and window[0] <= vaddr < window[1]:
+        if text_window is not None and text_window[0] <= vaddr < text_window[1]:
             if text is None:
                 text = KernelText(vaddr, paddr, header.memsz)
         elif paddr != _NO_PADDR and page_offset is None and vaddr >= paddr:
@@ -168,14 +165,11 @@ def _hex(text: str, path: Path) -> int:
         raise LayoutError(f"{path}: not a hex number: {text!r}") from None
 
 
-def read_crash_info(
-    root: Path, *, kernel_code_start: int | None = None, arch: Arch | None = None
-) -> CrashInfo:
-    """Read `CrashInfo` from `root` (``/`` on the live system).
+def read_crash_info(root: Path, arch: Arch, *, kernel_code_start: int | None = None) -> CrashInfo:
+    """Read `CrashInfo` of an `arch` kernel from `root` (``/`` on the live system).
 
     `kernel_code_start` ("Kernel code" in /proc/iomem) is the physical text
-    address when kcore does not give one; `arch` is the kernel's
-    architecture, by default the one its kcore says.
+    address when kcore does not give one.
     """
     possible = parse_cpu_list(
         _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
@@ -201,8 +195,8 @@ def read_crash_info(
     vmcoreinfo_address = _hex(fields[0], root / VMCOREINFO)
     vmcoreinfo_size = _hex(fields[1], root / VMCOREINFO)
 
-    kcore = root / KCORE
-    text, page_offset = parse_kcore_headers(_kcore_headers(kcore), str(kcore), arch)
+    window = arch_info(arch).kernel_text_window
+    text, page_offset = parse_kcore_headers(_kcore_headers(root / KCORE), str(root / KCORE), window)
     if text is not None and text.paddr == _NO_PADDR:
         if kernel_code_start is None:
             raise LayoutError(f"{root / KCORE}: kernel text has no physical address")
@@ -223,19 +217,24 @@ def _kcore_headers(path: Path) -> bytes:
     """The ELF header and program headers of kcore (never its memory)."""
     try:
         with open(path, "rb") as handle:
-            head = ElfFile(handle.read(EHDR64_SIZE), str(path), LayoutError)
+            head = handle.read(_EHDR_SIZE)
+            if len(head) < _EHDR_SIZE:
+                raise LayoutError(f"{path}: shorter than an ELF header")
+            # Only the sizes, to know how much to read; ElfFile checks the rest.
+            (phoff,) = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
             handle.seek(0)
-            return handle.read(head.program_headers_end)
+            return handle.read(phoff + phentsize * phnum)
     except OSError as error:
         raise LayoutError(f"{path}: {error.strerror or error}") from None
 
 
 def capture_crash_info(root: Path, destination: Path) -> None:
-    """Copy the files `read_crash_info` reads from `root` into `destination`."""
+    """Copy what `read_crash_info` reads, and the memory map, from `root` into `destination`."""
     possible = parse_cpu_list(
         _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
     )
-    files = [f"{CPU_DIR}/possible", VMCOREINFO]
+    files = [f"{CPU_DIR}/possible", VMCOREINFO, IOMEM]
     for cpu in possible:
         files += [f"{CPU_DIR}/cpu{cpu}/crash_notes", f"{CPU_DIR}/cpu{cpu}/crash_notes_size"]
     for relative in files:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from builder.errors import LayoutError, RecipeError
+from builder.units import PAGE_SIZE, align_down, align_up
 
-PAGE_SIZE = 4096
 ADDRESS_LIMIT = 1 << 64  # exclusive upper bound of a 64-bit physical address
 
 
@@ -385,14 +385,6 @@ def subtract(ranges: Iterable[Range], holes: Iterable[Range]) -> tuple[Range, ..
     return tuple(piece for piece in pieces if piece.size)
 
 
-def _align_up(value: int, align: int) -> int:
-    return (value + align - 1) & ~(align - 1)
-
-
-def _align_down(value: int, align: int) -> int:
-    return value & ~(align - 1)
-
-
 def find_hole(
     regions: Range | Sequence[Range],
     size: int,
@@ -427,13 +419,13 @@ def find_hole(
         if high - low < size:
             continue
         if top_down:
-            start = _align_down(high - size, align)
+            start = align_down(high - size, align)
             if start < low:
                 continue
             if best is None or start > best.start:
                 best = Range(start, start + size)
         else:
-            start = _align_up(low, align)
+            start = align_up(low, align)
             if start + size > high:
                 continue
             if best is None or start < best.start:

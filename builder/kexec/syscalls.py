@@ -12,15 +12,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import LoadError
-from builder.kexec.layout import KEXEC_ON_CRASH, Layout
-from builder.kexec.layout.arches import arch_layout
+from builder.arch import Arch, ArchInfo, arch_info, host_arch
+from builder.errors import KdumpBuildError, LoadError
+from builder.kexec.layout.core import KEXEC_ON_CRASH, Layout
+from builder.kexec.memmap import Range, parse_iomem
+from builder.kexec.method import LoadMethod, Lockdown, parse_lockdown
 
 __all__ = [
     "KEXEC_FILE_NO_INITRAMFS",
     "KEXEC_FILE_ON_CRASH",
     "KEXEC_FILE_UNLOAD",
     "KexecStatus",
+    "crash_region",
     "kexec_file_load",
     "kexec_load",
     "kexec_status",
@@ -71,9 +74,26 @@ def _fail(call: str, error: int) -> LoadError:
     return LoadError(f"{call}: {errno.errorcode.get(error, str(error))}: {reason}")
 
 
+def _syscall_number(call: str, arch: Arch, number: int | None) -> int:
+    if number is None:
+        raise LoadError(f"{call}: not available on {arch.value}")
+    return number
+
+
+def _for_this_machine(call: str, arch: Arch) -> ArchInfo:
+    """The record of `arch`, which must be this machine's: syscall numbers are per arch."""
+    host = host_arch()
+    if arch is not host:
+        raise LoadError(
+            f"{call}: the crash kernel is built for {arch.value}, this machine is {host.value}"
+        )
+    return arch_info(arch)
+
+
 def kexec_load(layout: Layout) -> None:
     """Load `layout` as the crash kernel with kexec_load(2)."""
-    arch = arch_layout(layout.arch)
+    arch = _for_this_machine("kexec_load", layout.arch)
+    number = _syscall_number("kexec_load", layout.arch, arch.kexec_load_syscall)
     buffers = [ctypes.create_string_buffer(segment.data, max(1, segment.bufsz))
                for segment in layout.segments]  # fmt: skip
     array = (_Segment * len(layout.segments))()
@@ -85,7 +105,7 @@ def kexec_load(layout: Layout) -> None:
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
     result = libc.syscall(
-        ctypes.c_long(arch.kexec_load_syscall),
+        ctypes.c_long(number),
         ctypes.c_ulong(layout.entry),
         ctypes.c_ulong(len(layout.segments)),
         array,
@@ -95,11 +115,10 @@ def kexec_load(layout: Layout) -> None:
         raise _fail("kexec_load", ctypes.get_errno())
 
 
-def kexec_file_load(arch_name: str, kernel: Path, initrd: Path | None, cmdline: str) -> None:
+def kexec_file_load(arch: Arch, kernel: Path, initrd: Path | None, cmdline: str) -> None:
     """Load a crash kernel with kexec_file_load(2): the kernel builds the layout itself."""
-    arch = arch_layout(arch_name)
-    if arch.kexec_file_load_syscall is None:
-        raise LoadError(f"kexec_file_load: not available on {arch_name}")
+    info = _for_this_machine("kexec_file_load", arch)
+    number = _syscall_number("kexec_file_load", arch, info.kexec_file_load_syscall)
     flags = KEXEC_FILE_ON_CRASH
     try:
         kernel_fd = os.open(kernel, os.O_RDONLY)
@@ -118,7 +137,7 @@ def kexec_file_load(arch_name: str, kernel: Path, initrd: Path | None, cmdline: 
         libc = _libc()
         libc.syscall.restype = ctypes.c_long
         result = libc.syscall(
-            ctypes.c_long(arch.kexec_file_load_syscall),
+            ctypes.c_long(number),
             ctypes.c_int(kernel_fd),
             ctypes.c_int(initrd_fd),
             ctypes.c_ulong(len(text)),
@@ -133,53 +152,47 @@ def kexec_file_load(arch_name: str, kernel: Path, initrd: Path | None, cmdline: 
             os.close(initrd_fd)
 
 
-def unload(arch_name: str, *, method: str) -> None:
+def unload(arch: Arch, *, method: LoadMethod) -> None:
     """Unload the crash kernel (kexec_load with no segments, or kexec_file_load UNLOAD)."""
-    arch = arch_layout(arch_name)
+    info = _for_this_machine("unload", arch)
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
-    if method == "file":
-        if arch.kexec_file_load_syscall is None:
-            raise LoadError(f"kexec_file_load: not available on {arch_name}")
+    if method is LoadMethod.FILE:
+        call = "kexec_file_load(UNLOAD)"
         result = libc.syscall(
-            ctypes.c_long(arch.kexec_file_load_syscall),
+            ctypes.c_long(_syscall_number(call, arch, info.kexec_file_load_syscall)),
             ctypes.c_int(-1),
             ctypes.c_int(-1),
             ctypes.c_ulong(0),
             None,
             ctypes.c_ulong(KEXEC_FILE_UNLOAD | KEXEC_FILE_ON_CRASH),
         )
-        call = "kexec_file_load(UNLOAD)"
     else:
+        call = "kexec_load(unload)"
         result = libc.syscall(
-            ctypes.c_long(arch.kexec_load_syscall),
+            ctypes.c_long(_syscall_number(call, arch, info.kexec_load_syscall)),
             ctypes.c_ulong(0),
             ctypes.c_ulong(0),
             None,
-            ctypes.c_ulong(KEXEC_ON_CRASH | arch.kexec_arch),
+            ctypes.c_ulong(KEXEC_ON_CRASH | info.kexec_arch),
         )
-        call = "kexec_load(unload)"
     if result != 0:
         raise _fail(call, ctypes.get_errno())
 
 
-def lockdown_mode(path: Path = LOCKDOWN) -> str | None:
-    """The active lockdown mode ("none", "integrity", "confidentiality"), None if unknown.
+def lockdown_mode(path: Path = LOCKDOWN) -> Lockdown | None:
+    """The active lockdown mode, None if unknown (no securityfs file, or unreadable).
 
     >>> import tempfile, pathlib
     >>> file = pathlib.Path(tempfile.mkdtemp()) / "lockdown"
     >>> _ = file.write_text("none [integrity] confidentiality\\n")
     >>> lockdown_mode(file)
-    'integrity'
+    <Lockdown.INTEGRITY: 'integrity'>
     """
     try:
-        text = path.read_text()
+        return parse_lockdown(path.read_text())
     except OSError:
         return None
-    for word in text.split():
-        if word.startswith("[") and word.endswith("]"):
-            return word[1:-1]
-    return None
 
 
 @dataclass(frozen=True)
@@ -188,7 +201,7 @@ class KexecStatus:
 
     loaded: bool | None
     crash_size: int | None
-    lockdown: str | None
+    lockdown: Lockdown | None
 
 
 def _read_int(path: Path) -> int | None:
@@ -206,3 +219,11 @@ def kexec_status(sys_kernel: Path = Path("/sys/kernel")) -> KexecStatus:
         _read_int(sys_kernel / "kexec_crash_size"),
         lockdown_mode(sys_kernel / "security" / "lockdown"),
     )
+
+
+def crash_region(iomem: Path = Path("/proc/iomem")) -> Range | None:
+    """The main crash region of the running system; None without one (or without iomem)."""
+    try:
+        return parse_iomem(iomem.read_text(), source=str(iomem)).crash_region()
+    except (OSError, KdumpBuildError):
+        return None

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from builder.kexec.crashinfo import CrashInfo
 from builder.kexec.memmap import Range
 
-__all__ = ["EM_AARCH64", "EM_X86_64", "elf_core_header", "elf_core_header_size"]
+__all__ = ["elf_core_header", "elf_core_header_size"]
 
-EM_X86_64 = 62
-EM_AARCH64 = 183
 _ET_CORE = 4
 _PT_LOAD = 1
 _PT_NOTE = 4
@@ -42,7 +40,7 @@ def elf_core_header(
     info: CrashInfo | None,
     ram: Sequence[Range],
     *,
-    machine: int = EM_X86_64,
+    machine: int,
     ram_file_offsets: dict[int, int] | None = None,
 ) -> bytes:
     """ELF64 ET_CORE header: notes, kernel text, then `ram` as PT_LOADs.
@@ -51,10 +49,13 @@ def elf_core_header(
     physical range; it is the range's own address except for a range moved
     by a backup copy (`ram_file_offsets`: start -> where the copy lives).
     Without `info` (no captured sysfs values) only the RAM ranges are listed.
+    `machine` is e_machine, the crashed kernel's `ArchInfo.elf_machine`.
 
-    >>> header = elf_core_header(None, [Range(0x100000, 0x200000)])
-    >>> header[:4], len(header)
-    (b'\\x7fELF', 120)
+    >>> from builder.arch import arch_info, host_arch
+    >>> machine = arch_info(host_arch()).elf_machine
+    >>> header = elf_core_header(None, [Range(0x100000, 0x200000)], machine=machine)
+    >>> header[:4], len(header), int.from_bytes(header[18:20], "little") == machine
+    (b'\\x7fELF', 120, True)
     """
     moved = ram_file_offsets or {}
     phdrs: list[bytes] = []

@@ -6,13 +6,14 @@ The edge between files and the pure planners in this package.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from builder.arch import Arch, parse_arch
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo, read_crash_info
-from builder.kexec.layout import Layout
-from builder.kexec.layout.arches import arch_layout
-from builder.kexec.layout.x86_64 import X86_64Inputs
+from builder.kexec.layout import planner
+from builder.kexec.layout.core import Layout, LayoutInputs, LayoutOptions
 from builder.kexec.memmap import Kind, MemoryMap, parse_iomem
 
 __all__ = ["BuildOutputs", "plan_layout", "read_build_outputs", "read_crash_info_for", "read_iomem"]
@@ -23,27 +24,54 @@ CMDLINE_FILE = "cmdline.txt"
 MANIFEST_FILE = "manifest.json"
 
 
+@dataclass(frozen=True)
 class BuildOutputs:
     """The capture kernel, initrd and command line that `kdump-build build` wrote."""
 
-    def __init__(self, outdir: Path) -> None:
-        self.outdir = outdir
-        self.kernel_path = outdir / KERNEL_FILE
-        self.initrd_path = outdir / INITRD_FILE
-        self.kernel = _read(self.kernel_path)
-        self.initrd = _read(self.initrd_path)
-        self.cmdline = _read(outdir / CMDLINE_FILE).decode(errors="replace").strip()
-        self.backup_region = _recipe_backup_region(outdir / MANIFEST_FILE)
+    outdir: Path
+    kernel_path: Path
+    initrd_path: Path
+    kernel: bytes
+    initrd: bytes
+    cmdline: str
+    arch: Arch | None  # manifest.json "arch"; None in a directory without a manifest
+    backup_region: bool  # the recipe's kernel.backup_region
+
+    def target_arch(self, override: Arch | None = None) -> Arch:
+        """`override` (--arch) if given, else the architecture the build was made for."""
+        if override is not None:
+            return override
+        if self.arch is None:
+            raise LayoutError(
+                f"{self.outdir / MANIFEST_FILE}: records no architecture (give --arch)"
+            )
+        return self.arch
 
 
-def _recipe_backup_region(manifest: Path) -> bool:
-    """Whether the build's recipe asked for the backup region (kernel.backup_region)."""
-    if not manifest.exists():
-        return False
+def _read_manifest(path: Path) -> dict[str, object] | None:
+    if not path.exists():
+        return None
     try:
-        kexec = json.loads(_read(manifest)).get("kexec", {})
-    except (ValueError, AttributeError):
-        raise LayoutError(f"{manifest}: not a kdump-build manifest (invalid JSON)") from None
+        manifest = json.loads(_read(path))
+    except ValueError:
+        raise LayoutError(f"{path}: not a kdump-build manifest (invalid JSON)") from None
+    if not isinstance(manifest, dict):
+        raise LayoutError(f"{path}: not a kdump-build manifest (not a JSON object)")
+    return manifest
+
+
+def _manifest_arch(manifest: dict[str, object] | None, path: Path) -> Arch | None:
+    value = manifest.get("arch") if manifest is not None else None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise LayoutError(f"{path}: arch: expected a string, found {value!r}")
+    return parse_arch(value, f"{path}: arch")
+
+
+def _recipe_backup_region(manifest: dict[str, object] | None) -> bool:
+    """Whether the build's recipe asked for the backup region (kernel.backup_region)."""
+    kexec = manifest.get("kexec", {}) if manifest is not None else {}
     return bool(kexec.get("backup_region", False)) if isinstance(kexec, dict) else False
 
 
@@ -55,10 +83,21 @@ def _read(path: Path) -> bytes:
 
 
 def read_build_outputs(outdir: Path) -> BuildOutputs:
-    """Read OUTDIR/vmlinuz, initrd.img and cmdline.txt."""
+    """Read OUTDIR/vmlinuz, initrd.img, cmdline.txt and what manifest.json records."""
     if not outdir.is_dir():
         raise LayoutError(f"{outdir}: not a directory (run `kdump-build build -o {outdir}` first)")
-    return BuildOutputs(outdir)
+    manifest_path = outdir / MANIFEST_FILE
+    manifest = _read_manifest(manifest_path)
+    return BuildOutputs(
+        outdir=outdir,
+        kernel_path=outdir / KERNEL_FILE,
+        initrd_path=outdir / INITRD_FILE,
+        kernel=_read(outdir / KERNEL_FILE),
+        initrd=_read(outdir / INITRD_FILE),
+        cmdline=_read(outdir / CMDLINE_FILE).decode(errors="replace").strip(),
+        arch=_manifest_arch(manifest, manifest_path),
+        backup_region=_recipe_backup_region(manifest),
+    )
 
 
 def read_iomem(path: Path) -> MemoryMap:
@@ -66,34 +105,35 @@ def read_iomem(path: Path) -> MemoryMap:
     return parse_iomem(_read(path).decode(errors="replace"), source=str(path))
 
 
-def read_crash_info_for(root: Path, memory: MemoryMap) -> CrashInfo:
+def read_crash_info_for(root: Path, memory: MemoryMap, arch: Arch) -> CrashInfo:
     """`read_crash_info` with the "Kernel code" start of `memory` as a fallback."""
     code = [resource.range.start for resource, _ in memory.walk() if resource.name == "Kernel code"]
-    return read_crash_info(root, kernel_code_start=code[0] if code else None)
+    return read_crash_info(root, arch, kernel_code_start=code[0] if code else None)
 
 
 def plan_layout(
-    arch: str,
     outputs: BuildOutputs,
     memory: MemoryMap,
     info: CrashInfo | None,
     *,
+    arch: Arch | None = None,
     backup: bool | None = None,
 ) -> Layout:
     """Plan the crash layout of a build for a memory map.
 
-    `backup` None means what the build's recipe said (kernel.backup_region).
+    `arch` None means the build's architecture (manifest.json); `backup`
+    None means what the build's recipe said (kernel.backup_region).
     """
     if not memory.of_kind(Kind.CRASH_KERNEL):
         raise LayoutError("the memory map has no 'Crash kernel' range (boot with crashkernel=)")
-    planner = arch_layout(arch)
-    inputs = X86_64Inputs(
+    plan = planner(outputs.target_arch(arch))
+    inputs = LayoutInputs(
         kernel=outputs.kernel,
         initrd=outputs.initrd,
         cmdline=outputs.cmdline,
         memory=memory,
         info=info,
-        backup=outputs.backup_region if backup is None else backup,
+        options=LayoutOptions(backup=outputs.backup_region if backup is None else backup),
         kernel_name=str(outputs.kernel_path),
     )
-    return planner.plan(inputs)
+    return plan(inputs)

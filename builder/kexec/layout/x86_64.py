@@ -30,39 +30,49 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from builder.arch import Arch, arch_info
 from builder.binfmt.kernelimg import BzImageHeader, ImageFormat, parse_kernel_image
 from builder.errors import ImageError, LayoutError
 from builder.kexec.crashinfo import CrashInfo
-from builder.kexec.layout import (
-    KEXEC_ARCH_X86_64,
+from builder.kexec.layout.core import (
     KEXEC_ON_CRASH,
+    DumpRange,
     KexecSegment,
     Layout,
+    LayoutDetails,
+    LayoutInputs,
     check_layout,
     segments_for_digest,
 )
-from builder.kexec.layout.elfcore import EM_X86_64, elf_core_header, elf_core_header_size
-from builder.kexec.memmap import PAGE_SIZE, HoleAllocator, Kind, MemoryMap, Range, subtract
+from builder.kexec.layout.elfcore import elf_core_header, elf_core_header_size
+from builder.kexec.memmap import HoleAllocator, Kind, MemoryMap, Range, subtract
 from builder.kexec.purgatory.x86_64 import (
     BackupRegion,
     build_x86_64_purgatory,
     load_x86_64_purgatory,
 )
+from builder.units import PAGE_SIZE, GiB, KiB, MiB, page_up
 
 __all__ = [
+    "ARCH",
     "BACKUP_SIZE",
     "E820_ACPI",
     "E820_NVS",
     "E820_RAM",
     "E820_RESERVED",
+    "BzImageFields",
     "E820Entry",
-    "X86_64Inputs",
+    "X86_64Details",
     "boot_params",
     "capture_e820",
-    "plan_x86_64",
+    "plan",
 ]
+
+ARCH = Arch.X86_64
+_ARCH_INFO = arch_info(ARCH)
 
 # e820 types (arch/x86/include/asm/e820/types.h)
 E820_RAM = 1
@@ -96,10 +106,10 @@ SETUP_E820_EXT = 1
 _E820_ENTRY = struct.Struct("<QQI")
 _SETUP_DATA_HEADER = struct.Struct("<QII")
 
-_ONE_MIB = 1 << 20
-_FOUR_GIB = 1 << 32
+_ONE_MIB = MiB
+_FOUR_GIB = 4 * GiB
 _KERNEL_ENTRY_64 = 0x200  # the 64-bit entry, from the protected-mode code start
-BACKUP_SIZE = 640 << 10  # the low RAM that kernels before v5.5 may reuse
+BACKUP_SIZE = 640 * KiB  # the low RAM that kernels before v5.5 may reuse
 
 _E820_TYPES = {
     Kind.SYSTEM_RAM: E820_RAM,
@@ -126,23 +136,56 @@ class E820Entry:
 
 
 @dataclass(frozen=True)
-class X86_64Inputs:
-    """What an x86_64 crash layout is computed from."""
+class BzImageFields:
+    """The bzImage header fields the kernel's placement followed (for layout.json)."""
 
-    kernel: bytes  # the bzImage file
-    initrd: bytes
-    cmdline: str  # without elfcorehdr=, which the layout adds
-    memory: MemoryMap
-    info: CrashInfo | None  # None: offline without captured sysfs values
-    backup: bool = False  # copy the low 640 KiB before jumping (kernels before v5.5)
-    kernel_name: str = "vmlinuz"
+    protocol: str
+    init_size: int
+    kernel_alignment: int
+    pref_address: int | None
+    xloadflags: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "protocol": self.protocol,
+            "init_size": self.init_size,
+            "kernel_alignment": self.kernel_alignment,
+            "pref_address": self.pref_address,
+            "xloadflags": self.xloadflags,
+        }
 
 
-def _page_up(value: int) -> int:
-    return (value + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+@dataclass(frozen=True, kw_only=True)
+class X86_64Details(LayoutDetails):
+    """What the x86_64 planner decided: the "details" of its layout.json."""
+
+    kernel_entry: int  # the 64-bit entry the purgatory jumps to
+    boot_params: int  # address of the zero page (rsi at the jump)
+    elfcorehdr: int
+    backup: BackupRegion | None
+    e820: tuple[E820Entry, ...]
+    dump_ranges: tuple[DumpRange, ...]
+    crash_info: CrashInfo | None
+    kernel_image: BzImageFields
+
+    def to_json(self) -> dict[str, object]:
+        backup = self.backup
+        return {
+            "cmdline": self.cmdline,
+            "kernel_entry": self.kernel_entry,
+            "boot_params": self.boot_params,
+            "elfcorehdr": self.elfcorehdr,
+            "backup": None
+            if backup is None
+            else {"src": backup.src, "dst": backup.dst, "size": backup.size},
+            "e820": [entry.to_json() for entry in self.e820],
+            "dump_ranges": [piece.to_json() for piece in self.dump_ranges],
+            "crash_info": None if self.crash_info is None else self.crash_info.to_json(),
+            "kernel_image": self.kernel_image.to_json(),
+        }
 
 
-def _bzimage(inputs: X86_64Inputs) -> BzImageHeader:
+def _bzimage(inputs: LayoutInputs) -> BzImageHeader:
     try:
         image = parse_kernel_image(inputs.kernel, inputs.kernel_name)
     except ImageError as error:
@@ -251,146 +294,207 @@ def _elfcorehdr_option(address: int) -> str:
     return f"elfcorehdr={address >> 10}K" if address % 1024 == 0 else f"elfcorehdr={address:#x}"
 
 
-def plan_x86_64(inputs: X86_64Inputs) -> Layout:
-    """Plan every segment of an x86_64 crash load and check the result.
+class _Placer:
+    """Places segments top-down in the crash region; an error names the segment."""
 
-    >>> layout = plan_x86_64(inputs)  # doctest: +SKIP
-    >>> [segment.name for segment in layout.segments]  # doctest: +SKIP
-    ['kernel', 'initrd', 'boot_params', 'cmdline', 'elfcorehdr', 'purgatory']
-    """
-    header = _bzimage(inputs)
-    memory = inputs.memory
-    region = memory.crash_region()
-    above_4g = header.loadable_above_4g
-    low_limit = region.end if above_4g else min(region.end, _FOUR_GIB)
-    allocator = HoleAllocator(region)
+    def __init__(self, region: Range, header: BzImageHeader) -> None:
+        self.region = region
+        self.allocator = HoleAllocator(region)
+        # Without XLF_CAN_BE_LOADED_ABOVE_4G everything the kernel reads stays below 4 GiB.
+        above_4g = header.loadable_above_4g
+        self.low_limit = region.end if above_4g else min(region.end, _FOUR_GIB)
 
-    def place(name: str, size: int, *, align: int = PAGE_SIZE, limit: int = low_limit,
+    def place(self, name: str, size: int, *, align: int = PAGE_SIZE, limit: int | None = None,
               minimum: int = 0) -> Range:  # fmt: skip
         try:
-            return allocator.allocate(_page_up(size), align=align, max_addr=limit, min_addr=minimum)
+            return self.allocator.allocate(
+                page_up(size),
+                align=align,
+                max_addr=self.low_limit if limit is None else limit,
+                min_addr=minimum,
+            )
         except LayoutError as error:
             raise LayoutError(f"segment {name!r}: {error}") from None
 
-    # RAM that the dump describes, and where each piece is read from.
-    backup: BackupRegion | None = None
-    backup_range: Range | None = None
-    ram = list(memory.ram_minus_crash())
-    offsets: dict[int, int] = {}
-    if inputs.backup:
-        backup_range = place("backup", BACKUP_SIZE)
-        backup = BackupRegion(0, backup_range.start, BACKUP_SIZE)
-        ram = [*subtract(ram, [Range(BACKUP_SIZE, _ONE_MIB)])]
-        offsets = {p.start: backup_range.start + p.start for p in ram if p.end <= BACKUP_SIZE}
-    else:
+
+@dataclass(frozen=True)
+class _Dump:
+    """The RAM the ELF core header describes, and the backup copy if there is one."""
+
+    ram: tuple[Range, ...]
+    offsets: Mapping[int, int]  # start -> where its bytes are read (only moved ranges)
+    backup: BackupRegion | None
+    backup_range: Range | None
+
+    def excluded(self, elfcorehdr: Range) -> list[Range]:
+        """What the capture kernel must not use as RAM."""
+        return [elfcorehdr] + ([self.backup_range] if self.backup_range is not None else [])
+
+    def ranges(self) -> tuple[DumpRange, ...]:
+        return tuple(DumpRange(piece.start, piece.end, self.offsets.get(piece.start, piece.start))
+                     for piece in self.ram)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where every segment goes, and what was decided to get there."""
+
+    dump: _Dump
+    elfcorehdr: Range
+    purgatory: Range
+    e820: tuple[E820Entry, ...]
+    boot_params: Range
+    cmdline: str  # with elfcorehdr=, without the NUL
+    cmdline_range: Range
+    kernel: Range
+    initrd: Range
+
+
+def _plan_dump(memory: MemoryMap, placer: _Placer, backup: bool) -> _Dump:
+    ram = memory.ram_minus_crash()
+    if not backup:
         # The low 1 MiB is reserved by the main kernel since v5.5 and given to the
         # capture kernel as RAM; the dump leaves it out, as the kernel's loader does.
-        ram = [*subtract(ram, [Range(0, _ONE_MIB)])]
+        return _Dump(subtract(ram, [Range(0, _ONE_MIB)]), {}, None, None)
+    backup_range = placer.place("backup", BACKUP_SIZE)
+    ram = subtract(ram, [Range(BACKUP_SIZE, _ONE_MIB)])
+    offsets = {piece.start: backup_range.start + piece.start
+               for piece in ram if piece.end <= BACKUP_SIZE}  # fmt: skip
+    return _Dump(ram, offsets, BackupRegion(0, backup_range.start, BACKUP_SIZE), backup_range)
 
-    header_size = elf_core_header_size(inputs.info, ram)
-    elfcorehdr_range = place("elfcorehdr", header_size)
-    elfcorehdr = elf_core_header(inputs.info, ram, machine=EM_X86_64, ram_file_offsets=offsets)
 
-    purgatory_probe = load_x86_64_purgatory(0)
-    purgatory_range = place(
-        "purgatory", purgatory_probe.memsz, align=max(PAGE_SIZE, purgatory_probe.alignment)
-    )
+def _place_purgatory(placer: _Placer) -> Range:
+    probe = load_x86_64_purgatory(0)
+    return placer.place("purgatory", probe.memsz, align=max(PAGE_SIZE, probe.alignment))
 
-    excluded = [elfcorehdr_range] + ([backup_range] if backup_range is not None else [])
-    e820 = capture_e820(memory, excluded)
-    params_range = place("boot_params", boot_params_size(len(e820)), limit=low_limit)
 
-    cmdline = " ".join(part for part in (inputs.cmdline.strip(), _elfcorehdr_option(
-        elfcorehdr_range.start)) if part)  # fmt: skip
-    cmdline_bytes = cmdline.encode() + b"\0"
-    if len(cmdline_bytes) - 1 > header.cmdline_size:
+def _capture_cmdline(cmdline: str, elfcorehdr: int, header: BzImageHeader) -> str:
+    parts = (cmdline.strip(), _elfcorehdr_option(elfcorehdr))
+    text = " ".join(part for part in parts if part)
+    length = len(text.encode())
+    if length > header.cmdline_size:
         raise LayoutError(
-            f"segment 'cmdline': {len(cmdline_bytes) - 1} bytes, the kernel accepts "
+            f"segment 'cmdline': {length} bytes, the kernel accepts "
             f"{header.cmdline_size} (cmdline_size)"
         )
-    cmdline_range = place("cmdline", len(cmdline_bytes), limit=low_limit)
+    return text
 
-    payload = inputs.kernel[header.kernel_offset :]
-    init_size = header.init_size or 0
-    kernel_memsz = _page_up(max(init_size, len(payload)))
-    kernel_min = max(_ONE_MIB, header.pref_address or 0)
-    kernel_range = place(
+
+def _place_kernel(kernel: bytes, header: BzImageHeader, placer: _Placer) -> Range:
+    # The kernel decompresses itself in place: it needs init_size, not its file size.
+    payload_size = len(kernel[header.kernel_offset :])
+    memsz = page_up(max(header.init_size or 0, payload_size))
+    return placer.place(
         "kernel",
-        kernel_memsz,
+        memsz,
         align=max(PAGE_SIZE, header.kernel_alignment),
-        minimum=kernel_min,
-        limit=low_limit,
+        minimum=max(_ONE_MIB, header.pref_address or 0),
     )
 
+
+def _place_initrd(inputs: LayoutInputs, header: BzImageHeader, placer: _Placer) -> Range:
+    region = placer.region
     (initrd_addr_max,) = struct.unpack_from("<I", inputs.kernel, _INITRD_ADDR_MAX)
-    initrd_limit = region.end if above_4g else min(region.end, initrd_addr_max + 1)
+    above_4g = header.loadable_above_4g
+    limit = region.end if above_4g else min(region.end, initrd_addr_max + 1)
     if not inputs.initrd:
         raise LayoutError("segment 'initrd': the initrd is empty")
-    initrd_range = place("initrd", len(inputs.initrd), limit=initrd_limit)
-    initrd_loaded = Range(initrd_range.start, initrd_range.start + len(inputs.initrd))
+    return placer.place("initrd", len(inputs.initrd), limit=limit)
 
+
+def _place_segments(inputs: LayoutInputs, header: BzImageHeader) -> _Placement:
+    """Place every segment, in the order kexec-tools does (the order decides the addresses)."""
+    memory = inputs.memory
+    placer = _Placer(memory.crash_region(), header)
+    dump = _plan_dump(memory, placer, inputs.options.backup)
+    elfcorehdr = placer.place("elfcorehdr", elf_core_header_size(inputs.info, dump.ram))
+    purgatory = _place_purgatory(placer)
+    e820 = tuple(capture_e820(memory, dump.excluded(elfcorehdr)))
+    params = placer.place("boot_params", boot_params_size(len(e820)))
+    cmdline = _capture_cmdline(inputs.cmdline, elfcorehdr.start, header)
+    cmdline_range = placer.place("cmdline", len(cmdline.encode()) + 1)
+    kernel = _place_kernel(inputs.kernel, header, placer)
+    initrd = _place_initrd(inputs, header, placer)
+    return _Placement(dump, elfcorehdr, purgatory, e820, params, cmdline, cmdline_range,
+                      kernel, initrd)  # fmt: skip
+
+
+def _payload_segments(
+    inputs: LayoutInputs, header: BzImageHeader, placed: _Placement
+) -> list[KexecSegment]:
+    """Every segment but the purgatory, whose digest covers them."""
+    initrd_loaded = Range(placed.initrd.start, placed.initrd.start + len(inputs.initrd))
     params = boot_params(
         inputs.kernel,
-        address=params_range.start,
-        e820=e820,
+        address=placed.boot_params.start,
+        e820=list(placed.e820),
         initrd=initrd_loaded,
-        cmdline_address=cmdline_range.start,
+        cmdline_address=placed.cmdline_range.start,
         acpi_rsdp=inputs.info.acpi_rsdp if inputs.info is not None else 0,
     )
-
-    segments = [
-        KexecSegment("kernel", kernel_range.start, kernel_range.size, payload),
-        KexecSegment("initrd", initrd_range.start, initrd_range.size, inputs.initrd),
-        KexecSegment("boot_params", params_range.start, params_range.size, params),
-        KexecSegment("cmdline", cmdline_range.start, cmdline_range.size, cmdline_bytes),
-        KexecSegment("elfcorehdr", elfcorehdr_range.start, elfcorehdr_range.size, elfcorehdr),
-    ]
-    kernel_entry = kernel_range.start + _KERNEL_ENTRY_64
-    purgatory = build_x86_64_purgatory(
-        purgatory_range.start,
-        segments_for_digest(segments),
-        kernel_entry=kernel_entry,
-        boot_params=params_range.start,
-        backup=backup,
+    elfcorehdr = elf_core_header(inputs.info, placed.dump.ram, machine=_ARCH_INFO.elf_machine,
+                                 ram_file_offsets=dict(placed.dump.offsets))  # fmt: skip
+    contents = (
+        ("kernel", placed.kernel, inputs.kernel[header.kernel_offset :]),
+        ("initrd", placed.initrd, inputs.initrd),
+        ("boot_params", placed.boot_params, params),
+        ("cmdline", placed.cmdline_range, placed.cmdline.encode() + b"\0"),
+        ("elfcorehdr", placed.elfcorehdr, elfcorehdr),
     )
+    return [KexecSegment(name, where.start, where.size, data) for name, where, data in contents]
+
+
+def _details(inputs: LayoutInputs, header: BzImageHeader, placed: _Placement) -> X86_64Details:
+    return X86_64Details(
+        cmdline=placed.cmdline,
+        kernel_entry=placed.kernel.start + _KERNEL_ENTRY_64,
+        boot_params=placed.boot_params.start,
+        elfcorehdr=placed.elfcorehdr.start,
+        backup=placed.dump.backup,
+        e820=placed.e820,
+        dump_ranges=placed.dump.ranges(),
+        crash_info=inputs.info,
+        kernel_image=BzImageFields(
+            protocol=header.protocol_version,
+            init_size=header.init_size or 0,
+            kernel_alignment=header.kernel_alignment,
+            pref_address=header.pref_address,
+            xloadflags=header.xloadflags,
+        ),
+    )
+
+
+def plan(inputs: LayoutInputs) -> Layout:
+    """Plan every segment of an x86_64 crash load and check the result.
+
+    The segments, in this order: kernel, initrd, boot_params, cmdline,
+    elfcorehdr, backup (only with `LayoutOptions.backup`), purgatory. The
+    entry is the purgatory's; it jumps to `X86_64Details.kernel_entry`.
+    """
+    header = _bzimage(inputs)
+    placed = _place_segments(inputs, header)
+    details = _details(inputs, header, placed)
+    segments = _payload_segments(inputs, header, placed)
+    purgatory = build_x86_64_purgatory(
+        placed.purgatory.start,
+        segments_for_digest(segments),
+        kernel_entry=details.kernel_entry,
+        boot_params=placed.boot_params.start,
+        backup=placed.dump.backup,
+    )
+    backup_range = placed.dump.backup_range
     if backup_range is not None:
         # Filled by the purgatory after its check, so not part of the digest.
         segments.append(KexecSegment("backup", backup_range.start, backup_range.size, b""))
-    segments.append(
-        KexecSegment("purgatory", purgatory_range.start, purgatory_range.size, purgatory.buffer)
-    )
+    segments.append(KexecSegment("purgatory", placed.purgatory.start, placed.purgatory.size,
+                                 purgatory.buffer))  # fmt: skip
     layout = Layout(
-        arch="x86_64",
+        arch=ARCH,
         entry=purgatory.entry,
-        flags=KEXEC_ON_CRASH | KEXEC_ARCH_X86_64,
-        crash_region=region,
+        flags=KEXEC_ON_CRASH | _ARCH_INFO.kexec_arch,
+        crash_region=inputs.memory.crash_region(),
         segments=tuple(segments),
-        details={
-            "cmdline": cmdline,
-            "kernel_entry": kernel_entry,
-            "boot_params": params_range.start,
-            "elfcorehdr": elfcorehdr_range.start,
-            "backup": None
-            if backup is None
-            else {"src": backup.src, "dst": backup.dst, "size": backup.size},
-            "e820": [entry.to_json() for entry in e820],
-            "dump_ranges": [
-                {
-                    "start": piece.start,
-                    "end": piece.end,
-                    "offset": offsets.get(piece.start, piece.start),
-                }
-                for piece in ram
-            ],
-            "crash_info": None if inputs.info is None else inputs.info.to_json(),
-            "kernel_image": {
-                "protocol": header.protocol_version,
-                "init_size": init_size,
-                "kernel_alignment": header.kernel_alignment,
-                "pref_address": header.pref_address,
-                "xloadflags": header.xloadflags,
-            },
-        },
+        details=details,
     )
     check_layout(layout)
     return layout

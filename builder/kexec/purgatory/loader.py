@@ -9,7 +9,7 @@ It is pure: bytes in, an immutable `LoadedPurgatory` out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -18,7 +18,6 @@ from builder.binfmt.elf import (
     SHF_ALLOC,
     SHN_ABS,
     SHN_COMMON,
-    SHN_LORESERVE,
     SHN_UNDEF,
     SHT_NOBITS,
     SHT_REL,
@@ -36,7 +35,7 @@ __all__ = [
     "LoadedPurgatory",
     "PurgatorySymbol",
     "RelocationRule",
-    "RelocationTable",
+    "RelocationRules",
     "load_purgatory",
 ]
 
@@ -54,15 +53,13 @@ class RelocationRule:
 
 
 @dataclass(frozen=True)
-class RelocationTable:
-    """The relocation types an architecture's purgatory needs, by r_type.
+class RelocationRules:
+    """The relocation types one architecture's purgatory needs (None: nothing to do).
 
-    `machine` is the e_machine the table is for; a rule of None is a type
-    that does nothing (R_*_NONE). The tables live in the per-architecture
-    modules (x86_64.py).
+    Each architecture's purgatory module holds its own (x86_64.RELOCATIONS).
     """
 
-    machine: int
+    machine: int  # e_machine of the objects these rules are for
     rules: Mapping[int, RelocationRule | None]
 
 
@@ -100,10 +97,10 @@ class LoadedPurgatory:
     def symbol(self, name: str) -> tuple[int, int]:
         """Address and size of global symbol `name`.
 
-        >>> from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
-        >>> purgatory = load_x86_64_purgatory(0x7F000000)
+        >>> from builder.kexec.purgatory import x86_64
+        >>> purgatory = x86_64.load_x86_64_purgatory(0x7F000000)
         >>> address, size = purgatory.symbol("purgatory_sha256_digest")
-        >>> purgatory.load_address <= address < purgatory.load_address + purgatory.bufsz, size
+        >>> 0x7F000000 <= address < 0x7F000000 + purgatory.memsz, size
         (True, 32)
         """
         found = self._lookup(name)
@@ -112,8 +109,9 @@ class LoadedPurgatory:
     def read(self, name: str) -> bytes:
         """The current bytes of patchable symbol `name`.
 
-        >>> from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
-        >>> load_x86_64_purgatory(0x7F000000).read("purgatory_backup") == bytes(24)  # unpatched
+        >>> from builder.kexec.purgatory import x86_64
+        >>> purgatory = x86_64.load_x86_64_purgatory(0x7F000000)
+        >>> purgatory.read("purgatory_backup") == bytes(24)  # src, dst, size: copy nothing
         True
         """
         found = self._patchable(name)
@@ -126,11 +124,12 @@ class LoadedPurgatory:
         `value` must be exactly the symbol's size, and the symbol must be in
         the buffer (not .bss, whose bytes the kernel zero-fills).
 
-        >>> from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
-        >>> purgatory = load_x86_64_purgatory(0x7F000000)
-        >>> patched = purgatory.patch("purgatory_sha256_digest", b"\\x5a" * 32)
-        >>> patched.read("purgatory_sha256_digest") == b"Z" * 32, purgatory is not patched
-        (True, True)
+        >>> from builder.kexec.purgatory import x86_64
+        >>> purgatory = x86_64.load_x86_64_purgatory(0x7F000000)
+        >>> patched = purgatory.patch("purgatory_sha256_digest", b"\\xab" * 32)
+        >>> patched.read("purgatory_sha256_digest") == b"\\xab" * 32 != purgatory.read(
+        ...     "purgatory_sha256_digest")
+        True
         """
         found = self._patchable(name)
         if len(value) != found.size:
@@ -160,32 +159,31 @@ class LoadedPurgatory:
 def load_purgatory(
     obj: bytes,
     load_address: int,
+    relocations: RelocationRules,
     *,
-    relocations: RelocationTable,
     entry_symbol: str = "purgatory_start",
 ) -> LoadedPurgatory:
     """Relocate the ET_REL object `obj` to run at `load_address`.
 
-    Raises `LayoutError` for anything the purgatory cannot be: not ET_REL, an
-    architecture other than the table's, an unknown relocation type, an
-    undefined symbol, a 32-bit relocation that does not fit, a misaligned
+    Raises `LayoutError` for anything the purgatory cannot be: not ET_REL, not
+    the architecture of `relocations` or a relocation type it does not know,
+    an undefined symbol, a 32-bit relocation that does not fit, a misaligned
     load address.
 
     >>> from builder.kexec.purgatory import x86_64
-    >>> purgatory = load_purgatory(
-    ...     x86_64.shipped_object(), 0x7F000000, relocations=x86_64.RELOCATIONS)
+    >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000, x86_64.RELOCATIONS)
     >>> purgatory.entry == purgatory.symbol("purgatory_start")[0]
     True
     """
     elf = _open(obj)
     if elf.machine != relocations.machine:
         raise LayoutError(
-            f"purgatory: the object is for e_machine {elf.machine}, "
-            f"the relocation table for {relocations.machine}"
+            f"purgatory: built for e_machine {elf.machine}, expected {relocations.machine}"
         )
     section_addresses, buffer, memsz, alignment = _place_sections(elf, load_address)
     symbols = _global_symbols(elf, section_addresses)
-    _apply_relocations(elf, relocations, section_addresses, buffer, load_address)
+    _apply_relocations(elf, relocations.rules, section_addresses, buffer, load_address)
+
     if entry_symbol not in symbols:
         raise LayoutError(f"purgatory: entry symbol {entry_symbol!r} is not defined")
     return LoadedPurgatory(
@@ -199,7 +197,11 @@ def load_purgatory(
 
 
 def _open(obj: bytes) -> ElfFile:
-    elf = ElfFile(obj, "purgatory", LayoutError)
+    try:
+        elf = ElfFile(obj, "purgatory", LayoutError)
+    except LayoutError as error:
+        reason = str(error).removeprefix("purgatory: ")
+        raise LayoutError(f"purgatory: not an ELF object: {reason}") from None
     if elf.type != ET_REL:
         raise LayoutError(f"purgatory: expected a relocatable object (ET_REL), got {elf.type_name}")
     if elf.elf_class != 64 or elf.big_endian:
@@ -270,68 +272,47 @@ def _symbol_address(symbol: Symbol, section_addresses: dict[int, int]) -> int:
     return section_addresses[symbol.shndx] + symbol.value
 
 
-@dataclass(frozen=True)
-class _Target:
-    """A loaded section that relocations patch, and the symbols they refer to."""
-
-    section: Section
-    address: int
-    symbols: tuple[Symbol, ...]
-
-
-def _relocation_sections(
-    elf: ElfFile, section_addresses: dict[int, int]
-) -> Iterator[tuple[Section, _Target]]:
-    """Each RELA section that patches a loaded section, with what it patches."""
-    symbol_tables: dict[int, tuple[Symbol, ...]] = {}
-    for section in elf.sections:
-        if section.type not in (SHT_RELA, SHT_REL):
-            continue
-        if section.info not in section_addresses:
-            continue  # relocations for non-loaded sections (debug info, notes)
-        if section.type == SHT_REL:
-            raise LayoutError(
-                f"purgatory: {section.name}: REL relocations are not supported, only RELA"
-            )
-        target = elf.sections[section.info]
-        if target.type == SHT_NOBITS:
-            raise LayoutError(f"purgatory: {section.name}: relocations against .bss")
-        if not 0 < section.link < len(elf.sections):
-            raise LayoutError(f"purgatory: {section.name}: sh_link {section.link} is no symtab")
-        if section.link not in symbol_tables:
-            symbol_tables[section.link] = elf.symbols(elf.sections[section.link])
-        symbols = symbol_tables[section.link]
-        yield section, _Target(target, section_addresses[target.index], symbols)
+def _relocated_section(elf: ElfFile, relocations: Section, loaded: dict[int, int]) -> bool:
+    """Whether `relocations` applies to a loaded section (and is of a kind we apply)."""
+    if relocations.type not in (SHT_RELA, SHT_REL) or relocations.info not in loaded:
+        return False  # not relocations, or for sections not loaded (debug info, notes)
+    if relocations.type == SHT_REL:
+        raise LayoutError(
+            f"purgatory: {relocations.name}: REL relocations are not supported, only RELA"
+        )
+    if elf.sections[relocations.info].type == SHT_NOBITS:
+        raise LayoutError(f"purgatory: {relocations.name}: relocations against .bss")
+    return True
 
 
 def _apply_relocations(
     elf: ElfFile,
-    relocations: RelocationTable,
+    rules: Mapping[int, RelocationRule | None],
     section_addresses: dict[int, int],
     buffer: bytearray,
     load_address: int,
 ) -> None:
-    for reloc_section, target in _relocation_sections(elf, section_addresses):
+    for reloc_section in elf.sections:
+        if not _relocated_section(elf, reloc_section, section_addresses):
+            continue
+        symbols = elf.symbols(elf.sections[reloc_section.link])
+        target = elf.sections[reloc_section.info]
         for relocation in elf.relocations(reloc_section):
-            where = f"{target.section.name}+{relocation.offset:#x}"
-            if relocation.symbol >= len(target.symbols):
-                raise LayoutError(
-                    f"purgatory: relocation at {where} names symbol {relocation.symbol}, "
-                    f"past the {len(target.symbols)} of its table"
-                )
-            symbol = target.symbols[relocation.symbol]
+            offset = relocation.offset
+            symbol = symbols[relocation.symbol]
+            where = f"{target.name}+{offset:#x}"
             label = _symbol_label(elf, symbol) if relocation.symbol else "(absolute)"
-            if relocation.type not in relocations.rules:
+            if relocation.type not in rules:
                 raise LayoutError(
                     f"purgatory: unsupported relocation type {relocation.type} at {where} "
                     f"against {label!r}"
                 )
-            rule = relocations.rules[relocation.type]
+            rule = rules[relocation.type]
             if rule is None:
                 continue
-            if relocation.offset + rule.width > target.section.size:
+            if offset + rule.width > target.size:
                 raise LayoutError(f"purgatory: {rule.name} at {where} runs past the section")
-            place = target.address + relocation.offset
+            place = section_addresses[target.index] + offset
             # Symbol index 0 (the null symbol) stands for the value 0: the addend is absolute.
             base = _symbol_address(symbol, section_addresses) if relocation.symbol else 0
             value = base + relocation.addend
@@ -344,7 +325,7 @@ def _apply_relocations(
 def _symbol_label(elf: ElfFile, symbol: Symbol) -> str:
     if symbol.name:
         return symbol.name
-    if 0 < symbol.shndx < min(SHN_LORESERVE, len(elf.sections)):
+    if symbol.shndx < len(elf.sections):
         return elf.sections[symbol.shndx].name
     return "(unnamed)"
 

@@ -19,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-from builder.arch import ARCHES, Arch
+from builder.arch import Arch, arch_info
 from builder.errors import LayoutError
 from builder.kexec.purgatory.loader import (
     LoadedPurgatory,
     RelocationRule,
-    RelocationTable,
+    RelocationRules,
     load_purgatory,
 )
 from builder.kexec.purgatory.regions import Segment, regions_digest, regions_table
@@ -50,10 +50,10 @@ ENTRY_REGISTERS = (
 
 _U64_LIMIT = 1 << 64
 
-# The relocation types the object needs (psABI x86-64, "Relocation Types").
-# PLT32 is PC32 here: there is no PLT, every callee is in the buffer.
-RELOCATIONS = RelocationTable(
-    ARCHES[Arch.X86_64].elf_machine,
+# The relocation types the purgatory object uses (arch/x86/include/asm/elf.h
+# numbers). PLT32 is PC32 here: there is no PLT, every callee is in the buffer.
+RELOCATIONS = RelocationRules(
+    arch_info(Arch.X86_64).elf_machine,
     {
         0: None,  # R_X86_64_NONE
         1: RelocationRule("R_X86_64_64", 8, pc_relative=False, signed=None),
@@ -98,9 +98,7 @@ def load_x86_64_purgatory(load_address: int) -> LoadedPurgatory:
     >>> purgatory.memsz > purgatory.bufsz
     True
     """
-    return load_purgatory(
-        shipped_object(), load_address, relocations=RELOCATIONS, entry_symbol="purgatory_start"
-    )
+    return load_purgatory(shipped_object(), load_address, RELOCATIONS)
 
 
 def entry_registers_block(registers: Mapping[str, int]) -> bytes:

@@ -1,0 +1,24 @@
+"""Commands on saved dumps: restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def restore(
+    source: Annotated[
+        Path, typer.Argument(help="A flattened dump: vmcore.flat, or the raw dump device.")
+    ],
+    output: Annotated[Path, typer.Argument(help="The vmcore to write (must not exist).")],
+) -> None:
+    """Turn makedumpfile's flattened stream (raw and ssh targets) back into a vmcore."""
+    from builder.binfmt.flat import restore_file
+
+    result = restore_file(source, output)
+    typer.echo(
+        f"restored {output}: {result.size:,} bytes from {result.blocks} blocks "
+        f"({result.stream_length:,} bytes of stream)"
+    )

@@ -1,0 +1,103 @@
+"""The command of the crashkernel product: fit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from builder.units import format_mib
+
+if TYPE_CHECKING:
+    from builder.crashkernel.fit import FitReport
+
+
+def fit_command(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="The recipe; without it, the reservation alone.")
+    ] = None,
+    ram: Annotated[
+        list[str] | None,
+        typer.Option("--ram", help="RAM size of a machine (repeat) [crashkernel.ram]."),
+    ] = None,
+    crashkernel: Annotated[
+        str | None,
+        typer.Option("--crashkernel", help="crashkernel= value to judge [crashkernel.reserve]."),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="Architecture without a recipe [this machine's]."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
+    from builder.crashkernel.fit import ram_sizes
+    from builder.errors import FitError, RecipeError
+
+    rams = ram_sizes(ram, "--ram") if ram else None
+    if recipe is None:
+        if crashkernel is None:
+            raise RecipeError("fit: give a recipe or --crashkernel (with --ram)")
+        report = _fit_reservation(crashkernel, rams, arch)
+    else:
+        if arch is not None:
+            raise RecipeError("fit: --arch is only for use without a recipe (it has target.arch)")
+        report = _fit_recipe(recipe, crashkernel, rams)
+    if json_output:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_report(report)
+    if recipe is not None and report.fits is False:
+        raise FitError(f"{recipe}: {report.reason()}")
+
+
+def _fit_reservation(crashkernel: str, rams: list[int] | None, arch: str | None) -> FitReport:
+    from builder.arch import host_arch, parse_arch
+    from builder.crashkernel.fit import DEFAULT_RAM, fit, ram_sizes
+
+    target = parse_arch(arch, "--arch") if arch is not None else host_arch()
+    return fit(crashkernel, rams or ram_sizes(DEFAULT_RAM, "--ram"), arch=target)
+
+
+def _fit_recipe(recipe: Path, crashkernel: str | None, rams: list[int] | None) -> FitReport:
+    from builder.crashkernel.fit import fit_recipe
+    from builder.crashkernel.profile import capture_profile
+    from builder.image.pipeline import capture_cmdline, plan_build
+    from builder.recipe.parse import load_recipe
+
+    parsed = load_recipe(recipe)
+    result = plan_build(parsed)
+    profile = capture_profile(
+        parsed, result.kernel, capture_cmdline(parsed), result.members, result.initrd
+    )
+    return fit_recipe(parsed, profile, spec=crashkernel, rams=rams)
+
+
+def _print_report(report: FitReport) -> None:
+    from builder.units import format_size
+
+    typer.echo(f"{report.label} ({report.arch})")
+    for row in report.rows:
+        line = f"  RAM {format_size(row.ram):>6}: reserved {format_mib(row.reserved):>10}"
+        if row.reservation.offset is not None:
+            line += f" at {row.reservation.offset:#x}"
+        if row.reservation.low:
+            line += f" + low {format_mib(row.reservation.low)}"
+        if row.needed is not None and row.margin is not None:
+            verdict = "fits" if row.fits else "DOES NOT FIT"
+            needs, margin = format_mib(row.needed), format_mib(row.margin)
+            line += f", needs {needs:>10}: {verdict} ({margin} margin)"
+        typer.echo(line)
+        for note in row.reservation.notes:
+            typer.echo(f"      note: {note}")
+    worst = report.worst
+    if worst is not None and worst.estimate is not None:
+        typer.echo(f"  terms at {format_size(worst.ram)} RAM (tightest):")
+        for term in worst.estimate.terms:
+            typer.echo(f"    {term.name:<18} {format_mib(term.bytes):>10}  {term.explanation}")
+    if report.recommended:
+        typer.echo(f"recommended: crashkernel={report.recommended}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")

@@ -1,0 +1,238 @@
+"""Commands of the kexec product: layout, capture-sysfs, load, unload, status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from builder.arch import Arch
+    from builder.kexec.layout.core import Layout
+    from builder.kexec.layout.inputs import BuildOutputs
+    from builder.kexec.method import LoadMethod, MethodChoice
+    from builder.kexec.state import LoadRecord
+
+OutdirArgument = Annotated[
+    Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
+]
+ArchOption = Annotated[
+    str | None,
+    typer.Option("--arch", help="Target architecture [the build's, from its manifest.json]."),
+]
+BackupOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--backup/--no-backup",
+        help="Copy the low 640 KiB first (kernels before v5.5) "
+        "[default: the recipe's kernel.backup_region].",
+    ),
+]
+
+
+def _arch_override(arch: str | None) -> Arch | None:
+    from builder.arch import parse_arch
+
+    return parse_arch(arch, "--arch") if arch is not None else None
+
+
+def _print_layout(layout: Layout, json_output: bool) -> None:
+    from builder.kexec.layout.core import describe_layout
+    from builder.kexec.layout.document import layout_json
+
+    if json_output:
+        typer.echo(json.dumps(layout_json(layout), indent=2))
+        return
+    for line in describe_layout(layout):
+        typer.echo(line)
+    typer.echo(f"cmdline {layout.details.cmdline}")
+
+
+def layout(
+    outdir: OutdirArgument,
+    iomem: Annotated[Path, typer.Option("--iomem", help="A captured /proc/iomem.")],
+    sysfs: Annotated[
+        Path | None,
+        typer.Option(
+            "--sysfs",
+            help="A directory from `kdump-build capture-sysfs` (crash notes, "
+            "vmcoreinfo, kcore headers); without it the ELF core header has no notes.",
+        ),
+    ] = None,
+    arch: ArchOption = None,
+    backup: BackupOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print layout.json.")] = False,
+) -> None:
+    """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
+    from builder.kexec.layout.document import write_layout
+    from builder.kexec.layout.inputs import (
+        plan_layout,
+        read_build_outputs,
+        read_crash_info_for,
+        read_iomem,
+    )
+
+    outputs = read_build_outputs(outdir)
+    target = outputs.target_arch(_arch_override(arch))
+    memory = read_iomem(iomem)
+    info = read_crash_info_for(sysfs, memory, target) if sysfs is not None else None
+    planned = plan_layout(outputs, memory, info, arch=target, backup=backup)
+    written = write_layout(planned, outdir)
+    _print_layout(planned, json_output)
+    if not json_output:
+        typer.echo(f"wrote {written} and {outdir / 'segments'}/")
+
+
+def capture_sysfs(
+    destination: Annotated[Path, typer.Argument(help="Directory to create.")],
+) -> None:
+    """Save this system's crash notes, vmcoreinfo, kcore headers and iomem for `layout --sysfs`."""
+    from builder.kexec.crashinfo import capture_crash_info
+
+    capture_crash_info(Path("/"), destination)
+    typer.echo(f"captured into {destination}/ (use --iomem {destination}/proc/iomem)")
+
+
+def _choose(method: str) -> MethodChoice:
+    """The method to use for `method` on this kernel; says why when `auto` chose."""
+    from builder.kexec.method import choose_method, parse_method
+    from builder.kexec.syscalls import lockdown_mode
+
+    choice = choose_method(parse_method(method), lockdown_mode())
+    if choice.reason is not None:
+        typer.echo(f"kdump-build: {choice.reason}", err=True)
+    return choice
+
+
+def load(
+    outdir: OutdirArgument,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="segments (kexec_load, our purgatory), file "
+            "(kexec_file_load) or auto (file under lockdown).",
+        ),
+    ] = "auto",
+    arch: ArchOption = None,
+    backup: BackupOption = None,
+    print_kexec_command: Annotated[
+        bool,
+        typer.Option(
+            "--print-kexec-command", help="Print the kexec-tools equivalent; load nothing."
+        ),
+    ] = False,
+    show: Annotated[bool, typer.Option("--show", help="Print the planned segments.")] = False,
+    testing_corrupt_segment: Annotated[
+        str | None,
+        typer.Option(
+            "--testing-corrupt-segment",
+            hidden=True,
+            help="TEST ONLY: flip a byte of this segment after the digest.",
+        ),
+    ] = None,
+) -> None:
+    """Load the capture kernel from OUTDIR as this system's crash kernel."""
+    from builder.kexec.layout.inputs import read_build_outputs
+    from builder.kexec.method import LoadMethod, kexec_tools_command, parse_method
+
+    outputs = read_build_outputs(outdir)
+    if print_kexec_command:
+        typer.echo(kexec_tools_command(outputs.kernel_path, outputs.initrd_path,
+                                       outputs.cmdline, parse_method(method)))  # fmt: skip
+        return
+    target = outputs.target_arch(_arch_override(arch))
+    chosen = _choose(method).method
+    if chosen is LoadMethod.FILE:
+        record = _load_file(outputs, target)
+    else:
+        record = _load_segments(outputs, target, backup, show, testing_corrupt_segment)
+    _record(record)
+
+
+def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
+    from builder.kexec.method import LoadMethod
+    from builder.kexec.state import LoadRecord
+    from builder.kexec.syscalls import kexec_file_load
+
+    kexec_file_load(arch, outputs.kernel_path, outputs.initrd_path, outputs.cmdline)
+    typer.echo(f"loaded {outputs.kernel_path} as crash kernel with kexec_file_load")
+    return LoadRecord(LoadMethod.FILE, outputs.outdir.absolute())
+
+
+def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show: bool,
+                   corrupt: str | None) -> LoadRecord:  # fmt: skip
+    from builder.kexec.layout.core import check_layout, corrupt_segment_for_testing
+    from builder.kexec.layout.inputs import plan_layout, read_crash_info_for, read_iomem
+    from builder.kexec.method import LoadMethod
+    from builder.kexec.state import LoadRecord
+    from builder.kexec.syscalls import kexec_load
+
+    memory = read_iomem(Path("/proc/iomem"))
+    info = read_crash_info_for(Path("/"), memory, arch)
+    planned = plan_layout(outputs, memory, info, arch=arch, backup=backup)
+    if corrupt is not None:
+        planned = corrupt_segment_for_testing(planned, corrupt)
+        typer.echo(f"kdump-build: TESTING: corrupted segment {corrupt!r}", err=True)
+    check_layout(planned)
+    if show:
+        _print_layout(planned, False)
+    kexec_load(planned)
+    typer.echo(f"loaded {len(planned.segments)} segments with kexec_load, entry {planned.entry:#x}")
+    names = tuple(segment.name for segment in planned.segments)
+    return LoadRecord(LoadMethod.SEGMENTS, outputs.outdir.absolute(), planned.entry, names)
+
+
+def _record(record: LoadRecord) -> None:
+    """Record the load for `status`; a warning, not an error, if /run is not writable."""
+    from builder.errors import OutputError
+    from builder.kexec.state import record_load
+
+    try:
+        record_load(record)
+    except OutputError as error:
+        typer.echo(f"kdump-build: warning: {error}", err=True)
+
+
+def unload(
+    method: Annotated[str, typer.Option("--method", help="segments, file or auto.")] = "auto",
+) -> None:
+    """Unload this system's crash kernel."""
+    from builder.arch import host_arch
+    from builder.kexec.state import forget_load
+    from builder.kexec.syscalls import unload as kexec_unload
+
+    kexec_unload(host_arch(), method=_choose(method).method)
+    forget_load()
+    typer.echo("crash kernel unloaded")
+
+
+LOADED_TEXT = {True: "yes", False: "no", None: "unknown (no /sys/kernel/kexec_crash_loaded)"}
+
+
+def status(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whether a crash kernel is loaded, the crash region, and how it was loaded."""
+    from builder.kexec.state import recorded_method
+    from builder.kexec.syscalls import crash_region, kexec_status
+
+    current = kexec_status()
+    region = crash_region()
+    method: LoadMethod | None = recorded_method() if current.loaded else None
+    if json_output:
+        summary = {
+            "loaded": current.loaded,
+            "crash_region": None if region is None else str(region),
+            "crash_size": current.crash_size,
+            "method": method,
+            "lockdown": current.lockdown,
+        }
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"crash kernel loaded: {LOADED_TEXT[current.loaded]}")
+    typer.echo(f"crash region: {region or 'none'} ({current.crash_size or 0} bytes)")
+    typer.echo(f"method: {method or 'unknown'}")
+    typer.echo(f"lockdown: {current.lockdown or 'unknown'}")
