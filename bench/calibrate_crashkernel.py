@@ -14,9 +14,9 @@ Then it fits the model's free constants (`kernel_runtime`, `per_crashed_gib`,
 recommendation, margin, and the ratio against the anchor (kdump-utils'
 256 MiB default for 2-64 GiB of RAM on x86_64).
 
-    .venv/bin/python bench/calibrate_crashkernel.py            # measure and print
-    .venv/bin/python bench/calibrate_crashkernel.py --write    # ... and store the constants
-    .venv/bin/python bench/calibrate_crashkernel.py --stored   # print from the stored runs
+    .venv/bin/python -m bench.calibrate_crashkernel            # measure and print
+    .venv/bin/python -m bench.calibrate_crashkernel --write    # ... and store the constants
+    .venv/bin/python -m bench.calibrate_crashkernel --stored   # print from the stored runs
 
 Each trial is logged to WORK/trials.jsonl keyed by the build's hashes, so an
 interrupted run resumes without booting again (--fresh ignores the log).
@@ -37,32 +37,31 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from builder.crashkernel.fit import recommend  # noqa: E402
-from builder.crashkernel.model import (  # noqa: E402
+from builder.crashkernel.fit import recommend
+from builder.crashkernel.model import (
     CALIBRATION_FILE,
     Calibration,
     CaptureProfile,
     default_calibration,
     estimate,
 )
-from builder.crashkernel.profile import capture_profile  # noqa: E402
-from builder.image.outputs import write_outputs  # noqa: E402
-from builder.image.pipeline import plan_build  # noqa: E402
-from builder.recipe.parse import parse_recipe  # noqa: E402
-from builder.units import GiB, MiB  # noqa: E402
-from tests.vm import harness  # noqa: E402
+from builder.crashkernel.profile import capture_profile
+from builder.image.outputs import write_outputs
+from builder.image.pipeline import plan_build
+from builder.recipe.parse import parse_recipe
+from builder.units import GiB, MiB
+from tests.support import qemu, recipes
+from tests.support.paths import DEFAULT_RECIPE, REPO
+from tests.vm import harness
 
-DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
 STEP = 8 * MiB
 ANCHOR = 256 * MiB  # kdump-utils crashkernel default on x86_64: 2G-64G:256M
-REGENERATE = ".venv/bin/python bench/calibrate_crashkernel.py --write"
+REGENERATE = ".venv/bin/python -m bench.calibrate_crashkernel --write"
 # Where a failing capture shows it (after the capture kernel's own banner).
 CAPTURE_FAILURES = (
     ("Initramfs unpacking failed", "initramfs unpacking failed"),
@@ -134,22 +133,22 @@ class Capture:
 
 def build_capture(work: Path, config: Config) -> Capture:
     """Build the default recipe (nr_cpus= and zstd level replaced) and the main initrd."""
-    text = DEFAULT_RECIPE.read_text()
-    text = text.replace('"nr_cpus=1"', f'"nr_cpus={config.capture_cpus}"')
-    text = text.replace(
-        'compression = "zstd"\n',
-        f'compression = "zstd"\ncompression_level = {config.zstd_level}\n',
-    )
+    default = tomllib.loads(DEFAULT_RECIPE.read_text())
+    cmdline = [f"nr_cpus={config.capture_cpus}" if word.startswith("nr_cpus=") else word
+               for word in default["kernel"]["cmdline"]]  # fmt: skip
+    changes: dict[str, dict[str, object]] = {
+        "kernel": {"cmdline": cmdline},
+        "initrd": {"compression_level": config.zstd_level},
+    }
+    replace: dict[str, dict[str, object]] = {}
     if config.target == "nfs":
-        start, end = text.index("[dump]"), text.index("[crashkernel]")
-        text = (
-            text[:start]
-            + f'[dump]\ntarget = "nfs"\nnfs = "{HOST_FROM_GUEST}:/kdump"\nnfs_version = "4.2"\n'
-            f'nfs_options = ["port={NFS_PORT}"]\npath = "/dumps"\nnetwork = "dhcp"\n'
-            'final_action = "poweroff"\nfailure_action = "poweroff"\n\n' + text[end:]
-        )
-        text = text.replace('modules = ["virtio_pci",', 'modules = ["virtio_net", "virtio_pci",')
-    recipe = parse_recipe(text, DEFAULT_RECIPE)
+        replace["dump"] = {
+            "target": "nfs", "nfs": f"{HOST_FROM_GUEST}:/kdump", "nfs_version": "4.2",
+            "nfs_options": [f"port={NFS_PORT}"], "path": "/dumps", "network": "dhcp",
+            "final_action": "poweroff", "failure_action": "poweroff",
+        }  # fmt: skip
+        changes["initrd"]["modules"] = ["virtio_net", *default["initrd"]["modules"]]
+    recipe = parse_recipe(recipes.recipe_text(changes, replace=replace), DEFAULT_RECIPE)
     directory = work / f"capture-{config.variant}"
     result = plan_build(recipe)
     write_outputs(result, directory)
@@ -185,11 +184,11 @@ def boot(
             harness.make_dump_disk(disk)
             media = ["-drive", f"file={disk},format=raw,if=virtio"]
         else:
-            media = list(harness.USER_NETWORK)
+            media = list(qemu.USER_NETWORK)
             shutil.rmtree(work / "nfs-export" / "dumps", ignore_errors=True)
         log = scratch / "console.log"
         command = [
-            *harness.qemu_command(
+            *qemu.qemu_command(
                 capture.directory / "vmlinuz",
                 capture.main_initrd,
                 f"console=ttyS0 crashkernel={size_mib}M",
@@ -199,31 +198,15 @@ def boot(
             ),
             *media,
         ]
-        start = time.monotonic()
-        process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-        )
-        outcome = ""
-        last_size, last_change = -1, start
-        while process.poll() is None:
-            time.sleep(1)
-            now = time.monotonic()
-            console = log.read_text(errors="replace") if log.exists() else ""
-            if len(console) != last_size:
-                last_size, last_change = len(console), now
-            capture_part = _capture_part(console)
-            if "Kernel panic" in capture_part:
+
+        def failed(console: str, silent: float) -> str | None:
+            if "Kernel panic" in _capture_part(console):
                 time.sleep(2)  # let the panic's reason reach the log
-                outcome = "capture kernel panic"
-            elif now - start > timeout:
-                outcome = f"timeout after {timeout:.0f} s"
-            elif now - last_change > idle:
-                outcome = f"no console output for {idle:.0f} s"
-            if outcome:
-                process.kill()
-                process.wait()
-                break
-        seconds = time.monotonic() - start
+                return "capture kernel panic"
+            return f"no console output for {idle:.0f} s" if silent > idle else None
+
+        run = qemu.watch(command, log, timeout=timeout, stop=failed)
+        outcome, seconds, returncode = run.stopped, run.seconds, run.returncode
         console = log.read_text(errors="replace") if log.exists() else ""
         logs = work / "consoles"
         logs.mkdir(exist_ok=True)
@@ -246,7 +229,7 @@ def boot(
         ok = False
         if not outcome:
             if "kdump: dump saved to" not in console:
-                outcome = f"no dump saved (qemu exit {process.returncode})"
+                outcome = f"no dump saved (qemu exit {returncode})"
             else:
                 if config.target == "local":
                     files = harness.extract_disk(disk, scratch / "disk")

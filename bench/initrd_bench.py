@@ -8,7 +8,7 @@ dracut-core) building an image of the same content from the same unpacked
 kernel: `dracut --no-hostonly -m base --add-drivers "virtio_blk virtio_pci
 ext4" --compress zstd`, plus makedumpfile. Prints times, sizes and ratios.
 
-    .venv/bin/python bench/initrd_bench.py
+    .venv/bin/python -m bench.initrd_bench
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
+from tests.support import recipes
+from tests.support.paths import DEFAULT_RECIPE, REPO
+
+RECIPE = DEFAULT_RECIPE
 MIB = 1 << 20
 FLOOR_BYTES = 2.6e6  # the issue's hand-assembled cpio of the same content, zstd -19
 REPEATS = 3
@@ -93,7 +95,7 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
 
     def recipe_edit() -> tuple[float, int, dict[str, object]]:
         edited = work / "edited.toml"
-        edited.write_text(RECIPE.read_text().replace("level = 31", f"level = {next(edits)}"))
+        recipes.write_recipe(edited, {"dump": {"level": next(edits)}})
         return kdump_build(edited, work / "edited", cold_cache)
 
     edit_time, _, _ = best_of(REPEATS, recipe_edit)
@@ -114,9 +116,9 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
         if deb.name in wanted:
             run(["dpkg-deb", "-x", str(deb), str(sysroot)])
     sysroot_recipe = work / "sysroot.toml"
-    text = RECIPE.read_text()
-    start, end = text.index("packages = ["), text.index("]\n", text.index("packages = [")) + 2
-    sysroot_recipe.write_text(text[:start] + f'root = "{sysroot}"\n' + text[end:])
+    recipes.write_recipe(
+        sysroot_recipe, {"source": {"packages": recipes.DELETE, "root": str(sysroot)}}
+    )
 
     def from_sysroot(cached: bool) -> tuple[float, int, dict[str, object]]:
         if not cached:
@@ -189,7 +191,7 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
         f"  unpacked sysroot, warm cache                      {sysroot_warm_time:8.2f} s   "
         f"{dracut_time:8.2f} s   {dracut_time / sysroot_warm_time:6.1f}x faster",
         "  warm in-process steps: "
-        + ", ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()),  # type: ignore[union-attr]
+        + ", ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()),
         f"  in-process totals: recompressed {recompress_summary['seconds']} s, "
         f"sysroot without cache {sysroot_summary['seconds']} s",
         "",

@@ -3,7 +3,7 @@
 Adding an architecture means a new `ArchInfo` row here plus that
 architecture's layout and purgatory files (builder/kexec/layout/,
 builder/kexec/purgatory/); no other module spells an architecture name
-(tests/unit/test_arch.py checks that).
+(tests/unit/test_house.py checks that).
 
 Sources: include/uapi/linux/kexec.h (KEXEC_ARCH_*, the ELF machine in the
 high 16 bits), include/uapi/linux/elf-em.h, the syscall tables

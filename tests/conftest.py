@@ -13,9 +13,7 @@ from builder.image.packages import PackageRoot
 from builder.image.pipeline import BuildResult, plan_build
 from builder.recipe.model import Recipe
 from builder.recipe.parse import load_recipe
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
+from tests.support.paths import DEFAULT_RECIPE, REPO
 
 
 @pytest.fixture(scope="session")

@@ -188,7 +188,7 @@ def plan_capture_kernel(
 
     `config_text` is the `/boot/config-*` of the capture kernel (the main
     kernel when reusing), when the source has one; `recipe` is the recipe
-    file name used in messages. tests/test_relocatable.py runs it on real
+    file name used in messages. tests/unit/image/test_capture.py runs it on real
     Debian kernels and on synthetic images of every format.
     """
     if reservation_size <= 0:

@@ -73,7 +73,7 @@ def block_device_modules(
     """Drivers under the block device named by `device` (LABEL=, UUID= or /dev path).
 
     In a QEMU guest with the dump disk on virtio, `required` is
-    ['virtio_blk', 'virtio_pci'] (tests/test_hostonly.py builds such a sysfs).
+    ['virtio_blk', 'virtio_pci'] (tests/unit/image/test_hostonly.py builds such a sysfs).
     """
     found = HostModules()
     pending = [_device_name(device, devfs)]

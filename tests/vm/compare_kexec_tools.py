@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from tests.vm import harness
 
 

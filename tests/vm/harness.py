@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from builder.image.libraries import library_closure
 from builder.image.modules import ModuleIndex
 from builder.image.packages import PackageRoot
 from builder.image.programs import busybox_applets
+from tests.support import qemu
+from tests.support.qemu import Boot, qemu_command
 
 # kexec-tools and the libraries of its kexec binary in Debian 12 (Xen support
 # pulls in the libxen* family).
@@ -162,48 +163,6 @@ def make_dump_disk(
     subprocess.run(command, check=True)
 
 
-# QEMU user-mode network: the guest gets DHCP from QEMU and reaches the host's
-# 127.0.0.1 as 10.0.2.2; nothing leaves the machine.
-USER_NETWORK = ("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
-
-
-@dataclass(frozen=True)
-class Boot:
-    """What a QEMU run left behind."""
-
-    console: str
-    returncode: int | None
-    seconds: float
-
-
-def qemu_command(
-    kernel: Path, initrd: Path, append: str, *, memory: str, cpus: int, log: Path
-) -> list[str]:
-    """QEMU under TCG (nested KVM hangs here), no display, the console on `log`."""
-    return [
-        "qemu-system-x86_64",
-        "-accel",
-        "tcg",
-        "-m",
-        memory,
-        "-smp",
-        str(cpus),
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        f"file:{log}",
-        "-no-reboot",
-        "-kernel",
-        str(kernel),
-        "-initrd",
-        str(initrd),
-        "-append",
-        append,
-    ]
-
-
 def run_qemu(
     kernel: Path,
     initrd: Path,
@@ -233,33 +192,8 @@ def run_qemu(
             f"local,path=/,mount_tag={HOSTROOT_TAG},security_model=none,readonly=on,multidevs=remap",
         ]
     command += extra
-    start = time.monotonic()
-    returncode: int | None = None
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
-        seen_at: float | None = None
-        while True:
-            try:
-                returncode = process.wait(timeout=1)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            now = time.monotonic()
-            if (
-                stop_after is not None
-                and seen_at is None
-                and log.exists()
-                and stop_after[0] in log.read_text(errors="replace")
-            ):
-                seen_at = now
-            if now - start > timeout or (
-                seen_at is not None and stop_after is not None and now - seen_at > stop_after[1]
-            ):
-                process.kill()
-                process.wait()
-                returncode = None
-                break
-    console = log.read_text(errors="replace") if log.exists() else ""
-    return Boot(console, returncode, time.monotonic() - start)
+    stop = qemu.stop_after(*stop_after) if stop_after is not None else None
+    return qemu.watch(command, log, timeout=timeout, stop=stop)
 
 
 @dataclass(frozen=True)

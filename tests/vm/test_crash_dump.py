@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from builder.recipe.model import Recipe
-from tests.conftest import DEFAULT_RECIPE, run_cli
+from tests.conftest import run_cli
+from tests.support.paths import DEFAULT_RECIPE
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm

@@ -10,7 +10,8 @@ import pytest
 
 from builder.crashkernel.syntax import parse_crashkernel
 from builder.units import MiB
-from tests.conftest import DEFAULT_RECIPE, run_cli
+from tests.conftest import run_cli
+from tests.support.paths import DEFAULT_RECIPE
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm

@@ -15,13 +15,16 @@ import shutil
 import socket
 import subprocess
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_RECIPE, run_cli
+from tests.conftest import run_cli
+from tests.support import qemu, recipes
+from tests.support.paths import DEFAULT_RECIPE
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm
@@ -49,21 +52,13 @@ def write_recipe(
     extra_packages: tuple[str, ...] = (),
 ) -> Path:
     """The default recipe with its [dump] table replaced (and more modules or packages)."""
-    text = DEFAULT_RECIPE.read_text()
-    start, end = text.index("[dump]"), text.index("[crashkernel]")
-    text = text[:start] + "[dump]\n" + dump + "\n" + text[end:]
-    if extra_modules:
-        text = text.replace(
-            'modules = ["virtio_pci",',
-            "modules = [" + "".join(f'"{name}", ' for name in extra_modules) + '"virtio_pci",',
-        )
-    if extra_packages:
-        text = text.replace(
-            "packages = [\n", "packages = [\n" + "".join(f'"{p}", ' for p in extra_packages)
-        )
-    path = directory / "recipe.toml"
-    path.write_text(text)
-    return path
+    default = tomllib.loads(DEFAULT_RECIPE.read_text())
+    changes = {
+        "initrd": {"modules": [*extra_modules, *default["initrd"]["modules"]]},
+        "source": {"packages": [*extra_packages, *default["source"]["packages"]]},
+    }
+    dump_table = tomllib.loads(dump)
+    return recipes.write_recipe(directory / "recipe.toml", changes, replace={"dump": dump_table})
 
 
 @dataclass(frozen=True)
@@ -267,7 +262,7 @@ def test_nfs(tmp_path: Path, nfs_server: tuple[Path, int]) -> None:
         'final_action = "poweroff"\nfailure_action = "poweroff"\n',
         extra_modules=("virtio_net",),
     )
-    cycle = crash_cycle(tmp_path, recipe, None, harness.USER_NETWORK)
+    cycle = crash_cycle(tmp_path, recipe, None, qemu.USER_NETWORK)
     context = cycle.console[-4000:]
     assert cycle.returncode == 0, context
     assert f"kdump: network: eth0 is {GUEST_ADDRESS}" in cycle.console, context
@@ -332,7 +327,7 @@ def test_ssh(tmp_path: Path, ssh_server: tuple[Path, int]) -> None:
         extra_modules=("virtio_net",),
         extra_packages=tuple(SSH_PACKAGES),
     )
-    cycle = crash_cycle(tmp_path, recipe, None, harness.USER_NETWORK)
+    cycle = crash_cycle(tmp_path, recipe, None, qemu.USER_NETWORK)
     context = cycle.console[-4000:]
     assert cycle.returncode == 0, context
     assert f"kdump: network: eth0 is {GUEST_ADDRESS}" in cycle.console, context

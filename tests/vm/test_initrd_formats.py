@@ -3,15 +3,15 @@ then several lz4 (legacy format) archives, the one format without an end marker.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from builder.binfmt.cpio import read_initrd
-from tests.conftest import DEFAULT_RECIPE, run_cli
+from tests.conftest import run_cli
+from tests.support.packages import write_package
+from tests.support.recipes import write_recipe
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm
@@ -20,21 +20,13 @@ pytestmark = pytest.mark.vm
 def test_lz4_with_early_microcode_cpio_dumps(tmp_path: Path) -> None:
     missing = harness.missing_host_tools()
     assert not missing, f"install {missing} (./bootstrap test does)"
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        # Not real microcode: the early loader must skip it, the unpacker must get past it.
-        content = b"\0" * 48
-        info = tarfile.TarInfo("./lib/firmware/intel-ucode/06-55-04")
-        info.size = len(content)
-        archive.addfile(info, io.BytesIO(content))
-    (tmp_path / "ucode.tar.gz").write_bytes(buffer.getvalue())
-    text = DEFAULT_RECIPE.read_text()
-    text = text.replace(
-        'compression = "zstd"', 'compression = "lz4"\ncompression_level = 9\nmicrocode = ["intel"]'
-    )
-    text = text.replace("[kernel]", 'package_files = ["ucode.tar.gz"]\n\n[kernel]', 1)
-    recipe = tmp_path / "lz4.toml"
-    recipe.write_text(text)
+    # Not real microcode: the early loader must skip it, the unpacker must get past it.
+    write_package(tmp_path / "ucode.tar.gz", {"./lib/firmware/intel-ucode/06-55-04": bytes(48)})
+    changes: dict[str, dict[str, object]] = {
+        "initrd": {"compression": "lz4", "compression_level": 9, "microcode": ["intel"]},
+        "source": {"package_files": ["ucode.tar.gz"]},
+    }
+    recipe = write_recipe(tmp_path / "lz4.toml", changes)
 
     capture = tmp_path / "capture"
     result = run_cli(str(recipe), "-o", str(capture), "--json")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_RECIPE, REPO, run_cli
+from tests.conftest import run_cli
+from tests.support.paths import DEFAULT_RECIPE, REPO
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm

@@ -1,0 +1,122 @@
+"""QEMU under TCG for tests and benchmarks: the command line, and one loop that watches
+a guest's console until it powers off or a stop condition says why to end it.
+
+Nested KVM hangs on the build machines, so every boot is TCG.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# QEMU user-mode network: the guest gets DHCP from QEMU and reaches the host's
+# 127.0.0.1 as 10.0.2.2; nothing leaves the machine.
+USER_NETWORK = ("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
+
+# Called about once a second with the console so far and the seconds since it last
+# grew; returns why to stop the guest, or None to let it run.
+StopCondition = Callable[[str, float], str | None]
+
+
+@dataclass(frozen=True)
+class Boot:
+    """What a QEMU run left behind: the console, QEMU's exit code (None when it was
+    stopped), the wall time, and why it was stopped ("" when the guest ended itself)."""
+
+    console: str
+    returncode: int | None
+    seconds: float
+    stopped: str = ""
+
+
+def qemu_command(
+    kernel: Path, initrd: Path, append: str, *, memory: str, cpus: int, log: Path
+) -> list[str]:
+    """QEMU under TCG, no display, the console on `log`, no reboot."""
+    return [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-m",
+        memory,
+        "-smp",
+        str(cpus),
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        f"file:{log}",
+        "-no-reboot",
+        "-kernel",
+        str(kernel),
+        "-initrd",
+        str(initrd),
+        "-append",
+        append,
+    ]
+
+
+def watch(
+    command: Sequence[str],
+    log: Path,
+    *,
+    timeout: float,
+    stop: StopCondition | None = None,
+) -> Boot:
+    """Run `command` until QEMU exits, `timeout` passes or `stop` gives a reason."""
+    start = time.monotonic()
+    reason = ""
+    returncode: int | None = None
+    last_size, last_change = -1, start
+    with subprocess.Popen(
+        list(command),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    ) as process:
+        while True:
+            try:
+                returncode = process.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            console = _read(log)
+            if len(console) != last_size:
+                last_size, last_change = len(console), now
+            if now - start > timeout:
+                reason = f"timeout after {timeout:.0f} s"
+            elif stop is not None:
+                reason = stop(console, now - last_change) or ""
+            if reason:
+                process.kill()
+                process.wait()
+                returncode = None
+                break
+    return Boot(_read(log), returncode, time.monotonic() - start, reason)
+
+
+def stop_after(text: str, seconds: float) -> StopCondition:
+    """A stop condition: `seconds` after `text` first shows on the console.
+
+    For runs that are expected to hang, such as a purgatory refusing to jump.
+    """
+    seen_at: list[float] = []
+
+    def condition(console: str, idle: float) -> str | None:
+        now = time.monotonic()
+        if not seen_at and text in console:
+            seen_at.append(now)
+        if seen_at and now - seen_at[0] > seconds:
+            return f"{seconds:.0f} s after {text!r}"
+        return None
+
+    return condition
+
+
+def _read(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""

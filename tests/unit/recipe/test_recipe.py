@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from builder.compression import Compression
+from builder.errors import RecipeError
+from builder.recipe import model
+from builder.recipe.parse import load_recipe, parse_recipe
+from builder.recipe.reference import reference_markdown
+from builder.recipe.settings import SECTIONS, SETTINGS
+from builder.targets import DumpTarget
+from builder.targets.local import LocalOptions
+from tests.support.paths import REPO
+
+MINIMAL = '[source]\nroot = "/"\n[dump]\ndevice = "LABEL=kdump"\n'
+
+
+def parse(text: str) -> object:
+    return parse_recipe(text, Path("recipes/x.toml"))
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(RecipeError) as caught:
+        parse(text)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bundled_recipes_parse() -> None:
+    for path in sorted((REPO / "recipes").glob("*.toml")):
+        recipe = load_recipe(path)
+        assert recipe.name
+
+
+def test_defaults_fill_in() -> None:
+    recipe = parse_recipe(MINIMAL, Path("r.toml"))
+    assert recipe.name == "r"
+    assert recipe.initrd.compression is Compression.ZSTD
+    assert recipe.kernel.cmdline == ("irqpoll", "nr_cpus=1", "reset_devices")
+    assert recipe.dump.target is DumpTarget.LOCAL
+    assert recipe.dump.options == LocalOptions("LABEL=kdump", "ext4", "/")
+
+
+def test_unknown_key_names_file_and_dotted_key() -> None:
+    message = error_of(MINIMAL + "[initrd]\ncompresion = 'zstd'\n")
+    assert message.startswith("recipes/x.toml: initrd.compresion: unknown key")
+
+
+def test_unknown_section() -> None:
+    assert error_of(MINIMAL + "[dupm]\nx = 1\n").startswith("recipes/x.toml: dupm: unknown section")
+
+
+def test_bad_choice_lists_the_choices() -> None:
+    message = error_of(MINIMAL + "[initrd]\ncompression = 'zsdt'\n")
+    assert message == (
+        "recipes/x.toml: initrd.compression: 'zsdt' is not one of zstd, gzip, xz, lz4, none"
+    )
+
+
+def test_wrong_type() -> None:
+    message = error_of(MINIMAL + "[initrd]\nmodules = 'ext4'\n")
+    assert message == (
+        "recipes/x.toml: initrd.modules: expected an array of strings or \"auto\", got 'ext4'"
+    )
+    message = error_of(MINIMAL.replace('"LABEL=kdump"', "3"))
+    assert message == "recipes/x.toml: dump.device: expected a string, got an integer"
+    assert "dump.level: expected an integer, got a boolean" in error_of(MINIMAL + "level = true\n")
+
+
+def test_out_of_range_and_bad_items() -> None:
+    assert "dump.level: 32 is not between 0 and 31" in error_of(MINIMAL + "level = 32\n")
+    assert "initrd.modules: item 1: 'a b' is not a valid module name" in error_of(
+        MINIMAL + "[initrd]\nmodules = ['ext4', 'a b']\n"
+    )
+
+
+def test_toml_syntax_error_keeps_line_and_column() -> None:
+    message = error_of("[dump]\ndevice = \n")
+    assert message.startswith("recipes/x.toml: ")
+    assert "line 2" in message and "column" in message
+
+
+def test_required_key() -> None:
+    assert (
+        error_of('[source]\nroot = "/"\n')
+        == "recipes/x.toml: dump.device: required when dump.target is local"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (MINIMAL + "[initrd]\nbinaries = []\n", "initrd.binaries"),
+        (MINIMAL + "[kernel]\nmode = 'dedicated'\n", "kernel.dedicated_image"),
+        (MINIMAL + "[kernel]\ndedicated_image = '/boot/x'\n", "kernel.dedicated_image"),
+        (
+            MINIMAL + "[initrd]\ncompression = 'gzip'\ncompression_level = 12\n",
+            "initrd.compression_level",
+        ),
+        (
+            '[source]\nroot = "/"\npackages = ["busybox-static"]\n[dump]\ndevice = "LABEL=k"\n',
+            "source.root",
+        ),
+    ],
+)
+def test_impossible_combinations(text: str, key: str) -> None:
+    assert error_of(text).startswith(f"recipes/x.toml: {key}: ")
+
+
+def test_no_source_at_all() -> None:
+    assert error_of('[dump]\ndevice = "LABEL=k"\n').startswith("recipes/x.toml: source: ")
+
+
+def test_dump_device_forms() -> None:
+    assert "dump.device: 'kdump' is not LABEL=" in error_of(MINIMAL.replace("LABEL=kdump", "kdump"))
+    assert "dump.device" in error_of(MINIMAL.replace("LABEL=kdump", "LABEL="))
+    for device in ("UUID=1234-abcd", "/dev/vdb1", "LABEL=with space"):
+        parse(MINIMAL.replace("LABEL=kdump", device))
+
+
+def test_missing_recipe_file(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.toml")
+
+
+SECTION_TYPES = {
+    "target": model.TargetSettings,
+    "source": model.SourceSettings,
+    "kernel": model.KernelSettings,
+    "initrd": model.InitrdSettings,
+    "crashkernel": model.CrashkernelSettings,
+}
+
+
+def test_table_matches_dataclasses() -> None:
+    assert set(SECTION_TYPES) | {"dump"} == set(SECTIONS)
+    for section, cls in SECTION_TYPES.items():
+        table_fields = [s.field for s in SETTINGS if s.section == section]
+        assert table_fields == [f.name for f in fields(cls)]
+    dump_fields = [s.field for s in SETTINGS if s.section == "dump"]
+    assert ["target", "options", *dump_fields[1:]] == [f.name for f in fields(model.DumpSettings)]
+    for target in DumpTarget:
+        options = {s.field for s in target.kind.settings}
+        assert options, target
+        for setting in target.kind.settings:
+            assert setting.section == "dump" and setting.key not in {s.key for s in SETTINGS}
+
+
+def test_to_json_round_trips_values() -> None:
+    recipe = parse_recipe(MINIMAL, Path("r.toml"))
+    data = recipe.to_json()
+    assert data["dump"]["device"] == "LABEL=kdump"
+    assert data["kernel"]["cmdline"] == ["irqpoll", "nr_cpus=1", "reset_devices"]
+
+
+def test_reference_doc_is_current() -> None:
+    committed = (REPO / "docs" / "recipe.md").read_text()
+    assert committed == reference_markdown(), "run: kdump-build recipe-doc > docs/recipe.md"
