@@ -90,6 +90,18 @@ class Scenario:
         path = self.share.path / "out" / name
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def timings(self) -> dict[str, float]:
+        """Seconds: enable (guest clock), panic to saved and panic to the third boot's
+        script (the autologin console is up by then), from the console marks."""
+        start, end = (float(value) for value in self.out("enable-times").split())
+        crashed, third = self.run.marks[1], self.run.marks[2]
+        return {
+            "enable": round(end - start, 1),
+            "panic_to_saved": round(crashed["saved"] - crashed["panic"], 1),
+            "panic_to_login": round(third["script"] - crashed["panic"], 1),
+            "whole_run": self.run.seconds,
+        }
+
     def context(self) -> str:
         logs = "\n".join(self.share.log(boot) for boot in range(1, 4))
         return f"{logs[-3000:]}\n--- console\n{self.run.console[-4000:]}"
@@ -163,3 +175,11 @@ def test_kernel_package_install_and_removal_run_the_hooks(scenario: Scenario) ->
     assert manifest["kernel"]["version"] == second
     assert second not in scenario.out("after-remove").split(), scenario.out("dpkg-remove.txt")
     assert scenario.image.kernel_version in scenario.out("after-remove").split()
+
+
+def test_timings_are_recorded(scenario: Scenario) -> None:
+    timings = scenario.timings()
+    (scenario.work / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    print(f"debian system timings: {timings}")
+    assert 0 < timings["panic_to_saved"] < timings["panic_to_login"] < timings["whole_run"]
+    assert timings["enable"] > 0
