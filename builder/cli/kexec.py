@@ -95,15 +95,20 @@ def capture_sysfs(
     typer.echo(f"captured into {destination}/ (use --iomem {destination}/proc/iomem)")
 
 
-def _choose(method: str) -> MethodChoice:
+def _choose(method: str, *, say: bool = True) -> MethodChoice:
     """The method to use for `method` on this kernel; says why when `auto` chose."""
     from builder.kexec.method import choose_method, parse_method
     from builder.kexec.syscalls import lockdown_mode
 
     choice = choose_method(parse_method(method), lockdown_mode())
+    if say:
+        _say_why(choice)
+    return choice
+
+
+def _say_why(choice: MethodChoice) -> None:
     if choice.reason is not None:
         typer.echo(f"kdump-build: {choice.reason}", err=True)
-    return choice
 
 
 def load(
@@ -145,8 +150,11 @@ def load(
                                        outputs.cmdline, parse_method(method)))  # fmt: skip
         return
     target = outputs.target_arch(_arch_override(arch))
-    chosen = _choose(method).method
+    choice = _choose(method, say=False)
+    chosen = choice.method
+    # What keeps the load from working, in plain words, before any syscall fails.
     check_ready(outdir, segments=chosen is LoadMethod.SEGMENTS)
+    _say_why(choice)
     if chosen is LoadMethod.FILE:
         record = _load_file(outputs, target)
     else:

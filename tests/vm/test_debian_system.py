@@ -40,6 +40,12 @@ case "$DEBVM_BOOT" in
     start=$(now)
     $KB enable > $out/enable.txt 2>&1 || { cat $out/enable.txt; exit 1; }
     echo "$start $(now)" > $out/enable-times
+    # This boot has no reservation yet: the unit skips, load and status say so.
+    systemctl start kdump-build.service
+    systemctl is-active kdump-build.service > $out/unit-boot1 || true
+    journalctl -b -u kdump-build.service --no-pager > $out/unit-boot1-journal.txt || true
+    $KB load /var/lib/kdump-build/$(uname -r) > $out/load-boot1.txt 2>&1 || true
+    $KB status > $out/status-boot1.txt
     cp /etc/default/grub.d/kdump-build.cfg $out/grub-dropin.cfg
     $KB crashkernel --show > $out/crashkernel-show.txt
     echo reboot > $out/next
@@ -135,6 +141,27 @@ def test_enable_arms_the_machine(scenario: Scenario) -> None:
     assert f"capture: /var/lib/kdump-build/{scenario.image.kernel_version} built" in enable
     assert enable.strip().splitlines()[-1].startswith("reboot needed: crashkernel="), enable
     assert "crashkernel=" in scenario.out("grub-dropin.cfg")
+
+
+def test_without_a_reservation_the_service_skips_and_load_says_why(scenario: Scenario) -> None:
+    value = scenario.out("grub-dropin.cfg").split("crashkernel=")[1].split('"')[0]
+    assert scenario.out("unit-boot1").strip() == "inactive", scenario.context()
+    assert "kdump-build: this kernel has no crash reservation" in scenario.out(
+        "unit-boot1-journal.txt"
+    )
+    load = scenario.out("load-boot1.txt")
+    assert load.startswith(
+        "kdump-build: error: no memory is reserved for a crash kernel: boot with "
+        f"crashkernel={value} (kdump-build crashkernel --apply writes it for GRUB)"
+    ), load
+    assert "crash_notes" not in load and len(load.strip().splitlines()) == 1
+    status = scenario.out("status-boot1.txt")
+    assert "crash kernel loaded: no" in status
+    assert "reservation: none (no crashkernel= on this kernel's command line)" in status
+    assert (
+        f"not ready: no memory is reserved for a crash kernel: boot with crashkernel={value}"
+        in (status)
+    )
 
 
 def test_second_boot_has_the_reservation_and_the_loaded_capture(scenario: Scenario) -> None:
