@@ -119,8 +119,17 @@ def _unescape(text: str) -> str:
     return text.encode().decode("unicode_escape") if "\\" in text else text
 
 
+def _existing(path: Path) -> Path:
+    """`path`, or its nearest ancestor that exists (the capture creates the rest)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def mount_of(path: Path, mounts: list[Mount]) -> Mount:
-    """The mount that holds `path`: the longest mount point above it with its device."""
+    """The mount that holds `path` (or would, once created): the longest mount point
+    above it on its device."""
+    path = _existing(path)
     status = os.stat(path)
     number = f"{os.major(status.st_dev)}:{os.minor(status.st_dev)}"
     real = os.path.realpath(path)
@@ -179,7 +188,6 @@ def probe_host(paths: HostPaths) -> HostFacts:
         )
     makedumpfile = find_program(paths, "makedumpfile")
     busybox = find_program(paths, "busybox")
-    paths.crash.mkdir(parents=True, exist_ok=True)
     filesystem = dump_filesystem(
         paths.crash, Path("/proc/self/mountinfo").read_text(), Path("/dev/disk/by-uuid")
     )
