@@ -65,3 +65,8 @@ class OutputError(KdumpBuildError):
 
 class DumpError(KdumpBuildError):
     """A saved dump cannot be read back (not a flattened stream, incomplete, corrupt)."""
+
+
+class HostError(KdumpBuildError):
+    """This machine cannot do what was asked: a missing package, no crash reservation,
+    a dump directory the capture cannot reach, not root."""

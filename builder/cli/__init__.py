@@ -1,6 +1,7 @@
 """The command line. The only place where errors become messages and exit codes.
 
-One module per command group (build, inspect, fit, kexec, dumps) holds the
+One module per command group (build, inspect, fit, kexec, dumps; machine, reserve,
+saved for this machine's own kdump) holds the
 commands, each a thin layer: parse the arguments, call a product, print.
 This module registers them and turns every error into one line on stderr.
 
@@ -14,7 +15,7 @@ import sys
 
 import typer
 
-from builder.cli import build, dumps, fit, inspect, kexec
+from builder.cli import build, dumps, fit, inspect, kexec, machine, reserve, saved
 from builder.errors import KdumpBuildError
 
 PROG = "kdump-build"
@@ -39,6 +40,13 @@ app.command("capture-sysfs")(kexec.capture_sysfs)
 app.command()(kexec.load)
 app.command()(kexec.unload)
 app.command()(kexec.status)
+app.command()(machine.enable)
+app.command()(machine.disable)
+app.command()(machine.boot)
+app.command("kernel-installed")(machine.kernel_installed)
+app.command("kernel-removed")(machine.kernel_removed)
+app.command()(reserve.crashkernel)
+app.command("dumps")(saved.dumps)
 
 
 def _command_names() -> set[str]:

@@ -95,15 +95,20 @@ def capture_sysfs(
     typer.echo(f"captured into {destination}/ (use --iomem {destination}/proc/iomem)")
 
 
-def _choose(method: str) -> MethodChoice:
+def _choose(method: str, *, say: bool = True) -> MethodChoice:
     """The method to use for `method` on this kernel; says why when `auto` chose."""
     from builder.kexec.method import choose_method, parse_method
     from builder.kexec.syscalls import lockdown_mode
 
     choice = choose_method(parse_method(method), lockdown_mode())
+    if say:
+        _say_why(choice)
+    return choice
+
+
+def _say_why(choice: MethodChoice) -> None:
     if choice.reason is not None:
         typer.echo(f"kdump-build: {choice.reason}", err=True)
-    return choice
 
 
 def load(
@@ -135,6 +140,7 @@ def load(
     ] = None,
 ) -> None:
     """Load the capture kernel from OUTDIR as this system's crash kernel."""
+    from builder.host.readiness import check_ready
     from builder.kexec.layout.inputs import read_build_outputs
     from builder.kexec.method import LoadMethod, kexec_tools_command, parse_method
 
@@ -144,7 +150,11 @@ def load(
                                        outputs.cmdline, parse_method(method)))  # fmt: skip
         return
     target = outputs.target_arch(_arch_override(arch))
-    chosen = _choose(method).method
+    choice = _choose(method, say=False)
+    chosen = choice.method
+    # What keeps the load from working, in plain words, before any syscall fails.
+    check_ready(outdir, segments=chosen is LoadMethod.SEGMENTS)
+    _say_why(choice)
     if chosen is LoadMethod.FILE:
         record = _load_file(outputs, target)
     else:
@@ -209,19 +219,22 @@ def unload(
     typer.echo("crash kernel unloaded")
 
 
-LOADED_TEXT = {True: "yes", False: "no", None: "unknown (no /sys/kernel/kexec_crash_loaded)"}
+LOADED_TEXT = {True: "yes", False: "no", None: "no (no /sys/kernel/kexec_crash_loaded)"}
 
 
 def status(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Whether a crash kernel is loaded, the crash region, and how it was loaded."""
+    """Whether a crash kernel is loaded, the crash region, how it was loaded, this kernel's
+    capture, whether the reservation holds it, and what keeps a load from working."""
+    from builder.host.report import host_status
     from builder.kexec.state import recorded_method
     from builder.kexec.syscalls import crash_region, kexec_status
 
     current = kexec_status()
     region = crash_region()
     method: LoadMethod | None = recorded_method() if current.loaded else None
+    host = host_status(current.loaded)
     if json_output:
         summary = {
             "loaded": current.loaded,
@@ -229,6 +242,7 @@ def status(
             "crash_size": current.crash_size,
             "method": method,
             "lockdown": current.lockdown,
+            **host.to_json(),
         }
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -236,3 +250,5 @@ def status(
     typer.echo(f"crash region: {region or 'none'} ({current.crash_size or 0} bytes)")
     typer.echo(f"method: {method or 'unknown'}")
     typer.echo(f"lockdown: {current.lockdown or 'unknown'}")
+    for line in host.lines():
+        typer.echo(line)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from builder.binfmt.cpio import segments
 from builder.binfmt.kernelimg import KernelImage
 from builder.compression import decoder_workspace
-from builder.crashkernel.model import CaptureProfile
+from builder.crashkernel.model import CaptureProfile, default_calibration
 from builder.image.initrd import Member, MemberKind
 from builder.recipe.model import Collector, Recipe
 from builder.units import page_up
@@ -76,12 +76,14 @@ def capture_profile(
     if memory_size is None:
         # Without init_size/image_size the decompressed image is the best lower bound.
         memory_size = kernel.kernel.decompressed_size or kernel.kernel.file_size
+    calibration = default_calibration()
     return CaptureProfile(
         kernel_memory_size=memory_size,
         initrd_compressed_size=len(initrd),
         initrd_unpacked_size=unpacked_size(members),
         initrd_decompressor_size=initrd_decoder_workspace(initrd)[0],
         cpus=capture_cpus(cmdline),
-        dump_target=recipe.dump.target,
+        # With fallback targets, the one that needs the most buffers.
+        dump_target=max((item.target for item in recipe.dump.attempts()), key=calibration.target),
         makedumpfile=recipe.dump.collector is Collector.MAKEDUMPFILE,
     )

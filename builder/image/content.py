@@ -143,18 +143,20 @@ def plan_modules(
 
 def host_module_names(recipe: Recipe, modules: ModuleIndex) -> list[str]:
     """`initrd.modules = "auto"`: this host's drivers for the dump target, and its filesystem."""
-    selection = recipe.dump.target.kind.host_selection(recipe.dump)
-    if selection.block_device is not None:
-        found = block_device_modules(selection.block_device)
-    else:
-        found = network_modules()
-    names = list(found.required)
-    for alias in found.optional:
-        # A device no module claims: its driver is built in or not needed.
-        with contextlib.suppress(ModuleError):
-            names += modules.resolve(alias, "initrd.modules")
-    if selection.filesystem:
-        names.append(f"fs-{selection.filesystem}")
+    names: list[str] = []
+    for attempt in recipe.dump.attempts():
+        selection = attempt.target.kind.host_selection(attempt)
+        if selection.block_device is not None:
+            found = block_device_modules(selection.block_device)
+        else:
+            found = network_modules()
+        names += found.required
+        for alias in found.optional:
+            # A device no module claims: its driver is built in or not needed.
+            with contextlib.suppress(ModuleError):
+                names += modules.resolve(alias, "initrd.modules")
+        if selection.filesystem:
+            names.append(f"fs-{selection.filesystem}")
     return list(dict.fromkeys(names))
 
 
@@ -209,8 +211,15 @@ class _RecipeFiles(RecipeFiles):
 
 
 def target_content(recipe: Recipe) -> TargetContent:
-    """What the dump target adds to the initrd."""
-    return recipe.dump.target.kind.content(recipe.dump, _RecipeFiles(recipe))
+    """What the dump targets (dump.target and every dump.fallback) add to the initrd."""
+    files = _RecipeFiles(recipe)
+    parts = [attempt.target.kind.content(attempt, files) for attempt in recipe.dump.attempts()]
+    generated = {item.path: item for part in parts for item in part.files}
+    return TargetContent(
+        modules=tuple(dict.fromkeys(name for part in parts for name in part.modules)),
+        programs=tuple(dict.fromkeys(program for part in parts for program in part.programs)),
+        files=tuple(generated.values()),
+    )
 
 
 def plan_target(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,18 @@ def manifest(result: BuildResult) -> dict[str, Any]:
     }
 
 
-def write_outputs(result: BuildResult, outdir: Path) -> None:
-    """Make `outdir` hold exactly this build's outputs, in one atomic step (or refuse)."""
+def write_outputs(
+    result: BuildResult, outdir: Path, extra: Mapping[str, bytes] | None = None
+) -> None:
+    """Make `outdir` hold exactly this build's outputs, in one atomic step (or refuse).
+
+    `extra` adds files by name (what a caller records beside the build, such as
+    what it was built from), swapped in with the rest.
+    """
 
     def fill(staging: Path) -> None:
+        for name, data in (extra or {}).items():
+            (staging / name).write_bytes(data)
         (staging / "initrd.img").write_bytes(result.initrd)
         (staging / "vmlinuz").write_bytes(result.kernel_bytes)
         (staging / "cmdline.txt").write_text(result.cmdline + "\n")

@@ -6,7 +6,7 @@ only this model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,20 @@ class InitrdSettings:
 
 
 @dataclass(frozen=True)
+class FallbackTarget:
+    """One `[[dump.fallback]]` table: a target tried when the ones before it failed."""
+
+    target: DumpTarget
+    options: TargetOptions
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target.value, **self.options.to_json()}
+
+
+@dataclass(frozen=True)
 class DumpSettings:
-    """`[dump]`: the target and its own options, and what every target shares."""
+    """`[dump]`: the target and its own options, what every target shares, and the
+    fallback targets tried in order when saving to the one before fails."""
 
     target: DumpTarget
     options: TargetOptions
@@ -123,13 +135,22 @@ class DumpSettings:
     device_timeout: int
     final_action: FinalAction
     failure_action: FailureAction
+    keep: int = 0
+    fallback: tuple[FallbackTarget, ...] = ()
+
+    def attempts(self) -> tuple[DumpSettings, ...]:
+        """The targets in the order the capture tries them, each with the shared settings."""
+        first = replace(self, fallback=())
+        rest = (replace(first, target=item.target, options=item.options) for item in self.fallback)
+        return (first, *rest)
 
     def to_json(self) -> dict[str, Any]:
         values: dict[str, Any] = {"target": self.target.value, **self.options.to_json()}
         for item in fields(self):
-            if item.name not in ("target", "options"):
+            if item.name not in ("target", "options", "fallback"):
                 value = getattr(self, item.name)
                 values[item.name] = list(value) if isinstance(value, tuple) else value
+        values["fallback"] = [item.to_json() for item in self.fallback]
         return values
 
 

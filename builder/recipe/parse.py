@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from builder.arch import ARCHES, arch_info
 from builder.compression import MAX_LEVEL
@@ -19,6 +20,7 @@ from builder.recipe.model import (
     Collector,
     CrashkernelSettings,
     DumpSettings,
+    FallbackTarget,
     InitrdSettings,
     KernelMode,
     KernelSettings,
@@ -119,6 +121,18 @@ def _dump(general: Mapping[str, Any], targeted: Mapping[str, Any], check: Check)
     common = {s.field: _value(s, general, check, "required key is missing")
               for s in SETTINGS if s.section == "dump"}  # fmt: skip
     target: DumpTarget = common.pop("target")
+    tables = common.pop("fallback")
+    options = _target_options(target, targeted, check)
+    fallback = tuple(_fallback(index, table, check) for index, table in enumerate(tables))
+    dump = DumpSettings(target=target, options=options, fallback=fallback, **common)
+    target.kind.check(dump, check)
+    for index, attempt in enumerate(dump.attempts()[1:]):
+        attempt.target.kind.check(attempt, _fallback_check(index, tables[index], check))
+    return dump
+
+
+def _target_options(target: DumpTarget, targeted: Mapping[str, Any], check: Check) -> Any:
+    """The target's own keys (raw TOML values by dotted key), parsed and checked."""
     owners = target_settings()
     for key in targeted:
         readers = [owner for owner, _ in owners[key]]
@@ -128,13 +142,48 @@ def _dump(general: Mapping[str, Any], targeted: Mapping[str, Any], check: Check)
     values = {}
     for setting in target.kind.settings:
         if setting.key in targeted:
-            values[setting.field] = _parse_value(setting, targeted[setting.key], check.recipe)
+            try:
+                values[setting.field] = setting.parse(targeted[setting.key])
+            except ValueError as error:
+                check.fail(setting.key, str(error))
         else:
             missing = f"required when dump.target is {target.value}"
             values[setting.field] = _value(setting, {}, check, missing)
-    dump = DumpSettings(target=target, options=target.kind.options(values, check), **common)
-    target.kind.check(dump, check)
-    return dump
+    return target.kind.options(values, check)
+
+
+@dataclass(frozen=True)
+class _FallbackCheck(Check):
+    """Errors name the key inside its table: `dump.fallback[1].device`."""
+
+    prefix: str = "dump"
+
+    def fail(self, key: str, message: str) -> NoReturn:
+        super().fail(key.replace("dump", self.prefix, 1), message)
+
+
+def _fallback_check(index: int, table: Mapping[str, Any], check: Check) -> Check:
+    given = frozenset(f"dump.{key}" for key in table)
+    return _FallbackCheck(check.recipe, given, f"dump.fallback[{index}]")
+
+
+def _fallback(index: int, table: Mapping[str, Any], check: Check) -> FallbackTarget:
+    """One `[[dump.fallback]]` table: its target, and only that target's own keys."""
+    inner = _fallback_check(index, table, check)
+    try:
+        target = SETTINGS_BY_KEY["dump.target"].parse(table["target"])
+    except ValueError as error:
+        inner.fail("dump.target", str(error))
+    owners = target_settings()
+    targeted = {}
+    for key, value in table.items():
+        dotted = f"dump.{key}"
+        if key == "target":
+            continue
+        if dotted not in owners:
+            inner.fail(dotted, "unknown key (a fallback table holds target and that target's keys)")
+        targeted[dotted] = value
+    return FallbackTarget(target, _target_options(target, targeted, inner))
 
 
 def _check_combinations(recipe: Recipe, check: Check) -> None:

@@ -107,6 +107,16 @@ def _size_list(value: Any) -> tuple[str, ...]:
     return items
 
 
+def _fallback_tables(value: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError("expected an array of tables ([[dump.fallback]])")
+    for index, table in enumerate(value):
+        if "target" not in table:
+            raise ValueError(f"item {index}: give its target")
+    return tuple(value)
+
+
+_fallback_tables.__doc__ = "array of tables, each a target and its keys"
 _modules.__doc__ = 'array of module names or aliases, or "auto"'
 _extra_files.__doc__ = "array of DEST or DEST=root:/P, recipe:P, host:/P"
 _crashkernel_value.__doc__ = "crashkernel= value"
@@ -285,6 +295,23 @@ SETTINGS: tuple[Setting, ...] = (
         choice(FailureAction),
         FailureAction.REBOOT,
         "What the capture kernel does when saving fails.",
+    ),
+    Setting(
+        "dump.keep",
+        integer(0, 100000),
+        0,
+        "Dumps to keep in the dump directory of this machine (a `local` target): at boot, "
+        "`kdump-build boot` removes the oldest beyond this many; 0 keeps them all. The "
+        "capture kernel never deletes anything.",
+    ),
+    Setting(
+        "dump.fallback",
+        _fallback_tables,
+        (),
+        "More dump targets, tried in order when saving to the ones before failed: "
+        "`[[dump.fallback]]` tables, each with its `target` and that target's keys "
+        "(the shared keys above apply to all). The capture logs which target saved the "
+        "dump and records it in the dump directory (`kdump-target`).",
     ),
     Setting(
         "crashkernel.reserve",

@@ -6,10 +6,11 @@ Nested KVM hangs on the build machines, so every boot is TCG.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # QEMU user-mode network: the guest gets DHCP from QEMU and reaches the host's
@@ -58,6 +59,44 @@ def qemu_command(
         "-append",
         append,
     ]
+
+
+def disk_qemu_command(
+    disk: Path, fmt: str, *, memory: str, cpus: int, log: Path, share: tuple[Path, str] | None
+) -> list[str]:
+    """QEMU under TCG booting `disk` through its firmware (SeaBIOS, then the disk's boot
+    loader), the console on `log`, no network, no reboot (a guest reboot ends QEMU).
+
+    `share` = (directory, tag) exports a host directory over virtio 9p.
+    """
+    command = [
+        "qemu-system-x86_64", "-accel", "tcg", "-m", memory, "-smp", str(cpus),
+        # No CD-ROM, floppy, parallel port or VGA for the guest to probe.
+        "-nodefaults", "-display", "none", "-monitor", "none", "-serial", f"file:{log}",
+        "-no-reboot", "-nic", "none",
+        "-drive", f"file={disk},format={fmt},if=virtio,cache=unsafe",
+    ]  # fmt: skip
+    if share is not None:
+        directory, tag = share
+        command += ["-virtfs", f"local,path={directory},mount_tag={tag},security_model=none"]
+    return command
+
+
+@dataclass
+class Marks:
+    """A stop condition that never stops: it notes when each pattern first showed on the
+    console (to about a second: `watch` polls once a second), in seconds since `start`."""
+
+    patterns: Mapping[str, re.Pattern[str]]
+    start: float = field(default_factory=time.monotonic)
+    seen: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, console: str, idle: float) -> str | None:
+        now = time.monotonic() - self.start
+        for name, pattern in self.patterns.items():
+            if name not in self.seen and pattern.search(console):
+                self.seen[name] = round(now, 1)
+        return None
 
 
 def watch(

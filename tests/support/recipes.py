@@ -42,8 +42,18 @@ def dumps(document: Mapping[str, Any]) -> str:
     for section, table in document.items():
         if isinstance(table, Mapping):
             lines += ["", f"[{section}]"]
-            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()
+                      if not _is_table_array(value)]  # fmt: skip
+            for key, value in table.items():
+                for item in value if _is_table_array(value) else ():
+                    lines += ["", f"[[{section}.{key}]]"]
+                    lines += [f"{name} = {_toml_value(inner)}" for name, inner in item.items()]
     return "\n".join(lines) + "\n"
+
+
+def _is_table_array(value: object) -> bool:
+    """An array of tables (`[[dump.fallback]]`)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
 
 
 def recipe_text(

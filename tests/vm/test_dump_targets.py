@@ -190,6 +190,7 @@ def test_local_by_uuid_with_hooks(tmp_path: Path) -> None:
     assert dump_dir.parent == tmp_path / "disk" / "crash" / "dumps"
     assert DUMP_DIR_NAME.match(dump_dir.name), dump_dir
     assert sorted(path.name for path in dump_dir.iterdir()) == [
+        "kdump-target",
         "post-hook.txt",
         "vmcore",
         "vmcore-dmesg.txt",
@@ -270,7 +271,12 @@ def test_nfs(tmp_path: Path, nfs_server: tuple[Path, int]) -> None:
     assert len(dumps) == 1, dumps
     name = dumps[0].name
     assert name.startswith(f"{GUEST_ADDRESS}-") and DUMP_DIR_NAME.match(name.split("-", 1)[1])
-    assert sorted(path.name for path in dumps[0].iterdir()) == ["vmcore", "vmcore-dmesg.txt"]
+    assert sorted(path.name for path in dumps[0].iterdir()) == [
+        "kdump-target",
+        "vmcore",
+        "vmcore-dmesg.txt",
+    ]
+    assert (dumps[0] / "kdump-target").read_text() == f"nfs {HOST_FROM_GUEST}:/kdump\n"
     check_vmcore(dumps[0] / "vmcore", cycle.kernel_version, tmp_path)
 
 
@@ -336,7 +342,11 @@ def test_ssh(tmp_path: Path, ssh_server: tuple[Path, int]) -> None:
     saved = list(dumps.iterdir())
     assert len(saved) == 1, saved
     assert saved[0].name.startswith("crashed-guest-"), saved
-    assert sorted(path.name for path in saved[0].iterdir()) == ["vmcore-dmesg.txt", "vmcore.flat"]
+    assert sorted(path.name for path in saved[0].iterdir()) == [
+        "kdump-target",
+        "vmcore-dmesg.txt",
+        "vmcore.flat",
+    ]
     vmcore = restore_flat(saved[0] / "vmcore.flat", tmp_path)
     check_vmcore(vmcore, cycle.kernel_version, tmp_path)
     assert "sysrq triggered crash" in (saved[0] / "vmcore-dmesg.txt").read_text(errors="replace")
@@ -371,16 +381,18 @@ def test_missing_target_takes_failure_action(tmp_path: Path, failing_capture: Ca
 
 def test_full_target_takes_failure_action(tmp_path: Path, failing_capture: Capture) -> None:
     disk = tmp_path / "tiny.img"
-    # 16 MiB holds the kernel log but not the ~35 MiB dump of a 1 GiB guest.
+    # 16 MiB holds the kernel log but not the ~35 MiB dump of a 1 GiB guest: the size
+    # bound (makedumpfile's dry run) refuses it before anything is written.
     harness.make_dump_disk(disk, size_mib=16, label="kdump")
     cycle = boot_and_crash(tmp_path, failing_capture, disk)
     context = cycle.console[-4000:]
-    assert "kdump: FAILED: saving the dump failed" in cycle.console, context
+    assert "kdump: FAILED: not enough space on local LABEL=kdump: the dump needs up to" in (
+        cycle.console
+    ), context
     assert "hook: post status=failed" in cycle.console, context
     assert "kdump: action: reboot" in cycle.console, context
     assert "reboot: Restarting system" in cycle.console, context
     assert "kdump: dump saved" not in cycle.console
     files = harness.extract_disk(disk, tmp_path / "disk")
     names = sorted(path.name for path in files)
-    assert "vmcore" not in names, names
-    assert "vmcore-incomplete" in names, names
+    assert not [name for name in names if name.startswith("vmcore")], names

@@ -15,6 +15,7 @@ log() {
 }
 
 mounted=""
+attempting=""
 # Where the dump went, for the post hooks: a directory on a mounted target, or empty.
 dump_dir=""
 hooks_done=""
@@ -49,6 +50,11 @@ act() {
 
 fail() {
     log "FAILED: $*"
+    if [ -n "$attempting" ]; then
+        # Inside one target's attempt (a subshell): end it, so the next target is tried.
+        [ -n "$mounted" ] && umount /mnt/dump 2>/dev/null
+        exit 1
+    fi
     if [ -z "$hooks_done" ]; then
         hooks_done=yes
         run_hooks post failed
@@ -118,11 +124,59 @@ network_up() {
     esac
 }
 
+# An upper bound of the dump's size in bytes, before it is written: the pages
+# makedumpfile's dry run keeps, each with its page descriptor, plus both bitmaps;
+# or all of /proc/vmcore for `copy`.
+dump_bound() {
+    estimate_dump > /tmp/estimate.log 2>&1 || return 1
+    size=$(sed -n 's/^size \([0-9]*\)$/\1/p' /tmp/estimate.log)
+    if [ -n "$size" ]; then
+        echo "$size"
+        return 0
+    fi
+    pages=$(sed -n 's/^ *Remaining pages *: *\(0x[0-9a-fA-F]*\).*/\1/p' /tmp/estimate.log)
+    total=$(sed -n 's/^ *Total pages *: *\(0x[0-9a-fA-F]*\).*/\1/p' /tmp/estimate.log)
+    page_kib=$(sed -n 's/^KernelPageSize: *\([0-9]*\) kB$/\1/p' /proc/self/smaps | head -n 1)
+    [ -n "$pages" ] && [ -n "$total" ] && [ -n "$page_kib" ] || return 1
+    echo $((pages * (page_kib * 1024 + 24) + total / 4 + 1048576))
+}
+
+# Refuse a target that cannot hold the dump (the next target is tried) rather than
+# fill its filesystem.
+check_space() {
+    if ! need=$(dump_bound); then
+        log "cannot bound the dump's size; not checking free space"
+        return 0
+    fi
+    free=$(df -Pk "$1" | awk 'NR == 2 { print $4 }')
+    case "$free" in
+        "" | *[!0-9]*)
+            log "cannot read the free space of $1"
+            return 0
+            ;;
+    esac
+    need=$(((need + 1023) / 1024))
+    [ "$need" -le "$free" ] \
+        || fail "not enough space on $(target_label): the dump needs up to $need KiB, $free KiB are free"
+    log "free space: $free KiB, the dump needs up to $need KiB"
+}
+
+target_label() {
+    case "$KDUMP_TARGET" in
+        local | raw) echo "$KDUMP_TARGET $KDUMP_DEVICE" ;;
+        nfs) echo "nfs $KDUMP_NFS_SOURCE" ;;
+        ssh) echo "ssh $KDUMP_SSH_DESTINATION" ;;
+        *) echo "$KDUMP_TARGET" ;;
+    esac
+}
+
 # Dump into a directory of a mounted filesystem (local and nfs targets).
 save_to_directory() {
     dir="/mnt/dump$KDUMP_PATH/$1"
+    check_space "/mnt/dump"
     mkdir -p "$dir" || fail "cannot create $dir"
     dump_dir=$dir
+    target_label > "$dir/kdump-target" || log "could not record the target in $dir"
     if command -v makedumpfile >/dev/null; then
         makedumpfile --dump-dmesg /proc/vmcore "$dir/vmcore-dmesg.txt" >/dev/null \
             || log "could not save the kernel log"
@@ -149,6 +203,7 @@ ssh_run() {
     dbclient "$@"
 }
 
+save_dump() {
 case "$KDUMP_TARGET" in
     local)
         wait_for_device
@@ -189,10 +244,37 @@ case "$KDUMP_TARGET" in
             || fail "saving the dump failed; $incomplete is partial"
         ssh_run "mv -- $incomplete $remote/vmcore$KDUMP_STREAM_SUFFIX" < /dev/null \
             || fail "cannot rename $incomplete"
+        target_label | ssh_run "cat > $remote/kdump-target" || log "could not record the target"
         log "dump saved to $KDUMP_SSH_DESTINATION:$remote/vmcore$KDUMP_STREAM_SUFFIX"
         ;;
     *) fail "unknown dump target $KDUMP_TARGET" ;;
 esac
+}
+
+# One target's attempt, in a subshell: its failure ends the attempt, not the capture.
+attempt() {
+    attempting=yes
+    "target_$1"
+    log "dump target $1 of $KDUMP_TARGET_COUNT: $(target_label)"
+    save_dump
+    printf '%s\n%s\n' "$dump_dir" "$mounted" > /run/kdump-saved
+}
+
+# dump.target, then each dump.fallback in order, until one saves the dump.
+saved=""
+number=1
+while [ "$number" -le "$KDUMP_TARGET_COUNT" ]; do
+    if (attempt "$number"); then
+        saved=$number
+        break
+    fi
+    number=$((number + 1))
+    [ "$number" -le "$KDUMP_TARGET_COUNT" ] && log "trying the next dump target"
+done
+[ -n "$saved" ] || fail "the dump was not saved ($KDUMP_TARGET_COUNT target(s) tried)"
+"target_$saved"
+{ read -r dump_dir; read -r mounted; } < /run/kdump-saved
+log "saved with dump target $saved of $KDUMP_TARGET_COUNT: $(target_label)"
 
 hooks_done=yes
 run_hooks post saved

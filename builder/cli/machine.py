@@ -1,0 +1,65 @@
+"""Commands that arm this machine: enable, disable, boot (the service), and the kernel
+hooks' kernel-installed and kernel-removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _say(line: str) -> None:
+    typer.echo(line)
+
+
+def enable(
+    recipe: Annotated[
+        Path | None,
+        typer.Argument(help='A recipe with source.root = "/" [a new one for this machine].'),
+    ] = None,
+) -> None:
+    """Arm this machine: recipe, a capture per installed kernel, the service, the kernel
+    hooks and the crashkernel= reservation."""
+    from builder.host.enable import enable as arm
+
+    arm(recipe, _say)
+
+
+def disable() -> None:
+    """Undo enable: service, hooks, reservation, captures; the saved dumps stay."""
+    from builder.host.enable import disable as disarm
+
+    disarm(_say)
+
+
+def boot() -> None:
+    """What the service runs at boot: prune old dumps, rebuild the capture of the running
+    kernel if its recipe or kernel changed, and load it."""
+    from builder.cli.kexec import load
+    from builder.host.boot import prepare_boot
+
+    capture = prepare_boot(_say)
+    load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
+         show=False, testing_corrupt_segment=None)  # fmt: skip
+
+
+def kernel_installed(
+    version: Annotated[str, typer.Argument(help="The kernel version (uname -r form).")],
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Its image [/boot/vmlinuz-VERSION].")
+    ] = None,
+) -> None:
+    """Kernel hook: build the capture of a newly installed kernel."""
+    from builder.host.boot import kernel_installed as built
+
+    built(version, image, _say)
+
+
+def kernel_removed(
+    version: Annotated[str, typer.Argument(help="The kernel version (uname -r form).")],
+) -> None:
+    """Kernel hook: remove the capture of a removed kernel."""
+    from builder.host.boot import kernel_removed as removed
+
+    removed(version, _say)

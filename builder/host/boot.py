@@ -1,0 +1,85 @@
+"""What the service does at boot, and what the kernel hooks do, before any load.
+
+At boot: prune the oldest dumps beyond dump.keep, then make sure the running
+kernel's capture was built from the current recipe, kernel and kdump-build
+(rebuilding it when not). The CLI then loads it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from builder.errors import HostError
+from builder.host import captures
+from builder.host.dumps import prune
+from builder.host.paths import HostPaths
+from builder.host.probe import machine_ram, mounted_directory
+from builder.host.state import enabled_recipe
+from builder.recipe.model import Recipe
+from builder.targets import DumpTarget
+from builder.targets.local import LocalOptions
+
+Say = Callable[[str], None]
+
+
+def local_dump_directories(recipe: Recipe) -> list[Path]:
+    """Where this machine has the directories of the recipe's local targets mounted."""
+    found = []
+    for attempt in recipe.dump.attempts():
+        if attempt.target is DumpTarget.LOCAL and isinstance(attempt.options, LocalOptions):
+            directory = mounted_directory(attempt.options.device, attempt.options.path)
+            if directory is not None:
+                found.append(directory)
+    return found
+
+
+def prune_dumps(recipe: Recipe, say: Say) -> None:
+    if recipe.dump.keep <= 0:
+        return
+    for directory in local_dump_directories(recipe):
+        for removed in prune(directory, recipe.dump.keep):
+            say(f"removed the old dump {removed} (dump.keep = {recipe.dump.keep})")
+
+
+def ensure_capture(recipe: Recipe, version: str, paths: HostPaths, say: Say,
+                   image: Path | None = None) -> Path:  # fmt: skip
+    """The capture of `version`, rebuilt first when its inputs changed."""
+    capture = paths.capture(version)
+    kernel_image = image or paths.kernel_image(version)
+    if not kernel_image.is_file():
+        if (capture / "vmlinuz").is_file():
+            say(f"{kernel_image} is gone; using the capture built before")
+            return capture
+        raise HostError(f"{kernel_image}: no such kernel image, and no capture for {version}")
+    reason = captures.staleness(capture, captures.current_inputs(recipe.path, kernel_image))
+    if reason is not None:
+        say(f"rebuilding the capture for {version}: {reason}")
+        captures.build_capture(recipe, version, paths, machine_ram(), kernel_image)
+    return capture
+
+
+def prepare_boot(say: Say, paths: HostPaths | None = None) -> Path:
+    """Prune, rebuild when needed; the capture directory to load for this kernel."""
+    paths = paths or HostPaths()
+    recipe = enabled_recipe(paths)
+    prune_dumps(recipe, say)
+    return ensure_capture(recipe, os.uname().release, paths, say)
+
+
+def kernel_installed(version: str, image: Path | None, say: Say,
+                     paths: HostPaths | None = None) -> None:  # fmt: skip
+    """The kernel hook: build (or rebuild) the capture of a newly installed kernel."""
+    paths = paths or HostPaths()
+    recipe = enabled_recipe(paths)
+    chosen = image or paths.kernel_image(version)
+    record = captures.build_capture(recipe, version, paths, machine_ram(), chosen)
+    say(f"kdump-build: built {paths.capture(version)} for kernel {record.kernel_version}")
+
+
+def kernel_removed(version: str, say: Say, paths: HostPaths | None = None) -> None:
+    """The kernel hook: remove the capture of a removed kernel (once; purge finds none)."""
+    paths = paths or HostPaths()
+    if captures.remove_capture(paths, version):
+        say(f"kdump-build: removed {paths.capture(version)}")

@@ -1,0 +1,184 @@
+"""`kdump-build enable` and `disable`: arm this machine for crash dumps, and undo it.
+
+enable: the recipe (this host's, written to /etc/kdump-build/recipe.toml, or the one
+given), a capture for every installed kernel, the service and the kernel hooks, the
+reservation in GRUB; it ends with one line saying whether a reboot is needed.
+disable removes all of that and leaves the dumps alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.crashkernel.live import read_live_reservation
+from builder.errors import HostError
+from builder.host import captures, grub, service
+from builder.host.managed import is_managed, remove_managed, write_managed
+from builder.host.paths import UNIT_NAME, HostPaths
+from builder.host.probe import HostFacts, probe_host
+from builder.host.recipe import check_host_recipe, host_recipe_text
+from builder.host.reserve import Need, machine_need
+from builder.host.state import enabled_recipe_path, forget_enabled, record_enabled
+from builder.recipe.model import Recipe
+from builder.recipe.parse import load_recipe
+from builder.units import format_mib
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What enable and disable run besides writing files (tests on a temporary root turn
+    them off): systemctl, update-grub, and the root check."""
+
+    systemctl: bool = True
+    update_grub: bool = True
+    require_root: bool = True
+
+
+def _require_root(effects: Effects, what: str) -> None:
+    if effects.require_root and os.geteuid() != 0:
+        raise HostError(f"{what} changes this machine's boot and needs root (run it as root)")
+
+
+def host_recipe(given: Path | None, facts: HostFacts, paths: HostPaths, say: Say) -> Recipe:
+    """The recipe to enable: the one given, an existing host recipe, or a new one."""
+    if given is not None:
+        path = given.absolute()
+        say(f"recipe: {path}")
+    elif paths.recipe.exists():
+        path = paths.recipe
+        say(f"recipe: {path} (kept as it is; remove it to have a new one written)")
+    else:
+        write_managed(paths.recipe, host_recipe_text(facts, str(paths.root)))
+        path = paths.recipe
+        filesystem = facts.dump_filesystem
+        say(f"recipe: wrote {path} for this machine:")
+        say('  source    this machine (source.root = "/"), each installed kernel reused')
+        say('  modules   the drivers this machine uses for the dump disk (modules = "auto")')
+        say(f"  dump to   {filesystem.device} ({filesystem.fstype}) at {filesystem.path},"
+            f" mounted here at {filesystem.mount_point}")  # fmt: skip
+    recipe = load_recipe(path)
+    check_host_recipe(recipe, paths.root)
+    return recipe
+
+
+def build_all(recipe: Recipe, facts: HostFacts, paths: HostPaths, say: Say) -> None:
+    """A capture for every installed kernel; captures of kernels now gone are removed."""
+    for version in facts.kernels:
+        start = time.monotonic()
+        record = captures.build_capture(recipe, version, paths, facts.ram)
+        needed = format_mib(record.needed) if record.needed is not None else "unknown"
+        say(f"capture: {paths.capture(version)} built in {time.monotonic() - start:.1f} s "
+            f"(needs {needed} on this machine's {format_mib(facts.ram)} of RAM)")  # fmt: skip
+    for version in captures.built_versions(paths):
+        if version not in facts.kernels and captures.remove_capture(paths, version):
+            say(f"capture: removed {paths.capture(version)} (kernel no longer installed)")
+
+
+def install_files(paths: HostPaths, say: Say) -> None:
+    """The unit, the kernel hooks and the kernel-install plugin."""
+    command = service.kdump_build_command()
+    files = (
+        (paths.unit, service.unit_text(command), 0o644),
+        (paths.postinst_hook, service.postinst_hook_text(command), 0o755),
+        (paths.postrm_hook, service.postrm_hook_text(command), 0o755),
+        (paths.install_plugin, service.install_plugin_text(command), 0o755),
+    )
+    for path, text, mode in files:
+        write_managed(path, text, mode=mode)
+    say(f"service: {paths.unit}; kernel hooks: {paths.postinst_hook}, {paths.postrm_hook}, "
+        f"{paths.install_plugin}")  # fmt: skip
+
+
+def systemctl(*args: str) -> None:
+    try:
+        result = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+    except OSError as error:
+        raise HostError(f"systemctl: {error.strerror}") from None
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise HostError(f"systemctl {' '.join(args)} failed: {last}")
+
+
+def apply_reservation(paths: HostPaths, need: Need, effects: Effects, say: Say) -> bool:
+    """Write crashkernel= for GRUB; True when it went into GRUB's configuration."""
+    value = f"crashkernel={need.value}"
+    claim = (f"{value} for this machine ({format_mib(need.ram)} of RAM): the largest capture "
+             f"({need.kernel_version}) needs {format_mib(need.needed)}, "
+             f"{format_mib(need.margin)} margin")  # fmt: skip
+    if not grub.has_grub(paths, program=effects.update_grub):
+        say(f"reservation: {claim}")
+        say(f"reservation: no GRUB here; add {value} to the kernel command line of this "
+            "machine's boot loader")  # fmt: skip
+        return False
+    grub.apply(paths, need.value, run_update=effects.update_grub)
+    say(f"reservation: {claim}, in {paths.grub_dropin}")
+    for other in grub.other_settings(paths):
+        say(f"reservation: warning: {other} sets crashkernel= too; the last one on the command "
+            "line wins")  # fmt: skip
+    return True
+
+
+def enable(
+    given: Path | None,
+    say: Say,
+    paths: HostPaths | None = None,
+    effects: Effects | None = None,
+    facts: HostFacts | None = None,
+) -> None:
+    """Arm this machine; the last line says whether a reboot is needed."""
+    paths, effects = paths or HostPaths(), effects or Effects()
+    _require_root(effects, "enable")
+    facts = facts or probe_host(paths)
+    recipe = host_recipe(given, facts, paths, say)
+    build_all(recipe, facts, paths, say)
+    record_enabled(paths, recipe.path)
+    install_files(paths, say)
+    if effects.systemctl:
+        systemctl("daemon-reload")
+        systemctl("enable", UNIT_NAME)
+    need = machine_need(paths)
+    in_grub = apply_reservation(paths, need, effects, say)
+    live = read_live_reservation()
+    if live.size >= need.needed > 0:
+        if effects.systemctl:
+            systemctl("restart", UNIT_NAME)
+        say(f"ready: the running kernel reserves {format_mib(live.size)}, the capture is "
+            "loaded; no reboot needed")  # fmt: skip
+    elif in_grub:
+        say(f"reboot needed: crashkernel={need.value} takes effect at the next boot")
+    else:
+        say(f"reboot needed, after adding crashkernel={need.value} to the kernel command line")
+
+
+def disable(say: Say, paths: HostPaths | None = None, effects: Effects | None = None) -> None:
+    """Undo enable: service, hooks, reservation, captures, recipe; the dumps stay."""
+    paths, effects = paths or HostPaths(), effects or Effects()
+    _require_root(effects, "disable")
+    if effects.systemctl and is_managed(paths.unit):
+        systemctl("disable", "--now", UNIT_NAME)
+    removed = [path for path in (paths.unit, paths.postinst_hook, paths.postrm_hook,
+                                 paths.install_plugin) if remove_managed(path)]  # fmt: skip
+    if effects.systemctl and removed:
+        systemctl("daemon-reload")
+    if grub.remove(paths, run_update=effects.update_grub and grub.has_grub(paths)):
+        removed.append(paths.grub_dropin)
+    for version in captures.built_versions(paths):
+        captures.remove_capture(paths, version)
+        removed.append(paths.capture(version))
+    captures.remove_capture_store(paths)
+    recipe = enabled_recipe_path(paths)
+    forget_enabled(paths)
+    if recipe == paths.recipe and remove_managed(paths.recipe):
+        removed.append(paths.recipe)
+    for path in removed:
+        say(f"removed {path}")
+    reserved = read_live_reservation().size
+    tail = f"; reboot to free the {format_mib(reserved)} reservation" if reserved else ""
+    say(f"disabled: the dumps in {paths.crash} stay{tail}")

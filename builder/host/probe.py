@@ -1,0 +1,217 @@
+"""Facts about this machine that `enable` plans from, read once.
+
+The installed kernels (an image in /boot with its modules), the RAM and CPUs,
+the programs the capture copies, and the filesystem that holds /var/crash.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import HostError, KdumpBuildError
+from builder.host.paths import HostPaths
+from builder.kexec.memmap import parse_iomem
+
+# Filesystems the capture kernel mounts from a block device with only its module.
+MOUNTABLE = frozenset({"ext2", "ext3", "ext4", "xfs"})
+# The Debian package that ships each program the capture needs.
+PROGRAMS = {
+    "makedumpfile": (("/usr/bin/makedumpfile", "/usr/sbin/makedumpfile"), "makedumpfile"),
+    "busybox": (("/bin/busybox", "/usr/bin/busybox"), "busybox-static"),
+}
+
+
+@dataclass(frozen=True)
+class DumpFilesystem:
+    """The filesystem that holds the crash directory, as the capture will find it."""
+
+    device: str  # UUID=...
+    fstype: str
+    mount_point: Path  # where the running system has it
+    path: str  # the crash directory inside that filesystem
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    kernels: tuple[str, ...]
+    ram: int
+    cpus: int
+    makedumpfile: str
+    busybox: str
+    dump_filesystem: DumpFilesystem
+    consoles: tuple[str, ...]
+
+
+def installed_kernels(paths: HostPaths) -> tuple[str, ...]:
+    """Versions with both /boot/vmlinuz-<version> and /lib/modules/<version>, sorted."""
+    found = []
+    for image in sorted(paths.boot.glob("vmlinuz-*")):
+        version = image.name.removeprefix("vmlinuz-")
+        if (paths.modules / version).is_dir():
+            found.append(version)
+    return tuple(found)
+
+
+def find_program(paths: HostPaths, name: str) -> str:
+    """The program's path in the host root, or a `HostError` naming the package to install."""
+    candidates, package = PROGRAMS[name]
+    for candidate in candidates:
+        if (paths.root / candidate.lstrip("/")).is_file():
+            return candidate
+    raise HostError(
+        f"{name} is not installed: the capture needs it (install it: apt install {package})"
+    )
+
+
+def machine_ram(iomem: Path = Path("/proc/iomem"), meminfo: Path = Path("/proc/meminfo")) -> int:
+    """This machine's RAM as crashkernel= ranges see it: its System RAM (else MemTotal)."""
+    try:
+        total = parse_iomem(iomem.read_text(), source=str(iomem)).total_ram
+    except (OSError, KdumpBuildError):
+        total = 0
+    if total > 0:
+        return total
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise HostError(f"{meminfo}: no MemTotal line")
+
+
+def console_arguments(cmdline: str) -> tuple[str, ...]:
+    """The running kernel's console= arguments, for the capture to log where it does.
+
+    >>> console_arguments("BOOT_IMAGE=/vmlinuz root=UUID=x ro console=ttyS0,115200 quiet")
+    ('console=ttyS0,115200',)
+    """
+    return tuple(word for word in cmdline.split() if word.startswith("console="))
+
+
+@dataclass(frozen=True)
+class Mount:
+    device_number: str  # major:minor
+    root: str  # the directory of the filesystem mounted here (bind mounts)
+    mount_point: str
+    fstype: str
+    source: str
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """/proc/self/mountinfo lines (proc(5)); octal escapes in paths decoded.
+
+    >>> parse_mountinfo("26 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\\n")[0].fstype
+    'ext4'
+    """
+    mounts = []
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 2:
+            continue
+        mounts.append(
+            Mount(fields[2], _unescape(fields[3]), _unescape(fields[4]), tail[0], tail[1])
+        )
+    return mounts
+
+
+def _unescape(text: str) -> str:
+    return text.encode().decode("unicode_escape") if "\\" in text else text
+
+
+def _existing(path: Path) -> Path:
+    """`path`, or its nearest ancestor that exists (the capture creates the rest)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def mount_of(path: Path, mounts: list[Mount]) -> Mount:
+    """The mount that holds `path` (or would, once created): the longest mount point
+    above it on its device."""
+    path = _existing(path)
+    status = os.stat(path)
+    number = f"{os.major(status.st_dev)}:{os.minor(status.st_dev)}"
+    real = os.path.realpath(path)
+    holding = [
+        mount
+        for mount in mounts
+        if mount.device_number == number
+        and (real == mount.mount_point or real.startswith(mount.mount_point.rstrip("/") + "/"))
+    ]
+    if not holding:
+        raise HostError(f"{path}: no mount in /proc/self/mountinfo holds it")
+    return max(holding, key=lambda mount: len(mount.mount_point))
+
+
+def uuid_of(device_number: str, by_uuid: Path = Path("/dev/disk/by-uuid")) -> str | None:
+    """The filesystem UUID whose /dev/disk/by-uuid link leads to that block device."""
+    major, minor = (int(part) for part in device_number.split(":"))
+    if not by_uuid.is_dir():
+        return None
+    for link in sorted(by_uuid.iterdir()):
+        try:
+            status = os.stat(link)
+        except OSError:
+            continue
+        if os.major(status.st_rdev) == major and os.minor(status.st_rdev) == minor:
+            return link.name
+    return None
+
+
+def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path) -> DumpFilesystem:
+    """The filesystem holding `crash_dir`, or a `HostError` saying why the capture cannot
+    mount it (not a block device filesystem, device-mapper, no UUID)."""
+    mount = mount_of(crash_dir, parse_mountinfo(mountinfo))
+    where = f"{crash_dir} is on {mount.source} ({mount.fstype}, mounted at {mount.mount_point})"
+    if mount.fstype not in MOUNTABLE:
+        kinds = ", ".join(sorted(MOUNTABLE))
+        raise HostError(f"{where}: the capture can only mount {kinds}; give a recipe with "
+                        "another dump target (kdump-build enable RECIPE)")  # fmt: skip
+    if mount.source.startswith("/dev/mapper/") or "/dm-" in os.path.realpath(mount.source):
+        raise HostError(f"{where}: device-mapper (LVM or encryption) is not assembled by the "
+                        "capture; give a recipe with another dump target")  # fmt: skip
+    uuid = uuid_of(mount.device_number, by_uuid)
+    if uuid is None:
+        raise HostError(f"{where}: it has no UUID in {by_uuid}, so the capture cannot find it")
+    relative = os.path.relpath(os.path.realpath(crash_dir), mount.mount_point)
+    inside = os.path.normpath(os.path.join(mount.root, relative))
+    return DumpFilesystem(f"UUID={uuid}", mount.fstype, Path(mount.mount_point), inside)
+
+
+def probe_host(paths: HostPaths) -> HostFacts:
+    """Everything `enable` needs to know about this machine (as root, with /proc and /sys)."""
+    kernels = installed_kernels(paths)
+    if not kernels:
+        raise HostError(
+            f"{paths.boot}: no kernel image (vmlinuz-*) with modules in {paths.modules}"
+        )
+    makedumpfile = find_program(paths, "makedumpfile")
+    busybox = find_program(paths, "busybox")
+    filesystem = dump_filesystem(
+        paths.crash, Path("/proc/self/mountinfo").read_text(), Path("/dev/disk/by-uuid")
+    )
+    consoles = console_arguments(Path("/proc/cmdline").read_text())
+    cpus = os.cpu_count() or 1
+    return HostFacts(kernels, machine_ram(), cpus, makedumpfile, busybox, filesystem, consoles)
+
+
+def mounted_directory(
+    device: str, path: str, by_uuid: Path = Path("/dev/disk/by-uuid")
+) -> Path | None:
+    """Where this machine has `path` of the filesystem `device` (UUID=...), if mounted."""
+    if not device.startswith("UUID="):
+        return None
+    link = by_uuid / device.removeprefix("UUID=").lower()
+    try:
+        status = os.stat(link)
+    except OSError:
+        return None
+    number = f"{os.major(status.st_rdev)}:{os.minor(status.st_rdev)}"
+    mounts = [mount for mount in parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+              if mount.device_number == number]  # fmt: skip
+    for mount in mounts:
+        inside = os.path.relpath(os.path.normpath(path), mount.root)
+        if not inside.startswith(".."):
+            return Path(os.path.normpath(os.path.join(mount.mount_point, inside)))
+    return None

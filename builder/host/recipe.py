@@ -1,0 +1,91 @@
+"""The recipe `enable` writes for this machine, and the per-kernel form of any recipe.
+
+A host recipe reads everything from the running system (`source.root = "/"`): each
+installed kernel is its own capture kernel, its modules are chosen from this
+machine's drivers, and the dump goes to the filesystem that holds /var/crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from builder.errors import HostError
+from builder.host.managed import marker_line
+from builder.host.probe import HostFacts
+from builder.recipe.model import Recipe
+from builder.units import MiB, format_size
+
+DEFAULT_KEEP = 3
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(_toml_string(value) for value in values) + "]"
+
+
+def host_recipe_text(facts: HostFacts, root: str = "/") -> str:
+    """recipe.toml for this machine (deterministic in the facts); `root` is its root
+    directory (`/`; tests give another)."""
+    filesystem = facts.dump_filesystem
+    ram = format_size(facts.ram // MiB * MiB)
+    return f"""\
+{marker_line().rstrip()}
+# The recipe for this machine. Edit it, then run `kdump-build enable` again.
+name = "host"
+
+[source]
+root = {_toml_string(root)}
+
+[kernel]
+mode = "reuse"
+# One capture per installed kernel: each /boot/vmlinuz-<version> is the capture kernel
+# of its own capture, in /var/lib/kdump-build/<version>/.
+image = "/boot/vmlinuz-*"
+cmdline_append = {_toml_list(facts.consoles)}
+
+[initrd]
+# The drivers this machine uses to reach the dump filesystem, read from its /sys.
+modules = "auto"
+binaries = [{_toml_string(facts.makedumpfile)}]
+busybox = {_toml_string(facts.busybox)}
+
+[dump]
+# The filesystem that holds /var/crash ({filesystem.fstype}, mounted at {filesystem.mount_point}).
+target = "local"
+device = {_toml_string(filesystem.device)}
+fstype = {_toml_string(filesystem.fstype)}
+path = {_toml_string(filesystem.path)}
+keep = {DEFAULT_KEEP}
+
+[crashkernel]
+# This machine's RAM: the fit in each capture's fit.json is judged for it. The
+# reservation itself comes from `kdump-build crashkernel --apply`.
+ram = [{_toml_string(ram)}]
+"""
+
+
+def check_host_recipe(recipe: Recipe, root: Path) -> None:
+    """`enable` builds one capture per installed kernel, from this machine's files."""
+    if Path(recipe.source.root or ".").resolve() != root.resolve():
+        raise HostError(
+            f'{recipe.path}: source.root: enable builds from this machine (source.root = "{root}"),'
+            " one capture per installed kernel"
+        )
+
+
+def for_kernel(recipe: Recipe, version: str, image: str | None = None) -> Recipe:
+    """The recipe with `version`'s image as kernel.image: the main kernel, and the capture
+    kernel when kernel.mode is reuse.
+
+    >>> from pathlib import Path
+    >>> from builder.recipe.parse import parse_recipe
+    >>> text = '[source]\\nroot = "/"\\n[dump]\\ndevice = "LABEL=k"\\n'
+    >>> for_kernel(parse_recipe(text, Path("r.toml")), "6.1.0-9-amd64").kernel.image
+    '/boot/vmlinuz-6.1.0-9-amd64'
+    """
+    chosen = image or f"/boot/vmlinuz-{version}"
+    return replace(recipe, kernel=replace(recipe.kernel, image=chosen))

@@ -1,0 +1,129 @@
+"""enable and disable on a machine root made of real Debian packages (a temporary root:
+no systemctl, no update-grub), and the boot-time rebuild when an input changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.errors import HostError, OutputError
+from builder.host import boot, captures
+from builder.host.enable import Effects, disable, enable
+from builder.host.managed import MARKER
+from builder.host.paths import HostPaths
+from builder.host.probe import DumpFilesystem, HostFacts, installed_kernels
+from builder.host.recipe import host_recipe_text
+from builder.host.reserve import machine_need
+from builder.host.state import record_enabled
+from builder.image.fetch import FetchedPackage
+from builder.recipe.parse import parse_recipe
+from builder.units import GiB
+
+OFF = Effects(systemctl=False, update_grub=False, require_root=False)
+
+
+@pytest.fixture(scope="module")
+def sysroot(
+    tmp_path_factory: pytest.TempPathFactory, default_packages: list[FetchedPackage]
+) -> Path:
+    root = tmp_path_factory.mktemp("machine")
+    for package in default_packages:
+        subprocess.run(["dpkg-deb", "-x", str(package.path), str(root)], check=True)
+    (root / "etc/default").mkdir(parents=True, exist_ok=True)
+    (root / "etc/default/grub").write_text('GRUB_CMDLINE_LINUX="console=ttyS0"\n')
+    return root
+
+
+def facts_for(root: Path) -> HostFacts:
+    filesystem = DumpFilesystem("LABEL=kdump", "ext4", root, "/var/crash")
+    kernels = installed_kernels(HostPaths(root))
+    return HostFacts(kernels, 2 * GiB, 2, "/usr/bin/makedumpfile", "/bin/busybox", filesystem,
+                     ("console=ttyS0",))  # fmt: skip
+
+
+def write_given_recipe(root: Path) -> Path:
+    """The host recipe with fixed modules: a build machine's /sys has no dump disk."""
+    text = host_recipe_text(facts_for(root), str(root))
+    text = text.replace('modules = "auto"', 'modules = ["ext4"]')
+    path = root / "given.toml"
+    path.write_text(text)
+    return path
+
+
+def test_enable_then_disable(sysroot: Path) -> None:
+    paths = HostPaths(sysroot)
+    (sysroot / "var/crash/2026-12-01-000000").mkdir(parents=True)
+    (sysroot / "var/crash/2026-12-01-000000/vmcore").write_bytes(b"dump")
+    lines: list[str] = []
+    enable(write_given_recipe(sysroot), lines.append, paths, OFF, facts_for(sysroot))
+    (version,) = installed_kernels(paths)
+    record = json.loads((paths.capture(version) / "host.json").read_text())
+    assert record["kernel_version"] == version and record["ram"] == 2 * GiB
+    assert record["needed"] > 64 << 20 and record["recommended"].endswith("M")
+    for path in (paths.unit, paths.postinst_hook, paths.postrm_hook, paths.install_plugin):
+        assert MARKER in path.read_text(), path
+    assert os.access(paths.postinst_hook, os.X_OK)
+    need = machine_need(paths)
+    assert f"crashkernel={need.value}" in paths.grub_dropin.read_text()
+    assert lines[-1] == f"reboot needed: crashkernel={need.value} takes effect at the next boot"
+    assert any(line.startswith(f"reservation: crashkernel={need.value} for this machine")
+               and "margin" in line for line in lines)  # fmt: skip
+
+    lines.clear()
+    disable(lines.append, paths, OFF)
+    for path in (paths.unit, paths.postinst_hook, paths.grub_dropin, paths.captures):
+        assert not path.exists(), path
+    assert (sysroot / "var/crash/2026-12-01-000000/vmcore").read_bytes() == b"dump"
+    assert lines[-1].startswith("disabled: the dumps in ")
+
+
+def test_enable_leaves_someone_elses_files_alone(sysroot: Path, tmp_path: Path) -> None:
+    paths = HostPaths(sysroot)
+    paths.unit.parent.mkdir(parents=True, exist_ok=True)
+    paths.unit.write_text("[Unit]\nDescription=mine\n")
+    try:
+        with pytest.raises(OutputError, match="not written by kdump-build"):
+            enable(write_given_recipe(sysroot), print, paths, OFF, facts_for(sysroot))
+        assert paths.unit.read_text() == "[Unit]\nDescription=mine\n"
+    finally:
+        paths.unit.unlink()
+        disable(print, paths, OFF)
+
+
+def test_a_recipe_that_is_not_for_this_machine_is_refused(sysroot: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "other.toml"
+    recipe.write_text('[source]\nroot = "/elsewhere"\n[dump]\ndevice = "LABEL=x"\n')
+    with pytest.raises(HostError, match=r"source\.root: enable builds from this machine"):
+        enable(recipe, print, HostPaths(sysroot), OFF, facts_for(sysroot))
+
+
+def test_boot_rebuilds_only_when_an_input_changed(sysroot: Path) -> None:
+    paths = HostPaths(sysroot)
+    recipe_path = write_given_recipe(sysroot)
+    (version,) = installed_kernels(paths)
+    recipe = parse_recipe(recipe_path.read_text(), recipe_path)
+    record_enabled(paths, recipe_path)
+    said: list[str] = []
+    try:
+        boot.ensure_capture(recipe, version, paths, said.append)
+        assert said == [
+            f"rebuilding the capture for {version}: no capture was built for this kernel"
+        ]
+        said.clear()
+        boot.ensure_capture(recipe, version, paths, said.append)
+        assert said == []
+        capture, image = paths.capture(version), paths.kernel_image(version)
+        original = recipe_path.read_text()
+        recipe_path.write_text(original + "\n# edited\n")
+        reason = captures.staleness(capture, captures.current_inputs(recipe_path, image))
+        assert reason == f"the recipe {recipe_path} changed"
+        recipe_path.write_text(original)
+        os.utime(image, ns=(0, image.stat().st_mtime_ns + 1))
+        reason = captures.staleness(capture, captures.current_inputs(recipe_path, image))
+        assert reason == f"the kernel {image} changed"
+    finally:
+        disable(print, paths, OFF)
