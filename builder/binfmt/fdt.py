@@ -271,9 +271,13 @@ def parse_fdt(data: bytes, name: str, error: type[KdumpBuildError] = FormatError
 
 def _check_block(reader: ByteReader, what: str, offset: int, size: int, field: int,
                  *, alignment: int) -> None:  # fmt: skip
+    """The block the header field at `field` describes lies inside totalsize."""
     if offset < _HEADER.size or offset % alignment:
         reader.fail(field, f"{what} at {offset:#x} is misplaced")
-    reader.need(offset, size, what)
+    if offset + size > len(reader.data):
+        reader.fail(
+            field, f"{what} {offset:#x}+{size:#x} runs past totalsize {len(reader.data):#x}"
+        )
 
 
 def _reservations(reader: ByteReader, offset: int) -> Iterable[MemoryReservation]:
@@ -357,6 +361,13 @@ class _StructureReader:
             self.reader.fail(at, "property outside any node")
         length = self.reader.u32(self.offset, "property length", big_endian=True)
         name_offset = self.reader.u32(self.offset + 4, "property name offset", big_endian=True)
+        strings_size = len(self.strings.data) - self.strings_start
+        if name_offset >= strings_size:
+            self.reader.fail(
+                self.offset + 4,
+                f"property name offset {name_offset:#x} outside the strings block "
+                f"({strings_size:#x} bytes)",
+            )
         value = self.reader.raw(self.offset + 8, length, "property value")
         name = _name(self.strings, self.strings_start + name_offset, "property name")
         if any(key == name for key, _ in self.stack[-1].properties):

@@ -29,6 +29,7 @@ command line gets nothing added: the device tree carries the rest.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
@@ -72,13 +73,7 @@ class ImageFields:
     placement_anywhere: bool
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "text_offset": self.text_offset,
-            "image_size": self.image_size,
-            "flags": self.flags,
-            "page_size": self.page_size,
-            "placement_anywhere": self.placement_anywhere,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,7 +33,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from builder.binfmt.fdt import DeviceTree, MemoryReservation, Node, parse_fdt
+from builder.binfmt.fdt import DeviceTree, MemoryReservation, Node, format_value, parse_fdt
 from builder.errors import FormatError, LayoutError
 from builder.kexec.memmap import Range
 from builder.units import page_up
@@ -43,7 +43,9 @@ __all__ = [
     "KASLR_SEED_SIZE",
     "RNG_SEED_SIZE",
     "BootSeeds",
+    "DeviceTreeSummary",
     "capture_device_tree",
+    "describe_device_tree",
     "fresh_seeds",
 ]
 
@@ -158,3 +160,87 @@ def _without_old_initrd(
     first, last = int.from_bytes(start, "big"), int.from_bytes(end, "big")
     stale = {(first, last - first), (first, page_up(last) - first)}
     return tuple(entry for entry in reservations if (entry.address, entry.size) not in stale)
+
+
+# Properties of /chosen that hold <address size> pairs in root cells.
+_RANGE_PROPERTIES = ("linux,usable-memory-range", "linux,elfcorehdr")
+_NUMBER_PROPERTIES = ("linux,initrd-start", "linux,initrd-end", "kaslr-seed")
+
+ChosenValue = tuple[Range, ...] | int | str
+
+
+@dataclass(frozen=True)
+class DeviceTreeSummary:
+    """What a kernel booted with a device tree is told: /chosen, its memory, what is reserved."""
+
+    root_cells: tuple[int, int]
+    chosen: tuple[tuple[str, ChosenValue], ...]
+    memory: tuple[tuple[str, tuple[Range, ...]], ...]  # node path, its reg
+    reserved: tuple[tuple[str, Range], ...]  # "/memreserve/" or the /reserved-memory node
+
+    def to_json(self) -> dict[str, object]:
+        def value(item: ChosenValue) -> object:
+            return [piece.to_json() for piece in item] if isinstance(item, tuple) else item
+
+        return {
+            "root_cells": list(self.root_cells),
+            "chosen": {name: value(item) for name, item in self.chosen},
+            "memory": [
+                {"node": node, "ranges": [piece.to_json() for piece in ranges]}
+                for node, ranges in self.memory
+            ],
+            "reserved": [{"source": source, **piece.to_json()} for source, piece in self.reserved],
+        }
+
+
+def describe_device_tree(tree: DeviceTree) -> DeviceTreeSummary:
+    """The `DeviceTreeSummary` of `tree`.
+
+    /chosen values as dtc would write them, except the ranges and numbers a
+    crash boot sets, which are decoded, and a single string, shown as itself.
+
+    >>> root = Node("", (("#address-cells", b"\\0\\0\\0\\1"), ("#size-cells", b"\\0\\0\\0\\1")),
+    ...     (Node("memory@40000000", (("device_type", b"memory\\0"),
+    ...                              ("reg", bytes.fromhex("4000000040000000")))),))
+    >>> describe_device_tree(DeviceTree(root)).memory
+    (('/memory@40000000', (Range(start=1073741824, end=2147483648),)),)
+    """
+    chosen = tree.node(CHOSEN) or Node("chosen")
+    return DeviceTreeSummary(
+        root_cells=tree.root_cells(),
+        chosen=tuple((name, _chosen_value(tree, name, value)) for name, value in chosen.properties),
+        memory=tuple(
+            (f"/{node.name}", _ranges(tree, node.property("reg") or b""))
+            for node in tree.root.children
+            if node.property("device_type") == b"memory\0" or node.name.startswith("memory@")
+        ),
+        reserved=_reserved(tree),
+    )
+
+
+def _ranges(tree: DeviceTree, value: bytes) -> tuple[Range, ...]:
+    return tuple(Range(start, start + size) for start, size in tree.decode_ranges(value))
+
+
+def _chosen_value(tree: DeviceTree, name: str, value: bytes) -> ChosenValue:
+    if name in _RANGE_PROPERTIES:
+        return _ranges(tree, value)
+    if name in _NUMBER_PROPERTIES and len(value) in (4, 8):  # a u32 (QEMU) or a u64
+        return int.from_bytes(value, "big")
+    shown = format_value(value)
+    if shown.count('"') == 2 and shown.startswith('"'):
+        return shown[1:-1]
+    return shown
+
+
+def _reserved(tree: DeviceTree) -> tuple[tuple[str, Range], ...]:
+    """The /memreserve/ entries and the /reserved-memory children with a `reg` (whose
+    cells are the root's, as the reserved-memory binding asks)."""
+    found = [("/memreserve/", Range(entry.address, entry.address + entry.size))
+             for entry in tree.reservations]  # fmt: skip
+    reserved = tree.node("/reserved-memory")
+    for child in reserved.children if reserved is not None else ():
+        reg = child.property("reg")
+        if reg is not None:
+            found += [(f"/reserved-memory/{child.name}", piece) for piece in _ranges(tree, reg)]
+    return tuple(found)
