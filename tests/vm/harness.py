@@ -110,7 +110,9 @@ def build_main_initrd(capture_dir: Path) -> bytes:
 HOSTROOT_TAG = "hostroot"
 NINEP_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 
-HOSTROOT_INIT = """#!/bin/sh
+# The start of a 9p main side's /init: the kernel file systems, then the modules of
+# /etc/modules-load in order (`ninep_initrd` writes both).
+NINEP_PROLOGUE = """#!/bin/sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -118,7 +120,11 @@ mount -t devtmpfs devtmpfs /dev
 for module in $(cat /etc/modules-load); do
     insmod "$module" || echo "main: insmod $module failed"
 done
-mkdir -p /host
+"""
+
+HOSTROOT_INIT = (
+    NINEP_PROLOGUE
+    + """mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 {tag} /host \\
     || echo "main: mounting the host root failed"
 mount -t proc proc /host/proc || echo "main: /host/proc not mounted"
@@ -130,6 +136,7 @@ in_host() {{ chroot /host /usr/bin/env PYTHONDONTWRITEBYTECODE=1 /bin/sh -c "cd 
 echo "main: end of script"
 poweroff -f
 """
+)
 
 
 def build_hostroot_initrd(

@@ -31,15 +31,9 @@ GUEST_REPO = "/work/repo"
 GUEST_OUTDIR = "/work/out"
 _TAGS = {"root": "guestroot", "repo": "repo", "out": "out"}
 
-LOADER_INIT = """#!/bin/sh
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-for module in $(cat /etc/modules-load); do
-    insmod "$module" || echo "main: insmod $module failed"
-done
-R=/mnt/root
+LOADER_INIT = (
+    harness.NINEP_PROLOGUE
+    + """R=/mnt/root
 mkdir -p $R
 O=trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144
 mount -t 9p -o $O {root} $R || echo "main: mounting the guest root failed"
@@ -59,6 +53,7 @@ kdump_build() {{ in_guest "python3 -m builder.cli $*"; }}
 echo "main: end of script"
 poweroff -f
 """
+)
 
 
 def loader_initrd(arch: Arch, kernel_version: str, root: GuestRoot, body: str) -> bytes:
@@ -82,7 +77,8 @@ def shares(root: GuestRoot, outdir: Path) -> tuple[str, ...]:
     """QEMU arguments for the three read-only 9p shares."""
     arguments: list[str] = []
     for tag, path in ((_TAGS["root"], root.path), (_TAGS["repo"], REPO), (_TAGS["out"], outdir)):
-        arguments += ["-virtfs", f"local,path={path},mount_tag={tag},security_model=none,"
+        escaped = str(path).replace(",", ",,")  # QEMU's option syntax doubles a literal comma
+        arguments += ["-virtfs", f"local,path={escaped},mount_tag={tag},security_model=none,"
                       "readonly=on,multidevs=remap"]  # fmt: skip
     return tuple(arguments)
 
@@ -110,11 +106,16 @@ def crash_cycle(
     timeout: float = 900,
     monitor: Path | None = None,
     stop: Callable[[str, float], str | None] | None = None,
+    main_initrd: Path | None = None,
 ) -> GuestCrash:
-    """Boot the build's kernel with our loader's initrd, run `body`, then read the dump disk."""
+    """Boot the build's kernel with our loader's initrd, run `body`, then read the dump disk.
+
+    `main_initrd`: one `loader_initrd` made before (then `body` is what it runs).
+    """
     root = guest_root(arch)
-    main_initrd = work / "main-initrd.img"
-    main_initrd.write_bytes(loader_initrd(arch, kernel_version, root, body))
+    if main_initrd is None:
+        main_initrd = work / "main-initrd.img"
+        main_initrd.write_bytes(loader_initrd(arch, kernel_version, root, body))
     disk = work / "dump.img"
     harness.make_dump_disk(disk)
     boot = harness.run_qemu(
