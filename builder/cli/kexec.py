@@ -147,6 +147,7 @@ def load(
     """Load the capture kernel from OUTDIR as this system's crash kernel."""
     from builder.kexec.layout.inputs import read_build_outputs
     from builder.kexec.method import LoadMethod, kexec_tools_command, parse_method
+    from builder.kexec.syscalls import require_this_machine
 
     outputs = read_build_outputs(outdir)
     if print_kexec_command:
@@ -154,6 +155,7 @@ def load(
                                        outputs.cmdline, parse_method(method)))  # fmt: skip
         return
     target = outputs.target_arch(_arch_override(arch))
+    require_this_machine(target)  # before reading this machine's sysfs for another's layout
     choice = _choose(method)
     if choice.method is LoadMethod.FILE:
         record = _load_file(outputs, target)

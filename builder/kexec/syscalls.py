@@ -29,6 +29,7 @@ __all__ = [
     "kexec_status",
     "lockdown_mode",
     "probe_file_load",
+    "require_this_machine",
     "unload",
 ]
 
@@ -89,6 +90,11 @@ def _for_this_machine(call: str, arch: Arch) -> ArchInfo:
             f"{call}: the crash kernel is built for {arch.value}, this machine is {host.value}"
         )
     return arch_info(arch)
+
+
+def require_this_machine(arch: Arch) -> None:
+    """A `LoadError` unless `arch` is this machine's: a build for another cannot be loaded here."""
+    _for_this_machine("load", arch)
 
 
 def kexec_load(layout: Layout) -> None:

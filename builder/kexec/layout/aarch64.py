@@ -130,14 +130,15 @@ def _kernel(inputs: LayoutInputs) -> _Kernel:
     return _Kernel(image.loadable, header, fields)
 
 
-def _device_tree(inputs: LayoutInputs) -> bytes:
+def _device_tree(inputs: LayoutInputs) -> tuple[bytes, str]:
+    """The booted device tree and where it came from."""
     firmware = inputs.firmware
     if firmware is None or firmware.device_tree is None:
         raise LayoutError(
             "the arm64 layout needs the device tree the main kernel booted with "
             "(/sys/firmware/fdt; `kdump-build capture-sysfs` saves it, `layout --sysfs` reads it)"
         )
-    return firmware.device_tree
+    return firmware.device_tree, firmware.device_tree_source
 
 
 @dataclass(frozen=True)
@@ -198,9 +199,10 @@ def _payload_segments(
     inputs: LayoutInputs, kernel: _Kernel, placed: _Placement, header: bytes, cmdline: str
 ) -> list[KexecSegment]:
     """Every segment but the purgatory, whose digest covers them (the DTB names the rest)."""
+    booted, source = _device_tree(inputs)
     dtb = capture_device_tree(
-        _device_tree(inputs),
-        source="the booted device tree",
+        booted,
+        source=source,
         bootargs=cmdline,
         elfcorehdr=placed.elfcorehdr,
         usable=placed.usable,

@@ -134,6 +134,7 @@ class Firmware:
     """
 
     device_tree: bytes | None = field(default=None, repr=False)
+    device_tree_source: str = "the booted device tree"  # its path, for messages
 
 
 @dataclass(frozen=True)

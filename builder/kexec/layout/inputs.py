@@ -11,7 +11,7 @@ from pathlib import Path
 
 from builder.arch import Arch, parse_arch
 from builder.errors import LayoutError
-from builder.kexec.crashinfo import CrashInfo, read_crash_info, read_device_tree
+from builder.kexec.crashinfo import DEVICE_TREE, CrashInfo, read_crash_info, read_device_tree
 from builder.kexec.layout import planner
 from builder.kexec.layout.core import Firmware, Layout, LayoutInputs, LayoutOptions
 from builder.kexec.layout.devicetree import BootSeeds
@@ -121,7 +121,7 @@ def read_crash_info_for(root: Path, memory: MemoryMap, arch: Arch) -> CrashInfo:
 
 def read_firmware(root: Path) -> Firmware:
     """What the firmware gave the kernel of `root` (``/`` live, or a captured directory)."""
-    return Firmware(device_tree=read_device_tree(root))
+    return Firmware(read_device_tree(root), str(root / DEVICE_TREE))
 
 
 def plan_layout(

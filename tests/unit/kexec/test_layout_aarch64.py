@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.arch import Arch, host_arch
 from builder.kexec.purgatory.aarch64 import load_aarch64_purgatory
 from builder.kexec.purgatory.regions import regions_digest
 from tests.conftest import run_cli
@@ -197,3 +198,14 @@ def test_without_the_device_tree_the_layout_says_what_is_missing(
     assert result.stderr.strip().startswith("kdump-build: error: the arm64 layout needs the device")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (outdir / "layout.json").exists()
+
+
+def test_load_refuses_a_build_for_another_machine_before_reading_its_sysfs(build: Path) -> None:
+    host = host_arch()
+    assert host is not Arch.AARCH64, "this test needs a host that is not arm64 (CI is amd64)"
+    result = run_cli("load", str(build), "--method", "segments")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"kdump-build: error: load: the crash kernel is built for aarch64, this machine is "
+        f"{host.value}\n"
+    )
