@@ -168,6 +168,7 @@ def test_corrupted_segment_parks_the_cpu_in_purgatory_halt(
     assert parked, f"{crash.boot.stopped or 'QEMU exited'}:\n{console[-3000:]}"
     assert crash.boot.returncode is None
     pc, level, registers = parked[0]
+    print(f"{crash.boot.stopped}; {level}; " + " ".join(re.findall(r"PSTATE=\S+", registers)))
     assert crash.boot.stopped == f"CPU parked at {pc:#x} in purgatory_halt"
     assert level == "EL1h", registers
     pstate = re.search(r"PSTATE=([0-9a-f]+)", registers)
