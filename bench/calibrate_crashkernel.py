@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -327,6 +327,10 @@ class TrialLog:
             handle.write(json.dumps({"key": key, **trial.__dict__}) + "\n")
 
 
+# One crash cycle: (capture, config, crashkernel MiB, work, timeout, idle) -> its trial.
+Boot = Callable[[Capture, Config, int, Path, float, float], Trial]
+
+
 def search(
     capture: Capture,
     config: Config,
@@ -335,15 +339,20 @@ def search(
     work: Path,
     timeout: float,
     idle: float,
+    crash_cycle: Boot | None = None,
 ) -> tuple[int | None, list[Trial]]:
-    """Smallest working size in 8 MiB steps: gallop from the guess, bisect, confirm."""
+    """Smallest working size in 8 MiB steps: gallop from the guess, bisect, confirm.
+
+    `crash_cycle` boots one trial (default: `boot`, this module's x86_64 cycle).
+    """
     step = STEP // MiB
     seen: list[Trial] = []
+    cycle = boot if crash_cycle is None else crash_cycle
 
     def run(size: int) -> bool:
         trial = trials.get(capture.key, config, size)
         if trial is None:
-            trial = boot(capture, config, size, work, timeout, idle)
+            trial = cycle(capture, config, size, work, timeout, idle)
             trials.add(capture.key, trial)
             cached = ""
         else:
@@ -386,7 +395,7 @@ def search(
         else:
             low = middle
     # A minimum that fails its second boot was luck: the next size up must pass twice too.
-    while not _confirm(capture, config, high, trials, work, timeout, idle, seen):
+    while not _confirm(capture, config, high, trials, work, timeout, idle, seen, cycle):
         high += step
         while not run(high):
             high += step
@@ -402,13 +411,14 @@ def _confirm(
     timeout: float,
     idle: float,
     seen: list[Trial],
+    cycle: Boot,
 ) -> bool:
     confirm = config
     key = capture.key + "-confirm"
     trial = trials.get(key, confirm, size)
     cached = " (from the log)"
     if trial is None:
-        trial = boot(capture, confirm, size, work, timeout, idle)
+        trial = cycle(capture, confirm, size, work, timeout, idle)
         trials.add(key, trial)
         cached = ""
     seen.append(trial)
@@ -511,6 +521,53 @@ def print_table(
     return good
 
 
+def trial_evidence(seen: list[Trial]) -> list[dict[str, object]]:
+    """A search's trials as the store keeps them, and what the last one reserved."""
+    return [
+        {"crashkernel": f"{trial.size_mib}M", "ok": trial.ok, "outcome": trial.outcome}
+        for trial in seen
+    ] + [{"reserved": trial.reserved_line} for trial in seen[-1:]]
+
+
+def calibration_record(
+    regenerate: str,
+    what: str,
+    qemu_system: str,
+    captures: dict[str, Capture],
+    constants: dict[str, int],
+    found: dict[Config, int],
+    evidence: dict[Config, list[dict[str, object]]],
+) -> dict[str, object]:
+    """The stored calibration (calibration.json's format): constants, profiles, measurements."""
+    return {
+        "regenerate": regenerate,
+        "what": what,
+        "kernel": next(iter(captures.values())).kernel_version,
+        "qemu": subprocess.run(
+            [qemu_system, "--version"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[0],
+        "constants": constants,
+        "profiles": {
+            variant: dataclasses.asdict(capture.profile)
+            | {"dump_target": str(capture.profile.dump_target)}
+            for variant, capture in captures.items()
+        },
+        "measurements": [
+            {
+                "ram": config.memory_mib * MiB,
+                "vcpus": config.vcpus,
+                "capture_cpus": config.capture_cpus,
+                "zstd_level": config.zstd_level,
+                "target": config.target,
+                "variant": config.variant,
+                "minimum": value,
+                "trials": evidence[config],
+            }
+            for config, value in found.items()
+        ],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="store the fitted constants")
@@ -573,10 +630,7 @@ def _measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
             captures[config.variant], config, guess, trials, args.work, args.timeout, args.idle
         )
         minima[config] = minimum
-        evidence[config] = [
-            {"crashkernel": f"{trial.size_mib}M", "ok": trial.ok, "outcome": trial.outcome}
-            for trial in seen
-        ] + [{"reserved": trial.reserved_line} for trial in seen[-1:]]
+        evidence[config] = trial_evidence(seen)
         if minimum is not None:
             guess = minimum
         print(f"{config.name}: minimum {minimum}M", flush=True)
@@ -596,34 +650,14 @@ def _measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         verdict = "met" if max(four_gib) <= 128 else "NOT met"
         print(f"goal (4 GiB guest dumps with <= 128M): {verdict}, worst minimum {max(four_gib)}M")
     if args.write:
-        record = {
-            "regenerate": REGENERATE,
-            "what": "crashkernel model constants fitted to QEMU TCG crash cycles of "
+        what = (
+            "crashkernel model constants fitted to QEMU TCG crash cycles of "
             "recipes/qemu-x86_64.toml; minimum = smallest crashkernel= (8 MiB steps) whose "
-            "dump completed and validated with makedumpfile --dump-dmesg, booted twice",
-            "kernel": next(iter(captures.values())).kernel_version,
-            "qemu": subprocess.run(
-                ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True
-            ).stdout.splitlines()[0],
-            "constants": constants,
-            "profiles": {
-                variant: dataclasses.asdict(profile) | {"dump_target": str(profile.dump_target)}
-                for variant, profile in profiles.items()
-            },
-            "measurements": [
-                {
-                    "ram": config.memory_mib * MiB,
-                    "vcpus": config.vcpus,
-                    "capture_cpus": config.capture_cpus,
-                    "zstd_level": config.zstd_level,
-                    "target": config.target,
-                    "variant": config.variant,
-                    "minimum": value,
-                    "trials": evidence[config],
-                }
-                for config, value in found.items()
-            ],
-        }
+            "dump completed and validated with makedumpfile --dump-dmesg, booted twice"
+        )
+        record = calibration_record(
+            REGENERATE, what, "qemu-system-x86_64", captures, constants, found, evidence
+        )
         CALIBRATION_FILE.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {CALIBRATION_FILE.relative_to(REPO)}")
     return 0

@@ -27,6 +27,19 @@ from builder.units import GiB, KiB, MiB, TiB
 SWIOTLB_DEFAULT_SIZE = 64 * MiB
 
 
+class KernelTextLookup(StrEnum):
+    """How /proc/kcore's program headers show the kernel image mapping."""
+
+    # The PT_LOAD inside the fixed window `ArchInfo.kernel_text_window`.
+    WINDOW = "window"
+    # The PT_LOAD with a physical address at the highest virtual address (the
+    # kernel image sits above the linear map); every other PT_LOAD with a
+    # physical address is the linear map, with one offset. No window needed:
+    # it holds for any VA size and KASLR offset (fs/proc/kcore.c: KCORE_TEXT
+    # gets __pa_symbol(_text), KCORE_RAM __pa(), everything else -1).
+    ABOVE_LINEAR_MAP = "above-linear-map"
+
+
 class Arch(StrEnum):
     """Kernel architectures, named as `uname -m` prints them."""
 
@@ -46,11 +59,31 @@ class CrashReserveRules:
     align: int  # CRASH_ALIGN: alignment of the reservation's base
     low_max: int  # CRASH_ADDR_LOW_MAX: where "low" memory ends
     high_max: int  # CRASH_ADDR_HIGH_MAX
-    # DEFAULT_CRASH_KERNEL_LOW_SIZE; None: x86's crash_low_size_default(), swiotlb-based.
+    # DEFAULT_CRASH_KERNEL_LOW_SIZE; None: x86's crash_low_size_default(), swiotlb-based;
+    # 0: `,high` without `,low` gets no low range.
     fixed_default_low: int | None
     # RAM assumed below low_max when the caller does not say: a QEMU q35
     # guest with more than 2.75 GiB keeps 2 GiB below 4 GiB.
     assumed_low_ram: int = 2 * GiB
+    # Whether a plain crashkernel=X that finds no room below low_max is placed
+    # above it (with the default low range) instead of reserving nothing.
+    high_fallback: bool = True
+    # Kernels older than the series here reserve by other rules: (series, those rules).
+    older: tuple[tuple[int, int], CrashReserveRules] | None = None
+
+    def for_kernel(self, series: tuple[int, int] | None) -> CrashReserveRules:
+        """The rules a kernel of `series` (major, minor) follows; None: the current ones.
+
+        >>> rules = ARCHES[Arch.AARCH64].crash
+        >>> rules is not None and rules.for_kernel((6, 1)).fixed_default_low
+        0
+        >>> rules is not None and rules.for_kernel(None).fixed_default_low // MiB
+        128
+        """
+        rules = self
+        while series is not None and rules.older is not None and series < rules.older[0]:
+            rules = rules.older[1]
+        return rules
 
     def default_low(self, swiotlb_bytes: int = SWIOTLB_DEFAULT_SIZE) -> int:
         """The low reservation added when the main one lands above `low_max`.
@@ -69,7 +102,7 @@ class QemuMachine:
     """How tests and benchmarks boot this architecture under QEMU's TCG."""
 
     system: str  # the qemu-system-* binary
-    user: str  # the qemu-user binary that runs one of its programs on the host
+    user: str  # the qemu-user binary (Debian's qemu-user-static) that runs one of its programs
     machine: str | None  # -M, None for the binary's default
     cpu: str | None  # -cpu, None for the default
     console: str  # the serial console device the kernel writes to
@@ -101,8 +134,9 @@ class ArchInfo:
     # Where the early microcode loader looks in an uncompressed cpio at the start of
     # the initrd (arch/x86/kernel/cpu/microcode); None: no early microcode loader.
     early_microcode_dir: str | None = None
-    # The kernel image mapping's virtual window [start, end), where /proc/kcore
-    # shows the kernel text; None where the text is found another way.
+    # How /proc/kcore shows the kernel text (see KernelTextLookup), and for
+    # WINDOW the kernel image mapping's virtual window [start, end); None: not looked for.
+    kernel_text: KernelTextLookup = KernelTextLookup.WINDOW
     kernel_text_window: tuple[int, int] | None = None
     # ELF class of its kernel and programs: 64, or 32 (EI_CLASS ELFCLASS32).
     elf_class: int = 64
@@ -122,6 +156,29 @@ _X86_64_MAXMEM = 64 * TiB
 _ARM64_PA_LIMIT = 1 << 48
 _RISCV64_PA_LIMIT = 1 << 56
 
+# arm64 (arch/arm64/mm/init.c): CRASH_ALIGN 2 MiB, CRASH_ADDR_LOW_MAX is
+# arm64_dma_phys_limit (4 GiB on the usual platforms, QEMU virt included).
+# Since v6.2 (a149cf00b158 "arm64: kdump: Provide default size when
+# crashkernel=Y,low is not specified", a9ae89df7377 "... Support
+# crashkernel=X fall back to reserve region above DMA zones") `,high` alone
+# gets a 128 MiB low range and a plain value falls back above 4 GiB. Up to 6.1
+# (Debian 12, measured in QEMU virt) neither: `,high` alone reserves no low
+# range, and a plain value is searched below 4 GiB only. QEMU virt starts RAM
+# at 1 GiB: of a 4 GiB guest, 3 GiB are below 4 GiB.
+_ARM64_CRASH = CrashReserveRules(
+    2 * MiB,
+    4 * GiB,
+    _ARM64_PA_LIMIT,
+    128 * MiB,
+    assumed_low_ram=3 * GiB,
+    older=(
+        (6, 2),
+        CrashReserveRules(
+            2 * MiB, 4 * GiB, _ARM64_PA_LIMIT, 0, assumed_low_ram=3 * GiB, high_fallback=False
+        ),
+    ),
+)
+
 ARCHES: dict[Arch, ArchInfo] = {
     info.arch: info
     for info in (
@@ -137,7 +194,7 @@ ARCHES: dict[Arch, ArchInfo] = {
             kexec_load_syscall=246,
             kexec_file_load_syscall=320,
             crash=CrashReserveRules(16 * MiB, 4 * GiB, _X86_64_MAXMEM, None),
-            qemu=QemuMachine("qemu-system-x86_64", "qemu-x86_64", None, None, "ttyS0"),
+            qemu=QemuMachine("qemu-system-x86_64", "qemu-x86_64-static", None, None, "ttyS0"),
             early_microcode_dir="/kernel/x86/microcode",
             # Documentation/arch/x86/x86_64/mm.rst: __START_KERNEL_map to MODULES_VADDR.
             kernel_text_window=(0xFFFF_FFFF_8000_0000, 0xFFFF_FFFF_C000_0000),
@@ -169,10 +226,17 @@ ARCHES: dict[Arch, ArchInfo] = {
             image_alignment=2 * MiB,
             kexec_load_syscall=104,
             kexec_file_load_syscall=294,
-            # CRASH_ALIGN 2 MiB; CRASH_ADDR_LOW_MAX is arm64_dma_phys_limit (at most
-            # 4 GiB on the usual platforms); the generic default low size is 128 MiB.
-            crash=CrashReserveRules(2 * MiB, 4 * GiB, _ARM64_PA_LIMIT, 128 * MiB),
-            qemu=QemuMachine("qemu-system-aarch64", "qemu-aarch64", "virt", "max", "ttyAMA0"),
+            crash=_ARM64_CRASH,
+            # pauth-impdef: QEMU's own pointer-authentication hash instead of QARMA,
+            # much cheaper under TCG (the kernel signs every return address).
+            qemu=QemuMachine(
+                "qemu-system-aarch64",
+                "qemu-aarch64-static",
+                "virt",
+                "max,pauth-impdef=on",
+                "ttyAMA0",
+            ),
+            kernel_text=KernelTextLookup.ABOVE_LINEAR_MAP,
         ),
         ArchInfo(
             Arch.RISCV64,
@@ -188,7 +252,12 @@ ARCHES: dict[Arch, ArchInfo] = {
             kexec_file_load_syscall=294,
             crash=CrashReserveRules(2 * MiB, 4 * GiB, _RISCV64_PA_LIMIT, 128 * MiB),
             qemu=QemuMachine(
-                "qemu-system-riscv64", "qemu-riscv64", "virt", None, "ttyS0", ("-bios", "default")
+                "qemu-system-riscv64",
+                "qemu-riscv64-static",
+                "virt",
+                None,
+                "ttyS0",
+                ("-bios", "default"),
             ),
             reuse_options=(),
         ),

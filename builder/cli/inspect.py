@@ -31,16 +31,20 @@ def _read_file(path: Path) -> bytes:
 
 
 def inspect(
-    path: Annotated[Path, typer.Argument(help="A kernel image or an initrd.")],
+    path: Annotated[Path, typer.Argument(help="A kernel image, an initrd or a device tree.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Describe a kernel image, or list an initrd's members like lsinitrd."""
+    """Describe a kernel image or a device tree (DTB), or list an initrd's members like lsinitrd."""
     from builder.binfmt.cpio import NEWC_MAGICS, read_initrd
+    from builder.binfmt.fdt import is_fdt
     from builder.binfmt.kernelimg import describe, parse_kernel_image
     from builder.compression import detect
     from builder.errors import ImageError, InitrdError
 
     data = _read_file(path)
+    if is_fdt(data):
+        _print_device_tree(data, path, json_output)
+        return
     if data.startswith(NEWC_MAGICS):
         _print_initrd(read_initrd(data, str(path)), len(data), json_output)
         return
@@ -70,6 +74,45 @@ def _print_kernel(description: dict[str, object], json_output: bool) -> None:
         value = description.get(key)
         shown = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) else value
         typer.echo(f"{key:<12} {shown}")
+
+
+def _print_device_tree(data: bytes, path: Path, json_output: bool) -> None:
+    """/chosen, the memory nodes and the reserved ranges: what a kernel booted with it gets."""
+    from builder.binfmt.fdt import parse_fdt
+    from builder.kexec.layout.devicetree import describe_device_tree
+
+    summary = describe_device_tree(parse_fdt(data, str(path)))
+    if json_output:
+        typer.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    address_cells, size_cells = summary.root_cells
+    typer.echo(f"device tree {path} (#address-cells {address_cells}, #size-cells {size_cells})")
+    typer.echo("/chosen")
+    for name, value in summary.chosen:
+        typer.echo(f"  {name:<26} {_shown(value)}")
+    typer.echo("memory")
+    for node, ranges in summary.memory:
+        typer.echo(f"  {node:<26} {_shown(ranges)}")
+    typer.echo("reserved")
+    for source, piece in summary.reserved:
+        typer.echo(f"  {source:<26} {_shown((piece,))}")
+
+
+def _shown(value: object) -> str:
+    """Ranges as first-last (size), numbers in hex, the rest as it is."""
+    from builder.kexec.memmap import Range
+    from builder.units import MiB, describe_size
+
+    def size(count: int) -> str:
+        return describe_size(count) if count >= MiB else f"{count} bytes"
+
+    if isinstance(value, int):
+        return f"{value:#x}"
+    if isinstance(value, tuple) and all(isinstance(piece, Range) for piece in value):
+        return ", ".join(
+            f"{piece.start:#x}-{piece.last:#x} ({size(piece.size)})" for piece in value
+        )
+    return str(value)
 
 
 def _entry_json(entry: ArchiveEntry) -> dict[str, object]:

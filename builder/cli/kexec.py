@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from builder.arch import Arch
     from builder.kexec.layout.core import Layout
     from builder.kexec.layout.inputs import BuildOutputs
-    from builder.kexec.method import LoadMethod, MethodChoice
+    from builder.kexec.method import FileLoadProbe, LoadMethod, Lockdown, MethodChoice
     from builder.kexec.state import LoadRecord
 
 OutdirArgument = Annotated[
@@ -58,7 +59,8 @@ def layout(
         typer.Option(
             "--sysfs",
             help="A directory from `kdump-build capture-sysfs` (crash notes, "
-            "vmcoreinfo, kcore headers); without it the ELF core header has no notes.",
+            "vmcoreinfo, kcore headers, the booted device tree); without it the ELF "
+            "core header has no notes.",
         ),
     ] = None,
     arch: ArchOption = None,
@@ -71,6 +73,7 @@ def layout(
         plan_layout,
         read_build_outputs,
         read_crash_info_for,
+        read_firmware,
         read_iomem,
     )
 
@@ -78,7 +81,8 @@ def layout(
     target = outputs.target_arch(_arch_override(arch))
     memory = read_iomem(iomem)
     info = read_crash_info_for(sysfs, memory, target) if sysfs is not None else None
-    planned = plan_layout(outputs, memory, info, arch=target, backup=backup)
+    firmware = read_firmware(sysfs) if sysfs is not None else None
+    planned = plan_layout(outputs, memory, info, arch=target, backup=backup, firmware=firmware)
     written = write_layout(planned, outdir)
     _print_layout(planned, json_output)
     if not json_output:
@@ -88,7 +92,10 @@ def layout(
 def capture_sysfs(
     destination: Annotated[Path, typer.Argument(help="Directory to create.")],
 ) -> None:
-    """Save this system's crash notes, vmcoreinfo, kcore headers and iomem for `layout --sysfs`."""
+    """Save this system's crash notes, vmcoreinfo, kcore headers, device tree and iomem.
+
+    For `layout --sysfs DIR --iomem DIR/proc/iomem` on another machine.
+    """
     from builder.kexec.crashinfo import capture_crash_info
 
     capture_crash_info(Path("/"), destination)
@@ -97,10 +104,13 @@ def capture_sysfs(
 
 def _choose(method: str, *, say: bool = True) -> MethodChoice:
     """The method to use for `method` on this kernel; says why when `auto` chose."""
-    from builder.kexec.method import choose_method, parse_method
-    from builder.kexec.syscalls import lockdown_mode
+    from builder.arch import host_arch
+    from builder.kexec.method import LoadMethod, choose_method, parse_method
+    from builder.kexec.syscalls import lockdown_mode, probe_file_load
 
-    choice = choose_method(parse_method(method), lockdown_mode())
+    requested = parse_method(method)
+    probe = probe_file_load(host_arch()) if requested is LoadMethod.AUTO else None
+    choice = choose_method(requested, lockdown_mode(), *([probe] if probe else []))
     if say:
         _say_why(choice)
     return choice
@@ -143,6 +153,7 @@ def load(
     from builder.host.readiness import check_ready
     from builder.kexec.layout.inputs import read_build_outputs
     from builder.kexec.method import LoadMethod, kexec_tools_command, parse_method
+    from builder.kexec.syscalls import require_this_machine
 
     outputs = read_build_outputs(outdir)
     if print_kexec_command:
@@ -150,16 +161,16 @@ def load(
                                        outputs.cmdline, parse_method(method)))  # fmt: skip
         return
     target = outputs.target_arch(_arch_override(arch))
+    require_this_machine(target)  # before reading this machine's sysfs for another's layout
     choice = _choose(method, say=False)
-    chosen = choice.method
     # What keeps the load from working, in plain words, before any syscall fails.
-    check_ready(outdir, segments=chosen is LoadMethod.SEGMENTS)
+    check_ready(outdir, segments=choice.method is LoadMethod.SEGMENTS)
     _say_why(choice)
-    if chosen is LoadMethod.FILE:
+    if choice.method is LoadMethod.FILE:
         record = _load_file(outputs, target)
     else:
         record = _load_segments(outputs, target, backup, show, testing_corrupt_segment)
-    _record(record)
+    _record(replace(record, reason=choice.reason))
 
 
 def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
@@ -175,14 +186,22 @@ def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
 def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show: bool,
                    corrupt: str | None) -> LoadRecord:  # fmt: skip
     from builder.kexec.layout.core import check_layout, corrupt_segment_for_testing
-    from builder.kexec.layout.inputs import plan_layout, read_crash_info_for, read_iomem
+    from builder.kexec.layout.devicetree import fresh_seeds
+    from builder.kexec.layout.inputs import (
+        plan_layout,
+        read_crash_info_for,
+        read_firmware,
+        read_iomem,
+    )
     from builder.kexec.method import LoadMethod
     from builder.kexec.state import LoadRecord
     from builder.kexec.syscalls import kexec_load
 
     memory = read_iomem(Path("/proc/iomem"))
     info = read_crash_info_for(Path("/"), memory, arch)
-    planned = plan_layout(outputs, memory, info, arch=arch, backup=backup)
+    firmware = read_firmware(Path("/"))
+    planned = plan_layout(outputs, memory, info, arch=arch, backup=backup, firmware=firmware,
+                          seeds=fresh_seeds())  # fmt: skip
     if corrupt is not None:
         planned = corrupt_segment_for_testing(planned, corrupt)
         typer.echo(f"kdump-build: TESTING: corrupted segment {corrupt!r}", err=True)
@@ -225,15 +244,19 @@ LOADED_TEXT = {True: "yes", False: "no", None: "no (no /sys/kernel/kexec_crash_l
 def status(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Whether a crash kernel is loaded, the crash region, how it was loaded, this kernel's
-    capture, whether the reservation holds it, and what keeps a load from working."""
+    """Whether a crash kernel is loaded, the crash region, how it was loaded and why, this
+    kernel's capture, whether the reservation holds it, and what keeps a load from working."""
+    from builder.arch import host_arch
     from builder.host.report import host_status
-    from builder.kexec.state import recorded_method
-    from builder.kexec.syscalls import crash_region, kexec_status
+    from builder.kexec.state import recorded_method, recorded_reason
+    from builder.kexec.syscalls import crash_region, kexec_status, probe_file_load
 
     current = kexec_status()
     region = crash_region()
     method: LoadMethod | None = recorded_method() if current.loaded else None
+    reason = recorded_reason() if current.loaded else None
+    probe = probe_file_load(host_arch())
+    auto_method, auto_reason = _auto_choice(current.lockdown, probe)
     host = host_status(current.loaded)
     if json_output:
         summary = {
@@ -241,14 +264,31 @@ def status(
             "crash_region": None if region is None else str(region),
             "crash_size": current.crash_size,
             "method": method,
+            "reason": reason,
             "lockdown": current.lockdown,
+            "kexec_file_load": probe.state,
+            "auto": {"method": auto_method, "reason": auto_reason},
             **host.to_json(),
         }
         typer.echo(json.dumps(summary, indent=2))
         return
     typer.echo(f"crash kernel loaded: {LOADED_TEXT[current.loaded]}")
     typer.echo(f"crash region: {region or 'none'} ({current.crash_size or 0} bytes)")
-    typer.echo(f"method: {method or 'unknown'}")
+    typer.echo(f"method: {method or 'unknown'}" + (f" (auto: {reason})" if reason else ""))
     typer.echo(f"lockdown: {current.lockdown or 'unknown'}")
+    typer.echo(f"{probe.describe()}")
+    typer.echo(f"--method auto would use: {auto_method or 'nothing'} ({auto_reason})")
     for line in host.lines():
         typer.echo(line)
+
+
+def _auto_choice(lockdown: Lockdown | None, probe: FileLoadProbe) -> tuple[LoadMethod | None, str]:
+    """What `load --method auto` would do on this kernel, and why (None: nothing can load)."""
+    from builder.errors import LoadError
+    from builder.kexec.method import LoadMethod, choose_method
+
+    try:
+        choice = choose_method(LoadMethod.AUTO, lockdown, probe)
+    except LoadError as error:
+        return None, str(error)
+    return choice.method, choice.reason or ""

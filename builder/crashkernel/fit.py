@@ -253,6 +253,7 @@ def fit(
     arch: Arch | str = DEFAULT_ARCH,
     calibration: Calibration | None = None,
     low_ram: int | None = None,
+    kernel: str | None = None,
 ) -> FitReport:
     """Judge ``spec`` against each RAM size in ``ram_list``.
 
@@ -260,7 +261,8 @@ def fit(
     ``calibration``, default `default_calibration()`), a fixed `Estimate`, a
     function RAM -> `Estimate`, or None for a reservation-only report (no
     verdict, no recommendation). ``spec`` None means no `crashkernel=` at
-    all: nothing is reserved.
+    all: nothing is reserved. ``kernel`` is the release of the kernel that
+    reserves (see `reservation`).
 
     >>> from builder.units import GiB, MiB
     >>> report = fit("256M", [1 * GiB, 4 * GiB],
@@ -278,7 +280,7 @@ def fit(
     estimator = _estimator(estimate_input, calibration)
     rows = []
     for ram in ram_list:
-        reserved = reservation(config, ram, arch_name, low_ram=low_ram)
+        reserved = reservation(config, ram, arch_name, low_ram=low_ram, kernel=kernel)
         rows.append(FitRow(ram, reserved, estimator(ram) if estimator else None))
     recommended: str | None = None
     notes: tuple[str, ...] = ()
@@ -318,8 +320,17 @@ def fit_recipe(
     spec: str | None = None,
     rams: Sequence[int] | None = None,
     calibration: Calibration | None = None,
+    capture_kernel: str | None = None,
 ) -> FitReport:
-    """The recipe's fit: ``spec`` and ``rams`` override crashkernel.reserve and crashkernel.ram."""
+    """The recipe's fit: ``spec`` and ``rams`` override crashkernel.reserve and crashkernel.ram.
+
+    ``capture_kernel``: the capture kernel's release; when the recipe reuses
+    the main kernel it is also the kernel that reserves (its rules may differ
+    by version). A dedicated capture kernel says nothing of the main one.
+    """
+    from builder.recipe.model import KernelMode  # the recipe imports this module
+
+    reuse = recipe.kernel.mode is KernelMode.REUSE
     where = f"{recipe.path}: crashkernel.ram"
     sizes = list(rams) if rams else ram_sizes(recipe.crashkernel.ram, where)
     return fit(
@@ -328,4 +339,5 @@ def fit_recipe(
         profile,
         arch=recipe.target.arch,
         calibration=calibration,
+        kernel=capture_kernel if reuse else None,
     )

@@ -7,6 +7,7 @@ with the per-architecture constants of `builder.arch.CrashReserveRules`.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from builder.arch import DEFAULT_ARCH, SWIOTLB_DEFAULT_SIZE, Arch, CrashReserveRules, arch_info
@@ -71,12 +72,26 @@ class Reservation:
         }
 
 
-def crash_rules(arch: Arch | str) -> tuple[Arch, CrashReserveRules]:
-    """``arch`` and its reservation rules; a `RecipeError` where we do not predict them.
+def kernel_series(version: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a kernel release such as ``6.1.0-57-arm64``; None if it has none.
+
+    >>> kernel_series("6.1.0-57-arm64"), kernel_series("6.12.117+deb13-arm64"), kernel_series("x")
+    ((6, 1), (6, 12), None)
+    """
+    match = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def crash_rules(arch: Arch | str, kernel: str | None = None) -> tuple[Arch, CrashReserveRules]:
+    """``arch`` and its reservation rules (for kernel release ``kernel``, None: current).
+
+    A `RecipeError` where we do not predict them.
 
     >>> from builder.units import MiB
     >>> crash_rules("amd64")[1].align // MiB
     16
+    >>> crash_rules("arm64", "6.1.0-57-arm64")[1].high_fallback
+    False
     >>> crash_rules("s390x")
     Traceback (most recent call last):
     ...
@@ -85,7 +100,7 @@ def crash_rules(arch: Arch | str) -> tuple[Arch, CrashReserveRules]:
     info = arch_info(arch)
     if info.crash is None:
         raise RecipeError(f"kdump-build does not predict the reservation on {info.arch}")
-    return info.arch, info.crash
+    return info.arch, info.crash.for_kernel(kernel_series(kernel))
 
 
 class _NothingReserved(Exception):
@@ -113,13 +128,15 @@ def reservation(
     *,
     low_ram: int | None = None,
     swiotlb_bytes: int = SWIOTLB_DEFAULT_SIZE,
+    kernel: str | None = None,
 ) -> Reservation:
     """Predict the reservation for a machine with ``ram_bytes`` of system RAM.
 
     ``spec`` None means no `crashkernel=` at all. ``low_ram`` is the RAM below
     4 GiB; it only decides whether the main region lands above 4 GiB (then x86
     adds a low range). Default: RAM up to 2 GiB (a q35 guest's split), see
-    `CrashReserveRules.assumed_low_ram`.
+    `CrashReserveRules.assumed_low_ram`. ``kernel`` is the release of the
+    kernel that reserves (its rules may differ by version); None: current rules.
 
     >>> from builder.units import GiB, MiB
     >>> r = reservation("512M-2G:64M,2G-:128M", 4 * GiB)
@@ -128,8 +145,10 @@ def reservation(
     >>> r = reservation("crashkernel=512M,high", 16 * GiB)
     >>> r.placement.value, r.low // MiB
     ('high', 256)
+    >>> reservation("crashkernel=256M,high", 4 * GiB, "arm64", kernel="6.1.0-57-arm64").low
+    0
     """
-    arch, rules = crash_rules(arch)
+    arch, rules = crash_rules(arch, kernel)
     if ram_bytes <= 0:
         raise RecipeError(f"RAM size must be positive, got {ram_bytes}")
     notes: list[str] = []
@@ -229,6 +248,11 @@ def _place(
             return Placement.LOW, 0
     elif size < below_4g:
         return Placement.LOW, 0
+    elif not rules.high_fallback:
+        raise _NothingReserved(
+            f"no room for {format_size(size)} below 4G, and this kernel does not fall back "
+            "above it (use ',high')"
+        )
     elif above_4g >= size:
         notes.append("does not fit below 4G: falls back above 4G with the default low range")
         return Placement.HIGH, request.low_size

@@ -10,11 +10,17 @@ system (`/` on the target, or a directory captured from it for offline use):
     sys/devices/system/cpu/cpuN/crash_notes    physical address, hex
     sys/devices/system/cpu/cpuN/crash_notes_size   bytes, decimal
     sys/kernel/vmcoreinfo                      "<addr> <size>", both hex
-    sys/kernel/boot_params/data                the zero page the kernel booted with
+    sys/kernel/boot_params/data                the zero page the kernel booted with (x86)
+    sys/firmware/fdt                           the device tree it booted with (arm64, riscv)
     proc/kcore                                 only its ELF headers are read
 
 `capture_crash_info` copies exactly these (kcore cut after its program
 headers), and proc/iomem, so a layout can be computed on another machine.
+
+The kernel text and the direct map come from kcore's PT_LOADs, never from
+/proc/kallsyms: Debian's arm64 kernels have no `_text` there
+(CONFIG_KALLSYMS_ALL off), which is why kexec-tools writes a broken ELF
+core header on them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.arch import Arch, arch_info
+from builder.arch import Arch, KernelTextLookup, arch_info
 from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
 
@@ -35,17 +41,20 @@ __all__ = [
     "parse_cpu_list",
     "parse_kcore_headers",
     "read_crash_info",
+    "read_device_tree",
 ]
 
 CPU_DIR = "sys/devices/system/cpu"
 VMCOREINFO = "sys/kernel/vmcoreinfo"
 BOOT_PARAMS = "sys/kernel/boot_params/data"
+DEVICE_TREE = "sys/firmware/fdt"
 KCORE = "proc/kcore"
 IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 
 _BOOT_PARAMS_ACPI_RSDP = 0x070  # zero-page.rst: acpi_rsdp_addr, u64
 _EHDR_SIZE = 64  # Elf64_Ehdr: kcore is always ELFCLASS64 on the architectures we load
 _NO_PADDR = (1 << 64) - 1  # kcore's p_paddr for ranges with no physical address
+_ADDRESS_SPACE = 1 << 64
 
 
 @dataclass(frozen=True)
@@ -117,15 +126,19 @@ def parse_cpu_list(text: str, source: str) -> tuple[int, ...]:
 
 
 def parse_kcore_headers(
-    data: bytes, source: str, text_window: tuple[int, int] | None
+    data: bytes,
+    source: str,
+    text_window: tuple[int, int] | None,
+    lookup: KernelTextLookup = KernelTextLookup.WINDOW,
 ) -> tuple[KernelText | None, int | None]:
     """Kernel text mapping and direct-map offset from /proc/kcore's program headers.
 
-    The text segment is the PT_LOAD inside the kernel image window
-    `text_window` (`ArchInfo.kernel_text_window`; None: not looked for);
-    kcore gives it as `_text` with size `_end - _text`, which is what the
-    in-kernel loader writes into its own ELF core header. The direct map
-    offset is vaddr - paddr of any other PT_LOAD that has a physical address.
+    kcore gives the text as `_text` with size `_end - _text`, which is what
+    the in-kernel loader writes into its own ELF core header. With `lookup`
+    WINDOW the text segment is the PT_LOAD inside `text_window`
+    (`ArchInfo.kernel_text_window`; None: not looked for) and the direct
+    map offset is vaddr - paddr of any other PT_LOAD with a physical
+    address. With ABOVE_LINEAR_MAP see `KernelTextLookup`.
 
     >>> from builder.binfmt.elf import _tiny_elf
     >>> parse_kcore_headers(_tiny_elf(), "kcore", None)
@@ -134,16 +147,34 @@ def parse_kcore_headers(
     elf = ElfFile(data, source, LayoutError)
     if elf.elf_class != 64 or elf.big_endian:
         raise LayoutError(f"{source}: not a 64-bit little-endian ELF file")
+    mapped = [(h.vaddr, h.paddr, h.memsz) for h in elf.segments(PT_LOAD) if h.paddr != _NO_PADDR]
+    if lookup is KernelTextLookup.ABOVE_LINEAR_MAP:
+        return _above_linear_map(mapped, source)
     text: KernelText | None = None
     page_offset: int | None = None
-    for header in elf.segments(PT_LOAD):
-        vaddr, paddr = header.vaddr, header.paddr
+    for vaddr, paddr, memsz in mapped:
         if text_window is not None and text_window[0] <= vaddr < text_window[1]:
             if text is None:
-                text = KernelText(vaddr, paddr, header.memsz)
-        elif paddr != _NO_PADDR and page_offset is None and vaddr >= paddr:
+                text = KernelText(vaddr, paddr, memsz)
+        elif page_offset is None and vaddr >= paddr:
             page_offset = vaddr - paddr
     return text, page_offset
+
+
+def _above_linear_map(mapped: list[tuple[int, int, int]], source: str) -> tuple[KernelText, int]:
+    """The highest mapped PT_LOAD is the kernel image; the rest, the linear map, share an offset."""
+    if len(mapped) < 2:
+        raise LayoutError(
+            f"{source}: {len(mapped)} PT_LOAD(s) with a physical address; expected the kernel "
+            "image and the linear map"
+        )
+    text = max(mapped)
+    linear = [entry for entry in mapped if entry is not text]
+    offsets = sorted({(vaddr - paddr) % _ADDRESS_SPACE for vaddr, paddr, _ in linear})
+    if len(offsets) != 1:
+        shown = ", ".join(f"{offset:#x}" for offset in offsets)
+        raise LayoutError(f"{source}: the linear map's PT_LOADs disagree on vaddr - paddr: {shown}")
+    return KernelText(*text), offsets[0]
 
 
 def _read(root: Path, relative: str) -> bytes:
@@ -195,8 +226,10 @@ def read_crash_info(root: Path, arch: Arch, *, kernel_code_start: int | None = N
     vmcoreinfo_address = _hex(fields[0], root / VMCOREINFO)
     vmcoreinfo_size = _hex(fields[1], root / VMCOREINFO)
 
-    window = arch_info(arch).kernel_text_window
-    text, page_offset = parse_kcore_headers(_kcore_headers(root / KCORE), str(root / KCORE), window)
+    info = arch_info(arch)
+    text, page_offset = parse_kcore_headers(
+        _kcore_headers(root / KCORE), str(root / KCORE), info.kernel_text_window, info.kernel_text
+    )
     if text is not None and text.paddr == _NO_PADDR:
         if kernel_code_start is None:
             raise LayoutError(f"{root / KCORE}: kernel text has no physical address")
@@ -211,6 +244,11 @@ def read_crash_info(root: Path, arch: Arch, *, kernel_code_start: int | None = N
     return CrashInfo(
         tuple(notes), vmcoreinfo_address, vmcoreinfo_size, text, page_offset, acpi_rsdp
     )
+
+
+def read_device_tree(root: Path) -> bytes | None:
+    """The device tree the kernel of `root` booted with; None where it has none (x86)."""
+    return _read(root, DEVICE_TREE) if (root / DEVICE_TREE).exists() else None
 
 
 def _kcore_headers(path: Path) -> bytes:
@@ -241,10 +279,11 @@ def capture_crash_info(root: Path, destination: Path) -> None:
         target = destination / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_read(root, relative))
-    if (root / BOOT_PARAMS).exists():
-        target = destination / BOOT_PARAMS
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(_read(root, BOOT_PARAMS))
+    for optional in (BOOT_PARAMS, DEVICE_TREE):
+        if (root / optional).exists():
+            target = destination / optional
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(_read(root, optional))
     target = destination / KCORE
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(_kcore_headers(root / KCORE))

@@ -1,6 +1,7 @@
-"""How a crash kernel is loaded: the methods, the choice under lockdown, the kexec-tools twin.
+"""How a crash kernel is loaded: the methods, the choice `auto` makes, the kexec-tools twin.
 
-Pure: the lockdown mode comes in as a value (builder.kexec.syscalls reads it).
+Pure: the lockdown mode and whether the kernel has kexec_file_load come in
+as values (builder.kexec.syscalls reads and probes them).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from builder.errors import LoadError
 
 __all__ = [
+    "FileLoad",
+    "FileLoadProbe",
     "LoadMethod",
     "Lockdown",
     "MethodChoice",
@@ -28,7 +31,7 @@ class LoadMethod(StrEnum):
 
     SEGMENTS = "segments"  # kexec_load with our layout and purgatory
     FILE = "file"  # kexec_file_load: the kernel lays out (and may verify) the image itself
-    AUTO = "auto"  # FILE under lockdown, SEGMENTS otherwise
+    AUTO = "auto"  # what the running kernel offers: FILE under lockdown, SEGMENTS otherwise
 
 
 class Lockdown(StrEnum):
@@ -37,6 +40,33 @@ class Lockdown(StrEnum):
     NONE = "none"
     INTEGRITY = "integrity"
     CONFIDENTIALITY = "confidentiality"
+
+
+class FileLoad(StrEnum):
+    """Whether the running kernel offers kexec_file_load (CONFIG_KEXEC_FILE)."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class FileLoadProbe:
+    """What probing kexec_file_load found, and how (the errno it answered, say)."""
+
+    state: FileLoad
+    evidence: str
+
+    def describe(self) -> str:
+        """One phrase for messages.
+
+        >>> FileLoadProbe(FileLoad.ABSENT, "ENOSYS").describe()
+        'kexec_file_load is absent (ENOSYS)'
+        """
+        return f"kexec_file_load is {self.state.value} ({self.evidence})"
+
+
+UNPROBED = FileLoadProbe(FileLoad.UNKNOWN, "not probed")
 
 
 @dataclass(frozen=True)
@@ -79,30 +109,41 @@ def parse_lockdown(text: str) -> Lockdown | None:
     return None
 
 
-def choose_method(requested: LoadMethod, lockdown: Lockdown | None) -> MethodChoice:
-    """Resolve `auto`: under lockdown kexec_load is refused, so the kernel's own loader.
+def choose_method(
+    requested: LoadMethod, lockdown: Lockdown | None, file_load: FileLoadProbe = UNPROBED
+) -> MethodChoice:
+    """Resolve `auto` from what the running kernel offers; the reason says what decided.
 
-    `lockdown` None means the kernel does not say (no securityfs lockdown file).
+    Under lockdown kexec_load is refused, so the kernel's own loader, if the
+    kernel has one; otherwise our segments with kexec_load. `lockdown` None
+    means the kernel does not say (no securityfs lockdown file).
 
+    >>> absent = FileLoadProbe(FileLoad.ABSENT, "ENOSYS")
+    >>> choose_method(LoadMethod.AUTO, Lockdown.NONE, absent).reason
+    'kernel lockdown is not active, kexec_file_load is absent (ENOSYS): using kexec_load ...'
     >>> choose_method(LoadMethod.AUTO, Lockdown.INTEGRITY).method
     <LoadMethod.FILE: 'file'>
-    >>> choose_method(LoadMethod.AUTO, None).reason
-    'kernel lockdown is unknown (no /sys/kernel/security/lockdown): using kexec_load ...'
     >>> choose_method(LoadMethod.SEGMENTS, Lockdown.INTEGRITY)
     MethodChoice(method=<LoadMethod.SEGMENTS: 'segments'>, reason=None)
     """
     if requested is not LoadMethod.AUTO:
         return MethodChoice(requested, None)
     if lockdown in (Lockdown.INTEGRITY, Lockdown.CONFIDENTIALITY):
+        refused = f"kernel lockdown is {lockdown.value!r}: kexec_load is refused"
+        if file_load.state is FileLoad.ABSENT:
+            raise LoadError(
+                f"{refused}, and {file_load.describe()}: this kernel cannot load a crash kernel"
+            )
         return MethodChoice(
             LoadMethod.FILE,
-            f"kernel lockdown is {lockdown.value!r}: kexec_load is refused, so the kernel's "
-            "own loader (kexec_file_load, signed image) is used",
+            f"{refused}, so the kernel's own loader (kexec_file_load, signed image) is used",
         )
     unknown = "unknown (no /sys/kernel/security/lockdown)"
     state = "not active" if lockdown is Lockdown.NONE else unknown
+    probed = "" if file_load is UNPROBED else f", {file_load.describe()}"
     return MethodChoice(
-        LoadMethod.SEGMENTS, f"kernel lockdown is {state}: using kexec_load with our segments"
+        LoadMethod.SEGMENTS,
+        f"kernel lockdown is {state}{probed}: using kexec_load with our segments",
     )
 
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from builder.errors import OutputError
 from builder.kexec.method import LoadMethod
 
-__all__ = ["STATE_FILE", "LoadRecord", "forget_load", "record_load", "recorded_method"]
+__all__ = [
+    "STATE_FILE",
+    "LoadRecord",
+    "forget_load",
+    "record_load",
+    "recorded_method",
+    "recorded_reason",
+]
 
 STATE_FILE = Path("/run/kdump-build/crash.json")
 
@@ -28,9 +35,12 @@ class LoadRecord:
     outdir: Path
     entry: int | None = None
     segments: tuple[str, ...] = ()
+    reason: str | None = None  # why `--method auto` chose `method`
 
     def to_json(self) -> dict[str, object]:
         document: dict[str, object] = {"method": self.method.value, "outdir": str(self.outdir)}
+        if self.reason is not None:
+            document["reason"] = self.reason
         if self.entry is not None:
             document.update(entry=self.entry, segments=list(self.segments))
         return document
@@ -59,6 +69,22 @@ def recorded_method(path: Path = STATE_FILE) -> LoadMethod | None:
         return LoadMethod(document["method"])
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def recorded_reason(path: Path = STATE_FILE) -> str | None:
+    """Why `auto` chose the recorded method; None when it was named or nothing is recorded.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "crash.json"
+    >>> record_load(LoadRecord(LoadMethod.SEGMENTS, Path("/out"), reason="no lockdown"), path)
+    >>> recorded_reason(path)
+    'no lockdown'
+    """
+    try:
+        reason = json.loads(path.read_text()).get("reason")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return reason if isinstance(reason, str) else None
 
 
 def forget_load(path: Path = STATE_FILE) -> None:

@@ -16,7 +16,7 @@ from builder.arch import Arch, ArchInfo, arch_info, host_arch
 from builder.errors import KdumpBuildError, LoadError
 from builder.kexec.layout.core import KEXEC_ON_CRASH, Layout
 from builder.kexec.memmap import Range, parse_iomem
-from builder.kexec.method import LoadMethod, Lockdown, parse_lockdown
+from builder.kexec.method import FileLoad, FileLoadProbe, LoadMethod, Lockdown, parse_lockdown
 
 __all__ = [
     "KEXEC_FILE_NO_INITRAMFS",
@@ -28,6 +28,8 @@ __all__ = [
     "kexec_load",
     "kexec_status",
     "lockdown_mode",
+    "probe_file_load",
+    "require_this_machine",
     "unload",
 ]
 
@@ -90,6 +92,11 @@ def _for_this_machine(call: str, arch: Arch) -> ArchInfo:
     return arch_info(arch)
 
 
+def require_this_machine(arch: Arch) -> None:
+    """A `LoadError` unless `arch` is this machine's: a build for another cannot be loaded here."""
+    _for_this_machine("load", arch)
+
+
 def kexec_load(layout: Layout) -> None:
     """Load `layout` as the crash kernel with kexec_load(2)."""
     arch = _for_this_machine("kexec_load", layout.arch)
@@ -150,6 +157,39 @@ def kexec_file_load(arch: Arch, kernel: Path, initrd: Path | None, cmdline: str)
         os.close(kernel_fd)
         if initrd_fd >= 0:
             os.close(initrd_fd)
+
+
+def probe_file_load(arch: Arch) -> FileLoadProbe:
+    """Whether this kernel offers kexec_file_load, found without loading or unloading anything.
+
+    kexec_file_load(-1, -1, 0, NULL, 0) is a normal (not crash) load of fd
+    -1: a kernel that has the call fails reading the fd with EBADF before it
+    touches any image (kernel/kexec_file.c: only KEXEC_FILE_ON_CRASH frees
+    the loaded crash kernel first, and flags are 0 here); one built without
+    CONFIG_KEXEC_FILE answers ENOSYS (as does a seccomp filter that hides
+    it). EPERM (not root, kexec disabled) leaves it unknown. `arch` must be
+    this machine's.
+    """
+    info = _for_this_machine("kexec_file_load", arch)
+    if info.kexec_file_load_syscall is None:
+        return FileLoadProbe(FileLoad.ABSENT, f"no such syscall on {arch.value}")
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    result = libc.syscall(
+        ctypes.c_long(info.kexec_file_load_syscall),
+        ctypes.c_int(-1),
+        ctypes.c_int(-1),
+        ctypes.c_ulong(0),
+        None,
+        ctypes.c_ulong(0),
+    )
+    error = ctypes.get_errno() if result != 0 else 0
+    name = errno.errorcode.get(error, str(error))
+    if error == errno.EBADF:
+        return FileLoadProbe(FileLoad.PRESENT, "probe answered EBADF")
+    if error == errno.ENOSYS:
+        return FileLoadProbe(FileLoad.ABSENT, "ENOSYS: the kernel has no CONFIG_KEXEC_FILE")
+    return FileLoadProbe(FileLoad.UNKNOWN, f"probe answered {name}")
 
 
 def unload(arch: Arch, *, method: LoadMethod) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.arch import ARCHES, Arch
+
 # QEMU user-mode network: the guest gets DHCP from QEMU and reaches the host's
 # 127.0.0.1 as 10.0.2.2; nothing leaves the machine.
 USER_NETWORK = ("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
@@ -34,13 +36,28 @@ class Boot:
 
 
 def qemu_command(
-    kernel: Path, initrd: Path, append: str, *, memory: str, cpus: int, log: Path
+    kernel: Path,
+    initrd: Path,
+    append: str,
+    *,
+    memory: str,
+    cpus: int,
+    log: Path,
+    arch: Arch = Arch.X86_64,
+    monitor: Path | None = None,
 ) -> list[str]:
-    """QEMU under TCG, no display, the console on `log`, no reboot."""
+    """QEMU for `arch` (its record's machine, CPU, firmware) under TCG, no display, the
+    console on `log`, no reboot; the human monitor on the unix socket `monitor` if given."""
+    machine = ARCHES[arch].qemu
+    if machine is None:
+        raise ValueError(f"no QEMU machine recorded for {arch}")
     return [
-        "qemu-system-x86_64",
+        machine.system,
         "-accel",
         "tcg",
+        *(["-M", machine.machine] if machine.machine else []),
+        *(["-cpu", machine.cpu] if machine.cpu else []),
+        *machine.firmware,
         "-m",
         memory,
         "-smp",
@@ -48,7 +65,7 @@ def qemu_command(
         "-display",
         "none",
         "-monitor",
-        "none",
+        f"unix:{monitor},server=on,wait=off" if monitor is not None else "none",
         "-serial",
         f"file:{log}",
         "-no-reboot",

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.arch import Arch
 from builder.binfmt.cpio import write_cpio
 from builder.compression import Compression, compress
 from builder.image.fetch import fetch_packages
@@ -74,9 +75,11 @@ def missing_host_tools() -> list[str]:
     return [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
 
 
-def _main_side_plan(packages: tuple[str, ...], *, kexec: bool) -> tuple[InitrdPlan, PackageRoot]:
+def _main_side_plan(
+    packages: tuple[str, ...], *, kexec: bool, arch: Arch = Arch.X86_64
+) -> tuple[InitrdPlan, PackageRoot]:
     """Busybox with its applet links (and kexec with its libraries) from Debian packages."""
-    root = PackageRoot([package.path for package in fetch_packages(packages, "x86_64")])
+    root = PackageRoot([package.path for package in fetch_packages(packages, arch)])
     plan = InitrdPlan()
     for directory in ("/dev", "/proc", "/sys", "/tmp"):
         plan.directory(directory)
@@ -84,7 +87,7 @@ def _main_side_plan(packages: tuple[str, ...], *, kexec: bool) -> tuple[InitrdPl
     plan.copy_from(root, "/bin/busybox")
     if kexec:
         plan.copy_from(root, "/sbin/kexec")
-        for library in library_closure(root, ["/sbin/kexec"], "x86_64", "kexec"):
+        for library in library_closure(root, ["/sbin/kexec"], arch, "kexec"):
             plan.copy_from(root, library)
     for applet in busybox_applets(root.read_bytes("/bin/busybox")):
         if not plan.has(f"/bin/{applet}"):
@@ -107,7 +110,9 @@ def build_main_initrd(capture_dir: Path) -> bytes:
 HOSTROOT_TAG = "hostroot"
 NINEP_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 
-HOSTROOT_INIT = """#!/bin/sh
+# The start of a 9p main side's /init: the kernel file systems, then the modules of
+# /etc/modules-load in order (`ninep_initrd` writes both).
+NINEP_PROLOGUE = """#!/bin/sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -115,7 +120,11 @@ mount -t devtmpfs devtmpfs /dev
 for module in $(cat /etc/modules-load); do
     insmod "$module" || echo "main: insmod $module failed"
 done
-mkdir -p /host
+"""
+
+HOSTROOT_INIT = (
+    NINEP_PROLOGUE
+    + """mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 {tag} /host \\
     || echo "main: mounting the host root failed"
 mount -t proc proc /host/proc || echo "main: /host/proc not mounted"
@@ -127,6 +136,7 @@ in_host() {{ chroot /host /usr/bin/env PYTHONDONTWRITEBYTECODE=1 /bin/sh -c "cd 
 echo "main: end of script"
 poweroff -f
 """
+)
 
 
 def build_hostroot_initrd(
@@ -139,14 +149,31 @@ def build_hostroot_initrd(
     initrd also carries kexec-tools (for side-by-side comparisons).
     """
     packages = KEXEC_PACKAGES if kexec else ("busybox-static",)
-    plan, root = _main_side_plan((*packages, f"linux-image-{kernel_version}"), kexec=kexec)
+    init = HOSTROOT_INIT.format(tag=HOSTROOT_TAG, repo=repo, body=body)
+    return ninep_initrd(kernel_version, init, packages, kexec=kexec)
+
+
+def ninep_initrd(
+    kernel_version: str,
+    init: str,
+    packages: tuple[str, ...] = ("busybox-static",),
+    *,
+    kexec: bool = False,
+    arch: Arch = Arch.X86_64,
+) -> bytes:
+    """A main-side initrd with busybox and the virtio 9p modules, whose /init is `init`.
+
+    The modules, in load order, are listed in /etc/modules-load.
+    """
+    plan, root = _main_side_plan(
+        (*packages, f"linux-image-{kernel_version}"), kexec=kexec, arch=arch
+    )
     stored = []
     for module in ModuleIndex(root, kernel_version).load_order(NINEP_MODULES, "9p modules"):
         path = module.path.rsplit(".ko", 1)[0] + ".ko"
         plan.file(path, module.elf)
         stored.append(path)
     plan.file("/etc/modules-load", ("\n".join(stored) + "\n").encode())
-    init = HOSTROOT_INIT.format(tag=HOSTROOT_TAG, repo=repo, body=body)
     plan.file("/init", init.encode(), 0o755)
     return compress(write_cpio(plan.members()), Compression.ZSTD, 3)
 
@@ -176,14 +203,19 @@ def run_qemu(
     share_host_root: bool = False,
     stop_after: tuple[str, float] | None = None,
     extra: tuple[str, ...] = (),
+    arch: Arch = Arch.X86_64,
+    monitor: Path | None = None,
+    stop: qemu.StopCondition | None = None,
 ) -> Boot:
     """Boot under TCG with the console on a file; return when the guest powers off.
 
     With `stop_after` = (text, seconds), QEMU is also stopped that many
     seconds after `text` first shows on the console (returncode None): for
     runs that are expected to hang, such as a purgatory refusing to jump.
+    `stop` is any other stop condition (not both).
     """
-    command = qemu_command(kernel, initrd, append, memory=memory, cpus=cpus, log=log)
+    command = qemu_command(kernel, initrd, append, memory=memory, cpus=cpus, log=log, arch=arch,
+                           monitor=monitor)  # fmt: skip
     if disk is not None:
         command += ["-drive", f"file={disk},format=raw,if=virtio"]
     if share_host_root:
@@ -192,7 +224,8 @@ def run_qemu(
             f"local,path=/,mount_tag={HOSTROOT_TAG},security_model=none,readonly=on,multidevs=remap",
         ]
     command += extra
-    stop = qemu.stop_after(*stop_after) if stop_after is not None else None
+    if stop_after is not None:
+        stop = qemu.stop_after(*stop_after)
     return qemu.watch(command, log, timeout=timeout, stop=stop)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from builder.arch import Arch
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.layout.devicetree import BootSeeds
 from builder.kexec.memmap import MemoryMap, Range
 from builder.units import PAGE_SIZE, MiB
 
@@ -119,6 +120,9 @@ class LayoutOptions:
     # Copy the low 640 KiB into the crash region before the jump (x86 kernels
     # before v5.5 reuse it); the ELF core header then reads it from the copy.
     backup: bool = False
+    # Fresh kaslr-seed and rng-seed for a device tree (drawn at load time);
+    # None leaves them out, so an offline layout is reproducible.
+    seeds: BootSeeds | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Firmware:
     """
 
     device_tree: bytes | None = field(default=None, repr=False)
+    device_tree_source: str = "the booted device tree"  # its path, for messages
 
 
 @dataclass(frozen=True)

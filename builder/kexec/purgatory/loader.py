@@ -9,7 +9,7 @@ It is pure: bytes in, an immutable `LoadedPurgatory` out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -32,6 +32,7 @@ from builder.errors import LayoutError
 from builder.units import align_up
 
 __all__ = [
+    "InstructionField",
     "LoadedPurgatory",
     "PurgatorySymbol",
     "RelocationRule",
@@ -43,13 +44,33 @@ _ADDRESS_LIMIT = 1 << 64
 
 
 @dataclass(frozen=True)
+class InstructionField:
+    """An immediate inside the 32-bit little-endian instruction already at the place.
+
+    The value must be a multiple of ``1 << scale`` and fit ``bits + scale``
+    bits signed; ``insert`` puts ``value >> scale`` (``bits`` wide) into the
+    instruction word and returns the new word.
+    """
+
+    bits: int
+    scale: int
+    insert: Callable[[int, int], int]
+
+
+@dataclass(frozen=True)
 class RelocationRule:
-    """How one relocation type computes and stores its value."""
+    """How one relocation type computes and stores its value.
+
+    Without `field` the value is stored as a little-endian integer of `width`
+    bytes; with one it is patched into the instruction at the place (RISC
+    architectures), the range check being the field's (`signed` unused).
+    """
 
     name: str
     width: int  # bytes written at the place
     pc_relative: bool  # value is S + A - P rather than S + A
     signed: bool | None  # range check: True signed, False unsigned, None wraps (64-bit)
+    field: InstructionField | None = None
 
 
 @dataclass(frozen=True)
@@ -319,7 +340,8 @@ def _apply_relocations(
             if rule.pc_relative:
                 value -= place
             start = place - load_address
-            buffer[start : start + rule.width] = _encode(rule, value, where, label)
+            old = bytes(buffer[start : start + rule.width])
+            buffer[start : start + rule.width] = _encode(rule, value, where, label, old)
 
 
 def _symbol_label(elf: ElfFile, symbol: Symbol) -> str:
@@ -330,7 +352,9 @@ def _symbol_label(elf: ElfFile, symbol: Symbol) -> str:
     return "(unnamed)"
 
 
-def _encode(rule: RelocationRule, value: int, where: str, label: str) -> bytes:
+def _encode(rule: RelocationRule, value: int, where: str, label: str, old: bytes) -> bytes:
+    if rule.field is not None:
+        return _patch_instruction(rule.name, rule.field, value, old, f"{where} against {label!r}")
     bits = rule.width * 8
     if rule.signed is None:
         return (value % (1 << bits)).to_bytes(rule.width, "little")
@@ -342,3 +366,21 @@ def _encode(rule: RelocationRule, value: int, where: str, label: str) -> bytes:
             f"{value:#x} does not fit {bits} bits {kind}"
         )
     return value.to_bytes(rule.width, "little", signed=rule.signed)
+
+
+def _patch_instruction(name: str, field: InstructionField, value: int, old: bytes,
+                       where: str) -> bytes:  # fmt: skip
+    if value % (1 << field.scale):
+        raise LayoutError(
+            f"purgatory: relocation {name} at {where}: {value:#x} is not a multiple of "
+            f"{1 << field.scale}"
+        )
+    bits = field.bits + field.scale
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise LayoutError(
+            f"purgatory: relocation {name} at {where} overflows: {value:#x} does not fit "
+            f"{bits} bits signed"
+        )
+    immediate = (value >> field.scale) & ((1 << field.bits) - 1)
+    word = field.insert(int.from_bytes(old, "little"), immediate)
+    return (word & 0xFFFF_FFFF).to_bytes(4, "little")

@@ -1,15 +1,11 @@
 """The shipped x86_64 purgatory: load it, then patch digest, regions, registers.
 
 The object is built from entry-x86_64.S, purgatory.c and sha256.c in this
-directory by scripts/build-purgatory. Its patched symbols:
-
-- `purgatory_sha256_digest` (32 bytes) and `purgatory_sha256_regions`
-  (16 x {u64 start, u64 len}): what the purgatory verifies (see regions.py);
-- `purgatory_entry_regs` (17 x u64, order `ENTRY_REGISTERS`): the registers
-  the capture kernel starts with; `rip` is the kernel's 64-bit entry
-  (load address + 0x200), `rsi` the boot_params address;
-- `purgatory_backup` ({u64 src, dst, size}): low memory copied after the
-  check and before the jump; size 0 (the default) copies nothing.
+directory by scripts/build-purgatory; its patched symbols are patch.py's.
+On x86_64 `purgatory_entry_regs` is 17 x u64 in the order `ENTRY_REGISTERS`:
+`rip` is the kernel's 64-bit entry (load address + 0x200), `rsi` the
+boot_params address; `purgatory_backup` copies low memory after the check
+and before the jump (kernels before v5.5).
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 
 from builder.arch import Arch, arch_info
 from builder.errors import LayoutError
@@ -27,7 +22,9 @@ from builder.kexec.purgatory.loader import (
     RelocationRules,
     load_purgatory,
 )
-from builder.kexec.purgatory.regions import Segment, regions_digest, regions_table
+from builder.kexec.purgatory.patch import patch_purgatory, registers_block
+from builder.kexec.purgatory.patch import shipped_object as _shipped
+from builder.kexec.purgatory.regions import Segment
 
 __all__ = [
     "ENTRY_REGISTERS",
@@ -52,8 +49,9 @@ _U64_LIMIT = 1 << 64
 
 # The relocation types the purgatory object uses (arch/x86/include/asm/elf.h
 # numbers). PLT32 is PC32 here: there is no PLT, every callee is in the buffer.
+ARCH = Arch.X86_64
 RELOCATIONS = RelocationRules(
-    arch_info(Arch.X86_64).elf_machine,
+    arch_info(ARCH).elf_machine,
     {
         0: None,  # R_X86_64_NONE
         1: RelocationRule("R_X86_64_64", 8, pc_relative=False, signed=None),
@@ -85,7 +83,7 @@ def shipped_object() -> bytes:
     >>> shipped_object()[:4]
     b'\\x7fELF'
     """
-    return (resources.files("builder.kexec.purgatory") / OBJECT_NAME).read_bytes()
+    return _shipped(OBJECT_NAME)
 
 
 def load_x86_64_purgatory(load_address: int) -> LoadedPurgatory:
@@ -107,14 +105,7 @@ def entry_registers_block(registers: Mapping[str, int]) -> bytes:
     >>> entry_registers_block({"rip": 0x1000200, "rsi": 0x90000})[32:40].hex()
     '0000090000000000'
     """
-    unknown = set(registers) - set(ENTRY_REGISTERS)
-    if unknown:
-        raise LayoutError(f"purgatory: unknown x86_64 registers {sorted(unknown)}")
-    values = [registers.get(name, 0) for name in ENTRY_REGISTERS]
-    for name, value in zip(ENTRY_REGISTERS, values, strict=True):
-        if not 0 <= value < _U64_LIMIT:
-            raise LayoutError(f"purgatory: register {name} value {value:#x} is not a u64")
-    return struct.pack(f"<{len(values)}Q", *values)
+    return registers_block(ENTRY_REGISTERS, registers, ARCH.value)
 
 
 def patch_x86_64_purgatory(
@@ -132,6 +123,7 @@ def patch_x86_64_purgatory(
     kernel gets rip = `kernel_entry`, rsi = `boot_params`, rsp = the top of
     the purgatory's own stack, every other register zero.
 
+    >>> from builder.kexec.purgatory.regions import regions_digest
     >>> purgatory = load_x86_64_purgatory(0x7F000000)
     >>> kernel = (0x7C000000, b"kernel bytes", 0x2000000)
     >>> boot_params = (0x7F100000, bytes(4096), 4096)
@@ -140,19 +132,13 @@ def patch_x86_64_purgatory(
     >>> ready.read("purgatory_sha256_digest") == regions_digest([kernel, boot_params])
     True
     """
-    purgatory_end = purgatory.load_address + purgatory.memsz
-    for index, (start, _data, memsz) in enumerate(segments):
-        if start < purgatory_end and purgatory.load_address < start + memsz:
-            raise LayoutError(
-                f"purgatory: segment {index} at {start:#x} overlaps the purgatory itself"
-            )
     stack_address, stack_size = purgatory.symbol("purgatory_stack")
     registers = {"rip": kernel_entry, "rsi": boot_params, "rsp": stack_address + stack_size}
-    return (
-        purgatory.patch("purgatory_sha256_digest", regions_digest(segments))
-        .patch("purgatory_sha256_regions", regions_table(segments))
-        .patch("purgatory_entry_regs", entry_registers_block(registers))
-        .patch("purgatory_backup", _backup_block(backup))
+    return patch_purgatory(
+        purgatory,
+        segments,
+        registers=entry_registers_block(registers),
+        backup=_backup_block(backup),
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from builder.image.fetch import FetchedPackage
 from tests.conftest import run_cli
 from tests.support import recipes
-from tests.support.paths import DEFAULT_RECIPE
+from tests.support.paths import DEFAULT_RECIPE, REPO
 
 MINIMAL_DUMP = '[dump]\ndevice = "LABEL=kdump"\n'
 
@@ -419,3 +419,57 @@ def test_os_error_is_one_line_naming_the_path(
     builder.cli.app.command("broken-for-test")(broken)
     assert builder.cli.main(["broken-for-test"]) == 2
     assert capsys.readouterr().err == "kdump-build: error: /some/where: Permission denied\n"
+
+
+# ------------------------------------------------------------------ inspect FILE.dtb
+
+ARM64_DTB = REPO / "tests/data/arm64-oracle/qemu-arm64-4g-4cpu-256m-high-64m-low/capture-fdt.dtb"
+
+
+def test_inspect_device_tree_shows_chosen_and_memory() -> None:
+    result = run_cli("inspect", str(ARM64_DTB))  # the capture DTB kexec-tools built
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("(#address-cells 2, #size-cells 2)")
+    assert (
+        "  linux,usable-memory-range  0x12b600000-0x13b5fffff (256M), "
+        "0xf8000000-0xfbffffff (64M)" in lines
+    )
+    assert "  linux,elfcorehdr           0x13b5ff000-0x13b5ff3ff (1024 bytes)" in lines
+    assert "  /memory@40000000           0x40000000-0x13fffffff (4G)" in lines
+    assert lines[-1] == "reserved"  # none here: kexec-tools adds no /memreserve/
+    document = json.loads(run_cli("inspect", str(ARM64_DTB), "--json").stdout)
+    usable = document["chosen"]["linux,usable-memory-range"]
+    assert [(piece["start"], piece["end"]) for piece in usable] == [
+        (0x12B600000, 0x13B600000),
+        (0xF8000000, 0xFC000000),
+    ]
+    (memory,) = document["memory"]
+    assert memory["node"] == "/memory@40000000"
+    assert [(piece["start"], piece["size"]) for piece in memory["ranges"]] == [(1 << 30, 4 << 30)]
+
+
+def test_inspect_device_tree_shows_reserved_ranges(tmp_path: Path) -> None:
+    from builder.binfmt.fdt import DeviceTree, MemoryReservation, Node, cells
+
+    two = (("#address-cells", cells(2, 1)), ("#size-cells", cells(2, 1)))
+    secure = Node("secmon@5e000000", (("reg", cells(0x5E000000, 2) + cells(0x200000, 2)),))
+    root = Node("", two, (Node("reserved-memory", two, (secure,)),))
+    dtb = tmp_path / "reserved.dtb"
+    dtb.write_bytes(DeviceTree(root, (MemoryReservation(0x48000000, 0x1000),)).to_bytes())
+    lines = run_cli("inspect", str(dtb)).stdout.splitlines()
+    assert lines[lines.index("reserved") + 1 :] == [
+        "  /memreserve/               0x48000000-0x48000fff (4096 bytes)",
+        "  /reserved-memory/secmon@5e000000 0x5e000000-0x5e1fffff (2M)",
+    ]
+
+
+def test_inspect_corrupt_device_tree_is_one_line(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.dtb"
+    cut.write_bytes(ARM64_DTB.read_bytes()[:200])
+    result = run_cli("inspect", str(cut))
+    assert result.returncode == 2
+    assert (
+        result.stderr == f"kdump-build: error: {cut}: byte 0x4: totalsize 0x2015 outside "
+        "the file of 0xc8 bytes\n"
+    )

@@ -705,3 +705,31 @@ def test_recommendation_impossible() -> None:
 
 def test_recommend_without_ram() -> None:
     assert recommend([], lambda ram: M) == (None, ("no RAM size given",))
+
+
+# ------------------------------------------------------------------ arm64 before 6.2
+
+ARM64_61 = "6.1.0-57-arm64"  # Debian 12's: the rules measured in QEMU virt
+
+
+def test_arm64_61_high_alone_gets_no_low_range() -> None:
+    # Measured: crashkernel=256M,high on a 4 GiB virt guest reserved 0x12b600000-0x13b5fffff
+    # and nothing below 4 GiB (arch/arm64/mm/init.c in 6.1: crash_low_size stays 0).
+    result = reservation("256M,high", 4 * G, "arm64", kernel=ARM64_61)
+    assert (result.size, result.placement, result.low) == (256 * M, Placement.HIGH, 0)
+    with_low = reservation("256M,high 64M,low", 4 * G, "arm64", kernel=ARM64_61)
+    assert (with_low.placement, with_low.low) == (Placement.HIGH, 64 * M)
+    # From 6.2 (a149cf00b158) the default low range is 128 MiB.
+    assert reservation("256M,high", 4 * G, "arm64", kernel="6.12.117+deb13-arm64").low == 128 * M
+
+
+def test_arm64_61_plain_value_never_falls_back_above_4g() -> None:
+    # A plain value is searched below arm64_dma_phys_limit only (no fallback until a9ae89df7377).
+    result = reservation("3584M", 16 * G, "arm64", kernel=ARM64_61)
+    assert (result.size, result.placement) == (0, Placement.NONE)
+    assert "does not fall back above it (use ',high')" in result.notes[0]
+    newer = reservation("3584M", 16 * G, "arm64", kernel="6.12.0")
+    assert (newer.placement, newer.low) == (Placement.HIGH, 128 * M)
+    # Below 4 GiB it is the same as ever: the 1 GiB guest's 192M.
+    small = reservation("192M", 1 * G, "arm64", kernel=ARM64_61)
+    assert (small.size, small.placement, small.alignment) == (192 * M, Placement.LOW, 2 * M)

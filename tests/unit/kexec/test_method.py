@@ -8,8 +8,11 @@ import pytest
 
 from builder.errors import LoadError
 from builder.kexec.method import (
+    FileLoad,
+    FileLoadProbe,
     LoadMethod,
     Lockdown,
+    MethodChoice,
     choose_method,
     kexec_tools_command,
     parse_lockdown,
@@ -63,3 +66,26 @@ def test_kexec_tools_command_quotes_and_maps_the_method() -> None:
         "kexec -p '/out dir/vmlinuz' --initrd='/out dir/initrd.img' --command-line='a b'"
     )
     assert kexec_tools_command(kernel, initrd, "", LoadMethod.FILE).startswith("kexec -p -s ")
+
+
+ABSENT = FileLoadProbe(FileLoad.ABSENT, "ENOSYS: the kernel has no CONFIG_KEXEC_FILE")
+PRESENT = FileLoadProbe(FileLoad.PRESENT, "probe answered EBADF")
+
+
+def test_auto_names_what_the_probe_found() -> None:
+    choice = choose_method(LoadMethod.AUTO, Lockdown.NONE, ABSENT)
+    assert choice == MethodChoice(
+        LoadMethod.SEGMENTS,
+        "kernel lockdown is not active, kexec_file_load is absent (ENOSYS: the kernel has no "
+        "CONFIG_KEXEC_FILE): using kexec_load with our segments",
+    )
+    assert choose_method(LoadMethod.AUTO, Lockdown.NONE, PRESENT).method is LoadMethod.SEGMENTS
+    assert choose_method(LoadMethod.AUTO, Lockdown.INTEGRITY, PRESENT).method is LoadMethod.FILE
+
+
+def test_auto_under_lockdown_without_kexec_file_load_cannot_load() -> None:
+    # Debian's arm64 kernels under Secure Boot: kexec_load refused, kexec_file_load absent.
+    with pytest.raises(LoadError, match="this kernel cannot load a crash kernel"):
+        choose_method(LoadMethod.AUTO, Lockdown.INTEGRITY, ABSENT)
+    # Named explicitly, the method is tried as asked (the kernel gives the errno).
+    assert choose_method(LoadMethod.SEGMENTS, Lockdown.INTEGRITY, ABSENT).reason is None

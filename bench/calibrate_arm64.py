@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Calibrate the crashkernel memory model for arm64 on real crash cycles in QEMU virt (TCG).
+
+The arm64 twin of bench/calibrate_crashkernel.py, and built from its parts
+(the search in 8 MiB steps with a confirming second boot, the trial log, the
+fit of the model's free constants, the recommendation): for each guest (RAM,
+vCPUs of the main kernel, CPUs the capture kernel brings up) it boots
+recipes/qemu-arm64.toml's real crash cycle with several `crashkernel=`
+sizes. The main side runs our own `kdump-build load` (kexec-tools cannot
+load on this kernel, tests/vm/loader_guest.py), sysrq crashes it, our
+capture initrd saves the vmcore with makedumpfile, and the host checks it
+with an arm64 makedumpfile --dump-dmesg under qemu-aarch64. Then it fits
+`kernel_runtime`, `per_crashed_gib`, `per_cpu` to the minima and prints per
+guest: measured minimum, recommendation, margin, and the ratio against the
+anchor (kdump-utils' aarch64 default `1G-4G:256M,4G-64G:320M,64G-:576M`).
+
+    .venv/bin/python -m bench.calibrate_arm64            # measure and print
+    .venv/bin/python -m bench.calibrate_arm64 --write    # ... and store the constants
+    .venv/bin/python -m bench.calibrate_arm64 --stored   # print from the stored runs
+
+The store is builder/crashkernel/calibration/aarch64-6.1.json (the record
+format of calibration.json). Trials are logged to WORK/trials.jsonl keyed by
+the build's hashes, so an interrupted run resumes without booting again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+from bench.calibrate_crashkernel import (
+    CAPTURE_FAILURES,
+    DEFAULT_CONFIGS,
+    PER_CPU_CONFIG,
+    Capture,
+    Config,
+    Trial,
+    TrialLog,
+    _capture_part,
+    _line,
+    calibration_record,
+    fit_constants,
+    recommendation,
+    search,
+    trial_evidence,
+)
+from builder.arch import ARCHES, Arch
+from builder.crashkernel.model import Calibration, CaptureProfile, load_calibration
+from builder.crashkernel.profile import capture_profile
+from builder.crashkernel.reservation import reservation
+from builder.image.outputs import write_outputs
+from builder.image.pipeline import plan_build
+from builder.recipe.parse import parse_recipe
+from builder.units import MiB
+from tests.support import recipes
+from tests.support.guestroot import guest_root
+from tests.support.paths import REPO
+from tests.vm import loader_guest
+
+ARCH = Arch.AARCH64
+RECIPE = REPO / "recipes" / "qemu-arm64.toml"
+STORE = REPO / "builder" / "crashkernel" / "calibration" / "aarch64-6.1.json"
+REGENERATE = ".venv/bin/python -m bench.calibrate_arm64 --write"
+# kdump-utils (kdump-lib.sh, kdump_get_arch_recommend_crashkernel) on aarch64, 4 KiB pages.
+ANCHOR_SPEC = "1G-4G:256M,4G-64G:320M,64G-:576M"
+CONFIGS = (*DEFAULT_CONFIGS, PER_CPU_CONFIG)
+LOAD_AND_CRASH = f"""
+if kdump_build load {loader_guest.GUEST_OUTDIR} --method segments; then
+    echo "main: load finished"
+else
+    echo "main: load failed"
+    poweroff -f
+fi
+echo c > /proc/sysrq-trigger
+"""
+
+
+def build_capture(work: Path, config: Config) -> Capture:
+    """recipes/qemu-arm64.toml with the config's nr_cpus=, and the loader's main initrd."""
+    default = tomllib.loads(RECIPE.read_text())
+    cmdline = [f"nr_cpus={config.capture_cpus}" if word.startswith("nr_cpus=") else word
+               for word in default["kernel"]["cmdline"]]  # fmt: skip
+    text = recipes.recipe_text({"kernel": {"cmdline": cmdline}}, base=RECIPE)
+    recipe = parse_recipe(text, RECIPE)
+    directory = work / f"capture-{config.variant}"
+    result = plan_build(recipe)
+    write_outputs(result, directory)
+    main_initrd = work / f"main-initrd-{config.variant}.img"
+    initrd = loader_guest.loader_initrd(ARCH, result.kernel_version, guest_root(ARCH),
+                                        LOAD_AND_CRASH)  # fmt: skip
+    main_initrd.write_bytes(initrd)
+    digest = hashlib.sha256()
+    for name in ("vmlinuz", "initrd.img", "cmdline.txt"):
+        digest.update((directory / name).read_bytes())
+    digest.update(initrd)
+    profile = capture_profile(recipe, result.kernel, result.cmdline, result.members, result.initrd)
+    return Capture(directory, main_initrd, digest.hexdigest()[:16], profile, result.kernel_version)
+
+
+def crash_cycle(
+    capture: Capture, config: Config, size_mib: int, work: Path, timeout: float, idle: float
+) -> Trial:
+    """One crash cycle with crashkernel=<size_mib>M; ok when the vmcore validates."""
+    with tempfile.TemporaryDirectory(dir=work, prefix="trial.") as scratch_name:
+        scratch = Path(scratch_name)
+
+        def failed(console: str, silent: float) -> str | None:
+            if "Kernel panic" in _capture_part(console):
+                time.sleep(2)  # let the panic's reason reach the log
+                return "capture kernel panic"
+            return f"no console output for {idle:.0f} s" if silent > idle else None
+
+        run = loader_guest.crash_cycle(
+            ARCH, capture.directory, capture.kernel_version, LOAD_AND_CRASH, scratch,
+            append=f"crashkernel={size_mib}M", memory=f"{config.memory_mib}M", cpus=config.vcpus,
+            timeout=timeout, stop=failed, main_initrd=capture.main_initrd,
+        )  # fmt: skip
+        console = run.boot.console
+        logs = work / "consoles"
+        logs.mkdir(exist_ok=True)
+        (logs / f"{config.name.replace('/', '_')}-{size_mib}M.log").write_text(console)
+        ok, outcome = _outcome(run, scratch)
+        capture_part = _capture_part(console)
+        return Trial(
+            config.name, size_mib, ok, outcome, round(run.boot.seconds, 1),
+            _line(console, r"crashkernel reserved: [^\n]*"),
+            _line(capture_part, r"Memory: \d+K/\d+K available[^\n]*"),
+        )  # fmt: skip
+
+
+def _outcome(run: loader_guest.GuestCrash, scratch: Path) -> tuple[bool, str]:
+    """Whether the trial dumped and validated, and what happened in a few words."""
+    console, stopped = run.boot.console, run.boot.stopped
+    if not console.strip():
+        # Not a trial's outcome: the harness itself is broken; recording it would mislead.
+        raise SystemExit(f"QEMU wrote no console (exit {run.boot.returncode}): see its command")
+    capture_part = _capture_part(console)
+    if "main: load failed" in console:
+        return False, "kdump-build load refused the load"
+    if "crashkernel reserved" not in console:
+        return False, "nothing reserved"
+    panic = re.search(r"Kernel panic - not syncing: ([^\n]*)", capture_part)
+    if stopped == "capture kernel panic" and panic:
+        return False, f"{stopped}: {panic.group(1).strip()}"
+    if stopped:
+        for needle, name in CAPTURE_FAILURES:
+            if needle in capture_part:
+                return False, f"{name} ({stopped})"
+        return False, stopped
+    if "kdump: dump saved to" not in console:
+        return False, f"no dump saved (qemu exit {run.boot.returncode})"
+    if len(run.vmcores) != 1:
+        return False, f"expected one vmcore on the dump disk, found {len(run.vmcores)}"
+    try:
+        log = loader_guest.dump_dmesg(run.root, run.vmcores[0], scratch / "dmesg.txt")
+    except subprocess.CalledProcessError as error:
+        return False, f"makedumpfile --dump-dmesg failed ({error.returncode})"
+    if "sysrq triggered crash" not in log:
+        return False, "vmcore log lacks 'sysrq triggered crash'"
+    return True, f"dump saved and valid ({run.vmcores[0].stat().st_size} bytes)"
+
+
+def anchor(config: Config) -> int:
+    """kdump-utils' aarch64 reservation for this guest's RAM."""
+    return reservation(ANCHOR_SPEC, config.memory_mib * MiB, ARCH).size
+
+
+def print_table(
+    profiles: dict[str, CaptureProfile], minima: dict[Config, int | None], calibration: Calibration
+) -> bool:
+    """Measured minimum, recommendation, margin and the anchor ratio per guest; the goal met?"""
+    print(f"\n{'guest':<22} {'measured min':>12} {'recommended':>11} {'margin':>7} {'anchor':>7} "
+          f"{'vs anchor':>9}")  # fmt: skip
+    good = True
+    for config, minimum in minima.items():
+        recommended = recommendation(profiles[config.variant], config.memory_mib * MiB, calibration)
+        ratio = recommended / anchor(config)
+        if minimum is None:
+            print(f"{config.name:<22} {'none <=1G':>12} {recommended // MiB:>10}M")
+            good = False
+            continue
+        margin = recommended - minimum * MiB
+        good = good and 0 <= margin <= 32 * MiB
+        print(f"{config.name:<22} {minimum:>11}M {recommended // MiB:>10}M {margin // MiB:>6}M "
+              f"{anchor(config) // MiB:>6}M {ratio:>8.2f}x")  # fmt: skip
+    print(f"goal (0 <= margin <= 32M everywhere): {'met' if good else 'NOT met'}")
+    return good
+
+
+def _stored() -> int:
+    stored = json.loads(STORE.read_text())
+    minima: dict[Config, int | None] = {
+        Config(m["ram"] // MiB, m["vcpus"], m["capture_cpus"], m["zstd_level"], m["target"]):
+        m["minimum"] // MiB for m in stored["measurements"]
+    }  # fmt: skip
+    profiles = {
+        variant: CaptureProfile(**profile) for variant, profile in stored["profiles"].items()
+    }
+    print_table(profiles, minima, load_calibration(STORE))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"store the constants in {STORE.name}")
+    parser.add_argument("--stored", action="store_true", help="no boots: print the stored runs")
+    parser.add_argument("--fresh", action="store_true", help="ignore the trial log")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "kdump-arm64")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per boot")
+    parser.add_argument("--idle", type=float, default=150, help="seconds without console output")
+    parser.add_argument("--guess", type=int, default=128, help="first size to try, MiB")
+    args = parser.parse_args()
+    if args.stored:
+        return _stored()
+    args.work.mkdir(parents=True, exist_ok=True)
+    trials = TrialLog(args.work / "trials.jsonl", args.fresh)
+    captures: dict[str, Capture] = {}
+    minima: dict[Config, int | None] = {}
+    evidence: dict[Config, list[dict[str, object]]] = {}
+    guess = args.guess
+    for config in CONFIGS:
+        if config.variant not in captures:
+            captures[config.variant] = build_capture(args.work, config)
+        minimum, seen = search(captures[config.variant], config, guess, trials, args.work,
+                               args.timeout, args.idle, crash_cycle)  # fmt: skip
+        minima[config] = minimum
+        evidence[config] = trial_evidence(seen)
+        guess = minimum or guess
+        print(f"{config.name}: minimum {minimum}M", flush=True)
+    profiles = {variant: capture.profile for variant, capture in captures.items()}
+    found = {config: value * MiB for config, value in minima.items() if value is not None}
+    constants = fit_constants(profiles, found)
+    calibration = replace(Calibration(), **constants)
+    print(
+        "fitted constants (MiB): " + ", ".join(f"{k}={v / MiB:.2f}" for k, v in constants.items())
+    )
+    print_table(profiles, minima, calibration)
+    if args.write:
+        _write(captures, constants, found, evidence)
+    return 0
+
+
+def _write(
+    captures: dict[str, Capture],
+    constants: dict[str, int],
+    found: dict[Config, int],
+    evidence: dict[Config, list[dict[str, object]]],
+) -> None:
+    machine = ARCHES[ARCH].qemu
+    assert machine is not None
+    what = (
+        "crashkernel model constants fitted to QEMU TCG (virt) crash cycles of "
+        "recipes/qemu-arm64.toml loaded by kdump-build's own loader; minimum = smallest "
+        "crashkernel= (8 MiB steps) whose dump completed and validated with an arm64 "
+        "makedumpfile --dump-dmesg, booted twice"
+    )
+    record = calibration_record(
+        REGENERATE, what, machine.system, captures, constants, found, evidence
+    )
+    STORE.parent.mkdir(exist_ok=True)
+    STORE.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {STORE.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""aarch64 crash layout: Image, initrd, device tree, purgatory, ELF core header.
+
+Pure planning: bytes, a memory map and the booted DTB in, a `Layout` out.
+Facts from Documentation/arch/arm64/booting.rst and the kernel's own crash
+loader (arch/arm64/kernel/machine_kexec_file.c, drivers/of/kexec.c). All
+segments go in the main (highest) "Crash kernel" range, the only one
+kexec_load accepts for a crash image (kernel/kexec_core.c,
+sanity_check_segment_list); the placement is the one kexec-tools 2.0.25
+chooses on Debian 12 (same addresses, tests/unit/kexec/test_layout_aarch64.py):
+
+- kernel: the Image (a compressed one decompressed, an EFI-stub one as is:
+  its header is an Image header) at the range's 2 MiB aligned base plus
+  `text_offset`, memsz `image_size`; it needs flags bit 3 (placement
+  anywhere) unless that base is the start of RAM;
+- initrd right after `image_size`, inside the kernel's 1 GiB aligned 32 GiB
+  window (booting.rst);
+- the device tree after it (devicetree.py: bootargs, ELF core header,
+  usable ranges, initrd, fresh seeds), 8-byte aligned, at most 2 MiB;
+- purgatory after that, aligned as its sections ask;
+- ELF core header in the last pages of the range: a PT_NOTE per possible
+  CPU, vmcoreinfo, the kernel text from /proc/kcore (KASLR's address, no
+  kallsyms needed) and System RAM minus every crash range at linear-map
+  addresses.
+
+The entry is the purgatory's; it checks the digest of every other segment
+and enters the kernel with x0 = DTB, x1..x3 = 0. The capture kernel's
+command line gets nothing added: the device tree carries the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from builder.arch import Arch, arch_info
+from builder.binfmt.kernelimg import BootImageHeader, ImageFormat, parse_kernel_image
+from builder.errors import ImageError, LayoutError
+from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.layout.core import (
+    KEXEC_ON_CRASH,
+    KexecSegment,
+    Layout,
+    LayoutDetails,
+    LayoutInputs,
+    check_layout,
+    segments_for_digest,
+)
+from builder.kexec.layout.devicetree import capture_device_tree
+from builder.kexec.layout.elfcore import elf_core_header
+from builder.kexec.memmap import MemoryMap, Range
+from builder.kexec.purgatory.aarch64 import build_aarch64_purgatory, load_aarch64_purgatory
+from builder.units import PAGE_SIZE, GiB, MiB, align_down, align_up, page_up
+
+__all__ = ["ARCH", "COMMAND_LINE_SIZE", "Aarch64Details", "ImageFields", "plan"]
+
+ARCH = Arch.AARCH64
+_ARCH_INFO = arch_info(ARCH)
+COMMAND_LINE_SIZE = 2048  # arch/arm64/include/uapi/asm/setup.h
+_KERNEL_WINDOW = 1 * GiB  # booting.rst: kernel and initrd within one 1 GiB aligned 32 GiB window
+_KERNEL_WINDOW_SIZE = 32 * GiB
+_DTB_MAX = 2 * MiB  # booting.rst: "must not exceed 2 megabytes in size"
+_DTB_ALIGN = 8
+
+
+@dataclass(frozen=True)
+class ImageFields:
+    """The Image header fields the placement followed (for layout.json)."""
+
+    text_offset: int
+    image_size: int
+    flags: int
+    page_size: int | None
+    placement_anywhere: bool
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Aarch64Details(LayoutDetails):
+    """What the aarch64 planner decided: the "details" of its layout.json."""
+
+    kernel_entry: int  # the Image's load address: the purgatory jumps there
+    dtb: int  # x0 at the jump
+    elfcorehdr: Range  # the header's own bytes (linux,elfcorehdr)
+    usable: tuple[Range, ...]  # linux,usable-memory-range, main range first
+    initrd: Range  # linux,initrd-start/-end
+    dump_ranges: tuple[Range, ...]
+    seeded: bool  # fresh kaslr-seed and rng-seed in the device tree
+    crash_info: CrashInfo | None
+    kernel_image: ImageFields
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "cmdline": self.cmdline,
+            "kernel_entry": self.kernel_entry,
+            "dtb": self.dtb,
+            "elfcorehdr": self.elfcorehdr.to_json(),
+            "usable_memory": [piece.to_json() for piece in self.usable],
+            "initrd": self.initrd.to_json(),
+            "dump_ranges": [piece.to_json() for piece in self.dump_ranges],
+            "seeded": self.seeded,
+            "crash_info": None if self.crash_info is None else self.crash_info.to_json(),
+            "kernel_image": self.kernel_image.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    data: bytes  # the bytes loaded: the Image, decompressed
+    header: BootImageHeader
+    fields: ImageFields
+
+
+def _kernel(inputs: LayoutInputs) -> _Kernel:
+    """The arm64 Image in `inputs.kernel`, checked for what a capture kernel must be."""
+    name = inputs.kernel_name
+    try:
+        image = parse_kernel_image(inputs.kernel, name).kernel
+    except ImageError as error:
+        raise LayoutError(str(error)) from None
+    header = image.boot_header
+    if image.format is not ImageFormat.IMAGE or image.arch is not ARCH or header is None:
+        raise LayoutError(
+            f"{name}: is a {image.arch} {image.format}, the layout needs an arm64 Image"
+        )
+    size = header.image_size or len(image.loadable)
+    fields = ImageFields(header.text_offset, size, header.flags, header.page_size,
+                         header.phys_placement_anywhere)  # fmt: skip
+    return _Kernel(image.loadable, header, fields)
+
+
+def _device_tree(inputs: LayoutInputs) -> tuple[bytes, str]:
+    """The booted device tree and where it came from."""
+    firmware = inputs.firmware
+    if firmware is None or firmware.device_tree is None:
+        raise LayoutError(
+            "the arm64 layout needs the device tree the main kernel booted with "
+            "(/sys/firmware/fdt; `kdump-build capture-sysfs` saves it, `layout --sysfs` reads it)"
+        )
+    return firmware.device_tree, firmware.device_tree_source
+
+
+@dataclass(frozen=True)
+class _Placement:
+    kernel: Range
+    initrd: Range  # the initrd's own bytes; its segment is page rounded
+    elfcorehdr: Range  # the header's own bytes; its segment is page rounded
+    usable: tuple[Range, ...]
+    dump: tuple[Range, ...]
+
+
+def _place_kernel(kernel: _Kernel, region: Range, memory: MemoryMap, name: str) -> Range:
+    base = align_up(region.start, _ARCH_INFO.image_alignment)
+    ram = memory.system_ram()
+    if not kernel.fields.placement_anywhere and (not ram or base != ram[0].start):
+        raise LayoutError(
+            f"{name}: the Image may only run at the base of RAM (flags bit 3 clear); it cannot "
+            f"be a capture kernel in the crash region {region}"
+        )
+    start = base + kernel.fields.text_offset
+    # image_size covers bss too; a file larger than it (never seen) still gets all its bytes.
+    return Range(start, start + page_up(max(kernel.fields.image_size, len(kernel.data))))
+
+
+def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Placement:
+    memory = inputs.memory
+    region = memory.crash_region()
+    kernel_range = _place_kernel(kernel, region, memory, inputs.kernel_name)
+    if not inputs.initrd:
+        raise LayoutError("segment 'initrd': the initrd is empty")
+    initrd = Range(kernel_range.end, kernel_range.end + len(inputs.initrd))
+    window_end = align_down(kernel_range.start, _KERNEL_WINDOW) + _KERNEL_WINDOW_SIZE
+    if initrd.end > window_end:
+        raise LayoutError(
+            f"segment 'initrd': {initrd} leaves the kernel's 32 GiB window (ends {window_end:#x})"
+        )
+    header_start = region.end - page_up(elfcorehdr_size)
+    elfcorehdr = Range(header_start, header_start + elfcorehdr_size)
+    others = [piece for piece in memory.crash_ranges() if piece != region]
+    return _Placement(kernel_range, initrd, elfcorehdr, (region, *others),
+                      memory.ram_minus_crash())  # fmt: skip
+
+
+def _segment(name: str, start: int, data: bytes) -> KexecSegment:
+    return KexecSegment(name, start, page_up(len(data)), data)
+
+
+def _capture_cmdline(cmdline: str) -> str:
+    text = cmdline.strip()
+    if len(text.encode()) >= COMMAND_LINE_SIZE:
+        raise LayoutError(
+            f"bootargs: {len(text.encode())} bytes, the kernel keeps {COMMAND_LINE_SIZE - 1}"
+        )
+    return text
+
+
+def _payload_segments(
+    inputs: LayoutInputs, kernel: _Kernel, placed: _Placement, header: bytes, cmdline: str
+) -> list[KexecSegment]:
+    """Every segment but the purgatory, whose digest covers them (the DTB names the rest)."""
+    booted, source = _device_tree(inputs)
+    dtb = capture_device_tree(
+        booted,
+        source=source,
+        bootargs=cmdline,
+        elfcorehdr=placed.elfcorehdr,
+        usable=placed.usable,
+        initrd=placed.initrd,
+        seeds=inputs.options.seeds,
+    )
+    if len(dtb) > _DTB_MAX:
+        raise LayoutError(f"segment 'dtb': {len(dtb)} bytes, booting.rst allows 2 MiB")
+    dtb_start = align_up(page_up(placed.initrd.end), _DTB_ALIGN)
+    return [
+        KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data),
+        _segment("initrd", placed.initrd.start, inputs.initrd),
+        _segment("dtb", dtb_start, dtb),
+        _segment("elfcorehdr", placed.elfcorehdr.start, header),
+    ]
+
+
+def _place_purgatory(after: int, placed: _Placement, region: Range) -> int:
+    """The purgatory's address: after the DTB, aligned, below the ELF core header."""
+    probe = load_aarch64_purgatory(0)
+    start = align_up(page_up(after), max(PAGE_SIZE, probe.alignment))
+    end = start + page_up(probe.memsz)
+    if end > placed.elfcorehdr.start:
+        raise LayoutError(
+            f"the crash region {region} is too small: kernel, initrd, dtb and purgatory end at "
+            f"{end:#x}, the ELF core header starts at {placed.elfcorehdr.start:#x}"
+        )
+    return start
+
+
+def plan(inputs: LayoutInputs) -> Layout:
+    """Plan every segment of an aarch64 crash load and check the result.
+
+    The segments, in this order: kernel, initrd, dtb, purgatory, elfcorehdr
+    (kexec-tools' order). The DTB gets `inputs.options.seeds` (fresh ones at
+    load time, none offline).
+    """
+    kernel = _kernel(inputs)
+    region = inputs.memory.crash_region()
+    header = elf_core_header(
+        inputs.info, inputs.memory.ram_minus_crash(), machine=_ARCH_INFO.elf_machine
+    )
+    placed = _place(inputs, kernel, len(header))
+    cmdline = _capture_cmdline(inputs.cmdline)
+    segments = _payload_segments(inputs, kernel, placed, header, cmdline)
+    dtb = segments[2]
+    purgatory_start = _place_purgatory(dtb.mem + dtb.bufsz, placed, region)
+    purgatory = build_aarch64_purgatory(
+        purgatory_start, segments_for_digest(segments), kernel_entry=placed.kernel.start,
+        dtb=dtb.mem,
+    )  # fmt: skip
+    segments.insert(3, KexecSegment("purgatory", purgatory_start, page_up(purgatory.memsz),
+                                    purgatory.buffer))  # fmt: skip
+    details = Aarch64Details(
+        cmdline=cmdline, kernel_entry=placed.kernel.start, dtb=dtb.mem,
+        elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
+        dump_ranges=placed.dump, seeded=inputs.options.seeds is not None,
+        crash_info=inputs.info, kernel_image=kernel.fields,
+    )  # fmt: skip
+    layout = Layout(ARCH, purgatory.entry, KEXEC_ON_CRASH | _ARCH_INFO.kexec_arch, region,
+                    tuple(segments), details)  # fmt: skip
+    check_layout(layout)
+    return layout

@@ -1,0 +1,211 @@
+"""Offline `kdump-build layout` for arm64 on captured guests, checked with independent tools.
+
+Two guest shapes captured in QEMU virt with Debian 12's arm64 kernel
+(tests/data/sysfs/qemu-arm64-*): 1 GiB / 1 CPU with `crashkernel=192M`, and
+4 GiB / 4 CPUs with `crashkernel=256M,high crashkernel=64M,low` (two crash
+ranges). The build is recipes/qemu-arm64.toml. The oracles: fdtget and dtc
+read the generated device tree, readelf the ELF core header, hashlib the
+purgatory's digest, kexec-tools' `kexec -p -d` in the same guests the
+placement, the guest's own VMCOREINFO note the kernel addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from builder.arch import Arch, host_arch
+from builder.kexec.purgatory.aarch64 import load_aarch64_purgatory
+from builder.kexec.purgatory.regions import regions_digest
+from tests.conftest import run_cli
+from tests.support.paths import DATA, REPO
+
+RECIPE = REPO / "recipes" / "qemu-arm64.toml"
+KIMAGE_VADDR = 0xFFFF_8000_0800_0000  # 48-bit VA: where _text sits before KASLR moves it
+PAGE_OFFSET_48 = 0xFFFF_0000_0000_0000
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    cpus: int
+    crash: tuple[tuple[int, int], ...]  # (start, size), main range first
+    ram: tuple[tuple[int, int], ...]  # System RAM minus the crash ranges (start, end)
+
+
+SHAPES = (
+    Shape("qemu-arm64-1g-1cpu-192m", 1, ((0x6EC00000, 0xC000000),),
+          ((0x40000000, 0x6EC00000), (0x7AC00000, 0x80000000))),
+    Shape("qemu-arm64-4g-4cpu-256m-high-64m-low", 4,
+          ((0x12B600000, 0x10000000), (0xF8000000, 0x4000000)),
+          ((0x40000000, 0xF8000000), (0xFC000000, 0x12B600000), (0x13B600000, 0x140000000))),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    outdir = tmp_path_factory.mktemp("arm64-build") / "out"
+    result = run_cli(str(RECIPE), "-o", str(outdir))
+    assert result.returncode == 0, result.stderr
+    return outdir
+
+
+@dataclass(frozen=True)
+class Planned:
+    outdir: Path
+    document: dict[str, object]
+
+    def segment(self, name: str) -> tuple[int, int, bytes]:
+        for entry in self.document["segments"]:  # type: ignore[attr-defined]
+            if entry["name"] == name:
+                return entry["mem"], entry["memsz"], (self.outdir / entry["blob"]).read_bytes()
+        raise AssertionError(f"no segment {name}")
+
+
+def _layout(build: Path, shape: Shape, tmp: Path) -> Planned:
+    outdir = tmp / shape.name
+    tmp.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(build), str(outdir)], check=True)
+    sysfs = DATA / "sysfs" / shape.name
+    result = run_cli("layout", str(outdir), "--iomem", str(sysfs / "proc/iomem"),
+                     "--sysfs", str(sysfs))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return Planned(outdir, json.loads((outdir / "layout.json").read_text()))
+
+
+def _fdtget(dtb: Path, prop: str, *options: str) -> str:
+    return subprocess.run(["fdtget", *options, str(dtb), "/chosen", prop], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+
+def _cells(pairs: tuple[tuple[int, int], ...]) -> str:
+    """fdtget -tx's spelling of <address size> pairs in two cells each."""
+    words = []
+    for address, size in pairs:
+        words += [address >> 32, address & 0xFFFFFFFF, size >> 32, size & 0xFFFFFFFF]
+    return " ".join(f"{word:x}" for word in words)
+
+
+@pytest.fixture(scope="module", params=SHAPES, ids=lambda shape: shape.name)
+def shape(request: pytest.FixtureRequest) -> Shape:
+    chosen: Shape = request.param
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def planned(build: Path, shape: Shape, tmp_path_factory: pytest.TempPathFactory) -> Planned:
+    """`kdump-build layout` of the build for one captured guest (once per shape)."""
+    return _layout(build, shape, tmp_path_factory.mktemp("layout"))
+
+
+def test_device_tree_read_by_fdtget_and_dtc(
+    build: Path, shape: Shape, planned: Planned, tmp_path: Path
+) -> None:
+    initrd_mem, _, initrd = planned.segment("initrd")
+    header_mem, _, header = planned.segment("elfcorehdr")
+    _, _, dtb_bytes = planned.segment("dtb")
+    dtb = tmp_path / "capture.dtb"
+    dtb.write_bytes(dtb_bytes)
+    subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dtb", "-o", "/dev/null", str(dtb)], check=True)
+    assert _fdtget(dtb, "bootargs") == (build / "cmdline.txt").read_text().strip()
+    assert _fdtget(dtb, "linux,usable-memory-range", "-tx") == _cells(shape.crash)
+    assert _fdtget(dtb, "linux,elfcorehdr", "-tx") == _cells(((header_mem, len(header)),))
+    start = int(_fdtget(dtb, "linux,initrd-start", "-tx").replace(" ", ""), 16)
+    end = int(_fdtget(dtb, "linux,initrd-end", "-tx").replace(" ", ""), 16)
+    assert (start, end) == (initrd_mem, initrd_mem + len(initrd))
+    chosen = subprocess.run(["fdtget", "-p", str(dtb), "/chosen"], check=True,
+                            capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert not {"kaslr-seed", "rng-seed"} & set(chosen)  # offline: no seeds, reproducible
+
+
+def _kexec_tools_segments(shape: Shape) -> list[tuple[int, int]]:
+    text = (DATA / "arm64-oracle" / shape.name / "kexec-p-d.txt").read_text()
+    mems = [int(value, 16) for value in re.findall(r"segment\[\d+\]\.mem\s+= (0x[0-9a-f]+)", text)]
+    sizes = [int(value, 16) for value in re.findall(r"segment\[\d+\]\.memsz = (0x[0-9a-f]+)", text)]
+    return list(zip(mems, sizes, strict=True))
+
+
+def test_placement_is_kexec_tools_and_the_digest_holds(shape: Shape, planned: Planned) -> None:
+    kernel, initrd, _dtb, _purgatory, elfcorehdr = _kexec_tools_segments(shape)
+    main_start = shape.crash[0][0]
+    assert planned.document["crash_region"]["start"] == main_start  # type: ignore[index]
+    assert planned.segment("kernel")[:2] == kernel  # region base, image_size
+    assert planned.segment("initrd")[0] == initrd[0]  # right after image_size
+    assert planned.segment("elfcorehdr")[:2] == elfcorehdr  # the last page of the region
+    purgatory_mem, _, purgatory = planned.segment("purgatory")
+    assert planned.document["entry"] == purgatory_mem
+    covered = [planned.segment(name) for name in ("kernel", "initrd", "dtb", "elfcorehdr")]
+    digest = hashlib.sha256(b"".join(data + bytes(memsz - len(data)) for _, memsz, data in covered))
+    loaded = load_aarch64_purgatory(purgatory_mem)
+    offset = loaded.symbol("purgatory_sha256_digest")[0] - purgatory_mem
+    assert purgatory[offset : offset + 32] == digest.digest()
+    assert digest.digest() == regions_digest([(mem, data, memsz) for mem, memsz, data in covered])
+    assert planned.document["flags"] == 0xB70001  # KEXEC_ON_CRASH | KEXEC_ARCH_AARCH64
+
+
+def _readelf_segments(header: bytes, tmp: Path) -> list[list[str]]:
+    path = tmp / "elfcorehdr.bin"
+    path.write_bytes(header)
+    listing = subprocess.run(["readelf", "-lW", str(path)], check=True, capture_output=True,
+                             text=True).stdout  # fmt: skip
+    rows = [line.split() for line in listing.splitlines()]
+    return [row for row in rows if row[:1] in (["NOTE"], ["LOAD"])]
+
+
+def test_elf_core_header_read_by_readelf(shape: Shape, planned: Planned, tmp_path: Path) -> None:
+    rows = _readelf_segments(planned.segment("elfcorehdr")[2], tmp_path)
+    notes = [row for row in rows if row[0] == "NOTE"]
+    loads = [
+        (int(row[2], 16), int(row[3], 16), int(row[5], 16)) for row in rows if row[0] == "LOAD"
+    ]
+    assert len(notes) == shape.cpus + 1  # one per possible CPU, then vmcoreinfo
+    oracle = dict(line.split("=", 1) for line in
+                  (DATA / "arm64-oracle" / shape.name / "vmcoreinfo.txt").read_text().splitlines()
+                  if "=" in line)  # fmt: skip
+    text_vaddr, text_paddr, _ = loads[0]
+    assert text_vaddr == KIMAGE_VADDR + int(oracle["KERNELOFFSET"], 16)
+    assert text_vaddr - text_paddr == int(oracle["NUMBER(kimage_voffset)"], 16)
+    linear = PAGE_OFFSET_48 - int(oracle["NUMBER(PHYS_OFFSET)"], 16)
+    assert [(paddr, paddr + size) for _, paddr, size in loads[1:]] == list(shape.ram)
+    assert all(vaddr == linear + paddr for vaddr, paddr, _ in loads[1:])
+
+
+def test_layout_is_reproducible(
+    build: Path, shape: Shape, planned: Planned, tmp_path: Path
+) -> None:
+    again = _layout(build, shape, tmp_path)
+    assert again.document == planned.document
+    for entry in planned.document["segments"]:  # type: ignore[attr-defined]
+        assert (again.outdir / entry["blob"]).read_bytes() == (
+            planned.outdir / entry["blob"]
+        ).read_bytes()
+
+
+def test_without_the_device_tree_the_layout_says_what_is_missing(
+    build: Path, tmp_path: Path
+) -> None:
+    outdir = tmp_path / "out"
+    subprocess.run(["cp", "-a", str(build), str(outdir)], check=True)
+    iomem = DATA / "sysfs" / SHAPES[0].name / "proc" / "iomem"
+    result = run_cli("layout", str(outdir), "--iomem", str(iomem))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("kdump-build: error: the arm64 layout needs the device")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (outdir / "layout.json").exists()
+
+
+def test_load_refuses_a_build_for_another_machine_before_reading_its_sysfs(build: Path) -> None:
+    host = host_arch()
+    assert host is not Arch.AARCH64, "this test needs a host that is not arm64 (CI is amd64)"
+    result = run_cli("load", str(build), "--method", "segments")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"kdump-build: error: load: the crash kernel is built for aarch64, this machine is "
+        f"{host.value}\n"
+    )

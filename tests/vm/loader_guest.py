@@ -1,0 +1,177 @@
+"""Crash cycles of a guest of another architecture that loads with our own `kdump-build load`.
+
+The x86_64 tests run the host's own venv in the guest (9p over the host
+root). A guest of another architecture cannot: it gets a root of its own
+(tests/support/guestroot.py: Debian's Python and our dependencies for it)
+over virtio 9p, with the repository and the build's output directory beside
+it, and runs the CLI chrooted there. kexec-tools is not involved. The host
+then reads the dump disk with debugfs and the vmcore with that
+architecture's makedumpfile under qemu-user (`ArchInfo.qemu.user`).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.arch import ARCHES, Arch
+from tests.support.guestroot import GuestRoot, guest_root
+from tests.support.paths import REPO
+from tests.support.qemu import Boot
+from tests.vm import harness
+
+# Where the shares appear inside the guest's root.
+GUEST_REPO = "/work/repo"
+GUEST_OUTDIR = "/work/out"
+_TAGS = {"root": "guestroot", "repo": "repo", "out": "out"}
+
+LOADER_INIT = (
+    harness.NINEP_PROLOGUE
+    + """R=/mnt/root
+mkdir -p $R
+O=trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144
+mount -t 9p -o $O {root} $R || echo "main: mounting the guest root failed"
+mount -t tmpfs tmpfs $R/work
+mkdir -p $R{repo} $R{out}
+mount -t 9p -o $O {repo_tag} $R{repo} || echo "main: mounting the repository failed"
+mount -t 9p -o $O {out_tag} $R{out} || echo "main: mounting the build failed"
+mount -t proc proc $R/proc
+mount -t sysfs sysfs $R/sys
+mount -t devtmpfs devtmpfs $R/dev
+mount -t tmpfs tmpfs $R/tmp
+mount -t tmpfs tmpfs $R/run
+echo 1 > /proc/sys/kernel/sysrq
+in_guest() {{ chroot $R /usr/bin/env {environment} /bin/sh -c "cd {repo} && $1"; }}
+kdump_build() {{ in_guest "python3 -m builder.cli $*"; }}
+{body}
+echo "main: end of script"
+poweroff -f
+"""
+)
+
+
+def loader_initrd(arch: Arch, kernel_version: str, root: GuestRoot, body: str) -> bytes:
+    """The main side's initrd: mount the shares, then run `body` (sh).
+
+    `body` may call `kdump_build ARGS` (the CLI in the guest root, working
+    directory the repository) and `in_guest "COMMAND"`; the build is at
+    GUEST_OUTDIR.
+    """
+    environment = " ".join(
+        f"{name}={shlex.quote(value)}" for name, value in root.environment(Path(GUEST_REPO)).items()
+    )
+    init = LOADER_INIT.format(
+        root=_TAGS["root"], repo_tag=_TAGS["repo"], out_tag=_TAGS["out"], repo=GUEST_REPO,
+        out=GUEST_OUTDIR, environment=environment, body=body,
+    )  # fmt: skip
+    return harness.ninep_initrd(kernel_version, init, arch=arch)
+
+
+def shares(root: GuestRoot, outdir: Path) -> tuple[str, ...]:
+    """QEMU arguments for the three read-only 9p shares."""
+    arguments: list[str] = []
+    for tag, path in ((_TAGS["root"], root.path), (_TAGS["repo"], REPO), (_TAGS["out"], outdir)):
+        escaped = str(path).replace(",", ",,")  # QEMU's option syntax doubles a literal comma
+        arguments += ["-virtfs", f"local,path={escaped},mount_tag={tag},security_model=none,"
+                      "readonly=on,multidevs=remap"]  # fmt: skip
+    return tuple(arguments)
+
+
+@dataclass(frozen=True)
+class GuestCrash:
+    """A crash cycle: the boot, the vmcores on the dump disk, the root that ran the loader."""
+
+    boot: Boot
+    vmcores: list[Path]
+    root: GuestRoot
+    work: Path
+
+
+def crash_cycle(
+    arch: Arch,
+    outdir: Path,
+    kernel_version: str,
+    body: str,
+    work: Path,
+    *,
+    append: str,
+    memory: str = "1G",
+    cpus: int = 1,
+    timeout: float = 900,
+    monitor: Path | None = None,
+    stop: Callable[[str, float], str | None] | None = None,
+    main_initrd: Path | None = None,
+) -> GuestCrash:
+    """Boot the build's kernel with our loader's initrd, run `body`, then read the dump disk.
+
+    `main_initrd`: one `loader_initrd` made before (then `body` is what it runs).
+    """
+    root = guest_root(arch)
+    if main_initrd is None:
+        main_initrd = work / "main-initrd.img"
+        main_initrd.write_bytes(loader_initrd(arch, kernel_version, root, body))
+    disk = work / "dump.img"
+    harness.make_dump_disk(disk)
+    boot = harness.run_qemu(
+        outdir / "vmlinuz", main_initrd, f"console={_console(arch)} {append}", disk,
+        memory=memory, cpus=cpus, log=work / "console.log", timeout=timeout,
+        extra=shares(root, outdir), arch=arch, monitor=monitor, stop=stop,
+    )  # fmt: skip
+    files = harness.extract_disk(disk, work / "disk")
+    return GuestCrash(boot, [path for path in files if path.name == "vmcore"], root, work)
+
+
+def _console(arch: Arch) -> str:
+    machine = ARCHES[arch].qemu
+    assert machine is not None, f"no QEMU machine for {arch}"
+    return machine.console
+
+
+def dump_dmesg(root: GuestRoot, vmcore: Path, output: Path) -> str:
+    """The crashed kernel's log, read by the guest architecture's makedumpfile under qemu-user."""
+    machine = ARCHES[root.arch].qemu
+    assert machine is not None
+    subprocess.run(
+        [machine.user, "-L", str(root.path), str(root.path / "usr/bin/makedumpfile"),
+         "--dump-dmesg", str(vmcore), str(output)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return output.read_text(errors="replace")
+
+
+def monitor_command(path: Path, command: str, timeout: float = 10) -> str:
+    """Run one human-monitor `command` on QEMU's unix-socket monitor; its output."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(timeout)
+        connection.connect(str(path))
+        _read_to_prompt(connection, deadline)  # the greeting
+        connection.sendall(command.encode() + b"\n")
+        return _read_to_prompt(connection, deadline).replace("\r", "")
+
+
+def _read_to_prompt(connection: socket.socket, deadline: float) -> str:
+    received = b""
+    while not received.endswith(b"(qemu) "):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no monitor prompt; got {received[-200:]!r}")
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received.decode(errors="replace")
+
+
+def program_counter(registers: str) -> tuple[int, str]:
+    """PC and exception level from an aarch64 `info registers` dump."""
+    pc = re.search(r"\bPC=([0-9a-f]+)", registers)
+    level = re.search(r"\bEL([0-3])([th])\b", registers)
+    if pc is None:
+        raise AssertionError(f"no PC in the register dump:\n{registers}")
+    return int(pc.group(1), 16), f"EL{level.group(1)}{level.group(2)}" if level else "?"
