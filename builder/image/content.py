@@ -29,7 +29,7 @@ from builder.image.programs import (
     plan_programs,
     recipe_programs,
 )
-from builder.image.sources import Root
+from builder.image.sources import NodeKind, Root
 from builder.recipe.model import MicrocodeVendor, ModuleSelection, Recipe
 from builder.targets.base import RecipeFiles, TargetContent
 
@@ -47,6 +47,8 @@ BASE_DIRECTORIES = (
     "/usr/bin",
     "/usr/sbin",
 )
+# What usrmerge turns into links into /usr (Debian 12 and later hosts).
+MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The kernel opens /dev/console for init before devtmpfs is mounted.
 CONSOLE_DEVICE = (5, 1)
 NULL_DEVICE = (1, 3)
@@ -87,8 +89,18 @@ def archive_of(member: Member) -> Archive:
     return Archive.PROGRAMS
 
 
-def plan_base(plan: InitrdPlan) -> None:
-    """The directories and device nodes /init needs before it mounts anything."""
+def plan_base(plan: InitrdPlan, root: Root) -> None:
+    """The directories and device nodes /init needs before it mounts anything.
+
+    Where the source root has one as a symlink (merged /usr: /bin -> usr/bin),
+    the initrd gets the same symlink, so what the root has under /bin lands
+    where the link points.
+    """
+    for top in MERGED_USR_LINKS:
+        node = root.lookup(top, follow_last=False) if root.exists(top) else None
+        if node is not None and node.kind is NodeKind.SYMLINK:
+            plan.directory(root.resolve(top).path)
+            plan.symlink(top, node.target, origin=node.origin)
     for directory in BASE_DIRECTORIES:
         plan.directory(directory)
     plan.chardev("/dev/console", *CONSOLE_DEVICE)

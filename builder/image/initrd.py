@@ -12,6 +12,7 @@ import hashlib
 import os
 import posixpath
 import stat
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -21,7 +22,7 @@ from builder.binfmt.cpio import write_cpio
 from builder.compression import Compression, compress, encoder_version
 from builder.errors import InitrdError, SourceError
 from builder.image.cache import store_cache_entry
-from builder.image.sources import NodeKind, Root, normalize
+from builder.image.sources import MAX_SYMLINK_HOPS, NodeKind, Root, normalize
 
 
 class MemberKind(Enum):
@@ -74,7 +75,7 @@ class InitrdPlan:
         self.missing_firmware: list[str] = []
 
     def add(self, member: Member) -> None:
-        path = normalize(member.path)
+        path = self._through_links(normalize(member.path))
         member = Member(path, member.kind, member.mode, member.data, member.rdev, member.origin)
         existing = self._members.get(path)
         if existing is not None:
@@ -91,6 +92,40 @@ class InitrdPlan:
         self._add_parents(path)
         self._members[path] = member
 
+    def _through_links(self, path: str, *, follow_last: bool = False) -> str:
+        """`path` with the symlinks among its parent directories (and, with
+        `follow_last`, its last component) followed inside the plan.
+
+        A merged-/usr root has /bin -> usr/bin: a file added as /bin/x belongs at
+        /usr/bin/x, where the kernel's path lookup finds it through the link.
+        """
+        parts = [part for part in path.strip("/").split("/") if part]
+        if follow_last:
+            parents, name = parts, ""
+        else:
+            parents, name = parts[:-1], (parts[-1] if parts else "")
+        pending = deque(parents)
+        resolved: list[str] = []
+        hops = 0
+        while pending:
+            part = pending.popleft()
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = "/" + "/".join([*resolved, part])
+            link = self._members.get(candidate)
+            if link is None or link.kind is not MemberKind.SYMLINK:
+                resolved.append(part)
+                continue
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise InitrdError(f"{path}: too many levels of symlinks in the initrd")
+            if link.target.startswith("/"):
+                resolved = []
+            pending.extendleft(reversed([p for p in link.target.split("/") if p not in ("", ".")]))
+        return "/" + "/".join([*resolved, name] if name else resolved)
+
     def _add_parents(self, path: str) -> None:
         parent = posixpath.dirname(path)
         while parent != "/" and parent not in self._members:
@@ -100,6 +135,12 @@ class InitrdPlan:
             raise InitrdError(f"{path}: parent {parent} is not a directory in the initrd")
 
     def directory(self, path: str, mode: int = 0o755) -> None:
+        """A directory; nothing to do where a symlink to a directory already stands."""
+        existing = self._members.get(self._through_links(normalize(path)))
+        if existing is not None and existing.kind is MemberKind.SYMLINK:
+            target = self._members.get(self._through_links(normalize(path), follow_last=True))
+            if target is not None and target.kind is MemberKind.DIR:
+                return
         self.add(Member(path, MemberKind.DIR, mode))
 
     def file(self, path: str, data: bytes, mode: int = 0o644, origin: str = "") -> None:
@@ -128,7 +169,7 @@ class InitrdPlan:
         )
 
     def has(self, path: str) -> bool:
-        return normalize(path) in self._members
+        return self._through_links(normalize(path)) in self._members
 
     def members(self) -> list[Member]:
         """Members sorted so that every parent precedes its children."""

@@ -119,7 +119,7 @@ def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage,
 def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -> InitrdPlan:
     """Decide every member of the capture initrd."""
     plan = InitrdPlan()
-    content.plan_base(plan)
+    content.plan_base(plan, root)
     target = content.target_content(recipe)
     with steps.step("modules"):
         module_paths = content.plan_modules(recipe, root, kernel_version, plan, target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import tomllib
 from collections.abc import Sequence
@@ -14,13 +15,14 @@ import pytest
 
 from builder.binfmt.cpio import read_initrd
 from builder.errors import RecipeError
+from builder.image.fetch import FetchedPackage
 from builder.image.outputs import manifest
 from builder.image.pipeline import plan_build
 from builder.image.programs import script_interpreter
 from builder.recipe.parse import load_recipe
 from tests.support.packages import write_package
 from tests.support.paths import DEFAULT_RECIPE
-from tests.support.recipes import write_recipe
+from tests.support.recipes import DELETE, write_recipe
 
 NO_MODULES = "modules = []\n"
 
@@ -193,3 +195,31 @@ def test_firmware_from_the_source_or_listed_missing(tmp_path: Path) -> None:
         "e100/d102e_ucode.bin",
         "e100/d101s_ucode.bin",
     ]
+
+
+def test_a_merged_usr_sysroot_builds_like_its_packages(
+    tmp_path: Path, default_packages: list[FetchedPackage]
+) -> None:
+    """Debian 12 hosts have /bin, /sbin, /lib and /lib64 as links into /usr (usrmerge):
+    a build from such a root mirrors the links and puts every program where they lead."""
+    sysroot = tmp_path / "root"
+    for package in default_packages:
+        subprocess.run(["dpkg-deb", "-x", str(package.path), str(sysroot)], check=True)
+    for top in ("bin", "sbin", "lib", "lib64"):
+        merged = sysroot / "usr" / top
+        merged.mkdir(parents=True, exist_ok=True)
+        if (sysroot / top).is_dir():
+            shutil.copytree(sysroot / top, merged, symlinks=True, dirs_exist_ok=True)
+            shutil.rmtree(sysroot / top)
+        (sysroot / top).symlink_to(f"usr/{top}")
+    recipe = write_recipe(
+        tmp_path / "merged.toml", {"source": {"packages": DELETE, "root": str(sysroot)}}
+    )
+    found = members(recipe)
+    for top in ("bin", "sbin", "lib", "lib64"):
+        link = found[f"/{top}"]
+        assert stat.S_ISLNK(link.mode) and link.target == f"usr/{top}", top  # type: ignore[attr-defined]
+    assert stat.S_ISLNK(found["/usr/bin/sh"].mode)  # type: ignore[attr-defined]
+    assert stat.S_ISREG(found["/usr/bin/busybox"].mode)  # type: ignore[attr-defined]
+    assert any(path.startswith("/usr/lib/modules/") for path in found)
+    assert not any(path.startswith(("/bin/", "/lib/")) for path in found)
