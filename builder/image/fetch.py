@@ -2,8 +2,12 @@
 
 apt runs with a private state directory per architecture (package lists,
 status, archives) so fetching never touches the host's apt state and works
-for foreign architectures without `dpkg --add-architecture`. The host's
-configured sources are used as they are.
+for foreign architectures without `dpkg --add-architecture`. Without a
+release, the host's configured sources are used as they are; with one
+(`source.release`, say "trixie" on a Debian 12 host), the private state has
+its own sources list for that release (deb.debian.org main, -updates and
+-security), verified with the host's Debian archive keyring, and none of the
+host's sources or pins.
 """
 
 from __future__ import annotations
@@ -24,6 +28,35 @@ from builder.image.cache import default_cache_dir, store_cache_entry
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
 
+# Where a named release comes from, and the keys that sign it. Debian 12's
+# debian-archive-keyring also holds Debian 13's signing keys.
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+# Suites that have no -updates and -security companions.
+DEVELOPMENT_SUITES = frozenset({"sid", "unstable", "experimental"})
+
+
+def release_sources(release: str, keyring: Path = DEBIAN_KEYRING) -> str:
+    """The one-line-style sources list of a Debian release, as the private apt state uses it.
+
+    >>> print(release_sources("trixie", Path("/k.gpg")), end="")
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie main
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie-updates main
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian-security trixie-security main
+    >>> print(release_sources("sid", Path("/k.gpg")), end="")
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian sid main
+    """
+    entries = [(DEBIAN_MIRROR, release)]
+    if release not in DEVELOPMENT_SUITES:
+        entries += [
+            (DEBIAN_MIRROR, f"{release}-updates"),
+            (DEBIAN_SECURITY_MIRROR, f"{release}-security"),
+        ]
+    return "".join(
+        f"deb [signed-by={keyring}] {mirror} {suite} main\n" for mirror, suite in entries
+    )
+
 
 @dataclass(frozen=True)
 class FetchedPackage:
@@ -36,14 +69,58 @@ class FetchedPackage:
 
 
 class AptArchive:
-    """apt-get and apt-cache bound to a private state for one Debian architecture."""
+    """apt-get and apt-cache bound to a private state for one Debian architecture.
 
-    def __init__(self, cache_dir: Path, deb_arch: str) -> None:
+    `release` empty: the host's configured sources; else that Debian release's
+    own sources list, kept in the state directory.
+    """
+
+    def __init__(
+        self, cache_dir: Path, deb_arch: str, release: str = "", keyring: Path = DEBIAN_KEYRING
+    ) -> None:
         self.deb_arch = deb_arch
-        self.state = cache_dir / "apt" / deb_arch
+        self.release = release
+        self.keyring = keyring
+        apt = cache_dir / "apt"
+        self.state = apt / "releases" / release / deb_arch if release else apt / deb_arch
         self.debs = cache_dir / "debs" / deb_arch
 
+    @property
+    def describe(self) -> str:
+        """The architecture, and the release when one is named: `amd64 in Debian trixie`."""
+        return f"{self.deb_arch} in Debian {self.release}" if self.release else self.deb_arch
+
     def _options(self) -> list[str]:
+        return [*self._base_options(), *self._release_options()]
+
+    def _release_options(self) -> list[str]:
+        """The release's own sources list, and nothing of the host's sources or pins."""
+        if not self.release:
+            return []
+        etc = self.state / "etc"
+        return [
+            "-o", f"Dir::Etc::SourceList={etc / 'sources.list'}",
+            "-o", f"Dir::Etc::SourceParts={etc / 'sources.list.d'}",
+            "-o", f"Dir::Etc::Preferences={etc / 'preferences'}",
+            "-o", f"Dir::Etc::PreferencesParts={etc / 'preferences.d'}",
+            "-o", "Acquire::Languages=none",
+        ]  # fmt: skip
+
+    def _write_sources(self) -> None:
+        if not self.release:
+            return
+        if not self.keyring.is_file():
+            raise FetchError(
+                f"cannot fetch Debian {self.release}: {self.keyring} is missing "
+                "(install debian-archive-keyring)"
+            )
+        etc = self.state / "etc"
+        for directory in ("sources.list.d", "preferences.d"):
+            (etc / directory).mkdir(parents=True, exist_ok=True)
+        sources = release_sources(self.release, self.keyring)
+        store_cache_entry(etc / "sources.list", sources.encode())
+
+    def _base_options(self) -> list[str]:
         return [
             "-q",
             "-o",
@@ -101,6 +178,7 @@ class AptArchive:
         for sub in ("lists/partial", "cache/archives/partial"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         (self.state / "status").touch()
+        self._write_sources()
         try:
             self._run("apt-get", "update")
         except FetchError:
@@ -122,7 +200,7 @@ class AptArchive:
         except FetchError:
             # apt-cache fails only when none of the names exists.
             raise FetchError(
-                f"{', '.join(repr(name) for name in names)}: no such package for {self.deb_arch}"
+                f"{', '.join(repr(name) for name in names)}: no such package for {self.describe}"
             ) from None
         found: dict[str, tuple[str, list[str]]] = {}
         for record in records.split("\n\n"):
@@ -141,7 +219,7 @@ class AptArchive:
             found.setdefault(fields["Package"], (fields["Version"], depends))
         for name in names:
             if name not in found:
-                raise FetchError(f"{name!r}: no such package for {self.deb_arch}")
+                raise FetchError(f"{name!r}: no such package for {self.describe}")
         return found
 
     def _cached(self, name: str, version: str) -> Path | None:
@@ -172,17 +250,19 @@ def fetch_packages(
     *,
     cache_dir: Path | None = None,
     refresh: bool = False,
+    release: str = "",
 ) -> list[FetchedPackage]:
     """Fetch the candidate versions of Debian packages for `arch` into the cache.
 
-    A metapackage (one that ships nothing but documentation, such as
+    `release` names the Debian release they come from (empty: the host's
+    configured sources). A metapackage (one that ships nothing but documentation, such as
     `linux-image-amd64`) is replaced by what it depends on, so the recipe can
     name the moving kernel ABI by its stable name. (It runs apt-get against
     Debian's mirrors; every test that builds from Debian packages exercises it.)
     """
     from builder.image.packages import package_is_empty  # packages needs nothing from here
 
-    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian)
+    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian, release)
     archive.update(force=refresh)
     memo = archive.resolution_memo(names)
     remembered = _load_resolution(memo)

@@ -90,7 +90,12 @@ def package_cache() -> PackageCache:
 def fetch_recipe_packages(recipe: Recipe, *, refresh: bool = False) -> list[FetchedPackage]:
     """Fetch `source.packages`; errors name the recipe and the key."""
     try:
-        return fetch_packages(recipe.source.packages, recipe.target.arch, refresh=refresh)
+        return fetch_packages(
+            recipe.source.packages,
+            recipe.target.arch,
+            refresh=refresh,
+            release=recipe.source.release,
+        )
     except FetchError as error:
         raise FetchError(f"{recipe.path}: source.packages: {error}") from None
 

@@ -41,6 +41,8 @@ from builder.targets import DumpTarget
 # Loose enough for every Debian package name, strict enough to keep options out.
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# A Debian codename or suite name (trixie, sid, stable): it names apt's suites.
+RELEASE_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 EXTRA_FILE_SOURCES = ("root", "recipe", "host")
 
 
@@ -84,6 +86,13 @@ def _choice_list(members: Iterable[MicrocodeVendor], what: str) -> Parser:
     return parse
 
 
+def _release(value: Any) -> str:
+    text = string(value)
+    if text and not RELEASE_NAME.match(text):
+        raise ValueError(f"{text!r} is not a Debian release name (such as trixie or sid)")
+    return text
+
+
 def _crashkernel_value(value: Any) -> str:
     text = string(value)
     try:
@@ -110,6 +119,7 @@ def _size_list(value: Any) -> tuple[str, ...]:
 _modules.__doc__ = 'array of module names or aliases, or "auto"'
 _extra_files.__doc__ = "array of DEST or DEST=root:/P, recipe:P, host:/P"
 _crashkernel_value.__doc__ = "crashkernel= value"
+_release.__doc__ = "Debian release name"
 _size_list.__doc__ = "array of sizes (K/M/G/T)"
 
 
@@ -143,6 +153,15 @@ SETTINGS: tuple[Setting, ...] = (
         string,
         "",
         "A directory used as the root of all files, `/` for the host. Excludes packages.",
+    ),
+    Setting(
+        "source.release",
+        _release,
+        "",
+        "The Debian release source.packages come from (`trixie` on a Debian 12 host, `sid`): "
+        "fetched with that release's own sources list (deb.debian.org main, -updates, "
+        "-security), checked with the host's Debian archive keyring. Empty: the host's "
+        "configured apt sources.",
     ),
     Setting(
         "kernel.mode",
