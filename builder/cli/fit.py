@@ -72,7 +72,9 @@ def _fit_recipe(recipe: Path, crashkernel: str | None, rams: list[int] | None) -
     profile = capture_profile(
         parsed, result.kernel, capture_cmdline(parsed), result.members, result.initrd
     )
-    return fit_recipe(parsed, profile, spec=crashkernel, rams=rams)
+    return fit_recipe(
+        parsed, profile, spec=crashkernel, rams=rams, capture_kernel=result.kernel_version
+    )
 
 
 def _print_report(report: FitReport) -> None:

@@ -257,7 +257,7 @@ def fit(
     """Judge ``spec`` against each RAM size in ``ram_list``.
 
     ``estimate_input`` is a `CaptureProfile` (estimated per RAM size with
-    ``calibration``, default `default_calibration()`), a fixed `Estimate`, a
+    ``calibration``, default the newest of ``arch``), a fixed `Estimate`, a
     function RAM -> `Estimate`, or None for a reservation-only report (no
     verdict, no recommendation). ``spec`` None means no `crashkernel=` at
     all: nothing is reserved.
@@ -273,7 +273,10 @@ def fit(
     if not ram_list:
         raise RecipeError("fit: give at least one RAM size")
     arch_name, _ = crash_rules(arch)
-    calibration = default_calibration() if calibration is None else calibration
+    if calibration is None:
+        # Only a profile is estimated here; the rest needs no measured constants.
+        profiled = isinstance(estimate_input, CaptureProfile)
+        calibration = default_calibration(arch_name) if profiled else Calibration()
     config = None if spec is None else as_config(spec)
     estimator = _estimator(estimate_input, calibration)
     rows = []
@@ -318,10 +321,17 @@ def fit_recipe(
     spec: str | None = None,
     rams: Sequence[int] | None = None,
     calibration: Calibration | None = None,
+    capture_kernel: str | None = None,
 ) -> FitReport:
-    """The recipe's fit: ``spec`` and ``rams`` override crashkernel.reserve and crashkernel.ram."""
+    """The recipe's fit: ``spec`` and ``rams`` override crashkernel.reserve and crashkernel.ram.
+
+    ``capture_kernel``: the capture kernel's release; the calibration is the
+    one for its series and the recipe's architecture (`default_calibration`).
+    """
     where = f"{recipe.path}: crashkernel.ram"
     sizes = list(rams) if rams else ram_sizes(recipe.crashkernel.ram, where)
+    if calibration is None:
+        calibration = default_calibration(recipe.target.arch, capture_kernel)
     return fit(
         spec if spec is not None else recipe.crashkernel.reserve,
         sizes,

@@ -161,7 +161,7 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
     cmdline = capture_cmdline(recipe)
     with steps.step("fit"):
         profile = capture_profile(recipe, kernel.image, cmdline, members, initrd)
-        fit_report = fit_recipe(recipe, profile)
+        fit_report = fit_recipe(recipe, profile, capture_kernel=kernel.version)
     return BuildResult(
         recipe,
         kernel.image,
