@@ -17,7 +17,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,9 @@ from builder.image.cache import default_cache_dir, store_cache_entry
 
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
+
+# How a download reports its progress: bytes so far, bytes in all, what is going on.
+FetchProgress = Callable[[int, int, str], None]
 
 # Where a named release comes from, and the keys that sign it. Debian 12's
 # debian-archive-keyring also holds Debian 13's signing keys.
@@ -84,6 +87,7 @@ class AptArchive:
         apt = cache_dir / "apt"
         self.state = apt / "releases" / release / deb_arch if release else apt / deb_arch
         self.debs = cache_dir / "debs" / deb_arch
+        self.sizes: dict[str, int] = {}  # package file sizes apt-cache gave, by name
 
     @property
     def describe(self) -> str:
@@ -151,6 +155,30 @@ class AptArchive:
             )
         return result.stdout
 
+    def _download(self, items: Sequence[str], total: int, progress: FetchProgress | None) -> None:
+        """apt-get download, its progress read from apt's status lines ("dlstatus:N:%:...")."""
+        if progress is None:
+            self._run("apt-get", "download", *items, cwd=self.debs)
+            return
+        command = ["apt-get", *self._options(), "-o", "APT::Status-Fd=1", "download", *items]
+        if shutil.which("apt-get") is None:
+            self._run("apt-get", "download", *items)  # says apt-get is missing
+        with subprocess.Popen(command, cwd=self.debs, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as process:  # fmt: skip
+            assert process.stdout is not None and process.stderr is not None
+            for line in process.stdout:
+                kind, _, rest = line.partition(":")
+                number, _, rest = rest.partition(":")
+                percent, _, _ = rest.partition(":")
+                if kind == "dlstatus" and number.isdigit():
+                    done = round(total * min(100.0, float(percent or 0)) / 100)
+                    progress(done, total, f"{number} of {len(items)} packages")
+            errors = process.stderr.read()
+        if process.returncode != 0:
+            detail = (errors.strip().splitlines() or ["no message"])[-1]
+            raise FetchError(f"apt-get download failed (exit {process.returncode}): {detail}")
+        progress(total, total, f"{len(items)} packages")
+
     def _lists_age(self) -> float | None:
         stamp = self.state / "updated"
         if not stamp.exists():
@@ -217,6 +245,8 @@ class AptArchive:
                 if alternative.strip()
             ]
             found.setdefault(fields["Package"], (fields["Version"], depends))
+            if fields.get("Size", "").isdigit():
+                self.sizes.setdefault(fields["Package"], int(fields["Size"]))
         for name in names:
             if name not in found:
                 raise FetchError(f"{name!r}: no such package for {self.describe}")
@@ -227,14 +257,15 @@ class AptArchive:
         matches = sorted(self.debs.glob(f"{name}_{quoted_version}_*.deb"))
         return matches[0] if matches else None
 
-    def download(self, wanted: Sequence[tuple[str, str]]) -> list[Path]:
+    def download(
+        self, wanted: Sequence[tuple[str, str]], progress: FetchProgress | None = None
+    ) -> list[Path]:
         """Exact (name, version) pairs as cached .deb files, downloading the missing ones."""
         self.debs.mkdir(parents=True, exist_ok=True)
-        missing = [
-            f"{name}={version}" for name, version in wanted if not self._cached(name, version)
-        ]
+        missing = [(name, version) for name, version in wanted if not self._cached(name, version)]
         if missing:
-            self._run("apt-get", "download", *missing, cwd=self.debs)
+            total = sum(self.sizes.get(name, 0) for name, _ in missing)
+            self._download([f"{name}={version}" for name, version in missing], total, progress)
         paths = []
         for name, version in wanted:
             path = self._cached(name, version)
@@ -251,14 +282,16 @@ def fetch_packages(
     cache_dir: Path | None = None,
     refresh: bool = False,
     release: str = "",
+    progress: FetchProgress | None = None,
 ) -> list[FetchedPackage]:
     """Fetch the candidate versions of Debian packages for `arch` into the cache.
 
     `release` names the Debian release they come from (empty: the host's
-    configured sources). A metapackage (one that ships nothing but documentation, such as
-    `linux-image-amd64`) is replaced by what it depends on, so the recipe can
-    name the moving kernel ABI by its stable name. (It runs apt-get against
-    Debian's mirrors; every test that builds from Debian packages exercises it.)
+    configured sources); `progress` hears how a download goes. A metapackage
+    (one that ships nothing but documentation, such as `linux-image-amd64`)
+    is replaced by what it depends on, so the recipe can name the moving
+    kernel ABI by its stable name. (It runs apt-get against Debian's mirrors;
+    every test that builds from Debian packages exercises it.)
     """
     from builder.image.packages import package_is_empty  # packages needs nothing from here
 
@@ -280,7 +313,7 @@ def fetch_packages(
             break
         seen.update(name for _, name in batch)
         candidates = archive.candidates([name for _, name in batch])
-        paths = archive.download([(name, candidates[name][0]) for _, name in batch])
+        paths = archive.download([(name, candidates[name][0]) for _, name in batch], progress)
         for (requested, name), path in zip(batch, paths, strict=True):
             version, depends = candidates[name]
             if package_is_empty(path):
