@@ -167,7 +167,7 @@ def main_kernel_image(recipe: Recipe, work: Path) -> Path:
     """The recipe's main kernel (kernel.image) written to `work`, for a dedicated capture."""
     root, _ = open_root(recipe, Steps())
     _, data, _ = find_kernel(recipe, root, "kernel.image", recipe.kernel.image)
-    path = work / f"main-vmlinuz-{recipe.name}"
+    path = work / f"main-vmlinuz-{recipe.path.stem}"
     path.write_bytes(data)
     return path
 
@@ -193,10 +193,10 @@ def build_capture(work: Path, config: Config, base: Path = DEFAULT_RECIPE) -> Ca
         changes["initrd"]["modules"] = ["virtio_net", *default["initrd"]["modules"]]
     text = recipes.recipe_text(changes, replace=replace, base=base)
     recipe = parse_recipe(text, base)
-    directory = work / f"capture-{recipe.name}-{config.variant}"
+    directory = work / f"capture-{base.stem}-{config.variant}"
     result = plan_build(recipe)
     write_outputs(result, directory)
-    main_initrd = work / f"main-initrd-{recipe.name}-{config.variant}.img"
+    main_initrd = work / f"main-initrd-{base.stem}-{config.variant}.img"
     main_initrd.write_bytes(harness.build_main_initrd(directory))
     main_kernel = directory / "vmlinuz"
     if recipe.kernel.mode is KernelMode.DEDICATED:
@@ -608,6 +608,7 @@ def main() -> int:
         "nfs-ganesha with 4.1; with 4.2 makedumpfile's writes fail with EIO)",
     )
     args = parser.parse_args()
+    args.recipe = args.recipe.resolve()
 
     if args.stored:
         ok = all([stored_table(path) for path in calibrations().values()])
