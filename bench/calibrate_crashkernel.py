@@ -565,10 +565,14 @@ def stored_table(path: Path) -> bool:
     """The table of one stored calibration file, from its own runs and constants."""
     stored = json.loads(path.read_text())
     minima_stored = {
-        Config(m["ram"] // MiB, m["vcpus"], m["capture_cpus"], m["zstd_level"], m["target"]): m[
-            "minimum"
-        ]
-        // MiB
+        Config(
+            m["ram"] // MiB,
+            m["vcpus"],
+            m["capture_cpus"],
+            m["zstd_level"],
+            m["target"],
+            m.get("nfs_version", "4.2"),
+        ): m["minimum"] // MiB
         for m in stored["measurements"]
     }
     profiles = {
@@ -689,17 +693,24 @@ def _measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         verdict = "met" if max(four_gib) <= 128 else "NOT met"
         print(f"goal (4 GiB guest dumps with <= 128M): {verdict}, worst minimum {max(four_gib)}M")
     if args.write:
-        _write_record(args.recipe, campaign, constants)
+        nfs = (
+            ""
+            if args.nfs_version == NFS_CONFIG.nfs_version
+            else f" --nfs-version {args.nfs_version}"
+        )
+        _write_record(args.recipe, campaign, constants, nfs)
     return 0
 
 
-def _write_record(base: Path, campaign: Campaign, constants: dict[str, int]) -> None:
+def _write_record(
+    base: Path, campaign: Campaign, constants: dict[str, int], options: str = ""
+) -> None:
     """calibration/<arch>-<series>.json: the constants, the profiles and every trial."""
     recipe = parse_recipe(base.read_text(), base)
     kernel = next(iter(campaign.captures.values())).kernel_version
     major, minor = kernel_series(kernel)
     record = {
-        "regenerate": f"{REGENERATE} --recipe {base.relative_to(REPO)}",
+        "regenerate": f"{REGENERATE} --recipe {base.relative_to(REPO)}{options}",
         "what": f"crashkernel model constants fitted to QEMU TCG crash cycles of "
         f"{base.relative_to(REPO)}; minimum = smallest crashkernel= (8 MiB steps) whose "
         "dump completed and validated with makedumpfile --dump-dmesg, booted twice",
@@ -722,6 +733,7 @@ def _write_record(base: Path, campaign: Campaign, constants: dict[str, int]) -> 
                 "capture_cpus": config.capture_cpus,
                 "zstd_level": config.zstd_level,
                 "target": config.target,
+                **({"nfs_version": config.nfs_version} if config.target == "nfs" else {}),
                 "variant": config.variant,
                 "minimum": value,
                 "trials": campaign.evidence[config],

@@ -127,7 +127,7 @@ def calibration_path(
     """The calibration for `arch` and the kernel's series: that series, else the nearest one
     of the same architecture (the newer on a tie); `kernel` None takes the newest.
 
-    >>> calibration_path("x86_64", "6.1.0-57-amd64").name, calibration_path("x86_64", "6.6.1").name
+    >>> calibration_path("x86_64", "6.1.0-57-amd64").name, calibration_path("x86_64", "6.10.1").name
     ('x86_64-6.1.json', 'x86_64-6.12.json')
     """
     stored = calibrations(directory)
