@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -112,6 +114,13 @@ def seed_cache(shared: Path, private: Path) -> Path:
 
 def _link_tree(source: Path, destination: Path) -> None:
     shutil.copytree(source, destination, copy_function=os.link)
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary working directory, removed afterwards whatever happens."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        yield Path(name)
 
 
 def shared_cache() -> Path:

@@ -24,13 +24,20 @@ from the cache.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import MIB, Build, best_of, kdump_build, machine, seed_cache, shared_cache
+from bench.common import (
+    MIB,
+    Build,
+    best_of,
+    kdump_build,
+    machine,
+    scratch,
+    seed_cache,
+    shared_cache,
+)
 from builder.binfmt.cpio import write_cpio
 from builder.compression import Compression, compress, decoder_workspace
 from builder.errors import FetchError
@@ -162,6 +169,7 @@ def _recipe_with_kernel(path: Path, kernel_package: str) -> Path:
 
 
 def kernel_update(work: Path) -> KernelUpdate:
+    work.mkdir(parents=True, exist_ok=True)
     (current,) = [p.name for p in fetch_packages(["linux-image-amd64"], "x86_64")]
     previous = previous_abi(current)
     cache = seed_cache(shared_cache(), work / "cache")
@@ -208,11 +216,8 @@ def main() -> None:
     agrees = "agrees" if chosen.level == DEFAULT_COMPRESSION_LEVEL else "DISAGREES"
     print(f"rule's level {chosen.level}; recipe default {DEFAULT_COMPRESSION_LEVEL}: {agrees}")
     print()
-    work = Path(tempfile.mkdtemp(prefix="kdump-update."))
-    try:
+    with scratch("kdump-update.") as work:
         print("\n".join(update_lines(kernel_update(work))))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

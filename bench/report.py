@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench import fit_generalises, kernel_update, startup
 from bench.calibrate_crashkernel import recommendation
-from bench.common import machine
+from bench.common import machine, scratch
 from builder.crashkernel.model import CaptureProfile, calibrations, load_calibration
 from builder.recipe.settings import DEFAULT_COMPRESSION_LEVEL
 from builder.units import MiB
@@ -117,14 +114,11 @@ def table(rows: Sequence[Row]) -> list[str]:
 
 
 def measure(vm: bool) -> tuple[list[Row], list[str]]:
-    work = Path(tempfile.mkdtemp(prefix="kdump-report."))
-    try:
+    with scratch("kdump-report.") as work:
         started = startup.measure(work / "startup")
         points = kernel_update.level_curve(kernel_update.default_archives())
         chosen = kernel_update.choose_level(points)
         update = kernel_update.kernel_update(work / "update")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     rows = [*startup_rows(started), *update_rows(update, chosen)]
     details = [*startup.lines(started), "", *kernel_update.curve_lines(points, chosen), "",
                *kernel_update.update_lines(update)]  # fmt: skip

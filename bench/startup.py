@@ -11,12 +11,19 @@ content (bench/dracut.py), all measured in this run.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Build, Spread, best_of, kdump_build, kdump_build_command, machine, spread
+from bench.common import (
+    Build,
+    Spread,
+    best_of,
+    kdump_build,
+    kdump_build_command,
+    machine,
+    scratch,
+    spread,
+)
 from bench.common import shared_cache as default_cache
 from bench.dracut import DracutRun, dracut_minimal, unpack_sysroot
 from tests.support.paths import DEFAULT_RECIPE
@@ -41,6 +48,7 @@ class Startup:
 
 
 def measure(work: Path) -> Startup:
+    work.mkdir(parents=True, exist_ok=True)
     command = kdump_build_command()
     help_times = spread([*command, "--help"], RUNS)
     status_times = spread([*command, "status"], RUNS)
@@ -76,11 +84,8 @@ def lines(result: Startup) -> list[str]:
 
 def main() -> None:
     print(machine())
-    work = Path(tempfile.mkdtemp(prefix="kdump-startup."))
-    try:
+    with scratch("kdump-startup.") as work:
         print("\n".join(lines(measure(work))))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
