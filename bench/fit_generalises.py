@@ -94,13 +94,20 @@ def minimal_recipe(work: Path) -> Path:
     )
 
 
+CLOUD_SHAPE = "1G/1cpu, dedicated cloud 6.1"
+REUSED_SHAPE = "1G/1cpu, reused generic 6.1"
+MINIMAL_SHAPE = "1G/1cpu, dedicated minimal 6.1"
+# The captures whose minimum goal 3 reports, side by side.
+MINIMUM_SHAPES = (REUSED_SHAPE, CLOUD_SHAPE, MINIMAL_SHAPE)
+
+
 def shapes(work: Path) -> list[Shape]:
     return [
         Shape("8G/4cpu, reused 6.1", Config(8192, 4), DEFAULT_RECIPE),
         Shape("2G/1cpu, nfs, reused 6.1", Config(2048, 1, target="nfs"), DEFAULT_RECIPE),
-        Shape("1G/1cpu, dedicated cloud 6.1", Config(1024, 1), DEDICATED_RECIPE),
-        Shape("1G/1cpu, reused generic 6.1", Config(1024, 1), DEFAULT_RECIPE, checks_model=False),
-        Shape("1G/1cpu, dedicated minimal 6.1", Config(1024, 1), minimal_recipe(work)),
+        Shape(CLOUD_SHAPE, Config(1024, 1), DEDICATED_RECIPE),
+        Shape(REUSED_SHAPE, Config(1024, 1), DEFAULT_RECIPE, checks_model=False),
+        Shape(MINIMAL_SHAPE, Config(1024, 1), minimal_recipe(work)),
     ]
 
 
@@ -141,14 +148,31 @@ def lines(outcomes: list[Outcome]) -> list[str]:
     return table
 
 
-def run(args: argparse.Namespace) -> list[Outcome]:
+@dataclass(frozen=True)
+class Run:
+    """The outcomes, and how many trials booted now or came from the trial log."""
+
+    outcomes: list[Outcome]
+    booted: int
+    logged: int
+
+    def provenance(self) -> str:
+        return (f"  QEMU trials: {self.booted} booted in this run, {self.logged} from the "
+                "trial log (same capture bytes)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> Run:
     args.work.mkdir(parents=True, exist_ok=True)
     trials = TrialLog(args.work / "fit-trials.jsonl", fresh=False)
+    known = set(trials.entries)
     measured = shapes(args.work)
     with contextlib.ExitStack() as stack:
         if any(shape.config.target == "nfs" for shape in measured):
             stack.enter_context(nfs_server(args.work))
-        return [measure(shape, args, trials) for shape in measured]
+        outcomes = [measure(shape, args, trials) for shape in measured]
+    used = {(o.capture.key, o.shape.config.name) for o in outcomes}
+    logged = sum(1 for key, name, _ in known if (key.removesuffix("-confirm"), name) in used)
+    return Run(outcomes, len(set(trials.entries) - known), logged)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -161,9 +185,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
-    outcomes = run(parse_args())
+    result = run(parse_args())
     print("fit model on guests the calibration never used, and the smallest captures")
-    print("\n".join(lines(outcomes)))
+    print("\n".join([*lines(result.outcomes), result.provenance()]))
 
 
 if __name__ == "__main__":
