@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.arch import Arch, arch_info
-from builder.errors import FetchError
+from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir, store_cache_entry
 
 # Package lists older than this are refreshed, so "current" means current.
@@ -209,11 +209,13 @@ class AptArchive:
         self._write_sources()
         try:
             self._run("apt-get", "update")
-        except FetchError:
+        except FetchError as error:
             # One broken index (a mirror mid-sync) fails the whole update, yet
             # the lists that did arrive still resolve packages. No stamp is
             # written, so the next fetch tries again.
             if age is None and not self._has_lists():
+                if self.release:
+                    raise ReleaseError(f"Debian {self.release!r}: {error}") from None
                 raise
             return
         (self.state / "updated").write_text(f"{time.time()}\n")

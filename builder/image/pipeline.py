@@ -17,7 +17,7 @@ from builder.binfmt.cpio import write_cpio
 from builder.binfmt.kernelimg import KernelImage
 from builder.crashkernel.fit import FitReport, fit_recipe
 from builder.crashkernel.profile import capture_profile
-from builder.errors import FetchError, RecipeError
+from builder.errors import FetchError, RecipeError, ReleaseError
 from builder.image import content
 from builder.image.cache import default_cache_dir
 from builder.image.capture import CapturePlan
@@ -122,6 +122,8 @@ def fetch_recipe_packages(
             release=recipe.source.release,
             progress=progress,
         )
+    except ReleaseError as error:
+        raise FetchError(f"{recipe.path}: source.release: {error}") from None
     except FetchError as error:
         raise FetchError(f"{recipe.path}: source.packages: {error}") from None
 

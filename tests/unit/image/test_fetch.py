@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import FetchError
+from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir
 from builder.image.fetch import DEBIAN_KEYRING, AptArchive, fetch_packages
 from builder.image.packages import PackageRoot
@@ -34,7 +34,7 @@ def test_a_release_without_its_signing_key_is_refused(tmp_path: Path) -> None:
     keyring = tmp_path / "empty.gpg"
     keyring.write_bytes(b"")
     archive = AptArchive(tmp_path / "cache", "amd64", "trixie", keyring=keyring)
-    with pytest.raises(FetchError, match=r"^apt-get update failed"):
+    with pytest.raises(ReleaseError, match=r"^Debian 'trixie': apt-get update failed"):
         archive.update()
     missing = AptArchive(tmp_path / "cache", "amd64", "trixie", keyring=tmp_path / "none.gpg")
     with pytest.raises(
@@ -46,3 +46,8 @@ def test_a_release_without_its_signing_key_is_refused(tmp_path: Path) -> None:
 def test_an_unknown_package_names_the_release(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match=r"no such package for amd64 in Debian trixie$"):
         fetch_packages(["no-such-package-kdb"], "x86_64", release="trixie")
+
+
+def test_a_release_debian_does_not_have_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseError, match=r"^Debian 'nosuchrelease': apt-get update failed"):
+        fetch_packages(["busybox-static"], "x86_64", release="nosuchrelease", cache_dir=tmp_path)
