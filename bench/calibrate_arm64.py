@@ -103,7 +103,14 @@ def build_capture(work: Path, config: Config) -> Capture:
         digest.update((directory / name).read_bytes())
     digest.update(initrd)
     profile = capture_profile(recipe, result.kernel, result.cmdline, result.members, result.initrd)
-    return Capture(directory, main_initrd, digest.hexdigest()[:16], profile, result.kernel_version)
+    return Capture(
+        directory,
+        main_initrd,
+        digest.hexdigest()[:16],
+        profile,
+        result.kernel_version,
+        directory / "vmlinuz",  # the recipe reuses the main kernel
+    )
 
 
 def crash_cycle(

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.dracut import dracut_minimal, ensure_dracut, unpack_sysroot
 from tests.support import recipes
 from tests.support.paths import DEFAULT_RECIPE, REPO
 
@@ -55,15 +56,6 @@ def kdump_build(recipe: Path, outdir: Path, cache: Path) -> tuple[float, int, di
 def best_of(count: int, measure):  # type: ignore[no-untyped-def]
     results = [measure() for _ in range(count)]
     return min(results, key=lambda item: item[0])
-
-
-def ensure_dracut() -> str:
-    if shutil.which("dracut") is None:
-        run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "dracut-core"],
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    return run(["dpkg-query", "-W", "-f=${Version}", "dracut-core"]).stdout
 
 
 def main() -> None:
@@ -109,12 +101,7 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
 
     # 4. From an unpacked sysroot (every package of the recipe unpacked with dpkg-deb).
     sysroot = work / "sysroot"
-    manifest = json.loads((work / "cold/manifest.json").read_text())
-    debs = sorted((cold_cache / "debs").rglob("*.deb"))
-    wanted = {package["file"] for package in manifest["packages"]}
-    for deb in debs:
-        if deb.name in wanted:
-            run(["dpkg-deb", "-x", str(deb), str(sysroot)])
+    unpack_sysroot(work / "cold", cold_cache, sysroot)
     sysroot_recipe = work / "sysroot.toml"
     recipes.write_recipe(
         sysroot_recipe, {"source": {"packages": recipes.DELETE, "root": str(sysroot)}}
@@ -141,36 +128,9 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
     ).read_bytes()
 
     # 5. dracut, same kernel and modules (depmod'ed in the sysroot), same drivers.
-    run(["depmod", "-b", str(sysroot), kernel_version])
-    dracut_image = work / "dracut.img"
-    dracut_command = [
-        "dracut",
-        "--force",
-        "--quiet",
-        "--no-hostonly",
-        "--kver",
-        kernel_version,
-        "--kmoddir",
-        str(sysroot / "lib/modules" / kernel_version),
-        "-m",
-        "base",
-        "--add-drivers",
-        "virtio_blk virtio_pci ext4",
-        "--install",
-        "/usr/bin/makedumpfile",
-        "--compress",
-        "zstd",
-        str(dracut_image),
-    ]
-
-    def dracut_once() -> tuple[float, int]:
-        start = time.perf_counter()
-        run(dracut_command, env={**os.environ, "TMPDIR": str(work)})
-        return time.perf_counter() - start, dracut_image.stat().st_size
-
-    dracut_time, dracut_size = best_of(2, dracut_once)
-    dracut_listing = run(["lsinitrd", str(dracut_image)]).stdout if shutil.which("lsinitrd") else ""
-    dracut_modules = sum(1 for line in dracut_listing.splitlines() if ".ko" in line)
+    dracut = dracut_minimal(work, sysroot, kernel_version)
+    dracut_time, dracut_size, dracut_modules = dracut.seconds, dracut.size, dracut.modules
+    dracut_command = list(dracut.command)
 
     steps = warm_summary["steps"]
     return [
@@ -196,7 +156,7 @@ def measure(work: Path, shared_cache: Path, dracut_version: str) -> list[str]:
         f"sysroot without cache {sysroot_summary['seconds']} s",
         "",
         "initrd size                                          kdump-build   dracut     ratio",
-        f"  default recipe (zstd -19)                         {warm_size / MIB:8.2f} MiB "
+        f"  default recipe (zstd -8)                          {warm_size / MIB:8.2f} MiB "
         f"{dracut_size / MIB:8.2f} MiB {warm_size / dracut_size:6.2f}x "
         f"({dracut_size / warm_size:.1f}x smaller)",
         f"  against the hand-assembled floor (2.6 MB)         {warm_size / FLOOR_BYTES:8.3f}x",

@@ -32,6 +32,10 @@ class FetchError(KdumpBuildError):
     """A Debian package could not be fetched."""
 
 
+class ReleaseError(FetchError):
+    """A named Debian release's package lists could not be fetched (no such release)."""
+
+
 class ImageError(KdumpBuildError):
     """A kernel image is not understood (unknown format, truncated, corrupt)."""
 

@@ -12,21 +12,30 @@ bad usage), 3 the capture does not fit its reservation, 1 an internal error.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperCommand
+from typer.models import CommandInfo
 
 from builder.cli import build, dumps, fit, inspect, kexec, machine, reserve, saved
+from builder.cli.coercion import PlainCommand, PlainGroup
 from builder.errors import KdumpBuildError
 
 PROG = "kdump-build"
 USAGE_EXIT_CODE = 2
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Build minimal, reproducible kdump capture images from a TOML recipe.",
-)
+# Plain help text (rich_markup_mode=None): rendering it with rich costs more
+# than the rest of `--help`.
+APP_SETTINGS: dict[str, Any] = {
+    "cls": PlainGroup,
+    "add_completion": False,
+    "no_args_is_help": True,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+    "help": "Build minimal, reproducible kdump capture images from a TOML recipe.",
+}
+app = typer.Typer(**APP_SETTINGS)
 
 app.command()(build.build)
 app.command()(inspect.inspect)
@@ -49,11 +58,37 @@ app.command()(reserve.crashkernel)
 app.command("dumps")(saved.dumps)
 
 
+def _name(info: CommandInfo) -> str:
+    return info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
+
+
 def _command_names() -> set[str]:
-    return {
-        info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
-        for info in app.registered_commands
-    }
+    return {_name(info) for info in app.registered_commands}
+
+
+def _app_for(name: str) -> typer.Typer:
+    """The application with only the command `name`, when it names one, else all of them.
+
+    typer reads the signature of every registered command on each start; a
+    run of one command (`status` at boot) needs only that one. Every command
+    gets the plain coercion (builder.cli.coercion) unless it asks for a class.
+    """
+    for info in app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = PlainCommand
+    chosen = [info for info in app.registered_commands if _name(info) == name]
+    if not chosen:
+        return app
+    single = typer.Typer(**APP_SETTINGS)
+    # A callback keeps it a group, so `kdump-build status` still names its command.
+    single.callback()(_group)
+    single.registered_commands = chosen
+    return single
+
+
+def _group() -> None:
+    # No options of its own: the group's help is APP_SETTINGS' help.
+    return None
 
 
 def _fail(message: str, exit_code: int) -> int:
@@ -89,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Not standalone: usage errors come here as exceptions instead of a
         # multi-line panel and an exit inside typer.
-        code = app(args, prog_name=PROG, standalone_mode=False)
+        code = _app_for(args[0])(args, prog_name=PROG, standalone_mode=False)
     except typer.TyperException as error:  # typer >= 0.26 vendors click: its errors
         return _usage_error(error)
     except KdumpBuildError as error:

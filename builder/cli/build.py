@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,17 +12,6 @@ from builder.units import format_mib
 
 if TYPE_CHECKING:
     from builder.image.pipeline import BuildResult, Steps
-
-
-def _progress(quiet: bool, verbose: bool) -> Callable[[str, float], None]:
-    """Step lines on stderr: on a terminal by default, elsewhere only with --verbose."""
-    show = verbose or (not quiet and sys.stderr.isatty())
-
-    def report(step: str, seconds: float) -> None:
-        if show:
-            typer.echo(f"  {step:<24} {seconds:6.2f} s", err=True)
-
-    return report
 
 
 def build(
@@ -43,24 +30,25 @@ def build(
     ] = False,
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
+    from builder.cli.progress import build_steps
     from builder.errors import FitError
     from builder.image.outputs import write_outputs
-    from builder.image.pipeline import Steps, plan_build
+    from builder.image.pipeline import plan_build
     from builder.recipe.parse import load_recipe
 
     parsed = load_recipe(recipe)
     outdir = output or Path("build") / parsed.name
-    steps = Steps(_progress(quiet or json_output, verbose))
-    result = plan_build(parsed, steps)
-    if result.fit is not None and result.fit.fits is False:
-        if not ignore_fit:
+    with build_steps(quiet or json_output, verbose) as steps:
+        result = plan_build(parsed, steps)
+        if result.fit is not None and result.fit.fits is False and not ignore_fit:
             raise FitError(f"{recipe}: crashkernel.reserve: {result.fit.reason()}")
+        with steps.step("write"):
+            write_outputs(result, outdir)
+    if result.fit is not None and result.fit.fits is False:
         typer.echo(
             f"kdump-build: warning: --ignore-fit: building anyway although {result.fit.reason()}",
             err=True,
         )
-    with steps.step("write"):
-        write_outputs(result, outdir)
     if json_output:
         typer.echo(json.dumps(_summary(result, steps, outdir), indent=2))
     else:

@@ -258,7 +258,7 @@ def fit(
     """Judge ``spec`` against each RAM size in ``ram_list``.
 
     ``estimate_input`` is a `CaptureProfile` (estimated per RAM size with
-    ``calibration``, default `default_calibration()`), a fixed `Estimate`, a
+    ``calibration``, default the newest of ``arch``), a fixed `Estimate`, a
     function RAM -> `Estimate`, or None for a reservation-only report (no
     verdict, no recommendation). ``spec`` None means no `crashkernel=` at
     all: nothing is reserved. ``kernel`` is the release of the kernel that
@@ -275,7 +275,10 @@ def fit(
     if not ram_list:
         raise RecipeError("fit: give at least one RAM size")
     arch_name, _ = crash_rules(arch)
-    calibration = default_calibration() if calibration is None else calibration
+    if calibration is None:
+        # Only a profile is estimated here; the rest needs no measured constants.
+        profiled = isinstance(estimate_input, CaptureProfile)
+        calibration = default_calibration(arch_name) if profiled else Calibration()
     config = None if spec is None else as_config(spec)
     estimator = _estimator(estimate_input, calibration)
     rows = []
@@ -324,15 +327,19 @@ def fit_recipe(
 ) -> FitReport:
     """The recipe's fit: ``spec`` and ``rams`` override crashkernel.reserve and crashkernel.ram.
 
-    ``capture_kernel``: the capture kernel's release; when the recipe reuses
-    the main kernel it is also the kernel that reserves (its rules may differ
-    by version). A dedicated capture kernel says nothing of the main one.
+    ``capture_kernel``: the capture kernel's release. The calibration is the one
+    for its series and the recipe's architecture (`default_calibration`); when
+    the recipe reuses the main kernel it is also the kernel that reserves (its
+    rules may differ by version). A dedicated capture kernel says nothing of
+    the main one.
     """
     from builder.recipe.model import KernelMode  # the recipe imports this module
 
     reuse = recipe.kernel.mode is KernelMode.REUSE
     where = f"{recipe.path}: crashkernel.ram"
     sizes = list(rams) if rams else ram_sizes(recipe.crashkernel.ram, where)
+    if calibration is None:
+        calibration = default_calibration(recipe.target.arch, capture_kernel)
     return fit(
         spec if spec is not None else recipe.crashkernel.reserve,
         sizes,

@@ -2,8 +2,9 @@
 
 `estimate` turns a `CaptureProfile` (what the capture consists of) into an
 `Estimate` for one RAM size. The constants live in `Calibration`; its class
-defaults are priors, and `default_calibration()` lays over them the values
-the QEMU calibration in bench/ measured (calibration.json, read on first use).
+defaults are priors, and `default_calibration(arch, kernel)` lays over them
+the values the QEMU calibration in bench/ measured for that architecture and
+kernel series (calibration/<arch>-<series>.json, read on first use).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from builder.arch import DEFAULT_ARCH, Arch
 from builder.errors import FitError, RecipeError
 from builder.targets import DumpTarget
 from builder.units import PAGE_SIZE, GiB, KiB, MiB, format_size
@@ -26,7 +29,8 @@ class Calibration:
     The class defaults are priors. `default_calibration()` replaces the ones
     the measurements determine (``kernel_runtime``, ``per_crashed_gib``,
     ``per_cpu``, ``headroom``) with the values bench/calibrate_crashkernel.py
-    fitted to real QEMU crash cycles and stored in calibration.json.
+    fitted to real QEMU crash cycles of one kernel series and stored in
+    calibration/<arch>-<series>.json.
     A crash cycle only shows the total a capture needs, so the constant terms
     (userspace, makedumpfile's base, the local target) cannot be told apart:
     they keep small priors and ``kernel_runtime`` is fitted as the rest, which
@@ -80,16 +84,76 @@ class Calibration:
         }[kind]
 
 
-# The constants bench/calibrate_crashkernel.py fitted to real crash cycles; the
-# file names the command that regenerates it and holds the measurements.
-CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+# One file per architecture and kernel series, <arch>-<major>.<minor>.json, each
+# the constants bench/calibrate_crashkernel.py fitted to real crash cycles of that
+# kernel, the command that regenerates it, and the measurements themselves.
+CALIBRATION_DIR = Path(__file__).with_name("calibration")
+_SERIES = re.compile(r"^(\d+)\.(\d+)")
+_FILE_NAME = re.compile(r"^(?P<arch>[a-z0-9_]+)-(?P<major>\d+)\.(?P<minor>\d+)\.json$")
+
+Series = tuple[int, int]
 
 
-def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:
+def kernel_series(kernel: str) -> Series:
+    """The (major, minor) series of a kernel release, which the calibration is chosen by.
+
+    >>> kernel_series("6.1.0-57-amd64"), kernel_series("6.12.118+deb13-cloud-amd64")
+    ((6, 1), (6, 12))
+    """
+    match = _SERIES.match(kernel)
+    if match is None:
+        raise FitError(f"kernel release {kernel!r}: no major.minor series at its start")
+    return int(match.group(1)), int(match.group(2))
+
+
+def calibrations(directory: Path = CALIBRATION_DIR) -> dict[tuple[str, Series], Path]:
+    """Every stored calibration, by (architecture, series), from the file names.
+
+    >>> ("x86_64", (6, 1)) in calibrations(), ("x86_64", (6, 12)) in calibrations()
+    (True, True)
+    """
+    found: dict[tuple[str, Series], Path] = {}
+    for path in sorted(directory.glob("*.json")):
+        match = _FILE_NAME.match(path.name)
+        if match is not None:
+            series = (int(match["major"]), int(match["minor"]))
+            found[(match["arch"], series)] = path
+    return found
+
+
+def calibration_path(
+    arch: Arch | str, kernel: str | None, directory: Path = CALIBRATION_DIR
+) -> Path:
+    """The calibration for `arch` and the kernel's series: that series, else the nearest one
+    of the same architecture (the newer on a tie); `kernel` None takes the newest.
+
+    >>> calibration_path("x86_64", "6.1.0-57-amd64").name, calibration_path("x86_64", "6.10.1").name
+    ('x86_64-6.1.json', 'x86_64-6.12.json')
+    """
+    stored = calibrations(directory)
+    same_arch = {series: path for (name, series), path in stored.items() if name == str(arch)}
+    if not same_arch:
+        have = ", ".join(f"{name} {major}.{minor}" for name, (major, minor) in sorted(stored))
+        raise FitError(
+            f"no crashkernel calibration for {arch} in {directory} (calibrated: "
+            f"{have or 'none'}); run bench/calibrate_crashkernel.py for it"
+        )
+    if kernel is None:
+        return same_arch[max(same_arch)]
+    wanted = kernel_series(kernel)
+
+    def distance(series: Series) -> tuple[int, int]:
+        # Series numbers as one scale (6.12 is 12 minors after 6.0); the newer wins a tie.
+        return abs((series[0] - wanted[0]) * 100 + series[1] - wanted[1]), -series[1]
+
+    return same_arch[min(same_arch, key=distance)]
+
+
+def load_calibration(path: Path) -> Calibration:
     """`Calibration` with the measured constants of ``path`` over the defaults.
 
     A missing file gives the defaults; a malformed one is an internal error
-    (the file ships with the package), reported as `FitError` naming the key.
+    (the files ship with the package), reported as `FitError` naming the key.
 
     >>> load_calibration(Path("/nonexistent")) == Calibration()
     True
@@ -112,14 +176,19 @@ def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:
     return replace(Calibration(), **constants)
 
 
-@functools.cache
-def default_calibration() -> Calibration:
-    """The calibration the fit uses: calibration.json over the priors, read once, on first use.
+def default_calibration(arch: Arch | str = DEFAULT_ARCH, kernel: str | None = None) -> Calibration:
+    """The calibration the fit uses for a capture kernel: its architecture's file for the
+    kernel's series (see `calibration_path`), over the priors, read once, on first use.
 
-    >>> default_calibration() is default_calibration()
+    >>> default_calibration() is default_calibration("x86_64", "6.12.0")
     True
     """
-    return load_calibration()
+    return _load_cached(calibration_path(arch, kernel))
+
+
+@functools.cache
+def _load_cached(path: Path) -> Calibration:
+    return load_calibration(path)
 
 
 @dataclass(frozen=True)

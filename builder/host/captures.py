@@ -14,14 +14,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from builder.atomic import is_our_output
-from builder.crashkernel.fit import fit_recipe
-from builder.crashkernel.profile import capture_profile
 from builder.errors import OutputError
 from builder.host.paths import HostPaths
 from builder.host.recipe import for_kernel
 from builder.image import runtime
-from builder.image.outputs import write_outputs
-from builder.image.pipeline import Steps, plan_build
 from builder.recipe.model import Recipe
 
 RECORD = "host.json"
@@ -118,6 +114,12 @@ def build_capture(
     recipe: Recipe, kernel_version: str, paths: HostPaths, ram: int, image: Path | None = None
 ) -> BuildRecord:
     """Build `kernel_version`'s capture into its directory, with its record, atomically."""
+    # Imported here: `status` and the boot service read records without the build's weight.
+    from builder.crashkernel.fit import fit_recipe
+    from builder.crashkernel.profile import capture_profile
+    from builder.image.outputs import write_outputs
+    from builder.image.pipeline import Steps, plan_build
+
     kernel_image = image or paths.kernel_image(kernel_version)
     inputs = current_inputs(recipe.path, kernel_image)
     guest_path = "/" + str(kernel_image.relative_to(paths.root))

@@ -2,8 +2,12 @@
 
 apt runs with a private state directory per architecture (package lists,
 status, archives) so fetching never touches the host's apt state and works
-for foreign architectures without `dpkg --add-architecture`. The host's
-configured sources are used as they are.
+for foreign architectures without `dpkg --add-architecture`. Without a
+release, the host's configured sources are used as they are; with one
+(`source.release`, say "trixie" on a Debian 12 host), the private state has
+its own sources list for that release (deb.debian.org main, -updates and
+-security), verified with the host's Debian archive keyring, and none of the
+host's sources or pins.
 """
 
 from __future__ import annotations
@@ -13,16 +17,48 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.arch import Arch, arch_info
-from builder.errors import FetchError
+from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir, store_cache_entry
 
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
+
+# How a download reports its progress: bytes so far, bytes in all, what is going on.
+FetchProgress = Callable[[int, int, str], None]
+
+# Where a named release comes from, and the keys that sign it. Debian 12's
+# debian-archive-keyring also holds Debian 13's signing keys.
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+# Suites that have no -updates and -security companions.
+DEVELOPMENT_SUITES = frozenset({"sid", "unstable", "experimental"})
+
+
+def release_sources(release: str, keyring: Path = DEBIAN_KEYRING) -> str:
+    """The one-line-style sources list of a Debian release, as the private apt state uses it.
+
+    >>> print(release_sources("trixie", Path("/k.gpg")), end="")
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie main
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie-updates main
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian-security trixie-security main
+    >>> print(release_sources("sid", Path("/k.gpg")), end="")
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian sid main
+    """
+    entries = [(DEBIAN_MIRROR, release)]
+    if release not in DEVELOPMENT_SUITES:
+        entries += [
+            (DEBIAN_MIRROR, f"{release}-updates"),
+            (DEBIAN_SECURITY_MIRROR, f"{release}-security"),
+        ]
+    return "".join(
+        f"deb [signed-by={keyring}] {mirror} {suite} main\n" for mirror, suite in entries
+    )
 
 
 @dataclass(frozen=True)
@@ -36,14 +72,59 @@ class FetchedPackage:
 
 
 class AptArchive:
-    """apt-get and apt-cache bound to a private state for one Debian architecture."""
+    """apt-get and apt-cache bound to a private state for one Debian architecture.
 
-    def __init__(self, cache_dir: Path, deb_arch: str) -> None:
+    `release` empty: the host's configured sources; else that Debian release's
+    own sources list, kept in the state directory.
+    """
+
+    def __init__(
+        self, cache_dir: Path, deb_arch: str, release: str = "", keyring: Path = DEBIAN_KEYRING
+    ) -> None:
         self.deb_arch = deb_arch
-        self.state = cache_dir / "apt" / deb_arch
+        self.release = release
+        self.keyring = keyring
+        apt = cache_dir / "apt"
+        self.state = apt / "releases" / release / deb_arch if release else apt / deb_arch
         self.debs = cache_dir / "debs" / deb_arch
+        self.sizes: dict[str, int] = {}  # package file sizes apt-cache gave, by name
+
+    @property
+    def describe(self) -> str:
+        """The architecture, and the release when one is named: `amd64 in Debian trixie`."""
+        return f"{self.deb_arch} in Debian {self.release}" if self.release else self.deb_arch
 
     def _options(self) -> list[str]:
+        return [*self._base_options(), *self._release_options()]
+
+    def _release_options(self) -> list[str]:
+        """The release's own sources list, and nothing of the host's sources or pins."""
+        if not self.release:
+            return []
+        etc = self.state / "etc"
+        return [
+            "-o", f"Dir::Etc::SourceList={etc / 'sources.list'}",
+            "-o", f"Dir::Etc::SourceParts={etc / 'sources.list.d'}",
+            "-o", f"Dir::Etc::Preferences={etc / 'preferences'}",
+            "-o", f"Dir::Etc::PreferencesParts={etc / 'preferences.d'}",
+            "-o", "Acquire::Languages=none",
+        ]  # fmt: skip
+
+    def _write_sources(self) -> None:
+        if not self.release:
+            return
+        if not self.keyring.is_file():
+            raise FetchError(
+                f"cannot fetch Debian {self.release}: {self.keyring} is missing "
+                "(install debian-archive-keyring)"
+            )
+        etc = self.state / "etc"
+        for directory in ("sources.list.d", "preferences.d"):
+            (etc / directory).mkdir(parents=True, exist_ok=True)
+        sources = release_sources(self.release, self.keyring)
+        store_cache_entry(etc / "sources.list", sources.encode())
+
+    def _base_options(self) -> list[str]:
         return [
             "-q",
             "-o",
@@ -74,6 +155,30 @@ class AptArchive:
             )
         return result.stdout
 
+    def _download(self, items: Sequence[str], total: int, progress: FetchProgress | None) -> None:
+        """apt-get download, its progress read from apt's status lines ("dlstatus:N:%:...")."""
+        if progress is None:
+            self._run("apt-get", "download", *items, cwd=self.debs)
+            return
+        command = ["apt-get", *self._options(), "-o", "APT::Status-Fd=1", "download", *items]
+        if shutil.which("apt-get") is None:
+            self._run("apt-get", "download", *items)  # says apt-get is missing
+        with subprocess.Popen(command, cwd=self.debs, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as process:  # fmt: skip
+            assert process.stdout is not None and process.stderr is not None
+            for line in process.stdout:
+                kind, _, rest = line.partition(":")
+                number, _, rest = rest.partition(":")
+                percent, _, _ = rest.partition(":")
+                if kind == "dlstatus" and number.isdigit():
+                    done = round(total * min(100.0, float(percent or 0)) / 100)
+                    progress(done, total, f"{number} of {len(items)} packages")
+            errors = process.stderr.read()
+        if process.returncode != 0:
+            detail = (errors.strip().splitlines() or ["no message"])[-1]
+            raise FetchError(f"apt-get download failed (exit {process.returncode}): {detail}")
+        progress(total, total, f"{len(items)} packages")
+
     def _lists_age(self) -> float | None:
         stamp = self.state / "updated"
         if not stamp.exists():
@@ -101,13 +206,16 @@ class AptArchive:
         for sub in ("lists/partial", "cache/archives/partial"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         (self.state / "status").touch()
+        self._write_sources()
         try:
             self._run("apt-get", "update")
-        except FetchError:
+        except FetchError as error:
             # One broken index (a mirror mid-sync) fails the whole update, yet
             # the lists that did arrive still resolve packages. No stamp is
             # written, so the next fetch tries again.
             if age is None and not self._has_lists():
+                if self.release:
+                    raise ReleaseError(f"Debian {self.release!r}: {error}") from None
                 raise
             return
         (self.state / "updated").write_text(f"{time.time()}\n")
@@ -122,7 +230,7 @@ class AptArchive:
         except FetchError:
             # apt-cache fails only when none of the names exists.
             raise FetchError(
-                f"{', '.join(repr(name) for name in names)}: no such package for {self.deb_arch}"
+                f"{', '.join(repr(name) for name in names)}: no such package for {self.describe}"
             ) from None
         found: dict[str, tuple[str, list[str]]] = {}
         for record in records.split("\n\n"):
@@ -139,9 +247,11 @@ class AptArchive:
                 if alternative.strip()
             ]
             found.setdefault(fields["Package"], (fields["Version"], depends))
+            if fields.get("Size", "").isdigit():
+                self.sizes.setdefault(fields["Package"], int(fields["Size"]))
         for name in names:
             if name not in found:
-                raise FetchError(f"{name!r}: no such package for {self.deb_arch}")
+                raise FetchError(f"{name!r}: no such package for {self.describe}")
         return found
 
     def _cached(self, name: str, version: str) -> Path | None:
@@ -149,14 +259,15 @@ class AptArchive:
         matches = sorted(self.debs.glob(f"{name}_{quoted_version}_*.deb"))
         return matches[0] if matches else None
 
-    def download(self, wanted: Sequence[tuple[str, str]]) -> list[Path]:
+    def download(
+        self, wanted: Sequence[tuple[str, str]], progress: FetchProgress | None = None
+    ) -> list[Path]:
         """Exact (name, version) pairs as cached .deb files, downloading the missing ones."""
         self.debs.mkdir(parents=True, exist_ok=True)
-        missing = [
-            f"{name}={version}" for name, version in wanted if not self._cached(name, version)
-        ]
+        missing = [(name, version) for name, version in wanted if not self._cached(name, version)]
         if missing:
-            self._run("apt-get", "download", *missing, cwd=self.debs)
+            total = sum(self.sizes.get(name, 0) for name, _ in missing)
+            self._download([f"{name}={version}" for name, version in missing], total, progress)
         paths = []
         for name, version in wanted:
             path = self._cached(name, version)
@@ -172,17 +283,21 @@ def fetch_packages(
     *,
     cache_dir: Path | None = None,
     refresh: bool = False,
+    release: str = "",
+    progress: FetchProgress | None = None,
 ) -> list[FetchedPackage]:
     """Fetch the candidate versions of Debian packages for `arch` into the cache.
 
-    A metapackage (one that ships nothing but documentation, such as
-    `linux-image-amd64`) is replaced by what it depends on, so the recipe can
-    name the moving kernel ABI by its stable name. (It runs apt-get against
-    Debian's mirrors; every test that builds from Debian packages exercises it.)
+    `release` names the Debian release they come from (empty: the host's
+    configured sources); `progress` hears how a download goes. A metapackage
+    (one that ships nothing but documentation, such as `linux-image-amd64`)
+    is replaced by what it depends on, so the recipe can name the moving
+    kernel ABI by its stable name. (It runs apt-get against Debian's mirrors;
+    every test that builds from Debian packages exercises it.)
     """
     from builder.image.packages import package_is_empty  # packages needs nothing from here
 
-    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian)
+    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian, release)
     archive.update(force=refresh)
     memo = archive.resolution_memo(names)
     remembered = _load_resolution(memo)
@@ -200,7 +315,7 @@ def fetch_packages(
             break
         seen.update(name for _, name in batch)
         candidates = archive.candidates([name for _, name in batch])
-        paths = archive.download([(name, candidates[name][0]) for _, name in batch])
+        paths = archive.download([(name, candidates[name][0]) for _, name in batch], progress)
         for (requested, name), path in zip(batch, paths, strict=True):
             version, depends = candidates[name]
             if package_is_empty(path):

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from builder.atomic import replace_directory
+from builder.atomic import MARKER, MARKER_TEXT, replace_directory
 from builder.image.initrd import sha256
 from builder.image.pipeline import BuildResult, package_cache
 
-__all__ = ["manifest", "write_outputs"]
+__all__ = ["holds_exactly", "manifest", "output_files", "write_outputs"]
+
+DIRECTORY_MODE = 0o755
 
 
 def manifest(result: BuildResult) -> dict[str, Any]:
@@ -63,30 +66,64 @@ def manifest(result: BuildResult) -> dict[str, Any]:
     }
 
 
+def output_files(result: BuildResult) -> dict[str, tuple[bytes, int]]:
+    """Every file of the output directory: its bytes and its mode (fixed, whatever the umask:
+    the outputs are part of what is reproduced)."""
+    files = {
+        "initrd.img": (result.initrd, 0o600 if result.holds_secrets else 0o644),
+        "vmlinuz": (result.kernel_bytes, 0o644),
+        "cmdline.txt": ((result.cmdline + "\n").encode(), 0o644),
+        "manifest.json": ((json.dumps(manifest(result), indent=2) + "\n").encode(), 0o644),
+    }
+    if result.fit is not None:
+        files["fit.json"] = ((json.dumps(result.fit.to_json(), indent=2) + "\n").encode(), 0o644)
+    return files
+
+
+def holds_exactly(outdir: Path, files: dict[str, tuple[bytes, int]]) -> bool:
+    """Whether `outdir` is our output and holds these files, byte for byte, and nothing else.
+
+    Such a directory was made durable when it was swapped in, so a build that
+    would write the same bytes has nothing to do (no staging, no fsync).
+    """
+    try:
+        if outdir.is_symlink() or (outdir.stat().st_mode & 0o7777) != DIRECTORY_MODE:
+            return False
+        names = {entry.name for entry in outdir.iterdir()}
+        # The marker's first line is fixed (what follows it, if anything, is the run's own).
+        marker = outdir / MARKER
+        if names != {*files, MARKER} or not marker.read_bytes().startswith(MARKER_TEXT):
+            return False
+        for name, (data, mode) in files.items():
+            path = outdir / name
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o7777 != mode:
+                return False
+            if info.st_size != len(data) or path.read_bytes() != data:
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def write_outputs(
     result: BuildResult, outdir: Path, extra: Mapping[str, bytes] | None = None
-) -> None:
+) -> bool:
     """Make `outdir` hold exactly this build's outputs, in one atomic step (or refuse).
 
     `extra` adds files by name (what a caller records beside the build, such as
-    what it was built from), swapped in with the rest.
+    what it was built from), swapped in with the rest. Returns False when the
+    directory already held exactly these files (an unchanged rebuild writes nothing).
     """
+    files = output_files(result)
+    files.update({name: (data, 0o644) for name, data in (extra or {}).items()})
+    if holds_exactly(outdir, files):
+        return False
 
     def fill(staging: Path) -> None:
-        for name, data in (extra or {}).items():
+        for name, (data, mode) in files.items():
             (staging / name).write_bytes(data)
-        (staging / "initrd.img").write_bytes(result.initrd)
-        (staging / "vmlinuz").write_bytes(result.kernel_bytes)
-        (staging / "cmdline.txt").write_text(result.cmdline + "\n")
-        text = json.dumps(manifest(result), indent=2, sort_keys=False) + "\n"
-        (staging / "manifest.json").write_text(text)
-        if result.fit is not None:
-            report = json.dumps(result.fit.to_json(), indent=2) + "\n"
-            (staging / "fit.json").write_text(report)
-        # Fixed modes, whatever the umask: the outputs are part of what is reproduced.
-        for path in staging.iterdir():
-            os.chmod(path, 0o644)
-        if result.holds_secrets:
-            os.chmod(staging / "initrd.img", 0o600)
+            os.chmod(staging / name, mode)
 
-    replace_directory(outdir, fill)
+    replace_directory(outdir, fill, mode=DIRECTORY_MODE)
+    return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,10 @@ DOCUMENTATION_DIRS = (
 class _BlockStream:
     """A non-seekable file object over libarchive data blocks, for nested archives."""
 
-    def __init__(self, blocks: Iterator[Any]) -> None:
+    def __init__(self, blocks: Iterator[Any], on_read: Callable[[int], None] | None = None) -> None:
         self._blocks = blocks
         self._pending = b""
+        self._on_read = on_read  # hears the size of every block taken from the outer archive
 
     def seekable(self) -> bool:
         return False
@@ -46,14 +47,19 @@ class _BlockStream:
             if block is None:
                 return 0
             self._pending = bytes(block)
+            if self._on_read is not None:
+                self._on_read(len(self._pending))
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
 
 
-def _archive_entries(path: Path) -> Iterator[Any]:
-    """Entries of a package's file tree: a .deb's data.tar, else the archive itself."""
+def _archive_entries(path: Path, on_read: Callable[[int], None] | None = None) -> Iterator[Any]:
+    """Entries of a package's file tree: a .deb's data.tar, else the archive itself.
+
+    `on_read` hears how many bytes of a .deb's data.tar.* were taken in.
+    """
     # Imported here: a warm build reads the package cache and never opens a package.
     import libarchive
 
@@ -62,7 +68,7 @@ def _archive_entries(path: Path) -> Iterator[Any]:
             for entry in outer:
                 name = entry.pathname
                 if name.startswith(DEB_DATA_PREFIX):
-                    stream = _BlockStream(iter(entry.get_blocks()))
+                    stream = _BlockStream(iter(entry.get_blocks()), on_read)
                     with libarchive.stream_reader(stream, block_size=1 << 16) as inner:
                         yield from inner
                     return
@@ -94,9 +100,11 @@ class _Record:
         return cls(str(path), NodeKind(kind), int(mode), str(target), bool(hardlink), int(size))
 
 
-def _scan_package(package: Path) -> Iterator[tuple[_Record, bytes | None]]:
+def _scan_package(
+    package: Path, on_read: Callable[[int], None] | None = None
+) -> Iterator[tuple[_Record, bytes | None]]:
     """Every entry of a package, with the contents of its regular files."""
-    for entry in _archive_entries(package):
+    for entry in _archive_entries(package, on_read):
         path = normalize(entry.pathname)
         if path == "/":
             continue
@@ -232,7 +240,12 @@ class PackageRoot(Root):
     ('tool.tar', 493)
     """
 
-    def __init__(self, packages: Sequence[Path], cache: PackageCache | None = None) -> None:
+    def __init__(
+        self,
+        packages: Sequence[Path],
+        cache: PackageCache | None = None,
+        progress: ReadProgress | None = None,
+    ) -> None:
         names = [package.name for package in packages]
         super().__init__(names[0] if len(names) == 1 else f"the {len(names)} source packages")
         self.cache = cache
@@ -244,7 +257,10 @@ class PackageRoot(Root):
         for package in packages:
             if not package.is_file():
                 raise SourceError(f"{package}: package file not found")
+        self._progress = _Progress(progress, packages)
+        for package in packages:
             self._add_package(package)
+            self._progress.package_done(package)
 
     def _add_package(self, path: Path) -> None:
         package = _Package(path)
@@ -263,7 +279,7 @@ class PackageRoot(Root):
     def _scan(self, package: _Package) -> list[_Record]:
         records: list[_Record] = []
         package.contents = {}
-        for record, data in _scan_package(package.path):
+        for record, data in _scan_package(package.path, self._progress.reader(package.path)):
             records.append(record)
             if data is not None:
                 package.contents[record.path] = data
@@ -364,6 +380,45 @@ class PackageRoot(Root):
             if id(package) in providing
         ]
         return hashlib.sha256("\n".join([path, *digests]).encode()).hexdigest()
+
+
+# How reading packages reports its progress: package bytes read, in all, what is going on.
+ReadProgress = Callable[[int, int, str], None]
+_REPORT_STEP = 1 << 20  # progress reported per this many package bytes read
+
+
+class _Progress:
+    """Progress over the package files of a root, by their sizes; silent without a listener."""
+
+    def __init__(self, listener: ReadProgress | None, packages: Sequence[Path]) -> None:
+        self.listener = listener
+        self.sizes = {package: package.stat().st_size for package in packages} if listener else {}
+        self.total = sum(self.sizes.values())
+        self.done = 0  # bytes of the packages finished
+        self.count = 0
+        self.reading = 0  # bytes of the package being read
+
+    def reader(self, package: Path) -> Callable[[int], None] | None:
+        """What hears the bytes taken from `package` while it is read (its index not cached)."""
+        if self.listener is None:
+            return None
+        listener, name = self.listener, package.name.split("_")[0]
+
+        def read(size: int) -> None:
+            before, self.reading = self.reading, self.reading + size
+            if before // _REPORT_STEP != self.reading // _REPORT_STEP:
+                done = min(self.done + self.reading, self.done + self.sizes[package])
+                listener(done, self.total, f"reading {name}")
+
+        return read
+
+    def package_done(self, package: Path) -> None:
+        if self.listener is None:
+            return
+        self.done += self.sizes[package]
+        self.count += 1
+        self.reading = 0
+        self.listener(self.done, self.total, f"{self.count} of {len(self.sizes)} packages")
 
 
 def package_is_empty(package: Path) -> bool:

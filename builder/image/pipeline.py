@@ -6,6 +6,7 @@ builder.image.outputs writes it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +17,11 @@ from builder.binfmt.cpio import write_cpio
 from builder.binfmt.kernelimg import KernelImage
 from builder.crashkernel.fit import FitReport, fit_recipe
 from builder.crashkernel.profile import capture_profile
-from builder.errors import FetchError, RecipeError
+from builder.errors import FetchError, RecipeError, ReleaseError
 from builder.image import content
 from builder.image.cache import default_cache_dir
 from builder.image.capture import CapturePlan
-from builder.image.fetch import FetchedPackage, fetch_packages
+from builder.image.fetch import FetchedPackage, FetchProgress, fetch_packages
 from builder.image.initrd import (
     InitrdPlan,
     Member,
@@ -38,16 +39,31 @@ from builder.targets.ssh import SSH_KEY_PATH
 Reporter = Callable[[str, float], None]
 
 
+@dataclass(frozen=True)
+class Tick:
+    """How far a long step is: `done` of `total` bytes, and what it is doing now."""
+
+    step: str
+    done: int
+    total: int
+    detail: str = ""
+
+
+ProgressListener = Callable[[Tick], None]
+
+
 def _silent(step: str, seconds: float) -> None:
     pass
 
 
 @dataclass
 class Steps:
-    """Runs named steps and reports each with its duration."""
+    """Runs named steps and reports each with its duration; long ones (fetch, read,
+    compress) also tell `progress` how far they are."""
 
     report: Reporter = _silent
     timings: list[tuple[str, float]] = field(default_factory=list)
+    progress: ProgressListener | None = None
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -56,6 +72,13 @@ class Steps:
         elapsed = time.monotonic() - start
         self.timings.append((name, elapsed))
         self.report(name, elapsed)
+
+    def ticker(self, step: str) -> Callable[[int, int, str], None] | None:
+        """A callback for `step`'s progress (bytes done, in all, detail); None if unheard."""
+        listener = self.progress
+        if listener is None:
+            return None
+        return lambda done, total, detail: listener(Tick(step, done, total, detail))
 
 
 @dataclass(frozen=True)
@@ -87,10 +110,20 @@ def package_cache() -> PackageCache:
     return PackageCache(default_cache_dir() / "packages")
 
 
-def fetch_recipe_packages(recipe: Recipe, *, refresh: bool = False) -> list[FetchedPackage]:
+def fetch_recipe_packages(
+    recipe: Recipe, *, refresh: bool = False, progress: FetchProgress | None = None
+) -> list[FetchedPackage]:
     """Fetch `source.packages`; errors name the recipe and the key."""
     try:
-        return fetch_packages(recipe.source.packages, recipe.target.arch, refresh=refresh)
+        return fetch_packages(
+            recipe.source.packages,
+            recipe.target.arch,
+            refresh=refresh,
+            release=recipe.source.release,
+            progress=progress,
+        )
+    except ReleaseError as error:
+        raise FetchError(f"{recipe.path}: source.release: {error}") from None
     except FetchError as error:
         raise FetchError(f"{recipe.path}: source.packages: {error}") from None
 
@@ -103,7 +136,7 @@ def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage,
     fetched: list[FetchedPackage] = []
     if source.packages:
         with steps.step("fetch packages"):
-            fetched = fetch_recipe_packages(recipe)
+            fetched = fetch_recipe_packages(recipe, progress=steps.ticker("fetch packages"))
     files = [package.path for package in fetched]
     for index, name in enumerate(source.package_files):
         path = recipe.relative(name)
@@ -113,7 +146,8 @@ def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage,
             )
         files.append(path)
     with steps.step("read packages"):
-        return PackageRoot(files, package_cache()), tuple(fetched)
+        root = PackageRoot(files, package_cache(), steps.ticker("read packages"))
+        return root, tuple(fetched)
 
 
 def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -> InitrdPlan:
@@ -151,8 +185,9 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
         ]
         microcode = content.microcode_files(recipe, root) if recipe.initrd.microcode else None
         early = early_cpio(microcode, source_date_epoch()) if microcode else b""
-    with steps.step(f"compress ({recipe.initrd.compression})"):
-        initrd = early + compress_archives(recipe, archives)
+    compressing = f"compress ({recipe.initrd.compression})"
+    with steps.step(compressing):
+        initrd = early + compress_archives(recipe, archives, steps.ticker(compressing))
     cmdline = capture_cmdline(recipe)
     with steps.step("fit"):
         profile = capture_profile(recipe, kernel.image, cmdline, members, initrd)
@@ -172,19 +207,31 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
     )
 
 
-def compress_archives(recipe: Recipe, archives: Sequence[bytes]) -> bytes:
+def compress_archives(
+    recipe: Recipe, archives: Sequence[bytes], progress: FetchProgress | None = None
+) -> bytes:
     """Each archive compressed (or taken from the cache), concatenated in order.
 
-    They compress in parallel: the compressors release the GIL.
+    They compress in parallel: the compressors release the GIL. `progress`
+    hears of each archive done (bytes of uncompressed archives).
     """
-    with ThreadPoolExecutor(max_workers=max(1, len(archives))) as pool:
-        compressed = pool.map(
-            lambda archive: compress_cached(
-                archive,
-                recipe.initrd.compression,
-                recipe.initrd.compression_level,
-                default_cache_dir() / "compressed",
-            ),
-            archives,
+    total = sum(map(len, archives))
+    done = [0, 0]  # bytes, archives
+
+    def one(archive: bytes) -> bytes:
+        result = compress_cached(
+            archive,
+            recipe.initrd.compression,
+            recipe.initrd.compression_level,
+            default_cache_dir() / "compressed",
         )
-        return b"".join(compressed)
+        if progress is not None:
+            with lock:
+                done[0] += len(archive)
+                done[1] += 1
+                progress(done[0], total, f"{done[1]} of {len(archives)} archives")
+        return result
+
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=max(1, len(archives))) as pool:
+        return b"".join(pool.map(one, archives))

@@ -11,12 +11,16 @@ import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.arch import Arch, ArchInfo, arch_info, host_arch
 from builder.errors import KdumpBuildError, LoadError
-from builder.kexec.layout.core import KEXEC_ON_CRASH, Layout
 from builder.kexec.memmap import Range, parse_iomem
 from builder.kexec.method import FileLoad, FileLoadProbe, LoadMethod, Lockdown, parse_lockdown
+
+if TYPE_CHECKING:
+    # Only for annotations: `status` (run at boot) must not pay for the planners.
+    from builder.kexec.layout.core import Layout
 
 __all__ = [
     "KEXEC_FILE_NO_INITRAMFS",
@@ -208,6 +212,8 @@ def unload(arch: Arch, *, method: LoadMethod) -> None:
             ctypes.c_ulong(KEXEC_FILE_UNLOAD | KEXEC_FILE_ON_CRASH),
         )
     else:
+        from builder.kexec.layout.core import KEXEC_ON_CRASH
+
         call = "kexec_load(unload)"
         result = libc.syscall(
             ctypes.c_long(_syscall_number(call, arch, info.kexec_load_syscall)),

@@ -80,6 +80,7 @@ class SourceSettings:
     packages: tuple[str, ...]
     package_files: tuple[str, ...]
     root: str
+    release: str  # the Debian release source.packages come from; "" = the host's sources
 
 
 @dataclass(frozen=True)

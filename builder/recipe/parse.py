@@ -217,6 +217,8 @@ def _check_source(recipe: Recipe, check: Check) -> None:
         check.fail("source.root", "cannot be combined with source.packages or source.package_files")
     if not source.root and not has_packages:
         check.fail("source", "give source.root (a directory, `/` for the host) or source.packages")
+    if source.release and not source.packages:
+        check.fail("source.release", "only used with source.packages (the packages apt fetches)")
 
 
 def load_recipe(path: Path) -> Recipe:

@@ -41,6 +41,13 @@ from builder.targets import DumpTarget
 # Loose enough for every Debian package name, strict enough to keep options out.
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# The default initrd.compression_level. bench/kernel_update.py prints the zstd curve
+# it comes from: levels up to 8 use a 2 MiB window, 9-16 a 4 MiB one, 17-19 the
+# whole archive; at 8 the default initrd is 2.99 MiB, needs 3.1 MiB less
+# reservation than at 19 (compressed size plus window) and compresses 20x faster.
+DEFAULT_COMPRESSION_LEVEL = 8
+# A Debian codename or suite name (trixie, sid, stable): it names apt's suites.
+RELEASE_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 EXTRA_FILE_SOURCES = ("root", "recipe", "host")
 
 
@@ -84,6 +91,13 @@ def _choice_list(members: Iterable[MicrocodeVendor], what: str) -> Parser:
     return parse
 
 
+def _release(value: Any) -> str:
+    text = string(value)
+    if text and not RELEASE_NAME.match(text):
+        raise ValueError(f"{text!r} is not a Debian release name (such as trixie or sid)")
+    return text
+
+
 def _crashkernel_value(value: Any) -> str:
     text = string(value)
     try:
@@ -120,6 +134,7 @@ _fallback_tables.__doc__ = "array of tables, each a target and its keys"
 _modules.__doc__ = 'array of module names or aliases, or "auto"'
 _extra_files.__doc__ = "array of DEST or DEST=root:/P, recipe:P, host:/P"
 _crashkernel_value.__doc__ = "crashkernel= value"
+_release.__doc__ = "Debian release name"
 _size_list.__doc__ = "array of sizes (K/M/G/T)"
 
 
@@ -153,6 +168,15 @@ SETTINGS: tuple[Setting, ...] = (
         string,
         "",
         "A directory used as the root of all files, `/` for the host. Excludes packages.",
+    ),
+    Setting(
+        "source.release",
+        _release,
+        "",
+        "The Debian release source.packages come from (`trixie` on a Debian 12 host, `sid`): "
+        "fetched with that release's own sources list (deb.debian.org main, -updates, "
+        "-security), checked with the host's Debian archive keyring. Empty: the host's "
+        "configured apt sources.",
     ),
     Setting(
         "kernel.mode",
@@ -242,8 +266,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "initrd.compression_level",
         integer(1, 22),
-        19,
-        "Compression level (zstd 1-22, gzip and xz use at most 9, lz4 at most 12).",
+        DEFAULT_COMPRESSION_LEVEL,
+        "Compression level (zstd 1-22, gzip and xz use at most 9, lz4 at most 12). The "
+        "default is the zstd level that keeps the default initrd within 3 MiB with the "
+        "least reservation for it (compressed initrd plus the kernel's decoder window), "
+        "from the size/time curve `python -m bench.kernel_update` measures.",
     ),
     Setting("dump.target", choice(DumpTarget), DumpTarget.LOCAL, _target_help()),
     Setting(

@@ -8,8 +8,10 @@ without mounting it, and checks the vmcore with makedumpfile.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,22 +239,47 @@ class LocalCrash:
     files: list[Path]
 
 
+def capture_console(console: str) -> str:
+    """The console from the capture kernel's banner on ('' before it boots)."""
+    banners = [match.start() for match in re.finditer(r"Linux version ", console)]
+    return console[banners[1] :] if len(banners) > 1 else ""
+
+
+def capture_panicked(console: str, idle: float) -> str | None:
+    """A stop condition: the capture kernel panicked (it never recovers from one)."""
+    if "Kernel panic" in capture_console(console):
+        time.sleep(2)  # let the panic's reason reach the log
+        return "capture kernel panic"
+    return None
+
+
 def crash_to_local_disk(
-    capture: Path, crashkernel: str, work: Path, *, memory: str = "1G"
+    capture: Path,
+    crashkernel: str,
+    work: Path,
+    *,
+    memory: str = "1G",
+    main_kernel: Path | None = None,
 ) -> LocalCrash:
-    """Boot with `crashkernel=`, `kexec -p` the build in `capture`, crash, read the disk back."""
+    """Boot with `crashkernel=`, `kexec -p` the build in `capture`, crash, read the disk back.
+
+    The guest boots `main_kernel` (default: the capture kernel itself, as when
+    the recipe reuses the main kernel); a capture kernel panic ends the run.
+    """
     main_initrd = work / "main-initrd.img"
     main_initrd.write_bytes(build_main_initrd(capture))
     disk = work / "dump.img"
     make_dump_disk(disk)
-    boot = run_qemu(
-        capture / "vmlinuz",
+    command = qemu_command(
+        main_kernel or capture / "vmlinuz",
         main_initrd,
         f"console=ttyS0 crashkernel={crashkernel}",
-        disk,
         memory=memory,
+        cpus=1,
         log=work / "console.log",
     )
+    command += ["-drive", f"file={disk},format=raw,if=virtio"]
+    boot = qemu.watch(command, work / "console.log", timeout=600, stop=capture_panicked)
     return LocalCrash(boot, extract_disk(disk, work / "disk"))
 
 

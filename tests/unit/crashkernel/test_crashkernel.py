@@ -545,11 +545,16 @@ def test_per_cpu_scales() -> None:
 
 
 def test_network_targets_cost_more() -> None:
-    totals = {
-        target: estimate(CaptureProfile(48 * M, 12 * M, 30 * M, dump_target=target), G).total
-        for target in DumpTarget
-    }
-    assert totals[DumpTarget.SSH] > totals[DumpTarget.NFS] > totals[DumpTarget.LOCAL]
+    """In the priors and in Debian 12's measurements (Debian 13's nfs guest needed no more
+    than its local one, beyond its larger initrd: there the fitted nfs cost is 0)."""
+    for calibration in (Calibration(), default_calibration("x86_64", "6.1.0-57-amd64")):
+        totals = {
+            target: estimate(
+                CaptureProfile(48 * M, 12 * M, 30 * M, dump_target=target), G, calibration
+            ).total
+            for target in DumpTarget
+        }
+        assert totals[DumpTarget.SSH] > totals[DumpTarget.NFS] > totals[DumpTarget.LOCAL]
 
 
 def test_memmap_term_pays_for_the_reservation_itself() -> None:
@@ -567,7 +572,10 @@ def test_memmap_term_pays_for_the_reservation_itself() -> None:
 
 def test_calibration_overrides() -> None:
     cal = Calibration(kernel_runtime=10 * M, headroom=0)
-    assert estimate(PROFILE, G, cal).total < estimate(PROFILE, G).total
+    assert _term(estimate(PROFILE, G, cal), "kernel_runtime").bytes == 10 * M
+    assert _term(estimate(PROFILE, G, cal), "headroom").bytes == 0
+    default = default_calibration().kernel_runtime
+    assert _term(estimate(PROFILE, G), "kernel_runtime").bytes == default
 
 
 @pytest.mark.parametrize(

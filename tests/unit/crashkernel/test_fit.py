@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,9 @@ from builder.compression import (
 )
 from builder.crashkernel.fit import fit_recipe, ram_sizes
 from builder.crashkernel.model import (
-    CALIBRATION_FILE,
     Calibration,
+    calibration_path,
+    calibrations,
     default_calibration,
     load_calibration,
 )
@@ -119,12 +121,51 @@ def test_capture_cpus(cmdline: str, cpus: int) -> None:
     assert capture_cpus(cmdline) == cpus
 
 
-def test_calibration_file_is_what_the_model_uses() -> None:
-    record = json.loads(CALIBRATION_FILE.read_text())
-    assert "bench.calibrate_crashkernel" in record["regenerate"]
-    for name, value in record["constants"].items():
-        assert getattr(default_calibration(), name) == value
-    assert Calibration() != default_calibration()  # measured, not the placeholders
+def test_calibration_files_are_what_the_model_uses() -> None:
+    """Each stored file is the calibration of its own architecture and kernel series."""
+    stored = calibrations()
+    assert ("x86_64", (6, 1)) in stored and ("x86_64", (6, 12)) in stored
+    for (arch, series), path in stored.items():
+        record = json.loads(path.read_text())
+        assert "bench.calibrate_crashkernel" in record["regenerate"] or arch != "x86_64"
+        assert record["kernel"].startswith("{}.{}.".format(*series)), (path, record["kernel"])
+        calibration = default_calibration(arch, record["kernel"])
+        for name, value in record["constants"].items():
+            assert getattr(calibration, name) == value, (path, name)
+        assert Calibration() != calibration  # measured, not the placeholders
+
+
+def test_calibration_is_chosen_by_architecture_and_kernel_series(tmp_path: Path) -> None:
+    for name in ("x86_64-6.1.json", "x86_64-6.12.json", "aarch64-6.1.json", "notes.json"):
+        (tmp_path / name).write_text('{"constants": {}}')
+    chosen = {
+        kernel: calibration_path("x86_64", kernel, tmp_path).name
+        for kernel in ("6.1.0-57-amd64", "6.12.118+deb13-amd64", "5.10.0-30-amd64", "6.6.9",
+                       "6.7.1", "7.0.0", None)
+    }  # fmt: skip
+    assert chosen == {
+        "6.1.0-57-amd64": "x86_64-6.1.json",
+        "6.12.118+deb13-amd64": "x86_64-6.12.json",
+        "5.10.0-30-amd64": "x86_64-6.1.json",  # nearest
+        "6.6.9": "x86_64-6.1.json",  # 5 minors from 6.1, 6 from 6.12
+        "6.7.1": "x86_64-6.12.json",  # 6.1 and 6.12 both 5 away: the newer
+        "7.0.0": "x86_64-6.12.json",
+        None: "x86_64-6.12.json",  # no kernel known: the newest
+    }
+    assert calibration_path("aarch64", "6.12.0", tmp_path).name == "aarch64-6.1.json"
+    refused = r"^no crashkernel calibration for riscv64 in .*\(calibrated: aarch64 6\.1, "
+    with pytest.raises(FitError, match=refused + r"x86_64 6\.1, x86_64 6\.12\); run bench/"):
+        calibration_path("riscv64", "6.12.0", tmp_path)
+    with pytest.raises(FitError, match=r"kernel release 'linux': no major\.minor series"):
+        calibration_path("x86_64", "linux", tmp_path)
+
+
+def test_a_build_uses_the_calibration_of_its_capture_kernel(default_build: BuildResult) -> None:
+    report = default_build.fit
+    assert report is not None and report.rows[0].estimate is not None
+    terms = {term.name: term.bytes for term in report.rows[0].estimate.terms}
+    own = default_calibration("x86_64", default_build.kernel_version)
+    assert terms["kernel_runtime"] == own.kernel_runtime
 
 
 def test_calibration_is_read_on_first_use_not_at_import() -> None:
@@ -137,9 +178,9 @@ def test_calibration_is_read_on_first_use_not_at_import() -> None:
         "    return read_text(path, *args, **kwargs)\n"
         "pathlib.Path.read_text = spy\n"
         "import builder.crashkernel.fit, builder.image.pipeline\n"
-        "assert 'calibration.json' not in reads, reads\n"
+        "assert not [name for name in reads if name.endswith('.json')], reads\n"
         "builder.crashkernel.fit.default_calibration()\n"
-        "assert 'calibration.json' in reads, reads\n"
+        "assert [name for name in reads if name.startswith('x86_64-')], reads\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False
@@ -395,18 +436,24 @@ def test_build_profile_counts_the_zstd_window(default_build: BuildResult, tmp_pa
 
 
 def test_model_meets_the_calibration_goal_on_the_stored_runs() -> None:
-    """For every calibrated guest: measured minimum <= recommendation <= minimum + 32 MiB."""
+    """For every calibrated guest of every stored kernel:
+    measured minimum <= recommendation <= minimum + 32 MiB."""
+    for (arch, _), path in calibrations().items():
+        _check_stored_runs(arch, json.loads(path.read_text()))
+
+
+def _check_stored_runs(arch: str, record: dict[str, Any]) -> None:
     from builder.crashkernel.fit import recommend
     from builder.crashkernel.model import CaptureProfile, estimate
 
-    record = json.loads(CALIBRATION_FILE.read_text())
+    calibration = default_calibration(arch, record["kernel"])
     assert len(record["measurements"]) >= 4
     for measurement in record["measurements"]:
         profile = CaptureProfile(**record["profiles"][measurement["variant"]])
         ram = measurement["ram"]
 
         def needed(r: int, p: CaptureProfile = profile) -> int:
-            return estimate(p, r).total
+            return estimate(p, r, calibration).total
 
         spec, problems = recommend([ram], needed)
         assert spec is not None, problems

@@ -160,9 +160,9 @@ def test_package_cache_reads_only_what_is_missing(
     scans: list[Path] = []
     real_scan = packages._scan_package
 
-    def counting_scan(path: Path):  # type: ignore[no-untyped-def]
+    def counting_scan(path: Path, *rest):  # type: ignore[no-untyped-def]
         scans.append(path)
-        return real_scan(path)
+        return real_scan(path, *rest)
 
     monkeypatch.setattr(packages, "_scan_package", counting_scan)
     warm = PackageRoot([package], cache)

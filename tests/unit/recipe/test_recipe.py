@@ -105,10 +105,21 @@ def test_required_key() -> None:
             '[source]\nroot = "/"\npackages = ["busybox-static"]\n[dump]\ndevice = "LABEL=k"\n',
             "source.root",
         ),
+        (MINIMAL.replace('root = "/"', 'root = "/"\nrelease = "trixie"'), "source.release"),
     ],
 )
 def test_impossible_combinations(text: str, key: str) -> None:
     assert error_of(text).startswith(f"recipes/x.toml: {key}: ")
+
+
+def test_release_is_a_debian_release_name() -> None:
+    text = '[source]\npackages = ["busybox-static"]\nrelease = "{}"\n[dump]\ndevice = "LABEL=k"\n'
+    assert parse(text.format("trixie")).source.release == "trixie"  # type: ignore[attr-defined]
+    assert parse(text.format("")).source.release == ""  # type: ignore[attr-defined]
+    for bad in ("Trixie", "trixie main", "../x", "-o"):
+        assert error_of(text.format(bad)).startswith(
+            f"recipes/x.toml: source.release: {bad!r} is not a Debian release name"
+        )
 
 
 def test_no_source_at_all() -> None:

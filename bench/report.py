@@ -1,0 +1,166 @@
+"""Every goal of the speed and size work in one table, measured in one run on this machine.
+
+    .venv/bin/python -m bench.report            # measure, print, update docs/performance.md
+    .venv/bin/python -m bench.report --no-vm    # without the QEMU shapes (minutes instead)
+
+It runs bench.startup (start-up, warm build against dracut), bench.kernel_update
+(the zstd curve, the rebuild after a real kernel update) and bench.fit_generalises
+(the fit model on guests the calibration never used, the dedicated and minimal
+capture kernels), reads the stored calibrations, and prints the machine (CPUs,
+load average at the start and the end) and the date with the table, then the
+details. `./bootstrap bench` runs this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench import fit_generalises, kernel_update, startup
+from bench.calibrate_crashkernel import ANCHOR, recommendation
+from bench.common import machine, scratch
+from builder.crashkernel.model import CaptureProfile, calibrations, load_calibration
+from builder.recipe.settings import DEFAULT_COMPRESSION_LEVEL
+from builder.units import MiB
+from tests.support.paths import REPO
+
+DOC = REPO / "docs" / "performance.md"
+
+
+@dataclass(frozen=True)
+class Row:
+    goal: str
+    measured: str
+    anchor: str
+    verdict: str
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def startup_rows(result: startup.Startup) -> list[Row]:
+    return [
+        Row("1 `kdump-build --help`", f"{result.help.best * 1000:.0f} ms", "<= 150 ms",
+            _verdict(result.help.best <= startup.HELP_GOAL)),
+        Row("1 `kdump-build status`", f"{result.status.best * 1000:.0f} ms", "<= 200 ms",
+            _verdict(result.status.best <= startup.STATUS_GOAL)),
+        Row("1 warm build vs dracut's minimal image",
+            f"{result.warm.seconds:.2f} s vs {result.dracut.seconds:.2f} s: "
+            f"{result.ratio:.1f}x", ">= 10x", _verdict(result.ratio >= startup.DRACUT_RATIO_GOAL)),
+    ]  # fmt: skip
+
+
+def update_rows(update: kernel_update.KernelUpdate, chosen: kernel_update.LevelPoint) -> list[Row]:
+    return [
+        Row(f"2 rebuild after {update.previous} -> {update.current}, packages read",
+            f"{update.rebuild.seconds:.2f} s ({update.recompressed} of 3 archives afresh)",
+            "<= 1.0 s", _verdict(update.rebuild.seconds <= kernel_update.REBUILD_GOAL)),
+        Row("2 (first build with the new kernel: reads its 70 MB package)",
+            f"{update.first.seconds:.2f} s", "-", "-"),
+        Row("2 zstd level from the curve (least reservation within 3 MiB)",
+            f"level {chosen.level}: {chosen.size / MiB:.2f} MiB, window "
+            f"{chosen.window / MiB:.1f}M", f"recipe default {DEFAULT_COMPRESSION_LEVEL}",
+            "agrees" if chosen.level == DEFAULT_COMPRESSION_LEVEL else "DISAGREES"),
+    ]  # fmt: skip
+
+
+def calibration_rows() -> list[Row]:
+    """Goal 4 on each stored kernel's own runs: margins of the recommendation."""
+    rows = []
+    for (arch, (major, minor)), path in sorted(calibrations().items()):
+        record = json.loads(path.read_text())
+        calibration = load_calibration(path)
+        margins = []
+        for measurement in record["measurements"]:
+            profile = CaptureProfile(**record["profiles"][measurement["variant"]])
+            rec = recommendation(profile, measurement["ram"], calibration)
+            margins.append(rec - measurement["minimum"])
+        ok = all(0 <= margin <= fit_generalises.GENEROSITY for margin in margins)
+        minima = sorted({m["minimum"] // MiB for m in record["measurements"]})
+        rows.append(Row(
+            f"4 calibration {arch} {major}.{minor} ({record['kernel']}), "
+            f"{len(margins)} guests", f"minima {'/'.join(map(str, minima))}M, margins "
+            f"{min(margins) // MiB}..{max(margins) // MiB}M", "0..32M", _verdict(ok),
+        ))  # fmt: skip
+    return rows
+
+
+def fit_rows(outcomes: Sequence[fit_generalises.Outcome]) -> list[Row]:
+    rows = []
+    for outcome in outcomes:
+        minimum = "none" if outcome.minimum is None else f"{outcome.minimum // MiB}M"
+        size = outcome.capture.profile.kernel_memory_size / MiB
+        text = (f"min {minimum}, recommended {outcome.recommended // MiB}M "
+                f"(init_size {size:.1f}M)")  # fmt: skip
+        if outcome.shape.checks_model:
+            rows.append(Row(f"4 unseen guest {outcome.shape.name}", text, "0..32M over",
+                            _verdict(outcome.holds)))  # fmt: skip
+        if outcome.shape.name in fit_generalises.MINIMUM_SHAPES:
+            rows.append(_minimum_row(outcome, minimum))
+    return rows
+
+
+def _minimum_row(outcome: fit_generalises.Outcome, minimum: str) -> Row:
+    """Goal 3: the capture's minimum; the minimal kernel's against 64M, all against 256M."""
+    anchor = f"kdump-utils {ANCHOR // MiB}M"
+    ratio = "" if outcome.minimum is None else f" ({outcome.minimum / ANCHOR:.2f}x)"
+    if outcome.shape.name != fit_generalises.MINIMAL_SHAPE:
+        return Row(f"3 minimum reservation, {outcome.shape.name}", minimum + ratio, anchor, "-")
+    ok = outcome.minimum is not None and outcome.minimum <= fit_generalises.MINIMAL_GOAL
+    return Row(f"3 minimum reservation, {outcome.shape.name}", minimum + ratio,
+               f"<= {fit_generalises.MINIMAL_GOAL // MiB}M; {anchor}", _verdict(ok))  # fmt: skip
+
+
+def table(rows: Sequence[Row]) -> list[str]:
+    header = Row("goal", "measured", "anchor / goal", "verdict")
+    lines = [f"| {header.goal} | {header.measured} | {header.anchor} | {header.verdict} |",
+             "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {row.goal} | {row.measured} | {row.anchor} | {row.verdict} |" for row in rows]
+    return lines
+
+
+def measure(vm: bool) -> tuple[list[Row], list[str]]:
+    with scratch("kdump-report.") as work:
+        started = startup.measure(work / "startup")
+        points = kernel_update.level_curve(kernel_update.default_archives())
+        chosen = kernel_update.choose_level(points)
+        update = kernel_update.kernel_update(work / "update")
+    rows = [*startup_rows(started), *update_rows(update, chosen)]
+    details = [*startup.lines(started), "", *kernel_update.curve_lines(points, chosen), "",
+               *kernel_update.update_lines(update)]  # fmt: skip
+    outcomes: list[fit_generalises.Outcome] = []
+    if vm:
+        result = fit_generalises.run(fit_generalises.parse_args([]))
+        outcomes = result.outcomes
+        details += ["", "fit model on unseen guests (QEMU, 8 MiB steps)",
+                    *fit_generalises.lines(outcomes), result.provenance()]  # fmt: skip
+    rows += [*fit_rows(outcomes), *calibration_rows()]
+    return rows, details
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-vm", action="store_true", help="skip the QEMU shapes")
+    parser.add_argument("--no-doc", action="store_true", help=f"do not update {DOC.name}")
+    args = parser.parse_args()
+    before = machine()
+    rows, details = measure(vm=not args.no_vm)
+    after = machine()
+    head = [f"machine at the start: {before}", f"machine at the end:   {after}", ""]
+    text = [*head, *table(rows), "", "```", *details, "```"]
+    print("\n".join(text))
+    if not args.no_doc and not args.no_vm:
+        DOC.write_text(
+            "# Performance\n\nThe latest `./bootstrap bench` (`python -m bench.report`) on the "
+            "build machine. Times, sizes and ratios are measured in that run; a QEMU minimum "
+            "comes from the trial log when its capture's bytes are unchanged (the details say "
+            "how many trials booted).\n\n" + "\n".join(text) + "\n"
+        )
+        print(f"wrote {DOC.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
