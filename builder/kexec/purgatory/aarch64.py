@@ -70,9 +70,9 @@ RELOCATIONS = RelocationRules(
     arch_info(ARCH).elf_machine,
     {
         0: None,  # R_AARCH64_NONE
-        274: RelocationRule("R_AARCH64_ADR_PREL_LO21", 4, True, None, _ADR),
-        282: RelocationRule("R_AARCH64_JUMP26", 4, True, None, _BRANCH),
-        283: RelocationRule("R_AARCH64_CALL26", 4, True, None, _BRANCH),
+        274: RelocationRule("R_AARCH64_ADR_PREL_LO21", 4, True, None, (_ADR,)),
+        282: RelocationRule("R_AARCH64_JUMP26", 4, True, None, (_BRANCH,)),
+        283: RelocationRule("R_AARCH64_CALL26", 4, True, None, (_BRANCH,)),
     },
 )
 

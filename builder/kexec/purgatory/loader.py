@@ -5,12 +5,20 @@ puts it. This module does what a linker would: place the SHF_ALLOC sections
 in one buffer (.bss last, as zeros beyond the buffer), resolve symbols, apply
 the relocations for the final address, and patch data symbols with checks.
 It is pure: bytes in, an immutable `LoadedPurgatory` out.
+
+Each architecture's purgatory module describes its relocation types as data
+(`RelocationRules`): a value stored as an integer, or patched into
+instruction fields (a branch's offset, the two halves of RISC-V's auipc
+pair), or, for RISC-V's PCREL_LO12_*, taken from another relocation
+(`RelocationRule.value_of`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from types import MappingProxyType
 
 from builder.binfmt.elf import (
@@ -32,6 +40,7 @@ from builder.errors import LayoutError
 from builder.units import align_up
 
 __all__ = [
+    "FieldPart",
     "InstructionField",
     "LoadedPurgatory",
     "PurgatorySymbol",
@@ -43,34 +52,53 @@ __all__ = [
 _ADDRESS_LIMIT = 1 << 64
 
 
+class FieldPart(StrEnum):
+    """Which bits of a relocation's value an instruction field holds."""
+
+    # All of them: the value is a multiple of 1 << scale and fits bits + scale bits signed.
+    WHOLE = "whole"
+    # The upper bits from `scale` on, rounded because the low part beside it is
+    # sign-extended (RISC-V's auipc and lui: hi20 = (value + 0x800) >> 12).
+    HIGH = "high"
+    # The low `bits` bits only (RISC-V's lo12); a HIGH field holds the rest.
+    LOW = "low"
+
+
 @dataclass(frozen=True)
 class InstructionField:
-    """An immediate inside the 32-bit little-endian instruction already at the place.
+    """An immediate inside a little-endian instruction already at the place.
 
-    The value must be a multiple of ``1 << scale`` and fit ``bits + scale``
-    bits signed; ``insert`` puts ``value >> scale`` (``bits`` wide) into the
-    instruction word and returns the new word.
+    The immediate is the value's bits [scale, scale + bits) as `part` says;
+    ``insert`` puts it into the instruction word (`width` bytes, at `offset`
+    from the relocation's place) and returns the new word.
     """
 
     bits: int
     scale: int
     insert: Callable[[int, int], int]
+    width: int = 4  # 2 for RISC-V's compressed instructions
+    offset: int = 0  # the second instruction of a pair (RISC-V's jalr after auipc): 4
+    part: FieldPart = FieldPart.WHOLE
 
 
 @dataclass(frozen=True)
 class RelocationRule:
     """How one relocation type computes and stores its value.
 
-    Without `field` the value is stored as a little-endian integer of `width`
-    bytes; with one it is patched into the instruction at the place (RISC
-    architectures), the range check being the field's (`signed` unused).
+    Without `fields` the value is stored as a little-endian integer of `width`
+    bytes; with them it is patched into each instruction field (RISC
+    architectures), the range checks being the fields' (`signed` unused).
+    With `value_of`, S + A names the place of a relocation of that type, and
+    this one stores that relocation's value (RISC-V's PCREL_LO12_I/S, whose
+    symbol is the label of the auipc carrying the PCREL_HI20).
     """
 
     name: str
     width: int  # bytes written at the place
     pc_relative: bool  # value is S + A - P rather than S + A
     signed: bool | None  # range check: True signed, False unsigned, None wraps (64-bit)
-    field: InstructionField | None = None
+    fields: tuple[InstructionField, ...] = ()
+    value_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,10 +106,12 @@ class RelocationRules:
     """The relocation types one architecture's purgatory needs (None: nothing to do).
 
     Each architecture's purgatory module holds its own (x86_64.RELOCATIONS).
+    `refused` names types that are known and never acceptable, with the reason.
     """
 
     machine: int  # e_machine of the objects these rules are for
     rules: Mapping[int, RelocationRule | None]
+    refused: Mapping[int, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -203,7 +233,7 @@ def load_purgatory(
         )
     section_addresses, buffer, memsz, alignment = _place_sections(elf, load_address)
     symbols = _global_symbols(elf, section_addresses)
-    _apply_relocations(elf, relocations.rules, section_addresses, buffer, load_address)
+    _apply_relocations(elf, relocations, section_addresses, buffer, load_address)
 
     if entry_symbol not in symbols:
         raise LayoutError(f"purgatory: entry symbol {entry_symbol!r} is not defined")
@@ -306,13 +336,22 @@ def _relocated_section(elf: ElfFile, relocations: Section, loaded: dict[int, int
     return True
 
 
-def _apply_relocations(
-    elf: ElfFile,
-    rules: Mapping[int, RelocationRule | None],
-    section_addresses: dict[int, int],
-    buffer: bytearray,
-    load_address: int,
-) -> None:
+@dataclass(frozen=True)
+class _Pending:
+    """One relocation to apply: its rule, where it is, S + A."""
+
+    type: int
+    rule: RelocationRule
+    place: int
+    target: int  # S + A
+    where: str
+    label: str
+
+
+def _pending_relocations(
+    elf: ElfFile, relocations: RelocationRules, section_addresses: dict[int, int]
+) -> Iterator[_Pending]:
+    """Every relocation of the loaded sections that has something to do, checked."""
     for reloc_section in elf.sections:
         if not _relocated_section(elf, reloc_section, section_addresses):
             continue
@@ -323,25 +362,55 @@ def _apply_relocations(
             symbol = symbols[relocation.symbol]
             where = f"{target.name}+{offset:#x}"
             label = _symbol_label(elf, symbol) if relocation.symbol else "(absolute)"
-            if relocation.type not in rules:
+            if relocation.type in relocations.refused:
+                raise LayoutError(
+                    f"purgatory: relocation type {relocation.type} at {where}: "
+                    f"{relocations.refused[relocation.type]}"
+                )
+            if relocation.type not in relocations.rules:
                 raise LayoutError(
                     f"purgatory: unsupported relocation type {relocation.type} at {where} "
                     f"against {label!r}"
                 )
-            rule = rules[relocation.type]
+            rule = relocations.rules[relocation.type]
             if rule is None:
                 continue
             if offset + rule.width > target.size:
                 raise LayoutError(f"purgatory: {rule.name} at {where} runs past the section")
-            place = section_addresses[target.index] + offset
             # Symbol index 0 (the null symbol) stands for the value 0: the addend is absolute.
             base = _symbol_address(symbol, section_addresses) if relocation.symbol else 0
-            value = base + relocation.addend
-            if rule.pc_relative:
-                value -= place
-            start = place - load_address
-            old = bytes(buffer[start : start + rule.width])
-            buffer[start : start + rule.width] = _encode(rule, value, where, label, old)
+            place = section_addresses[target.index] + offset
+            yield _Pending(relocation.type, rule, place, base + relocation.addend, where, label)
+
+
+def _apply_relocations(
+    elf: ElfFile,
+    relocations: RelocationRules,
+    section_addresses: dict[int, int],
+    buffer: bytearray,
+    load_address: int,
+) -> None:
+    """Apply every relocation; those whose value is another's (`value_of`) last."""
+    pending = sorted(_pending_relocations(elf, relocations, section_addresses),
+                     key=lambda item: item.rule.value_of is not None)  # fmt: skip
+    values: dict[tuple[int, int], int] = {}  # (type, place) -> the value it stored
+    for item in pending:
+        rule = item.rule
+        if rule.value_of is not None:
+            value = values.get((rule.value_of, item.target))
+            if value is None:
+                partner = relocations.rules.get(rule.value_of)
+                name = partner.name if partner is not None else f"type {rule.value_of}"
+                raise LayoutError(
+                    f"purgatory: relocation {rule.name} at {item.where} against {item.label!r}: "
+                    f"no {name} at {item.target:#x}"
+                )
+        else:
+            value = item.target - item.place if rule.pc_relative else item.target
+        values[(item.type, item.place)] = value
+        start = item.place - load_address
+        old = bytes(buffer[start : start + rule.width])
+        buffer[start : start + rule.width] = _encode(rule, value, item.where, item.label, old)
 
 
 def _symbol_label(elf: ElfFile, symbol: Symbol) -> str:
@@ -353,8 +422,13 @@ def _symbol_label(elf: ElfFile, symbol: Symbol) -> str:
 
 
 def _encode(rule: RelocationRule, value: int, where: str, label: str, old: bytes) -> bytes:
-    if rule.field is not None:
-        return _patch_instruction(rule.name, rule.field, value, old, f"{where} against {label!r}")
+    if rule.fields:
+        patched = bytearray(old)
+        for field in rule.fields:
+            span = slice(field.offset, field.offset + field.width)
+            patched[span] = _patch_instruction(rule.name, field, value, bytes(patched[span]),
+                                               f"{where} against {label!r}")  # fmt: skip
+        return bytes(patched)
     bits = rule.width * 8
     if rule.signed is None:
         return (value % (1 << bits)).to_bytes(rule.width, "little")
@@ -368,9 +442,14 @@ def _encode(rule: RelocationRule, value: int, where: str, label: str, old: bytes
     return value.to_bytes(rule.width, "little", signed=rule.signed)
 
 
-def _patch_instruction(name: str, field: InstructionField, value: int, old: bytes,
-                       where: str) -> bytes:  # fmt: skip
-    if value % (1 << field.scale):
+def _field_immediate(name: str, field: InstructionField, value: int, where: str) -> int:
+    """The bits of `value` that `field` holds, after its range and alignment checks."""
+    mask = (1 << field.bits) - 1
+    if field.part is FieldPart.LOW:
+        return value & mask
+    if field.part is FieldPart.HIGH:
+        value += 1 << (field.scale - 1)  # the low part is sign-extended: round to nearest
+    elif value % (1 << field.scale):
         raise LayoutError(
             f"purgatory: relocation {name} at {where}: {value:#x} is not a multiple of "
             f"{1 << field.scale}"
@@ -381,6 +460,11 @@ def _patch_instruction(name: str, field: InstructionField, value: int, old: byte
             f"purgatory: relocation {name} at {where} overflows: {value:#x} does not fit "
             f"{bits} bits signed"
         )
-    immediate = (value >> field.scale) & ((1 << field.bits) - 1)
+    return (value >> field.scale) & mask
+
+
+def _patch_instruction(name: str, field: InstructionField, value: int, old: bytes,
+                       where: str) -> bytes:  # fmt: skip
+    immediate = _field_immediate(name, field, value, where)
     word = field.insert(int.from_bytes(old, "little"), immediate)
-    return (word & 0xFFFF_FFFF).to_bytes(4, "little")
+    return (word % (1 << (8 * field.width))).to_bytes(field.width, "little")
