@@ -11,8 +11,9 @@ bad usage), 3 the capture does not fit its reservation, 1 an internal error.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Any
+from typing import Any, cast
 
 import typer
 from typer.core import TyperCommand
@@ -24,6 +25,22 @@ from builder.errors import KdumpBuildError
 
 PROG = "kdump-build"
 USAGE_EXIT_CODE = 2
+
+
+def _usage_error_class() -> type[typer.TyperException]:
+    """The base class of the framework's usage errors.
+
+    typer 0.26 and later vendor click and raise their own `TyperException`;
+    older ones (Debian 13 ships typer 0.15.2 with click 8.1.8) raise click's
+    `ClickException`, which has the same `format_message`, `exit_code` and `ctx`.
+    """
+    vendored = getattr(typer, "TyperException", None)
+    if isinstance(vendored, type):
+        return vendored
+    return cast("type[typer.TyperException]", importlib.import_module("click").ClickException)
+
+
+USAGE_ERROR = _usage_error_class()
 
 # Plain help text (rich_markup_mode=None): rendering it with rich costs more
 # than the rest of `--help`.
@@ -125,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         # Not standalone: usage errors come here as exceptions instead of a
         # multi-line panel and an exit inside typer.
         code = _app_for(args[0])(args, prog_name=PROG, standalone_mode=False)
-    except typer.TyperException as error:  # typer >= 0.26 vendors click: its errors
+    except USAGE_ERROR as error:
         return _usage_error(error)
     except KdumpBuildError as error:
         return _fail(str(error), error.exit_code)
