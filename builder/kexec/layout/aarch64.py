@@ -35,18 +35,22 @@ from dataclasses import dataclass
 from builder.arch import Arch, arch_info
 from builder.binfmt.kernelimg import BootImageHeader, ImageFormat, parse_kernel_image
 from builder.errors import ImageError, LayoutError
-from builder.kexec.crashinfo import CrashInfo
 from builder.kexec.layout.core import (
     KEXEC_ON_CRASH,
     KexecSegment,
     Layout,
-    LayoutDetails,
     LayoutInputs,
     check_layout,
     segments_for_digest,
 )
 from builder.kexec.layout.devicetree import capture_device_tree
 from builder.kexec.layout.elfcore import elf_core_header
+from builder.kexec.layout.fdtboot import (
+    DeviceTreeDetails,
+    booted_device_tree,
+    capture_bootargs,
+    page_segment,
+)
 from builder.kexec.memmap import MemoryMap, Range
 from builder.kexec.purgatory.aarch64 import build_aarch64_purgatory, load_aarch64_purgatory
 from builder.units import PAGE_SIZE, GiB, MiB, align_down, align_up, page_up
@@ -77,32 +81,13 @@ class ImageFields:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Aarch64Details(LayoutDetails):
-    """What the aarch64 planner decided: the "details" of its layout.json."""
+class Aarch64Details(DeviceTreeDetails):
+    """What the aarch64 planner decided: the "details" of its layout.json (dtb: x0)."""
 
-    kernel_entry: int  # the Image's load address: the purgatory jumps there
-    dtb: int  # x0 at the jump
-    elfcorehdr: Range  # the header's own bytes (linux,elfcorehdr)
-    usable: tuple[Range, ...]  # linux,usable-memory-range, main range first
-    initrd: Range  # linux,initrd-start/-end
-    dump_ranges: tuple[Range, ...]
-    seeded: bool  # fresh kaslr-seed and rng-seed in the device tree
-    crash_info: CrashInfo | None
     kernel_image: ImageFields
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "cmdline": self.cmdline,
-            "kernel_entry": self.kernel_entry,
-            "dtb": self.dtb,
-            "elfcorehdr": self.elfcorehdr.to_json(),
-            "usable_memory": [piece.to_json() for piece in self.usable],
-            "initrd": self.initrd.to_json(),
-            "dump_ranges": [piece.to_json() for piece in self.dump_ranges],
-            "seeded": self.seeded,
-            "crash_info": None if self.crash_info is None else self.crash_info.to_json(),
-            "kernel_image": self.kernel_image.to_json(),
-        }
+        return super().to_json() | {"kernel_image": self.kernel_image.to_json()}
 
 
 @dataclass(frozen=True)
@@ -128,17 +113,6 @@ def _kernel(inputs: LayoutInputs) -> _Kernel:
     fields = ImageFields(header.text_offset, size, header.flags, header.page_size,
                          header.phys_placement_anywhere)  # fmt: skip
     return _Kernel(image.loadable, header, fields)
-
-
-def _device_tree(inputs: LayoutInputs) -> tuple[bytes, str]:
-    """The booted device tree and where it came from."""
-    firmware = inputs.firmware
-    if firmware is None or firmware.device_tree is None:
-        raise LayoutError(
-            "the arm64 layout needs the device tree the main kernel booted with "
-            "(/sys/firmware/fdt; `kdump-build capture-sysfs` saves it, `layout --sysfs` reads it)"
-        )
-    return firmware.device_tree, firmware.device_tree_source
 
 
 @dataclass(frozen=True)
@@ -182,24 +156,11 @@ def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Plac
                       memory.ram_minus_crash())  # fmt: skip
 
 
-def _segment(name: str, start: int, data: bytes) -> KexecSegment:
-    return KexecSegment(name, start, page_up(len(data)), data)
-
-
-def _capture_cmdline(cmdline: str) -> str:
-    text = cmdline.strip()
-    if len(text.encode()) >= COMMAND_LINE_SIZE:
-        raise LayoutError(
-            f"bootargs: {len(text.encode())} bytes, the kernel keeps {COMMAND_LINE_SIZE - 1}"
-        )
-    return text
-
-
 def _payload_segments(
     inputs: LayoutInputs, kernel: _Kernel, placed: _Placement, header: bytes, cmdline: str
 ) -> list[KexecSegment]:
     """Every segment but the purgatory, whose digest covers them (the DTB names the rest)."""
-    booted, source = _device_tree(inputs)
+    booted, source = booted_device_tree(inputs, "arm64")
     dtb = capture_device_tree(
         booted,
         source=source,
@@ -214,9 +175,9 @@ def _payload_segments(
     dtb_start = align_up(page_up(placed.initrd.end), _DTB_ALIGN)
     return [
         KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data),
-        _segment("initrd", placed.initrd.start, inputs.initrd),
-        _segment("dtb", dtb_start, dtb),
-        _segment("elfcorehdr", placed.elfcorehdr.start, header),
+        page_segment("initrd", placed.initrd.start, inputs.initrd),
+        page_segment("dtb", dtb_start, dtb),
+        page_segment("elfcorehdr", placed.elfcorehdr.start, header),
     ]
 
 
@@ -246,7 +207,7 @@ def plan(inputs: LayoutInputs) -> Layout:
         inputs.info, inputs.memory.ram_minus_crash(), machine=_ARCH_INFO.elf_machine
     )
     placed = _place(inputs, kernel, len(header))
-    cmdline = _capture_cmdline(inputs.cmdline)
+    cmdline = capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
     segments = _payload_segments(inputs, kernel, placed, header, cmdline)
     dtb = segments[2]
     purgatory_start = _place_purgatory(dtb.mem + dtb.bufsz, placed, region)
