@@ -260,6 +260,9 @@ ARCHES: dict[Arch, ArchInfo] = {
                 ("-bios", "default"),
             ),
             reuse_options=(),
+            # The kernel mapping (0xffffffff80000000 on rv64) lies above the linear map at
+            # every VA size (sv39/48/57); measured on Debian 13's 6.12 in QEMU virt.
+            kernel_text=KernelTextLookup.ABOVE_LINEAR_MAP,
         ),
         ArchInfo(
             Arch.PPC64LE,

@@ -46,6 +46,7 @@ __all__ = [
     "DeviceTreeSummary",
     "capture_device_tree",
     "describe_device_tree",
+    "firmware_reserved",
     "fresh_seeds",
 ]
 
@@ -244,3 +245,33 @@ def _reserved(tree: DeviceTree) -> tuple[tuple[str, Range], ...]:
         if reg is not None:
             found += [(f"/reserved-memory/{child.name}", piece) for piece in _ranges(tree, reg)]
     return tuple(found)
+
+
+def firmware_reserved(booted: bytes, source: str) -> tuple[Range, ...]:
+    """What the firmware kept for itself in the DTB `booted`: its /memreserve/ entries and the
+    /reserved-memory children not marked `reusable`, in address order.
+
+    Such a range can lie inside iomem's "System RAM" while the kernel may not
+    touch it: OpenSBI's mmode_resv0 on RISC-V is PMP-protected, and reading it
+    through /proc/vmcore fails. The kernel never allocates from these ranges,
+    so a dump loses nothing without them. A `reusable` one (a CMA pool) is RAM
+    the kernel allocates from: it stays. Errors name `source`.
+
+    >>> root = Node("", (("#address-cells", b"\\0\\0\\0\\1"), ("#size-cells", b"\\0\\0\\0\\1")),
+    ...     (Node("reserved-memory", (), (
+    ...         Node("mmode_resv0@80000000", (("reg", bytes.fromhex("8000000000080000")),)),
+    ...         Node("cma", (("reusable", b""), ("reg", bytes.fromhex("9000000001000000")))))),))
+    >>> firmware_reserved(DeviceTree(root).to_bytes(), "fdt")
+    (Range(start=2147483648, end=2148007936),)
+    """
+    tree = parse_fdt(booted, source, LayoutError)
+    found = [Range(entry.address, entry.address + entry.size) for entry in tree.reservations]
+    reserved = tree.node("/reserved-memory")
+    for child in reserved.children if reserved is not None else ():
+        reg = child.property("reg")
+        if reg is not None and child.property("reusable") is None:
+            try:
+                found += _ranges(tree, reg)
+            except FormatError as error:
+                raise LayoutError(f"{source}: /reserved-memory/{child.name}: {error}") from None
+    return tuple(sorted(piece for piece in found if piece.size))
