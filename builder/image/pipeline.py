@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from builder.binfmt.cpio import write_cpio
 from builder.binfmt.kernelimg import KernelImage
 from builder.crashkernel.fit import FitReport, fit_recipe
+from builder.crashkernel.model import Calibration
 from builder.crashkernel.profile import capture_profile
 from builder.errors import FetchError, RecipeError, ReleaseError
 from builder.image import content
@@ -170,8 +171,15 @@ def capture_cmdline(recipe: Recipe) -> str:
     return " ".join([*recipe.kernel.cmdline, *recipe.kernel.cmdline_append, "rdinit=/init"])
 
 
-def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
-    """Read the sources and compute every output of the build, writing nothing."""
+def plan_build(
+    recipe: Recipe, steps: Steps | None = None, *, calibration: Calibration | None = None
+) -> BuildResult:
+    """Read the sources and compute every output of the build, writing nothing.
+
+    `calibration`: the fit's model constants (None: the stored calibration of
+    the recipe's architecture and kernel series); a calibration bench passes
+    the priors, before a store exists.
+    """
     steps = steps or Steps()
     root, packages = open_root(recipe, steps)
     with steps.step("kernel"):
@@ -191,7 +199,9 @@ def plan_build(recipe: Recipe, steps: Steps | None = None) -> BuildResult:
     cmdline = capture_cmdline(recipe)
     with steps.step("fit"):
         profile = capture_profile(recipe, kernel.image, cmdline, members, initrd)
-        fit_report = fit_recipe(recipe, profile, capture_kernel=kernel.version)
+        fit_report = fit_recipe(
+            recipe, profile, capture_kernel=kernel.version, calibration=calibration
+        )
     return BuildResult(
         recipe,
         kernel.image,
