@@ -78,10 +78,15 @@ def missing_host_tools() -> list[str]:
 
 
 def _main_side_plan(
-    packages: tuple[str, ...], *, kexec: bool, arch: Arch = Arch.X86_64
+    packages: tuple[str, ...], *, kexec: bool, arch: Arch = Arch.X86_64, release: str = ""
 ) -> tuple[InitrdPlan, PackageRoot]:
-    """Busybox with its applet links (and kexec with its libraries) from Debian packages."""
-    root = PackageRoot([package.path for package in fetch_packages(packages, arch)])
+    """Busybox with its applet links (and kexec with its libraries) from Debian packages.
+
+    `release`: the Debian release they come from ("": the host's); a merged-/usr
+    release's packages need base-files among them for /bin and /lib.
+    """
+    fetched = fetch_packages(packages, arch, release=release)
+    root = PackageRoot([package.path for package in fetched])
     plan = InitrdPlan()
     for directory in ("/dev", "/proc", "/sys", "/tmp"):
         plan.directory(directory)
@@ -162,13 +167,15 @@ def ninep_initrd(
     *,
     kexec: bool = False,
     arch: Arch = Arch.X86_64,
+    release: str = "",
 ) -> bytes:
     """A main-side initrd with busybox and the virtio 9p modules, whose /init is `init`.
 
-    The modules, in load order, are listed in /etc/modules-load.
+    The modules, in load order, are listed in /etc/modules-load; the packages
+    come from Debian `release` ("": the host's).
     """
     plan, root = _main_side_plan(
-        (*packages, f"linux-image-{kernel_version}"), kexec=kexec, arch=arch
+        (*packages, f"linux-image-{kernel_version}"), kexec=kexec, arch=arch, release=release
     )
     stored = []
     for module in ModuleIndex(root, kernel_version).load_order(NINEP_MODULES, "9p modules"):

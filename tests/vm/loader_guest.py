@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.arch import ARCHES, Arch
-from tests.support.guestroot import GuestRoot, guest_root
+from tests.support.guestroot import ROOTS, GuestRoot, guest_root
 from tests.support.paths import REPO
 from tests.support.qemu import Boot
 from tests.vm import harness
@@ -70,7 +70,9 @@ def loader_initrd(arch: Arch, kernel_version: str, root: GuestRoot, body: str) -
         root=_TAGS["root"], repo_tag=_TAGS["repo"], out_tag=_TAGS["out"], repo=GUEST_REPO,
         out=GUEST_OUTDIR, environment=environment, body=body,
     )  # fmt: skip
-    return harness.ninep_initrd(kernel_version, init, arch=arch)
+    spec = ROOTS[arch]
+    return harness.ninep_initrd(kernel_version, init, spec.initrd_packages, arch=arch,
+                                release=spec.release)  # fmt: skip
 
 
 def shares(root: GuestRoot, outdir: Path) -> tuple[str, ...]:
