@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.arch import Arch, arch_info
+from builder.atomic import replace_directory
 from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
 
@@ -43,6 +44,8 @@ BOOT_PARAMS = "sys/kernel/boot_params/data"
 KCORE = "proc/kcore"
 IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 
+# The largest CONFIG_NR_CPUS any architecture allows (arch/x86/Kconfig: range 2 8192).
+MAX_CPUS = 8192
 _BOOT_PARAMS_ACPI_RSDP = 0x070  # zero-page.rst: acpi_rsdp_addr, u64
 _EHDR_SIZE = 64  # Elf64_Ehdr: kcore is always ELFCLASS64 on the architectures we load
 _NO_PADDR = (1 << 64) - 1  # kcore's p_paddr for ranges with no physical address
@@ -103,14 +106,16 @@ def parse_cpu_list(text: str, source: str) -> tuple[int, ...]:
     for part in text.strip().split(","):
         if not part:
             continue
-        first, _, last = part.partition("-")
+        first, dash, last = part.partition("-")
         try:
-            low, high = int(first), int(last or first)
+            low, high = int(first), int(last if dash else first)
         except ValueError:
             raise LayoutError(f"{source}: not a CPU list: {text.strip()!r}") from None
-        if high < low:
+        if not 0 <= low <= high < MAX_CPUS:
             raise LayoutError(f"{source}: bad CPU range {part!r}")
         cpus.extend(range(low, high + 1))
+        if len(cpus) > MAX_CPUS:
+            raise LayoutError(f"{source}: more than {MAX_CPUS} CPUs")
     if not cpus:
         raise LayoutError(f"{source}: empty CPU list")
     return tuple(cpus)
@@ -230,21 +235,27 @@ def _kcore_headers(path: Path) -> bytes:
 
 
 def capture_crash_info(root: Path, destination: Path) -> None:
-    """Copy what `read_crash_info` reads, and the memory map, from `root` into `destination`."""
+    """Copy what `read_crash_info` reads, and the memory map, from `root` into `destination`.
+
+    Everything is read first and written as one new directory
+    (builder.atomic.replace_directory): an existing directory of the user's
+    is refused, never written into.
+    """
     possible = parse_cpu_list(
         _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
     )
     files = [f"{CPU_DIR}/possible", VMCOREINFO, IOMEM]
     for cpu in possible:
         files += [f"{CPU_DIR}/cpu{cpu}/crash_notes", f"{CPU_DIR}/cpu{cpu}/crash_notes_size"]
-    for relative in files:
-        target = destination / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(_read(root, relative))
     if (root / BOOT_PARAMS).exists():
-        target = destination / BOOT_PARAMS
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(_read(root, BOOT_PARAMS))
-    target = destination / KCORE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(_kcore_headers(root / KCORE))
+        files.append(BOOT_PARAMS)
+    contents = {relative: _read(root, relative) for relative in files}
+    contents[KCORE] = _kcore_headers(root / KCORE)
+
+    def fill(staging: Path) -> None:
+        for relative, data in contents.items():
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    replace_directory(destination, fill)

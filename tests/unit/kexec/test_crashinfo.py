@@ -79,3 +79,24 @@ def test_capture_copies_what_a_layout_reads(tmp_path: Path) -> None:
     capture_crash_info(SYSFS, copy)
     assert read_crash_info(copy, Arch.X86_64) == read_crash_info(SYSFS, Arch.X86_64)
     assert (copy / "proc" / "iomem").read_bytes() == (SYSFS / "proc" / "iomem").read_bytes()
+
+
+def test_capture_is_a_new_directory_never_written_into_one_of_the_users(tmp_path: Path) -> None:
+    from builder.atomic import MARKER
+    from builder.errors import OutputError
+
+    copy = tmp_path / "copy"
+    capture_crash_info(SYSFS, copy)
+    assert (copy / MARKER).is_file()
+    mine = tmp_path / "mine"
+    (mine / "proc").mkdir(parents=True)
+    (mine / "proc" / "iomem").write_text("my notes")
+    with pytest.raises(OutputError, match="holds files kdump-build did not write"):
+        capture_crash_info(SYSFS, mine)
+    assert (mine / "proc" / "iomem").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("text", ["0-", "-1", "3-1", "0-99999999", "a", ""])
+def test_malformed_cpu_lists_are_refused(text: str) -> None:
+    with pytest.raises(LayoutError, match="possible: "):
+        parse_cpu_list(text, "possible")
