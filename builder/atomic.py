@@ -7,9 +7,10 @@ Every command that writes (build, layout, restore) goes through here:
   the output path holds either the complete old directory or the complete new
   one; a SIGKILL leaves at most a staging directory, which the next run
   removes. It replaces only an empty directory or an earlier kdump-build
-  output (one holding `MARKER` and only names in `OUTPUT_NAMES`, or a legacy
-  output: our manifest.json and only our names); anything else is refused
-  with an `OutputError` and left untouched.
+  output: one holding `MARKER` and nothing its inventory does not list (a
+  file the user added to an output of ours is not replaced with it), or a
+  legacy output (our manifest.json and only our names). Anything else is
+  refused with an `OutputError` and left untouched.
 - `write_new_file` writes a file that must not exist yet (RENAME_NOREPLACE).
 
 Only entries whose names carry `STAGING_INFIX` are ever removed: directories
@@ -35,12 +36,13 @@ from pathlib import Path
 
 from builder.errors import OutputError
 
-# Present in every directory kdump-build writes; its bytes never change.
+# Present in every directory kdump-build writes: this first line, then the
+# inventory of every entry the run wrote (one relative path a line).
 MARKER = ".kdump-build"
 MARKER_TEXT = b"written by kdump-build; this directory is replaced whole by the next run\n"
 STAGING_INFIX = ".kdump-build-staging."
-# Every name an output directory of ours may hold: the build's files and a
-# layout's. A directory with any other name in it is not replaced, marker or not.
+# The names an output written before the marker's inventory may hold: the
+# build's files and a layout's.
 OUTPUT_NAMES = frozenset(
     {"initrd.img", "vmlinuz", "cmdline.txt", "manifest.json", "fit.json", "layout.json", "segments"}
 )
@@ -65,8 +67,44 @@ def _renameat2(source: Path, target: Path, flags: int) -> None:
         raise OSError(code, os.strerror(code), str(target))
 
 
+def _tree_names(top: Path) -> list[str]:
+    """Every entry below `top` but the marker, relative; directories end in '/'.
+
+    >>> import tempfile
+    >>> top = Path(tempfile.mkdtemp()); (top / "segments").mkdir()
+    >>> _ = (top / "segments" / "00-kernel.bin").write_bytes(b""); _tree_names(top)
+    ['segments/', 'segments/00-kernel.bin']
+    """
+    names: list[str] = []
+    for directory, dirs, files in os.walk(top):
+        base = Path(directory).relative_to(top)
+        for name in dirs:
+            names.append(f"{base / name}/")
+        names += [str(base / name) for name in files]
+    return sorted(name for name in names if name != MARKER)
+
+
+def _write_marker(staging: Path) -> None:
+    """The marker: its fixed first line, then the inventory of what this run wrote."""
+    lines = [MARKER_TEXT.decode().rstrip("\n"), *_tree_names(staging)]
+    (staging / MARKER).write_text("\n".join(lines) + "\n")
+
+
+def _inventory(path: Path) -> frozenset[str] | None:
+    """The names a marker says its run wrote; None without a marker or an inventory in it."""
+    marker = path / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    lines = marker.read_bytes().decode(errors="replace").splitlines()
+    return frozenset(lines[1:]) or None
+
+
 def foreign_entry(path: Path) -> str | None:
-    """The first name in directory `path` that kdump-build does not write, or None.
+    """The first entry below directory `path` that kdump-build did not write, or None.
+
+    A marker with an inventory lists what its run wrote; without one (outputs
+    written before the inventory existed) only the names in `OUTPUT_NAMES`,
+    and regular files in segments/, are ours.
 
     >>> import tempfile
     >>> mine = Path(tempfile.mkdtemp()); _ = (mine / "vmlinuz").write_bytes(b"")
@@ -75,6 +113,9 @@ def foreign_entry(path: Path) -> str | None:
     >>> _ = (mine / "notes.txt").write_text("mine"); foreign_entry(mine)
     'notes.txt'
     """
+    inventory = _inventory(path)
+    if inventory is not None:
+        return next((name for name in _tree_names(path) if name not in inventory), None)
     for entry in sorted(path.iterdir()):
         name = entry.name
         if name == MARKER:
@@ -246,6 +287,7 @@ def replace_directory(outdir: Path, fill: Callable[[Path], None], *, mode: int =
     staging = _new_staging(outdir)
     try:
         fill(staging)
+        _write_marker(staging)
         os.chmod(staging, mode)
         _fsync_tree(staging)
         if exists:

@@ -59,7 +59,8 @@ def test_new_directory_is_created_with_the_marker(tmp_path: Path) -> None:
     outdir = tmp_path / "deep" / "out"
     replace_directory(outdir, _fill_with({"vmlinuz": b"new"}))
     assert _names(outdir) == [MARKER, "vmlinuz"]
-    assert (outdir / MARKER).read_bytes() == MARKER_TEXT
+    # The marker's first line, then the inventory of what the run wrote.
+    assert (outdir / MARKER).read_bytes() == MARKER_TEXT + b"vmlinuz\n"
     assert outdir.stat().st_mode & 0o777 == 0o755
     assert _names(outdir.parent) == ["out"]
 
@@ -212,6 +213,22 @@ def test_interrupted_fallback_swap_is_put_back(tmp_path: Path) -> None:
     remove_leftovers(tmp_path / "out")
     assert _names(tmp_path) == ["out"]
     assert (tmp_path / "out" / "vmlinuz").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("added", ["notes.txt", "segments/notes.txt", "segments/sub/"])
+def test_anything_added_to_an_inventoried_output_is_refused(tmp_path: Path, added: str) -> None:
+    outdir = tmp_path / "out"
+    files = {"vmlinuz": b"1", "extra-from-a-later-version.json": b"2", "segments/00-x.bin": b""}
+    replace_directory(outdir, _fill_with(files))
+    replace_directory(outdir, _fill_with(files))  # what the inventory lists is ours, any name
+    if added.endswith("/"):
+        (outdir / added).mkdir()
+    else:
+        (outdir / added).write_text("mine")
+    before = kills.tree_digest(tmp_path)
+    with pytest.raises(OutputError, match=f"found {added}"):
+        replace_directory(outdir, _fill_with({"vmlinuz": b"new"}))
+    assert kills.tree_digest(tmp_path) == before
 
 
 def test_foreign_entry_names_what_is_not_ours(tmp_path: Path) -> None:

@@ -373,7 +373,7 @@ def test_second_build_replaces_the_first_and_cleans_leftovers(tmp_path: Path) ->
     result = run_cli(str(DEFAULT_RECIPE), "-o", str(outdir), "-q")
     assert result.returncode == 0, result.stderr
     first = {path.name: path.read_bytes() for path in outdir.iterdir()}
-    assert (outdir / MARKER).read_bytes() == MARKER_TEXT
+    assert (outdir / MARKER).read_bytes().startswith(MARKER_TEXT)
     (outdir / "initrd.img").write_bytes(b"stale")  # replaced, not patched
     # What a build killed during its write leaves beside the output.
     leftover = tmp_path / f".out{STAGING_INFIX}killed"
