@@ -8,18 +8,21 @@ configured sources are used as they are.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from builder.arch import Arch, arch_info
 from builder.errors import FetchError
-from builder.image.cache import default_cache_dir, store_cache_entry
+from builder.image.cache import default_cache_dir, load_json_entry, store_cache_entry
 
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
@@ -73,6 +76,23 @@ class AptArchive:
                 f"{' '.join([tool, *args])} failed (exit {result.returncode}): {detail}"
             )
         return result.stdout
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this architecture's state for one fetch at a time.
+
+        Builds sharing a cache fetch concurrently: apt-get update and download
+        write the same lists and .deb names, so they take turns.
+        """
+        try:
+            self.state.mkdir(parents=True, exist_ok=True)
+            lock = open(self.state / "kdump-build.lock", "a")  # noqa: SIM115 - closed below
+        except OSError:
+            yield  # a read-only cache: nothing will be written to it either
+            return
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def _lists_age(self) -> float | None:
         stamp = self.state / "updated"
@@ -180,9 +200,14 @@ def fetch_packages(
     name the moving kernel ABI by its stable name. (It runs apt-get against
     Debian's mirrors; every test that builds from Debian packages exercises it.)
     """
+    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian)
+    with archive.locked():
+        return _fetch_locked(archive, names, refresh)
+
+
+def _fetch_locked(archive: AptArchive, names: Sequence[str], refresh: bool) -> list[FetchedPackage]:
     from builder.image.packages import package_is_empty  # packages needs nothing from here
 
-    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian)
     archive.update(force=refresh)
     memo = archive.resolution_memo(names)
     remembered = _load_resolution(memo)
@@ -214,7 +239,7 @@ def fetch_packages(
 def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
     """A previous resolution of the same names against the same package lists."""
     try:
-        rows = json.loads(memo.read_text())
+        rows: Any = load_json_entry(memo)
         fetched = [
             FetchedPackage(row["requested"], row["name"], row["version"], Path(row["path"]))
             for row in rows

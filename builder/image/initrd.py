@@ -20,7 +20,7 @@ from pathlib import Path
 from builder.binfmt.cpio import write_cpio
 from builder.compression import Compression, compress, encoder_version
 from builder.errors import InitrdError, SourceError
-from builder.image.cache import store_cache_entry
+from builder.image.cache import load_cache_entry, store_cache_entry
 from builder.image.sources import NodeKind, Root, normalize
 
 
@@ -195,10 +195,9 @@ def compress_cached(data: bytes, method: Compression, level: int, cache: Path | 
         return compress(data, method, level)
     key = sha256(f"{sha256(data)}:{method}:{level}:{encoder_version(method)}".encode())
     stored = cache / key[:2] / key
-    try:
-        return stored.read_bytes()
-    except OSError:
-        pass
+    cached = load_cache_entry(stored)
+    if cached is not None:
+        return cached
     result = compress(data, method, level)
     store_cache_entry(stored, result)
     return result

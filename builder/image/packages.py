@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import SourceError
-from builder.image.cache import store_cache_entry
+from builder.image.cache import load_cache_entry, load_json_entry, store_cache_entry
 from builder.image.sources import Node, NodeKind, Root, normalize
 
 # Data archive of a .deb; the compression varies between packages.
@@ -154,11 +154,12 @@ class PackageCache:
         memo = (
             self.directory / "hashes" / hashlib.sha256(str(package.resolve()).encode()).hexdigest()
         )
+        remembered = load_cache_entry(memo)
         try:
-            remembered_stamp, digest = memo.read_text().split()
+            remembered_stamp, digest = (remembered or b"").decode().split()
             if remembered_stamp == stamp and len(digest) == 64:
                 return digest
-        except (OSError, ValueError):
+        except ValueError:
             pass
         digest = file_sha256(package)
         store_cache_entry(memo, f"{stamp} {digest}\n".encode())
@@ -169,7 +170,9 @@ class PackageCache:
 
     def load_index(self, digest: str) -> list[_Record] | None:
         try:
-            document = json.loads((self._package_dir(digest) / "index.json").read_bytes())
+            document: Any = load_json_entry(self._package_dir(digest) / "index.json")
+            if not isinstance(document, dict):
+                return None
             if document.get("version") != self.INDEX_VERSION:
                 return None
             return [_Record.from_json(row) for row in document["entries"]]
@@ -188,16 +191,13 @@ class PackageCache:
         return self._package_dir(digest) / "members" / name
 
     def load_member(self, digest: str, path: str, size: int) -> bytes | None:
-        try:
-            data = self._member_path(digest, path).read_bytes()
-        except OSError:
-            return None
-        return data if len(data) == size else None
+        data = load_cache_entry(self._member_path(digest, path))
+        return data if data is not None and len(data) == size else None
 
     def store_member(self, digest: str, path: str, data: bytes) -> None:
-        target = self._member_path(digest, path)
-        if not target.exists():
-            store_cache_entry(target, data)
+        # Written even when a file is there: it may be the damaged entry that made
+        # this build read the package (only after a scan does a member get here).
+        store_cache_entry(self._member_path(digest, path), data)
 
 
 def file_sha256(path: Path) -> str:
