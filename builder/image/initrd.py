@@ -23,6 +23,11 @@ from builder.errors import InitrdError, SourceError
 from builder.image.cache import load_cache_entry, store_cache_entry
 from builder.image.sources import NodeKind, Root, normalize
 
+# The permission bits a file taken from a source root keeps: setuid, setgid and
+# sticky bits of a package or sysroot never reach the initrd (everything there runs
+# as root; a set-id bit could only ever surprise).
+SOURCE_MODE = 0o777
+
 
 class MemberKind(Enum):
     """The kinds of file an initrd holds."""
@@ -124,7 +129,7 @@ class InitrdPlan:
         if node.kind is not NodeKind.FILE:
             raise SourceError(f"{root.description}: {path}: not a regular file")
         self.file(
-            resolution.path, root.read_bytes(resolution.path), node.mode & 0o7777, node.origin
+            resolution.path, root.read_bytes(resolution.path), node.mode & SOURCE_MODE, node.origin
         )
 
     def has(self, path: str) -> bool:

@@ -4,6 +4,15 @@ libarchive reads each package (a .deb's data.tar inside it) into memory;
 nothing is unpacked to disk. `PackageCache` keeps, per package sha256, an
 index of its tree and the members a build actually read, so a warm build
 does not open the packages at all.
+
+A package is outside bytes. A member named with a `..` component, a hard
+link to a member the package does not hold, the same path twice with
+different contents, a member larger than `MAX_MEMBER_BYTES` or a package
+expanding beyond `MAX_PACKAGE_BYTES` (a decompression bomb), and a
+truncated archive are refused with a `SourceError`. Absolute names and
+symlink targets mean the package's own root (builder.image.sources resolves
+them there); device nodes stay nodes no build reads; setuid and setgid bits
+never reach the initrd (builder.image.initrd).
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +31,10 @@ from builder.image.sources import Node, NodeKind, Root, normalize
 
 # Data archive of a .deb; the compression varies between packages.
 DEB_DATA_PREFIX = "data.tar"
+# Far above anything Debian ships (the largest member of linux-source is 132 MiB, the
+# 6.1 kernel package holds 389 MiB): what is read into memory stays below these.
+MAX_MEMBER_BYTES = 1 << 30
+MAX_PACKAGE_BYTES = 2 << 30
 # What a metapackage may still ship: documentation and bug-reporting hints.
 DOCUMENTATION_DIRS = (
     "/usr/share/doc/",
@@ -36,42 +50,67 @@ class _BlockStream:
     def __init__(self, blocks: Iterator[Any]) -> None:
         self._blocks = blocks
         self._pending = b""
+        # An error reading the outer archive: raised into libarchive's C callback it
+        # would be lost, so it is kept here and raised by the reader (a cut .deb).
+        self.error: Exception | None = None
 
     def seekable(self) -> bool:
         return False
 
     def readinto(self, buffer: memoryview) -> int:
-        while not self._pending:
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._pending = bytes(block)
+        try:
+            while not self._pending:
+                block = next(self._blocks, None)
+                if block is None:
+                    return 0
+                self._pending = bytes(block)
+        except Exception as error:  # handed to the reader, see above
+            self.error = error
+            return 0
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
 
 
-def _archive_entries(path: Path) -> Iterator[Any]:
-    """Entries of a package's file tree: a .deb's data.tar, else the archive itself."""
+@contextmanager
+def _archive_errors(path: Path) -> Iterator[None]:
+    """libarchive's errors, also those met reading an entry's blocks, as one SourceError."""
     # Imported here: a warm build reads the package cache and never opens a package.
     import libarchive
 
     try:
-        with libarchive.file_reader(str(path)) as outer:
-            for entry in outer:
-                name = entry.pathname
-                if name.startswith(DEB_DATA_PREFIX):
-                    stream = _BlockStream(iter(entry.get_blocks()))
-                    with libarchive.stream_reader(stream, block_size=1 << 16) as inner:
-                        yield from inner
-                    return
-                if name in ("debian-binary",) or name.startswith("control.tar"):
-                    continue
-                yield entry
+        yield
     except libarchive.ArchiveError as error:
         message = str(error).split(" (")[0]
         raise SourceError(f"{path}: not a readable package archive ({message})") from None
+
+
+def _archive_entries(path: Path) -> Iterator[Any]:
+    """Entries of a package's file tree: a .deb's data.tar, else the archive itself.
+
+    Iterate it, and read the entries' blocks, inside `_archive_errors(path)`.
+    """
+    import libarchive
+
+    with libarchive.file_reader(str(path)) as outer:
+        for entry in outer:
+            name = entry.pathname
+            if name.startswith(DEB_DATA_PREFIX):
+                stream = _BlockStream(iter(entry.get_blocks()))
+                try:
+                    with libarchive.stream_reader(stream, block_size=1 << 16) as inner:
+                        yield from inner
+                except libarchive.ArchiveError:
+                    if stream.error is not None:  # the outer archive's error says more
+                        raise stream.error from None
+                    raise
+                if stream.error is not None:
+                    raise stream.error
+                return
+            if name in ("debian-binary",) or name.startswith("control.tar"):
+                continue
+            yield entry
 
 
 @dataclass(frozen=True)
@@ -94,20 +133,64 @@ class _Record:
         return cls(str(path), NodeKind(kind), int(mode), str(target), bool(hardlink), int(size))
 
 
+def _member_name(package: Path, name: str | None, what: str = "member") -> str:
+    """A member's path inside the package root; a `..` in it is refused, not resolved."""
+    if not name:
+        raise SourceError(f"{package}: a {what} without a name")
+    if ".." in name.split("/"):
+        raise SourceError(f"{package}: {what} {name!r} leads outside the package ('..')")
+    return normalize(name)
+
+
+def _member_data(package: Path, entry: Any, path: str, budget: int) -> bytes:
+    """A regular member's bytes, refused before or while reading when too large."""
+    limit = min(MAX_MEMBER_BYTES, budget)
+    if entry.size is not None and entry.size > limit:
+        raise _too_large(package, path, entry.size, budget)
+    blocks: list[bytes] = []
+    count = 0
+    for block in entry.get_blocks():
+        count += len(block)
+        if count > limit:
+            raise _too_large(package, path, count, budget)
+        blocks.append(bytes(block))
+    return b"".join(blocks)
+
+
+def _too_large(package: Path, path: str, size: int, budget: int) -> SourceError:
+    if size > MAX_MEMBER_BYTES:
+        return SourceError(
+            f"{package}: {path}: {size} bytes, more than a member may hold "
+            f"({MAX_MEMBER_BYTES >> 20} MiB; a decompression bomb?)"
+        )
+    return SourceError(
+        f"{package}: {path}: the package expands beyond {MAX_PACKAGE_BYTES >> 20} MiB "
+        "(a decompression bomb?)"
+    )
+
+
 def _scan_package(package: Path) -> Iterator[tuple[_Record, bytes | None]]:
     """Every entry of a package, with the contents of its regular files."""
+    with _archive_errors(package):
+        yield from _scan_entries(package)
+
+
+def _scan_entries(package: Path) -> Iterator[tuple[_Record, bytes | None]]:
+    budget = MAX_PACKAGE_BYTES
     for entry in _archive_entries(package):
-        path = normalize(entry.pathname)
+        path = _member_name(package, entry.pathname)
         if path == "/":
             continue
         if entry.isdir:
             yield _Record(path, NodeKind.DIR, entry.perm), None
         elif entry.issym:
-            yield _Record(path, NodeKind.SYMLINK, 0o777, entry.linkpath), None
+            yield _Record(path, NodeKind.SYMLINK, 0o777, entry.linkpath or ""), None
         elif entry.islnk:
-            yield _Record(path, NodeKind.FILE, entry.perm, normalize(entry.linkpath), True), None
+            target = _member_name(package, entry.linkpath, "hard link target")
+            yield _Record(path, NodeKind.FILE, entry.perm, target, True), None
         elif entry.isreg:
-            data = b"".join(bytes(block) for block in entry.get_blocks())
+            data = _member_data(package, entry, path, budget)
+            budget -= len(data)
             yield _Record(path, NodeKind.FILE, entry.perm, size=len(data)), data
         else:
             yield _Record(path, NodeKind.OTHER, entry.perm), None
@@ -261,13 +344,27 @@ class PackageRoot(Root):
             self._add_record(package, record)
 
     def _scan(self, package: _Package) -> list[_Record]:
-        records: list[_Record] = []
+        records: dict[str, _Record] = {}
         package.contents = {}
         for record, data in _scan_package(package.path):
-            records.append(record)
+            earlier = records.get(record.path)
+            if earlier is not None and record.kind is not NodeKind.DIR:
+                if earlier != record or package.contents.get(record.path) != data:
+                    raise SourceError(
+                        f"{package.path}: {record.path} is in the package twice, "
+                        "with different contents"
+                    )
+                continue
+            if record.hardlink and getattr(records.get(record.target), "kind", None) is not (
+                NodeKind.FILE
+            ):
+                raise SourceError(
+                    f"{package.path}: hard link {record.path} to missing {record.target}"
+                )
+            records.setdefault(record.path, record)
             if data is not None:
                 package.contents[record.path] = data
-        return records
+        return list(records.values())
 
     def _add_record(self, package: _Package, record: _Record) -> None:
         origin = package.path.name
@@ -371,9 +468,10 @@ def package_is_empty(package: Path) -> bool:
 
     Stops at the first real file, so a large package is barely read.
     """
-    for entry in _archive_entries(package):
-        if entry.isreg and not normalize(entry.pathname).startswith(DOCUMENTATION_DIRS):
-            return False
+    with _archive_errors(package):
+        for entry in _archive_entries(package):
+            if entry.isreg and not normalize(entry.pathname).startswith(DOCUMENTATION_DIRS):
+                return False
     return True
 
 
