@@ -95,7 +95,7 @@ def _archive_entries(path: Path) -> Iterator[Any]:
 
     with libarchive.file_reader(str(path)) as outer:
         for entry in outer:
-            name = entry.pathname
+            name = _member_name(path, entry.pathname)[1:]
             if name.startswith(DEB_DATA_PREFIX):
                 stream = _BlockStream(iter(entry.get_blocks()))
                 try:
@@ -133,8 +133,10 @@ class _Record:
         return cls(str(path), NodeKind(kind), int(mode), str(target), bool(hardlink), int(size))
 
 
-def _member_name(package: Path, name: str | None, what: str = "member") -> str:
+def _member_name(package: Path, name: str | bytes | None, what: str = "member") -> str:
     """A member's path inside the package root; a `..` in it is refused, not resolved."""
+    if isinstance(name, bytes):  # libarchive could not decode it
+        raise SourceError(f"{package}: {what} {name!r} is not a UTF-8 name")
     if not name:
         raise SourceError(f"{package}: a {what} without a name")
     if ".." in name.split("/"):
@@ -470,7 +472,8 @@ def package_is_empty(package: Path) -> bool:
     """
     with _archive_errors(package):
         for entry in _archive_entries(package):
-            if entry.isreg and not normalize(entry.pathname).startswith(DOCUMENTATION_DIRS):
+            path = _member_name(package, entry.pathname)
+            if entry.isreg and not path.startswith(DOCUMENTATION_DIRS):
                 return False
     return True
 

@@ -48,6 +48,8 @@ IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 MAX_CPUS = 8192
 _BOOT_PARAMS_ACPI_RSDP = 0x070  # zero-page.rst: acpi_rsdp_addr, u64
 _EHDR_SIZE = 64  # Elf64_Ehdr: kcore is always ELFCLASS64 on the architectures we load
+# 64 + 65535 program headers of 56 bytes: no kcore's headers reach further.
+_MAX_KCORE_HEADERS = 4 << 20
 _NO_PADDR = (1 << 64) - 1  # kcore's p_paddr for ranges with no physical address
 
 
@@ -228,8 +230,16 @@ def _kcore_headers(path: Path) -> bytes:
             # Only the sizes, to know how much to read; ElfFile checks the rest.
             (phoff,) = struct.unpack_from("<Q", head, 0x20)
             phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            end = phoff + phentsize * phnum
+            if end > _MAX_KCORE_HEADERS:
+                # kcore's own start at byte 0x40; a damaged header must not make us
+                # read gigabytes of a file as large as the memory it describes.
+                raise LayoutError(
+                    f"{path}: byte 0x20: program headers end at byte {end:#x}, "
+                    f"past {_MAX_KCORE_HEADERS:#x} (not a kcore header)"
+                )
             handle.seek(0)
-            return handle.read(phoff + phentsize * phnum)
+            return handle.read(end)
     except OSError as error:
         raise LayoutError(f"{path}: {error.strerror or error}") from None
 
