@@ -301,9 +301,14 @@ def test_elf_core_header_without_info_lists_only_ram() -> None:
 # The purgatory verifies exactly the other segments
 
 
-def test_purgatory_digest_covers_every_other_segment(default_build: BuildResult) -> None:
+@pytest.mark.parametrize("backup", [False, True])
+def test_purgatory_digest_covers_every_other_segment(
+    default_build: BuildResult, backup: bool
+) -> None:
+    """The backup segment too, as the zeros it holds until the purgatory has checked."""
     memory = _memory("qemu-q35-1g-crashkernel-192m.txt")
-    layout = plan_x86_64(_inputs(default_build, memory, _info()))
+    layout = plan_x86_64(_inputs(default_build, memory, _info(), backup=backup))
+    assert ("backup" in [s.name for s in layout.segments]) is backup
     purgatory_segment = layout.segment("purgatory")
     others = [s for s in layout.segments if s.name != "purgatory"]
     expected = regions_digest([(s.mem, s.data, s.memsz) for s in others])
@@ -336,6 +341,9 @@ def test_corrupting_for_testing_changes_one_byte_after_the_digest(
     before, after = layout.segment("initrd").data, broken.segment("initrd").data
     assert sum(a != b for a, b in zip(before, after, strict=True)) == 1
     assert broken.segment("purgatory").data == layout.segment("purgatory").data
+    # The backup segment is loaded as zeros: its corruption is one byte that is not.
+    with_backup = plan_x86_64(_inputs(default_build, memory, None, backup=True))
+    assert corrupt_segment_for_testing(with_backup, "backup").segment("backup").data == b"\xff"
     with pytest.raises(LayoutError, match="no segment named 'nope'"):
         corrupt_segment_for_testing(layout, "nope")
 
