@@ -175,13 +175,15 @@ def run_qemu(
     log: Path,
     share_host_root: bool = False,
     stop_after: tuple[str, float] | None = None,
+    stop: qemu.StopCondition | None = None,
     extra: tuple[str, ...] = (),
 ) -> Boot:
     """Boot under TCG with the console on a file; return when the guest powers off.
 
     With `stop_after` = (text, seconds), QEMU is also stopped that many
-    seconds after `text` first shows on the console (returncode None): for
-    runs that are expected to hang, such as a purgatory refusing to jump.
+    seconds after `text` first shows on the console (returncode None); with
+    `stop`, when that condition gives a reason (a purgatory halting, seen
+    through QMP).
     """
     command = qemu_command(kernel, initrd, append, memory=memory, cpus=cpus, log=log)
     if disk is not None:
@@ -192,7 +194,8 @@ def run_qemu(
             f"local,path=/,mount_tag={HOSTROOT_TAG},security_model=none,readonly=on,multidevs=remap",
         ]
     command += extra
-    stop = qemu.stop_after(*stop_after) if stop_after is not None else None
+    if stop_after is not None:
+        stop = qemu.stop_after(*stop_after)
     return qemu.watch(command, log, timeout=timeout, stop=stop)
 
 
