@@ -53,7 +53,10 @@ def _command_names() -> set[str]:
 
 
 def _fail(message: str, exit_code: int) -> int:
-    typer.echo(f"{PROG}: error: {message}", err=True)
+    # Messages quote outside bytes (names in packages, recipes, images): whatever a
+    # product let through, no line break or terminal control sequence reaches stderr.
+    line = "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+    typer.echo(f"{PROG}: error: {line}", err=True)
     return exit_code
 
 

@@ -40,3 +40,21 @@ def test_every_seed_is_accepted(target: fuzz.Target) -> None:
     """The seeds are valid inputs: the mutations start from what the parser reads."""
     for label, payload in _seeds(target):
         assert fuzz.run_one(target, label, payload) == "ok", (target.name, label)
+
+
+# Inputs the long campaign (bench/fuzz_campaign.py) found, as libFuzzer saved them:
+# the first byte picks the seed's label. Each broke the one-line rule once.
+FOUND = {
+    "elf-section-name-with-newline.bin": "ELF",
+    "ssh-key-type-with-control-bytes.bin": "ssh key",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOUND))
+def test_what_the_campaign_found_stays_fixed(name: str) -> None:
+    from tests.support.paths import DATA
+
+    target = next(target for target in fuzz.TARGETS if target.name == FOUND[name])
+    labels = sorted({label for label, _ in _seeds(target)})
+    data = (DATA / "fuzz" / name).read_bytes()
+    assert fuzz.run_one(target, labels[data[0] % len(labels)], data[1:]) != "ok"

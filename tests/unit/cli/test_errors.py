@@ -174,3 +174,20 @@ def test_a_broken_installation_is_an_internal_error(tmp_path: Path) -> None:
     one_line(result, 1, str(installed / "builder" / "image" / "runtime" / "init.sh"),
              "No such file or directory", "a file of kdump-build itself")  # fmt: skip
     assert sorted(path.name for path in tmp_path.iterdir()) == ["site"]
+
+
+def test_outside_bytes_in_a_message_stay_on_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name from a package or an image may hold a newline or a terminal escape."""
+    import builder.cli
+    from builder.errors import SourceError
+
+    def hostile() -> None:
+        raise SourceError("pkg.deb: member 'a\nb\x1b[2J' is odd")
+
+    monkeypatch.setattr(builder.cli.app, "registered_commands",
+                        list(builder.cli.app.registered_commands))  # fmt: skip
+    builder.cli.app.command("hostile-for-test")(hostile)
+    assert builder.cli.main(["hostile-for-test"]) == 2
+    assert capsys.readouterr().err == "kdump-build: error: pkg.deb: member 'a\\nb\\x1b[2J' is odd\n"
