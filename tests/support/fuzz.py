@@ -277,6 +277,8 @@ def _run_iomem(label: str, data: bytes) -> None:
 class _Scratch:
     """A directory for parsers that read files, written afresh for every input."""
 
+    changed = ""  # the sysfs file the last input replaced
+
     @functools.cached_property
     def path(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="kdump-build-fuzz-"))
@@ -294,10 +296,10 @@ def _run_sysfs(label: str, data: bytes) -> None:
     root = _SCRATCH.path / "sysfs"
     if not root.exists():
         shutil.copytree(SYSFS, root)
-    for relative in SYSFS_FILES:
-        (root / relative).write_bytes(
-            data if relative == label else (SYSFS / relative).read_bytes()
-        )
+    if _SCRATCH.changed not in ("", label):  # put back what the previous input changed
+        (root / _SCRATCH.changed).write_bytes((SYSFS / _SCRATCH.changed).read_bytes())
+    (root / label).write_bytes(data)
+    _SCRATCH.changed = label
     read_crash_info(root, Arch.X86_64)
 
 
