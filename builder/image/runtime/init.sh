@@ -196,11 +196,18 @@ stream_into() {
     [ "$(cat /tmp/collect.status 2>/dev/null)" = 0 ]
 }
 
+# ssh_run [--bounded] COMMAND: --bounded kills dbclient after dump.connect_timeout
+# seconds (a server that does not answer); the dump's own transfer is not bounded.
 ssh_run() {
+    bound=""
+    if [ "$1" = --bounded ]; then
+        shift
+        bound="timeout -s KILL $KDUMP_CONNECT_TIMEOUT"
+    fi
     set -- -p "$KDUMP_SSH_PORT" -i /etc/kdump/ssh/id_dropbear "$KDUMP_SSH_DESTINATION" "$@"
     # Without a known_hosts file from the recipe, any host key is accepted.
     [ "$KDUMP_SSH_CHECK_HOST" = yes ] || set -- -y -y "$@"
-    dbclient "$@"
+    $bound dbclient "$@"
 }
 
 save_dump() {
@@ -213,8 +220,10 @@ case "$KDUMP_TARGET" in
         ;;
     nfs)
         network_up
-        mount -t nfs -o "$KDUMP_NFS_OPTIONS" "$KDUMP_NFS_SOURCE" /mnt/dump \
-            || fail "cannot mount $KDUMP_NFS_SOURCE ($KDUMP_NFS_OPTIONS)"
+        # Bounded: a server that does not answer would keep a hard mount retrying.
+        timeout -s KILL "$KDUMP_CONNECT_TIMEOUT" \
+            mount -t nfs -o "$KDUMP_NFS_OPTIONS" "$KDUMP_NFS_SOURCE" /mnt/dump \
+            || fail "cannot mount $KDUMP_NFS_SOURCE ($KDUMP_NFS_OPTIONS) within ${KDUMP_CONNECT_TIMEOUT}s"
         mounted=yes
         save_to_directory "$host-$stamp"
         ;;
@@ -233,16 +242,17 @@ case "$KDUMP_TARGET" in
         network_up
         name="$host-$stamp"
         remote="$KDUMP_REMOTE_PATH/$name"
-        ssh_run "mkdir -p -- $remote" < /dev/null || fail "cannot create $remote on $KDUMP_SSH_DESTINATION"
+        ssh_run --bounded "mkdir -p -- $remote" < /dev/null \
+            || fail "cannot create $remote on $KDUMP_SSH_DESTINATION within ${KDUMP_CONNECT_TIMEOUT}s"
         if makedumpfile --dump-dmesg /proc/vmcore /tmp/vmcore-dmesg.txt >/dev/null 2>&1; then
-            ssh_run "cat > $remote/vmcore-dmesg.txt" < /tmp/vmcore-dmesg.txt \
+            ssh_run --bounded "cat > $remote/vmcore-dmesg.txt" < /tmp/vmcore-dmesg.txt \
                 || log "could not save the kernel log"
         fi
         incomplete="$remote/vmcore-incomplete$KDUMP_STREAM_SUFFIX"
         log "saving /proc/vmcore to $KDUMP_SSH_DESTINATION:$incomplete"
         stream_into ssh_run "cat > $incomplete" \
             || fail "saving the dump failed; $incomplete is partial"
-        ssh_run "mv -- $incomplete $remote/vmcore$KDUMP_STREAM_SUFFIX" < /dev/null \
+        ssh_run --bounded "mv -- $incomplete $remote/vmcore$KDUMP_STREAM_SUFFIX" < /dev/null \
             || fail "cannot rename $incomplete"
         target_label | ssh_run "cat > $remote/kdump-target" || log "could not record the target"
         log "dump saved to $KDUMP_SSH_DESTINATION:$remote/vmcore$KDUMP_STREAM_SUFFIX"
