@@ -136,6 +136,9 @@ class SshTarget(TargetKind):
             **network.network_config(options.network),
         }
 
+    def label(self, dump: DumpSettings) -> str:
+        return cast(SshOptions, dump.options).ssh
+
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         return HostSelection(None)
 
