@@ -2,17 +2,24 @@
 
 Every command that writes (build, layout, restore) goes through here:
 
-- `replace_directory` fills a staging directory beside the output, then swaps
-  it in with one `renameat2(RENAME_EXCHANGE)`, so at every moment the output
-  path holds either the complete old directory or the complete new one; a
-  SIGKILL leaves at most a staging directory, which the next run removes.
-  It replaces only an empty directory or an earlier kdump-build output (one
-  holding `MARKER`, or a manifest.json of ours and nothing foreign); anything
-  else is refused with an `OutputError` and left untouched.
+- `replace_directory` fills a staging directory beside the output, fsyncs it,
+  then swaps it in with one `renameat2(RENAME_EXCHANGE)`, so at every moment
+  the output path holds either the complete old directory or the complete new
+  one; a SIGKILL leaves at most a staging directory, which the next run
+  removes. It replaces only an empty directory or an earlier kdump-build
+  output: one holding `MARKER` and nothing its inventory does not list (a
+  file the user added to an output of ours is not replaced with it), or a
+  legacy output (our manifest.json and only our names). Anything else is
+  refused with an `OutputError` and left untouched.
 - `write_new_file` writes a file that must not exist yet (RENAME_NOREPLACE).
 
-Only entries whose names carry `STAGING_INFIX`, and which hold our marker,
-are ever removed.
+Only entries whose names carry `STAGING_INFIX` are ever removed: directories
+holding our marker (or nothing at all), and the temporary files of
+`write_new_file` for the same destination. The marker of a staging directory
+is removed last, so a run killed while removing one leaves it recognisable.
+
+The fsyncs matter: after a kernel panic the page cache is gone, and without
+them the renamed directory could hold empty files.
 """
 
 from __future__ import annotations
@@ -29,14 +36,20 @@ from pathlib import Path
 
 from builder.errors import OutputError
 
-# Present in every directory kdump-build writes; its bytes never change.
+# Present in every directory kdump-build writes: this first line, then the
+# inventory of every entry the run wrote (one relative path a line).
 MARKER = ".kdump-build"
 MARKER_TEXT = b"written by kdump-build; this directory is replaced whole by the next run\n"
 STAGING_INFIX = ".kdump-build-staging."
-# Files an output written before the marker existed may hold.
-_LEGACY_OUTPUT_FILES = frozenset(
+# The names an output written before the marker's inventory may hold: the
+# build's files and a layout's.
+OUTPUT_NAMES = frozenset(
     {"initrd.img", "vmlinuz", "cmdline.txt", "manifest.json", "fit.json", "layout.json", "segments"}
 )
+# The one subdirectory (a layout's segment blobs); it holds only regular files.
+_OUTPUT_SUBDIRS = frozenset({"segments"})
+# Where the fallback swap (no RENAME_EXCHANGE) keeps the old output meanwhile.
+_PREVIOUS = "previous"
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -54,6 +67,72 @@ def _renameat2(source: Path, target: Path, flags: int) -> None:
         raise OSError(code, os.strerror(code), str(target))
 
 
+def _tree_names(top: Path) -> list[str]:
+    """Every entry below `top` but the marker, relative; directories end in '/'.
+
+    >>> import tempfile
+    >>> top = Path(tempfile.mkdtemp()); (top / "segments").mkdir()
+    >>> _ = (top / "segments" / "00-kernel.bin").write_bytes(b""); _tree_names(top)
+    ['segments/', 'segments/00-kernel.bin']
+    """
+    names: list[str] = []
+    for directory, dirs, files in os.walk(top):
+        base = Path(directory).relative_to(top)
+        for name in dirs:
+            names.append(f"{base / name}/")
+        names += [str(base / name) for name in files]
+    return sorted(name for name in names if name != MARKER)
+
+
+def _write_marker(staging: Path) -> None:
+    """The marker: its fixed first line, then the inventory of what this run wrote."""
+    lines = [MARKER_TEXT.decode().rstrip("\n"), *_tree_names(staging)]
+    (staging / MARKER).write_text("\n".join(lines) + "\n")
+
+
+def _inventory(path: Path) -> frozenset[str] | None:
+    """The names a marker says its run wrote; None without a marker or an inventory in it."""
+    marker = path / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    lines = marker.read_bytes().decode(errors="replace").splitlines()
+    return frozenset(lines[1:]) or None
+
+
+def foreign_entry(path: Path) -> str | None:
+    """The first entry below directory `path` that kdump-build did not write, or None.
+
+    A marker with an inventory lists what its run wrote; without one (outputs
+    written before the inventory existed) only the names in `OUTPUT_NAMES`,
+    and regular files in segments/, are ours.
+
+    >>> import tempfile
+    >>> mine = Path(tempfile.mkdtemp()); _ = (mine / "vmlinuz").write_bytes(b"")
+    >>> foreign_entry(mine) is None
+    True
+    >>> _ = (mine / "notes.txt").write_text("mine"); foreign_entry(mine)
+    'notes.txt'
+    """
+    inventory = _inventory(path)
+    if inventory is not None:
+        return next((name for name in _tree_names(path) if name not in inventory), None)
+    for entry in sorted(path.iterdir()):
+        name = entry.name
+        if name == MARKER:
+            continue
+        if name not in OUTPUT_NAMES or entry.is_symlink():
+            return name
+        if name in _OUTPUT_SUBDIRS:
+            if not entry.is_dir():
+                return name
+            for inner in sorted(entry.iterdir()):
+                if inner.is_symlink() or not inner.is_file():
+                    return f"{name}/{inner.name}"
+        elif not entry.is_file():
+            return name
+    return None
+
+
 def is_our_output(path: Path) -> bool:
     """Whether `path` is a directory kdump-build wrote (so it may be replaced).
 
@@ -64,16 +143,16 @@ def is_our_output(path: Path) -> bool:
     """
     if path.is_symlink() or not path.is_dir():
         return False
-    if (path / MARKER).is_file():
+    if foreign_entry(path) is not None:
+        return False
+    marker = path / MARKER
+    if marker.is_file() and not marker.is_symlink():
         return True
     return _is_legacy_output(path)
 
 
 def _is_legacy_output(path: Path) -> bool:
-    """An output from before the marker: our manifest and only our file names."""
-    names = {entry.name for entry in path.iterdir()}
-    if "manifest.json" not in names or not names <= _LEGACY_OUTPUT_FILES:
-        return False
+    """An output from before the marker: our manifest (and only our names, checked above)."""
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -91,25 +170,68 @@ def _check_replaceable(outdir: Path) -> bool:
         raise OutputError(f"{outdir}: exists and is not a directory; refusing to replace it")
     try:
         empty = not any(outdir.iterdir())
+        ours = empty or is_our_output(outdir)
+        foreign = None if ours else foreign_entry(outdir)
     except OSError as error:
         raise OutputError(f"{outdir}: cannot read it ({error.strerror})") from None
-    if not empty and not is_our_output(outdir):
+    if not ours:
+        found = f"found {foreign}; " if foreign is not None else ""
         raise OutputError(
             f"{outdir}: holds files kdump-build did not write; refusing to replace it "
-            "(choose an empty or new directory)"
+            f"({found}choose an empty or new directory)"
         )
     return True
 
 
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}{STAGING_INFIX}"
+
+
 def remove_leftovers(outdir: Path) -> None:
-    """Remove staging directories an interrupted run left beside `outdir`."""
+    """Clean what an interrupted run left beside `outdir`.
+
+    A staging directory holding our marker is removed; an empty one (killed
+    before its marker was written) too. When `outdir` itself is missing and a
+    fallback swap was interrupted, the old output is put back first.
+    """
     parent = outdir.parent
-    prefix = f".{outdir.name}{STAGING_INFIX}"
+    prefix = _staging_prefix(outdir)
     with contextlib.suppress(OSError):
-        for entry in parent.iterdir():
-            ours = entry.name.startswith(prefix) and not entry.is_symlink()
-            if ours and entry.is_dir() and (entry / MARKER).is_file():
-                shutil.rmtree(entry, ignore_errors=True)
+        for entry in sorted(parent.iterdir()):
+            if not entry.name.startswith(prefix) or entry.is_symlink() or not entry.is_dir():
+                continue
+            if (entry / MARKER).is_file():
+                _restore_interrupted_swap(entry, outdir)
+                remove_staging(entry)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.rmdir()  # only ever succeeds on an empty directory
+
+
+def _restore_interrupted_swap(staging: Path, outdir: Path) -> None:
+    previous = staging / _PREVIOUS
+    if not outdir.exists() and not outdir.is_symlink() and is_our_output(previous):
+        os.rename(previous, outdir)
+
+
+def remove_staging(staging: Path) -> None:
+    """Remove a staging directory of ours (if it is still there), its marker last."""
+    try:
+        entries = sorted(staging.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == MARKER:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+    with contextlib.suppress(OSError):
+        (staging / MARKER).unlink()
+    with contextlib.suppress(OSError):
+        staging.rmdir()
 
 
 def _fsync_tree(top: Path) -> None:
@@ -131,6 +253,26 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
+def _new_staging(outdir: Path) -> Path:
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(outdir), dir=outdir.parent))
+        (staging / MARKER).write_bytes(MARKER_TEXT)
+    except OSError as error:
+        raise OutputError(f"{outdir.parent}: cannot write there ({error.strerror})") from None
+    return staging
+
+
+def _make_parent(path: Path) -> None:
+    """Create the directories above `path`; an error names the part that stands in the way."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next(p for p in path.parents if p.exists() or p.is_symlink())
+        raise OutputError(f"{blocking}: is not a directory (on the way to {path})") from None
+    except OSError as error:
+        raise OutputError(f"{path.parent}: cannot create it ({error.strerror})") from None
+
+
 def replace_directory(outdir: Path, fill: Callable[[Path], None], *, mode: int = 0o755) -> None:
     """Make `outdir` the directory `fill(staging)` writes, atomically, or refuse.
 
@@ -139,19 +281,13 @@ def replace_directory(outdir: Path, fill: Callable[[Path], None], *, mode: int =
     directory behind.
     """
     outdir = outdir.absolute()
-    try:
-        outdir.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{outdir.parent}: cannot create it ({error.strerror})") from None
-    exists = _check_replaceable(outdir)
+    _make_parent(outdir)
     remove_leftovers(outdir)
+    exists = _check_replaceable(outdir)
+    staging = _new_staging(outdir)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}{STAGING_INFIX}", dir=outdir.parent))
-    except OSError as error:
-        raise OutputError(f"{outdir.parent}: cannot write there ({error.strerror})") from None
-    try:
-        (staging / MARKER).write_bytes(MARKER_TEXT)
         fill(staging)
+        _write_marker(staging)
         os.chmod(staging, mode)
         _fsync_tree(staging)
         if exists:
@@ -160,19 +296,19 @@ def replace_directory(outdir: Path, fill: Callable[[Path], None], *, mode: int =
             os.rename(staging, outdir)
         _fsync_directory(outdir.parent)
     except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staging(staging)
         raise OutputError(f"{error.filename or outdir}: {error.strerror}") from None
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staging(staging)
         raise
-    # After the exchange the staging name holds the old output.
-    shutil.rmtree(staging, ignore_errors=True)
+    if exists:  # after the exchange the staging name holds the old output
+        remove_staging(staging)
 
 
 def _exchange(staging: Path, outdir: Path) -> None:
     """Swap `staging` and `outdir`; where the filesystem cannot, rename with a short window."""
     if not (outdir / MARKER).exists():
-        # A legacy output: mark it ours, so a leftover copy of it is cleaned up too.
+        # A legacy or empty output: mark it ours, so a leftover copy of it is cleaned up too.
         (outdir / MARKER).write_bytes(MARKER_TEXT)
     try:
         _renameat2(staging, outdir, _RENAME_EXCHANGE)
@@ -180,16 +316,26 @@ def _exchange(staging: Path, outdir: Path) -> None:
     except OSError as error:
         if error.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
-    # No RENAME_EXCHANGE here (some network filesystems): two renames.
-    aside = Path(tempfile.mkdtemp(prefix=f".{outdir.name}{STAGING_INFIX}", dir=outdir.parent))
-    (aside / MARKER).write_bytes(MARKER_TEXT)
-    os.rename(outdir, aside / "previous")
+    # No RENAME_EXCHANGE here (some network filesystems): two renames. A run
+    # killed between them leaves the old output in aside/previous, which the
+    # next run's remove_leftovers puts back.
+    aside = _new_staging(outdir)
+    os.rename(outdir, aside / _PREVIOUS)
     try:
         os.rename(staging, outdir)
     except OSError:
-        os.rename(aside / "previous", outdir)
+        os.rename(aside / _PREVIOUS, outdir)
         raise
-    os.rename(aside, staging)  # removed by the caller like an exchanged old output
+    remove_staging(aside)
+
+
+def _remove_leftover_files(path: Path) -> None:
+    """Temporary files an interrupted `write_new_file` of `path` left beside it."""
+    prefix = _staging_prefix(path)
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            if entry.name.startswith(prefix) and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
 
 
 def write_new_file(path: Path, chunks: Iterable[bytes] | Callable[[int], None], *,
@@ -198,10 +344,9 @@ def write_new_file(path: Path, chunks: Iterable[bytes] | Callable[[int], None], 
     path = path.absolute()
     if path.exists() or path.is_symlink():
         raise OutputError(f"{path}: already exists; refusing to overwrite it")
+    _remove_leftover_files(path)
     try:
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{path.name}{STAGING_INFIX}", dir=path.parent
-        )
+        descriptor, temporary = tempfile.mkstemp(prefix=_staging_prefix(path), dir=path.parent)
     except OSError as error:
         raise OutputError(f"{path.parent}: cannot write there ({error.strerror})") from None
     try:
@@ -215,6 +360,7 @@ def write_new_file(path: Path, chunks: Iterable[bytes] | Callable[[int], None], 
         descriptor = -1
         os.chmod(temporary, mode)
         _rename_noreplace(Path(temporary), path)
+        _fsync_directory(path.parent)
     except OSError as error:
         raise OutputError(f"{error.filename or path}: {error.strerror}") from None
     finally:

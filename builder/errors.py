@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+def shown(text: str) -> str:
+    """Outside text as a one-line message may hold it: as is when printable, else escaped.
+
+    >>> shown(".modinfo"), shown(".text\\n\\x1b[2J")
+    ('.modinfo', "'.text\\\\n\\\\x1b[2J'")
+    """
+    return text if text.isprintable() else repr(text)
+
+
 class KdumpBuildError(Exception):
     """A problem the user can fix: bad recipe, missing or corrupt input.
 

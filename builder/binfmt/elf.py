@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import NoReturn
 
 from builder.binfmt.reader import ByteReader
-from builder.errors import FormatError, KdumpBuildError
+from builder.errors import FormatError, KdumpBuildError, shown
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS32, ELFCLASS64 = 1, 2
@@ -305,11 +305,11 @@ class ElfFile:
         if section.type == SHT_NOBITS:
             return b""
         return self.reader.raw(section.offset, section.size, f"contents of section "
-                               f"{section.name or section.index}")  # fmt: skip
+                               f"{shown(section.name) or section.index}")  # fmt: skip
 
     def _linked(self, section: Section, what: str) -> Section:
         if not 0 <= section.link < len(self.sections):
-            self.fail(section.at, f"{section.name}: sh_link {section.link} is not a {what}")
+            self.fail(section.at, f"{shown(section.name)}: sh_link {section.link} is not a {what}")
         return self.sections[section.link]
 
     def symbols(self, section: Section) -> tuple[Symbol, ...]:
@@ -336,7 +336,7 @@ class ElfFile:
         layout = (_RELA if rela else _REL)[self._class]
         size = struct.calcsize("<" + layout)
         count = section.size // size
-        self.reader.need(section.offset, count * size, f"relocations of {section.name}")
+        self.reader.need(section.offset, count * size, f"relocations of {shown(section.name)}")
         entries = []
         for index in range(count):
             fields = self._unpack(layout, section.offset + index * size, "relocation")

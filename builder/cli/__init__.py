@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any, cast
 
 import typer
@@ -25,6 +26,9 @@ from builder.errors import KdumpBuildError
 
 PROG = "kdump-build"
 USAGE_EXIT_CODE = 2
+INTERNAL_EXIT_CODE = 1
+# kdump-build's own files (init.sh, the purgatory object, ...): an error there is ours.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def _usage_error_class() -> type[typer.TyperException]:
@@ -109,7 +113,10 @@ def _group() -> None:
 
 
 def _fail(message: str, exit_code: int) -> int:
-    typer.echo(f"{PROG}: error: {message}", err=True)
+    # Messages quote outside bytes (names in packages, recipes, images): whatever a
+    # product let through, no line break or terminal control sequence reaches stderr.
+    line = "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+    typer.echo(f"{PROG}: error: {line}", err=True)
     return exit_code
 
 
@@ -121,12 +128,26 @@ def _usage_error(error: typer.TyperException) -> int:
     return _fail(f"{message} (try '{command} --help')", error.exit_code)
 
 
+def _is_own_file(filename: object) -> bool:
+    if not isinstance(filename, str | bytes) or not filename:
+        return False
+    path = Path(filename.decode(errors="replace") if isinstance(filename, bytes) else filename)
+    return path.absolute().is_relative_to(PACKAGE_DIR)
+
+
 def _os_error(error: OSError) -> int:
-    """An operating-system error that escaped the products: one line naming the path."""
-    where = error.filename if error.filename is not None else ""
+    """An operating-system error that escaped the products: one line naming the path.
+
+    Exit 2 for a path of the user's; 1, an internal error, for one of
+    kdump-build's own files (a broken installation).
+    """
+    where = str(error.filename) if error.filename is not None else ""
     if error.filename2 is not None:
         where = f"{where} -> {error.filename2}"
     reason = error.strerror or str(error)
+    if _is_own_file(error.filename):
+        return _fail(f"{where}: {reason} (a file of kdump-build itself: reinstall it)",
+                     INTERNAL_EXIT_CODE)  # fmt: skip
     return _fail(f"{where}: {reason}" if where else reason, USAGE_EXIT_CODE)
 
 

@@ -18,7 +18,7 @@ from builder.errors import ModuleError, RecipeError, SourceError
 from builder.image import runtime
 from builder.image.cache import default_cache_dir
 from builder.image.hostonly import block_device_modules, network_modules
-from builder.image.initrd import InitrdPlan, Member, MemberKind
+from builder.image.initrd import SOURCE_MODE, InitrdPlan, Member, MemberKind
 from builder.image.modules import ModuleIndex
 from builder.image.programs import (
     Busybox,
@@ -182,7 +182,8 @@ def plan_extra_files(recipe: Recipe, root: Root, plan: InitrdPlan) -> None:
                     plan.copy_from(root, path)
                 else:
                     node = root.lookup(path)
-                    plan.file(destination, root.read_bytes(path), node.mode & 0o7777, node.origin)
+                    data = root.read_bytes(path)
+                    plan.file(destination, data, node.mode & SOURCE_MODE, node.origin)
                 continue
             host_path = recipe.relative(path) if kind == "recipe" else Path(path)
             if not host_path.is_file():

@@ -12,18 +12,22 @@ host's sources or pins.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from builder.arch import Arch, arch_info
 from builder.errors import FetchError, ReleaseError
-from builder.image.cache import default_cache_dir, store_cache_entry
+from builder.image.cache import default_cache_dir, load_json_entry, store_cache_entry
 
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
@@ -121,8 +125,11 @@ class AptArchive:
         etc = self.state / "etc"
         for directory in ("sources.list.d", "preferences.d"):
             (etc / directory).mkdir(parents=True, exist_ok=True)
-        sources = release_sources(self.release, self.keyring)
-        store_cache_entry(etc / "sources.list", sources.encode())
+        # apt reads this file itself: plain text, not a cache entry (which carries a digest).
+        sources = etc / "sources.list"
+        temporary = sources.with_name(f".sources.list.{os.getpid()}")
+        temporary.write_text(release_sources(self.release, self.keyring))
+        os.replace(temporary, sources)
 
     def _base_options(self) -> list[str]:
         return [
@@ -178,6 +185,23 @@ class AptArchive:
             detail = (errors.strip().splitlines() or ["no message"])[-1]
             raise FetchError(f"apt-get download failed (exit {process.returncode}): {detail}")
         progress(total, total, f"{len(items)} packages")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this architecture's state for one fetch at a time.
+
+        Builds sharing a cache fetch concurrently: apt-get update and download
+        write the same lists and .deb names, so they take turns.
+        """
+        try:
+            self.state.mkdir(parents=True, exist_ok=True)
+            lock = open(self.state / "kdump-build.lock", "a")  # noqa: SIM115 - closed below
+        except OSError:
+            yield  # a read-only cache: nothing will be written to it either
+            return
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def _lists_age(self) -> float | None:
         stamp = self.state / "updated"
@@ -295,9 +319,16 @@ def fetch_packages(
     kernel ABI by its stable name. (It runs apt-get against Debian's mirrors;
     every test that builds from Debian packages exercises it.)
     """
+    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian, release)
+    with archive.locked():
+        return _fetch_locked(archive, names, refresh, progress)
+
+
+def _fetch_locked(
+    archive: AptArchive, names: Sequence[str], refresh: bool, progress: FetchProgress | None
+) -> list[FetchedPackage]:
     from builder.image.packages import package_is_empty  # packages needs nothing from here
 
-    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian, release)
     archive.update(force=refresh)
     memo = archive.resolution_memo(names)
     remembered = _load_resolution(memo)
@@ -329,7 +360,7 @@ def fetch_packages(
 def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
     """A previous resolution of the same names against the same package lists."""
     try:
-        rows = json.loads(memo.read_text())
+        rows: Any = load_json_entry(memo)
         fetched = [
             FetchedPackage(row["requested"], row["name"], row["version"], Path(row["path"]))
             for row in rows

@@ -21,8 +21,13 @@ from pathlib import Path
 from builder.binfmt.cpio import write_cpio
 from builder.compression import Compression, compress, encoder_version
 from builder.errors import InitrdError, SourceError
-from builder.image.cache import store_cache_entry
+from builder.image.cache import load_cache_entry, store_cache_entry
 from builder.image.sources import MAX_SYMLINK_HOPS, NodeKind, Root, normalize
+
+# The permission bits a file taken from a source root keeps: setuid, setgid and
+# sticky bits of a package or sysroot never reach the initrd (everything there runs
+# as root; a set-id bit could only ever surprise).
+SOURCE_MODE = 0o777
 
 
 class MemberKind(Enum):
@@ -165,7 +170,7 @@ class InitrdPlan:
         if node.kind is not NodeKind.FILE:
             raise SourceError(f"{root.description}: {path}: not a regular file")
         self.file(
-            resolution.path, root.read_bytes(resolution.path), node.mode & 0o7777, node.origin
+            resolution.path, root.read_bytes(resolution.path), node.mode & SOURCE_MODE, node.origin
         )
 
     def has(self, path: str) -> bool:
@@ -236,10 +241,9 @@ def compress_cached(data: bytes, method: Compression, level: int, cache: Path | 
         return compress(data, method, level)
     key = sha256(f"{sha256(data)}:{method}:{level}:{encoder_version(method)}".encode())
     stored = cache / key[:2] / key
-    try:
-        return stored.read_bytes()
-    except OSError:
-        pass
+    cached = load_cache_entry(stored)
+    if cached is not None:
+        return cached
     result = compress(data, method, level)
     store_cache_entry(stored, result)
     return result

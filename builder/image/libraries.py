@@ -13,11 +13,12 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from builder.arch import Arch, ArchInfo, arch_info, by_elf_machine
 from builder.binfmt.elf import ELF_MAGIC, ElfFile
 from builder.errors import SourceError
-from builder.image.cache import store_cache_entry
+from builder.image.cache import load_json_entry, store_cache_entry
 from builder.image.sources import Root
 
 # Bump when ElfInfo or the way it is read changes: cached facts are keyed by it.
@@ -57,7 +58,7 @@ def read_elf_info(data: bytes, name: str, cache_dir: Path | None = None) -> ElfI
     digest = hashlib.sha256(data).hexdigest()
     cache_file = cache_dir / f"{INFO_FORMAT}-{digest}.json"
     try:
-        row = json.loads(cache_file.read_bytes())
+        row: Any = load_json_entry(cache_file)
         return ElfInfo(
             int(row["machine"]),
             bool(row["big_endian"]),

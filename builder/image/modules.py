@@ -19,12 +19,13 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from builder.binfmt.elf import ElfFile
 from builder.binfmt.kconfig import parse_kernel_config
 from builder.compression import SUFFIXES, Compression, by_suffix, decompress
 from builder.errors import ModuleError, SourceError
-from builder.image.cache import store_cache_entry
+from builder.image.cache import load_json_entry, store_cache_entry
 from builder.image.sources import Root
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
@@ -271,7 +272,7 @@ class ModuleIndex:
         if alias_file is None:
             return False
         try:
-            tables = json.loads(alias_file.read_bytes())
+            tables: Any = load_json_entry(alias_file)
             exact, patterns = tables["exact"], tables["patterns"]
             if (
                 tables["modules"] != sorted(self.paths)
@@ -328,7 +329,7 @@ class ModuleIndex:
         cache_file = self._cache_file("infos")
         if cache_file is not None:
             try:
-                rows = json.loads(cache_file.read_bytes())
+                rows: Any = load_json_entry(cache_file)
                 infos = {row["name"]: _info_from_json(row) for row in rows}
                 if set(infos) == set(self.paths):
                     return infos

@@ -4,6 +4,15 @@ libarchive reads each package (a .deb's data.tar inside it) into memory;
 nothing is unpacked to disk. `PackageCache` keeps, per package sha256, an
 index of its tree and the members a build actually read, so a warm build
 does not open the packages at all.
+
+A package is outside bytes. A member named with a `..` component, a hard
+link to a member the package does not hold, the same path twice with
+different contents, a member larger than `MAX_MEMBER_BYTES` or a package
+expanding beyond `MAX_PACKAGE_BYTES` (a decompression bomb), and a
+truncated archive are refused with a `SourceError`. Absolute names and
+symlink targets mean the package's own root (builder.image.sources resolves
+them there); device nodes stay nodes no build reads; setuid and setgid bits
+never reach the initrd (builder.image.initrd).
 """
 
 from __future__ import annotations
@@ -11,16 +20,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from builder.errors import SourceError
-from builder.image.cache import store_cache_entry
+from builder.image.cache import load_cache_entry, load_json_entry, store_cache_entry
 from builder.image.sources import Node, NodeKind, Root, normalize
 
 # Data archive of a .deb; the compression varies between packages.
 DEB_DATA_PREFIX = "data.tar"
+# Far above anything Debian ships (the largest member of linux-source is 132 MiB, the
+# 6.1 kernel package holds 389 MiB): what is read into memory stays below these.
+MAX_MEMBER_BYTES = 1 << 30
+MAX_PACKAGE_BYTES = 2 << 30
 # What a metapackage may still ship: documentation and bug-reporting hints.
 DOCUMENTATION_DIRS = (
     "/usr/share/doc/",
@@ -37,47 +51,70 @@ class _BlockStream:
         self._blocks = blocks
         self._pending = b""
         self._on_read = on_read  # hears the size of every block taken from the outer archive
+        # An error reading the outer archive: raised into libarchive's C callback it
+        # would be lost, so it is kept here and raised by the reader (a cut .deb).
+        self.error: Exception | None = None
 
     def seekable(self) -> bool:
         return False
 
     def readinto(self, buffer: memoryview) -> int:
-        while not self._pending:
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._pending = bytes(block)
-            if self._on_read is not None:
-                self._on_read(len(self._pending))
+        try:
+            while not self._pending:
+                block = next(self._blocks, None)
+                if block is None:
+                    return 0
+                self._pending = bytes(block)
+                if self._on_read is not None:
+                    self._on_read(len(self._pending))
+        except Exception as error:  # handed to the reader, see above
+            self.error = error
+            return 0
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
 
 
-def _archive_entries(path: Path, on_read: Callable[[int], None] | None = None) -> Iterator[Any]:
-    """Entries of a package's file tree: a .deb's data.tar, else the archive itself.
-
-    `on_read` hears how many bytes of a .deb's data.tar.* were taken in.
-    """
+@contextmanager
+def _archive_errors(path: Path) -> Iterator[None]:
+    """libarchive's errors, also those met reading an entry's blocks, as one SourceError."""
     # Imported here: a warm build reads the package cache and never opens a package.
     import libarchive
 
     try:
-        with libarchive.file_reader(str(path)) as outer:
-            for entry in outer:
-                name = entry.pathname
-                if name.startswith(DEB_DATA_PREFIX):
-                    stream = _BlockStream(iter(entry.get_blocks()), on_read)
-                    with libarchive.stream_reader(stream, block_size=1 << 16) as inner:
-                        yield from inner
-                    return
-                if name in ("debian-binary",) or name.startswith("control.tar"):
-                    continue
-                yield entry
+        yield
     except libarchive.ArchiveError as error:
         message = str(error).split(" (")[0]
         raise SourceError(f"{path}: not a readable package archive ({message})") from None
+
+
+def _archive_entries(path: Path, on_read: Callable[[int], None] | None = None) -> Iterator[Any]:
+    """Entries of a package's file tree: a .deb's data.tar, else the archive itself.
+
+    Iterate it, and read the entries' blocks, inside `_archive_errors(path)`.
+    `on_read` hears how many bytes of a .deb's data.tar.* were taken in.
+    """
+    import libarchive
+
+    with libarchive.file_reader(str(path)) as outer:
+        for entry in outer:
+            name = _member_name(path, entry.pathname)[1:]
+            if name.startswith(DEB_DATA_PREFIX):
+                stream = _BlockStream(iter(entry.get_blocks()), on_read)
+                try:
+                    with libarchive.stream_reader(stream, block_size=1 << 16) as inner:
+                        yield from inner
+                except libarchive.ArchiveError:
+                    if stream.error is not None:  # the outer archive's error says more
+                        raise stream.error from None
+                    raise
+                if stream.error is not None:
+                    raise stream.error
+                return
+            if name in ("debian-binary",) or name.startswith("control.tar"):
+                continue
+            yield entry
 
 
 @dataclass(frozen=True)
@@ -100,22 +137,70 @@ class _Record:
         return cls(str(path), NodeKind(kind), int(mode), str(target), bool(hardlink), int(size))
 
 
+def _member_name(package: Path, name: str | bytes | None, what: str = "member") -> str:
+    """A member's path inside the package root; a `..` in it is refused, not resolved."""
+    if isinstance(name, bytes):  # libarchive could not decode it
+        raise SourceError(f"{package}: {what} {name!r} is not a UTF-8 name")
+    if not name:
+        raise SourceError(f"{package}: a {what} without a name")
+    if ".." in name.split("/"):
+        raise SourceError(f"{package}: {what} {name!r} leads outside the package ('..')")
+    return normalize(name)
+
+
+def _member_data(package: Path, entry: Any, path: str, budget: int) -> bytes:
+    """A regular member's bytes, refused before or while reading when too large."""
+    limit = min(MAX_MEMBER_BYTES, budget)
+    if entry.size is not None and entry.size > limit:
+        raise _too_large(package, path, entry.size, budget)
+    blocks: list[bytes] = []
+    count = 0
+    for block in entry.get_blocks():
+        count += len(block)
+        if count > limit:
+            raise _too_large(package, path, count, budget)
+        blocks.append(bytes(block))
+    return b"".join(blocks)
+
+
+def _too_large(package: Path, path: str, size: int, budget: int) -> SourceError:
+    if size > MAX_MEMBER_BYTES:
+        return SourceError(
+            f"{package}: {path}: {size} bytes, more than a member may hold "
+            f"({MAX_MEMBER_BYTES >> 20} MiB; a decompression bomb?)"
+        )
+    return SourceError(
+        f"{package}: {path}: the package expands beyond {MAX_PACKAGE_BYTES >> 20} MiB "
+        "(a decompression bomb?)"
+    )
+
+
 def _scan_package(
     package: Path, on_read: Callable[[int], None] | None = None
 ) -> Iterator[tuple[_Record, bytes | None]]:
     """Every entry of a package, with the contents of its regular files."""
+    with _archive_errors(package):
+        yield from _scan_entries(package, on_read)
+
+
+def _scan_entries(
+    package: Path, on_read: Callable[[int], None] | None
+) -> Iterator[tuple[_Record, bytes | None]]:
+    budget = MAX_PACKAGE_BYTES
     for entry in _archive_entries(package, on_read):
-        path = normalize(entry.pathname)
+        path = _member_name(package, entry.pathname)
         if path == "/":
             continue
         if entry.isdir:
             yield _Record(path, NodeKind.DIR, entry.perm), None
         elif entry.issym:
-            yield _Record(path, NodeKind.SYMLINK, 0o777, entry.linkpath), None
+            yield _Record(path, NodeKind.SYMLINK, 0o777, entry.linkpath or ""), None
         elif entry.islnk:
-            yield _Record(path, NodeKind.FILE, entry.perm, normalize(entry.linkpath), True), None
+            target = _member_name(package, entry.linkpath, "hard link target")
+            yield _Record(path, NodeKind.FILE, entry.perm, target, True), None
         elif entry.isreg:
-            data = b"".join(bytes(block) for block in entry.get_blocks())
+            data = _member_data(package, entry, path, budget)
+            budget -= len(data)
             yield _Record(path, NodeKind.FILE, entry.perm, size=len(data)), data
         else:
             yield _Record(path, NodeKind.OTHER, entry.perm), None
@@ -162,11 +247,12 @@ class PackageCache:
         memo = (
             self.directory / "hashes" / hashlib.sha256(str(package.resolve()).encode()).hexdigest()
         )
+        remembered = load_cache_entry(memo)
         try:
-            remembered_stamp, digest = memo.read_text().split()
+            remembered_stamp, digest = (remembered or b"").decode().split()
             if remembered_stamp == stamp and len(digest) == 64:
                 return digest
-        except (OSError, ValueError):
+        except ValueError:
             pass
         digest = file_sha256(package)
         store_cache_entry(memo, f"{stamp} {digest}\n".encode())
@@ -177,7 +263,9 @@ class PackageCache:
 
     def load_index(self, digest: str) -> list[_Record] | None:
         try:
-            document = json.loads((self._package_dir(digest) / "index.json").read_bytes())
+            document: Any = load_json_entry(self._package_dir(digest) / "index.json")
+            if not isinstance(document, dict):
+                return None
             if document.get("version") != self.INDEX_VERSION:
                 return None
             return [_Record.from_json(row) for row in document["entries"]]
@@ -196,16 +284,13 @@ class PackageCache:
         return self._package_dir(digest) / "members" / name
 
     def load_member(self, digest: str, path: str, size: int) -> bytes | None:
-        try:
-            data = self._member_path(digest, path).read_bytes()
-        except OSError:
-            return None
-        return data if len(data) == size else None
+        data = load_cache_entry(self._member_path(digest, path))
+        return data if data is not None and len(data) == size else None
 
     def store_member(self, digest: str, path: str, data: bytes) -> None:
-        target = self._member_path(digest, path)
-        if not target.exists():
-            store_cache_entry(target, data)
+        # Written even when a file is there: it may be the damaged entry that made
+        # this build read the package (only after a scan does a member get here).
+        store_cache_entry(self._member_path(digest, path), data)
 
 
 def file_sha256(path: Path) -> str:
@@ -277,13 +362,27 @@ class PackageRoot(Root):
             self._add_record(package, record)
 
     def _scan(self, package: _Package) -> list[_Record]:
-        records: list[_Record] = []
+        records: dict[str, _Record] = {}
         package.contents = {}
         for record, data in _scan_package(package.path, self._progress.reader(package.path)):
-            records.append(record)
+            earlier = records.get(record.path)
+            if earlier is not None and record.kind is not NodeKind.DIR:
+                if earlier != record or package.contents.get(record.path) != data:
+                    raise SourceError(
+                        f"{package.path}: {record.path} is in the package twice, "
+                        "with different contents"
+                    )
+                continue
+            if record.hardlink and getattr(records.get(record.target), "kind", None) is not (
+                NodeKind.FILE
+            ):
+                raise SourceError(
+                    f"{package.path}: hard link {record.path} to missing {record.target}"
+                )
+            records.setdefault(record.path, record)
             if data is not None:
                 package.contents[record.path] = data
-        return records
+        return list(records.values())
 
     def _add_record(self, package: _Package, record: _Record) -> None:
         origin = package.path.name
@@ -382,6 +481,36 @@ class PackageRoot(Root):
         return hashlib.sha256("\n".join([path, *digests]).encode()).hexdigest()
 
 
+def package_is_empty(package: Path) -> bool:
+    """Whether a package ships nothing but documentation (as a metapackage does).
+
+    Stops at the first real file, so a large package is barely read.
+    """
+    with _archive_errors(package):
+        for entry in _archive_entries(package):
+            path = _member_name(package, entry.pathname)
+            if entry.isreg and not path.startswith(DOCUMENTATION_DIRS):
+                return False
+    return True
+
+
+def _example_package(path: Path) -> Path:
+    """A one-file tar package at `path`, for the examples."""
+    import io
+    import tarfile
+
+    data = b"#!/bin/sh\n"
+    with tarfile.open(path, "w") as archive:
+        for directory in ("usr", "usr/bin"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            archive.addfile(info)
+        info = tarfile.TarInfo("usr/bin/tool")
+        info.size, info.mode = len(data), 0o755
+        archive.addfile(info, io.BytesIO(data))
+    return path
+
+
 # How reading packages reports its progress: package bytes read, in all, what is going on.
 ReadProgress = Callable[[int, int, str], None]
 _REPORT_STEP = 1 << 20  # progress reported per this many package bytes read
@@ -419,31 +548,3 @@ class _Progress:
         self.count += 1
         self.reading = 0
         self.listener(self.done, self.total, f"{self.count} of {len(self.sizes)} packages")
-
-
-def package_is_empty(package: Path) -> bool:
-    """Whether a package ships nothing but documentation (as a metapackage does).
-
-    Stops at the first real file, so a large package is barely read.
-    """
-    for entry in _archive_entries(package):
-        if entry.isreg and not normalize(entry.pathname).startswith(DOCUMENTATION_DIRS):
-            return False
-    return True
-
-
-def _example_package(path: Path) -> Path:
-    """A one-file tar package at `path`, for the examples."""
-    import io
-    import tarfile
-
-    data = b"#!/bin/sh\n"
-    with tarfile.open(path, "w") as archive:
-        for directory in ("usr", "usr/bin"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            archive.addfile(info)
-        info = tarfile.TarInfo("usr/bin/tool")
-        info.size, info.mode = len(data), 0o755
-        archive.addfile(info, io.BytesIO(data))
-    return path

@@ -35,7 +35,9 @@ def busybox_applets(binary: bytes) -> list[str]:
     names: list[str] = []
     offset = start
     while True:
-        end = binary.index(b"\0", offset)
+        end = binary.find(b"\0", offset)
+        if end < 0:
+            break
         name = binary[offset:end]
         if not name or not all(32 < byte < 127 and byte != ord("/") for byte in name):
             break

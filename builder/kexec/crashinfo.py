@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.arch import Arch, KernelTextLookup, arch_info
+from builder.atomic import replace_directory
 from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
 
@@ -51,8 +52,12 @@ DEVICE_TREE = "sys/firmware/fdt"
 KCORE = "proc/kcore"
 IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 
+# The largest CONFIG_NR_CPUS any architecture allows (arch/x86/Kconfig: range 2 8192).
+MAX_CPUS = 8192
 _BOOT_PARAMS_ACPI_RSDP = 0x070  # zero-page.rst: acpi_rsdp_addr, u64
 _EHDR_SIZE = 64  # Elf64_Ehdr: kcore is always ELFCLASS64 on the architectures we load
+# 64 + 65535 program headers of 56 bytes: no kcore's headers reach further.
+_MAX_KCORE_HEADERS = 4 << 20
 _NO_PADDR = (1 << 64) - 1  # kcore's p_paddr for ranges with no physical address
 _ADDRESS_SPACE = 1 << 64
 
@@ -112,14 +117,16 @@ def parse_cpu_list(text: str, source: str) -> tuple[int, ...]:
     for part in text.strip().split(","):
         if not part:
             continue
-        first, _, last = part.partition("-")
+        first, dash, last = part.partition("-")
         try:
-            low, high = int(first), int(last or first)
+            low, high = int(first), int(last if dash else first)
         except ValueError:
             raise LayoutError(f"{source}: not a CPU list: {text.strip()!r}") from None
-        if high < low:
+        if not 0 <= low <= high < MAX_CPUS:
             raise LayoutError(f"{source}: bad CPU range {part!r}")
         cpus.extend(range(low, high + 1))
+        if len(cpus) > MAX_CPUS:
+            raise LayoutError(f"{source}: more than {MAX_CPUS} CPUs")
     if not cpus:
         raise LayoutError(f"{source}: empty CPU list")
     return tuple(cpus)
@@ -261,29 +268,41 @@ def _kcore_headers(path: Path) -> bytes:
             # Only the sizes, to know how much to read; ElfFile checks the rest.
             (phoff,) = struct.unpack_from("<Q", head, 0x20)
             phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            end = phoff + phentsize * phnum
+            if end > _MAX_KCORE_HEADERS:
+                # kcore's own start at byte 0x40; a damaged header must not make us
+                # read gigabytes of a file as large as the memory it describes.
+                raise LayoutError(
+                    f"{path}: byte 0x20: program headers end at byte {end:#x}, "
+                    f"past {_MAX_KCORE_HEADERS:#x} (not a kcore header)"
+                )
             handle.seek(0)
-            return handle.read(phoff + phentsize * phnum)
+            return handle.read(end)
     except OSError as error:
         raise LayoutError(f"{path}: {error.strerror or error}") from None
 
 
 def capture_crash_info(root: Path, destination: Path) -> None:
-    """Copy what `read_crash_info` reads, and the memory map, from `root` into `destination`."""
+    """Copy what `read_crash_info` reads, and the memory map, from `root` into `destination`.
+
+    Everything is read first and written as one new directory
+    (builder.atomic.replace_directory): an existing directory of the user's
+    is refused, never written into.
+    """
     possible = parse_cpu_list(
         _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
     )
     files = [f"{CPU_DIR}/possible", VMCOREINFO, IOMEM]
     for cpu in possible:
         files += [f"{CPU_DIR}/cpu{cpu}/crash_notes", f"{CPU_DIR}/cpu{cpu}/crash_notes_size"]
-    for relative in files:
-        target = destination / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(_read(root, relative))
-    for optional in (BOOT_PARAMS, DEVICE_TREE):
-        if (root / optional).exists():
-            target = destination / optional
+    files += [optional for optional in (BOOT_PARAMS, DEVICE_TREE) if (root / optional).exists()]
+    contents = {relative: _read(root, relative) for relative in files}
+    contents[KCORE] = _kcore_headers(root / KCORE)
+
+    def fill(staging: Path) -> None:
+        for relative, data in contents.items():
+            target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(_read(root, optional))
-    target = destination / KCORE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(_kcore_headers(root / KCORE))
+            target.write_bytes(data)
+
+    replace_directory(destination, fill)

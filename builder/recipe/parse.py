@@ -54,7 +54,9 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise RecipeError(f"{path}: {error}") from None
+        raise RecipeError(f"{path}: not valid TOML: {error}") from None
+    if not document:
+        raise RecipeError(f"{path}: empty recipe (it needs at least a [dump] table)")
     name = document.pop("name", path.stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise RecipeError(f"{path}: name: {name!r} is not a simple name (letters, digits, . _ -)")
@@ -227,6 +229,8 @@ def load_recipe(path: Path) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise RecipeError(f"{path}: cannot read recipe ({error})") from None
+    except OSError as error:
+        raise RecipeError(f"{path}: cannot read recipe ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"{path}: byte offset {error.start}: not UTF-8 text") from None
     return parse_recipe(text, path)

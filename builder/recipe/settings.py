@@ -200,8 +200,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "kernel.cmdline",
         string_list(),
-        ("irqpoll", "nr_cpus=1", "reset_devices"),
-        "Capture kernel command line, before kernel.cmdline_append.",
+        ("irqpoll", "nr_cpus=1", "reset_devices", "panic=10"),
+        "Capture kernel command line, before kernel.cmdline_append; `panic=10` resets the "
+        "machine 10 s after a panic of the capture kernel instead of hanging.",
     ),
     Setting(
         "kernel.cmdline_append",

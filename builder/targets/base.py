@@ -128,5 +128,10 @@ class TargetKind(ABC):
         """This target's `KDUMP_*` variables for kdump.conf, unquoted."""
 
     @abstractmethod
+    def label(self, dump: DumpSettings) -> str:
+        """Where this target saves, in a few words: what the console and the dump's
+        `kdump-target` record say (e.g. "LABEL=kdump", "10.0.2.2:/srv")."""
+
+    @abstractmethod
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         """Where host-only module selection finds this target's drivers."""

@@ -48,6 +48,9 @@ class LocalTarget(TargetKind):
             "KDUMP_PATH": options.path.rstrip("/"),
         }
 
+    def label(self, dump: DumpSettings) -> str:
+        return cast(LocalOptions, dump.options).device
+
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         options = cast(LocalOptions, dump.options)
         return HostSelection(options.device, options.fstype)

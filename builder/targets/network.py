@@ -13,7 +13,7 @@ from enum import StrEnum
 from importlib.resources import files
 from typing import Any
 
-from builder.recipe.parsers import Setting, choice, string
+from builder.recipe.parsers import Setting, choice, integer, string
 from builder.targets.base import Check, GeneratedFile, TargetOptions
 
 IPV4 = re.compile(
@@ -23,6 +23,9 @@ HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # Where /init finds the script busybox udhcpc runs to apply a lease.
 UDHCPC_SCRIPT_PATH = "/etc/kdump/udhcpc.script"
+# How long DHCP may take at most: init.sh runs udhcpc -t 10 -T 2 (ten discovers, 2 s apart).
+DHCP_SECONDS = 20
+DEFAULT_CONNECT_TIMEOUT = 60
 
 
 class NetworkMode(StrEnum):
@@ -45,6 +48,14 @@ SETTINGS = (
     Setting("dump.ip", string, "", "With static network: address and prefix, e.g. `10.0.2.15/24`."),
     Setting("dump.gateway", string, "", "With static network: default gateway address (optional)."),
     Setting(
+        "dump.connect_timeout",
+        integer(1, 3600),
+        DEFAULT_CONNECT_TIMEOUT,
+        "Seconds the capture kernel waits for the dump server (the NFS mount; each short "
+        "ssh command before and after the transfer) before failure_action; an unreachable "
+        "server ends the capture within dump.device_timeout + 20 + this many seconds.",
+    ),
+    Setting(
         "dump.hostname",
         string,
         "",
@@ -60,13 +71,15 @@ class NetworkOptions(TargetOptions):
     ip: str
     gateway: str
     hostname: str
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
 
 
 def network_options(values: Mapping[str, Any], check: Check) -> NetworkOptions:
     """Check the network keys among a target's parsed `values`."""
     options = NetworkOptions(
-        values["network"], values["interface"], values["ip"], values["gateway"], values["hostname"]
-    )
+        values["network"], values["interface"], values["ip"], values["gateway"],
+        values["hostname"], values["connect_timeout"],
+    )  # fmt: skip
     if not INTERFACE_NAME.match(options.interface):
         check.fail("dump.interface", f"{options.interface!r} is not an interface name")
     if options.network is NetworkMode.STATIC:
@@ -100,4 +113,5 @@ def network_config(options: NetworkOptions) -> dict[str, str]:
         "KDUMP_IP": options.ip,
         "KDUMP_GATEWAY": options.gateway,
         "KDUMP_HOSTNAME": options.hostname,
+        "KDUMP_CONNECT_TIMEOUT": str(options.connect_timeout),
     }

@@ -108,6 +108,9 @@ class NfsTarget(TargetKind):
             **network.network_config(options.network),
         }
 
+    def label(self, dump: DumpSettings) -> str:
+        return cast(NfsOptions, dump.options).nfs
+
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         return HostSelection(None)
 

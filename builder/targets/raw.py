@@ -51,5 +51,8 @@ class RawTarget(TargetKind):
     def config(self, dump: DumpSettings) -> dict[str, str]:
         return {"KDUMP_DEVICE": cast(RawOptions, dump.options).device}
 
+    def label(self, dump: DumpSettings) -> str:
+        return cast(RawOptions, dump.options).device
+
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         return HostSelection(cast(RawOptions, dump.options).device)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from builder.errors import shown
 from builder.recipe.parsers import REQUIRED, Setting, absolute_path, integer, string
 from builder.targets import network
 from builder.targets.base import (
@@ -135,6 +136,9 @@ class SshTarget(TargetKind):
             **network.network_config(options.network),
         }
 
+    def label(self, dump: DumpSettings) -> str:
+        return cast(SshOptions, dump.options).ssh
+
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         return HostSelection(None)
 
@@ -220,7 +224,8 @@ def _openssh_ed25519(data: bytes) -> bytes:
         raise ValueError("check numbers differ (corrupt key)")
     kind = private.string()
     if kind != ED25519:
-        raise ValueError(f"{kind.decode(errors='replace')} keys are not supported, use ed25519")
+        kind_name = shown(kind.decode(errors="replace"))
+        raise ValueError(f"{kind_name} keys are not supported, use ed25519")
     public = private.string()
     secret = private.string()
     if len(public) != 32 or len(secret) != 64 or secret[32:] != public:

@@ -211,17 +211,17 @@ def run_qemu(
     log: Path,
     share_host_root: bool = False,
     stop_after: tuple[str, float] | None = None,
+    stop: qemu.StopCondition | None = None,
     extra: tuple[str, ...] = (),
     arch: Arch = Arch.X86_64,
     monitor: Path | None = None,
-    stop: qemu.StopCondition | None = None,
 ) -> Boot:
     """Boot under TCG with the console on a file; return when the guest powers off.
 
     With `stop_after` = (text, seconds), QEMU is also stopped that many
     seconds after `text` first shows on the console (returncode None): for
-    runs that are expected to hang, such as a purgatory refusing to jump.
-    `stop` is any other stop condition (not both).
+    runs that are expected to hang. `stop` is any other stop condition (not
+    both), e.g. a purgatory halting, seen through QMP or the monitor.
     """
     command = qemu_command(kernel, initrd, append, memory=memory, cpus=cpus, log=log, arch=arch,
                            monitor=monitor)  # fmt: skip

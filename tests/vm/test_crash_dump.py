@@ -34,7 +34,10 @@ def test_sysrq_crash_is_dumped_by_our_initrd(tmp_path: Path, default_recipe: Rec
     vmcores = [path for path in files if path.name == "vmcore"]
     assert len(vmcores) == 1, files
     dump_dir = vmcores[0].parent
-    assert sorted(path.name for path in dump_dir.iterdir()) == ["vmcore", "vmcore-dmesg.txt"]
+    names = sorted(path.name for path in dump_dir.iterdir())
+    assert names == ["kdump-target", "vmcore", "vmcore-dmesg.txt"]
+    # Which target saved it (there may be fallbacks): the recipe's only one.
+    assert (dump_dir / "kdump-target").read_text().strip() == "local LABEL=kdump"
 
     log = harness.dump_dmesg(vmcores[0], tmp_path / "dmesg.txt")
     assert "sysrq triggered crash" in log

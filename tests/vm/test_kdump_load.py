@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.support import qemu, qmp
 from tests.support.paths import DEFAULT_RECIPE, REPO
 from tests.vm import harness
 
@@ -45,10 +46,14 @@ def _load_and_crash(
     tmp: Path,
     load_args: str,
     *,
-    stop_after: tuple[str, float] | None = None,
+    stop: qemu.StopCondition | None = None,
+    extra: tuple[str, ...] = (),
+    status: bool = True,
+    cpus: int = 2,
 ) -> Crash:
     outdir, kernel_version = capture
     python = shlex.quote(sys.executable)
+    status_command = f'in_host "{python} -m builder.cli status"' if status else ""
     body = f"""
 # /run must be writable for the loader's state file; the host root is read-only.
 mount -t tmpfs tmpfs /host/run
@@ -59,7 +64,7 @@ else
     poweroff -f
 fi
 echo "main: kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
-in_host "{python} -m builder.cli status"
+{status_command}
 echo c > /proc/sysrq-trigger
 echo "main: still alive after sysrq crash"
 """
@@ -73,13 +78,14 @@ echo "main: still alive after sysrq crash"
         "console=ttyS0 crashkernel=192M",
         disk,
         memory="1G",
-        cpus=2,
+        cpus=cpus,
         log=tmp / "console.log",
         share_host_root=True,
         timeout=900,
-        stop_after=stop_after,
+        stop=stop,
+        extra=extra,
     )
-    if stop_after is None:
+    if stop is None:
         assert boot.returncode == 0, f"QEMU did not power off cleanly:\n{boot.console[-4000:]}"
     files = harness.extract_disk(disk, tmp / "disk")
     return Crash(boot.console, [path for path in files if path.name == "vmcore"], tmp)
@@ -111,27 +117,49 @@ def test_load_file_method(capture: tuple[Path, str], tmp_path: Path) -> None:
     _check_dump(crash, capture[1])
 
 
-# How long the capture kernel may take to print its banner after the crash; the
-# passing runs above take a few seconds under TCG (purgatory hashes ~70 MiB).
+# How long the purgatory may take to reach its verdict after the crash; it hashes
+# ~70 MiB, a few seconds under TCG.
 CAPTURE_GRACE_SECONDS = 150
 
 
-def test_corrupted_segment_is_refused_by_purgatory(
-    capture: tuple[Path, str], tmp_path: Path
+@pytest.mark.parametrize(
+    "segment", ["kernel", "initrd", "boot_params", "cmdline", "elfcorehdr", "backup"]
+)
+def test_corrupted_segment_leaves_the_cpu_in_purgatory_halt(
+    capture: tuple[Path, str], tmp_path: Path, segment: str
 ) -> None:
+    """One byte of `segment` changed after the digest: the CPU ends in the halt loop.
+
+    Shown by the program counter QEMU reports over QMP (every CPU's RIP, three
+    samples a second apart), the bytes there being the loop's (cli; hlt; jmp),
+    QEMU still running, and no dump on the disk. A triple fault (QEMU exits), a
+    hang elsewhere or a slow capture kernel all fail this test.
+    """
+    socket_path = tmp_path / "qmp.sock"
+    watch = qmp.PurgatoryHaltWatch(socket_path, grace=CAPTURE_GRACE_SECONDS)
+    backup = " --backup" if segment == "backup" else ""
     crash = _load_and_crash(
         capture,
         tmp_path,
-        "--method segments --testing-corrupt-segment initrd",
-        stop_after=("sysrq: Trigger a crash", CAPTURE_GRACE_SECONDS),
+        f"--method segments --show{backup} --testing-corrupt-segment {segment}",
+        stop=watch,
+        extra=qmp.qmp_option(socket_path),
+        status=False,
+        cpus=1,
     )
     context = crash.console[-5000:]
-    assert "TESTING: corrupted segment 'initrd'" in crash.console, context
+    assert f"TESTING: corrupted segment {segment!r}" in crash.console, context
     assert "main: kexec_crash_loaded=1" in crash.console, context
+    halt = watch.evidence.get("halt")
+    assert isinstance(halt, range), (watch.evidence, context)
+    rips = watch.evidence["rips"]
+    assert isinstance(rips, list) and any(rip in halt for rip in rips), watch.evidence
+    assert watch.evidence["code"] == qmp.HALT_LOOP, watch.evidence
+    status = watch.evidence["status"]
+    assert isinstance(status, dict) and status["status"] == "running", status
     after_crash = crash.console.split("sysrq: Trigger a crash", 1)[1]
     # The capture kernel never started: no second banner, nothing dumped.
-    assert "Linux version" not in after_crash, context
-    assert "kdump:" not in after_crash, context
+    assert "Linux version" not in after_crash and "kdump:" not in after_crash, context
     assert crash.vmcores == []
 
 

@@ -71,8 +71,11 @@ def stream_command(dump: DumpSettings) -> list[str]:
 
 
 def target_values(dump: DumpSettings) -> dict[str, str]:
-    """One target's shell variables, unquoted: its name and its own `KDUMP_*` values."""
-    return {"KDUMP_TARGET": dump.target.value, **dump.target.kind.config(dump)}
+    """One target's shell variables, unquoted: its name, how /init names it, and its
+    own `KDUMP_*` values."""
+    label = f"{dump.target.value} {dump.target.kind.label(dump)}"
+    return {"KDUMP_TARGET": dump.target.value, "KDUMP_TARGET_LABEL": label,
+            **dump.target.kind.config(dump)}  # fmt: skip
 
 
 def config_values(dump: DumpSettings) -> dict[str, str]:

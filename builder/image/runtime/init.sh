@@ -157,17 +157,8 @@ check_space() {
     esac
     need=$(((need + 1023) / 1024))
     [ "$need" -le "$free" ] \
-        || fail "not enough space on $(target_label): the dump needs up to $need KiB, $free KiB are free"
+        || fail "not enough space on $KDUMP_TARGET_LABEL: the dump needs up to $need KiB, $free KiB are free"
     log "free space: $free KiB, the dump needs up to $need KiB"
-}
-
-target_label() {
-    case "$KDUMP_TARGET" in
-        local | raw) echo "$KDUMP_TARGET $KDUMP_DEVICE" ;;
-        nfs) echo "nfs $KDUMP_NFS_SOURCE" ;;
-        ssh) echo "ssh $KDUMP_SSH_DESTINATION" ;;
-        *) echo "$KDUMP_TARGET" ;;
-    esac
 }
 
 # Dump into a directory of a mounted filesystem (local and nfs targets).
@@ -176,7 +167,7 @@ save_to_directory() {
     check_space "/mnt/dump"
     mkdir -p "$dir" || fail "cannot create $dir"
     dump_dir=$dir
-    target_label > "$dir/kdump-target" || log "could not record the target in $dir"
+    echo "$KDUMP_TARGET_LABEL" > "$dir/kdump-target" || log "could not record the target in $dir"
     if command -v makedumpfile >/dev/null; then
         makedumpfile --dump-dmesg /proc/vmcore "$dir/vmcore-dmesg.txt" >/dev/null \
             || log "could not save the kernel log"
@@ -196,66 +187,76 @@ stream_into() {
     [ "$(cat /tmp/collect.status 2>/dev/null)" = 0 ]
 }
 
+# ssh_run [--bounded] COMMAND: --bounded kills dbclient after dump.connect_timeout
+# seconds (a server that does not answer); the dump's own transfer is not bounded.
 ssh_run() {
+    bound=""
+    if [ "$1" = --bounded ]; then
+        shift
+        bound="timeout -s KILL $KDUMP_CONNECT_TIMEOUT"
+    fi
     set -- -p "$KDUMP_SSH_PORT" -i /etc/kdump/ssh/id_dropbear "$KDUMP_SSH_DESTINATION" "$@"
     # Without a known_hosts file from the recipe, any host key is accepted.
     [ "$KDUMP_SSH_CHECK_HOST" = yes ] || set -- -y -y "$@"
-    dbclient "$@"
+    $bound dbclient "$@"
 }
 
 save_dump() {
-case "$KDUMP_TARGET" in
-    local)
-        wait_for_device
-        mount -t "$KDUMP_FSTYPE" "$device" /mnt/dump || fail "cannot mount $device ($KDUMP_FSTYPE)"
-        mounted=yes
-        save_to_directory "$stamp"
-        ;;
-    nfs)
-        network_up
-        mount -t nfs -o "$KDUMP_NFS_OPTIONS" "$KDUMP_NFS_SOURCE" /mnt/dump \
-            || fail "cannot mount $KDUMP_NFS_SOURCE ($KDUMP_NFS_OPTIONS)"
-        mounted=yes
-        save_to_directory "$host-$stamp"
-        ;;
-    raw)
-        wait_for_device
-        log "writing the flattened dump to $device"
-        if ! collect_stream > "$device"; then
-            # Wipe the header so a partial stream is never taken for a dump.
-            dd if=/dev/zero of="$device" bs=4096 count=1 conv=fsync 2>/dev/null
-            fail "writing the dump to $device failed; header wiped"
-        fi
-        sync
-        log "dump saved to $device"
-        ;;
-    ssh)
-        network_up
-        name="$host-$stamp"
-        remote="$KDUMP_REMOTE_PATH/$name"
-        ssh_run "mkdir -p -- $remote" < /dev/null || fail "cannot create $remote on $KDUMP_SSH_DESTINATION"
-        if makedumpfile --dump-dmesg /proc/vmcore /tmp/vmcore-dmesg.txt >/dev/null 2>&1; then
-            ssh_run "cat > $remote/vmcore-dmesg.txt" < /tmp/vmcore-dmesg.txt \
-                || log "could not save the kernel log"
-        fi
-        incomplete="$remote/vmcore-incomplete$KDUMP_STREAM_SUFFIX"
-        log "saving /proc/vmcore to $KDUMP_SSH_DESTINATION:$incomplete"
-        stream_into ssh_run "cat > $incomplete" \
-            || fail "saving the dump failed; $incomplete is partial"
-        ssh_run "mv -- $incomplete $remote/vmcore$KDUMP_STREAM_SUFFIX" < /dev/null \
-            || fail "cannot rename $incomplete"
-        target_label | ssh_run "cat > $remote/kdump-target" || log "could not record the target"
-        log "dump saved to $KDUMP_SSH_DESTINATION:$remote/vmcore$KDUMP_STREAM_SUFFIX"
-        ;;
-    *) fail "unknown dump target $KDUMP_TARGET" ;;
-esac
+    case "$KDUMP_TARGET" in
+        local)
+            wait_for_device
+            mount -t "$KDUMP_FSTYPE" "$device" /mnt/dump || fail "cannot mount $device ($KDUMP_FSTYPE)"
+            mounted=yes
+            save_to_directory "$stamp"
+            ;;
+        nfs)
+            network_up
+            # Bounded: a server that does not answer would keep a hard mount retrying.
+            timeout -s KILL "$KDUMP_CONNECT_TIMEOUT" \
+                mount -t nfs -o "$KDUMP_NFS_OPTIONS" "$KDUMP_NFS_SOURCE" /mnt/dump \
+                || fail "cannot mount $KDUMP_NFS_SOURCE ($KDUMP_NFS_OPTIONS) within ${KDUMP_CONNECT_TIMEOUT}s"
+            mounted=yes
+            save_to_directory "$host-$stamp"
+            ;;
+        raw)
+            wait_for_device
+            log "writing the flattened dump to $device"
+            if ! collect_stream > "$device"; then
+                # Wipe the header so a partial stream is never taken for a dump.
+                dd if=/dev/zero of="$device" bs=4096 count=1 conv=fsync 2>/dev/null
+                fail "writing the dump to $device failed; header wiped"
+            fi
+            sync
+            log "dump saved to $device"
+            ;;
+        ssh)
+            network_up
+            name="$host-$stamp"
+            remote="$KDUMP_REMOTE_PATH/$name"
+            ssh_run --bounded "mkdir -p -- $remote" < /dev/null \
+                || fail "cannot create $remote on $KDUMP_SSH_DESTINATION within ${KDUMP_CONNECT_TIMEOUT}s"
+            if makedumpfile --dump-dmesg /proc/vmcore /tmp/vmcore-dmesg.txt >/dev/null 2>&1; then
+                ssh_run --bounded "cat > $remote/vmcore-dmesg.txt" < /tmp/vmcore-dmesg.txt \
+                    || log "could not save the kernel log"
+            fi
+            incomplete="$remote/vmcore-incomplete$KDUMP_STREAM_SUFFIX"
+            log "saving /proc/vmcore to $KDUMP_SSH_DESTINATION:$incomplete"
+            stream_into ssh_run "cat > $incomplete" \
+                || fail "saving the dump failed; $incomplete is partial"
+            ssh_run --bounded "mv -- $incomplete $remote/vmcore$KDUMP_STREAM_SUFFIX" < /dev/null \
+                || fail "cannot rename $incomplete"
+            echo "$KDUMP_TARGET_LABEL" | ssh_run "cat > $remote/kdump-target" || log "could not record the target"
+            log "dump saved to $KDUMP_SSH_DESTINATION:$remote/vmcore$KDUMP_STREAM_SUFFIX"
+            ;;
+        *) fail "unknown dump target $KDUMP_TARGET" ;;
+    esac
 }
 
 # One target's attempt, in a subshell: its failure ends the attempt, not the capture.
 attempt() {
     attempting=yes
     "target_$1"
-    log "dump target $1 of $KDUMP_TARGET_COUNT: $(target_label)"
+    log "dump target $1 of $KDUMP_TARGET_COUNT: $KDUMP_TARGET_LABEL"
     save_dump
     printf '%s\n%s\n' "$dump_dir" "$mounted" > /run/kdump-saved
 }
@@ -274,7 +275,7 @@ done
 [ -n "$saved" ] || fail "the dump was not saved ($KDUMP_TARGET_COUNT target(s) tried)"
 "target_$saved"
 { read -r dump_dir; read -r mounted; } < /run/kdump-saved
-log "saved with dump target $saved of $KDUMP_TARGET_COUNT: $(target_label)"
+log "saved with dump target $saved of $KDUMP_TARGET_COUNT: $KDUMP_TARGET_LABEL"
 
 hooks_done=yes
 run_hooks post saved

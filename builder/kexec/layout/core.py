@@ -248,9 +248,8 @@ def corrupt_segment_for_testing(layout: Layout, name: str) -> Layout:
     segments = list(layout.segments)
     for index, segment in enumerate(segments):
         if segment.name == name:
-            if not segment.data:
-                raise LayoutError(f"segment {name!r} has no bytes to corrupt")
-            data = bytearray(segment.data)
+            # A segment loaded as zeros alone (backup) gets one byte that is not zero.
+            data = bytearray(segment.data or b"\0")
             data[len(data) // 2] ^= 0xFF
             segments[index] = replace(segment, data=bytes(data))
             return replace(layout, segments=tuple(segments))

@@ -5,6 +5,7 @@ The edge between files and the pure planners in this package.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,11 @@ class BuildOutputs:
 def _read_manifest(path: Path) -> dict[str, object] | None:
     if not path.exists():
         return None
+    text = _read(path)
+    if not text.strip():
+        raise LayoutError(f"{path}: empty file (not a kdump-build manifest)")
     try:
-        manifest = json.loads(_read(path))
+        manifest = json.loads(text)
     except ValueError:
         raise LayoutError(f"{path}: not a kdump-build manifest (invalid JSON)") from None
     if not isinstance(manifest, dict):
@@ -90,27 +94,68 @@ def _read(path: Path) -> bytes:
         raise LayoutError(f"{path}: {error.strerror or error}") from None
 
 
+def _read_nonempty(path: Path) -> bytes:
+    data = _read(path)
+    if not data.strip():
+        raise LayoutError(f"{path}: empty file")
+    return data
+
+
+def _check_against_manifest(path: Path, data: bytes, recorded: object, manifest: Path) -> None:
+    """The file is the one the build wrote: its size and sha256 as manifest.json records."""
+    if not isinstance(recorded, dict) or "sha256" not in recorded:
+        return  # an older manifest without the record: nothing to compare
+    if len(data) != recorded.get("size", len(data)) or (
+        hashlib.sha256(data).hexdigest() != recorded["sha256"]
+    ):
+        raise LayoutError(
+            f"{path}: does not match {manifest} ({len(data)} bytes, recorded "
+            f"{recorded.get('size')}; truncated or replaced: build again)"
+        )
+
+
 def read_build_outputs(outdir: Path) -> BuildOutputs:
-    """Read OUTDIR/vmlinuz, initrd.img, cmdline.txt and what manifest.json records."""
+    """Read OUTDIR/vmlinuz, initrd.img, cmdline.txt and what manifest.json records.
+
+    With a manifest, the kernel and initrd must be the bytes it records, so
+    a truncated or swapped file is refused here rather than loaded.
+    """
     if not outdir.is_dir():
         raise LayoutError(f"{outdir}: not a directory (run `kdump-build build -o {outdir}` first)")
     manifest_path = outdir / MANIFEST_FILE
     manifest = _read_manifest(manifest_path)
+    kernel = _read_nonempty(outdir / KERNEL_FILE)
+    initrd = _read_nonempty(outdir / INITRD_FILE)
+    cmdline = _read_nonempty(outdir / CMDLINE_FILE).decode(errors="replace").strip()
+    if manifest is not None:
+        _check_against_manifest(outdir / KERNEL_FILE, kernel, manifest.get("kernel"), manifest_path)
+        _check_against_manifest(outdir / INITRD_FILE, initrd, manifest.get("initrd"), manifest_path)
+        recorded = manifest.get("cmdline", cmdline)
+        if recorded != cmdline:
+            raise LayoutError(
+                f"{outdir / CMDLINE_FILE}: does not match {manifest_path} "
+                f"({cmdline!r}, recorded {recorded!r}; build again)"
+            )
     return BuildOutputs(
         outdir=outdir,
         kernel_path=outdir / KERNEL_FILE,
         initrd_path=outdir / INITRD_FILE,
-        kernel=_read(outdir / KERNEL_FILE),
-        initrd=_read(outdir / INITRD_FILE),
-        cmdline=_read(outdir / CMDLINE_FILE).decode(errors="replace").strip(),
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=cmdline,
         arch=_manifest_arch(manifest, manifest_path),
         backup_region=_recipe_backup_region(manifest),
     )
 
 
 def read_iomem(path: Path) -> MemoryMap:
-    """Parse a /proc/iomem file (live or captured)."""
-    return parse_iomem(_read(path).decode(errors="replace"), source=str(path))
+    """Parse a /proc/iomem file (live or captured); it must hold a crash region."""
+    memory = parse_iomem(_read_nonempty(path).decode(errors="replace"), source=str(path))
+    if not memory.of_kind(Kind.CRASH_KERNEL):
+        raise LayoutError(
+            f"{path}: no 'Crash kernel' range (boot with crashkernel=, or the file is cut short)"
+        )
+    return memory
 
 
 def read_crash_info_for(root: Path, memory: MemoryMap, arch: Arch) -> CrashInfo:

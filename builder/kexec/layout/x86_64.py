@@ -475,6 +475,14 @@ def plan(inputs: LayoutInputs) -> Layout:
     placed = _place_segments(inputs, header)
     details = _details(inputs, header, placed)
     segments = _payload_segments(inputs, header, placed)
+    backup_range = placed.dump.backup_range
+    if backup_range is not None:
+        # In the digest, as the zeros it holds until the purgatory's check: the kernel
+        # zero-fills memsz past bufsz when it loads a crash segment (kernel/kexec_core.c,
+        # kimage_load_crash_segment), and purgatory.c copies low memory into it only
+        # after the check passed. A stray write into the region is caught like one into
+        # any other segment, as kexec-tools' purgatory does (it hashes every segment).
+        segments.append(KexecSegment("backup", backup_range.start, backup_range.size, b""))
     purgatory = build_x86_64_purgatory(
         placed.purgatory.start,
         segments_for_digest(segments),
@@ -482,10 +490,6 @@ def plan(inputs: LayoutInputs) -> Layout:
         boot_params=placed.boot_params.start,
         backup=placed.dump.backup,
     )
-    backup_range = placed.dump.backup_range
-    if backup_range is not None:
-        # Filled by the purgatory after its check, so not part of the digest.
-        segments.append(KexecSegment("backup", backup_range.start, backup_range.size, b""))
     segments.append(KexecSegment("purgatory", placed.purgatory.start, placed.purgatory.size,
                                  purgatory.buffer))  # fmt: skip
     layout = Layout(

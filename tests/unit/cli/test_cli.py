@@ -249,7 +249,9 @@ def test_build_ignores_home_umask_and_unset_epoch(tmp_path: Path) -> None:
     assert diff.stderr.strip() == "0 added, 0 removed, 0 changed"
 
 
-def test_diff_and_inspect_on_real_builds(tmp_path: Path) -> None:
+def test_diff_and_inspect_on_real_builds(
+    tmp_path: Path, default_packages: list[FetchedPackage]
+) -> None:
     modules = ["virtio_pci", "virtio_blk", "ext4", "fs-vfat"]
     changes = {"initrd": {"modules": modules, "compression": "lz4", "compression_level": 9}}
     variant = recipes.write_recipe(tmp_path / "variant.toml", changes)
@@ -259,10 +261,10 @@ def test_diff_and_inspect_on_real_builds(tmp_path: Path) -> None:
     result = run_cli("diff", str(tmp_path / "a/initrd.img"), str(tmp_path / "b/initrd.img"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "+ /lib/modules/6.1.0-57-amd64/kernel/fs/fat/vfat.ko" in [
-        line.replace(line.split("/lib/modules/")[-1].split("/")[0], "6.1.0-57-amd64")
-        for line in lines
-    ]
+    # The kernel's version, by another route: the name of the package it came in.
+    (kernel_package,) = [p.name for p in default_packages if p.name.startswith("linux-image-")]
+    version = kernel_package.removeprefix("linux-image-")
+    assert f"+ /lib/modules/{version}/kernel/fs/fat/vfat.ko" in lines
     assert any(line.startswith("~ /etc/kdump/modules (size ") for line in lines)
     assert result.stderr.strip() == "3 added, 0 removed, 1 changed"
     as_json = json.loads(
@@ -373,7 +375,7 @@ def test_second_build_replaces_the_first_and_cleans_leftovers(tmp_path: Path) ->
     result = run_cli(str(DEFAULT_RECIPE), "-o", str(outdir), "-q")
     assert result.returncode == 0, result.stderr
     first = {path.name: path.read_bytes() for path in outdir.iterdir()}
-    assert (outdir / MARKER).read_bytes() == MARKER_TEXT
+    assert (outdir / MARKER).read_bytes().startswith(MARKER_TEXT)
     (outdir / "initrd.img").write_bytes(b"stale")  # replaced, not patched
     # What a build killed during its write leaves beside the output.
     leftover = tmp_path / f".out{STAGING_INFIX}killed"

@@ -13,6 +13,7 @@ import zstandard
 from builder.binfmt.cpio import write_cpio
 from builder.compression import Compression, compress
 from builder.errors import InitrdError
+from builder.image.cache import decode_entry, load_cache_entry
 from builder.image.initrd import InitrdPlan, compress_cached
 from tests.support.initrds import sample_plan
 
@@ -61,7 +62,7 @@ def test_compressed_output_cache_gives_the_same_bytes(tmp_path: Path) -> None:
     fresh = compress(archive, zstd, 19)
     assert compress_cached(archive, zstd, 19, tmp_path) == fresh  # computed and stored
     (stored,) = [path for path in tmp_path.rglob("*") if path.is_file()]
-    assert stored.read_bytes() == fresh
+    assert decode_entry(stored.read_bytes()) == fresh
     assert compress_cached(archive, zstd, 19, tmp_path) == fresh  # read back
     assert compress_cached(archive, zstd, 18, tmp_path) == compress(archive, zstd, 18)
 
@@ -74,7 +75,7 @@ def test_compressed_output_cache_gives_the_same_bytes(tmp_path: Path) -> None:
 def test_compressed_cache_key_is_unchanged(
     tmp_path: Path, method: Compression, version: str
 ) -> None:
-    """Warm builds find what earlier versions stored: the key text is sha:method:level:version."""
+    """The key text is sha:method:level:version; the entry holds the compressed bytes."""
     archive = write_cpio(sample_plan().members())
     compress_cached(archive, method, 3, tmp_path)
     library = {
@@ -86,4 +87,4 @@ def test_compressed_cache_key_is_unchanged(
     assert library.startswith(version)
     text = f"{hashlib.sha256(archive).hexdigest()}:{method.value}:3:{library}"
     key = hashlib.sha256(text.encode()).hexdigest()
-    assert (tmp_path / key[:2] / key).read_bytes() == compress(archive, method, 3)
+    assert load_cache_entry(tmp_path / key[:2] / key) == compress(archive, method, 3)

@@ -35,7 +35,6 @@ def test_any_difference_replaces_the_output_whole(
     edits = (
         lambda: (outdir / "cmdline.txt").write_text("edited\n"),
         lambda: os.chmod(outdir / "vmlinuz", 0o600),
-        lambda: (outdir / "layout.json").write_text("{}\n"),  # what `layout` adds
         lambda: (outdir / "fit.json").unlink(),
         lambda: os.chmod(outdir, 0o700),
     )

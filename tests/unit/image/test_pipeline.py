@@ -20,6 +20,7 @@ from builder.image.outputs import manifest
 from builder.image.pipeline import plan_build
 from builder.image.programs import script_interpreter
 from builder.recipe.parse import load_recipe
+from tests.support import caches
 from tests.support.packages import write_package
 from tests.support.paths import DEFAULT_RECIPE
 from tests.support.recipes import DELETE, write_recipe
@@ -157,25 +158,18 @@ def test_auto_modules_on_this_host(tmp_path: Path) -> None:
     assert fstype in names
 
 
-def test_cold_and_warm_caches_give_the_same_bytes(tmp_path: Path) -> None:
+def test_cold_and_warm_caches_give_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A build with empty index, member, module and compression caches equals a warm one."""
-    from builder.image.cache import default_cache_dir
-
-    shared = default_cache_dir()
-    cold_cache = tmp_path / "cache"
-    cold_cache.mkdir()
-    # Same fetched packages and apt state, nothing else.
-    (cold_cache / "debs").symlink_to(shared / "debs")
-    shutil.copytree(shared / "apt", cold_cache / "apt", symlinks=True)
     recipe = load_recipe(DEFAULT_RECIPE)
     warm = plan_build(recipe)
-    os.environ["KDUMP_BUILD_CACHE"] = str(cold_cache)
-    try:
-        cold = plan_build(recipe)
-        assert (cold_cache / "packages").is_dir() and (cold_cache / "modules").is_dir()
-        again = plan_build(recipe)
-    finally:
-        del os.environ["KDUMP_BUILD_CACHE"]
+    # Same fetched packages and apt lists, nothing else.
+    cold_cache = caches.private_cache(tmp_path / "cache")
+    monkeypatch.setenv("KDUMP_BUILD_CACHE", str(cold_cache))
+    cold = plan_build(recipe)
+    assert (cold_cache / "packages").is_dir() and (cold_cache / "modules").is_dir()
+    again = plan_build(recipe)
     assert cold.initrd == warm.initrd == again.initrd
     assert manifest(cold) == manifest(warm)
 

@@ -149,3 +149,24 @@ def test_capture_keeps_the_booted_device_tree(tmp_path: Path) -> None:
     assert read_device_tree(copy) == (root / "sys/firmware/fdt").read_bytes()
     assert read_crash_info(copy, Arch.AARCH64) == read_crash_info(root, Arch.AARCH64)
     assert read_device_tree(SYSFS) is None  # x86: no device tree
+
+
+def test_capture_is_a_new_directory_never_written_into_one_of_the_users(tmp_path: Path) -> None:
+    from builder.atomic import MARKER
+    from builder.errors import OutputError
+
+    copy = tmp_path / "copy"
+    capture_crash_info(SYSFS, copy)
+    assert (copy / MARKER).is_file()
+    mine = tmp_path / "mine"
+    (mine / "proc").mkdir(parents=True)
+    (mine / "proc" / "iomem").write_text("my notes")
+    with pytest.raises(OutputError, match="holds files kdump-build did not write"):
+        capture_crash_info(SYSFS, mine)
+    assert (mine / "proc" / "iomem").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("text", ["0-", "-1", "3-1", "0-99999999", "a", ""])
+def test_malformed_cpu_lists_are_refused(text: str) -> None:
+    with pytest.raises(LayoutError, match="possible: "):
+        parse_cpu_list(text, "possible")

@@ -40,7 +40,7 @@ def test_defaults_fill_in() -> None:
     recipe = parse_recipe(MINIMAL, Path("r.toml"))
     assert recipe.name == "r"
     assert recipe.initrd.compression is Compression.ZSTD
-    assert recipe.kernel.cmdline == ("irqpoll", "nr_cpus=1", "reset_devices")
+    assert recipe.kernel.cmdline == ("irqpoll", "nr_cpus=1", "reset_devices", "panic=10")
     assert recipe.dump.target is DumpTarget.LOCAL
     assert recipe.dump.options == LocalOptions("LABEL=kdump", "ext4", "/")
 
@@ -165,7 +165,7 @@ def test_to_json_round_trips_values() -> None:
     recipe = parse_recipe(MINIMAL, Path("r.toml"))
     data = recipe.to_json()
     assert data["dump"]["device"] == "LABEL=kdump"
-    assert data["kernel"]["cmdline"] == ["irqpoll", "nr_cpus=1", "reset_devices"]
+    assert data["kernel"]["cmdline"] == ["irqpoll", "nr_cpus=1", "reset_devices", "panic=10"]
 
 
 def test_reference_doc_is_current() -> None:
