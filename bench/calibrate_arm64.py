@@ -1,31 +1,35 @@
 #!/usr/bin/env python3
-"""Calibrate the crashkernel memory model for arm64 on real crash cycles in QEMU virt (TCG).
+"""Calibrate the crashkernel memory model for a device-tree guest (arm64, riscv64) on real
+crash cycles in QEMU virt (TCG).
 
-The arm64 twin of bench/calibrate_crashkernel.py, and built from its parts
-(the search in 8 MiB steps with a confirming second boot, the trial log, the
-fit of the model's free constants, the recommendation): for each guest (RAM,
-vCPUs of the main kernel, CPUs the capture kernel brings up) it boots
-recipes/qemu-arm64.toml's real crash cycle with several `crashkernel=`
-sizes. The main side runs our own `kdump-build load` (kexec-tools cannot
-load on this kernel, tests/vm/loader_guest.py), sysrq crashes it, our
-capture initrd saves the vmcore with makedumpfile, and the host checks it
-with an arm64 makedumpfile --dump-dmesg under qemu-aarch64. Then it fits
-`kernel_runtime`, `per_crashed_gib`, `per_cpu` to the minima and prints per
-guest: measured minimum, recommendation, margin, and the ratio against the
-anchor (kdump-utils' aarch64 default `1G-4G:256M,4G-64G:320M,64G-:576M`).
+The twin of bench/calibrate_crashkernel.py for the guests that load with
+our own `kdump-build load` (kexec-tools cannot load on these kernels,
+tests/vm/loader_guest.py), and built from its parts (the search in 8 MiB
+steps with a confirming second boot, the trial log, the fit of the model's
+free constants, the recommendation): for each guest (RAM, vCPUs of the main
+kernel, CPUs the capture kernel brings up) it boots the architecture's
+recipe's real crash cycle with several `crashkernel=` sizes. The main side
+runs our loader, sysrq crashes it, our capture initrd saves the vmcore with
+makedumpfile, and the host checks it with that architecture's makedumpfile
+--dump-dmesg under qemu-user. Then it fits `kernel_runtime`,
+`per_crashed_gib`, `per_cpu` to the minima and prints per guest: measured
+minimum, recommendation, margin, and the ratio against the anchor.
 
-    .venv/bin/python -m bench.calibrate_arm64            # measure and print
+    .venv/bin/python -m bench.calibrate_arm64            # arm64: measure and print
     .venv/bin/python -m bench.calibrate_arm64 --write    # ... and store the constants
     .venv/bin/python -m bench.calibrate_arm64 --stored   # print from the stored runs
+    .venv/bin/python -m bench.calibrate_arm64 --arch riscv64 --configs 1G/1 --write
 
-The store is builder/crashkernel/calibration/aarch64-6.1.json (the record
-format of calibration.json). Trials are logged to WORK/trials.jsonl keyed by
-the build's hashes, so an interrupted run resumes without booting again.
+The store is builder/crashkernel/calibration/<arch>-<series>.json (the
+record format of calibration.json). Trials are logged to WORK/trials.jsonl
+keyed by the build's hashes, so an interrupted run resumes without booting
+again.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import re
@@ -34,7 +38,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.calibrate_crashkernel import (
@@ -66,13 +70,37 @@ from tests.support.guestroot import guest_root
 from tests.support.paths import REPO
 from tests.vm import loader_guest
 
-ARCH = Arch.AARCH64
-RECIPE = REPO / "recipes" / "qemu-arm64.toml"
-STORE = REPO / "builder" / "crashkernel" / "calibration" / "aarch64-6.1.json"
-REGENERATE = ".venv/bin/python -m bench.calibrate_arm64 --write"
-# kdump-utils (kdump-lib.sh, kdump_get_arch_recommend_crashkernel) on aarch64, 4 KiB pages.
-ANCHOR_SPEC = "1G-4G:256M,4G-64G:320M,64G-:576M"
-CONFIGS = (*DEFAULT_CONFIGS, PER_CPU_CONFIG)
+CALIBRATION = REPO / "builder" / "crashkernel" / "calibration"
+
+
+@dataclass(frozen=True)
+class Guest:
+    """What one architecture's calibration boots, and where it is stored."""
+
+    arch: Arch
+    recipe: Path
+    store: Path
+    anchor_spec: str  # the reservation the recommendation is compared with
+    anchor_name: str
+    configs: tuple[Config, ...] = (*DEFAULT_CONFIGS, PER_CPU_CONFIG)
+
+    @property
+    def regenerate(self) -> str:
+        flag = "" if self.arch is Arch.AARCH64 else f" --arch {self.arch.value}"
+        return f".venv/bin/python -m bench.calibrate_arm64{flag} --write"
+
+
+GUESTS = {
+    guest.arch: guest
+    for guest in (
+        # kdump-utils (kdump-lib.sh, kdump_get_arch_recommend_crashkernel) on aarch64, 4 KiB pages.
+        Guest(Arch.AARCH64, REPO / "recipes" / "qemu-arm64.toml", CALIBRATION / "aarch64-6.1.json",
+              "1G-4G:256M,4G-64G:320M,64G-:576M", "kdump-utils' aarch64 default"),
+        # kdump-utils has no riscv64 default; the anchor is the recipe's own 256M.
+        Guest(Arch.RISCV64, REPO / "recipes" / "qemu-riscv64.toml",
+              CALIBRATION / "riscv64-6.12.json", "256M", "the recipe's crashkernel=256M"),
+    )
+}  # fmt: skip
 LOAD_AND_CRASH = f"""
 if kdump_build load {loader_guest.GUEST_OUTDIR} --method segments; then
     echo "main: load finished"
@@ -84,19 +112,23 @@ echo c > /proc/sysrq-trigger
 """
 
 
-def build_capture(work: Path, config: Config) -> Capture:
-    """recipes/qemu-arm64.toml with the config's nr_cpus=, and the loader's main initrd."""
-    default = tomllib.loads(RECIPE.read_text())
+def build_capture(guest: Guest, work: Path, config: Config) -> Capture:
+    """The guest's recipe with the config's nr_cpus=, and the loader's main initrd.
+
+    The fit uses the priors when no calibration is stored yet (the first run).
+    """
+    default = tomllib.loads(guest.recipe.read_text())
     cmdline = [f"nr_cpus={config.capture_cpus}" if word.startswith("nr_cpus=") else word
                for word in default["kernel"]["cmdline"]]  # fmt: skip
-    text = recipes.recipe_text({"kernel": {"cmdline": cmdline}}, base=RECIPE)
-    recipe = parse_recipe(text, RECIPE)
+    text = recipes.recipe_text({"kernel": {"cmdline": cmdline}}, base=guest.recipe)
+    recipe = parse_recipe(text, guest.recipe)
     directory = work / f"capture-{config.variant}"
-    result = plan_build(recipe)
+    stored = load_calibration(guest.store) if guest.store.exists() else Calibration()
+    result = plan_build(recipe, calibration=stored)
     write_outputs(result, directory)
     main_initrd = work / f"main-initrd-{config.variant}.img"
-    initrd = loader_guest.loader_initrd(ARCH, result.kernel_version, guest_root(ARCH),
-                                        LOAD_AND_CRASH)  # fmt: skip
+    initrd = loader_guest.loader_initrd(guest.arch, result.kernel_version,
+                                        guest_root(guest.arch), LOAD_AND_CRASH)  # fmt: skip
     main_initrd.write_bytes(initrd)
     digest = hashlib.sha256()
     for name in ("vmlinuz", "initrd.img", "cmdline.txt"):
@@ -114,7 +146,13 @@ def build_capture(work: Path, config: Config) -> Capture:
 
 
 def crash_cycle(
-    capture: Capture, config: Config, size_mib: int, work: Path, timeout: float, idle: float
+    guest: Guest,
+    capture: Capture,
+    config: Config,
+    size_mib: int,
+    work: Path,
+    timeout: float,
+    idle: float,
 ) -> Trial:
     """One crash cycle with crashkernel=<size_mib>M; ok when the vmcore validates."""
     with tempfile.TemporaryDirectory(dir=work, prefix="trial.") as scratch_name:
@@ -127,7 +165,7 @@ def crash_cycle(
             return f"no console output for {idle:.0f} s" if silent > idle else None
 
         run = loader_guest.crash_cycle(
-            ARCH, capture.directory, capture.kernel_version, LOAD_AND_CRASH, scratch,
+            guest.arch, capture.directory, capture.kernel_version, LOAD_AND_CRASH, scratch,
             append=f"crashkernel={size_mib}M", memory=f"{config.memory_mib}M", cpus=config.vcpus,
             timeout=timeout, stop=failed, main_initrd=capture.main_initrd,
         )  # fmt: skip
@@ -176,21 +214,24 @@ def _outcome(run: loader_guest.GuestCrash, scratch: Path) -> tuple[bool, str]:
     return True, f"dump saved and valid ({run.vmcores[0].stat().st_size} bytes)"
 
 
-def anchor(config: Config) -> int:
-    """kdump-utils' aarch64 reservation for this guest's RAM."""
-    return reservation(ANCHOR_SPEC, config.memory_mib * MiB, ARCH).size
+def anchor(guest: Guest, config: Config) -> int:
+    """The anchor's reservation for this guest's RAM."""
+    return reservation(guest.anchor_spec, config.memory_mib * MiB, guest.arch).size
 
 
 def print_table(
-    profiles: dict[str, CaptureProfile], minima: dict[Config, int | None], calibration: Calibration
+    guest: Guest,
+    profiles: dict[str, CaptureProfile],
+    minima: dict[Config, int | None],
+    calibration: Calibration,
 ) -> bool:
     """Measured minimum, recommendation, margin and the anchor ratio per guest; the goal met?"""
     print(f"\n{'guest':<22} {'measured min':>12} {'recommended':>11} {'margin':>7} {'anchor':>7} "
-          f"{'vs anchor':>9}")  # fmt: skip
+          f"{'vs anchor':>9}   (anchor: {guest.anchor_name})")  # fmt: skip
     good = True
     for config, minimum in minima.items():
         recommended = recommendation(profiles[config.variant], config.memory_mib * MiB, calibration)
-        ratio = recommended / anchor(config)
+        ratio = recommended / anchor(guest, config)
         if minimum is None:
             print(f"{config.name:<22} {'none <=1G':>12} {recommended // MiB:>10}M")
             good = False
@@ -198,13 +239,13 @@ def print_table(
         margin = recommended - minimum * MiB
         good = good and 0 <= margin <= 32 * MiB
         print(f"{config.name:<22} {minimum:>11}M {recommended // MiB:>10}M {margin // MiB:>6}M "
-              f"{anchor(config) // MiB:>6}M {ratio:>8.2f}x")  # fmt: skip
+              f"{anchor(guest, config) // MiB:>6}M {ratio:>8.2f}x")  # fmt: skip
     print(f"goal (0 <= margin <= 32M everywhere): {'met' if good else 'NOT met'}")
     return good
 
 
-def _stored() -> int:
-    stored = json.loads(STORE.read_text())
+def _stored(guest: Guest) -> int:
+    stored = json.loads(guest.store.read_text())
     minima: dict[Config, int | None] = {
         Config(m["ram"] // MiB, m["vcpus"], m["capture_cpus"], m["zstd_level"], m["target"]):
         m["minimum"] // MiB for m in stored["measurements"]
@@ -212,33 +253,54 @@ def _stored() -> int:
     profiles = {
         variant: CaptureProfile(**profile) for variant, profile in stored["profiles"].items()
     }
-    print_table(profiles, minima, load_calibration(STORE))
+    print_table(guest, profiles, minima, load_calibration(guest.store))
     return 0
 
 
-def main() -> int:
+def _configs(guest: Guest, names: str | None) -> tuple[Config, ...]:
+    """The guest's configurations, or those `names` picks ("1G/1,4G/1": RAM/vCPUs)."""
+    if names is None:
+        return guest.configs
+    wanted = set(names.split(","))
+    picked = tuple(c for c in guest.configs if f"{c.memory_mib // 1024}G/{c.vcpus}" in wanted
+                   and c.capture_cpus == 1)  # fmt: skip
+    if not picked:
+        raise SystemExit(f"--configs {names}: none of {[c.name for c in guest.configs]}")
+    return picked
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"store the constants in {STORE.name}")
+    parser.add_argument("--arch", type=Arch, default=Arch.AARCH64, choices=list(GUESTS))
+    parser.add_argument("--write", action="store_true", help="store the constants")
     parser.add_argument("--stored", action="store_true", help="no boots: print the stored runs")
     parser.add_argument("--fresh", action="store_true", help="ignore the trial log")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "kdump-arm64")
+    parser.add_argument("--configs", help="only these guests, RAM/vCPUs: 1G/1,4G/1")
+    parser.add_argument("--work", type=Path, help="default: $TMPDIR/kdump-<arch>")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per boot")
     parser.add_argument("--idle", type=float, default=150, help="seconds without console output")
     parser.add_argument("--guess", type=int, default=128, help="first size to try, MiB")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _arguments()
+    guest = GUESTS[args.arch]
     if args.stored:
-        return _stored()
-    args.work.mkdir(parents=True, exist_ok=True)
-    trials = TrialLog(args.work / "trials.jsonl", args.fresh)
+        return _stored(guest)
+    work = args.work or Path(tempfile.gettempdir()) / f"kdump-{guest.arch.value}"
+    work.mkdir(parents=True, exist_ok=True)
+    trials = TrialLog(work / "trials.jsonl", args.fresh)
     captures: dict[str, Capture] = {}
     minima: dict[Config, int | None] = {}
     evidence: dict[Config, list[dict[str, object]]] = {}
     guess = args.guess
-    for config in CONFIGS:
+    cycle = functools.partial(crash_cycle, guest)
+    for config in _configs(guest, args.configs):
         if config.variant not in captures:
-            captures[config.variant] = build_capture(args.work, config)
-        minimum, seen = search(captures[config.variant], config, guess, trials, args.work,
-                               args.timeout, args.idle, crash_cycle)  # fmt: skip
+            captures[config.variant] = build_capture(guest, work, config)
+        minimum, seen = search(captures[config.variant], config, guess, trials, work,
+                               args.timeout, args.idle, cycle)  # fmt: skip
         minima[config] = minimum
         evidence[config] = trial_evidence(seen)
         guess = minimum or guess
@@ -250,32 +312,33 @@ def main() -> int:
     print(
         "fitted constants (MiB): " + ", ".join(f"{k}={v / MiB:.2f}" for k, v in constants.items())
     )
-    print_table(profiles, minima, calibration)
+    print_table(guest, profiles, minima, calibration)
     if args.write:
-        _write(captures, constants, found, evidence)
+        _write(guest, captures, constants, found, evidence)
     return 0
 
 
 def _write(
+    guest: Guest,
     captures: dict[str, Capture],
     constants: dict[str, int],
     found: dict[Config, int],
     evidence: dict[Config, list[dict[str, object]]],
 ) -> None:
-    machine = ARCHES[ARCH].qemu
+    machine = ARCHES[guest.arch].qemu
     assert machine is not None
     what = (
         "crashkernel model constants fitted to QEMU TCG (virt) crash cycles of "
-        "recipes/qemu-arm64.toml loaded by kdump-build's own loader; minimum = smallest "
-        "crashkernel= (8 MiB steps) whose dump completed and validated with an arm64 "
-        "makedumpfile --dump-dmesg, booted twice"
+        f"{guest.recipe.relative_to(REPO)} loaded by kdump-build's own loader; minimum = "
+        "smallest crashkernel= (8 MiB steps) whose dump completed and validated with "
+        f"{guest.arch.value} makedumpfile --dump-dmesg, booted twice"
     )
     record = calibration_record(
-        REGENERATE, what, machine.system, captures, constants, found, evidence
+        guest.regenerate, what, machine.system, captures, constants, found, evidence
     )
-    STORE.parent.mkdir(exist_ok=True)
-    STORE.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {STORE.relative_to(REPO)}")
+    guest.store.parent.mkdir(exist_ok=True)
+    guest.store.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {guest.store.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -177,3 +177,25 @@ def program_counter(registers: str) -> tuple[int, str]:
     if pc is None:
         raise AssertionError(f"no PC in the register dump:\n{registers}")
     return int(pc.group(1), 16), f"EL{level.group(1)}{level.group(2)}" if level else "?"
+
+
+def riscv_registers(registers: str) -> dict[str, int]:
+    """The named CSRs and pc of a riscv `info registers` dump (" pc       00000000aef4605c")."""
+    found = re.findall(r"^ ([a-z][a-z0-9]*)\s+([0-9a-f]{16})$", registers, re.MULTILINE)
+    values = {name: int(value, 16) for name, value in found}
+    if "pc" not in values:
+        raise AssertionError(f"no pc in the register dump:\n{registers}")
+    return values
+
+
+def shown_segment(console: str, name: str) -> int:
+    """The `mem` of segment `name` in `kdump-build load --show`'s table on the console."""
+    match = re.search(rf"^{name}\s+(0x[0-9a-f]+)\s", console, re.MULTILINE)
+    assert match, f"no {name} segment in the --show output"
+    return int(match.group(1), 16)
+
+
+def after_crash(console: str, farewell: str) -> str:
+    """The console after the crashed kernel's last words before it jumps (`farewell`)."""
+    assert farewell in console, console[-3000:]
+    return console.split(farewell, 1)[1]

@@ -70,15 +70,11 @@ def crash(arm64_build: tuple[Path, str], tmp_path_factory: pytest.TempPathFactor
 
 
 def _segment(console: str, name: str) -> int:
-    """The `mem` of segment `name` in `load --show`'s table."""
-    match = re.search(rf"^{name}\s+(0x[0-9a-f]+)\s", console, re.MULTILINE)
-    assert match, f"no {name} segment in the --show output"
-    return int(match.group(1), 16)
+    return loader_guest.shown_segment(console, name)
 
 
 def _after_crash(console: str) -> str:
-    assert "Bye!" in console, console[-3000:]
-    return console.split("Bye!", 1)[1]
+    return loader_guest.after_crash(console, "Bye!")
 
 
 def test_auto_takes_our_segments_and_says_why(crash: GuestCrash) -> None:

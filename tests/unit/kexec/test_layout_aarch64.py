@@ -12,8 +12,6 @@ placement, the guest's own VMCOREINFO note the kernel addresses.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,16 @@ from builder.arch import Arch, host_arch
 from builder.kexec.purgatory.aarch64 import load_aarch64_purgatory
 from builder.kexec.purgatory.regions import regions_digest
 from tests.conftest import run_cli
+from tests.support.layouts import (
+    Planned,
+    fdt_properties,
+    fdtget,
+    kexec_tools_segments,
+    offline_layout,
+    readelf_segments,
+    two_cell_pairs,
+    vmcoreinfo_items,
+)
 from tests.support.paths import DATA, REPO
 
 RECIPE = REPO / "recipes" / "qemu-arm64.toml"
@@ -56,42 +64,6 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return outdir
 
 
-@dataclass(frozen=True)
-class Planned:
-    outdir: Path
-    document: dict[str, object]
-
-    def segment(self, name: str) -> tuple[int, int, bytes]:
-        for entry in self.document["segments"]:  # type: ignore[attr-defined]
-            if entry["name"] == name:
-                return entry["mem"], entry["memsz"], (self.outdir / entry["blob"]).read_bytes()
-        raise AssertionError(f"no segment {name}")
-
-
-def _layout(build: Path, shape: Shape, tmp: Path) -> Planned:
-    outdir = tmp / shape.name
-    tmp.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-a", str(build), str(outdir)], check=True)
-    sysfs = DATA / "sysfs" / shape.name
-    result = run_cli("layout", str(outdir), "--iomem", str(sysfs / "proc/iomem"),
-                     "--sysfs", str(sysfs))  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return Planned(outdir, json.loads((outdir / "layout.json").read_text()))
-
-
-def _fdtget(dtb: Path, prop: str, *options: str) -> str:
-    return subprocess.run(["fdtget", *options, str(dtb), "/chosen", prop], check=True,
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
-
-
-def _cells(pairs: tuple[tuple[int, int], ...]) -> str:
-    """fdtget -tx's spelling of <address size> pairs in two cells each."""
-    words = []
-    for address, size in pairs:
-        words += [address >> 32, address & 0xFFFFFFFF, size >> 32, size & 0xFFFFFFFF]
-    return " ".join(f"{word:x}" for word in words)
-
-
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda shape: shape.name)
 def shape(request: pytest.FixtureRequest) -> Shape:
     chosen: Shape = request.param
@@ -101,7 +73,7 @@ def shape(request: pytest.FixtureRequest) -> Shape:
 @pytest.fixture(scope="module")
 def planned(build: Path, shape: Shape, tmp_path_factory: pytest.TempPathFactory) -> Planned:
     """`kdump-build layout` of the build for one captured guest (once per shape)."""
-    return _layout(build, shape, tmp_path_factory.mktemp("layout"))
+    return offline_layout(build, shape.name, tmp_path_factory.mktemp("layout"))
 
 
 def test_device_tree_read_by_fdtget_and_dtc(
@@ -113,22 +85,17 @@ def test_device_tree_read_by_fdtget_and_dtc(
     dtb = tmp_path / "capture.dtb"
     dtb.write_bytes(dtb_bytes)
     subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dtb", "-o", "/dev/null", str(dtb)], check=True)
-    assert _fdtget(dtb, "bootargs") == (build / "cmdline.txt").read_text().strip()
-    assert _fdtget(dtb, "linux,usable-memory-range", "-tx") == _cells(shape.crash)
-    assert _fdtget(dtb, "linux,elfcorehdr", "-tx") == _cells(((header_mem, len(header)),))
-    start = int(_fdtget(dtb, "linux,initrd-start", "-tx").replace(" ", ""), 16)
-    end = int(_fdtget(dtb, "linux,initrd-end", "-tx").replace(" ", ""), 16)
+    assert fdtget(dtb, "bootargs") == (build / "cmdline.txt").read_text().strip()
+    assert fdtget(dtb, "linux,usable-memory-range", "-tx") == two_cell_pairs(shape.crash)
+    assert fdtget(dtb, "linux,elfcorehdr", "-tx") == two_cell_pairs(((header_mem, len(header)),))
+    start = int(fdtget(dtb, "linux,initrd-start", "-tx").replace(" ", ""), 16)
+    end = int(fdtget(dtb, "linux,initrd-end", "-tx").replace(" ", ""), 16)
     assert (start, end) == (initrd_mem, initrd_mem + len(initrd))
-    chosen = subprocess.run(["fdtget", "-p", str(dtb), "/chosen"], check=True,
-                            capture_output=True, text=True).stdout.split()  # fmt: skip
-    assert not {"kaslr-seed", "rng-seed"} & set(chosen)  # offline: no seeds, reproducible
+    assert not {"kaslr-seed", "rng-seed"} & fdt_properties(dtb)  # offline: no seeds, reproducible
 
 
 def _kexec_tools_segments(shape: Shape) -> list[tuple[int, int]]:
-    text = (DATA / "arm64-oracle" / shape.name / "kexec-p-d.txt").read_text()
-    mems = [int(value, 16) for value in re.findall(r"segment\[\d+\]\.mem\s+= (0x[0-9a-f]+)", text)]
-    sizes = [int(value, 16) for value in re.findall(r"segment\[\d+\]\.memsz = (0x[0-9a-f]+)", text)]
-    return list(zip(mems, sizes, strict=True))
+    return kexec_tools_segments((DATA / "arm64-oracle" / shape.name / "kexec-p-d.txt").read_text())
 
 
 def test_placement_is_kexec_tools_and_the_digest_holds(shape: Shape, planned: Planned) -> None:
@@ -149,25 +116,14 @@ def test_placement_is_kexec_tools_and_the_digest_holds(shape: Shape, planned: Pl
     assert planned.document["flags"] == 0xB70001  # KEXEC_ON_CRASH | KEXEC_ARCH_AARCH64
 
 
-def _readelf_segments(header: bytes, tmp: Path) -> list[list[str]]:
-    path = tmp / "elfcorehdr.bin"
-    path.write_bytes(header)
-    listing = subprocess.run(["readelf", "-lW", str(path)], check=True, capture_output=True,
-                             text=True).stdout  # fmt: skip
-    rows = [line.split() for line in listing.splitlines()]
-    return [row for row in rows if row[:1] in (["NOTE"], ["LOAD"])]
-
-
 def test_elf_core_header_read_by_readelf(shape: Shape, planned: Planned, tmp_path: Path) -> None:
-    rows = _readelf_segments(planned.segment("elfcorehdr")[2], tmp_path)
+    rows = readelf_segments(planned.segment("elfcorehdr")[2], tmp_path)
     notes = [row for row in rows if row[0] == "NOTE"]
     loads = [
         (int(row[2], 16), int(row[3], 16), int(row[5], 16)) for row in rows if row[0] == "LOAD"
     ]
     assert len(notes) == shape.cpus + 1  # one per possible CPU, then vmcoreinfo
-    oracle = dict(line.split("=", 1) for line in
-                  (DATA / "arm64-oracle" / shape.name / "vmcoreinfo.txt").read_text().splitlines()
-                  if "=" in line)  # fmt: skip
+    oracle = vmcoreinfo_items(DATA / "arm64-oracle" / shape.name / "vmcoreinfo.txt")
     text_vaddr, text_paddr, _ = loads[0]
     assert text_vaddr == KIMAGE_VADDR + int(oracle["KERNELOFFSET"], 16)
     assert text_vaddr - text_paddr == int(oracle["NUMBER(kimage_voffset)"], 16)
@@ -179,7 +135,7 @@ def test_elf_core_header_read_by_readelf(shape: Shape, planned: Planned, tmp_pat
 def test_layout_is_reproducible(
     build: Path, shape: Shape, planned: Planned, tmp_path: Path
 ) -> None:
-    again = _layout(build, shape, tmp_path)
+    again = offline_layout(build, shape.name, tmp_path)
     assert again.document == planned.document
     for entry in planned.document["segments"]:  # type: ignore[attr-defined]
         assert (again.outdir / entry["blob"]).read_bytes() == (

@@ -1,0 +1,191 @@
+"""Offline `kdump-build layout` for riscv64 on captured guests, checked with independent tools.
+
+Three guest shapes captured in QEMU virt (OpenSBI) with Debian 13's riscv64
+kernel (tests/data/sysfs/qemu-riscv64-*): 1 GiB / 1 CPU with
+`crashkernel=256M`; 4 GiB / 4 CPUs with `crashkernel=320M`; 4 GiB / 4 CPUs
+with `crashkernel=256M,high` (two crash ranges: the kernel's default 128 MiB
+low one). The build is recipes/qemu-riscv64.toml. The oracles: fdtget and
+dtc read the generated device tree, readelf the ELF core header, hashlib the
+purgatory's digest, kexec-tools 2.0.32's `kexec -p -d` (Debian's next
+release, riscv64) in the same guests the placement, the guest's own
+VMCOREINFO note and kallsyms the kernel addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from builder.kexec.purgatory.regions import regions_digest
+from builder.kexec.purgatory.riscv64 import load_riscv64_purgatory
+from builder.units import MiB, align_up
+from tests.conftest import run_cli
+from tests.support.layouts import (
+    Planned,
+    fdt_properties,
+    fdtget,
+    kexec_tools_segments,
+    offline_layout,
+    readelf_segments,
+    two_cell_pairs,
+    vmcoreinfo_items,
+)
+from tests.support.paths import DATA, REPO
+
+RECIPE = REPO / "recipes" / "qemu-riscv64.toml"
+ORACLE = DATA / "riscv64-oracle"
+# OpenSBI's /reserved-memory/mmode_resv0@80000000 in every captured DTB: PMP-protected.
+OPENSBI = (0x80000000, 0x80080000)
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    cpus: int
+    crash: tuple[tuple[int, int], ...]  # (start, size), main range first
+    ram: tuple[tuple[int, int], ...]  # System RAM minus crash ranges minus OpenSBI's (start, end)
+
+
+SHAPES = (
+    Shape("qemu-riscv64-1g-1cpu-256m", 1, ((0xACC00000, 0x10000000),),
+          ((0x80080000, 0xACC00000), (0xBCC00000, 0xC0000000))),
+    Shape("qemu-riscv64-4g-4cpu-320m", 4, ((0xEC000000, 0x14000000),),
+          ((0x80080000, 0xEC000000), (0x100000000, 0x180000000))),
+    Shape("qemu-riscv64-4g-4cpu-256m-high-128m-low", 4,
+          ((0x169C00000, 0x10000000), (0xF8000000, 0x8000000)),
+          ((0x80080000, 0xF8000000), (0x100000000, 0x169C00000), (0x179C00000, 0x180000000))),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """recipes/qemu-riscv64.toml built on this (amd64) host from Debian 13's packages."""
+    outdir = tmp_path_factory.mktemp("riscv64-build") / "out"
+    result = run_cli(str(RECIPE), "-o", str(outdir))
+    assert result.returncode == 0, result.stderr
+    return outdir
+
+
+@pytest.fixture(scope="module", params=SHAPES, ids=lambda shape: shape.name)
+def shape(request: pytest.FixtureRequest) -> Shape:
+    chosen: Shape = request.param
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def planned(build: Path, shape: Shape, tmp_path_factory: pytest.TempPathFactory) -> Planned:
+    """`kdump-build layout` of the build for one captured guest (once per shape)."""
+    return offline_layout(build, shape.name, tmp_path_factory.mktemp("layout"))
+
+
+def test_device_tree_read_by_fdtget_and_dtc(
+    build: Path, shape: Shape, planned: Planned, tmp_path: Path
+) -> None:
+    initrd_mem, _, initrd = planned.segment("initrd")
+    header_mem, _, header = planned.segment("elfcorehdr")
+    _, _, dtb_bytes = planned.segment("dtb")
+    dtb = tmp_path / "capture.dtb"
+    dtb.write_bytes(dtb_bytes)
+    subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dtb", "-o", "/dev/null", str(dtb)], check=True)
+    assert fdtget(dtb, "bootargs") == (build / "cmdline.txt").read_text().strip()
+    # Both crash ranges, the one the segments are in first (drivers/of/fdt.c caps to rgn[0]).
+    assert fdtget(dtb, "linux,usable-memory-range", "-tx") == two_cell_pairs(shape.crash)
+    assert fdtget(dtb, "linux,elfcorehdr", "-tx") == two_cell_pairs(((header_mem, len(header)),))
+    start = int(fdtget(dtb, "linux,initrd-start", "-tx").replace(" ", ""), 16)
+    end = int(fdtget(dtb, "linux,initrd-end", "-tx").replace(" ", ""), 16)
+    assert (start, end) == (initrd_mem, initrd_mem + len(initrd))
+    assert not {"kaslr-seed", "rng-seed"} & fdt_properties(dtb)  # offline: no seeds
+    # The rest of the booted tree is kept: OpenSBI's range stays reserved for the capture kernel.
+    reserved = fdtget(dtb, "reg", "-tx", node="/reserved-memory/mmode_resv0@80000000")
+    assert reserved == two_cell_pairs(((OPENSBI[0], OPENSBI[1] - OPENSBI[0]),))
+
+
+def test_placement_beside_kexec_tools_and_the_digest_holds(shape: Shape, planned: Planned) -> None:
+    main_start, main_size = shape.crash[0]
+    assert planned.document["crash_region"] == {
+        "start": main_start, "end": main_start + main_size, "size": main_size
+    }  # fmt: skip
+    kernel_mem, kernel_memsz, _ = planned.segment("kernel")
+    image_size = planned.document["details"]["kernel_image"]["image_size"]  # type: ignore[index]
+    assert (kernel_mem, kernel_memsz) == (main_start, image_size)
+    # The initrd after the PMD-rounded image the capture kernel reserves (arch/riscv/mm/init.c).
+    assert planned.segment("initrd")[0] == align_up(main_start + image_size, 2 * MiB)
+    header_mem, header_memsz, _ = planned.segment("elfcorehdr")
+    assert header_mem + header_memsz == main_start + main_size  # the last page(s)
+    oracle = (ORACLE / shape.name / "kexec-p-d.txt").read_text()
+    if "Memory for crashkernel is not reserved" in oracle:
+        # kexec-tools 2.0.32 wants exactly one "Crash kernel" range and refuses this guest.
+        assert len(shape.crash) == 2
+    else:
+        theirs = kexec_tools_segments(oracle)
+        assert theirs[0] == (kernel_mem, kernel_memsz)  # the same kernel placement
+        assert theirs[-1] == (header_mem, header_memsz)  # the same ELF core header page
+    purgatory_mem, _, purgatory = planned.segment("purgatory")
+    assert planned.document["entry"] != kernel_mem  # our purgatory, not the kernel directly
+    loaded = load_riscv64_purgatory(purgatory_mem)
+    assert planned.document["entry"] == loaded.entry
+    covered = [planned.segment(name) for name in ("kernel", "initrd", "dtb", "elfcorehdr")]
+    digest = hashlib.sha256(b"".join(data + bytes(memsz - len(data)) for _, memsz, data in covered))
+    offset = loaded.symbol("purgatory_sha256_digest")[0] - purgatory_mem
+    assert purgatory[offset : offset + 32] == digest.digest()
+    assert digest.digest() == regions_digest([(mem, data, memsz) for mem, memsz, data in covered])
+    registers = loaded.symbol("purgatory_entry_regs")[0] - purgatory_mem
+    dtb_mem = planned.segment("dtb")[0]
+    assert purgatory[registers : registers + 16] == dtb_mem.to_bytes(8, "little") + (
+        kernel_mem.to_bytes(8, "little")
+    )  # a1 = our DTB, then the kernel
+    assert planned.document["flags"] == 0xF30001  # KEXEC_ON_CRASH | KEXEC_ARCH_RISCV (243 << 16)
+
+
+def test_elf_core_header_read_by_readelf(shape: Shape, planned: Planned, tmp_path: Path) -> None:
+    rows = readelf_segments(planned.segment("elfcorehdr")[2], tmp_path)
+    notes = [row for row in rows if row[0] == "NOTE"]
+    loads = [
+        (int(row[2], 16), int(row[3], 16), int(row[5], 16)) for row in rows if row[0] == "LOAD"
+    ]
+    assert len(notes) == shape.cpus + 1  # one per possible CPU, then vmcoreinfo
+    oracle = vmcoreinfo_items(ORACLE / shape.name / "vmcoreinfo.txt")
+    kallsyms = {
+        name: int(address, 16)
+        for address, _, name in (
+            line.split()
+            for line in (ORACLE / shape.name / "kallsyms-text.txt").read_text().splitlines()
+        )
+    }
+    text_vaddr, text_paddr, text_size = loads[0]
+    assert text_vaddr == kallsyms["_text"]
+    assert text_vaddr + text_size == kallsyms["_end"]
+    assert text_vaddr - text_paddr == int(oracle["NUMBER(va_kernel_pa_offset)"], 16)
+    linear = int(oracle["NUMBER(PAGE_OFFSET)"], 16) - int(oracle["NUMBER(phys_ram_base)"])
+    # Every RAM range but the crash ranges and OpenSBI's: makedumpfile cannot read the latter.
+    assert [(paddr, paddr + size) for _, paddr, size in loads[1:]] == list(shape.ram)
+    assert all(vaddr == (linear + paddr) % (1 << 64) for vaddr, paddr, _ in loads[1:])
+
+
+def test_layout_is_reproducible(
+    build: Path, shape: Shape, planned: Planned, tmp_path: Path
+) -> None:
+    again = offline_layout(build, shape.name, tmp_path)
+    assert again.document == planned.document
+    for entry in planned.document["segments"]:  # type: ignore[attr-defined]
+        assert (again.outdir / entry["blob"]).read_bytes() == (
+            planned.outdir / entry["blob"]
+        ).read_bytes()
+
+
+def test_without_the_device_tree_the_layout_says_what_is_missing(
+    build: Path, tmp_path: Path
+) -> None:
+    outdir = tmp_path / "out"
+    subprocess.run(["cp", "-a", str(build), str(outdir)], check=True)
+    iomem = DATA / "sysfs" / SHAPES[0].name / "proc" / "iomem"
+    result = run_cli("layout", str(outdir), "--iomem", str(iomem))
+    assert result.returncode == 2
+    error = result.stderr.strip()
+    assert error.startswith("kdump-build: error: the riscv64 layout needs the device tree")
+    assert len(error.splitlines()) == 1
+    assert not (outdir / "layout.json").exists()

@@ -1,0 +1,174 @@
+"""riscv64 end to end on real parts: our loader in a QEMU virt guest, sysrq crash, dump checked.
+
+The guest is Debian 13's riscv64 kernel (6.12: no kexec_file_load, and
+Debian 13 has no kexec-tools for riscv64 at all) under qemu-system-riscv64
+-M virt (TCG, OpenSBI). It runs our own `kdump-build load` on Debian 13's
+python3.13 and its own python3-typer, -zstandard, -libarchive-c and -lz4
+(tests/support/guestroot.py), so the capture kernel starts through our
+purgatory, our device tree and our ELF core header; our initrd saves the
+dump; the host reads it with Debian 13's riscv64 makedumpfile under
+qemu-riscv64. One boot serves the positive tests; the negative one corrupts
+a segment and reads the parked hart's program counter through QEMU's monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from builder.arch import Arch
+from builder.kexec.purgatory.riscv64 import load_riscv64_purgatory
+from tests.conftest import run_cli
+from tests.support.paths import REPO
+from tests.vm import loader_guest
+from tests.vm.loader_guest import GUEST_OUTDIR, GuestCrash
+
+pytestmark = pytest.mark.vm
+
+RECIPE = REPO / "recipes" / "qemu-riscv64.toml"
+APPEND = "crashkernel=256M"
+CRASH_REGION_KIB = 256 * 1024
+FAREWELL = "Bye..."  # arch/riscv/kernel/machine_kexec.c, the crashed kernel's last line
+SIE = 1 << 1  # sstatus/mstatus.SIE: supervisor interrupts enabled
+
+LOAD_AND_CRASH = f"""
+kdump_build status
+if kdump_build load {GUEST_OUTDIR} --method file; then
+    echo "main: file load worked"
+else
+    echo "main: file load refused"
+fi
+if kdump_build load {GUEST_OUTDIR} --method auto --show; then
+    echo "main: load finished"
+else
+    echo "main: load failed"
+    poweroff -f
+fi
+echo "main: kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+kdump_build status
+echo c > /proc/sysrq-trigger
+echo "main: still alive after sysrq crash"
+"""
+
+
+@pytest.fixture(scope="module")
+def riscv64_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """recipes/qemu-riscv64.toml built on this (amd64) host from Debian 13's packages."""
+    outdir = tmp_path_factory.mktemp("riscv64") / "out"
+    result = run_cli(str(RECIPE), "-o", str(outdir), "--json")
+    assert result.returncode == 0, result.stderr
+    return outdir, json.loads(result.stdout)["kernel"]
+
+
+@pytest.fixture(scope="module")
+def crash(riscv64_build: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> GuestCrash:
+    outdir, kernel = riscv64_build
+    work = tmp_path_factory.mktemp("riscv64-crash")
+    return loader_guest.crash_cycle(Arch.RISCV64, outdir, kernel, LOAD_AND_CRASH, work,
+                                    append=APPEND, timeout=600)  # fmt: skip
+
+
+def test_auto_takes_our_segments_and_says_why(crash: GuestCrash) -> None:
+    console = crash.boot.console
+    reason = "kexec_file_load is absent (ENOSYS: the kernel has no CONFIG_KEXEC_FILE)"
+    assert f"{reason}: using kexec_load with our segments" in console, console[-5000:]
+    assert "main: load finished" in console
+    assert "loaded 5 segments with kexec_load" in console
+    assert "main: kexec_crash_loaded=1" in console
+    assert "--method auto would use: segments" in console
+
+
+def test_file_method_is_refused_where_the_kernel_lacks_it(crash: GuestCrash) -> None:
+    console = crash.boot.console
+    assert "kexec_file_load: ENOSYS" in console, console[-5000:]
+    assert "main: file load refused" in console
+
+
+def test_capture_kernel_boots_through_our_purgatory_and_device_tree(
+    crash: GuestCrash, riscv64_build: tuple[Path, str]
+) -> None:
+    outdir, kernel = riscv64_build
+    console = crash.boot.console
+    # machine_kexec: the kernel enters our purgatory with a1 = our DTB segment.
+    purgatory = loader_guest.shown_segment(console, "purgatory")
+    entry = load_riscv64_purgatory(purgatory).entry
+    assert f"Will call new kernel at {entry:08x} from hart id 0" in console, console[-3000:]
+    assert f"FDT image at {loader_guest.shown_segment(console, 'dtb'):08x}" in console
+    captured = loader_guest.after_crash(console, FAREWELL)
+    assert f"Linux version {kernel}" in captured, captured[-3000:]
+    cmdline = (outdir / "cmdline.txt").read_text().strip()
+    assert f"Kernel command line: {cmdline}" in captured
+    # The ELF core header is where our layout put it, found through linux,elfcorehdr.
+    elfcorehdr = loader_guest.shown_segment(console, "elfcorehdr")
+    assert f"at {elfcorehdr:#x} for elfcorehdr" in captured
+    # linux,usable-memory-range: the capture kernel's memory is exactly the crash region.
+    memory = re.search(r"Memory: \d+K/(\d+)K available", captured)
+    assert memory and int(memory.group(1)) == CRASH_REGION_KIB, memory
+    assert "kdump: dump saved to" in captured
+
+
+def test_dump_is_read_by_riscv64_makedumpfile(
+    crash: GuestCrash, riscv64_build: tuple[Path, str]
+) -> None:
+    assert crash.boot.returncode == 0, crash.boot.console[-4000:]
+    assert len(crash.vmcores) == 1, crash.vmcores
+    log = loader_guest.dump_dmesg(crash.root, crash.vmcores[0], crash.work / "dmesg.txt")
+    assert "sysrq triggered crash" in log
+    assert f"Linux version {riscv64_build[1]}" in log
+
+
+# After "Bye..." the purgatory hashes ~35 MiB under TCG; a passing capture
+# kernel prints its banner within seconds.
+PARK_GRACE_SECONDS = 150
+
+
+def test_corrupted_segment_parks_the_hart_in_purgatory_halt(
+    riscv64_build: tuple[Path, str], tmp_path: Path
+) -> None:
+    outdir, kernel = riscv64_build
+    body = LOAD_AND_CRASH.replace(
+        "--method auto --show", "--method segments --show --testing-corrupt-segment initrd"
+    )
+    monitor = tmp_path / "monitor.sock"
+    parked: list[dict[str, int]] = []
+    crashed_at: list[float] = []
+
+    def stop(console: str, _idle: float) -> str | None:
+        if FAREWELL not in console:
+            return None
+        crashed_at.append(time.monotonic())
+        if crashed_at[-1] - crashed_at[0] > PARK_GRACE_SECONDS:
+            return f"not parked in purgatory_halt {PARK_GRACE_SECONDS} s after the crash"
+        purgatory = load_riscv64_purgatory(loader_guest.shown_segment(console, "purgatory"))
+        halt, size = purgatory.symbol("purgatory_halt")
+        registers = loader_guest.riscv_registers(
+            loader_guest.monitor_command(monitor, "info registers")
+        )
+        if halt <= registers["pc"] < halt + size:
+            parked.append(registers | {"halt": halt, "halt_size": size})
+            return f"hart parked at {registers['pc']:#x} in purgatory_halt"
+        return None
+
+    crash = loader_guest.crash_cycle(
+        Arch.RISCV64, outdir, kernel, body, tmp_path, append=APPEND, monitor=monitor,
+        stop=stop, timeout=600,
+    )  # fmt: skip
+    console = crash.boot.console
+    assert "TESTING: corrupted segment 'initrd'" in console, console[-5000:]
+    assert "main: kexec_crash_loaded=1" in console
+    # Stopped by us while QEMU was still running, with the PC inside purgatory_halt.
+    assert parked, f"{crash.boot.stopped or 'QEMU exited'}:\n{console[-3000:]}"
+    assert crash.boot.returncode is None
+    state = parked[0]
+    print(f"{crash.boot.stopped}; purgatory_halt {state['halt']:#x}+{state['halt_size']:#x}; "
+          f"stvec {state['stvec']:#x} mstatus {state['mstatus']:#x}")  # fmt: skip
+    assert crash.boot.stopped == f"hart parked at {state['pc']:#x} in purgatory_halt"
+    assert state["stvec"] == state["halt"]  # any trap comes back to the halt
+    assert not state["mstatus"] & SIE  # interrupts off: wfi only sleeps
+    captured = loader_guest.after_crash(console, FAREWELL)
+    assert "Linux version" not in captured and "kdump:" not in captured
+    assert crash.vmcores == []
