@@ -8,9 +8,7 @@ the register hand-off of `purgatory_enter_kernel` seen by a C function.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import random
 import struct
 import subprocess
 from collections.abc import Sequence
@@ -33,6 +31,11 @@ from builder.kexec.purgatory.aarch64 import (
 from builder.kexec.purgatory.loader import load_purgatory
 from builder.kexec.purgatory.regions import regions_digest, regions_table
 from tests.support.paths import C_SOURCES, REPO
+from tests.support.purgatory_harness import (
+    check_purgatory_main,
+    check_sha256_against_hashlib,
+    run_harness,
+)
 
 SOURCES = REPO / "builder" / "kexec" / "purgatory"
 CROSS = "aarch64-linux-gnu-"
@@ -203,29 +206,13 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "harness"
 
 
-def _qemu(harness: Path, mode: str, stdin: bytes = b"") -> str:
-    result = subprocess.run([QEMU_USER, str(harness), mode], input=stdin, capture_output=True,
-                            timeout=300, check=True)  # fmt: skip
-    return result.stdout.decode()
-
-
 def test_sha256_matches_hashlib_on_random_inputs(harness: Path) -> None:
-    rng = random.Random(20240601)
-    lengths = [*range(130), 255, 256, 257, 4095, 4096, 4097, 65536, 1 << 20]
-    lengths += [rng.randrange(1, 300_000) for _ in range(40)]
-    messages = [rng.randbytes(length) for length in lengths]
-    stream = b"".join(struct.pack("<I", len(message)) + message for message in messages)
-    digests = _qemu(harness, "sha", stream).split()
-    assert digests == [hashlib.sha256(message).hexdigest() for message in messages]
+    check_sha256_against_hashlib(QEMU_USER, harness, 20240601)
 
 
 def test_purgatory_main_accepts_intact_and_rejects_one_changed_byte(harness: Path) -> None:
-    # The harness fills its two regions with these patterns and flips one byte of the second.
-    first = bytes((i * 7 + 3) & 0xFF for i in range(5000))
-    second = bytes((i * 13 + 5) & 0xFF for i in range(8192))
-    output = _qemu(harness, "main", hashlib.sha256(first + second).digest())
-    assert output.split() == ["intact=1", "corrupt=0", "backup=ok"]
+    check_purgatory_main(QEMU_USER, harness)
 
 
 def test_enter_kernel_hands_over_x0_and_zeros(harness: Path) -> None:
-    assert _qemu(harness, "enter").strip() == "x0=00000000fedcba98 x1=0 x2=0 x3=0"
+    assert run_harness(QEMU_USER, harness, "enter").strip() == "x0=00000000fedcba98 x1=0 x2=0 x3=0"

@@ -10,9 +10,7 @@ seen by a C function.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import random
 import struct
 import subprocess
 from collections.abc import Sequence
@@ -35,6 +33,11 @@ from builder.kexec.purgatory.riscv64 import (
     shipped_object,
 )
 from tests.support.paths import C_SOURCES, REPO
+from tests.support.purgatory_harness import (
+    check_purgatory_main,
+    check_sha256_against_hashlib,
+    run_harness,
+)
 
 SOURCES = REPO / "builder" / "kexec" / "purgatory"
 CROSS = "riscv64-linux-gnu-"
@@ -293,29 +296,13 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "harness"
 
 
-def _qemu(harness: Path, mode: str, stdin: bytes = b"") -> str:
-    result = subprocess.run([QEMU_USER, str(harness), mode], input=stdin, capture_output=True,
-                            timeout=300, check=True)  # fmt: skip
-    return result.stdout.decode()
-
-
 def test_sha256_matches_hashlib_on_random_inputs(harness: Path) -> None:
-    rng = random.Random(20261201)
-    lengths = [*range(130), 255, 256, 257, 4095, 4096, 4097, 65536, 1 << 20]
-    lengths += [rng.randrange(1, 300_000) for _ in range(40)]
-    messages = [rng.randbytes(length) for length in lengths]
-    stream = b"".join(struct.pack("<I", len(message)) + message for message in messages)
-    digests = _qemu(harness, "sha", stream).split()
-    assert digests == [hashlib.sha256(message).hexdigest() for message in messages]
+    check_sha256_against_hashlib(QEMU_USER, harness, 20261201)
 
 
 def test_purgatory_main_accepts_intact_and_rejects_one_changed_byte(harness: Path) -> None:
-    # The harness fills its two regions with these patterns and flips one byte of the second.
-    first = bytes((i * 7 + 3) & 0xFF for i in range(5000))
-    second = bytes((i * 13 + 5) & 0xFF for i in range(8192))
-    output = _qemu(harness, "main", hashlib.sha256(first + second).digest())
-    assert output.split() == ["intact=1", "corrupt=0", "backup=ok"]
+    check_purgatory_main(QEMU_USER, harness)
 
 
 def test_enter_kernel_keeps_the_hart_id_and_hands_over_the_dtb(harness: Path) -> None:
-    assert _qemu(harness, "enter").strip() == "a0=3 a1=0000001feedbeef8"
+    assert run_harness(QEMU_USER, harness, "enter").strip() == "a0=3 a1=0000001feedbeef8"
