@@ -31,6 +31,34 @@ GUEST_REPO = "/work/repo"
 GUEST_OUTDIR = "/work/out"
 _TAGS = {"root": "guestroot", "repo": "repo", "out": "out"}
 
+# The main side of the device-tree guests' crash tests: status, a refused `file`
+# load, our own load with its segment table, then the crash.
+LOAD_AND_CRASH = f"""
+kdump_build status
+if kdump_build load {GUEST_OUTDIR} --method file; then
+    echo "main: file load worked"
+else
+    echo "main: file load refused"
+fi
+if kdump_build load {GUEST_OUTDIR} --method auto --show; then
+    echo "main: load finished"
+else
+    echo "main: load failed"
+    poweroff -f
+fi
+echo "main: kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+kdump_build status
+echo c > /proc/sysrq-trigger
+echo "main: still alive after sysrq crash"
+"""
+# The same with the initrd segment corrupted after the purgatory's digest was taken.
+LOAD_CORRUPTED_AND_CRASH = LOAD_AND_CRASH.replace(
+    "--method auto --show", "--method segments --show --testing-corrupt-segment initrd"
+)
+# After the farewell the purgatory hashes ~36 MiB under TCG; a passing capture
+# kernel prints its banner within seconds.
+PARK_GRACE_SECONDS = 150
+
 LOADER_INIT = (
     harness.NINEP_PROLOGUE
     + """R=/mnt/root
@@ -199,3 +227,53 @@ def after_crash(console: str, farewell: str) -> str:
     """The console after the crashed kernel's last words before it jumps (`farewell`)."""
     assert farewell in console, console[-3000:]
     return console.split(farewell, 1)[1]
+
+
+@dataclass(frozen=True)
+class Parked:
+    """Where the CPU sat when the monitor found it inside purgatory_halt."""
+
+    pc: int
+    halt: tuple[int, int]  # purgatory_halt's address and size
+    registers: str  # the whole `info registers` dump
+
+
+def corrupted_crash_cycle(
+    arch: Arch,
+    outdir: Path,
+    kernel_version: str,
+    work: Path,
+    *,
+    append: str,
+    farewell: str,
+    halt_of: Callable[[int], tuple[int, int]],
+    pc_of: Callable[[str], int],
+) -> tuple[GuestCrash, Parked | None]:
+    """A crash cycle with a corrupted segment, stopped once the CPU is parked in purgatory_halt.
+
+    `halt_of(purgatory_mem)`: purgatory_halt's (address, size) for the purgatory
+    at the --show table's address; `pc_of(registers)`: the program counter in an
+    `info registers` dump. None: QEMU ended, or the CPU was not parked within
+    PARK_GRACE_SECONDS of `farewell` (the crashed kernel's last line).
+    """
+    monitor = work / "monitor.sock"
+    parked: list[Parked] = []
+    crashed_at: list[float] = []
+
+    def stop(console: str, _idle: float) -> str | None:
+        if farewell not in console:
+            return None
+        crashed_at.append(time.monotonic())
+        if crashed_at[-1] - crashed_at[0] > PARK_GRACE_SECONDS:
+            return f"not parked in purgatory_halt {PARK_GRACE_SECONDS} s after the crash"
+        halt, size = halt_of(shown_segment(console, "purgatory"))
+        registers = monitor_command(monitor, "info registers")
+        pc = pc_of(registers)
+        if halt <= pc < halt + size:
+            parked.append(Parked(pc, (halt, size), registers))
+            return f"CPU parked at {pc:#x} in purgatory_halt"
+        return None
+
+    crash = crash_cycle(arch, outdir, kernel_version, LOAD_CORRUPTED_AND_CRASH, work,
+                        append=append, monitor=monitor, stop=stop, timeout=600)  # fmt: skip
+    return crash, parked[0] if parked else None

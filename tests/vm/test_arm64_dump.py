@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -24,32 +23,13 @@ from builder.kexec.purgatory.aarch64 import load_aarch64_purgatory
 from tests.conftest import run_cli
 from tests.support.paths import REPO
 from tests.vm import loader_guest
-from tests.vm.loader_guest import GUEST_OUTDIR, GuestCrash
+from tests.vm.loader_guest import LOAD_AND_CRASH, GuestCrash
 
 pytestmark = pytest.mark.vm
 
 RECIPE = REPO / "recipes" / "qemu-arm64.toml"
 APPEND = "crashkernel=192M"
 CRASH_REGION_KIB = 192 * 1024
-
-LOAD_AND_CRASH = f"""
-kdump_build status
-if kdump_build load {GUEST_OUTDIR} --method file; then
-    echo "main: file load worked"
-else
-    echo "main: file load refused"
-fi
-if kdump_build load {GUEST_OUTDIR} --method auto --show; then
-    echo "main: load finished"
-else
-    echo "main: load failed"
-    poweroff -f
-fi
-echo "main: kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
-kdump_build status
-echo c > /proc/sysrq-trigger
-echo "main: still alive after sysrq crash"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -123,39 +103,14 @@ def test_dump_is_read_by_arm64_makedumpfile(
     assert f"Linux version {arm64_build[1]}" in log
 
 
-# After "Bye!" the purgatory hashes ~36 MiB uncached; a passing capture kernel
-# prints its banner within seconds under TCG.
-PARK_GRACE_SECONDS = 150
-
-
 def test_corrupted_segment_parks_the_cpu_in_purgatory_halt(
     arm64_build: tuple[Path, str], tmp_path: Path
 ) -> None:
     outdir, kernel = arm64_build
-    body = LOAD_AND_CRASH.replace(
-        "--method auto --show", "--method segments --show --testing-corrupt-segment initrd"
-    )
-    monitor = tmp_path / "monitor.sock"
-    parked: list[tuple[int, str, str]] = []
-    crashed_at: list[float] = []
-
-    def stop(console: str, _idle: float) -> str | None:
-        if "Bye!" not in console:
-            return None
-        crashed_at.append(time.monotonic())
-        if crashed_at[-1] - crashed_at[0] > PARK_GRACE_SECONDS:
-            return f"not parked in purgatory_halt {PARK_GRACE_SECONDS} s after the crash"
-        halt, size = load_aarch64_purgatory(_segment(console, "purgatory")).symbol("purgatory_halt")
-        registers = loader_guest.monitor_command(monitor, "info registers")
-        pc, level = loader_guest.program_counter(registers)
-        if halt <= pc < halt + size:
-            parked.append((pc, level, registers))
-            return f"CPU parked at {pc:#x} in purgatory_halt"
-        return None
-
-    crash = loader_guest.crash_cycle(
-        Arch.AARCH64, outdir, kernel, body, tmp_path, append=APPEND, monitor=monitor,
-        stop=stop, timeout=600,
+    crash, parked = loader_guest.corrupted_crash_cycle(
+        Arch.AARCH64, outdir, kernel, tmp_path, append=APPEND, farewell="Bye!",
+        halt_of=lambda mem: load_aarch64_purgatory(mem).symbol("purgatory_halt"),
+        pc_of=lambda registers: loader_guest.program_counter(registers)[0],
     )  # fmt: skip
     console = crash.boot.console
     assert "TESTING: corrupted segment 'initrd'" in console, console[-5000:]
@@ -163,9 +118,10 @@ def test_corrupted_segment_parks_the_cpu_in_purgatory_halt(
     # Stopped by us while QEMU was still running, with the PC inside purgatory_halt.
     assert parked, f"{crash.boot.stopped or 'QEMU exited'}:\n{console[-3000:]}"
     assert crash.boot.returncode is None
-    pc, level, registers = parked[0]
+    registers = parked.registers
+    _, level = loader_guest.program_counter(registers)
     print(f"{crash.boot.stopped}; {level}; " + " ".join(re.findall(r"PSTATE=\S+", registers)))
-    assert crash.boot.stopped == f"CPU parked at {pc:#x} in purgatory_halt"
+    assert crash.boot.stopped == f"CPU parked at {parked.pc:#x} in purgatory_halt"
     assert level == "EL1h", registers
     pstate = re.search(r"PSTATE=([0-9a-f]+)", registers)
     assert pstate and int(pstate.group(1), 16) & 0x3C0 == 0x3C0, registers  # DAIF masked

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from builder.kexec.purgatory.riscv64 import load_riscv64_purgatory
 from tests.conftest import run_cli
 from tests.support.paths import REPO
 from tests.vm import loader_guest
-from tests.vm.loader_guest import GUEST_OUTDIR, GuestCrash
+from tests.vm.loader_guest import LOAD_AND_CRASH, GuestCrash
 
 pytestmark = pytest.mark.vm
 
@@ -34,25 +33,6 @@ APPEND = "crashkernel=256M"
 CRASH_REGION_KIB = 256 * 1024
 FAREWELL = "Bye..."  # arch/riscv/kernel/machine_kexec.c, the crashed kernel's last line
 SIE = 1 << 1  # sstatus/mstatus.SIE: supervisor interrupts enabled
-
-LOAD_AND_CRASH = f"""
-kdump_build status
-if kdump_build load {GUEST_OUTDIR} --method file; then
-    echo "main: file load worked"
-else
-    echo "main: file load refused"
-fi
-if kdump_build load {GUEST_OUTDIR} --method auto --show; then
-    echo "main: load finished"
-else
-    echo "main: load failed"
-    poweroff -f
-fi
-echo "main: kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
-kdump_build status
-echo c > /proc/sysrq-trigger
-echo "main: still alive after sysrq crash"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -121,41 +101,14 @@ def test_dump_is_read_by_riscv64_makedumpfile(
     assert f"Linux version {riscv64_build[1]}" in log
 
 
-# After "Bye..." the purgatory hashes ~35 MiB under TCG; a passing capture
-# kernel prints its banner within seconds.
-PARK_GRACE_SECONDS = 150
-
-
 def test_corrupted_segment_parks_the_hart_in_purgatory_halt(
     riscv64_build: tuple[Path, str], tmp_path: Path
 ) -> None:
     outdir, kernel = riscv64_build
-    body = LOAD_AND_CRASH.replace(
-        "--method auto --show", "--method segments --show --testing-corrupt-segment initrd"
-    )
-    monitor = tmp_path / "monitor.sock"
-    parked: list[dict[str, int]] = []
-    crashed_at: list[float] = []
-
-    def stop(console: str, _idle: float) -> str | None:
-        if FAREWELL not in console:
-            return None
-        crashed_at.append(time.monotonic())
-        if crashed_at[-1] - crashed_at[0] > PARK_GRACE_SECONDS:
-            return f"not parked in purgatory_halt {PARK_GRACE_SECONDS} s after the crash"
-        purgatory = load_riscv64_purgatory(loader_guest.shown_segment(console, "purgatory"))
-        halt, size = purgatory.symbol("purgatory_halt")
-        registers = loader_guest.riscv_registers(
-            loader_guest.monitor_command(monitor, "info registers")
-        )
-        if halt <= registers["pc"] < halt + size:
-            parked.append(registers | {"halt": halt, "halt_size": size})
-            return f"hart parked at {registers['pc']:#x} in purgatory_halt"
-        return None
-
-    crash = loader_guest.crash_cycle(
-        Arch.RISCV64, outdir, kernel, body, tmp_path, append=APPEND, monitor=monitor,
-        stop=stop, timeout=600,
+    crash, parked = loader_guest.corrupted_crash_cycle(
+        Arch.RISCV64, outdir, kernel, tmp_path, append=APPEND, farewell=FAREWELL,
+        halt_of=lambda mem: load_riscv64_purgatory(mem).symbol("purgatory_halt"),
+        pc_of=lambda registers: loader_guest.riscv_registers(registers)["pc"],
     )  # fmt: skip
     console = crash.boot.console
     assert "TESTING: corrupted segment 'initrd'" in console, console[-5000:]
@@ -163,11 +116,12 @@ def test_corrupted_segment_parks_the_hart_in_purgatory_halt(
     # Stopped by us while QEMU was still running, with the PC inside purgatory_halt.
     assert parked, f"{crash.boot.stopped or 'QEMU exited'}:\n{console[-3000:]}"
     assert crash.boot.returncode is None
-    state = parked[0]
-    print(f"{crash.boot.stopped}; purgatory_halt {state['halt']:#x}+{state['halt_size']:#x}; "
+    state = loader_guest.riscv_registers(parked.registers)
+    halt, size = parked.halt
+    print(f"{crash.boot.stopped}; purgatory_halt {halt:#x}+{size:#x}; "
           f"stvec {state['stvec']:#x} mstatus {state['mstatus']:#x}")  # fmt: skip
-    assert crash.boot.stopped == f"hart parked at {state['pc']:#x} in purgatory_halt"
-    assert state["stvec"] == state["halt"]  # any trap comes back to the halt
+    assert crash.boot.stopped == f"CPU parked at {parked.pc:#x} in purgatory_halt"
+    assert state["stvec"] == halt  # any trap comes back to the halt
     assert not state["mstatus"] & SIE  # interrupts off: wfi only sleeps
     captured = loader_guest.after_crash(console, FAREWELL)
     assert "Linux version" not in captured and "kdump:" not in captured
