@@ -85,3 +85,32 @@ def vmcoreinfo_items(path: Path) -> dict[str, str]:
     """KEY=VALUE lines of a VMCOREINFO text."""
     lines = path.read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def build_recipe(recipe: Path, outdir: Path) -> Path:
+    """`kdump-build RECIPE -o OUTDIR` on this host; OUTDIR."""
+    result = run_cli(str(recipe), "-o", str(outdir))
+    assert result.returncode == 0, result.stderr
+    return outdir
+
+
+def assert_reproducible(build: Path, fixture: str, planned: Planned, tmp: Path) -> None:
+    """A second offline layout of the same build and guest gives the same document and blobs."""
+    again = offline_layout(build, fixture, tmp)
+    assert again.document == planned.document
+    for entry in planned.document["segments"]:  # type: ignore[attr-defined]
+        ours, theirs = again.outdir / entry["blob"], planned.outdir / entry["blob"]
+        assert ours.read_bytes() == theirs.read_bytes()
+
+
+def assert_device_tree_required(build: Path, fixture: str, tmp: Path, layout_name: str) -> None:
+    """Without --sysfs (so no booted DTB) the layout fails in one line and writes nothing."""
+    outdir = tmp / "out"
+    subprocess.run(["cp", "-a", str(build), str(outdir)], check=True)
+    iomem = DATA / "sysfs" / fixture / "proc" / "iomem"
+    result = run_cli("layout", str(outdir), "--iomem", str(iomem))
+    assert result.returncode == 2
+    error = result.stderr.strip()
+    assert error.startswith(f"kdump-build: error: the {layout_name} layout needs the device tree")
+    assert len(error.splitlines()) == 1
+    assert not (outdir / "layout.json").exists()

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.arch import Arch, host_arch
 from builder.kexec.purgatory.aarch64 import load_aarch64_purgatory
 from builder.kexec.purgatory.regions import regions_digest
-from tests.conftest import run_cli
 from tests.support.layouts import (
     Planned,
+    assert_device_tree_required,
+    assert_reproducible,
+    build_recipe,
     fdt_properties,
     fdtget,
     kexec_tools_segments,
@@ -58,10 +59,7 @@ SHAPES = (
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    outdir = tmp_path_factory.mktemp("arm64-build") / "out"
-    result = run_cli(str(RECIPE), "-o", str(outdir))
-    assert result.returncode == 0, result.stderr
-    return outdir
+    return build_recipe(RECIPE, tmp_path_factory.mktemp("arm64-build") / "out")
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda shape: shape.name)
@@ -135,33 +133,10 @@ def test_elf_core_header_read_by_readelf(shape: Shape, planned: Planned, tmp_pat
 def test_layout_is_reproducible(
     build: Path, shape: Shape, planned: Planned, tmp_path: Path
 ) -> None:
-    again = offline_layout(build, shape.name, tmp_path)
-    assert again.document == planned.document
-    for entry in planned.document["segments"]:  # type: ignore[attr-defined]
-        assert (again.outdir / entry["blob"]).read_bytes() == (
-            planned.outdir / entry["blob"]
-        ).read_bytes()
+    assert_reproducible(build, shape.name, planned, tmp_path)
 
 
 def test_without_the_device_tree_the_layout_says_what_is_missing(
     build: Path, tmp_path: Path
 ) -> None:
-    outdir = tmp_path / "out"
-    subprocess.run(["cp", "-a", str(build), str(outdir)], check=True)
-    iomem = DATA / "sysfs" / SHAPES[0].name / "proc" / "iomem"
-    result = run_cli("layout", str(outdir), "--iomem", str(iomem))
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("kdump-build: error: the arm64 layout needs the device")
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not (outdir / "layout.json").exists()
-
-
-def test_load_refuses_a_build_for_another_machine_before_reading_its_sysfs(build: Path) -> None:
-    host = host_arch()
-    assert host is not Arch.AARCH64, "this test needs a host that is not arm64 (CI is amd64)"
-    result = run_cli("load", str(build), "--method", "segments")
-    assert result.returncode == 2
-    assert result.stderr == (
-        f"kdump-build: error: load: the crash kernel is built for aarch64, this machine is "
-        f"{host.value}\n"
-    )
+    assert_device_tree_required(build, SHAPES[0].name, tmp_path, "arm64")

@@ -23,9 +23,11 @@ import pytest
 from builder.kexec.purgatory.regions import regions_digest
 from builder.kexec.purgatory.riscv64 import load_riscv64_purgatory
 from builder.units import MiB, align_up
-from tests.conftest import run_cli
 from tests.support.layouts import (
     Planned,
+    assert_device_tree_required,
+    assert_reproducible,
+    build_recipe,
     fdt_properties,
     fdtget,
     kexec_tools_segments,
@@ -64,10 +66,7 @@ SHAPES = (
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """recipes/qemu-riscv64.toml built on this (amd64) host from Debian 13's packages."""
-    outdir = tmp_path_factory.mktemp("riscv64-build") / "out"
-    result = run_cli(str(RECIPE), "-o", str(outdir))
-    assert result.returncode == 0, result.stderr
-    return outdir
+    return build_recipe(RECIPE, tmp_path_factory.mktemp("riscv64-build") / "out")
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda shape: shape.name)
@@ -169,23 +168,10 @@ def test_elf_core_header_read_by_readelf(shape: Shape, planned: Planned, tmp_pat
 def test_layout_is_reproducible(
     build: Path, shape: Shape, planned: Planned, tmp_path: Path
 ) -> None:
-    again = offline_layout(build, shape.name, tmp_path)
-    assert again.document == planned.document
-    for entry in planned.document["segments"]:  # type: ignore[attr-defined]
-        assert (again.outdir / entry["blob"]).read_bytes() == (
-            planned.outdir / entry["blob"]
-        ).read_bytes()
+    assert_reproducible(build, shape.name, planned, tmp_path)
 
 
 def test_without_the_device_tree_the_layout_says_what_is_missing(
     build: Path, tmp_path: Path
 ) -> None:
-    outdir = tmp_path / "out"
-    subprocess.run(["cp", "-a", str(build), str(outdir)], check=True)
-    iomem = DATA / "sysfs" / SHAPES[0].name / "proc" / "iomem"
-    result = run_cli("layout", str(outdir), "--iomem", str(iomem))
-    assert result.returncode == 2
-    error = result.stderr.strip()
-    assert error.startswith("kdump-build: error: the riscv64 layout needs the device tree")
-    assert len(error.splitlines()) == 1
-    assert not (outdir / "layout.json").exists()
+    assert_device_tree_required(build, SHAPES[0].name, tmp_path, "riscv64")
