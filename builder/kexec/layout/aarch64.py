@@ -43,17 +43,20 @@ from builder.kexec.layout.core import (
     check_layout,
     segments_for_digest,
 )
-from builder.kexec.layout.devicetree import capture_device_tree
 from builder.kexec.layout.elfcore import elf_core_header
 from builder.kexec.layout.fdtboot import (
     DeviceTreeDetails,
-    booted_device_tree,
+    DeviceTreePlacement,
     capture_bootargs,
+    capture_dtb,
+    last_pages,
     page_segment,
+    place_purgatory,
+    usable_ranges,
 )
 from builder.kexec.memmap import MemoryMap, Range
 from builder.kexec.purgatory.aarch64 import build_aarch64_purgatory, load_aarch64_purgatory
-from builder.units import PAGE_SIZE, GiB, MiB, align_down, align_up, page_up
+from builder.units import GiB, MiB, align_down, align_up, page_up
 
 __all__ = ["ARCH", "COMMAND_LINE_SIZE", "Aarch64Details", "ImageFields", "plan"]
 
@@ -115,12 +118,9 @@ def _kernel(inputs: LayoutInputs) -> _Kernel:
     return _Kernel(image.loadable, header, fields)
 
 
-@dataclass(frozen=True)
-class _Placement:
-    kernel: Range
-    initrd: Range  # the initrd's own bytes; its segment is page rounded
-    elfcorehdr: Range  # the header's own bytes; its segment is page rounded
-    usable: tuple[Range, ...]
+@dataclass(frozen=True, kw_only=True)
+class _Placement(DeviceTreePlacement):
+    kernel: Range  # initrd and elfcorehdr: their own bytes; their segments are page rounded
     dump: tuple[Range, ...]
 
 
@@ -149,29 +149,16 @@ def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Plac
         raise LayoutError(
             f"segment 'initrd': {initrd} leaves the kernel's 32 GiB window (ends {window_end:#x})"
         )
-    header_start = region.end - page_up(elfcorehdr_size)
-    elfcorehdr = Range(header_start, header_start + elfcorehdr_size)
-    others = [piece for piece in memory.crash_ranges() if piece != region]
-    return _Placement(kernel_range, initrd, elfcorehdr, (region, *others),
-                      memory.ram_minus_crash())  # fmt: skip
+    return _Placement(kernel=kernel_range, initrd=initrd,
+                      elfcorehdr=last_pages(region, elfcorehdr_size),
+                      usable=usable_ranges(memory), dump=memory.ram_minus_crash())  # fmt: skip
 
 
 def _payload_segments(
     inputs: LayoutInputs, kernel: _Kernel, placed: _Placement, header: bytes, cmdline: str
 ) -> list[KexecSegment]:
     """Every segment but the purgatory, whose digest covers them (the DTB names the rest)."""
-    booted, source = booted_device_tree(inputs, "arm64")
-    dtb = capture_device_tree(
-        booted,
-        source=source,
-        bootargs=cmdline,
-        elfcorehdr=placed.elfcorehdr,
-        usable=placed.usable,
-        initrd=placed.initrd,
-        seeds=inputs.options.seeds,
-    )
-    if len(dtb) > _DTB_MAX:
-        raise LayoutError(f"segment 'dtb': {len(dtb)} bytes, booting.rst allows 2 MiB")
+    dtb = capture_dtb(inputs, "arm64", cmdline, placed, _DTB_MAX)  # booting.rst: 2 MiB
     dtb_start = align_up(page_up(placed.initrd.end), _DTB_ALIGN)
     return [
         KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data),
@@ -179,19 +166,6 @@ def _payload_segments(
         page_segment("dtb", dtb_start, dtb),
         page_segment("elfcorehdr", placed.elfcorehdr.start, header),
     ]
-
-
-def _place_purgatory(after: int, placed: _Placement, region: Range) -> int:
-    """The purgatory's address: after the DTB, aligned, below the ELF core header."""
-    probe = load_aarch64_purgatory(0)
-    start = align_up(page_up(after), max(PAGE_SIZE, probe.alignment))
-    end = start + page_up(probe.memsz)
-    if end > placed.elfcorehdr.start:
-        raise LayoutError(
-            f"the crash region {region} is too small: kernel, initrd, dtb and purgatory end at "
-            f"{end:#x}, the ELF core header starts at {placed.elfcorehdr.start:#x}"
-        )
-    return start
 
 
 def plan(inputs: LayoutInputs) -> Layout:
@@ -210,7 +184,9 @@ def plan(inputs: LayoutInputs) -> Layout:
     cmdline = capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
     segments = _payload_segments(inputs, kernel, placed, header, cmdline)
     dtb = segments[2]
-    purgatory_start = _place_purgatory(dtb.mem + dtb.bufsz, placed, region)
+    probe = load_aarch64_purgatory(0)
+    purgatory_start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
+                                      placed.elfcorehdr.start, region)  # fmt: skip
     purgatory = build_aarch64_purgatory(
         purgatory_start, segments_for_digest(segments), kernel_entry=placed.kernel.start,
         dtb=dtb.mem,

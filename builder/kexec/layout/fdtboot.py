@@ -13,10 +13,20 @@ from dataclasses import dataclass
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo
 from builder.kexec.layout.core import KexecSegment, LayoutDetails, LayoutInputs
-from builder.kexec.memmap import Range
-from builder.units import page_up
+from builder.kexec.layout.devicetree import capture_device_tree
+from builder.kexec.memmap import MemoryMap, Range
+from builder.units import PAGE_SIZE, align_up, page_up
 
-__all__ = ["DeviceTreeDetails", "booted_device_tree", "capture_bootargs", "page_segment"]
+__all__ = [
+    "DeviceTreeDetails",
+    "booted_device_tree",
+    "capture_bootargs",
+    "capture_dtb",
+    "last_pages",
+    "page_segment",
+    "place_purgatory",
+    "usable_ranges",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,3 +98,68 @@ def page_segment(name: str, start: int, data: bytes) -> KexecSegment:
     4096
     """
     return KexecSegment(name, start, page_up(len(data)), data)
+
+
+def usable_ranges(memory: MemoryMap) -> tuple[Range, ...]:
+    """linux,usable-memory-range: the crash region the segments are in first (the capture
+    kernel caps its memory to the first range, drivers/of/fdt.c), then every other one."""
+    region = memory.crash_region()
+    return (region, *(piece for piece in memory.crash_ranges() if piece != region))
+
+
+def last_pages(region: Range, size: int) -> Range:
+    """`size` bytes at the start of the last whole pages of `region` (the ELF core header's).
+
+    >>> last_pages(Range(0x1000, 0x5000), 0x158)
+    Range(start=16384, end=16728)
+    """
+    start = region.end - page_up(size)
+    return Range(start, start + size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceTreePlacement:
+    """What the capture kernel's /chosen points at."""
+
+    elfcorehdr: Range
+    usable: tuple[Range, ...]
+    initrd: Range
+
+
+def capture_dtb(
+    inputs: LayoutInputs, layout_name: str, cmdline: str, placed: DeviceTreePlacement, limit: int
+) -> bytes:
+    """The booted DTB with /chosen edited for the capture kernel, at most `limit` bytes."""
+    booted, source = booted_device_tree(inputs, layout_name)
+    dtb = capture_device_tree(
+        booted,
+        source=source,
+        bootargs=cmdline,
+        elfcorehdr=placed.elfcorehdr,
+        usable=placed.usable,
+        initrd=placed.initrd,
+        seeds=inputs.options.seeds,
+    )
+    if len(dtb) > limit:
+        raise LayoutError(f"segment 'dtb': {len(dtb)} bytes, the kernel maps at most {limit}")
+    return dtb
+
+
+def place_purgatory(after: int, alignment: int, memsz: int, below: int, region: Range) -> int:
+    """The purgatory's address: after `after`, aligned, ending at or below `below`.
+
+    >>> hex(place_purgatory(0x1800, 16, 0x1810, 0x10000, Range(0, 0x10000)))
+    '0x2000'
+    >>> place_purgatory(0xF000, 16, 0x1810, 0x10000, Range(0, 0x10000))
+    Traceback (most recent call last):
+    ...
+    builder.errors.LayoutError: the crash region ... is too small: kernel, initrd, dtb and ...
+    """
+    start = align_up(page_up(after), max(PAGE_SIZE, alignment))
+    end = start + page_up(memsz)
+    if end > below:
+        raise LayoutError(
+            f"the crash region {region} is too small: kernel, initrd, dtb and purgatory end at "
+            f"{end:#x}, the ELF core header starts at {below:#x}"
+        )
+    return start

@@ -53,17 +53,22 @@ from builder.kexec.layout.core import (
     check_layout,
     segments_for_digest,
 )
-from builder.kexec.layout.devicetree import capture_device_tree, firmware_reserved
+from builder.kexec.layout.devicetree import firmware_reserved
 from builder.kexec.layout.elfcore import elf_core_header
 from builder.kexec.layout.fdtboot import (
     DeviceTreeDetails,
+    DeviceTreePlacement,
     booted_device_tree,
     capture_bootargs,
+    capture_dtb,
+    last_pages,
     page_segment,
+    place_purgatory,
+    usable_ranges,
 )
 from builder.kexec.memmap import Range, subtract
 from builder.kexec.purgatory.riscv64 import build_riscv64_purgatory, load_riscv64_purgatory
-from builder.units import PAGE_SIZE, MiB, align_up, page_up
+from builder.units import MiB, align_up, page_up
 
 __all__ = ["ARCH", "COMMAND_LINE_SIZE", "ImageFields", "Riscv64Details", "plan"]
 
@@ -127,12 +132,9 @@ def _kernel(inputs: LayoutInputs) -> _Kernel:
     return _Kernel(image.loadable, fields)
 
 
-@dataclass(frozen=True)
-class _Placement:
-    kernel: Range
-    initrd: Range  # the initrd's own bytes; its segment is page rounded
-    elfcorehdr: Range  # the header's own bytes; its segment is page rounded
-    usable: tuple[Range, ...]
+@dataclass(frozen=True, kw_only=True)
+class _Placement(DeviceTreePlacement):
+    kernel: Range  # initrd and elfcorehdr: their own bytes; their segments are page rounded
 
 
 def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Placement:
@@ -142,11 +144,12 @@ def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Plac
     if not inputs.initrd:
         raise LayoutError("segment 'initrd': the initrd is empty")
     initrd_start = align_up(start + kernel.fields.image_size, _PMD_SIZE)
-    initrd = Range(initrd_start, initrd_start + len(inputs.initrd))
-    header_start = region.end - page_up(elfcorehdr_size)
-    elfcorehdr = Range(header_start, header_start + elfcorehdr_size)
-    others = [piece for piece in inputs.memory.crash_ranges() if piece != region]
-    return _Placement(kernel_range, initrd, elfcorehdr, (region, *others))
+    return _Placement(
+        kernel=kernel_range,
+        initrd=Range(initrd_start, initrd_start + len(inputs.initrd)),
+        elfcorehdr=last_pages(region, elfcorehdr_size),
+        usable=usable_ranges(inputs.memory),
+    )
 
 
 def _dump_ranges(inputs: LayoutInputs) -> tuple[tuple[Range, ...], tuple[Range, ...]]:
@@ -159,18 +162,7 @@ def _dump_ranges(inputs: LayoutInputs) -> tuple[tuple[Range, ...], tuple[Range, 
 def _device_tree_segment(
     inputs: LayoutInputs, placed: _Placement, cmdline: str, kernel: _Kernel
 ) -> KexecSegment:
-    booted, source = booted_device_tree(inputs, ARCH.value)
-    dtb = capture_device_tree(
-        booted,
-        source=source,
-        bootargs=cmdline,
-        elfcorehdr=placed.elfcorehdr,
-        usable=placed.usable,
-        initrd=placed.initrd,
-        seeds=inputs.options.seeds,
-    )
-    if len(dtb) > _DTB_MAX:
-        raise LayoutError(f"segment 'dtb': {len(dtb)} bytes, the kernel maps at most 2 MiB")
+    dtb = capture_dtb(inputs, ARCH.value, cmdline, placed, _DTB_MAX)
     # The kernel takes the first FDT-looking segment as the DTB (machine_kexec_prepare).
     for name, data in (("kernel", kernel.data), ("initrd", inputs.initrd)):
         if data.startswith(_FDT_MAGIC):
@@ -179,19 +171,6 @@ def _device_tree_segment(
                 "the device tree"
             )
     return page_segment("dtb", page_up(placed.initrd.end), dtb)
-
-
-def _place_purgatory(after: int, placed: _Placement, region: Range) -> int:
-    """The purgatory's address: after the DTB, aligned, below the ELF core header."""
-    probe = load_riscv64_purgatory(0)
-    start = align_up(page_up(after), max(PAGE_SIZE, probe.alignment))
-    end = start + page_up(probe.memsz)
-    if end > placed.elfcorehdr.start:
-        raise LayoutError(
-            f"the crash region {region} is too small: kernel, initrd, dtb and purgatory end at "
-            f"{end:#x}, the ELF core header starts at {placed.elfcorehdr.start:#x}"
-        )
-    return start
 
 
 def plan(inputs: LayoutInputs) -> Layout:
@@ -213,7 +192,9 @@ def plan(inputs: LayoutInputs) -> Layout:
         dtb,
         page_segment("elfcorehdr", placed.elfcorehdr.start, header),
     ]
-    purgatory_start = _place_purgatory(dtb.mem + dtb.bufsz, placed, region)
+    probe = load_riscv64_purgatory(0)
+    purgatory_start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
+                                      placed.elfcorehdr.start, region)  # fmt: skip
     purgatory = build_riscv64_purgatory(
         purgatory_start, segments_for_digest(segments), kernel_entry=placed.kernel.start,
         dtb=dtb.mem,
