@@ -114,3 +114,24 @@ def assert_device_tree_required(build: Path, fixture: str, tmp: Path, layout_nam
     assert error.startswith(f"kdump-build: error: the {layout_name} layout needs the device tree")
     assert len(error.splitlines()) == 1
     assert not (outdir / "layout.json").exists()
+
+
+def check_capture_chosen(
+    build: Path, planned: Planned, crash: tuple[tuple[int, int], ...], tmp: Path
+) -> Path:
+    """The layout's DTB as dtc and fdtget read it: /chosen names the build's command line,
+    the `crash` ranges (start, size; the main one first), the ELF core header and the initrd,
+    and no seeds (offline). The DTB's path, for more checks."""
+    initrd_mem, _, initrd = planned.segment("initrd")
+    header_mem, _, header = planned.segment("elfcorehdr")
+    dtb = tmp / "capture.dtb"
+    dtb.write_bytes(planned.segment("dtb")[2])
+    subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dtb", "-o", "/dev/null", str(dtb)], check=True)
+    assert fdtget(dtb, "bootargs") == (build / "cmdline.txt").read_text().strip()
+    assert fdtget(dtb, "linux,usable-memory-range", "-tx") == two_cell_pairs(crash)
+    assert fdtget(dtb, "linux,elfcorehdr", "-tx") == two_cell_pairs(((header_mem, len(header)),))
+    start = int(fdtget(dtb, "linux,initrd-start", "-tx").replace(" ", ""), 16)
+    end = int(fdtget(dtb, "linux,initrd-end", "-tx").replace(" ", ""), 16)
+    assert (start, end) == (initrd_mem, initrd_mem + len(initrd))
+    assert not {"kaslr-seed", "rng-seed"} & fdt_properties(dtb)  # reproducible
+    return dtb

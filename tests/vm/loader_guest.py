@@ -277,3 +277,44 @@ def corrupted_crash_cycle(
     crash = crash_cycle(arch, outdir, kernel_version, LOAD_CORRUPTED_AND_CRASH, work,
                         append=append, monitor=monitor, stop=stop, timeout=600)  # fmt: skip
     return crash, parked[0] if parked else None
+
+
+def check_auto_load(console: str) -> None:
+    """`--method auto` took our segments and said why."""
+    reason = "kexec_file_load is absent (ENOSYS: the kernel has no CONFIG_KEXEC_FILE)"
+    assert f"{reason}: using kexec_load with our segments" in console, console[-5000:]
+    assert "main: load finished" in console
+    assert "loaded 5 segments with kexec_load" in console
+    assert "main: kexec_crash_loaded=1" in console
+    assert "--method auto would use: segments" in console
+
+
+def check_file_refused(console: str) -> None:
+    """`--method file` was refused: the kernel has no kexec_file_load (ENOSYS)."""
+    assert "kexec_file_load: ENOSYS" in console, console[-5000:]
+    assert "main: file load refused" in console
+
+
+def check_capture_boot(
+    console: str, outdir: Path, kernel_version: str, farewell: str, region_kib: int
+) -> None:
+    """The capture kernel booted with the build's command line, found the ELF core header
+    where the layout put it, had exactly the crash region (linux,usable-memory-range) and
+    saved the dump."""
+    captured = after_crash(console, farewell)
+    assert f"Linux version {kernel_version}" in captured, captured[-3000:]
+    cmdline = (outdir / "cmdline.txt").read_text().strip()
+    assert f"Kernel command line: {cmdline}" in captured
+    assert f"at {shown_segment(console, 'elfcorehdr'):#x} for elfcorehdr" in captured
+    memory = re.search(r"Memory: \d+K/(\d+)K available", captured)
+    assert memory and int(memory.group(1)) == region_kib, memory
+    assert "kdump: dump saved to" in captured
+
+
+def check_dump(crash: GuestCrash, kernel_version: str) -> None:
+    """One vmcore on the dump disk, whose log the guest architecture's makedumpfile reads."""
+    assert crash.boot.returncode == 0, crash.boot.console[-4000:]
+    assert len(crash.vmcores) == 1, crash.vmcores
+    log = dump_dmesg(crash.root, crash.vmcores[0], crash.work / "dmesg.txt")
+    assert "sysrq triggered crash" in log
+    assert f"Linux version {kernel_version}" in log

@@ -49,58 +49,31 @@ def crash(arm64_build: tuple[Path, str], tmp_path_factory: pytest.TempPathFactor
                                     append=APPEND)  # fmt: skip
 
 
-def _segment(console: str, name: str) -> int:
-    return loader_guest.shown_segment(console, name)
-
-
 def _after_crash(console: str) -> str:
     return loader_guest.after_crash(console, "Bye!")
 
 
 def test_auto_takes_our_segments_and_says_why(crash: GuestCrash) -> None:
-    console = crash.boot.console
-    reason = "kexec_file_load is absent (ENOSYS: the kernel has no CONFIG_KEXEC_FILE)"
-    assert f"{reason}: using kexec_load with our segments" in console, console[-5000:]
-    assert "main: load finished" in console
-    assert "loaded 5 segments with kexec_load" in console
-    assert "main: kexec_crash_loaded=1" in console
+    loader_guest.check_auto_load(crash.boot.console)
     # status after the load: how it was loaded, and why auto chose that.
-    assert "method: segments (auto: kernel lockdown is" in console
-    assert "--method auto would use: segments" in console
+    assert "method: segments (auto: kernel lockdown is" in crash.boot.console
 
 
 def test_file_method_is_refused_where_the_kernel_lacks_it(crash: GuestCrash) -> None:
-    console = crash.boot.console
-    assert "kexec_file_load: ENOSYS" in console, console[-5000:]
-    assert "main: file load refused" in console
+    loader_guest.check_file_refused(crash.boot.console)
 
 
 def test_capture_kernel_boots_through_our_purgatory_and_device_tree(
     crash: GuestCrash, arm64_build: tuple[Path, str]
 ) -> None:
     outdir, kernel = arm64_build
-    console = crash.boot.console
-    captured = _after_crash(console)
-    assert f"Linux version {kernel}" in captured, captured[-3000:]
-    cmdline = (outdir / "cmdline.txt").read_text().strip()
-    assert f"Kernel command line: {cmdline}" in captured
-    # The ELF core header is where our layout put it, found through linux,elfcorehdr.
-    elfcorehdr = _segment(console, "elfcorehdr")
-    assert f"at {elfcorehdr:#x} for elfcorehdr" in captured
-    # linux,usable-memory-range: the capture kernel's memory is exactly the crash region.
-    memory = re.search(r"Memory: \d+K/(\d+)K available", captured)
-    assert memory and int(memory.group(1)) == CRASH_REGION_KIB, memory
-    assert "kdump: dump saved to" in captured
+    loader_guest.check_capture_boot(crash.boot.console, outdir, kernel, "Bye!", CRASH_REGION_KIB)
 
 
 def test_dump_is_read_by_arm64_makedumpfile(
     crash: GuestCrash, arm64_build: tuple[Path, str]
 ) -> None:
-    assert crash.boot.returncode == 0, crash.boot.console[-4000:]
-    assert len(crash.vmcores) == 1, crash.vmcores
-    log = loader_guest.dump_dmesg(crash.root, crash.vmcores[0], crash.work / "dmesg.txt")
-    assert "sysrq triggered crash" in log
-    assert f"Linux version {arm64_build[1]}" in log
+    loader_guest.check_dump(crash, arm64_build[1])
 
 
 def test_corrupted_segment_parks_the_cpu_in_purgatory_halt(

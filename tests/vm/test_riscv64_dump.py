@@ -14,7 +14,6 @@ a segment and reads the parked hart's program counter through QEMU's monitor.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -53,19 +52,11 @@ def crash(riscv64_build: tuple[Path, str], tmp_path_factory: pytest.TempPathFact
 
 
 def test_auto_takes_our_segments_and_says_why(crash: GuestCrash) -> None:
-    console = crash.boot.console
-    reason = "kexec_file_load is absent (ENOSYS: the kernel has no CONFIG_KEXEC_FILE)"
-    assert f"{reason}: using kexec_load with our segments" in console, console[-5000:]
-    assert "main: load finished" in console
-    assert "loaded 5 segments with kexec_load" in console
-    assert "main: kexec_crash_loaded=1" in console
-    assert "--method auto would use: segments" in console
+    loader_guest.check_auto_load(crash.boot.console)
 
 
 def test_file_method_is_refused_where_the_kernel_lacks_it(crash: GuestCrash) -> None:
-    console = crash.boot.console
-    assert "kexec_file_load: ENOSYS" in console, console[-5000:]
-    assert "main: file load refused" in console
+    loader_guest.check_file_refused(crash.boot.console)
 
 
 def test_capture_kernel_boots_through_our_purgatory_and_device_tree(
@@ -74,31 +65,16 @@ def test_capture_kernel_boots_through_our_purgatory_and_device_tree(
     outdir, kernel = riscv64_build
     console = crash.boot.console
     # machine_kexec: the kernel enters our purgatory with a1 = our DTB segment.
-    purgatory = loader_guest.shown_segment(console, "purgatory")
-    entry = load_riscv64_purgatory(purgatory).entry
+    entry = load_riscv64_purgatory(loader_guest.shown_segment(console, "purgatory")).entry
     assert f"Will call new kernel at {entry:08x} from hart id 0" in console, console[-3000:]
     assert f"FDT image at {loader_guest.shown_segment(console, 'dtb'):08x}" in console
-    captured = loader_guest.after_crash(console, FAREWELL)
-    assert f"Linux version {kernel}" in captured, captured[-3000:]
-    cmdline = (outdir / "cmdline.txt").read_text().strip()
-    assert f"Kernel command line: {cmdline}" in captured
-    # The ELF core header is where our layout put it, found through linux,elfcorehdr.
-    elfcorehdr = loader_guest.shown_segment(console, "elfcorehdr")
-    assert f"at {elfcorehdr:#x} for elfcorehdr" in captured
-    # linux,usable-memory-range: the capture kernel's memory is exactly the crash region.
-    memory = re.search(r"Memory: \d+K/(\d+)K available", captured)
-    assert memory and int(memory.group(1)) == CRASH_REGION_KIB, memory
-    assert "kdump: dump saved to" in captured
+    loader_guest.check_capture_boot(console, outdir, kernel, FAREWELL, CRASH_REGION_KIB)
 
 
 def test_dump_is_read_by_riscv64_makedumpfile(
     crash: GuestCrash, riscv64_build: tuple[Path, str]
 ) -> None:
-    assert crash.boot.returncode == 0, crash.boot.console[-4000:]
-    assert len(crash.vmcores) == 1, crash.vmcores
-    log = loader_guest.dump_dmesg(crash.root, crash.vmcores[0], crash.work / "dmesg.txt")
-    assert "sysrq triggered crash" in log
-    assert f"Linux version {riscv64_build[1]}" in log
+    loader_guest.check_dump(crash, riscv64_build[1])
 
 
 def test_corrupted_segment_parks_the_hart_in_purgatory_halt(

@@ -12,7 +12,6 @@ placement, the guest's own VMCOREINFO note the kernel addresses.
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +24,10 @@ from tests.support.layouts import (
     assert_device_tree_required,
     assert_reproducible,
     build_recipe,
-    fdt_properties,
-    fdtget,
+    check_capture_chosen,
     kexec_tools_segments,
     offline_layout,
     readelf_segments,
-    two_cell_pairs,
     vmcoreinfo_items,
 )
 from tests.support.paths import DATA, REPO
@@ -77,19 +74,7 @@ def planned(build: Path, shape: Shape, tmp_path_factory: pytest.TempPathFactory)
 def test_device_tree_read_by_fdtget_and_dtc(
     build: Path, shape: Shape, planned: Planned, tmp_path: Path
 ) -> None:
-    initrd_mem, _, initrd = planned.segment("initrd")
-    header_mem, _, header = planned.segment("elfcorehdr")
-    _, _, dtb_bytes = planned.segment("dtb")
-    dtb = tmp_path / "capture.dtb"
-    dtb.write_bytes(dtb_bytes)
-    subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dtb", "-o", "/dev/null", str(dtb)], check=True)
-    assert fdtget(dtb, "bootargs") == (build / "cmdline.txt").read_text().strip()
-    assert fdtget(dtb, "linux,usable-memory-range", "-tx") == two_cell_pairs(shape.crash)
-    assert fdtget(dtb, "linux,elfcorehdr", "-tx") == two_cell_pairs(((header_mem, len(header)),))
-    start = int(fdtget(dtb, "linux,initrd-start", "-tx").replace(" ", ""), 16)
-    end = int(fdtget(dtb, "linux,initrd-end", "-tx").replace(" ", ""), 16)
-    assert (start, end) == (initrd_mem, initrd_mem + len(initrd))
-    assert not {"kaslr-seed", "rng-seed"} & fdt_properties(dtb)  # offline: no seeds, reproducible
+    check_capture_chosen(build, planned, shape.crash, tmp_path)
 
 
 def _kexec_tools_segments(shape: Shape) -> list[tuple[int, int]]:

@@ -14,7 +14,6 @@ VMCOREINFO note and kallsyms the kernel addresses.
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from tests.support.layouts import (
     assert_device_tree_required,
     assert_reproducible,
     build_recipe,
-    fdt_properties,
+    check_capture_chosen,
     fdtget,
     kexec_tools_segments,
     offline_layout,
@@ -84,20 +83,8 @@ def planned(build: Path, shape: Shape, tmp_path_factory: pytest.TempPathFactory)
 def test_device_tree_read_by_fdtget_and_dtc(
     build: Path, shape: Shape, planned: Planned, tmp_path: Path
 ) -> None:
-    initrd_mem, _, initrd = planned.segment("initrd")
-    header_mem, _, header = planned.segment("elfcorehdr")
-    _, _, dtb_bytes = planned.segment("dtb")
-    dtb = tmp_path / "capture.dtb"
-    dtb.write_bytes(dtb_bytes)
-    subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dtb", "-o", "/dev/null", str(dtb)], check=True)
-    assert fdtget(dtb, "bootargs") == (build / "cmdline.txt").read_text().strip()
     # Both crash ranges, the one the segments are in first (drivers/of/fdt.c caps to rgn[0]).
-    assert fdtget(dtb, "linux,usable-memory-range", "-tx") == two_cell_pairs(shape.crash)
-    assert fdtget(dtb, "linux,elfcorehdr", "-tx") == two_cell_pairs(((header_mem, len(header)),))
-    start = int(fdtget(dtb, "linux,initrd-start", "-tx").replace(" ", ""), 16)
-    end = int(fdtget(dtb, "linux,initrd-end", "-tx").replace(" ", ""), 16)
-    assert (start, end) == (initrd_mem, initrd_mem + len(initrd))
-    assert not {"kaslr-seed", "rng-seed"} & fdt_properties(dtb)  # offline: no seeds
+    dtb = check_capture_chosen(build, planned, shape.crash, tmp_path)
     # The rest of the booted tree is kept: OpenSBI's range stays reserved for the capture kernel.
     reserved = fdtget(dtb, "reg", "-tx", node="/reserved-memory/mmode_resv0@80000000")
     assert reserved == two_cell_pairs(((OPENSBI[0], OPENSBI[1] - OPENSBI[0]),))
