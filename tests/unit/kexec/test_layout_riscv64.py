@@ -13,12 +13,18 @@ VMCOREINFO note and kallsyms the kernel addresses.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from builder.arch import Arch
+from builder.errors import LayoutError
+from builder.kexec.layout.core import LayoutInputs
+from builder.kexec.layout.inputs import read_crash_info_for, read_firmware, read_iomem
+from builder.kexec.layout.riscv64 import plan
 from builder.kexec.purgatory.regions import regions_digest
 from builder.kexec.purgatory.riscv64 import load_riscv64_purgatory
 from builder.units import MiB, align_up
@@ -162,3 +168,47 @@ def test_without_the_device_tree_the_layout_says_what_is_missing(
     build: Path, tmp_path: Path
 ) -> None:
     assert_device_tree_required(build, SHAPES[0].name, tmp_path, "riscv64")
+
+
+def _inputs(build: Path, **changes: object) -> LayoutInputs:
+    """The planner's inputs for the build on the 1 GiB guest, with `changes`."""
+    sysfs = DATA / "sysfs" / SHAPES[0].name
+    memory = read_iomem(sysfs / "proc" / "iomem")
+    inputs = LayoutInputs(
+        (build / "vmlinuz").read_bytes(), (build / "initrd.img").read_bytes(),
+        (build / "cmdline.txt").read_text(), memory,
+        read_crash_info_for(sysfs, memory, Arch.RISCV64), firmware=read_firmware(sysfs),
+    )  # fmt: skip
+    return dataclasses.replace(inputs, **changes)  # type: ignore[arg-type]
+
+
+def _image_size_zero(kernel: bytes) -> bytes:
+    image = bytearray(kernel)
+    image[16:24] = bytes(8)  # boot-image-header.rst: image_size, at offset 16
+    return bytes(image)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"initrd": bytes.fromhex("d00dfeed") + bytes(60)},
+         "segment 'initrd' starts with the FDT magic: the kernel would take it"),
+        ({"initrd": b""}, "segment 'initrd': the initrd is empty"),
+        ({"firmware": None}, "the riscv64 layout needs the device tree the main kernel booted"),
+        ({"cmdline": "x" * 1024}, "bootargs: 1024 bytes, the kernel keeps 1023"),
+        ({"kernel": b"\x7fELF" + bytes(60)}, "vmlinuz: byte 0x4: expected ELFCLASS32 or"),
+    ],
+    ids=["fdt-magic-initrd", "empty-initrd", "no-device-tree", "long-cmdline", "not-an-image"],
+)  # fmt: skip
+def test_bad_inputs_are_one_clear_layout_error(
+    build: Path, changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(LayoutError) as raised:
+        plan(_inputs(build, **changes))
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_image_without_image_size_is_refused(build: Path) -> None:
+    kernel = _image_size_zero((build / "vmlinuz").read_bytes())
+    with pytest.raises(LayoutError, match="image_size is 0"):
+        plan(_inputs(build, kernel=kernel))
