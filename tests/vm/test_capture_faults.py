@@ -199,8 +199,11 @@ def test_collector_killed_mid_dump_then_a_capture_kernel_panic(tmp_path: Path) -
     assert "hook: killing makedumpfile" in capture_side, context
     assert "kdump: FAILED: saving the dump failed;" in capture_side, context
     assert "vmcore-incomplete is partial" in capture_side, context
-    assert "hook: post status=failed, in the dump directory: vmcore-dmesg.txt" in capture_side
-    assert "vmcore-incomplete" in capture_side.split("hook: post status=failed", 1)[1]
+    # ls prints one name per line: the target record, the kernel log, the partial dump.
+    assert "hook: post status=failed, in the dump directory: " in capture_side, context
+    listing = capture_side.split("hook: post status=failed, in the dump directory: ", 1)[1]
+    listed = listing.split("sysrq: Trigger a crash", 1)[0].split()
+    assert {"kdump-target", "vmcore-dmesg.txt", "vmcore-incomplete"} <= set(listed), listed
     # The capture kernel's own panic: it resets the machine (QEMU ends by itself
     # because of -no-reboot) instead of hanging, and no failure action runs.
     assert "Kernel panic - not syncing: sysrq triggered crash" in capture_side, context

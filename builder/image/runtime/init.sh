@@ -50,11 +50,13 @@ act() {
 
 fail() {
     log "FAILED: $*"
-    if [ -n "$attempting" ]; then
-        # Inside one target's attempt (a subshell): end it, so the next target is tried.
+    if [ -n "$attempting" ] && [ "$attempting" -lt "$KDUMP_TARGET_COUNT" ]; then
+        # Inside an attempt (a subshell) with targets left: end it, the next one is tried.
         [ -n "$mounted" ] && umount /mnt/dump 2>/dev/null
         exit 1
     fi
+    # Outside any attempt, or in the last one: the post hooks still see what that
+    # attempt left (its dump directory, still mounted), so they run from here.
     if [ -z "$hooks_done" ]; then
         hooks_done=yes
         run_hooks post failed
@@ -254,7 +256,7 @@ save_dump() {
 
 # One target's attempt, in a subshell: its failure ends the attempt, not the capture.
 attempt() {
-    attempting=yes
+    attempting=$1
     "target_$1"
     log "dump target $1 of $KDUMP_TARGET_COUNT: $KDUMP_TARGET_LABEL"
     save_dump
