@@ -10,15 +10,15 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.atomic import is_our_output
 from builder.errors import OutputError
 from builder.host.paths import HostPaths
-from builder.host.recipe import for_kernel
-from builder.image import runtime
-from builder.recipe.model import Recipe
+
+if TYPE_CHECKING:
+    from builder.recipe.model import Recipe
 
 RECORD = "host.json"
 
@@ -71,6 +71,11 @@ class BuildRecord:
 
 def builder_version() -> str:
     """kdump-build's version and its /init's digest: a new /init means a new capture."""
+    # Imported here: status reads records without importlib.metadata's ~10 ms.
+    from importlib.metadata import PackageNotFoundError, version
+
+    from builder.image import runtime
+
     try:
         number = version("kdump-build")
     except PackageNotFoundError:
@@ -117,6 +122,7 @@ def build_capture(
     # Imported here: `status` and the boot service read records without the build's weight.
     from builder.crashkernel.fit import fit_recipe
     from builder.crashkernel.profile import capture_profile
+    from builder.host.recipe import for_kernel
     from builder.image.outputs import write_outputs
     from builder.image.pipeline import Steps, plan_build
 

@@ -179,6 +179,9 @@ def disable(say: Say, paths: HostPaths | None = None, effects: Effects | None = 
         removed.append(paths.recipe)
     for path in removed:
         say(f"removed {path}")
+    if recipe is None and not removed:
+        say("kdump-build was not enabled on this machine: nothing to remove")
+        return
     reserved = read_live_reservation().size
     tail = f"; reboot to free the {format_mib(reserved)} reservation" if reserved else ""
     say(f"disabled: the dumps in {paths.crash} stay{tail}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import HostError
 from builder.host.managed import is_managed, marker_line, remove_managed, write_managed
 from builder.host.paths import HostPaths
-from builder.recipe.model import Recipe
-from builder.recipe.parse import load_recipe
+
+if TYPE_CHECKING:
+    from builder.recipe.model import Recipe
 
 
 def enabled_file(paths: HostPaths) -> Path:
@@ -32,6 +34,8 @@ def enabled_recipe(paths: HostPaths) -> Recipe:
     path = enabled_recipe_path(paths)
     if path is None:
         raise HostError("kdump-build is not enabled on this machine (run kdump-build enable)")
+    from builder.recipe.parse import load_recipe  # only when the recipe is needed: not for status
+
     return load_recipe(path)
 
 

@@ -127,3 +127,11 @@ def test_boot_rebuilds_only_when_an_input_changed(sysroot: Path) -> None:
         assert reason == f"the kernel {image} changed"
     finally:
         disable(print, paths, OFF)
+
+
+def test_disable_on_a_machine_never_enabled_says_so(tmp_path: Path) -> None:
+    (tmp_path / "var/crash").mkdir(parents=True)
+    lines: list[str] = []
+    disable(lines.append, HostPaths(tmp_path), OFF)
+    assert lines == ["kdump-build was not enabled on this machine: nothing to remove"]
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["crash", "var"]
