@@ -29,7 +29,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.arch import Arch, KernelTextLookup, arch_info
+from builder.arch import Arch, KernelTextLookup, arch_info, by_elf_machine
 from builder.atomic import replace_directory
 from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
@@ -137,6 +137,8 @@ def parse_kcore_headers(
     source: str,
     text_window: tuple[int, int] | None,
     lookup: KernelTextLookup = KernelTextLookup.WINDOW,
+    *,
+    machine: int | None = None,
 ) -> tuple[KernelText | None, int | None]:
     """Kernel text mapping and direct-map offset from /proc/kcore's program headers.
 
@@ -145,7 +147,9 @@ def parse_kcore_headers(
     WINDOW the text segment is the PT_LOAD inside `text_window`
     (`ArchInfo.kernel_text_window`; None: not looked for) and the direct
     map offset is vaddr - paddr of any other PT_LOAD with a physical
-    address. With ABOVE_LINEAR_MAP see `KernelTextLookup`.
+    address. With ABOVE_LINEAR_MAP see `KernelTextLookup`. With `machine`
+    (an e_machine), a kcore of another architecture is refused: its
+    addresses would make a layout that loads but describes no memory.
 
     >>> from builder.binfmt.elf import _tiny_elf
     >>> parse_kcore_headers(_tiny_elf(), "kcore", None)
@@ -154,6 +158,11 @@ def parse_kcore_headers(
     elf = ElfFile(data, source, LayoutError)
     if elf.elf_class != 64 or elf.big_endian:
         raise LayoutError(f"{source}: not a 64-bit little-endian ELF file")
+    if machine is not None and elf.machine != machine:
+        raise LayoutError(
+            f"{source}: byte 0x12: e_machine {elf.machine} is {_machine_name(elf.machine)}, "
+            f"the layout is for {_machine_name(machine)} (captured on another machine?)"
+        )
     mapped = [(h.vaddr, h.paddr, h.memsz) for h in elf.segments(PT_LOAD) if h.paddr != _NO_PADDR]
     if lookup is KernelTextLookup.ABOVE_LINEAR_MAP:
         return _above_linear_map(mapped, source)
@@ -166,6 +175,11 @@ def parse_kcore_headers(
         elif page_offset is None and vaddr >= paddr:
             page_offset = vaddr - paddr
     return text, page_offset
+
+
+def _machine_name(machine: int) -> str:
+    info = by_elf_machine(machine)
+    return info.arch.value if info is not None else "an unknown architecture"
 
 
 def _above_linear_map(mapped: list[tuple[int, int, int]], source: str) -> tuple[KernelText, int]:
@@ -235,7 +249,11 @@ def read_crash_info(root: Path, arch: Arch, *, kernel_code_start: int | None = N
 
     info = arch_info(arch)
     text, page_offset = parse_kcore_headers(
-        _kcore_headers(root / KCORE), str(root / KCORE), info.kernel_text_window, info.kernel_text
+        _kcore_headers(root / KCORE),
+        str(root / KCORE),
+        info.kernel_text_window,
+        info.kernel_text,
+        machine=info.elf_machine,
     )
     if text is not None and text.paddr == _NO_PADDR:
         if kernel_code_start is None:

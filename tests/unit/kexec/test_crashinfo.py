@@ -170,3 +170,31 @@ def test_capture_is_a_new_directory_never_written_into_one_of_the_users(tmp_path
 def test_malformed_cpu_lists_are_refused(text: str) -> None:
     with pytest.raises(LayoutError, match="possible: "):
         parse_cpu_list(text, "possible")
+
+
+@pytest.mark.parametrize(
+    ("captured", "arch", "said"),
+    [
+        (
+            "qemu-arm64-1g-1cpu-192m",
+            Arch.RISCV64,
+            "e_machine 183 is aarch64, the layout is for riscv64",
+        ),
+        (
+            "qemu-riscv64-1g-1cpu-256m",
+            Arch.AARCH64,
+            "e_machine 243 is riscv64, the layout is for aarch64",
+        ),
+        (
+            "qemu-1g-crashkernel-192m",
+            Arch.AARCH64,
+            "e_machine 62 is x86_64, the layout is for aarch64",
+        ),
+    ],
+)
+def test_a_capture_of_another_architecture_is_refused(captured: str, arch: Arch, said: str) -> None:
+    """Its kcore names its machine; taking its addresses would give a layout that loads
+    but whose ELF core header describes another machine's memory."""
+    root = REPO / "tests" / "data" / "sysfs" / captured
+    with pytest.raises(LayoutError, match=f"proc/kcore: byte 0x12: {said}"):
+        read_crash_info(root, arch)
