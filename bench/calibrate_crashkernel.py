@@ -597,25 +597,39 @@ def calibration_record(
             [qemu_system, "--version"], capture_output=True, text=True, check=True
         ).stdout.splitlines()[0],
         "constants": constants,
-        "profiles": {
-            variant: dataclasses.asdict(capture.profile)
-            | {"dump_target": str(capture.profile.dump_target)}
-            for variant, capture in captures.items()
-        },
-        "measurements": [
-            {
-                "ram": config.memory_mib * MiB,
-                "vcpus": config.vcpus,
-                "capture_cpus": config.capture_cpus,
-                "zstd_level": config.zstd_level,
-                "target": config.target,
-                "variant": config.variant,
-                "minimum": value,
-                "trials": evidence[config],
-            }
-            for config, value in found.items()
-        ],
+        "profiles": profile_records(
+            {variant: capture.profile for variant, capture in captures.items()}
+        ),
+        "measurements": measurement_records(found, evidence),
     }
+
+
+def profile_records(profiles: dict[str, CaptureProfile]) -> dict[str, object]:
+    """Each variant's capture profile as the store keeps it."""
+    return {
+        variant: dataclasses.asdict(profile) | {"dump_target": str(profile.dump_target)}
+        for variant, profile in profiles.items()
+    }
+
+
+def measurement_records(
+    found: dict[Config, int], evidence: dict[Config, list[dict[str, object]]]
+) -> list[dict[str, object]]:
+    """Each guest's measured minimum with its trials, as the store keeps them."""
+    return [
+        {
+            "ram": config.memory_mib * MiB,
+            "vcpus": config.vcpus,
+            "capture_cpus": config.capture_cpus,
+            "zstd_level": config.zstd_level,
+            "target": config.target,
+            **({"nfs_version": config.nfs_version} if config.target == "nfs" else {}),
+            "variant": config.variant,
+            "minimum": value,
+            "trials": evidence[config],
+        }
+        for config, value in found.items()
+    ]
 
 
 def stored_table(path: Path) -> bool:
@@ -779,24 +793,8 @@ def _write_record(
             ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True
         ).stdout.splitlines()[0],
         "constants": constants,
-        "profiles": {
-            variant: dataclasses.asdict(profile) | {"dump_target": str(profile.dump_target)}
-            for variant, profile in campaign.profiles().items()
-        },
-        "measurements": [
-            {
-                "ram": config.memory_mib * MiB,
-                "vcpus": config.vcpus,
-                "capture_cpus": config.capture_cpus,
-                "zstd_level": config.zstd_level,
-                "target": config.target,
-                **({"nfs_version": config.nfs_version} if config.target == "nfs" else {}),
-                "variant": config.variant,
-                "minimum": value,
-                "trials": campaign.evidence[config],
-            }
-            for config, value in campaign.found().items()
-        ],
+        "profiles": profile_records(campaign.profiles()),
+        "measurements": measurement_records(campaign.found(), campaign.evidence),
     }
     path = calibration_file(str(recipe.target.arch), kernel)
     path.write_text(json.dumps(record, indent=2) + "\n")
