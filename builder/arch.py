@@ -360,6 +360,16 @@ def by_elf_machine(machine: int, *, big_endian: bool = False) -> ArchInfo | None
     return None
 
 
+def elf_machine_name(machine: int, *, big_endian: bool = False) -> str:
+    """How a message names the architecture of ELF machine `machine`.
+
+    >>> elf_machine_name(243), elf_machine_name(9999)
+    ('riscv64', 'an unknown machine')
+    """
+    info = by_elf_machine(machine, big_endian=big_endian)
+    return info.arch.value if info is not None else "an unknown machine"
+
+
 def by_pe_machine(machine: int) -> ArchInfo | None:
     """The architecture of an EFI stub whose PE/COFF Machine is `machine`.
 

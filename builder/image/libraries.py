@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.arch import Arch, ArchInfo, arch_info, by_elf_machine
+from builder.arch import Arch, ArchInfo, arch_info, elf_machine_name
 from builder.binfmt.elf import ELF_MAGIC, ElfFile
 from builder.errors import SourceError
 from builder.image.cache import load_json_entry, store_cache_entry
@@ -201,8 +201,8 @@ def _machine_text(info: ElfInfo) -> str:
     >>> _machine_text(ElfInfo(183, False, "", (), (), ()))
     'aarch64 (e_machine 183)'
     """
-    found = by_elf_machine(info.machine, big_endian=info.big_endian)
-    return f"{found.arch if found else 'an unknown machine'} (e_machine {info.machine})"
+    name = elf_machine_name(info.machine, big_endian=info.big_endian)
+    return f"{name} (e_machine {info.machine})"
 
 
 def _find_library(root: Root, soname: str, search: Sequence[str]) -> str | None:

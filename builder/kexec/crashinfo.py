@@ -29,7 +29,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.arch import Arch, KernelTextLookup, arch_info, by_elf_machine
+from builder.arch import Arch, KernelTextLookup, arch_info, elf_machine_name
 from builder.atomic import replace_directory
 from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
@@ -160,8 +160,8 @@ def parse_kcore_headers(
         raise LayoutError(f"{source}: not a 64-bit little-endian ELF file")
     if machine is not None and elf.machine != machine:
         raise LayoutError(
-            f"{source}: byte 0x12: e_machine {elf.machine} is {_machine_name(elf.machine)}, "
-            f"the layout is for {_machine_name(machine)} (captured on another machine?)"
+            f"{source}: byte 0x12: e_machine {elf.machine} is {elf_machine_name(elf.machine)}, "
+            f"the layout is for {elf_machine_name(machine)} (captured on another machine?)"
         )
     mapped = [(h.vaddr, h.paddr, h.memsz) for h in elf.segments(PT_LOAD) if h.paddr != _NO_PADDR]
     if lookup is KernelTextLookup.ABOVE_LINEAR_MAP:
@@ -175,11 +175,6 @@ def parse_kcore_headers(
         elif page_offset is None and vaddr >= paddr:
             page_offset = vaddr - paddr
     return text, page_offset
-
-
-def _machine_name(machine: int) -> str:
-    info = by_elf_machine(machine)
-    return info.arch.value if info is not None else "an unknown architecture"
 
 
 def _above_linear_map(mapped: list[tuple[int, int, int]], source: str) -> tuple[KernelText, int]:
