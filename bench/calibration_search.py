@@ -145,21 +145,18 @@ def search(
     seen: list[Trial] = []
     cycle = crash_cycle
 
-    def run(size: int) -> bool:
-        trial = trials.get(capture.key, config, size)
+    def run(size: int, key: str = capture.key, label: str = "") -> bool:
+        """Boot `size` (or replay it from the log under `key`); whether it dumped."""
+        trial = trials.get(key, config, size)
+        cached = " (from the log)"
         if trial is None:
             trial = cycle(capture, config, size, work, timeout, idle)
-            trials.add(capture.key, trial)
+            trials.add(key, trial)
             cached = ""
-        else:
-            cached = " (from the log)"
         seen.append(trial)
         verdict = "ok  " if trial.ok else "FAIL"
-        print(
-            f"  {config.name:<22} {size:>4}M {verdict} {trial.seconds:6.1f} s  "
-            f"{trial.outcome}{cached}",
-            flush=True,
-        )
+        print(f"  {config.name:<22} {size:>4}M {verdict} {trial.seconds:6.1f} s  {label}"
+              f"{trial.outcome}{cached}", flush=True)  # fmt: skip
         return trial.ok
 
     bounds = _gallop(run, max(step, guess_mib // step * step))
@@ -173,7 +170,7 @@ def search(
         else:
             low = middle
     # A minimum that fails its second boot was luck: the next size up must pass twice too.
-    while not _confirm(capture, config, high, trials, work, timeout, idle, seen, cycle):
+    while not run(high, capture.key + "-confirm", "confirm: "):
         high += step
         while not run(high):
             high += step
@@ -206,32 +203,3 @@ def _gallop(run: Callable[[int], bool], size: int) -> tuple[int, int] | None:
             low += distance
             distance *= 2
     return low, high
-
-
-def _confirm(
-    capture: Capture,
-    config: Config,
-    size: int,
-    trials: TrialLog,
-    work: Path,
-    timeout: float,
-    idle: float,
-    seen: list[Trial],
-    cycle: Boot,
-) -> bool:
-    confirm = config
-    key = capture.key + "-confirm"
-    trial = trials.get(key, confirm, size)
-    cached = " (from the log)"
-    if trial is None:
-        trial = cycle(capture, confirm, size, work, timeout, idle)
-        trials.add(key, trial)
-        cached = ""
-    seen.append(trial)
-    verdict = "ok  " if trial.ok else "FAIL"
-    print(
-        f"  {config.name:<22} {size:>4}M {verdict} {trial.seconds:6.1f} s  confirm: "
-        f"{trial.outcome}{cached}",
-        flush=True,
-    )
-    return trial.ok
