@@ -55,7 +55,8 @@ def fit_command(
 
 def _fit_reservation(crashkernel: str, rams: list[int] | None, arch: str | None) -> FitReport:
     from builder.arch import host_arch, parse_arch
-    from builder.crashkernel.fit import DEFAULT_RAM, fit, ram_sizes
+    from builder.crashkernel.fit import fit, ram_sizes
+    from builder.recipe.settings import DEFAULT_RAM
 
     target = parse_arch(arch, "--arch") if arch is not None else host_arch()
     return fit(crashkernel, rams or ram_sizes(DEFAULT_RAM, "--ram"), arch=target)

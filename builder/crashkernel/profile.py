@@ -84,6 +84,8 @@ def capture_profile(
         initrd_decompressor_size=initrd_decoder_workspace(initrd)[0],
         cpus=capture_cpus(cmdline),
         # With fallback targets, the one that needs the most buffers.
-        dump_target=max((item.target for item in recipe.dump.attempts()), key=calibration.target),
+        dump_target=max(
+            (item.target for item in recipe.dump.attempts()), key=calibration.target
+        ).name,
         makedumpfile=recipe.dump.collector is Collector.MAKEDUMPFILE,
     )

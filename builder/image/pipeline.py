@@ -35,7 +35,6 @@ from builder.image.kernel import capture_kernel
 from builder.image.packages import PackageCache, PackageRoot
 from builder.image.sources import DirectoryRoot, Root
 from builder.recipe.model import Recipe
-from builder.targets.ssh import SSH_KEY_PATH
 
 Reporter = Callable[[str, float], None]
 
@@ -102,8 +101,11 @@ class BuildResult:
 
     @property
     def holds_secrets(self) -> bool:
-        """The initrd carries a private key (ssh target): only its owner may read it."""
-        return any(member.path == SSH_KEY_PATH for member in self.members)
+        """The initrd carries a file a dump target calls secret (such as a private key):
+        only its owner may read it."""
+        secrets = {path for attempt in self.recipe.dump.attempts()
+                   for path in attempt.target.secret_paths(attempt)}  # fmt: skip
+        return any(member.path in secrets for member in self.members)
 
 
 def package_cache() -> PackageCache:

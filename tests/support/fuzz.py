@@ -369,7 +369,7 @@ def _run_modinfo(label: str, data: bytes) -> None:
 
 
 def _run_crashkernel(label: str, data: bytes) -> None:
-    from builder.crashkernel.syntax import parse_crashkernel, parse_crashkernel_args, parse_size
+    from builder.crashkernel_syntax import parse_crashkernel, parse_crashkernel_args, parse_size
 
     text = data.decode(errors="replace")
     for parse in (parse_crashkernel, parse_crashkernel_args, parse_size):
