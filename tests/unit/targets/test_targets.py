@@ -30,7 +30,7 @@ BASE = '[source]\nroot = "/"\n[dump]\n'
 HOSTILE = "x'y\"z $(touch {marker}) `touch {marker}` ; touch {marker}\n touch {marker} \\\\ $HOME"
 
 
-def parse(dump: str, path: Path = Path("recipes/x.toml")) -> object:
+def parse(dump: str, path: Path = Path("recipes/x.toml")) -> Recipe:
     return parse_recipe(BASE + dump, path)
 
 
@@ -46,13 +46,25 @@ def error_of(dump: str) -> str:
 
 
 def test_each_target_parses() -> None:
-    parse('target = "raw"\ndevice = "/dev/vdb"\n')
-    parse('target = "nfs"\nnfs = "10.0.2.2:/srv/kdump"\nnfs_options = ["port=2049", "soft"]\n')
-    parse('target = "ssh"\nssh = "kdump@dumps.example.org"\nssh_key = "id"\nssh_port = 2222\n')
-    parse(
+    raw = parse('target = "raw"\ndevice = "/dev/vdb"\n')
+    assert (raw.dump.target.name, raw.dump.options.to_json()) == ("raw", {"device": "/dev/vdb"})
+    nfs = parse('target = "nfs"\nnfs = "10.0.2.2:/srv/kdump"\nnfs_options = ["port=2049", "soft"]\n')
+    assert nfs.dump.target.name == "nfs"
+    assert nfs.dump.options.to_json() == {
+        "nfs": "10.0.2.2:/srv/kdump", "nfs_version": "4.2", "nfs_options": ["port=2049", "soft"],
+        "path": "/", "network": "dhcp", "interface": "eth0", "ip": "", "gateway": "",
+        "hostname": "", "connect_timeout": 60,
+    }  # fmt: skip
+    ssh = parse('target = "ssh"\nssh = "kdump@dumps.example.org"\nssh_key = "id"\nssh_port = 2222\n')
+    assert {key: ssh.dump.options.to_json()[key] for key in ("ssh", "ssh_port", "ssh_key")} == {
+        "ssh": "kdump@dumps.example.org", "ssh_port": 2222, "ssh_key": "id"}  # fmt: skip
+    static = parse(
         'target = "ssh"\nssh = "root@10.0.2.2"\nssh_key = "id"\nnetwork = "static"\n'
         'ip = "192.168.1.5/24"\ngateway = "192.168.1.1"\nhostname = "web-01"\n'
     )
+    values = static.dump.options.to_json()
+    assert (values["network"], values["ip"], values["gateway"], values["hostname"]) == (
+        "static", "192.168.1.5/24", "192.168.1.1", "web-01")  # fmt: skip
 
 
 @pytest.mark.parametrize(
