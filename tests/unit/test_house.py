@@ -244,7 +244,7 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
         "pkg/__init__.py": "",
         "pkg/a.py": "from pkg.b import B\n",
         "pkg/b.py": "def late() -> None:\n    from pkg import c\n",
-        "pkg/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import A\n",
+        "pkg/c.py": "import typing\nif typing.TYPE_CHECKING:\n    from pkg.a import A\n",
         "pkg/d.py": "from . import a\n",
     })  # fmt: skip
     assert cycles(import_graph(package)) == [["pkg.a", "pkg.b", "pkg.c"]]

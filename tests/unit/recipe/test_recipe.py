@@ -34,14 +34,16 @@ def test_bundled_recipes_parse() -> None:
     found = {}
     for path in sorted((REPO / "recipes").glob("*.toml")):
         recipe = load_recipe(path)
+        device = recipe.dump.options.to_json().get("device")
         found[path.name] = (recipe.name, recipe.target.arch.value, recipe.kernel.mode.value,
-                            recipe.dump.target.name, recipe.dump.options.to_json().get("device"))  # fmt: skip
+                            recipe.dump.target.name, device)  # fmt: skip
     assert found == {
         "qemu-arm64.toml": ("qemu-arm64", "aarch64", "reuse", "local", "LABEL=kdump"),
         "qemu-riscv64.toml": ("qemu-riscv64", "riscv64", "reuse", "local", "LABEL=kdump"),
         "qemu-x86_64-dedicated.toml": (
             "qemu-x86_64-dedicated", "x86_64", "dedicated", "local", "LABEL=kdump"),
-        "qemu-x86_64-trixie.toml": ("qemu-x86_64-trixie", "x86_64", "reuse", "local", "LABEL=kdump"),
+        "qemu-x86_64-trixie.toml": (
+            "qemu-x86_64-trixie", "x86_64", "reuse", "local", "LABEL=kdump"),
         "qemu-x86_64.toml": ("qemu-x86_64", "x86_64", "reuse", "local", "LABEL=kdump"),
     }  # fmt: skip
 

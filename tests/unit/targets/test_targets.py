@@ -48,14 +48,18 @@ def error_of(dump: str) -> str:
 def test_each_target_parses() -> None:
     raw = parse('target = "raw"\ndevice = "/dev/vdb"\n')
     assert (raw.dump.target.name, raw.dump.options.to_json()) == ("raw", {"device": "/dev/vdb"})
-    nfs = parse('target = "nfs"\nnfs = "10.0.2.2:/srv/kdump"\nnfs_options = ["port=2049", "soft"]\n')
+    nfs = parse(
+        'target = "nfs"\nnfs = "10.0.2.2:/srv/kdump"\nnfs_options = ["port=2049", "soft"]\n'
+    )
     assert nfs.dump.target.name == "nfs"
     assert nfs.dump.options.to_json() == {
         "nfs": "10.0.2.2:/srv/kdump", "nfs_version": "4.2", "nfs_options": ["port=2049", "soft"],
         "path": "/", "network": "dhcp", "interface": "eth0", "ip": "", "gateway": "",
         "hostname": "", "connect_timeout": 60,
     }  # fmt: skip
-    ssh = parse('target = "ssh"\nssh = "kdump@dumps.example.org"\nssh_key = "id"\nssh_port = 2222\n')
+    ssh = parse(
+        'target = "ssh"\nssh = "kdump@dumps.example.org"\nssh_key = "id"\nssh_port = 2222\n'
+    )
     assert {key: ssh.dump.options.to_json()[key] for key in ("ssh", "ssh_port", "ssh_key")} == {
         "ssh": "kdump@dumps.example.org", "ssh_port": 2222, "ssh_key": "id"}  # fmt: skip
     static = parse(
