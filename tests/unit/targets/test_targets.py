@@ -8,6 +8,7 @@ import os
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -22,7 +23,7 @@ from builder.image.programs import check_collector
 from builder.recipe.model import Collector, Recipe
 from builder.recipe.parse import parse_recipe
 from builder.targets.network import UDHCPC_SCRIPT_PATH
-from builder.targets.nfs import mount_options
+from builder.targets.nfs import NfsOptions, mount_options
 from builder.targets.ssh import SSH_KEY_PATH, SSH_KNOWN_HOSTS_PATH, dropbear_key
 from tests.support.recipes import toml_string, write_recipe
 
@@ -174,7 +175,7 @@ def test_every_value_survives_three_shells(
     tmp_path: Path, busybox: Path, recipe_index: int
 ) -> None:
     marker = tmp_path / "pwned"
-    dump = parse(_hostile_recipes(marker)[recipe_index]).dump  # type: ignore[attr-defined]
+    dump = parse(_hostile_recipes(marker)[recipe_index]).dump
     values = runtime.config_values(dump)
     config = tmp_path / "kdump.conf"
     config.write_bytes(runtime.render_config(dump))
@@ -200,7 +201,7 @@ def test_remote_path_is_one_word_for_the_server_shell(tmp_path: Path) -> None:
     hostile = "/" + HOSTILE.format(marker=marker)
     dump = parse(
         f'target = "ssh"\nssh = "root@h"\nssh_key = "k"\npath = {toml_string(hostile)}\n'
-    ).dump  # type: ignore[attr-defined]
+    ).dump
     config = tmp_path / "kdump.conf"
     config.write_bytes(runtime.render_config(dump))
     # What /init sends (remote="$KDUMP_REMOTE_PATH/$name"), then what the server's shell does.
@@ -216,7 +217,7 @@ def test_remote_path_is_one_word_for_the_server_shell(tmp_path: Path) -> None:
 
 
 def test_stream_and_mount_commands() -> None:
-    dump = parse('target = "raw"\ndevice = "/dev/vdb"\ncompression = "zlib"\nlevel = 1\n').dump  # type: ignore[attr-defined]
+    dump = parse('target = "raw"\ndevice = "/dev/vdb"\ncompression = "zlib"\nlevel = 1\n').dump
     assert runtime.stream_command(dump) == [
         "makedumpfile",
         "-F",
@@ -227,11 +228,11 @@ def test_stream_and_mount_commands() -> None:
         "1",
         "/proc/vmcore",
     ]
-    dump = parse('target = "ssh"\nssh = "a@b"\nssh_key = "k"\ncollector = "copy"\n').dump  # type: ignore[attr-defined]
+    dump = parse('target = "ssh"\nssh = "a@b"\nssh_key = "k"\ncollector = "copy"\n').dump
     assert runtime.stream_command(dump) == ["cat", "/proc/vmcore"]
     assert runtime.config_values(dump)["KDUMP_STREAM_SUFFIX"] == ""
-    dump = parse('target = "nfs"\nnfs = "10.1.2.3:/e"\nnfs_version = "3"\n').dump  # type: ignore[attr-defined]
-    assert mount_options(dump.options) == "vers=3,addr=10.1.2.3,proto=tcp,nolock"
+    dump = parse('target = "nfs"\nnfs = "10.1.2.3:/e"\nnfs_version = "3"\n').dump
+    assert mount_options(cast(NfsOptions, dump.options)) == "vers=3,addr=10.1.2.3,proto=tcp,nolock"
 
 
 # --- ssh keys -------------------------------------------------------------------------------
