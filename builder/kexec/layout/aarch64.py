@@ -33,29 +33,22 @@ import dataclasses
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
-from builder.binfmt.kernelimg import BootImageHeader, ImageFormat, parse_kernel_image
-from builder.errors import ImageError, LayoutError
-from builder.kexec.layout.core import (
-    KEXEC_ON_CRASH,
-    KexecSegment,
-    Layout,
-    LayoutInputs,
-    check_layout,
-    segments_for_digest,
-)
+from builder.errors import LayoutError
+from builder.kexec.layout.core import KexecSegment, Layout, LayoutInputs
 from builder.kexec.layout.elfcore import elf_core_header
 from builder.kexec.layout.fdtboot import (
     DeviceTreeDetails,
     DeviceTreePlacement,
+    boot_image,
     capture_bootargs,
     capture_dtb,
+    finish_layout,
     last_pages,
     page_segment,
-    place_purgatory,
     usable_ranges,
 )
 from builder.kexec.memmap import MemoryMap, Range
-from builder.kexec.purgatory.aarch64 import build_aarch64_purgatory, load_aarch64_purgatory
+from builder.kexec.purgatory.aarch64 import ENTRY
 from builder.units import GiB, MiB, align_down, align_up, page_up
 
 __all__ = ["ARCH", "COMMAND_LINE_SIZE", "Aarch64Details", "ImageFields", "plan"]
@@ -96,31 +89,20 @@ class Aarch64Details(DeviceTreeDetails):
 @dataclass(frozen=True)
 class _Kernel:
     data: bytes  # the bytes loaded: the Image, decompressed
-    header: BootImageHeader
     fields: ImageFields
 
 
 def _kernel(inputs: LayoutInputs) -> _Kernel:
     """The arm64 Image in `inputs.kernel`, checked for what a capture kernel must be."""
-    name = inputs.kernel_name
-    try:
-        image = parse_kernel_image(inputs.kernel, name).kernel
-    except ImageError as error:
-        raise LayoutError(str(error)) from None
-    header = image.boot_header
-    if image.format is not ImageFormat.IMAGE or image.arch is not ARCH or header is None:
-        raise LayoutError(
-            f"{name}: is a {image.arch} {image.format}, the layout needs an arm64 Image"
-        )
-    size = header.image_size or len(image.loadable)
+    data, header = boot_image(inputs, ARCH)
+    size = header.image_size or len(data)
     fields = ImageFields(header.text_offset, size, header.flags, header.page_size,
                          header.phys_placement_anywhere)  # fmt: skip
-    return _Kernel(image.loadable, header, fields)
+    return _Kernel(data, fields)
 
 
 @dataclass(frozen=True, kw_only=True)
 class _Placement(DeviceTreePlacement):
-    kernel: Range  # initrd and elfcorehdr: their own bytes; their segments are page rounded
     dump: tuple[Range, ...]
 
 
@@ -154,20 +136,6 @@ def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Plac
                       usable=usable_ranges(memory), dump=memory.ram_minus_crash())  # fmt: skip
 
 
-def _payload_segments(
-    inputs: LayoutInputs, kernel: _Kernel, placed: _Placement, header: bytes, cmdline: str
-) -> list[KexecSegment]:
-    """Every segment but the purgatory, whose digest covers them (the DTB names the rest)."""
-    dtb = capture_dtb(inputs, "arm64", cmdline, placed, _DTB_MAX)  # booting.rst: 2 MiB
-    dtb_start = align_up(page_up(placed.initrd.end), _DTB_ALIGN)
-    return [
-        KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data),
-        page_segment("initrd", placed.initrd.start, inputs.initrd),
-        page_segment("dtb", dtb_start, dtb),
-        page_segment("elfcorehdr", placed.elfcorehdr.start, header),
-    ]
-
-
 def plan(inputs: LayoutInputs) -> Layout:
     """Plan every segment of an aarch64 crash load and check the result.
 
@@ -176,30 +144,18 @@ def plan(inputs: LayoutInputs) -> Layout:
     load time, none offline).
     """
     kernel = _kernel(inputs)
-    region = inputs.memory.crash_region()
     header = elf_core_header(
         inputs.info, inputs.memory.ram_minus_crash(), machine=_ARCH_INFO.elf_machine
     )
     placed = _place(inputs, kernel, len(header))
     cmdline = capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
-    segments = _payload_segments(inputs, kernel, placed, header, cmdline)
-    dtb = segments[2]
-    probe = load_aarch64_purgatory(0)
-    purgatory_start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
-                                      placed.elfcorehdr.start, region)  # fmt: skip
-    purgatory = build_aarch64_purgatory(
-        purgatory_start, segments_for_digest(segments), kernel_entry=placed.kernel.start,
-        dtb=dtb.mem,
-    )  # fmt: skip
-    segments.insert(3, KexecSegment("purgatory", purgatory_start, page_up(purgatory.memsz),
-                                    purgatory.buffer))  # fmt: skip
+    dtb = capture_dtb(inputs, "arm64", cmdline, placed, _DTB_MAX)  # booting.rst: 2 MiB
+    dtb_segment = page_segment("dtb", align_up(page_up(placed.initrd.end), _DTB_ALIGN), dtb)
     details = Aarch64Details(
-        cmdline=cmdline, kernel_entry=placed.kernel.start, dtb=dtb.mem,
+        cmdline=cmdline, kernel_entry=placed.kernel.start, dtb=dtb_segment.mem,
         elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
         dump_ranges=placed.dump, seeded=inputs.options.seeds is not None,
         crash_info=inputs.info, kernel_image=kernel.fields,
     )  # fmt: skip
-    layout = Layout(ARCH, purgatory.entry, KEXEC_ON_CRASH | _ARCH_INFO.kexec_arch, region,
-                    tuple(segments), details)  # fmt: skip
-    check_layout(layout)
-    return layout
+    kernel_segment = KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data)
+    return finish_layout(ENTRY, inputs, kernel_segment, dtb_segment, header, details)

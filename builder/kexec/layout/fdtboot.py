@@ -2,26 +2,44 @@
 
 Their capture kernels learn everything from the device tree the layout
 writes (devicetree.py), so their planners take the same inputs and record
-the same decisions: the booted DTB, the capture command line as `bootargs`,
-page-rounded segments, and `DeviceTreeDetails` for layout.json.
+the same decisions: an `Image` (`boot_image`), the booted DTB, the capture
+command line as `bootargs`, page-rounded segments, and `DeviceTreeDetails`
+for layout.json. Each planner places the kernel, the initrd and the DTB by
+its architecture's rules; `finish_layout` does the rest alike: the
+purgatory after the DTB, patched with the digest of every other segment,
+and the kernel's checks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder.errors import LayoutError
+from builder.arch import Arch, arch_info
+from builder.binfmt.kernelimg import BootImageHeader, ImageFormat, parse_kernel_image
+from builder.errors import ImageError, LayoutError
 from builder.kexec.crashinfo import CrashInfo
-from builder.kexec.layout.core import KexecSegment, LayoutDetails, LayoutInputs
+from builder.kexec.layout.core import (
+    KEXEC_ON_CRASH,
+    KexecSegment,
+    Layout,
+    LayoutDetails,
+    LayoutInputs,
+    check_layout,
+    segments_for_digest,
+)
 from builder.kexec.layout.devicetree import capture_device_tree
 from builder.kexec.memmap import MemoryMap, Range
+from builder.kexec.purgatory.devicetree import DeviceTreeEntry
 from builder.units import PAGE_SIZE, align_up, page_up
 
 __all__ = [
     "DeviceTreeDetails",
+    "DeviceTreePlacement",
+    "boot_image",
     "booted_device_tree",
     "capture_bootargs",
     "capture_dtb",
+    "finish_layout",
     "last_pages",
     "page_segment",
     "place_purgatory",
@@ -54,6 +72,30 @@ class DeviceTreeDetails(LayoutDetails):
             "seeded": self.seeded,
             "crash_info": None if self.crash_info is None else self.crash_info.to_json(),
         }
+
+
+def boot_image(inputs: LayoutInputs, arch: Arch) -> tuple[bytes, BootImageHeader]:
+    """The bytes to load of the `arch` Image in `inputs.kernel` (a compressed one
+    decompressed), and its header; anything else is a LayoutError.
+
+    >>> boot_image(LayoutInputs(b"MZ", b"", "", None, None, kernel_name="vmlinuz"), Arch.AARCH64)
+    Traceback (most recent call last):
+    ...
+    builder.errors.LayoutError: vmlinuz: ...
+    """
+    name = inputs.kernel_name
+    try:
+        image = parse_kernel_image(inputs.kernel, name).kernel
+    except ImageError as error:
+        raise LayoutError(str(error)) from None
+    header = image.boot_header
+    if image.format is not ImageFormat.IMAGE or image.arch is not arch or header is None:
+        wanted = arch_info(arch).debian
+        article = "an" if wanted[0] in "aeiou" else "a"
+        raise LayoutError(
+            f"{name}: is a {image.arch} {image.format}, the layout needs {article} {wanted} Image"
+        )
+    return image.loadable, header
 
 
 def booted_device_tree(inputs: LayoutInputs, layout_name: str) -> tuple[bytes, str]:
@@ -119,8 +161,9 @@ def last_pages(region: Range, size: int) -> Range:
 
 @dataclass(frozen=True, kw_only=True)
 class DeviceTreePlacement:
-    """What the capture kernel's /chosen points at."""
+    """Where the kernel goes, and what the capture kernel's /chosen points at."""
 
+    kernel: Range  # initrd and elfcorehdr: their own bytes; their segments are page rounded
     elfcorehdr: Range
     usable: tuple[Range, ...]
     initrd: Range
@@ -163,3 +206,38 @@ def place_purgatory(after: int, alignment: int, memsz: int, below: int, region: 
             f"{end:#x}, the ELF core header starts at {below:#x}"
         )
     return start
+
+
+def finish_layout(
+    entry: DeviceTreeEntry,
+    inputs: LayoutInputs,
+    kernel: KexecSegment,
+    dtb: KexecSegment,
+    header: bytes,
+    details: DeviceTreeDetails,
+) -> Layout:
+    """The checked layout: kernel, initrd, dtb, purgatory, elfcorehdr (kexec-tools' order).
+
+    The initrd and the ELF core header `header` go where `details` says, the
+    purgatory after the DTB, patched to verify every other segment and to
+    enter `details.kernel_entry` with the DTB's address; the entry is the
+    purgatory's.
+    """
+    region = inputs.memory.crash_region()
+    initrd = page_segment("initrd", details.initrd.start, inputs.initrd)
+    elfcorehdr = page_segment("elfcorehdr", details.elfcorehdr.start, header)
+    verified = [kernel, initrd, dtb, elfcorehdr]
+    probe = entry.record.load(0)
+    start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
+                            details.elfcorehdr.start, region)  # fmt: skip
+    purgatory = entry.build(
+        start, segments_for_digest(verified), kernel_entry=details.kernel_entry, dtb=dtb.mem
+    )
+    segments = (kernel, initrd, dtb,
+                KexecSegment("purgatory", start, page_up(purgatory.memsz), purgatory.buffer),
+                elfcorehdr)  # fmt: skip
+    arch = entry.record.arch
+    flags = KEXEC_ON_CRASH | arch_info(arch).kexec_arch
+    layout = Layout(arch, purgatory.entry, flags, region, segments, details)
+    check_layout(layout)
+    return layout

@@ -43,31 +43,24 @@ import dataclasses
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
-from builder.binfmt.kernelimg import ImageFormat, parse_kernel_image
-from builder.errors import ImageError, LayoutError
-from builder.kexec.layout.core import (
-    KEXEC_ON_CRASH,
-    KexecSegment,
-    Layout,
-    LayoutInputs,
-    check_layout,
-    segments_for_digest,
-)
+from builder.errors import LayoutError
+from builder.kexec.layout.core import KexecSegment, Layout, LayoutInputs
 from builder.kexec.layout.devicetree import firmware_reserved
 from builder.kexec.layout.elfcore import elf_core_header
 from builder.kexec.layout.fdtboot import (
     DeviceTreeDetails,
     DeviceTreePlacement,
+    boot_image,
     booted_device_tree,
     capture_bootargs,
     capture_dtb,
+    finish_layout,
     last_pages,
     page_segment,
-    place_purgatory,
     usable_ranges,
 )
 from builder.kexec.memmap import Range, subtract
-from builder.kexec.purgatory.riscv64 import build_riscv64_purgatory, load_riscv64_purgatory
+from builder.kexec.purgatory.riscv64 import ENTRY
 from builder.units import MiB, align_up, page_up
 
 __all__ = ["ARCH", "COMMAND_LINE_SIZE", "ImageFields", "Riscv64Details", "plan"]
@@ -115,36 +108,24 @@ class _Kernel:
 
 def _kernel(inputs: LayoutInputs) -> _Kernel:
     """The riscv64 Image in `inputs.kernel`, checked for what a capture kernel must be."""
-    name = inputs.kernel_name
-    try:
-        image = parse_kernel_image(inputs.kernel, name).kernel
-    except ImageError as error:
-        raise LayoutError(str(error)) from None
-    header = image.boot_header
-    if image.format is not ImageFormat.IMAGE or image.arch is not ARCH or header is None:
-        raise LayoutError(
-            f"{name}: is a {image.arch} {image.format}, the layout needs a riscv64 Image"
-        )
+    data, header = boot_image(inputs, ARCH)
     if header.image_size == 0:
-        raise LayoutError(f"{name}: image_size is 0 (boot-image-header.rst makes it mandatory)")
+        raise LayoutError(
+            f"{inputs.kernel_name}: image_size is 0 (boot-image-header.rst makes it mandatory)"
+        )
     fields = ImageFields(header.text_offset, header.image_size, header.header_version,
                          header.efi_stub)  # fmt: skip
-    return _Kernel(image.loadable, fields)
+    return _Kernel(data, fields)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Placement(DeviceTreePlacement):
-    kernel: Range  # initrd and elfcorehdr: their own bytes; their segments are page rounded
-
-
-def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Placement:
+def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> DeviceTreePlacement:
     region = inputs.memory.crash_region()
     start = align_up(region.start, _PMD_SIZE)
     kernel_range = Range(start, start + page_up(max(kernel.fields.image_size, len(kernel.data))))
     if not inputs.initrd:
         raise LayoutError("segment 'initrd': the initrd is empty")
     initrd_start = align_up(start + kernel.fields.image_size, _PMD_SIZE)
-    return _Placement(
+    return DeviceTreePlacement(
         kernel=kernel_range,
         initrd=Range(initrd_start, initrd_start + len(inputs.initrd)),
         elfcorehdr=last_pages(region, elfcorehdr_size),
@@ -160,7 +141,7 @@ def _dump_ranges(inputs: LayoutInputs) -> tuple[tuple[Range, ...], tuple[Range, 
 
 
 def _device_tree_segment(
-    inputs: LayoutInputs, placed: _Placement, cmdline: str, kernel: _Kernel
+    inputs: LayoutInputs, placed: DeviceTreePlacement, cmdline: str, kernel: _Kernel
 ) -> KexecSegment:
     dtb = capture_dtb(inputs, ARCH.value, cmdline, placed, _DTB_MAX)
     # The kernel takes the first FDT-looking segment as the DTB (machine_kexec_prepare).
@@ -180,34 +161,16 @@ def plan(inputs: LayoutInputs) -> Layout:
     The DTB gets `inputs.options.seeds` (fresh ones at load time, none offline).
     """
     kernel = _kernel(inputs)
-    region = inputs.memory.crash_region()
     dump, reserved = _dump_ranges(inputs)
     header = elf_core_header(inputs.info, dump, machine=_ARCH_INFO.elf_machine)
     placed = _place(inputs, kernel, len(header))
     cmdline = capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
     dtb = _device_tree_segment(inputs, placed, cmdline, kernel)
-    segments = [
-        KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data),
-        page_segment("initrd", placed.initrd.start, inputs.initrd),
-        dtb,
-        page_segment("elfcorehdr", placed.elfcorehdr.start, header),
-    ]
-    probe = load_riscv64_purgatory(0)
-    purgatory_start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
-                                      placed.elfcorehdr.start, region)  # fmt: skip
-    purgatory = build_riscv64_purgatory(
-        purgatory_start, segments_for_digest(segments), kernel_entry=placed.kernel.start,
-        dtb=dtb.mem,
-    )  # fmt: skip
-    segments.insert(3, KexecSegment("purgatory", purgatory_start, page_up(purgatory.memsz),
-                                    purgatory.buffer))  # fmt: skip
     details = Riscv64Details(
         cmdline=cmdline, kernel_entry=placed.kernel.start, dtb=dtb.mem,
         elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
         dump_ranges=dump, seeded=inputs.options.seeds is not None, crash_info=inputs.info,
         firmware_reserved=reserved, kernel_image=kernel.fields,
     )  # fmt: skip
-    layout = Layout(ARCH, purgatory.entry, KEXEC_ON_CRASH | _ARCH_INFO.kexec_arch, region,
-                    tuple(segments), details)  # fmt: skip
-    check_layout(layout)
-    return layout
+    kernel_segment = KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data)
+    return finish_layout(ENTRY, inputs, kernel_segment, dtb, header, details)
