@@ -30,23 +30,14 @@ command line gets nothing added: the device tree carries the rest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
 from builder.errors import LayoutError
-from builder.kexec.layout.core import KexecSegment, Layout, LayoutInputs
+from builder.kexec.layout import fdtboot
+from builder.kexec.layout.core import Layout, LayoutInputs
 from builder.kexec.layout.elfcore import elf_core_header
-from builder.kexec.layout.fdtboot import (
-    DeviceTreeDetails,
-    DeviceTreePlacement,
-    boot_image,
-    capture_bootargs,
-    capture_dtb,
-    finish_layout,
-    last_pages,
-    page_segment,
-    usable_ranges,
-)
 from builder.kexec.memmap import MemoryMap, Range
 from builder.kexec.purgatory.aarch64 import ENTRY
 from builder.units import GiB, MiB, align_down, align_up, page_up
@@ -77,7 +68,7 @@ class ImageFields:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Aarch64Details(DeviceTreeDetails):
+class Aarch64Details(fdtboot.DeviceTreeDetails):
     """What the aarch64 planner decided: the "details" of its layout.json (dtb: x0)."""
 
     kernel_image: ImageFields
@@ -94,16 +85,11 @@ class _Kernel:
 
 def _kernel(inputs: LayoutInputs) -> _Kernel:
     """The arm64 Image in `inputs.kernel`, checked for what a capture kernel must be."""
-    data, header = boot_image(inputs, ARCH)
+    data, header = fdtboot.boot_image(inputs, ARCH)
     size = header.image_size or len(data)
     fields = ImageFields(header.text_offset, size, header.flags, header.page_size,
                          header.phys_placement_anywhere)  # fmt: skip
     return _Kernel(data, fields)
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Placement(DeviceTreePlacement):
-    dump: tuple[Range, ...]
 
 
 def _place_kernel(kernel: _Kernel, region: Range, memory: MemoryMap, name: str) -> Range:
@@ -119,7 +105,9 @@ def _place_kernel(kernel: _Kernel, region: Range, memory: MemoryMap, name: str) 
     return Range(start, start + page_up(max(kernel.fields.image_size, len(kernel.data))))
 
 
-def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Placement:
+def _place(
+    inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int
+) -> fdtboot.DeviceTreePlacement:
     memory = inputs.memory
     region = memory.crash_region()
     kernel_range = _place_kernel(kernel, region, memory, inputs.kernel_name)
@@ -131,9 +119,12 @@ def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Plac
         raise LayoutError(
             f"segment 'initrd': {initrd} leaves the kernel's 32 GiB window (ends {window_end:#x})"
         )
-    return _Placement(kernel=kernel_range, initrd=initrd,
-                      elfcorehdr=last_pages(region, elfcorehdr_size),
-                      usable=usable_ranges(memory), dump=memory.ram_minus_crash())  # fmt: skip
+    return fdtboot.DeviceTreePlacement(
+        kernel=kernel_range,
+        initrd=initrd,
+        elfcorehdr=fdtboot.last_pages(region, elfcorehdr_size),
+        usable=fdtboot.usable_ranges(memory),
+    )
 
 
 def plan(inputs: LayoutInputs) -> Layout:
@@ -144,18 +135,19 @@ def plan(inputs: LayoutInputs) -> Layout:
     load time, none offline).
     """
     kernel = _kernel(inputs)
-    header = elf_core_header(
-        inputs.info, inputs.memory.ram_minus_crash(), machine=_ARCH_INFO.elf_machine
-    )
+    dump = inputs.memory.ram_minus_crash()
+    header = elf_core_header(inputs.info, dump, machine=_ARCH_INFO.elf_machine)
     placed = _place(inputs, kernel, len(header))
-    cmdline = capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
-    dtb = capture_dtb(inputs, "arm64", cmdline, placed, _DTB_MAX)  # booting.rst: 2 MiB
-    dtb_segment = page_segment("dtb", align_up(page_up(placed.initrd.end), _DTB_ALIGN), dtb)
-    details = Aarch64Details(
-        cmdline=cmdline, kernel_entry=placed.kernel.start, dtb=dtb_segment.mem,
-        elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
-        dump_ranges=placed.dump, seeded=inputs.options.seeds is not None,
-        crash_info=inputs.info, kernel_image=kernel.fields,
-    )  # fmt: skip
-    kernel_segment = KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data)
-    return finish_layout(ENTRY, inputs, kernel_segment, dtb_segment, header, details)
+    cmdline = fdtboot.capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
+    dtb = fdtboot.capture_dtb(inputs, "arm64", cmdline, placed, _DTB_MAX)  # booting.rst: 2 MiB
+    dtb_segment = fdtboot.page_segment("dtb", align_up(page_up(placed.initrd.end), _DTB_ALIGN), dtb)
+    planned = fdtboot.DeviceTreePlan(
+        kernel=kernel.data,
+        placed=placed,
+        dtb=dtb_segment,
+        header=header,
+        dump=dump,
+        cmdline=cmdline,
+    )
+    details = functools.partial(Aarch64Details, kernel_image=kernel.fields)
+    return fdtboot.finish_layout(ENTRY, inputs, planned, details)

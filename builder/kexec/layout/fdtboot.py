@@ -12,7 +12,8 @@ and the kernel's checks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from builder.arch import Arch, arch_info
 from builder.binfmt.kernelimg import BootImageHeader, ImageFormat, parse_kernel_image
@@ -35,6 +36,7 @@ from builder.units import PAGE_SIZE, align_up, page_up
 __all__ = [
     "DeviceTreeDetails",
     "DeviceTreePlacement",
+    "DeviceTreePlan",
     "boot_image",
     "booted_device_tree",
     "capture_bootargs",
@@ -208,36 +210,55 @@ def place_purgatory(after: int, alignment: int, memsz: int, below: int, region: 
     return start
 
 
+@dataclass(frozen=True, kw_only=True)
+class DeviceTreePlan:
+    """What an architecture's planner decided; `finish_layout` does the rest alike."""
+
+    kernel: bytes = field(repr=False)  # the bytes loaded at `placed.kernel`
+    placed: DeviceTreePlacement
+    dtb: KexecSegment  # the capture device tree, placed
+    header: bytes = field(repr=False)  # the ELF core header, loaded at `placed.elfcorehdr`
+    dump: tuple[Range, ...]  # the RAM ranges the header describes
+    cmdline: str  # the capture command line, as bootargs
+
+
 def finish_layout(
     entry: DeviceTreeEntry,
     inputs: LayoutInputs,
-    kernel: KexecSegment,
-    dtb: KexecSegment,
-    header: bytes,
-    details: DeviceTreeDetails,
+    planned: DeviceTreePlan,
+    details: Callable[..., DeviceTreeDetails],
 ) -> Layout:
     """The checked layout: kernel, initrd, dtb, purgatory, elfcorehdr (kexec-tools' order).
 
-    The initrd and the ELF core header `header` go where `details` says, the
-    purgatory after the DTB, patched to verify every other segment and to
-    enter `details.kernel_entry` with the DTB's address; the entry is the
-    purgatory's.
+    The purgatory goes after the DTB, patched to verify every other segment
+    and to enter the kernel with the DTB's address; the entry is the
+    purgatory's. `details` makes the architecture's layout.json details
+    from what every device-tree planner records (its own fields bound).
     """
-    region = inputs.memory.crash_region()
-    initrd = page_segment("initrd", details.initrd.start, inputs.initrd)
-    elfcorehdr = page_segment("elfcorehdr", details.elfcorehdr.start, header)
-    verified = [kernel, initrd, dtb, elfcorehdr]
+    placed, dtb, region = planned.placed, planned.dtb, inputs.memory.crash_region()
+    verified = [
+        KexecSegment("kernel", placed.kernel.start, placed.kernel.size, planned.kernel),
+        page_segment("initrd", placed.initrd.start, inputs.initrd),
+        dtb,
+        page_segment("elfcorehdr", placed.elfcorehdr.start, planned.header),
+    ]
     probe = entry.record.load(0)
     start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
-                            details.elfcorehdr.start, region)  # fmt: skip
+                            placed.elfcorehdr.start, region)  # fmt: skip
     purgatory = entry.build(
-        start, segments_for_digest(verified), kernel_entry=details.kernel_entry, dtb=dtb.mem
+        start, segments_for_digest(verified), kernel_entry=placed.kernel.start, dtb=dtb.mem
     )
-    segments = (kernel, initrd, dtb,
+    segments = (*verified[:3],
                 KexecSegment("purgatory", start, page_up(purgatory.memsz), purgatory.buffer),
-                elfcorehdr)  # fmt: skip
+                verified[3])  # fmt: skip
+    decided = details(
+        cmdline=planned.cmdline, kernel_entry=placed.kernel.start, dtb=dtb.mem,
+        elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
+        dump_ranges=planned.dump, seeded=inputs.options.seeds is not None,
+        crash_info=inputs.info,
+    )  # fmt: skip
     arch = entry.record.arch
     flags = KEXEC_ON_CRASH | arch_info(arch).kexec_arch
-    layout = Layout(arch, purgatory.entry, flags, region, segments, details)
+    layout = Layout(arch, purgatory.entry, flags, region, segments, decided)
     check_layout(layout)
     return layout

@@ -40,25 +40,15 @@ carries the rest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
 from builder.errors import LayoutError
+from builder.kexec.layout import fdtboot
 from builder.kexec.layout.core import KexecSegment, Layout, LayoutInputs
 from builder.kexec.layout.devicetree import firmware_reserved
 from builder.kexec.layout.elfcore import elf_core_header
-from builder.kexec.layout.fdtboot import (
-    DeviceTreeDetails,
-    DeviceTreePlacement,
-    boot_image,
-    booted_device_tree,
-    capture_bootargs,
-    capture_dtb,
-    finish_layout,
-    last_pages,
-    page_segment,
-    usable_ranges,
-)
 from builder.kexec.memmap import Range, subtract
 from builder.kexec.purgatory.riscv64 import ENTRY
 from builder.units import MiB, align_up, page_up
@@ -87,7 +77,7 @@ class ImageFields:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Riscv64Details(DeviceTreeDetails):
+class Riscv64Details(fdtboot.DeviceTreeDetails):
     """What the riscv64 planner decided: the "details" of its layout.json (dtb: a1)."""
 
     firmware_reserved: tuple[Range, ...]  # left out of the dump ranges
@@ -108,7 +98,7 @@ class _Kernel:
 
 def _kernel(inputs: LayoutInputs) -> _Kernel:
     """The riscv64 Image in `inputs.kernel`, checked for what a capture kernel must be."""
-    data, header = boot_image(inputs, ARCH)
+    data, header = fdtboot.boot_image(inputs, ARCH)
     if header.image_size == 0:
         raise LayoutError(
             f"{inputs.kernel_name}: image_size is 0 (boot-image-header.rst makes it mandatory)"
@@ -118,32 +108,34 @@ def _kernel(inputs: LayoutInputs) -> _Kernel:
     return _Kernel(data, fields)
 
 
-def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> DeviceTreePlacement:
+def _place(
+    inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int
+) -> fdtboot.DeviceTreePlacement:
     region = inputs.memory.crash_region()
     start = align_up(region.start, _PMD_SIZE)
     kernel_range = Range(start, start + page_up(max(kernel.fields.image_size, len(kernel.data))))
     if not inputs.initrd:
         raise LayoutError("segment 'initrd': the initrd is empty")
     initrd_start = align_up(start + kernel.fields.image_size, _PMD_SIZE)
-    return DeviceTreePlacement(
+    return fdtboot.DeviceTreePlacement(
         kernel=kernel_range,
         initrd=Range(initrd_start, initrd_start + len(inputs.initrd)),
-        elfcorehdr=last_pages(region, elfcorehdr_size),
-        usable=usable_ranges(inputs.memory),
+        elfcorehdr=fdtboot.last_pages(region, elfcorehdr_size),
+        usable=fdtboot.usable_ranges(inputs.memory),
     )
 
 
 def _dump_ranges(inputs: LayoutInputs) -> tuple[tuple[Range, ...], tuple[Range, ...]]:
     """The RAM the vmcore describes, and the firmware ranges left out of it."""
-    booted, source = booted_device_tree(inputs, ARCH.value)
+    booted, source = fdtboot.booted_device_tree(inputs, ARCH.value)
     reserved = firmware_reserved(booted, source)
     return subtract(inputs.memory.ram_minus_crash(), reserved), reserved
 
 
 def _device_tree_segment(
-    inputs: LayoutInputs, placed: DeviceTreePlacement, cmdline: str, kernel: _Kernel
+    inputs: LayoutInputs, placed: fdtboot.DeviceTreePlacement, cmdline: str, kernel: _Kernel
 ) -> KexecSegment:
-    dtb = capture_dtb(inputs, ARCH.value, cmdline, placed, _DTB_MAX)
+    dtb = fdtboot.capture_dtb(inputs, ARCH.value, cmdline, placed, _DTB_MAX)
     # The kernel takes the first FDT-looking segment as the DTB (machine_kexec_prepare).
     for name, data in (("kernel", kernel.data), ("initrd", inputs.initrd)):
         if data.startswith(_FDT_MAGIC):
@@ -151,7 +143,7 @@ def _device_tree_segment(
                 f"segment {name!r} starts with the FDT magic: the kernel would take it for "
                 "the device tree"
             )
-    return page_segment("dtb", page_up(placed.initrd.end), dtb)
+    return fdtboot.page_segment("dtb", page_up(placed.initrd.end), dtb)
 
 
 def plan(inputs: LayoutInputs) -> Layout:
@@ -164,13 +156,12 @@ def plan(inputs: LayoutInputs) -> Layout:
     dump, reserved = _dump_ranges(inputs)
     header = elf_core_header(inputs.info, dump, machine=_ARCH_INFO.elf_machine)
     placed = _place(inputs, kernel, len(header))
-    cmdline = capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
+    cmdline = fdtboot.capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
     dtb = _device_tree_segment(inputs, placed, cmdline, kernel)
-    details = Riscv64Details(
-        cmdline=cmdline, kernel_entry=placed.kernel.start, dtb=dtb.mem,
-        elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
-        dump_ranges=dump, seeded=inputs.options.seeds is not None, crash_info=inputs.info,
-        firmware_reserved=reserved, kernel_image=kernel.fields,
-    )  # fmt: skip
-    kernel_segment = KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data)
-    return finish_layout(ENTRY, inputs, kernel_segment, dtb, header, details)
+    planned = fdtboot.DeviceTreePlan(
+        kernel=kernel.data, placed=placed, dtb=dtb, header=header, dump=dump, cmdline=cmdline
+    )
+    details = functools.partial(
+        Riscv64Details, firmware_reserved=reserved, kernel_image=kernel.fields
+    )
+    return fdtboot.finish_layout(ENTRY, inputs, planned, details)

@@ -21,11 +21,6 @@ object: its bytes are the same at every load address, its size too.
 (183, True, 2048, True)
 >>> ENTRY.registers_block(kernel_entry=0x6EC00000, dtb=0x70D0E000)[32:].hex()
 '0000c06e00000000'
->>> from builder.kexec.purgatory.regions import regions_digest
->>> kernel = (0x6EC00000, b"Image", 0x2010000)
->>> ready = ENTRY.build(0x70D10000, [kernel], kernel_entry=0x6EC00000, dtb=0x70D0E000)
->>> ready.read("purgatory_sha256_digest") == regions_digest([kernel])
-True
 """
 
 from __future__ import annotations

@@ -24,11 +24,6 @@ every load address, its size too.
 (243, True, 16, 0)
 >>> ENTRY.registers_block(kernel_entry=0xACC00000, dtb=0xAEF43000).hex()
 '0030f4ae000000000000c0ac00000000'
->>> from builder.kexec.purgatory.regions import regions_digest
->>> kernel = (0xACC00000, b"Image", 0x1E6C000)
->>> ready = ENTRY.build(0xAEF46000, [kernel], kernel_entry=0xACC00000, dtb=0xAEF43000)
->>> ready.read("purgatory_sha256_digest") == regions_digest([kernel])
-True
 """
 
 from __future__ import annotations
