@@ -22,7 +22,7 @@ from builder.errors import FetchError, RecipeError, ReleaseError
 from builder.image import content
 from builder.image.cache import default_cache_dir
 from builder.image.capture import CapturePlan
-from builder.image.fetch import FetchedPackage, FetchProgress, fetch_packages
+from builder.image.fetch import FetchedPackage, fetch_packages
 from builder.image.initrd import (
     InitrdPlan,
     Member,
@@ -33,6 +33,7 @@ from builder.image.initrd import (
 )
 from builder.image.kernel import capture_kernel
 from builder.image.packages import PackageCache, PackageRoot
+from builder.image.progress import ByteProgress
 from builder.image.sources import DirectoryRoot, Root
 from builder.recipe.model import Recipe
 from builder.targets.ssh import SSH_KEY_PATH
@@ -74,7 +75,7 @@ class Steps:
         self.timings.append((name, elapsed))
         self.report(name, elapsed)
 
-    def ticker(self, step: str) -> Callable[[int, int, str], None] | None:
+    def ticker(self, step: str) -> ByteProgress | None:
         """A callback for `step`'s progress (bytes done, in all, detail); None if unheard."""
         listener = self.progress
         if listener is None:
@@ -112,7 +113,7 @@ def package_cache() -> PackageCache:
 
 
 def fetch_recipe_packages(
-    recipe: Recipe, *, refresh: bool = False, progress: FetchProgress | None = None
+    recipe: Recipe, *, refresh: bool = False, progress: ByteProgress | None = None
 ) -> list[FetchedPackage]:
     """Fetch `source.packages`; errors name the recipe and the key."""
     try:
@@ -218,7 +219,7 @@ def plan_build(
 
 
 def compress_archives(
-    recipe: Recipe, archives: Sequence[bytes], progress: FetchProgress | None = None
+    recipe: Recipe, archives: Sequence[bytes], progress: ByteProgress | None = None
 ) -> bytes:
     """Each archive compressed (or taken from the cache), concatenated in order.
 
