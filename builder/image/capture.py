@@ -76,7 +76,7 @@ def _reservation_text(size: int, offset: int | None) -> str:
 
 
 def _check_config(
-    recipe: str,
+    recipe_file: str,
     key: str,
     image: KernelImage,
     config_text: str | None,
@@ -91,14 +91,14 @@ def _check_config(
         found = ", ".join(_describe_setting(options, name) for name in missing)
         wanted = ", ".join(f"{name}=y" for name in required)
         raise RecipeError(
-            f"{recipe}: {key}: {image.name} cannot capture a dump: it needs {wanted}, "
+            f"{recipe_file}: {key}: {image.name} cannot capture a dump: it needs {wanted}, "
             f"but {config_name} has {found}"
         )
     return True
 
 
 def _check_placement(
-    recipe: str, key: str, image: KernelImage, memory_size: int, size: int, offset: int | None
+    recipe_file: str, key: str, image: KernelImage, memory_size: int, size: int, offset: int | None
 ) -> None:
     """Refuse images that cannot sit inside crashkernel=size[@offset]."""
     reservation = _reservation_text(size, offset)
@@ -106,21 +106,21 @@ def _check_placement(
     if not image.relocatable:
         if image.fixed_address is None:
             raise RecipeError(
-                f"{recipe}: {key}: {image.name} is not relocatable and its {image.format} "
+                f"{recipe_file}: {key}: {image.name} is not relocatable and its {image.format} "
                 "header does not say where it must run; use a relocatable capture kernel"
             )
         start = image.fixed_address
         end = start + footprint
         if offset is None or start < offset or end > offset + size:
             raise RecipeError(
-                f"{recipe}: {key}: {image.name} is not relocatable and runs at "
+                f"{recipe_file}: {key}: {image.name} is not relocatable and runs at "
                 f"{start:#x}-{end:#x} ({format_mib(footprint)}), outside {KEY_RESERVE} "
                 f"{reservation}; reserve crashkernel=size@offset covering it"
             )
         return
     if footprint > size:
         raise RecipeError(
-            f"{recipe}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes "
+            f"{recipe_file}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes "
             f"({format_mib(footprint)}) where it is loaded, more than {reservation}"
         )
     if offset is None:
@@ -131,24 +131,24 @@ def _check_placement(
     limit = offset + size if image.max_address is None else min(offset + size, image.max_address)
     if base + footprint > limit:
         raise RecipeError(
-            f"{recipe}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes at an "
+            f"{recipe_file}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes at an "
             f"address >= {image.min_address:#x} aligned to {image.alignment:#x} and ending "
             f"by {limit:#x}, which {reservation} does not offer"
         )
 
 
 def _reused_kernel(
-    recipe: str, main: KernelImage, dedicated: KernelImage | None
+    recipe_file: str, main: KernelImage, dedicated: KernelImage | None
 ) -> tuple[str, KernelImage, tuple[str, ...]]:
     """kernel.mode = "reuse": the main image, which must be relocatable."""
     if dedicated is not None:
         raise RecipeError(
-            f'{recipe}: {KEY_DEDICATED_IMAGE}: is set but {KEY_MODE} is "reuse"; '
+            f'{recipe_file}: {KEY_DEDICATED_IMAGE}: is set but {KEY_MODE} is "reuse"; '
             f'remove it or set {KEY_MODE} = "dedicated"'
         )
     if not main.relocatable:
         raise RecipeError(
-            f'{recipe}: {KEY_MODE}: "reuse" needs a relocatable kernel, but {main.name} '
+            f'{recipe_file}: {KEY_MODE}: "reuse" needs a relocatable kernel, but {main.name} '
             f"({main.format}, {main.arch}) is not relocatable; "
             f'set {KEY_MODE} = "dedicated" with {KEY_DEDICATED_IMAGE}'
         )
@@ -156,17 +156,17 @@ def _reused_kernel(
 
 
 def _dedicated_kernel(
-    recipe: str, main: KernelImage, dedicated: KernelImage | None
+    recipe_file: str, main: KernelImage, dedicated: KernelImage | None
 ) -> tuple[str, KernelImage, tuple[str, ...]]:
     """kernel.mode = "dedicated": a second image of the main kernel's architecture."""
     if dedicated is None:
         raise RecipeError(
-            f'{recipe}: {KEY_DEDICATED_IMAGE}: missing, but {KEY_MODE} is "dedicated"'
+            f'{recipe_file}: {KEY_DEDICATED_IMAGE}: missing, but {KEY_MODE} is "dedicated"'
         )
     if dedicated.arch != main.arch:
         raise RecipeError(
-            f"{recipe}: {KEY_DEDICATED_IMAGE}: {dedicated.name} is {dedicated.arch}, but the main "
-            f"kernel {main.name} is {main.arch}"
+            f"{recipe_file}: {KEY_DEDICATED_IMAGE}: {dedicated.name} is {dedicated.arch}, "
+            f"but the main kernel {main.name} is {main.arch}"
         )
     # A dedicated kernel is often built to run at one fixed address, so only
     # the options for reading the dump are asked of it.
@@ -177,7 +177,7 @@ def plan_capture_kernel(
     main: KernelImage,
     *,
     mode: KernelMode,
-    recipe: str,
+    recipe_file: str,
     reservation_size: int,
     reservation_offset: int | None = None,
     dedicated: KernelImage | None = None,
@@ -187,21 +187,23 @@ def plan_capture_kernel(
     """Decide the capture kernel and its placement constraints, or say why not.
 
     `config_text` is the `/boot/config-*` of the capture kernel (the main
-    kernel when reusing), when the source has one; `recipe` is the recipe
-    file name used in messages. tests/unit/image/test_capture.py runs it on real
+    kernel when reusing), when the source has one; `recipe_file` is the
+    recipe's file name, for messages. tests/unit/image/test_capture.py runs it on real
     Debian kernels and on synthetic images of every format.
     """
     if reservation_size <= 0:
-        raise RecipeError(f"{recipe}: {KEY_RESERVE}: the reservation size must be positive")
+        raise RecipeError(f"{recipe_file}: {KEY_RESERVE}: the reservation size must be positive")
     choose = _reused_kernel if mode is KernelMode.REUSE else _dedicated_kernel
-    key, image, required = choose(recipe, main, dedicated)
-    config_checked = _check_config(recipe, key, image, config_text, config_name, required)
+    key, image, required = choose(recipe_file, main, dedicated)
+    config_checked = _check_config(recipe_file, key, image, config_text, config_name, required)
     if image.memory_size is None:
         raise RecipeError(
-            f"{recipe}: {key}: {image.name} does not say how much memory it needs "
+            f"{recipe_file}: {key}: {image.name} does not say how much memory it needs "
             f"({image.format} header too old); use a newer kernel"
         )
-    _check_placement(recipe, key, image, image.memory_size, reservation_size, reservation_offset)
+    _check_placement(
+        recipe_file, key, image, image.memory_size, reservation_size, reservation_offset
+    )
     return CapturePlan(
         mode=mode,
         image_key=key,
