@@ -123,8 +123,9 @@ def test_shipped_object_uses_only_known_relocations(tmp_path: Path) -> None:
 
 def test_patched_symbols_are_in_data() -> None:
     purgatory = PURGATORY.load(LOW)
+    registers = 8 * len(PURGATORY.entry_registers)
     sizes = {"purgatory_sha256_digest": 32, "purgatory_sha256_regions": 256,
-             "purgatory_entry_regs": 8 * len(PURGATORY.entry_registers), "purgatory_backup": 24}  # fmt: skip
+             "purgatory_entry_regs": registers, "purgatory_backup": 24}  # fmt: skip
     for name, size in sizes.items():
         symbol = purgatory.symbols[name]
         assert (symbol.section, symbol.size, symbol.in_buffer) == (".data", size, True), name
