@@ -83,9 +83,9 @@ class Steps:
         return lambda done, total, detail: listener(Tick(step, done, total, detail))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BuildResult:
-    """Everything a build writes, in memory."""
+    """Everything a build writes, in memory (eleven fields: built with keywords only)."""
 
     recipe: Recipe
     kernel: KernelImage
@@ -204,17 +204,17 @@ def plan_build(
             recipe, profile, capture_kernel=kernel.version, calibration=calibration
         )
     return BuildResult(
-        recipe,
-        kernel.image,
-        kernel.version,
-        kernel.plan,
-        kernel.data,
-        cmdline,
-        members,
-        initrd,
-        packages,
-        tuple(plan.missing_firmware),
-        fit_report,
+        recipe=recipe,
+        kernel=kernel.image,
+        kernel_version=kernel.version,
+        capture=kernel.plan,
+        kernel_bytes=kernel.data,
+        cmdline=cmdline,
+        members=members,
+        initrd=initrd,
+        packages=packages,
+        missing_firmware=tuple(plan.missing_firmware),
+        fit=fit_report,
     )
 
 
