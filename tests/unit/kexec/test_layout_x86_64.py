@@ -27,15 +27,11 @@ from builder.kexec.layout.core import (
     corrupt_segment_for_testing,
 )
 from builder.kexec.layout.elfcore import elf_core_header
-from builder.kexec.layout.x86_64 import (
-    E820_RAM,
-    E820Entry,
-    X86_64Details,
-    capture_e820,
-)
+from builder.kexec.layout.x86_64 import X86_64Details, capture_e820
 from builder.kexec.layout.x86_64 import (
     plan as plan_x86_64,
 )
+from builder.kexec.layout.zeropage import E820_RAM, E820Entry
 from builder.kexec.memmap import MemoryMap, Range, parse_iomem
 from builder.kexec.purgatory.loader import LoadedPurgatory
 from tests.unit.kexec.x86_layout_inputs import (
