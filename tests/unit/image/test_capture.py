@@ -58,12 +58,12 @@ def test_reuse_debian_amd64_kernel_with_its_config() -> None:
     assert isinstance(plan, CapturePlan)
     assert plan.mode is KernelMode.REUSE and plan.image_key == "kernel.image"
     assert plan.image is main and plan.arch is Arch.X86_64
-    assert (plan.alignment, plan.min_address, plan.memory_size) == (
+    assert (plan.placement.alignment, plan.placement.min_address, plan.memory_size) == (
         alignment,
         pref_address,
         init_size,
     )
-    assert plan.fixed_address is None and plan.max_address is None
+    assert plan.placement.fixed_address is None and plan.placement.max_address is None
     assert plan.config_checked
     assert plan.footprint == init_size
 
@@ -80,7 +80,7 @@ def test_reuse_debian_arm64_kernel_at_a_fixed_offset() -> None:
         config_text=kernel.config,
     )
     image_size = struct.unpack_from("<Q", kernel.image, 16)[0]
-    assert plan.memory_size == image_size and plan.alignment == 2 * MiB
+    assert plan.memory_size == image_size and plan.placement.alignment == 2 * MiB
     assert plan.config_checked
 
 
@@ -198,7 +198,7 @@ def test_dedicated_non_relocatable_inside_reservation() -> None:
         config_text="CONFIG_CRASH_DUMP=y\nCONFIG_PROC_VMCORE=y\n# CONFIG_RELOCATABLE is not set\n",
     )
     assert plan.mode is KernelMode.DEDICATED and plan.image_key == "kernel.dedicated_image"
-    assert plan.fixed_address == 0x1000000 and plan.memory_size == 0x1800000
+    assert plan.placement.fixed_address == 0x1000000 and plan.memory_size == 0x1800000
     assert plan.config_checked
 
 
@@ -245,7 +245,7 @@ def test_dedicated_fixed_elf_uses_its_physical_addresses() -> None:
         elf64(machine=62, segments=((0xFFFFFFFF81000000, 0x1000000, 0x1000, 0x3000000, 0x200000),)),
         "vmlinux",
     )
-    assert not vmlinux.relocatable and vmlinux.fixed_address == 0x1000000
+    assert not vmlinux.placement.relocatable and vmlinux.placement.fixed_address == 0x1000000
     plan = plan_capture_kernel(
         image(bzimage()),
         mode=KernelMode.DEDICATED,
@@ -254,7 +254,7 @@ def test_dedicated_fixed_elf_uses_its_physical_addresses() -> None:
         reservation_size=128 * MiB,
         reservation_offset=0,
     )
-    assert plan.fixed_address == 0x1000000 and plan.memory_size == 0x3000000
+    assert plan.placement.fixed_address == 0x1000000 and plan.memory_size == 0x3000000
 
 
 def test_dedicated_relocatable_image() -> None:
@@ -266,7 +266,7 @@ def test_dedicated_relocatable_image() -> None:
         reservation_size=128 * MiB,
         config_text=GOOD_CONFIG,
     )
-    assert plan.fixed_address is None and plan.memory_size == 0x1000000
+    assert plan.placement.fixed_address is None and plan.memory_size == 0x1000000
 
 
 def test_dedicated_missing_image_fails() -> None:
@@ -347,7 +347,7 @@ def test_kernel_not_loadable_above_4g() -> None:
         reservation_size=256 * MiB,
         reservation_offset=GiB,
     )
-    assert plan.max_address == 4 * GiB
+    assert plan.placement.max_address == 4 * GiB
 
 
 def test_kernel_without_init_size_fails() -> None:
