@@ -44,7 +44,7 @@ import dataclasses
 import json
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.calibration_boot import NFS_PORT, boot, build_capture, nfs_server
@@ -184,7 +184,7 @@ def _measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     campaign = run_configs(configs, args.recipe, args, trials)
     profiles, found = campaign.profiles(), campaign.found()
     constants = fit_constants(profiles, found)
-    calibration = replace(Calibration(), **constants)
+    calibration = Calibration.from_constants(constants)
     print(
         "fitted constants (MiB): " + ", ".join(f"{k}={v / MiB:.2f}" for k, v in constants.items())
     )

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.calibration_evidence import boot_evidence
@@ -321,7 +321,7 @@ def main() -> int:
     profiles = {variant: capture.profile for variant, capture in captures.items()}
     found = {config: value * MiB for config, value in minima.items() if value is not None}
     constants = fit_constants(profiles, found)
-    calibration = replace(Calibration(), **constants)
+    calibration = Calibration.from_constants(constants)
     print(
         "fitted constants (MiB): " + ", ".join(f"{k}={v / MiB:.2f}" for k, v in constants.items())
     )

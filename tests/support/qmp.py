@@ -18,28 +18,19 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from builder.arch import ARCHES, Arch
-from builder.kexec.purgatory.aarch64 import load_aarch64_purgatory
-from builder.kexec.purgatory.loader import LoadedPurgatory
-from builder.kexec.purgatory.riscv64 import load_riscv64_purgatory
-from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
+from builder.kexec.purgatory.record import purgatory_records
 
 # Each CPU's program counter in `info registers -a`.
 PROGRAM_COUNTER = {
     Arch.X86_64: re.compile(r"\bRIP=([0-9a-f]{16})\b"),
     Arch.AARCH64: re.compile(r"\bPC=([0-9a-f]{16})\b"),
     Arch.RISCV64: re.compile(r"^ pc\s+([0-9a-f]{16})$", re.MULTILINE),
-}
-LOAD_PURGATORY: dict[Arch, Callable[[int], LoadedPurgatory]] = {
-    Arch.X86_64: load_x86_64_purgatory,
-    Arch.AARCH64: load_aarch64_purgatory,
-    Arch.RISCV64: load_riscv64_purgatory,
 }
 # A line of `load --show` (builder.kexec.layout.core.describe_layout).
 PURGATORY_LINE = re.compile(r"^purgatory\s+0x([0-9a-f]+)\s", re.MULTILINE)
@@ -124,7 +115,7 @@ def halt_loop(arch: Arch) -> HaltLoop:
     32- and 16-bit words on aarch64 and riscv64); the loop runs from the last
     instruction's branch target to the end of the symbol (`objdump -t`'s size).
     """
-    path = resources.files("builder.kexec.purgatory") / f"purgatory-{arch.value}.o"
+    path = resources.files("builder.kexec.purgatory") / purgatory_records()[arch].object_name
     objdump = f"{ARCHES[arch].multiarch}-objdump"
     symbols = subprocess.run([objdump, "-t", str(path)], check=True, capture_output=True, text=True)
     symbol = rf"^([0-9a-f]+) g\s+F \S+\s+([0-9a-f]+) {HALT}$"
@@ -211,7 +202,7 @@ class PurgatoryHaltWatch:
     def _sample(self, purgatory: int, seconds: float) -> HaltSample:
         assert self._qmp is not None
         expected = halt_loop(self.arch)
-        halt, _ = LOAD_PURGATORY[self.arch](purgatory).symbol(HALT)
+        halt, _ = purgatory_records()[self.arch].load(purgatory).symbol(HALT)
         loop = range(halt + expected.offset, halt + expected.offset + len(expected.code))
         registers = self._qmp.human("info registers -a")
         pcs = tuple(int(pc, 16) for pc in PROGRAM_COUNTER[self.arch].findall(registers))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from builder.arch import Arch
+from builder.kexec.purgatory.record import purgatory_records
 from tests.support import qmp
 from tests.support.qmp import HaltSample, PurgatoryHaltWatch, check_parked, halt_loop
 
@@ -45,7 +46,7 @@ class FakeQmp(qmp.Qmp):
 
 
 def _loop(arch: Arch) -> range:
-    halt, _ = qmp.LOAD_PURGATORY[arch](LOAD).symbol("purgatory_halt")
+    halt, _ = purgatory_records()[arch].load(LOAD).symbol("purgatory_halt")
     expected = halt_loop(arch)
     return range(halt + expected.offset, halt + expected.offset + len(expected.code))
 
