@@ -116,6 +116,8 @@ def main() -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if not args.verify.is_file():
+        raise SystemExit(f"{args.verify}: no such calibration store")
     args.work.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if '"target": "nfs"' in args.verify.read_text():
