@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from builder.host.probe import DumpFilesystem, HostFacts
@@ -68,3 +69,25 @@ def test_crashkernel_takes_one_action() -> None:
     assert (
         result.stderr == "kdump-build: error: crashkernel: give one of --apply, --remove, --show\n"
     )
+
+
+def _with_filesystem(mount_point: str, path: str = "/var/crash") -> HostFacts:
+    filesystem = DumpFilesystem("UUID=6b1f0a2e", "ext4", Path(mount_point), path)
+    return replace(FACTS, dump_filesystem=filesystem)
+
+
+def test_a_mount_point_cannot_add_keys_to_the_host_recipe() -> None:
+    """Issue 24: a mount point with a line break ended the comment it is named in, and
+    the next line became a dump.pre hook run as root by the capture."""
+    hostile = '/mnt/x\npre = ["/tmp/own.sh"] #'
+    text = host_recipe_text(_with_filesystem(hostile))
+    recipe = parse_recipe(text, Path("r.toml"))
+    assert recipe.dump.pre == ()
+    assert len(text.splitlines()) == len(host_recipe_text(FACTS).splitlines())
+    assert '# /mnt/x\\npre = ["/tmp/own.sh"] #).' in text
+
+
+def test_control_characters_in_values_are_escaped_and_parse_back() -> None:
+    path = "/var/cr\x01ash\t\x7f\x1b[2J"
+    recipe = parse_recipe(host_recipe_text(_with_filesystem("/", path)), Path("r.toml"))
+    assert recipe.dump.to_json()["path"] == path
