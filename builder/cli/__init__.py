@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import typer
 from typer.core import TyperCommand
@@ -57,6 +57,36 @@ APP_SETTINGS: dict[str, Any] = {
     "help": "Build minimal, reproducible kdump capture images from a TOML recipe.",
 }
 app = typer.Typer(**APP_SETTINGS)
+
+
+def installed_version() -> str:
+    """kdump-build's version, as its installation records it (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PROG)
+    except PackageNotFoundError:
+        return "unknown (not installed: run it from an installation or ./bootstrap's .venv)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    # The group's own options; commands have theirs.
+    return None
+
 
 app.command()(build.build)
 app.command()(inspect.inspect)

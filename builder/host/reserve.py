@@ -54,14 +54,15 @@ def machine_need(paths: HostPaths) -> Need:
 
 
 def reservation_verdict(live: LiveReservation, record: BuildRecord | None) -> str:
-    """One line: does the running kernel's reservation hold the capture of this kernel?"""
+    """Does the running kernel's reservation hold the capture of this kernel? (`status`
+    prints it after `reservation: `)"""
     if live.size == 0:
-        return "reservation: none (no crashkernel= on this kernel's command line)"
+        return "none (no crashkernel= on this kernel's command line)"
     if record is None or record.needed is None:
-        return f"reservation: {format_mib(live.size)}; no capture with a fit for this kernel"
+        return f"{format_mib(live.size)}; no capture with a fit for this kernel"
     margin = live.size - record.needed
     verdict = "fits" if margin >= 0 else "DOES NOT FIT"
     return (
-        f"reservation: {format_mib(live.size)}, the capture needs {format_mib(record.needed)}: "
+        f"{format_mib(live.size)}, the capture needs {format_mib(record.needed)}: "
         f"{verdict} ({format_mib(margin)} margin)"
     )

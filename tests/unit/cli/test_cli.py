@@ -475,3 +475,41 @@ def test_inspect_corrupt_device_tree_is_one_line(tmp_path: Path) -> None:
         result.stderr == f"kdump-build: error: {cut}: byte 0x4: totalsize 0x2015 outside "
         "the file of 0xc8 bytes\n"
     )
+
+
+def test_version_is_the_one_pyproject_declares() -> None:
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"kdump-build {declared}\n", "")
+
+
+def test_status_is_not_ready_without_a_loaded_crash_kernel() -> None:
+    """Issue 25: status exited 0 on a machine that could not dump, and its JSON
+    reservation repeated the text line's `reservation: ` prefix."""
+    loaded = Path("/sys/kernel/kexec_crash_loaded")
+    if loaded.exists():
+        assert loaded.read_text().strip() == "0", "the test machine has a crash kernel loaded"
+    result = run_cli("status", "--json")
+    assert result.returncode == 4, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["loaded"] is not True and summary["problems"]
+    assert not summary["reservation"].startswith("reservation")
+    text = run_cli("status")
+    assert text.returncode == 4
+    assert f"reservation: {summary['reservation']}\n" in text.stdout
+
+
+def test_auto_says_nothing_on_a_kernel_without_kexec() -> None:
+    from builder.cli.kexec import _auto_choice
+    from builder.kexec.method import FileLoad, FileLoadProbe
+    from builder.kexec.syscalls import KexecStatus
+
+    absent = FileLoadProbe(FileLoad.ABSENT, "ENOSYS")
+    assert _auto_choice(KexecStatus(None, None, None), absent) == (
+        None,
+        "this kernel has no kexec support for crash dumps",
+    )
+    method, _ = _auto_choice(KexecStatus(False, 0, None), absent)
+    assert method is not None and method.value == "segments"

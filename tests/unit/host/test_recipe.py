@@ -60,7 +60,12 @@ def test_dumps_command_lists_json_and_text(tmp_path: Path) -> None:
     text = run_cli("dumps", "--dir", str(tmp_path)).stdout
     assert text.startswith("2026-12-01 10:15:00 UTC  6.1.0-57-amd64  ")
     assert "    Kernel panic - not syncing: sysrq triggered crash" in text
-    assert run_cli("dumps", "--dir", str(tmp_path / "none")).stdout == "no dumps\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli("dumps", "--dir", str(empty)).stdout == "no dumps\n"
+    missing = run_cli("dumps", "--dir", str(tmp_path / "none"))
+    assert (missing.returncode, missing.stdout) == (2, "")
+    assert missing.stderr == f"kdump-build: error: {tmp_path}/none: --dir: no such directory\n"
 
 
 def test_crashkernel_takes_one_action() -> None:
