@@ -1,14 +1,17 @@
-"""Commands of the image product: build, fetch, recipe-doc."""
+"""Commands of the image product: build, fetch, recipe-doc, init."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from builder.units import format_mib
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from builder.image.pipeline import BuildResult, Steps
@@ -104,3 +107,40 @@ def recipe_doc() -> None:
     from builder.recipe.reference import reference_markdown
 
     typer.echo(reference_markdown(), nl=False)
+
+
+def init(
+    target: Annotated[
+        str, typer.Option("--target", help="Where the dump goes: local, nfs, ssh or raw.")
+    ] = "local",
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="Target architecture [this machine's].")
+    ] = None,
+    release: Annotated[
+        str, typer.Option("--release", help="Debian release of the packages [the host's apt].")
+    ] = "",
+) -> None:
+    """Print a complete, commented recipe that builds as it is (kdump-build init > r.toml)."""
+    from builder.arch import host_arch, parse_arch
+    from builder.recipe.parsers import choice
+    from builder.recipe.settings import SETTINGS
+    from builder.recipe.starter import StarterChoice, starter_recipe_text
+    from builder.targets import DumpTarget
+
+    release_setting = next(setting for setting in SETTINGS if setting.key == "source.release")
+    chosen = StarterChoice(
+        _option(choice(DumpTarget), target, "--target"),
+        parse_arch(arch, "--arch") if arch else host_arch(),
+        _option(release_setting.parse, release, "--release"),
+    )
+    typer.echo(starter_recipe_text(chosen), nl=False)
+
+
+def _option(parse: Callable[[Any], T], value: str, flag: str) -> T:
+    """An option's value parsed as the recipe key it stands for; a mistake names the flag."""
+    from builder.errors import RecipeError
+
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise RecipeError(f"{flag}: {error}") from None
