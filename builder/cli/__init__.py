@@ -6,7 +6,8 @@ commands, each a thin layer: parse the arguments, call a product, print.
 This module registers them and turns every error into one line on stderr.
 
 Exit codes: 0 success, 2 a user's mistake (recipe, missing or corrupt input,
-bad usage), 3 the capture does not fit its reservation, 1 an internal error.
+bad usage, a capture that could not reach its dump target), 3 the capture does
+not fit its reservation, 4 `status`: no crash kernel is loaded, 1 an internal error.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typer.models import CommandInfo
 
 from builder.cli import build, dumps, fit, inspect, kexec, machine, reserve, saved
 from builder.cli.coercion import PlainCommand, PlainGroup
-from builder.errors import KdumpBuildError
+from builder.errors import KdumpBuildError, ReachError
 
 PROG = "kdump-build"
 USAGE_EXIT_CODE = 2
@@ -196,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         code = _app_for(args[0])(args, prog_name=PROG, standalone_mode=False)
     except USAGE_ERROR as error:
         return _usage_error(error)
+    except ReachError as error:
+        for line in error.lines:
+            _fail(line, error.exit_code)
+        return error.exit_code
     except KdumpBuildError as error:
         return _fail(str(error), error.exit_code)
     except OSError as error:

@@ -31,10 +31,16 @@ def build(
         bool,
         typer.Option("--ignore-fit", help="Write the outputs even when the capture does not fit."),
     ] = False,
+    ignore_reach: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-reach", help="Write the outputs even when the capture could not dump."
+        ),
+    ] = False,
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
     from builder.cli.progress import build_steps
-    from builder.errors import FitError
+    from builder.errors import FitError, ReachError
     from builder.image.outputs import write_outputs
     from builder.image.pipeline import plan_build
     from builder.recipe.parse import load_recipe
@@ -43,6 +49,8 @@ def build(
     outdir = output or Path("build") / parsed.name
     with build_steps(quiet or json_output, verbose) as steps:
         result = plan_build(parsed, steps)
+        if result.gaps and not ignore_reach:
+            raise ReachError([f"{recipe}: {gap}" for gap in result.gaps])
         if result.fit is not None and result.fit.fits is False and not ignore_fit:
             raise FitError(f"{recipe}: crashkernel.reserve: {result.fit.reason()}")
         with steps.step("write"):
@@ -52,6 +60,9 @@ def build(
             f"kdump-build: warning: --ignore-fit: building anyway although {result.fit.reason()}",
             err=True,
         )
+    for gap in result.gaps:
+        typer.echo(f"kdump-build: warning: --ignore-reach: the capture could not dump: {gap}",
+                   err=True)  # fmt: skip
     if json_output:
         typer.echo(json.dumps(_summary(result, steps, outdir), indent=2))
     else:
