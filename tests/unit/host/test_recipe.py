@@ -96,3 +96,28 @@ def test_control_characters_in_values_are_escaped_and_parse_back() -> None:
     path = "/var/cr\x01ash\t\x7f\x1b[2J"
     recipe = parse_recipe(host_recipe_text(_with_filesystem("/", path)), Path("r.toml"))
     assert recipe.dump.to_json()["path"] == path
+
+
+def test_crashkernel_show_computes_from_a_recipe_without_enable(tmp_path: Path) -> None:
+    """Issue 25: --show worked only after enable. It now judges a recipe in memory for
+    this machine's RAM; the fit command, given the same RAM, recommends the same."""
+    from builder.host.probe import machine_ram
+    from tests.support.paths import DEFAULT_RECIPE
+
+    shown = run_cli("crashkernel", "--show", "--recipe", str(DEFAULT_RECIPE))
+    assert shown.returncode == 0, shown.stderr
+    first, ram_line, source = shown.stdout.splitlines()
+    ram = f"{machine_ram() // 2**20}M"
+    fit = json.loads(run_cli("fit", str(DEFAULT_RECIPE), "--ram", ram, "--json").stdout)
+    assert first == f"crashkernel={fit['recommended']}"
+    needed = fit["rams"][0]["needed"] / 2**20
+    assert ram_line.startswith(f"  RAM {ram[:-1]} MiB; the capture of 6.")
+    assert f" needs {needed:.1f} MiB " in ram_line
+    assert (
+        source == f"  computed from {DEFAULT_RECIPE}; not applied (kdump-build enable applies it)"
+    )
+    refused = run_cli("crashkernel", "--apply", "--recipe", str(DEFAULT_RECIPE))
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "kdump-build: error: crashkernel: --recipe goes with --show (enable applies a recipe)\n"
+    )
