@@ -513,3 +513,20 @@ def test_auto_says_nothing_on_a_kernel_without_kexec() -> None:
     )
     method, _ = _auto_choice(KexecStatus(False, 0, None), absent)
     assert method is not None and method.value == "segments"
+
+
+def test_fit_names_the_kernel_whose_rules_it_applies() -> None:
+    """Issue 25: without a recipe, arm64's 6.2+ low range was applied with no note, and no
+    option named the kernel. Debian 12's 6.1 adds no default low range to `,high`."""
+    args = ("fit", "--arch", "aarch64", "--crashkernel", "256M,high", "--ram", "4G")
+    newest = run_cli(*args)
+    assert "+ low 128.0 MiB" in newest.stdout
+    assert newest.stdout.endswith(
+        "note: no --kernel: the rules of kernels 6.2 and later applied (--kernel VERSION)\n"
+    )
+    old = run_cli(*args, "--kernel", "6.1.0-57-arm64")
+    assert old.returncode == 0 and "+ low" not in old.stdout and "note:" not in old.stdout
+    bad = run_cli(*args, "--kernel", "foo")
+    assert bad.stderr == (
+        "kdump-build: error: fit: --kernel: 'foo' is not a kernel release (such as 6.1.0-57)\n"
+    )
