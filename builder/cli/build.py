@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from builder.errors import RecipeError
 from builder.units import format_mib
 
 T = TypeVar("T")
@@ -39,6 +40,7 @@ def build(
     ] = False,
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
+    # Imported here: at start-up, builder.image.pipeline would cost ~832 ms.
     from builder.cli.progress import build_steps
     from builder.errors import FitError, ReachError
     from builder.image.outputs import write_outputs
@@ -106,6 +108,7 @@ def fetch(
     refresh: Annotated[bool, typer.Option(help="Refresh the package lists first.")] = False,
 ) -> None:
     """Fetch the Debian packages a recipe names into the cache."""
+    # Imported here: at start-up, builder.image.pipeline would cost ~832 ms.
     from builder.image.pipeline import fetch_recipe_packages
     from builder.recipe.parse import load_recipe
 
@@ -115,6 +118,7 @@ def fetch(
 
 def recipe_doc() -> None:
     """Print the recipe reference (docs/recipe.md) generated from the settings table."""
+    # Imported here: at start-up, builder.recipe.reference would cost ~205 ms.
     from builder.recipe.reference import reference_markdown
 
     typer.echo(reference_markdown(), nl=False)
@@ -122,8 +126,9 @@ def recipe_doc() -> None:
 
 def init(
     target: Annotated[
-        str, typer.Option("--target", help="Where the dump goes: local, nfs, ssh or raw.")
-    ] = "local",
+        str | None,
+        typer.Option("--target", help="Where the dump goes [the recipe's default target]."),
+    ] = None,
     arch: Annotated[
         str | None, typer.Option("--arch", help="Target architecture [this machine's].")
     ] = None,
@@ -132,25 +137,22 @@ def init(
     ] = "",
 ) -> None:
     """Print a complete, commented recipe that builds as it is (kdump-build init > r.toml)."""
+    # Imported here: at start-up, builder.recipe.starter and builder.targets would cost
+    # ~64 ms and ~123 ms (python -X importtime, on a loaded machine).
     from builder.arch import host_arch, parse_arch
-    from builder.recipe.parsers import choice
-    from builder.recipe.settings import SETTINGS
     from builder.recipe.starter import StarterChoice, starter_recipe_text
-    from builder.targets import DumpTarget
+    from builder.targets import SETTINGS_BY_KEY, default_target, target_kind
 
-    release_setting = next(setting for setting in SETTINGS if setting.key == "source.release")
     chosen = StarterChoice(
-        _option(choice(DumpTarget), target, "--target"),
+        _option(target_kind, target, "--target") if target else default_target(),
         parse_arch(arch, "--arch") if arch else host_arch(),
-        _option(release_setting.parse, release, "--release"),
+        _option(SETTINGS_BY_KEY["source.release"].parse, release, "--release"),
     )
     typer.echo(starter_recipe_text(chosen), nl=False)
 
 
 def _option(parse: Callable[[Any], T], value: str, flag: str) -> T:
     """An option's value parsed as the recipe key it stands for; a mistake names the flag."""
-    from builder.errors import RecipeError
-
     try:
         return parse(value)
     except ValueError as error:

@@ -4,14 +4,17 @@ installed kernel, each judged by the fit model for this machine's RAM)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from builder.crashkernel.live import LiveReservation
-from builder.crashkernel.syntax import parse_size
+from builder.crashkernel_syntax import parse_size
 from builder.errors import HostError
 from builder.host.captures import BuildRecord, built_versions, read_record
 from builder.host.paths import HostPaths
-from builder.recipe.model import Recipe
 from builder.units import MiB, format_mib, format_size
+
+if TYPE_CHECKING:
+    from builder.recipe.model import Recipe
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ def reservation_verdict(live: LiveReservation, record: BuildRecord | None) -> st
 def recipe_need(recipe: Recipe, ram: int) -> Need:
     """What `recipe`'s capture needs on `ram` bytes, planned in memory: nothing is written
     and nothing of this machine changes (`crashkernel --show` before `enable`)."""
+    # Imported here: at start-up (status reads this module), builder.image.pipeline
+    # would cost ~450 ms (python -X importtime, on a loaded machine).
     from builder.image.pipeline import plan_build
 
     ram_text = format_size(ram // MiB * MiB)

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from builder.recipe.model import Collector, Recipe
-from builder.targets import DumpTarget
+from builder.recipe.choices import Collector
+from builder.recipe.model import Recipe
 
 # Module paths below /lib/modules/<version>/ (or /usr/lib/...), compressed or not.
 _MODULE_MEMBER = re.compile(r"^(?:/usr)?/lib/modules/[^/]+/(kernel/.+\.ko)(?:\.[a-z0-9]+)?$")
@@ -76,19 +76,19 @@ def _driver_gaps(recipe: Recipe, available: set[str], kernel: str) -> list[Gap]:
     names = {_name(path) for path in available}
     where = f"in the initrd or built into {kernel}"
     gaps = []
-    target = recipe.dump.target
-    if target is DumpTarget.LOCAL:
-        fstype = str(recipe.dump.to_json().get("fstype", ""))
-        if _FILESYSTEM_MODULE.get(fstype, fstype) not in names:
-            gaps.append(
-                Gap(
-                    "initrd.modules",
-                    f"{fstype} is not {where}: the capture cannot mount dump.device (add it)",
-                )
+    # The target says where its drivers are: a block device (and a filesystem on it)
+    # for a disk target, the network for the others.
+    selection = recipe.dump.target.host_selection(recipe.dump)
+    fstype = selection.filesystem
+    if fstype is not None and _FILESYSTEM_MODULE.get(fstype, fstype) not in names:
+        gaps.append(
+            Gap(
+                "initrd.modules",
+                f"{fstype} is not {where}: the capture cannot mount dump.device (add it)",
             )
-    if target in (DumpTarget.LOCAL, DumpTarget.RAW) and not any(
-        path.startswith(BLOCK_DRIVERS) for path in available
-    ):
+        )
+    disk = selection.block_device is not None
+    if disk and not any(path.startswith(BLOCK_DRIVERS) for path in available):
         gaps.append(
             Gap(
                 "initrd.modules",
@@ -96,9 +96,7 @@ def _driver_gaps(recipe: Recipe, available: set[str], kernel: str) -> list[Gap]:
                 "cannot see dump.device (add this machine's: virtio_blk, nvme, ahci ...)",
             )
         )
-    if target in (DumpTarget.NFS, DumpTarget.SSH) and not any(
-        path.startswith(NETWORK_DRIVERS) for path in available
-    ):
+    if not disk and not any(path.startswith(NETWORK_DRIVERS) for path in available):
         gaps.append(
             Gap(
                 "initrd.modules",

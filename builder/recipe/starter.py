@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
+from builder.recipe.dump import TargetKind
 from builder.recipe.text import comment_text, toml_list, toml_string
-from builder.targets import DumpTarget
 
 # What every capture's command line needs, and why (docs/targets.md).
 BASE_CMDLINE = ("irqpoll", "nr_cpus=1", "reset_devices", "panic=10", "cma=0")
@@ -23,7 +23,7 @@ BASE_CMDLINE = ("irqpoll", "nr_cpus=1", "reset_devices", "panic=10", "cma=0")
 class StarterChoice:
     """What `init` was asked for."""
 
-    target: DumpTarget
+    target: TargetKind
     arch: Arch
     release: str  # a Debian release name; empty: the host's apt sources
 
@@ -35,64 +35,20 @@ def _console(arch: Arch) -> str:
 
 def _name(choice: StarterChoice) -> str:
     release = f"-{choice.release}" if choice.release else ""
-    return f"{choice.target.value}-{arch_info(choice.arch).debian}{release}"
+    return f"{choice.target.name}-{arch_info(choice.arch).debian}{release}"
 
 
 def _packages(choice: StarterChoice) -> tuple[str, ...]:
     kernel = f"linux-image-{arch_info(choice.arch).debian}"
-    client = ("dropbear-bin",) if choice.target is DumpTarget.SSH else ()
-    return (kernel, "busybox-static", "makedumpfile", *client, "base-files")
-
-
-# The initrd's drivers for each target, on QEMU's virtio devices; the comment
-# above them says what a real machine needs instead.
-_MODULES = {
-    DumpTarget.LOCAL: ("virtio_pci", "virtio_blk", "ext4"),
-    DumpTarget.RAW: ("virtio_pci", "virtio_blk"),
-    DumpTarget.NFS: ("virtio_pci", "virtio_net"),
-    DumpTarget.SSH: ("virtio_pci", "virtio_net"),
-}
-
-_TARGET_KEYS = {
-    DumpTarget.LOCAL: """\
-# The filesystem the dump is saved to, found by its label (or UUID=..., or a /dev
-# path); label one with `e2label /dev/XXX kdump`. Its driver and the filesystem's
-# module are in initrd.modules.
-device = "LABEL=kdump"
-fstype = "ext4"
-path = "/"
-""",
-    DumpTarget.RAW: """\
-# A whole block device, overwritten from byte 0 with makedumpfile's flattened
-# stream; read it back with `kdump-build restore DEVICE vmcore`.
-device = "/dev/vdb"
-""",
-    DumpTarget.NFS: """\
-# The NFS export (an IPv4 address: the initrd has no resolver) and the directory
-# in it; the network driver is in initrd.modules.
-nfs = "192.168.122.1:/srv/crash"
-nfs_version = "4.2"
-path = "/"
-network = "dhcp"
-interface = "eth0"
-""",
-    DumpTarget.SSH: """\
-# The server the dump is written to, through dropbear's dbclient. The key must
-# exist before the build: `ssh-keygen -t ed25519 -N '' -f kdump_id_ed25519`
-# (beside this recipe), and its .pub line in the server's authorized_keys.
-ssh = "kdump@192.168.122.1"
-ssh_key = "kdump_id_ed25519"
-path = "/var/crash"
-network = "dhcp"
-interface = "eth0"
-""",
-}
+    return (kernel, "busybox-static", "makedumpfile", *choice.target.starter.packages,
+            "base-files")  # fmt: skip
 
 
 def starter_recipe_text(choice: StarterChoice) -> str:
     """The recipe for `choice`, deterministic in it.
 
-    >>> text = starter_recipe_text(StarterChoice(DumpTarget.RAW, Arch.X86_64, ""))
+    >>> from builder.targets import target_kind
+    >>> text = starter_recipe_text(StarterChoice(target_kind("raw"), Arch.X86_64, ""))
     >>> 'name = "raw-amd64"' in text, '"panic=10"' in text
     (True, True)
     """
@@ -129,13 +85,13 @@ cmdline_append = {toml_list((_console(choice.arch),), "kernel.cmdline_append")}
 # The drivers of QEMU's virtio devices. On your machine: its disk or network
 # driver (lsmod; e.g. nvme, ahci, e1000e), or modules = "auto" with
 # source.root = "/" to take the ones this machine uses.
-modules = {toml_list(_MODULES[choice.target], "initrd.modules")}
+modules = {toml_list(choice.target.starter.modules, "initrd.modules")}
 binaries = ["/usr/bin/makedumpfile"]
 busybox = "/bin/busybox"
 
 [dump]
-target = {toml_string(choice.target.value, "dump.target")}
-{_TARGET_KEYS[choice.target]}collector = "makedumpfile"
+target = {toml_string(choice.target.name, "dump.target")}
+{choice.target.starter.keys}collector = "makedumpfile"
 final_action = "reboot"
 
 [crashkernel]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.recipe.parse import load_recipe
-from builder.targets import DumpTarget
+from builder.targets import target_kinds
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.network
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.network
 # (--target, --arch, --release): every target for this host's amd64, and the local
 # target for the other two architectures (riscv64 is in Debian from 13 on).
 CASES = [
-    *((target.value, "amd64", "") for target in DumpTarget),
+    *((kind.name, "amd64", "") for kind in target_kinds()),
     ("local", "arm64", ""),
     ("local", "riscv64", "trixie"),
 ]
@@ -51,7 +51,7 @@ def test_an_init_recipe_builds_as_it_is(
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                         str(tmp_path / "kdump_id_ed25519")], check=True)  # fmt: skip
     parsed = load_recipe(recipe)
-    assert parsed.dump.target.value == target and "panic=10" in parsed.kernel.cmdline
+    assert parsed.dump.target.name == target and "panic=10" in parsed.kernel.cmdline
     result = run_cli(str(recipe), "-o", str(tmp_path / "out"), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

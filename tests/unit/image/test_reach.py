@@ -13,7 +13,7 @@ from tests.support.recipes import DELETE, write_recipe
 
 pytestmark = pytest.mark.network
 
-GAPS = {
+GAPS: dict[str, tuple[dict[str, dict[str, object]], str]] = {
     "module": (
         {"initrd": {"modules": ["virtio_pci", "virtio_blk"]}},
         "initrd.modules: ext4 is not in the initrd or built into 6.",
