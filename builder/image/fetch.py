@@ -30,6 +30,10 @@ from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir, load_json_entry, store_cache_entry
 from builder.image.progress import ByteProgress
 
+# Part of every resolution memo's key: a memo written under other rules (before
+# programs brought their libraries) must not answer for these ones.
+RESOLUTION_RULES = "programs-bring-libraries"
+
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
 
@@ -221,7 +225,7 @@ class AptArchive:
             stamp = str((self.state / "updated").stat().st_mtime_ns)
         except OSError:
             stamp = "never"
-        key = hashlib.sha256("\0".join([stamp, *names]).encode()).hexdigest()
+        key = hashlib.sha256("\0".join([RESOLUTION_RULES, stamp, *names]).encode()).hexdigest()
         return self.state / "resolved" / f"{key}.json"
 
     def update(self, *, force: bool = False) -> None:
