@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from builder.errors import HostError
+from builder.errors import HostError, KdumpBuildError
 from builder.host import captures
 from builder.host.dumps import prune
 from builder.host.paths import HostPaths
@@ -35,12 +35,19 @@ def local_dump_directories(recipe: Recipe) -> list[Path]:
     return found
 
 
-def prune_dumps(recipe: Recipe, say: Say) -> None:
+def prune_dumps(recipe: Recipe, paths: HostPaths, say: Say) -> None:
+    """Remove the oldest dumps beyond dump.keep. Nothing here may keep the capture from
+    loading: a failure is said, and the boot goes on."""
     if recipe.dump.keep <= 0:
         return
     for directory in local_dump_directories(recipe):
-        for removed in prune(directory, recipe.dump.keep):
-            say(f"removed the old dump {removed} (dump.keep = {recipe.dump.keep})")
+        try:
+            removed = prune(directory, recipe.dump.keep, paths.dumps_seen)
+        except (KdumpBuildError, OSError, ValueError) as error:
+            say(f"kdump-build: warning: dumps in {directory} not pruned: {error}")
+            continue
+        for path in removed:
+            say(f"removed the old dump {path} (dump.keep = {recipe.dump.keep})")
 
 
 def ensure_capture(recipe: Recipe, version: str, paths: HostPaths, say: Say,
@@ -64,7 +71,7 @@ def prepare_boot(say: Say, paths: HostPaths | None = None) -> Path:
     """Prune, rebuild when needed; the capture directory to load for this kernel."""
     paths = paths or HostPaths()
     recipe = enabled_recipe(paths)
-    prune_dumps(recipe, say)
+    prune_dumps(recipe, paths, say)
     return ensure_capture(recipe, os.uname().release, paths, say)
 
 

@@ -8,12 +8,11 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.atomic import is_our_output
+from builder.atomic import is_our_output, remove_tree
 from builder.errors import OutputError
 from builder.host.paths import HostPaths
 
@@ -155,7 +154,7 @@ def remove_capture(paths: HostPaths, kernel_version: str) -> bool:
     if not is_our_output(capture):
         return False
     try:
-        shutil.rmtree(capture)
+        remove_tree(capture)  # by descriptor, never following a symlink
     except OSError as error:
         raise OutputError(f"{capture}: cannot remove it ({error.strerror})") from None
     return True

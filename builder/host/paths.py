@@ -36,6 +36,16 @@ class HostPaths:
     def captures(self) -> Path:
         return self._at("/var/lib/kdump-build")
 
+    @property
+    def dumps_seen(self) -> Path:
+        """The order in which pruning first met each dump (builder.host.dumps.arrival_order)."""
+        return self.captures / ".dumps-seen"
+
+    @property
+    def lock(self) -> Path:
+        """Held by enable, disable, boot and the kernel hooks: one at a time."""
+        return self._at("/run/kdump-build.lock")
+
     def capture(self, version: str) -> Path:
         return self.captures / version
 

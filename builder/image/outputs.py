@@ -14,13 +14,32 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from builder.atomic import MARKER, MARKER_TEXT, replace_directory
+from builder.atomic import MARKER, MARKER_TEXT, LegacyOutput, replace_directory
 from builder.image.initrd import sha256
 from builder.image.pipeline import BuildResult, package_cache
 
-__all__ = ["holds_exactly", "manifest", "output_files", "write_outputs"]
+__all__ = ["LEGACY_OUTPUT", "holds_exactly", "manifest", "output_files", "write_outputs"]
 
 DIRECTORY_MODE = 0o755
+
+
+def _has_build_manifest(path: Path) -> bool:
+    """An output from before the marker: our manifest (its names are checked by atomic)."""
+    try:
+        found = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and {"recipe", "kernel", "initrd", "members"} <= set(found)
+
+
+# A build's output from before the marker's inventory: the build's files, and the ones
+# `kdump-build layout` adds to a build's output (segments/ holds only regular files).
+LEGACY_OUTPUT = LegacyOutput(
+    names=frozenset({"initrd.img", "vmlinuz", "cmdline.txt", "manifest.json", "fit.json",
+                     "layout.json", "segments"}),  # fmt: skip
+    subdirs=frozenset({"segments"}),
+    recognise=_has_build_manifest,
+)
 
 
 def manifest(result: BuildResult) -> dict[str, Any]:
@@ -125,5 +144,5 @@ def write_outputs(
             (staging / name).write_bytes(data)
             os.chmod(staging / name, mode)
 
-    replace_directory(outdir, fill, mode=DIRECTORY_MODE)
+    replace_directory(outdir, fill, mode=DIRECTORY_MODE, legacy=LEGACY_OUTPUT)
     return True

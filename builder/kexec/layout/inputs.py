@@ -23,6 +23,7 @@ __all__ = [
     "plan_layout",
     "read_build_outputs",
     "read_crash_info_for",
+    "read_manifest",
     "read_firmware",
     "read_iomem",
 ]
@@ -57,7 +58,7 @@ class BuildOutputs:
         return self.arch
 
 
-def _read_manifest(path: Path) -> dict[str, object] | None:
+def read_manifest(path: Path) -> dict[str, object] | None:
     if not path.exists():
         return None
     text = _read(path)
@@ -123,7 +124,7 @@ def read_build_outputs(outdir: Path) -> BuildOutputs:
     if not outdir.is_dir():
         raise LayoutError(f"{outdir}: not a directory (run `kdump-build build -o {outdir}` first)")
     manifest_path = outdir / MANIFEST_FILE
-    manifest = _read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path)
     kernel = _read_nonempty(outdir / KERNEL_FILE)
     initrd = _read_nonempty(outdir / INITRD_FILE)
     cmdline = _read_nonempty(outdir / CMDLINE_FILE).decode(errors="replace").strip()
