@@ -37,11 +37,13 @@ def boot() -> None:
     """What the service runs at boot: prune old dumps, rebuild the capture of the running
     kernel if its recipe or kernel changed, and load it."""
     from builder.cli.kexec import load
-    from builder.host.boot import prepare_boot
+    from builder.host.boot import boot as run_boot
 
-    capture = prepare_boot(_say)
-    load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
-         show=False, testing_corrupt_segment=None)  # fmt: skip
+    def load_capture(capture: Path) -> None:
+        load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
+             show=False, testing_corrupt_segment=None)  # fmt: skip
+
+    run_boot(_say, load_capture)
 
 
 def kernel_installed(

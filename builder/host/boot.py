@@ -14,6 +14,7 @@ from pathlib import Path
 from builder.errors import HostError, KdumpBuildError
 from builder.host import captures
 from builder.host.dumps import prune
+from builder.host.lock import host_lock
 from builder.host.paths import HostPaths
 from builder.host.probe import machine_ram, mounted_directory
 from builder.host.state import enabled_recipe
@@ -75,18 +76,28 @@ def prepare_boot(say: Say, paths: HostPaths | None = None) -> Path:
     return ensure_capture(recipe, os.uname().release, paths, say)
 
 
+def boot(say: Say, load: Callable[[Path], None], paths: HostPaths | None = None) -> None:
+    """The service: `prepare_boot`, then `load` the capture, holding the machine's lock."""
+    paths = paths or HostPaths()
+    with host_lock(paths):
+        load(prepare_boot(say, paths))
+
+
 def kernel_installed(version: str, image: Path | None, say: Say,
                      paths: HostPaths | None = None) -> None:  # fmt: skip
     """The kernel hook: build (or rebuild) the capture of a newly installed kernel."""
     paths = paths or HostPaths()
-    recipe = enabled_recipe(paths)
-    chosen = image or paths.kernel_image(version)
-    record = captures.build_capture(recipe, version, paths, machine_ram(), chosen)
+    with host_lock(paths):
+        recipe = enabled_recipe(paths)
+        chosen = image or paths.kernel_image(version)
+        record = captures.build_capture(recipe, version, paths, machine_ram(), chosen)
     say(f"kdump-build: built {paths.capture(version)} for kernel {record.kernel_version}")
 
 
 def kernel_removed(version: str, say: Say, paths: HostPaths | None = None) -> None:
     """The kernel hook: remove the capture of a removed kernel (once; purge finds none)."""
     paths = paths or HostPaths()
-    if captures.remove_capture(paths, version):
+    with host_lock(paths):
+        removed = captures.remove_capture(paths, version)
+    if removed:
         say(f"kdump-build: removed {paths.capture(version)}")

@@ -18,9 +18,10 @@ from pathlib import Path
 from builder.crashkernel.live import read_live_reservation
 from builder.errors import HostError
 from builder.host import captures, grub, service
+from builder.host.lock import host_lock
 from builder.host.managed import is_managed, remove_managed, write_managed
 from builder.host.paths import UNIT_NAME, HostPaths
-from builder.host.probe import HostFacts, probe_host
+from builder.host.probe import HostFacts, installed_kernels, probe_host
 from builder.host.recipe import check_host_recipe, host_recipe_text
 from builder.host.reserve import Need, machine_need
 from builder.host.state import enabled_recipe_path, forget_enabled, record_enabled
@@ -76,8 +77,11 @@ def build_all(recipe: Recipe, facts: HostFacts, paths: HostPaths, say: Say) -> N
         needed = format_mib(record.needed) if record.needed is not None else "unknown"
         say(f"capture: {paths.capture(version)} built in {time.monotonic() - start:.1f} s "
             f"(needs {needed} on this machine's {format_mib(facts.ram)} of RAM)")  # fmt: skip
+    # Asked again now, not from the facts probed before the builds: a kernel installed
+    # meanwhile has its capture and keeps it.
+    installed = installed_kernels(paths)
     for version in captures.built_versions(paths):
-        if version not in facts.kernels and captures.remove_capture(paths, version):
+        if version not in installed and captures.remove_capture(paths, version):
             say(f"capture: removed {paths.capture(version)} (kernel no longer installed)")
 
 
@@ -135,6 +139,12 @@ def enable(
     """Arm this machine; the last line says whether a reboot is needed."""
     paths, effects = paths or HostPaths(), effects or Effects()
     _require_root(effects, "enable")
+    with host_lock(paths):
+        _enable_locked(given, say, paths, effects, facts)
+
+
+def _enable_locked(given: Path | None, say: Say, paths: HostPaths, effects: Effects,
+                   facts: HostFacts | None) -> None:  # fmt: skip
     facts = facts or probe_host(paths)
     recipe = host_recipe(given, facts, paths, say)
     build_all(recipe, facts, paths, say)
@@ -161,6 +171,11 @@ def disable(say: Say, paths: HostPaths | None = None, effects: Effects | None = 
     """Undo enable: service, hooks, reservation, captures, recipe; the dumps stay."""
     paths, effects = paths or HostPaths(), effects or Effects()
     _require_root(effects, "disable")
+    with host_lock(paths):
+        _disable_locked(say, paths, effects)
+
+
+def _disable_locked(say: Say, paths: HostPaths, effects: Effects) -> None:
     if effects.systemctl and is_managed(paths.unit):
         systemctl("disable", "--now", UNIT_NAME)
     removed = [path for path in (paths.unit, paths.postinst_hook, paths.postrm_hook,
