@@ -269,7 +269,10 @@ def _restore_interrupted_swap(parent: int, staging: int, outdir: Path,
 def _remove_own_tree(directory: int) -> None:
     """Empty the directory open as `directory`, by descriptor, its marker last."""
     names = sorted(os.listdir(directory))
-    for name in (*[name for name in names if name != MARKER], *([MARKER] if MARKER in names else [])):
+    for name in (
+        *[name for name in names if name != MARKER],
+        *([MARKER] if MARKER in names else []),
+    ):
         info = os.stat(name, dir_fd=directory, follow_symlinks=False)
         if not stat.S_ISDIR(info.st_mode):
             os.unlink(name, dir_fd=directory)

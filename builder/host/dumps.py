@@ -169,7 +169,8 @@ def arrival_order(dumps: list[SavedDump], seen: list[str]) -> list[SavedDump]:
     The name's time is the capture's clock, which a reset RTC sends back to 2000:
     the newest dump must not look like the oldest.
 
-    >>> def dump(name): return SavedDump(Path(name), dump_time(name), None, 0, None, True, None, True)
+    >>> def dump(name):
+    ...     return SavedDump(Path(name), dump_time(name), None, 0, None, True, None, True)
     >>> names = ["2026-12-01-000000", "2000-01-01-000000", "2026-12-02-000000"]
     >>> [d.path.name for d in arrival_order([dump(n) for n in names], names[::2])]
     ['2026-12-01-000000', '2026-12-02-000000', '2000-01-01-000000']

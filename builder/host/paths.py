@@ -75,6 +75,15 @@ class HostPaths:
         return self.grub_dropin.parent
 
     @property
+    def grub_pending(self) -> Path:
+        """Present while an update-grub for our drop-in has not yet succeeded."""
+        return self.config_dir / "grub-update-pending"
+
+    @property
+    def grub_cfg(self) -> Path:
+        return self._at("/boot/grub/grub.cfg")
+
+    @property
     def boot(self) -> Path:
         return self._at("/boot")
 
