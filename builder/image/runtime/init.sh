@@ -4,6 +4,8 @@
 # the collect functions, generated); this script itself never changes.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export HOME=/root
+# A dump is this machine's memory: every file and directory /init writes is root's alone.
+umask 077
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -197,6 +199,8 @@ ssh_run() {
         shift
         bound="timeout -s KILL $KDUMP_CONNECT_TIMEOUT"
     fi
+    # The server's shell starts with its own umask (often 022): the dump is memory.
+    set -- "umask 077; $*"
     set -- -p "$KDUMP_SSH_PORT" -i /etc/kdump/ssh/id_dropbear "$KDUMP_SSH_DESTINATION" "$@"
     # Without a known_hosts file from the recipe, any host key is accepted.
     [ "$KDUMP_SSH_CHECK_HOST" = yes ] || set -- -y -y "$@"

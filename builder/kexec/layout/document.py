@@ -61,8 +61,17 @@ def _is_build_output(path: Path) -> bool:
 
 # An output from before the marker's inventory: a build's files, and an earlier layout's.
 LEGACY_LAYOUT = LegacyOutput(
-    names=frozenset({KERNEL_FILE, INITRD_FILE, CMDLINE_FILE, MANIFEST_FILE, "fit.json",
-                     LAYOUT_FILE, SEGMENTS_DIR}),  # fmt: skip
+    names=frozenset(
+        {
+            KERNEL_FILE,
+            INITRD_FILE,
+            CMDLINE_FILE,
+            MANIFEST_FILE,
+            "fit.json",
+            LAYOUT_FILE,
+            SEGMENTS_DIR,
+        }
+    ),
     subdirs=frozenset({SEGMENTS_DIR}),
     recognise=_is_build_output,
 )

@@ -23,9 +23,9 @@ __all__ = [
     "plan_layout",
     "read_build_outputs",
     "read_crash_info_for",
-    "read_manifest",
     "read_firmware",
     "read_iomem",
+    "read_manifest",
 ]
 
 KERNEL_FILE = "vmlinuz"
