@@ -41,7 +41,7 @@ def boot() -> None:
 
     def load_capture(capture: Path) -> None:
         load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
-             show=False, testing_corrupt_segment=None)  # fmt: skip
+             show=False, verbose=False, testing_corrupt_segment=None)  # fmt: skip
 
     run_boot(_say, load_capture)
 
