@@ -23,6 +23,7 @@ from builder.binfmt.flat import flat_block, flat_end, flat_header, restore_file
 from builder.image.cache import decode_entry, default_cache_dir
 from builder.image.outputs import write_outputs
 from builder.image.pipeline import BuildResult, plan_build
+from builder.kexec.crashinfo import capture_crash_info
 from builder.kexec.layout.document import write_layout
 from builder.kexec.layout.inputs import plan_layout, read_build_outputs, read_iomem
 from builder.recipe.parse import load_recipe
@@ -98,3 +99,13 @@ def test_a_private_extra_file_makes_the_initrd_private_and_stays_out_of_the_cach
         assert payload is not None, entry
         with zstandard.ZstdDecompressor().stream_reader(payload) as reader:
             assert secret not in reader.read(), f"the secret is in the shared cache: {entry}"
+
+
+def test_a_captured_sysfs_is_roots_alone(shared: Path) -> None:
+    """vmcoreinfo holds the KASLR offset, crash_notes the addresses of kernel memory."""
+    sysfs = REPO / "tests/data/sysfs/qemu-1g-crashkernel-192m"
+    capture_crash_info(sysfs, shared / "sysfs")
+    assert (shared / "sysfs").stat().st_mode & 0o777 == 0o700
+    vmcoreinfo = shared / "sysfs/sys/kernel/vmcoreinfo"
+    assert vmcoreinfo.is_file()
+    assert as_nobody(READ, str(vmcoreinfo)).strip() == "denied"
