@@ -71,8 +71,8 @@ def test_a_planted_staging_directory_swapped_for_a_symlink_deletes_nothing_of_ro
         swap_once(path)
         return iter(entries)
 
-    def listdir(path: object = ".") -> list[str]:
-        entries = real_listdir(path)  # type: ignore[arg-type]
+    def listdir(path: int | str = ".") -> list[str]:
+        entries = real_listdir(path)
         if isinstance(path, int):
             swap_once(os.readlink(f"/proc/self/fd/{path}"))
         return entries
@@ -117,9 +117,11 @@ def test_two_runs_into_the_same_output_take_turns(tmp_path: Path) -> None:
         time.sleep(0.02)
     assert ready.exists()
     started = time.monotonic()
-    atomic.replace_directory(
-        outdir, lambda staging: (staging / "vmlinuz").write_bytes(b"second"), legacy=LEGACY_OUTPUT
-    )
+
+    def fill(staging: Path) -> None:
+        (staging / "vmlinuz").write_bytes(b"second")
+
+    atomic.replace_directory(outdir, fill, legacy=LEGACY_OUTPUT)
     waited = time.monotonic() - started
     first.join(30)
     assert first.exitcode == 0  # before the lock: OutputError, its staging cleaned away

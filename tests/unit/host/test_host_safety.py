@@ -46,7 +46,11 @@ def test_enable_keeps_the_capture_a_kernel_hook_built_meanwhile(sysroot: Path) -
     new = "6.1.0-99-amd64"
     shutil.copy(paths.kernel_image(version), paths.kernel_image(new))
     (paths.modules / new).mkdir()
-    replace_directory(paths.capture(new), lambda staging: (staging / "vmlinuz").write_bytes(b"k"))
+
+    def hooks_build(staging: Path) -> None:  # what kernel-installed left behind
+        (staging / "vmlinuz").write_bytes(b"k")
+
+    replace_directory(paths.capture(new), hooks_build)
     lines: list[str] = []
     try:
         enable(write_given_recipe(sysroot), lines.append, paths, OFF, facts)
