@@ -16,7 +16,8 @@ NOBODY_UID = 65534
 NOGROUP_GID = 65534
 
 
-def _drop_privileges() -> None:
+def drop_privileges() -> None:
+    """In a child before exec: become nobody:nogroup with no other groups."""
     os.setgroups([])
     os.setgid(NOGROUP_GID)
     os.setuid(NOBODY_UID)
@@ -27,7 +28,7 @@ def as_nobody(code: str, *arguments: str) -> str:
     result = subprocess.run(
         # The system Python: the test runner's own may sit where nobody cannot read.
         ["/usr/bin/python3", "-I", "-c", code, *arguments],
-        preexec_fn=_drop_privileges,
+        preexec_fn=drop_privileges,
         capture_output=True,
         text=True,
         check=False,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 from builder import atomic
 from builder.atomic import MARKER, MARKER_TEXT, STAGING_INFIX
 from builder.image.outputs import LEGACY_OUTPUT
+from tests.support import unprivileged
 from tests.support.unprivileged import as_nobody, shared_directory
 
 # nobody's step: put their look-alike staging directory aside and a symlink to root's
@@ -128,3 +131,44 @@ def test_two_runs_into_the_same_output_take_turns(tmp_path: Path) -> None:
     assert waited > 0.5  # the second run waited for the first one's swap
     assert (outdir / "vmlinuz").read_bytes() == b"second"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["first-is-filling", "out"]
+
+
+HOLD = """
+import fcntl, os, sys, time
+descriptor = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.fixture
+def readable() -> Iterator[Path]:
+    """A directory of root's that everyone may read (as /var/lib/kdump-build)."""
+    path = Path(tempfile.mkdtemp(prefix="kdump-build-root-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_another_user_cannot_hold_up_roots_writes(readable: Path) -> None:
+    """nobody can open root's directories (0755), but not root's locks for them."""
+    parent = readable
+    attacker = subprocess.Popen(
+        ["/usr/bin/python3", "-I", "-c", HOLD, str(parent)],
+        preexec_fn=unprivileged.drop_privileges,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert attacker.stdout is not None and attacker.stdout.readline() == "held\n"
+        started = time.monotonic()
+        atomic.replace_directory(parent / "out", _write_kernel, legacy=LEGACY_OUTPUT)
+        assert time.monotonic() - started < 10  # not the attacker's 30 s
+    finally:
+        attacker.kill()
+        attacker.wait()
+
+
+def _write_kernel(staging: Path) -> None:
+    (staging / "vmlinuz").write_bytes(b"kernel")
