@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 # Root's locks live where only root can create or open anything; a lock others could
 # open (the output directory itself, a file in a shared directory) they could also hold
 # forever, and a boot-time rebuild would wait for them.
