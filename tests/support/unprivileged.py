@@ -8,9 +8,13 @@ nobody:nogroup with no supplementary groups, in directories nobody can reach
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 NOBODY_UID = 65534
 NOGROUP_GID = 65534
@@ -38,9 +42,11 @@ def as_nobody(code: str, *arguments: str) -> str:
     return result.stdout
 
 
-def shared_directory() -> Path:
-    """A fresh directory every user can write (mode 0777, no sticky bit), outside root's
-    private temporary tree (which nobody could not even enter)."""
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A fresh directory every user can write (mode 0777, no sticky bit: a careless
+    /var/crash), outside root's private temporary tree (which nobody cannot enter)."""
     path = Path(tempfile.mkdtemp(prefix="kdump-build-shared-", dir="/tmp"))
     os.chmod(path, 0o777)
-    return path
+    yield path
+    shutil.rmtree(path)

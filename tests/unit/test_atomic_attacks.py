@@ -23,7 +23,9 @@ from builder import atomic
 from builder.atomic import MARKER, MARKER_TEXT, STAGING_INFIX
 from builder.image.outputs import LEGACY_OUTPUT
 from tests.support import unprivileged
-from tests.support.unprivileged import as_nobody, shared_directory
+from tests.support.unprivileged import as_nobody, shared
+
+__all__ = ["shared"]  # the fixture
 
 # nobody's step: put their look-alike staging directory aside and a symlink to root's
 # directory in its place (what a racing attacker does between root's checks and removal).
@@ -40,13 +42,6 @@ os.mkdir(staging)
 open(os.path.join(staging, ".kdump-build"), "wb").write(sys.argv[2].encode())
 open(os.path.join(staging, "precious"), "wb").write(b"planted")
 """
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    path = shared_directory()
-    yield path
-    shutil.rmtree(path)
 
 
 def test_a_planted_staging_directory_swapped_for_a_symlink_deletes_nothing_of_roots(

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import zstandard
 
 from builder.binfmt.flat import flat_block, flat_end, flat_header, restore_file
@@ -29,7 +26,9 @@ from builder.kexec.layout.inputs import plan_layout, read_build_outputs, read_io
 from builder.recipe.parse import load_recipe
 from tests.support.paths import REPO
 from tests.support.recipes import write_recipe
-from tests.support.unprivileged import as_nobody, shared_directory
+from tests.support.unprivileged import as_nobody, shared
+
+__all__ = ["shared"]  # the fixture
 
 # nobody tries to read a file; prints what happened.
 READ = """
@@ -41,13 +40,6 @@ except PermissionError:
 else:
     print(f"read {len(data)} bytes")
 """
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    path = shared_directory()
-    yield path
-    shutil.rmtree(path)
 
 
 def test_layout_segments_are_roots_alone(default_build: BuildResult, shared: Path) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import resource
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,9 @@ import pytest
 from builder.host import boot
 from builder.host.dumps import list_dumps, prune
 from builder.host.paths import HostPaths
-from tests.support.unprivileged import as_nobody, shared_directory
+from tests.support.unprivileged import as_nobody, shared
+
+__all__ = ["shared"]  # the fixture
 from tests.unit.host.test_dumps import make_dump
 
 PLANT = """
@@ -32,19 +32,11 @@ for index in range(3):
 """
 
 
-@pytest.fixture
-def crash_directory() -> Iterator[Path]:
-    """A /var/crash as many guides set it up: mode 1777 (here without the sticky bit even)."""
-    path = shared_directory()
-    yield path
-    shutil.rmtree(path)
-
-
-def test_planted_look_alikes_do_not_count_and_roots_dumps_stay(crash_directory: Path) -> None:
-    real = [make_dump(crash_directory, f"2026-12-0{day}-000000") for day in (1, 2, 3)]
-    as_nobody(PLANT, str(crash_directory))
-    assert len(list_dumps(crash_directory)) == 6  # listed, as the user sees them
-    assert prune(crash_directory, keep=3) == []
+def test_planted_look_alikes_do_not_count_and_roots_dumps_stay(shared: Path) -> None:
+    real = [make_dump(shared, f"2026-12-0{day}-000000") for day in (1, 2, 3)]
+    as_nobody(PLANT, str(shared))
+    assert len(list_dumps(shared)) == 6  # listed, as the user sees them
+    assert prune(shared, keep=3) == []
     assert all((dump / "vmcore").is_file() for dump in real)
 
 

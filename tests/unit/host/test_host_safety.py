@@ -14,7 +14,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,17 +25,10 @@ from builder.host.enable import disable, enable, install_files, write_host_recip
 from builder.host.paths import HostPaths
 from builder.host.probe import installed_kernels
 from builder.host.state import enabled_recipe, record_enabled
-from tests.support.unprivileged import as_nobody, shared_directory
+from tests.support.unprivileged import as_nobody, shared
 from tests.unit.host.test_enable import OFF, facts_for, sysroot, write_given_recipe
 
-__all__ = ["sysroot"]  # the module's fixture, shared
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    path = shared_directory()
-    yield path
-    shutil.rmtree(path)
+__all__ = ["shared", "sysroot"]  # the fixtures
 
 
 def test_enable_keeps_the_capture_a_kernel_hook_built_meanwhile(sysroot: Path) -> None:
