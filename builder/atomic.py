@@ -229,15 +229,19 @@ def _remove_leftover(parent: int, name: str, outdir: Path, legacy: LegacyOutput 
         os.close(staging)
 
 
-def _open_own_directory(parent: int, name: str) -> int | None:
-    """A descriptor of directory `name` in `parent` when this user owns it and nobody else
-    may write it (so nobody else can change what is below it); None otherwise."""
+def _open_own_directory(parent: int, name: str, *, private: bool = True) -> int | None:
+    """A descriptor of directory `name` in `parent` when this user owns it and (`private`)
+    nobody else may write it, so nobody else can have put anything in it; None otherwise.
+
+    Below such a directory, `private=False`: everything is done through descriptors
+    and never follows a symlink, so a directory the umask left group-writable is safe
+    to empty."""
     try:
         descriptor = os.open(name, _DIRECTORY_FLAGS, dir_fd=parent)
     except OSError:  # a symlink (ELOOP), not a directory, gone
         return None
     info = os.fstat(descriptor)
-    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+    if info.st_uid != os.geteuid() or (private and info.st_mode & 0o022):
         os.close(descriptor)
         return None
     return descriptor
@@ -277,7 +281,7 @@ def _remove_own_tree(directory: int) -> None:
         if not stat.S_ISDIR(info.st_mode):
             os.unlink(name, dir_fd=directory)
             continue
-        inner = _open_own_directory(directory, name)
+        inner = _open_own_directory(directory, name, private=False)
         if inner is None:
             raise OSError(errno.EPERM, "not ours", name)
         try:

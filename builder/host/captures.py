@@ -161,6 +161,10 @@ def remove_capture(paths: HostPaths, kernel_version: str) -> bool:
 
 
 def remove_capture_store(paths: HostPaths) -> None:
-    """/var/lib/kdump-build itself, once it holds no capture (and nothing else)."""
+    """/var/lib/kdump-build itself, once it holds no capture (and nothing else but the
+    order in which the boot service met the dumps, which goes with it)."""
+    if not built_versions(paths):
+        with contextlib.suppress(OSError):
+            paths.dumps_seen.unlink()
     with contextlib.suppress(OSError):
         os.rmdir(paths.captures)

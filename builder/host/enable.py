@@ -150,11 +150,23 @@ def enable(
     paths, effects = paths or HostPaths(), effects or Effects()
     _require_root(effects, "enable")
     with host_lock(paths):
-        _enable_locked(given, say, paths, effects, facts)
+        need, in_grub = _enable_locked(given, say, paths, effects, facts)
+    live = read_live_reservation()
+    if live.size >= need.needed > 0:
+        if effects.systemctl:
+            # After the lock is released: the service's `kdump-build boot` takes it too.
+            systemctl("restart", UNIT_NAME)
+        say(f"ready: the running kernel reserves {format_mib(live.size)}, the capture is "
+            "loaded; no reboot needed")  # fmt: skip
+    elif in_grub:
+        say(f"reboot needed: crashkernel={need.value} takes effect at the next boot")
+    else:
+        say(f"reboot needed, after adding crashkernel={need.value} to the kernel command line")
 
 
 def _enable_locked(given: Path | None, say: Say, paths: HostPaths, effects: Effects,
-                   facts: HostFacts | None) -> None:  # fmt: skip
+                   facts: HostFacts | None) -> tuple[Need, bool]:  # fmt: skip
+    """Everything of enable that changes the machine; the need and whether GRUB has it."""
     facts = facts or probe_host(paths)
     recipe = host_recipe(given, facts, paths, say)
     build_all(recipe, facts, paths, say)
@@ -164,17 +176,7 @@ def _enable_locked(given: Path | None, say: Say, paths: HostPaths, effects: Effe
         systemctl("daemon-reload")
         systemctl("enable", UNIT_NAME)
     need = machine_need(paths)
-    in_grub = apply_reservation(paths, need, effects, say)
-    live = read_live_reservation()
-    if live.size >= need.needed > 0:
-        if effects.systemctl:
-            systemctl("restart", UNIT_NAME)
-        say(f"ready: the running kernel reserves {format_mib(live.size)}, the capture is "
-            "loaded; no reboot needed")  # fmt: skip
-    elif in_grub:
-        say(f"reboot needed: crashkernel={need.value} takes effect at the next boot")
-    else:
-        say(f"reboot needed, after adding crashkernel={need.value} to the kernel command line")
+    return need, apply_reservation(paths, need, effects, say)
 
 
 def disable(say: Say, paths: HostPaths | None = None, effects: Effects | None = None) -> None:

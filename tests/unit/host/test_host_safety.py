@@ -8,6 +8,7 @@ host recipe the admin had edited.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import multiprocessing
 import os
@@ -152,3 +153,40 @@ def test_disable_keeps_a_host_recipe_the_admin_edited(sysroot: Path) -> None:
     record_enabled(paths, write_host_recipe(facts_for(sysroot), paths))
     disable(lines.append, paths, OFF)
     assert not written.exists()
+
+
+def _take_the_lock(lock: str) -> None:
+    descriptor = os.open(lock, os.O_RDWR)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)  # what the restarted service's boot does
+
+
+def test_enable_restarts_the_service_after_releasing_the_lock(
+    sysroot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`systemctl restart` waits for the service's `kdump-build boot`, which takes the lock:
+    restarting while holding it would never return."""
+    from builder.crashkernel.live import LiveReservation
+    from builder.host import enable as arming
+
+    paths = HostPaths(sysroot)
+    took: list[int | None] = []
+
+    def systemctl(*args: str) -> None:
+        if args[0] == "restart":
+            boot = multiprocessing.get_context("fork").Process(
+                target=_take_the_lock, args=(str(paths.lock),)
+            )
+            boot.start()
+            boot.join(10)
+            took.append(boot.exitcode)
+            boot.kill()
+
+    monkeypatch.setattr(arming, "systemctl", systemctl)
+    monkeypatch.setattr(arming, "read_live_reservation",
+                        lambda: LiveReservation(None, None, 1 << 40))  # fmt: skip
+    effects = dataclasses.replace(OFF, systemctl=True)
+    try:
+        enable(write_given_recipe(sysroot), print, paths, effects, facts_for(sysroot))
+    finally:
+        disable(print, paths, OFF)
+    assert took == [0]  # the service got the lock at once
