@@ -81,10 +81,9 @@ def require_trusted_recipe(recipe: Recipe) -> None:
 
 def require_trusted_program() -> None:
     """The Python, the console script and the package the unit and the hooks will run."""
-    import builder
-
+    package = Path(__file__).resolve().parents[1]  # builder/
     python = Path(sys.executable)
     script = python.parent / "kdump-build"
     for program in (python, *([script] if script.is_file() else [])):
         require_root_only(program, "an executable")
-    require_root_only(Path(builder.__file__).parent, "the kdump-build package")
+    require_root_only(package, "the kdump-build package")

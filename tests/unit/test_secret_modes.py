@@ -21,8 +21,9 @@ from builder.image.cache import decode_entry, default_cache_dir
 from builder.image.outputs import write_outputs
 from builder.image.pipeline import BuildResult, plan_build
 from builder.kexec.crashinfo import capture_crash_info
+from builder.kexec.layout import plan_layout
 from builder.kexec.layout.document import write_layout
-from builder.kexec.layout.inputs import plan_layout, read_build_outputs, read_iomem
+from builder.kexec.layout.inputs import read_build_outputs, read_iomem
 from builder.recipe.parse import load_recipe
 from tests.support.paths import REPO
 from tests.support.recipes import write_recipe
