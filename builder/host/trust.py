@@ -65,8 +65,8 @@ def require_root_only(path: Path, what: str) -> None:
 
 def require_trusted_recipe(recipe: Recipe) -> None:
     """The recipe and the host files it names (initrd.extra_files from the host or beside
-    the recipe, source.package_files) are root's alone; a `HostError` naming the first
-    that is not."""
+    the recipe, source.package_files, the dump.pre and dump.post hooks) are root's
+    alone; a `HostError` naming the first that is not."""
     require_root_only(recipe.path, "a recipe")
     for item in recipe.initrd.extra_files:
         _, _, source = item.partition("=")
@@ -77,6 +77,8 @@ def require_trusted_recipe(recipe: Recipe) -> None:
             require_root_only(Path(name), f"a file {recipe.path} includes")
     for name in recipe.source.package_files:
         require_root_only(recipe.relative(name), f"a package {recipe.path} includes")
+    for name in (*recipe.dump.pre, *recipe.dump.post):  # run by the capture as root
+        require_root_only(recipe.relative(name), f"a hook {recipe.path} includes")
 
 
 def require_trusted_program() -> None:

@@ -126,6 +126,20 @@ def test_a_host_file_another_user_controls_is_refused_as_an_include(
         enabled_recipe(paths)
 
 
+def test_a_hook_anyone_may_write_is_refused(tmp_path: Path) -> None:
+    """The capture runs dump.pre and dump.post as root."""
+    paths = HostPaths(tmp_path)
+    (tmp_path / "pre.sh").write_text("echo pre\n")
+    os.chmod(tmp_path / "pre.sh", 0o646)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[source]\nroot = "/"\n[dump]\ndevice = "LABEL=kdump"\npre = ["pre.sh"]\n')
+    record_enabled(paths, recipe)
+    with pytest.raises(
+        HostError, match=r"pre\.sh: refusing a hook .* \(it is writable by everyone\)$"
+    ):
+        enabled_recipe(paths)
+
+
 def test_enable_refuses_to_install_an_executable_another_user_can_change(
     tmp_path: Path, shared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
