@@ -39,6 +39,14 @@ BackupOption = Annotated[
 ]
 
 
+ShowOption = Annotated[
+    bool, typer.Option("--show", help="Plan from this system and print the segments; load nothing.")
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", help="Print the planned segments, then load them.")
+]
+
+
 def _arch_override(arch: str | None) -> Arch | None:
     # Imported here: at start-up, builder.arch would cost ~5.0 ms.
     from builder.arch import parse_arch
@@ -150,7 +158,8 @@ def load(
             "--print-kexec-command", help="Print the kexec-tools equivalent; load nothing."
         ),
     ] = False,
-    show: Annotated[bool, typer.Option("--show", help="Print the planned segments.")] = False,
+    show: ShowOption = False,
+    verbose: VerboseOption = False,
     testing_corrupt_segment: Annotated[
         str | None,
         typer.Option(
@@ -178,11 +187,44 @@ def load(
     # What keeps the load from working, in plain words, before any syscall fails.
     check_ready(outdir, segments=choice.method is LoadMethod.SEGMENTS)
     _say_why(choice)
+    if show:  # a dry run: the plan, nothing loaded and nothing recorded
+        _show_plan(outputs, target, backup, choice.method)
+        return
     if choice.method is LoadMethod.FILE:
         record = _load_file(outputs, target)
     else:
-        record = _load_segments(outputs, target, backup, show, testing_corrupt_segment)
+        record = _load_segments(outputs, target, backup, verbose, testing_corrupt_segment)
     _record(replace(record, reason=choice.reason))
+
+
+def _show_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None,
+               method: LoadMethod) -> None:  # fmt: skip
+    # Imported here: at start-up, builder.kexec.layout.core would cost ~331 ms.
+    from builder.kexec.layout.core import check_layout
+    from builder.kexec.method import LoadMethod
+
+    if method is LoadMethod.FILE:
+        typer.echo(f"would load {outputs.kernel_path} and {outputs.initrd_path} with "
+                   f"kexec_file_load (the kernel places them); nothing loaded")  # fmt: skip
+        return
+    planned = _live_plan(outputs, arch, backup)
+    check_layout(planned)
+    _print_layout(planned, False)
+    typer.echo("nothing loaded (--show)")
+
+
+def _live_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None) -> Layout:
+    """The segments for this running system (its iomem, crash notes, device tree)."""
+    # Imported here: at start-up, builder.kexec.layout.inputs would cost ~104 ms.
+    from builder.kexec.layout import plan_layout
+    from builder.kexec.layout.devicetree import fresh_seeds
+    from builder.kexec.layout.inputs import read_crash_info_for, read_firmware, read_iomem
+
+    memory = read_iomem(Path("/proc/iomem"))
+    info = read_crash_info_for(Path("/"), memory, arch)
+    firmware = read_firmware(Path("/"))
+    return plan_layout(outputs, memory, info, arch=arch, backup=backup, firmware=firmware,
+                       seeds=fresh_seeds())  # fmt: skip
 
 
 def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
@@ -196,31 +238,20 @@ def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
     return LoadRecord(LoadMethod.FILE, outputs.outdir.absolute())
 
 
-def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show: bool,
+def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, verbose: bool,
                    corrupt: str | None) -> LoadRecord:  # fmt: skip
     # Imported here: at start-up, builder.kexec.layout.core would cost ~331 ms.
-    from builder.kexec.layout import plan_layout
     from builder.kexec.layout.core import check_layout, corrupt_segment_for_testing
-    from builder.kexec.layout.devicetree import fresh_seeds
-    from builder.kexec.layout.inputs import (
-        read_crash_info_for,
-        read_firmware,
-        read_iomem,
-    )
     from builder.kexec.method import LoadMethod
     from builder.kexec.state import LoadRecord
     from builder.kexec.syscalls import kexec_load
 
-    memory = read_iomem(Path("/proc/iomem"))
-    info = read_crash_info_for(Path("/"), memory, arch)
-    firmware = read_firmware(Path("/"))
-    planned = plan_layout(outputs, memory, info, arch=arch, backup=backup, firmware=firmware,
-                          seeds=fresh_seeds())  # fmt: skip
+    planned = _live_plan(outputs, arch, backup)
     if corrupt is not None:
         planned = corrupt_segment_for_testing(planned, corrupt)
         typer.echo(f"kdump-build: TESTING: corrupted segment {corrupt!r}", err=True)
     check_layout(planned)
-    if show:
+    if verbose:
         _print_layout(planned, False)
     kexec_load(planned)
     typer.echo(f"loaded {len(planned.segments)} segments with kexec_load, entry {planned.entry:#x}")

@@ -28,6 +28,7 @@ from builder.image.initrd import (
     Member,
     compress_cached,
     early_cpio,
+    is_private,
     source_date_epoch,
     split_archives,
 )
@@ -193,15 +194,15 @@ def plan_build(
     plan = plan_initrd(recipe, root, kernel.version, steps)
     with steps.step("cpio"):
         members = tuple(plan.members())
-        archives = [
-            write_cpio(part, source_date_epoch())
-            for part in split_archives(members, content.archive_of)
-        ]
+        parts = split_archives(members, content.archive_of)
+        archives = [write_cpio(part, source_date_epoch()) for part in parts]
+        # An archive holding a private file never enters the shared compressed cache.
+        private = [any(map(is_private, part)) for part in parts]
         microcode = content.microcode_files(recipe, root) if recipe.initrd.microcode else None
         early = early_cpio(microcode, source_date_epoch()) if microcode else b""
     compressing = f"compress ({recipe.initrd.compression})"
     with steps.step(compressing):
-        initrd = early + compress_archives(recipe, archives, steps.ticker(compressing))
+        initrd = early + compress_archives(recipe, archives, steps.ticker(compressing), private)
     cmdline = capture_cmdline(recipe)
     gaps = reach_gaps(recipe, cmdline, (member.path for member in members),
                       builtin_modules(root, kernel.version), kernel.version)  # fmt: skip
@@ -236,9 +237,15 @@ def builtin_modules(root: Root, kernel_version: str) -> tuple[str, ...] | None:
 
 
 def compress_archives(
-    recipe: Recipe, archives: Sequence[bytes], progress: ByteProgress | None = None
+    recipe: Recipe,
+    archives: Sequence[bytes],
+    progress: ByteProgress | None = None,
+    private: Sequence[bool] = (),
 ) -> bytes:
     """Each archive compressed (or taken from the cache), concatenated in order.
+
+    An archive marked `private` (it holds a secret) is compressed every time:
+    the cache is shared by every build of this user and outlives the secret.
 
     They compress in parallel: the compressors release the GIL. `progress`
     hears of each archive done (bytes of uncompressed archives).
@@ -246,12 +253,12 @@ def compress_archives(
     total = sum(map(len, archives))
     done = [0, 0]  # bytes, archives
 
-    def one(archive: bytes) -> bytes:
+    def one(archive: bytes, secret: bool) -> bytes:
         result = compress_cached(
             archive,
             recipe.initrd.compression,
             recipe.initrd.compression_level,
-            default_cache_dir() / "compressed",
+            None if secret else default_cache_dir() / "compressed",
         )
         if progress is not None:
             with lock:
@@ -262,4 +269,5 @@ def compress_archives(
 
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=max(1, len(archives))) as pool:
-        return b"".join(pool.map(one, archives))
+        flags = [index < len(private) and private[index] for index in range(len(archives))]
+        return b"".join(pool.map(one, archives, flags))

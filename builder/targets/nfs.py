@@ -98,7 +98,7 @@ interface = "eth0"
         source = values["nfs"]
         server, sep, export = source.partition(":")
         if not (
-            sep and network.IPV4.match(server) and export.startswith("/") and "," not in export
+            sep and network.IPV4.fullmatch(server) and export.startswith("/") and "," not in export
         ):
             check.fail("dump.nfs", f"{source!r} is not <IPv4 address>:/<export>")
         for index, option in enumerate(values["nfs_options"]):

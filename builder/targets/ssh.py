@@ -111,8 +111,8 @@ interface = "eth0"
     def options(self, values: Mapping[str, Any], check: Check) -> SshOptions:
         destination = values["ssh"]
         user, sep, host = destination.partition("@")
-        valid_host = network.IPV4.match(host) or network.HOST_NAME.match(host)
-        if not (sep and USER_NAME.match(user) and valid_host):
+        valid_host = network.IPV4.fullmatch(host) or network.HOST_NAME.fullmatch(host)
+        if not (sep and USER_NAME.fullmatch(user) and valid_host):
             check.fail("dump.ssh", f"{destination!r} is not user@host")
         return SshOptions(
             destination,

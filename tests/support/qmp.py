@@ -19,7 +19,7 @@ from pathlib import Path
 from builder.kexec.purgatory.x86_64 import load_x86_64_purgatory
 
 RIP = re.compile(r"\bRIP=([0-9a-f]{16})\b")
-# A line of `load --show` (builder.kexec.layout.core.describe_layout).
+# A line of `load --verbose` (builder.kexec.layout.core.describe_layout).
 PURGATORY_LINE = re.compile(r"^purgatory\s+0x([0-9a-f]+)\s", re.MULTILINE)
 # cli; hlt; jmp back to the hlt (entry-x86_64.S, purgatory_halt): FA F4 EB FD.
 HALT_LOOP = bytes.fromhex("faf4ebfd")
@@ -88,7 +88,7 @@ def purgatory_halt_range(load_address: int) -> range:
 class PurgatoryHaltWatch:
     """Stop condition: a CPU's RIP in purgatory_halt for `samples` samples in a row.
 
-    Reads the purgatory's load address from the guest's `load --show` output,
+    Reads the purgatory's load address from the guest's `load --verbose` output,
     starts sampling once `after` shows on the console, gives up `grace`
     seconds later. `evidence` keeps what the last sample saw.
     """
@@ -108,7 +108,7 @@ class PurgatoryHaltWatch:
         self._since = self._since or time.monotonic()
         found = PURGATORY_LINE.search(console)
         if found is None:
-            return "the guest printed no layout (load --show)"
+            return "the guest printed no layout (load --verbose)"
         halt = purgatory_halt_range(int(found.group(1), 16))
         self._qmp = self._qmp or Qmp(self.socket_path)
         rips = self._qmp.rips()

@@ -40,7 +40,7 @@ if kdump_build load {GUEST_OUTDIR} --method file; then
 else
     echo "main: file load refused"
 fi
-if kdump_build load {GUEST_OUTDIR} --method auto --show; then
+if kdump_build load {GUEST_OUTDIR} --method auto --verbose; then
     echo "main: load finished"
 else
     echo "main: load failed"
@@ -53,7 +53,7 @@ echo "main: still alive after sysrq crash"
 """
 # The same with the initrd segment corrupted after the purgatory's digest was taken.
 LOAD_CORRUPTED_AND_CRASH = LOAD_AND_CRASH.replace(
-    "--method auto --show", "--method segments --show --testing-corrupt-segment initrd"
+    "--method auto --verbose", "--method segments --verbose --testing-corrupt-segment initrd"
 )
 # After the farewell the purgatory hashes ~36 MiB under TCG; a passing capture
 # kernel prints its banner within seconds.
@@ -217,9 +217,9 @@ def riscv_registers(registers: str) -> dict[str, int]:
 
 
 def shown_segment(console: str, name: str) -> int:
-    """The `mem` of segment `name` in `kdump-build load --show`'s table on the console."""
+    """The `mem` of segment `name` in `kdump-build load --verbose`'s table on the console."""
     match = re.search(rf"^{name}\s+(0x[0-9a-f]+)\s", console, re.MULTILINE)
-    assert match, f"no {name} segment in the --show output"
+    assert match, f"no {name} segment in the --verbose output"
     return int(match.group(1), 16)
 
 
@@ -252,7 +252,7 @@ def corrupted_crash_cycle(
     """A crash cycle with a corrupted segment, stopped once the CPU is parked in purgatory_halt.
 
     `halt_of(purgatory_mem)`: purgatory_halt's (address, size) for the purgatory
-    at the --show table's address; `pc_of(registers)`: the program counter in an
+    at the --verbose table's address; `pc_of(registers)`: the program counter in an
     `info registers` dump. None: QEMU ended, or the CPU was not parked within
     PARK_GRACE_SECONDS of `farewell` (the crashed kernel's last line).
     """
