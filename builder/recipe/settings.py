@@ -97,7 +97,7 @@ def _choice_list(members: Iterable[MicrocodeVendor], what: str) -> Parser:
 
 def _release(value: Any) -> str:
     text = string(value)
-    if text and not RELEASE_NAME.match(text):
+    if text and not RELEASE_NAME.fullmatch(text):
         raise ValueError(f"{text!r} is not a Debian release name (such as trixie or sid)")
     return text
 

@@ -32,7 +32,7 @@ PROGRAM_COUNTER = {
     Arch.AARCH64: re.compile(r"\bPC=([0-9a-f]{16})\b"),
     Arch.RISCV64: re.compile(r"^ pc\s+([0-9a-f]{16})$", re.MULTILINE),
 }
-# A line of `load --show` (builder.kexec.layout.core.describe_layout).
+# A line of `load --verbose` (builder.kexec.layout.core.describe_layout).
 PURGATORY_LINE = re.compile(r"^purgatory\s+0x([0-9a-f]+)\s", re.MULTILINE)
 HALT = "purgatory_halt"
 
@@ -159,7 +159,7 @@ class HaltSample:
 class PurgatoryHaltWatch:
     """Stop condition: a CPU inside `arch`'s purgatory halt loop for `samples` samples in a row.
 
-    Reads the purgatory's load address from the guest's `load --show` output,
+    Reads the purgatory's load address from the guest's `load --verbose` output,
     starts sampling once `after` shows on the console (at most once per
     `spacing` seconds), gives up `grace` seconds later. `streak` keeps the
     samples of the last run in the loop, `last` the latest sample.
@@ -187,7 +187,7 @@ class PurgatoryHaltWatch:
             return None
         found = PURGATORY_LINE.search(console)
         if found is None:
-            return "the guest printed no layout (load --show)"
+            return "the guest printed no layout (load --verbose)"
         self._qmp = self._qmp or Qmp(self.socket_path)
         self.last = self._sample(int(found.group(1), 16), now - self._since)
         if self.last.parked is None:

@@ -39,7 +39,7 @@ if kdump_build load {GUEST_OUTDIR} --method file; then
 else
     echo "main: file load refused"
 fi
-if kdump_build load {GUEST_OUTDIR} --method auto --show; then
+if kdump_build load {GUEST_OUTDIR} --method auto --verbose; then
     echo "main: load finished"
 else
     echo "main: load failed"
@@ -52,7 +52,7 @@ echo "main: still alive after sysrq crash"
 """
 # The same with the initrd segment corrupted after the purgatory's digest was taken.
 LOAD_CORRUPTED_AND_CRASH = LOAD_AND_CRASH.replace(
-    "--method auto --show", "--method segments --show --testing-corrupt-segment initrd"
+    "--method auto --verbose", "--method segments --verbose --testing-corrupt-segment initrd"
 )
 # After the farewell the purgatory hashes ~36 MiB under TCG; a passing capture
 # kernel prints its banner within seconds.
@@ -193,9 +193,9 @@ def riscv_registers(registers: str) -> dict[str, int]:
 
 
 def shown_segment(console: str, name: str) -> int:
-    """The `mem` of segment `name` in `kdump-build load --show`'s table on the console."""
+    """The `mem` of segment `name` in `kdump-build load --verbose`'s table on the console."""
     match = re.search(rf"^{name}\s+(0x[0-9a-f]+)\s", console, re.MULTILINE)
-    assert match, f"no {name} segment in the --show output"
+    assert match, f"no {name} segment in the --verbose output"
     return int(match.group(1), 16)
 
 

@@ -106,7 +106,7 @@ def _check_dump(crash: Crash, kernel_version: str) -> None:
 
 
 def test_load_segments_with_our_purgatory(capture: tuple[Path, str], tmp_path: Path) -> None:
-    crash = _load_and_crash(capture, tmp_path, "--method segments --show")
+    crash = _load_and_crash(capture, tmp_path, "--method segments --verbose")
     assert "loaded 6 segments with kexec_load" in crash.console, crash.console[-5000:]
     assert "method: segments" in crash.console
     _check_dump(crash, capture[1])
@@ -146,7 +146,7 @@ def test_corrupted_segment_leaves_the_cpu_in_purgatory_halt(
     crash = _load_and_crash(
         capture,
         tmp_path,
-        f"--method segments --show{backup} --testing-corrupt-segment {segment}",
+        f"--method segments --verbose{backup} --testing-corrupt-segment {segment}",
         stop=watch,
         extra=qmp.qmp_option(socket_path),
         status=False,
@@ -167,7 +167,7 @@ def test_load_segments_with_backup_region(capture: tuple[Path, str], tmp_path: P
     # Off by default (v5.5+ kernels keep the low 1 MiB reserved); forced here, the
     # purgatory copies the first 640 KiB into the crash region and the ELF core
     # header reads that range from the copy.
-    crash = _load_and_crash(capture, tmp_path, "--method segments --backup --show")
+    crash = _load_and_crash(capture, tmp_path, "--method segments --backup --verbose")
     assert "loaded 7 segments with kexec_load" in crash.console, crash.console[-5000:]
     assert "backup " in crash.console
     _check_dump(crash, capture[1])

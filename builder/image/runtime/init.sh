@@ -4,6 +4,8 @@
 # the collect functions, generated); this script itself never changes.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export HOME=/root
+# A dump is this machine's memory: every file and directory /init writes is root's alone.
+umask 077
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys

@@ -17,7 +17,7 @@ from builder.kexec.purgatory.record import purgatory_records
 from tests.support import qmp
 from tests.support.qmp import HaltSample, PurgatoryHaltWatch, check_parked, halt_loop
 
-# Where the purgatory is loaded in these samples (a line of `load --show`).
+# Where the purgatory is loaded in these samples (a line of `load --verbose`).
 LOAD = 0x7F000000
 CONSOLE = f"purgatory    {LOAD:#014x}  0x2000  0x808  d5c5\nsysrq: Trigger a crash\n"
 ARCHES = (Arch.X86_64, Arch.AARCH64, Arch.RISCV64)
