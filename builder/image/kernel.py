@@ -13,6 +13,7 @@ from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
 from builder.crashkernel.syntax import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.errors import RecipeError
 from builder.image.capture import CapturePlan, plan_capture_kernel
+from builder.image.layouts import config_candidates, find_config, find_images, image_patterns
 from builder.image.sources import Root
 from builder.recipe.model import KernelMode, Recipe
 
@@ -32,11 +33,12 @@ def find_kernel(
     recipe: Recipe, root: Root, key: str, pattern: str
 ) -> tuple[str, bytes, KernelImage]:
     """The one file `pattern` matches in `root`, parsed; `key` names the recipe key in errors."""
-    matches = root.glob(pattern)
+    matches = find_images(root, pattern)
     if len(matches) != 1:
         found = ", ".join(matches) if matches else "nothing"
+        looked = " or ".join(repr(candidate) for candidate in image_patterns(pattern))
         raise RecipeError(
-            f"{recipe.path}: {key}: {pattern!r} must match exactly one file in "
+            f"{recipe.path}: {key}: {looked} must match exactly one file in "
             f"{root.description}, found {found}"
         )
     data = root.read_bytes(matches[0])
@@ -64,9 +66,9 @@ def capture_kernel(recipe: Recipe, root: Root) -> CaptureKernel:
 def _capture_plan(
     recipe: Recipe, root: Root, main: KernelImage, dedicated: KernelImage | None, version: str
 ) -> CapturePlan:
-    config_path = f"/boot/config-{version}"
+    config_path = find_config(root, version)
     config_text = (
-        root.read_bytes(config_path).decode(errors="replace") if root.exists(config_path) else None
+        None if config_path is None else root.read_bytes(config_path).decode(errors="replace")
     )
     spec = parse_crashkernel(recipe.crashkernel.reserve, where="crashkernel.reserve")
     offset = spec.offset if isinstance(spec, SimpleSpec | RangesSpec) else None
@@ -80,5 +82,5 @@ def _capture_plan(
         reservation_offset=offset,
         dedicated=dedicated,
         config_text=config_text,
-        config_name=config_path,
+        config_name=config_path or config_candidates(version)[0],
     )
