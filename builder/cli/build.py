@@ -49,6 +49,8 @@ def build(
             f"kdump-build: warning: --ignore-fit: building anyway although {result.fit.reason()}",
             err=True,
         )
+    if result.collector is not None and result.collector.too_old:
+        typer.echo(f"kdump-build: warning: {result.collector.warning()}", err=True)
     if json_output:
         typer.echo(json.dumps(_summary(result, steps, outdir), indent=2))
     else:

@@ -27,6 +27,7 @@ class CaptureKernel:
     image: KernelImage
     version: str
     plan: CapturePlan
+    dumped_version: str  # the main kernel's: the one whose memory the dump holds
 
 
 def find_kernel(
@@ -60,7 +61,7 @@ def capture_kernel(recipe: Recipe, root: Root) -> CaptureKernel:
             "version string"
         )
     plan = _capture_plan(recipe, root, main, dedicated, image.version)
-    return CaptureKernel(path, data, image, image.version, plan)
+    return CaptureKernel(path, data, image, image.version, plan, main.version or image.version)
 
 
 def _capture_plan(

@@ -32,6 +32,7 @@ from builder.image.initrd import (
     split_archives,
 )
 from builder.image.kernel import capture_kernel
+from builder.image.makedumpfile import CollectorCheck, check_collector
 from builder.image.packages import PackageCache, PackageRoot
 from builder.image.sources import DirectoryRoot, Root
 from builder.recipe.model import Recipe
@@ -99,6 +100,8 @@ class BuildResult:
     # list optional firmware); recorded, not fatal, as modprobe and dracut do.
     missing_firmware: tuple[str, ...] = ()
     fit: FitReport | None = None
+    # The initrd's makedumpfile against the dumped kernel (None: no makedumpfile).
+    collector: CollectorCheck | None = None
 
     @property
     def holds_secrets(self) -> bool:
@@ -214,6 +217,7 @@ def plan_build(
         packages,
         tuple(plan.missing_firmware),
         fit_report,
+        check_collector(members, kernel.dumped_version),
     )
 
 
