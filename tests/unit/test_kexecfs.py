@@ -50,4 +50,3 @@ def test_no_kexec_support_reads_as_unknown(tmp_path: Path) -> None:
 def test_an_empty_cma_file_means_no_cma_ranges(tmp_path: Path) -> None:
     sys_kernel = _sys_kernel(tmp_path, {"kexec/crash_cma_ranges": ""})
     assert read_cma_ranges(sys_kernel) == ()
-
