@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from builder.binfmt.kconfig import parse_kernel_config
 from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
 from builder.crashkernel.syntax import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.errors import RecipeError
@@ -28,6 +29,7 @@ class CaptureKernel:
     version: str
     plan: CapturePlan
     dumped_version: str  # the main kernel's: the one whose memory the dump holds
+    config: dict[str, str]  # the capture kernel's config ({} when the source has none)
 
 
 def find_kernel(
@@ -60,17 +62,25 @@ def capture_kernel(recipe: Recipe, root: Root) -> CaptureKernel:
             f"{recipe.path}: {recipe.kernel.capture_image_key}: {path} carries no kernel "
             "version string"
         )
-    plan = _capture_plan(recipe, root, main, dedicated, image.version)
-    return CaptureKernel(path, data, image, image.version, plan, main.version or image.version)
-
-
-def _capture_plan(
-    recipe: Recipe, root: Root, main: KernelImage, dedicated: KernelImage | None, version: str
-) -> CapturePlan:
-    config_path = find_config(root, version)
+    config_path = find_config(root, image.version)
     config_text = (
         None if config_path is None else root.read_bytes(config_path).decode(errors="replace")
     )
+    plan = _capture_plan(
+        recipe, main, dedicated, config_text, config_path or config_candidates(image.version)[0]
+    )
+    config = parse_kernel_config(config_text) if config_text is not None else {}
+    dumped = main.version or image.version
+    return CaptureKernel(path, data, image, image.version, plan, dumped, config)
+
+
+def _capture_plan(
+    recipe: Recipe,
+    main: KernelImage,
+    dedicated: KernelImage | None,
+    config_text: str | None,
+    config_name: str,
+) -> CapturePlan:
     spec = parse_crashkernel(recipe.crashkernel.reserve, where="crashkernel.reserve")
     offset = spec.offset if isinstance(spec, SimpleSpec | RangesSpec) else None
     # A range's size depends on the target's RAM; placement needs an upper bound only.
@@ -83,5 +93,5 @@ def _capture_plan(
         reservation_offset=offset,
         dedicated=dedicated,
         config_text=config_text,
-        config_name=config_path or config_candidates(version)[0],
+        config_name=config_name,
     )

@@ -22,6 +22,7 @@ from builder.errors import FetchError, RecipeError, ReleaseError
 from builder.image import content
 from builder.image.cache import default_cache_dir
 from builder.image.capture import CapturePlan
+from builder.image.cmdline import capture_cmdline
 from builder.image.fetch import FetchedPackage, FetchProgress, fetch_packages
 from builder.image.initrd import (
     InitrdPlan,
@@ -169,11 +170,6 @@ def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -
     return plan
 
 
-def capture_cmdline(recipe: Recipe) -> str:
-    """The capture kernel command line (kexec adds elfcorehdr= and memory maps)."""
-    return " ".join([*recipe.kernel.cmdline, *recipe.kernel.cmdline_append, "rdinit=/init"])
-
-
 def plan_build(
     recipe: Recipe, steps: Steps | None = None, *, calibration: Calibration | None = None
 ) -> BuildResult:
@@ -199,7 +195,7 @@ def plan_build(
     compressing = f"compress ({recipe.initrd.compression})"
     with steps.step(compressing):
         initrd = early + compress_archives(recipe, archives, steps.ticker(compressing))
-    cmdline = capture_cmdline(recipe)
+    cmdline = capture_cmdline(recipe.kernel.cmdline, recipe.kernel.cmdline_append, kernel.config)
     with steps.step("fit"):
         profile = capture_profile(recipe, kernel.image, cmdline, members, initrd)
         fit_report = fit_recipe(
