@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from builder.errors import OutputError
+from builder.image.runtime import COLLECTOR_LOG
 
 # /init names each dump directory after the crash time (busybox date, the RTC's UTC).
 STAMP = re.compile(r"^(?:(?P<host>[A-Za-z0-9.-]+)-)?(?P<time>\d{4}-\d{2}-\d{2}-\d{6})$")
@@ -28,6 +29,8 @@ class SavedDump:
     panic: str | None
     complete: bool
     target: str | None
+    # What the collector said beyond its routine lines (makedumpfile's warnings).
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -38,6 +41,7 @@ class SavedDump:
             "panic": self.panic,
             "complete": self.complete,
             "target": self.target,
+            "warnings": list(self.warnings),
         }
 
 
@@ -70,6 +74,25 @@ def log_facts(text: str) -> tuple[str | None, str | None]:
     return (version.group(1) if version else None, panic.group(0).strip() if panic else None)
 
 
+# makedumpfile's lines of a run that went as planned.
+ROUTINE = re.compile(
+    r"^(The dumpfile is saved to |makedumpfile Completed\.|Copying data|Excluding)"
+)
+
+
+def collector_warnings(text: str) -> tuple[str, ...]:
+    """The collector's lines that say something went short of plan.
+
+    >>> collector_warnings("The kernel version is not supported.\\n"
+    ...     "The makedumpfile operation may be incomplete.\\n"
+    ...     "The dumpfile is saved to /mnt/dump/x/vmcore-incomplete.\\n"
+    ...     "makedumpfile Completed.\\n")
+    ('The kernel version is not supported.', 'The makedumpfile operation may be incomplete.')
+    """
+    lines = (line.strip() for line in text.splitlines())
+    return tuple(line for line in lines if line and not ROUTINE.match(line))
+
+
 def read_dump(directory: Path) -> SavedDump | None:
     """One dump directory, or None when the name is not a crash time."""
     when = dump_time(directory.name)
@@ -83,7 +106,10 @@ def read_dump(directory: Path) -> SavedDump | None:
     target = record.read_text(errors="replace").strip() or None if record.is_file() else None
     complete = (directory / "vmcore").is_file() or (directory / "vmcore.flat").is_file()
     size = sum(path.stat().st_size for path in files)
-    return SavedDump(directory, when, version, size, panic, complete, target)
+    collector_log = directory / COLLECTOR_LOG
+    said = collector_log.read_text(errors="replace") if collector_log.is_file() else ""
+    warnings = collector_warnings(said)
+    return SavedDump(directory, when, version, size, panic, complete, target, warnings)
 
 
 def list_dumps(directory: Path) -> list[SavedDump]:
