@@ -83,18 +83,25 @@ def boot_pattern(pattern: str) -> BootPattern | None:
 def image_patterns(pattern: str) -> list[str]:
     """The patterns tried for a recipe's image, in order: as written, then each layout's.
 
-    >>> image_patterns("/boot/vmlinuz-*")
-    ['/boot/vmlinuz-*', '/usr/lib/modules/*/vmlinuz', '/lib/modules/*/vmlinuz']
+    The modules directory may call it either name: Debian 13's riscv64 image is
+    /boot/vmlinux-VER, Debian 14's is /usr/lib/modules/VER/vmlinuz.
+
+    >>> image_patterns("/boot/vmlinuz-*")[:3]
+    ['/boot/vmlinuz-*', '/usr/lib/modules/*/vmlinuz', '/usr/lib/modules/*/vmlinux']
+    >>> image_patterns("/boot/vmlinux-*")[1:3]
+    ['/usr/lib/modules/*/vmlinux', '/usr/lib/modules/*/vmlinuz']
     >>> image_patterns("/srv/vmlinuz")
     ['/srv/vmlinuz']
     """
     parts = boot_pattern(pattern)
     if parts is None:
         return [pattern]
+    names = [parts.name, *(name for name in IMAGE_NAMES if name != parts.name)]
     return [pattern] + [
-        layout.image(parts.name, parts.version_glob)
+        layout.image(name, parts.version_glob)
         for layout in KernelLayout
         if layout is not KernelLayout.BOOT
+        for name in names
     ]
 
 

@@ -16,6 +16,7 @@ import pytest
 from builder.errors import RecipeError
 from builder.image.cache import default_cache_dir
 from builder.image.fetch import FetchedPackage, fetch_packages
+from builder.image.cmdline import config_arguments
 from builder.image.kernel import capture_kernel
 from builder.image.layouts import find_config, find_images
 from builder.image.modules import ModuleIndex
@@ -23,16 +24,22 @@ from builder.image.packages import PackageRoot
 from builder.image.pipeline import package_cache
 from builder.image.sources import DirectoryRoot
 from builder.recipe.parse import load_recipe
+from tests.support.paths import REPO
 from tests.support.recipes import write_recipe
+
+RECIPES = REPO / "recipes"
 
 
 @functools.cache
-def _kernel_packages(release: str) -> tuple[FetchedPackage, ...]:
-    return tuple(fetch_packages(["linux-image-amd64"], "x86_64", release=release))
+def _kernel_packages(release: str, arch: str = "x86_64") -> tuple[FetchedPackage, ...]:
+    flavour = {"x86_64": "amd64", "riscv64": "riscv64"}[arch]
+    return tuple(fetch_packages([f"linux-image-{flavour}"], arch, release=release))
 
 
-def _root(release: str, *prefixes: str, extra: tuple[str, ...] = ()) -> PackageRoot:
-    packages = [p.path for p in _kernel_packages(release) if p.name.startswith(prefixes)]
+def _root(
+    release: str, *prefixes: str, extra: tuple[str, ...] = (), arch: str = "x86_64"
+) -> PackageRoot:
+    packages = [p.path for p in _kernel_packages(release, arch) if p.name.startswith(prefixes)]
     if extra:
         packages += [p.path for p in fetch_packages(extra, "x86_64", release=release)]
     return PackageRoot(packages, package_cache())
@@ -99,5 +106,20 @@ def test_nothing_found_names_every_place_looked(tmp_path: Path) -> None:
         capture_kernel(recipe, DirectoryRoot(tmp_path))
     assert str(raised.value) == (
         f"{tmp_path}/r.toml: kernel.image: '/boot/vmlinuz-*' or '/usr/lib/modules/*/vmlinuz' "
-        f"or '/lib/modules/*/vmlinuz' must match exactly one file in {tmp_path}, found nothing"
+        "or '/usr/lib/modules/*/vmlinux' or '/lib/modules/*/vmlinuz' or "
+        f"'/lib/modules/*/vmlinux' must match exactly one file in {tmp_path}, found nothing"
     )
+
+
+def test_forky_riscv64_is_found_by_the_debian13_riscv64_pattern(tmp_path: Path) -> None:
+    """Debian 13 installs /boot/vmlinux-VER; Debian 14's package has .../VER/vmlinuz.
+
+    Its config reserves a 128 MiB CMA area by default: the capture line gets cma=0.
+    """
+    root = _root("forky", "linux-base-7", "linux-binary-7", arch="riscv64")
+    recipe = load_recipe(RECIPES / "qemu-riscv64.toml")
+    assert recipe.kernel.image == "/boot/vmlinux-*"
+    kernel = capture_kernel(recipe, root)
+    assert kernel.path == f"/usr/lib/modules/{kernel.version}/vmlinuz"
+    assert kernel.config["CONFIG_CMA_SIZE_MBYTES"] == "128"
+    assert config_arguments(kernel.config, recipe.kernel.cmdline) == ["cma=0"]
