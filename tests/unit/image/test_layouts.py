@@ -15,8 +15,8 @@ import pytest
 
 from builder.errors import RecipeError
 from builder.image.cache import default_cache_dir
-from builder.image.fetch import FetchedPackage, fetch_packages
 from builder.image.cmdline import config_arguments
+from builder.image.fetch import FetchedPackage, fetch_packages
 from builder.image.kernel import capture_kernel
 from builder.image.layouts import find_config, find_images
 from builder.image.modules import ModuleIndex
