@@ -366,6 +366,24 @@ class AptArchive:
                 raise FetchError(f"{name!r}: no such package for {self.describe}")
         return found
 
+    def check_picks(self, picks: Mapping[str, tuple[str, str]]) -> None:
+        """Refuse a pick whose suite does not have the package (apt would take another's).
+
+        `picks`: package -> (suite, the version apt chose); `apt-cache madison`
+        says which suites hold which versions.
+        """
+        listing = self._run("apt-cache", "madison", *sorted(picks))
+        held = set()
+        for line in listing.splitlines():
+            fields = [field.strip() for field in line.split("|")]
+            if len(fields) == 3 and len(fields[2].split()) >= 2:
+                held.add((fields[0], fields[1], fields[2].split()[1].split("/")[0]))
+        for name, (suite, version) in sorted(picks.items()):
+            if (name, version, suite) not in held:
+                raise FetchError(
+                    f"'{name}/{suite}': no such package in {suite} for {self.describe}"
+                )
+
     def _cached(self, name: str, version: str) -> Path | None:
         quoted_version = version.replace(":", "%3a")
         matches = sorted(self.debs.glob(f"{name}_{quoted_version}_*.deb"))
@@ -439,11 +457,13 @@ def _pick_libraries(archive: AptArchive, names: Sequence[str]) -> dict[str, str]
         if not picks:
             return picks
         grown = dict(picks)
-        for package, (_, depends) in archive.candidates(sorted(picks)).items():
+        answers = archive.candidates(sorted(picks))
+        for package, (_, depends) in answers.items():
             for dependency in depends:
                 if dependency in named:
                     grown.setdefault(dependency, picks[package])
         if grown == picks:
+            archive.check_picks({name: (suite, answers[name][0]) for name, suite in picks.items()})
             return picks
         picks = grown
 

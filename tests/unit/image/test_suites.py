@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import RecipeError
+from builder.errors import FetchError, RecipeError
 from builder.image.fetch import fetch_packages
 from builder.recipe.parse import load_recipe
 from tests.support.recipes import write_recipe
@@ -56,3 +56,13 @@ def test_a_release_that_is_not_a_suite_name_is_refused(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "r.toml", {"source": {"release": "trixie-updates"}})
     with pytest.raises(RecipeError, match=r"source\.release: .*'trixie-updates' is not a Debian"):
         load_recipe(recipe)
+
+
+def test_a_pick_from_a_suite_without_the_package_is_refused() -> None:
+    """apt would quietly take Debian 13's busybox-static; the pick says trixie-backports."""
+    with pytest.raises(FetchError) as raised:
+        fetch_packages(["busybox-static/trixie-backports"], "x86_64", release="trixie")
+    assert str(raised.value) == (
+        "'busybox-static/trixie-backports': no such package in trixie-backports "
+        "for amd64 in Debian trixie"
+    )
