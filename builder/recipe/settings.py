@@ -95,7 +95,9 @@ def _choice_list(members: Iterable[MicrocodeVendor], what: str) -> Parser:
 def _release(value: Any) -> str:
     text = string(value)
     if text and not RELEASE_NAME.match(text):
-        raise ValueError(f"{text!r} is not a Debian release name (such as trixie or sid)")
+        raise ValueError(
+            f"{text!r} is not a Debian release name (such as trixie, sid or trixie-backports)"
+        )
     return text
 
 
