@@ -14,7 +14,7 @@ from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
 from builder.crashkernel.syntax import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.errors import RecipeError
 from builder.image.capture import CapturePlan, plan_capture_kernel
-from builder.image.layouts import config_candidates, find_config, find_images, image_patterns
+from builder.image.layouts import config_candidates, fallback_places, find_config, find_images
 from builder.image.sources import Root
 from builder.recipe.model import KernelMode, Recipe
 
@@ -39,10 +39,11 @@ def find_kernel(
     matches = find_images(root, pattern)
     if len(matches) != 1:
         found = ", ".join(matches) if matches else "nothing"
-        looked = " or ".join(repr(candidate) for candidate in image_patterns(pattern))
+        places = fallback_places(pattern)
+        also = f" (nor in {' or '.join(places)})" if places and not matches else ""
         raise RecipeError(
-            f"{recipe.path}: {key}: {looked} must match exactly one file in "
-            f"{root.description}, found {found}"
+            f"{recipe.path}: {key}: {pattern!r} must match exactly one file in "
+            f"{root.description}, found {found}{also}"
         )
     data = root.read_bytes(matches[0])
     return matches[0], data, parse_kernel_image(data, matches[0])

@@ -105,6 +105,22 @@ def image_patterns(pattern: str) -> list[str]:
     ]
 
 
+def fallback_places(pattern: str) -> list[str]:
+    """The directories a `/boot` pattern is also looked for in, for messages.
+
+    >>> fallback_places("/boot/vmlinuz-*"), fallback_places("/srv/vmlinuz")
+    (['/usr/lib/modules/*/', '/lib/modules/*/'], [])
+    """
+    parts = boot_pattern(pattern)
+    if parts is None:
+        return []
+    return [
+        f"{layout.value}/{parts.version_glob}/"
+        for layout in KernelLayout
+        if layout is not KernelLayout.BOOT
+    ]
+
+
 def find_images(root: Root, pattern: str) -> list[str]:
     """The files the first layout with any match finds for `pattern` in `root`, sorted.
 

@@ -105,9 +105,8 @@ def test_nothing_found_names_every_place_looked(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as raised:
         capture_kernel(recipe, DirectoryRoot(tmp_path))
     assert str(raised.value) == (
-        f"{tmp_path}/r.toml: kernel.image: '/boot/vmlinuz-*' or '/usr/lib/modules/*/vmlinuz' "
-        "or '/usr/lib/modules/*/vmlinux' or '/lib/modules/*/vmlinuz' or "
-        f"'/lib/modules/*/vmlinux' must match exactly one file in {tmp_path}, found nothing"
+        f"{tmp_path}/r.toml: kernel.image: '/boot/vmlinuz-*' must match exactly one file in "
+        f"{tmp_path}, found nothing (nor in /usr/lib/modules/*/ or /lib/modules/*/)"
     )
 
 
