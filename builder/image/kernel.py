@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from builder.binfmt.kconfig import parse_kernel_config
 from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
-from builder.crashkernel.syntax import RangesSpec, SimpleSpec, parse_crashkernel
+from builder.crashkernel_syntax import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.errors import RecipeError
 from builder.image.capture import CapturePlan, plan_capture_kernel
 from builder.image.layouts import config_candidates, fallback_places, find_config, find_images
@@ -89,7 +89,7 @@ def _capture_plan(
     return plan_capture_kernel(
         main,
         mode=recipe.kernel.mode,
-        recipe=str(recipe.path),
+        recipe_file=str(recipe.path),
         reservation_size=size,
         reservation_offset=offset,
         dedicated=dedicated,
