@@ -45,7 +45,7 @@ case "$DEBVM_BOOT" in
     systemctl is-active kdump-build.service > $out/unit-boot1 || true
     journalctl -b -u kdump-build.service --no-pager > $out/unit-boot1-journal.txt || true
     $KB load /var/lib/kdump-build/$(uname -r) > $out/load-boot1.txt 2>&1 || true
-    $KB status > $out/status-boot1.txt
+    $KB status > $out/status-boot1.txt || echo $? > $out/status-boot1-rc
     cp /etc/default/grub.d/kdump-build.cfg $out/grub-dropin.cfg
     $KB crashkernel --show > $out/crashkernel-show.txt
     echo reboot > $out/next
@@ -156,6 +156,7 @@ def test_without_a_reservation_the_service_skips_and_load_says_why(scenario: Sce
     ), load
     assert "crash_notes" not in load and len(load.strip().splitlines()) == 1
     status = scenario.out("status-boot1.txt")
+    assert scenario.out("status-boot1-rc").strip() == "4", "status: 4 when not ready"
     assert "crash kernel loaded: no" in status
     assert "reservation: none (no crashkernel= on this kernel's command line)" in status
     assert (

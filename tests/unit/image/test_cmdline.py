@@ -25,7 +25,7 @@ def test_arm64_gets_cma_0_from_its_config_not_from_the_recipe(tmp_path: Path) ->
     assert not any(word.startswith("cma=") for word in recipe.kernel.cmdline)
     cmdline = _build_cmdline(tmp_path, "qemu-arm64.toml", {})
     # The same line the recipe wrote by hand before (byte-identical outputs).
-    assert cmdline == "irqpoll nr_cpus=1 reset_devices cma=0 console=ttyAMA0 rdinit=/init"
+    assert cmdline == "irqpoll nr_cpus=1 reset_devices panic=10 cma=0 console=ttyAMA0 rdinit=/init"
 
 
 def test_a_recipe_cma_value_is_kept(tmp_path: Path) -> None:
