@@ -62,6 +62,8 @@ def build(
             f"kdump-build: warning: --ignore-fit: building anyway although {result.fit.reason()}",
             err=True,
         )
+    if result.collector is not None and result.collector.too_old:
+        typer.echo(f"kdump-build: warning: {result.collector.warning()}", err=True)
     for gap in result.gaps:
         typer.echo(f"kdump-build: warning: --ignore-reach: the capture could not dump: {gap}",
                    err=True)  # fmt: skip

@@ -92,14 +92,12 @@ def _fit_recipe(recipe: Path, crashkernel: str | None, rams: list[int] | None) -
     # Imported here: at start-up, builder.image.pipeline would cost ~832 ms.
     from builder.crashkernel.fit import fit_recipe
     from builder.crashkernel.profile import capture_profile
-    from builder.image.pipeline import capture_cmdline, plan_build
+    from builder.image.pipeline import plan_build
     from builder.recipe.parse import load_recipe
 
     parsed = load_recipe(recipe)
     result = plan_build(parsed)
-    profile = capture_profile(
-        parsed, result.kernel, capture_cmdline(parsed), result.members, result.initrd
-    )
+    profile = capture_profile(parsed, result.kernel, result.cmdline, result.members, result.initrd)
     return fit_recipe(
         parsed, profile, spec=crashkernel, rams=rams, capture_kernel=result.kernel_version
     )

@@ -285,7 +285,11 @@ def unload(
     typer.echo("crash kernel unloaded")
 
 
-LOADED_TEXT = {True: "yes", False: "no", None: "no (no /sys/kernel/kexec_crash_loaded)"}
+LOADED_TEXT = {
+    True: "yes",
+    False: "no",
+    None: "no (no /sys/kernel/kexec/crash_loaded or kexec_crash_loaded)",
+}
 
 
 def status(

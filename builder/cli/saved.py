@@ -54,3 +54,5 @@ def dumps(
         typer.echo(f"{dump.time:%Y-%m-%d %H:%M:%S} UTC  {dump.kernel_version or '?'}  "
                    f"{format_mib(dump.size)}{state}  {dump.path}")  # fmt: skip
         typer.echo(f"    {dump.panic or 'no panic line in vmcore-dmesg.txt'}")
+        for warning in dump.warnings:
+            typer.echo(f"    collector: {warning}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from builder.atomic import remove_tree
 from builder.errors import OutputError
+from builder.image.runtime import COLLECTOR_LOG
 
 # /init names each dump directory after the crash time (busybox date, the RTC's UTC).
 STAMP = re.compile(r"(?:(?P<host>[A-Za-z0-9.-]+)-)?(?P<time>\d{4}-\d{2}-\d{2}-\d{6})")
@@ -37,6 +38,8 @@ class SavedDump:
     target: str | None
     # Written by the capture: root's and nobody else's to change, with the target record.
     ours: bool = False
+    # What the collector said beyond its routine lines (makedumpfile's warnings).
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -47,6 +50,7 @@ class SavedDump:
             "panic": self.panic,
             "complete": self.complete,
             "target": self.target,
+            "warnings": list(self.warnings),
         }
 
 
@@ -77,6 +81,25 @@ def log_facts(text: str) -> tuple[str | None, str | None]:
     version = VERSION.search(text)
     panic = PANIC.search(text)
     return (version.group(1) if version else None, panic.group(0).strip() if panic else None)
+
+
+# makedumpfile's lines of a run that went as planned.
+ROUTINE = re.compile(
+    r"^(The dumpfile is saved to |makedumpfile Completed\.|Copying data|Excluding)"
+)
+
+
+def collector_warnings(text: str) -> tuple[str, ...]:
+    """The collector's lines that say something went short of plan.
+
+    >>> collector_warnings("The kernel version is not supported.\\n"
+    ...     "The makedumpfile operation may be incomplete.\\n"
+    ...     "The dumpfile is saved to /mnt/dump/x/vmcore-incomplete.\\n"
+    ...     "makedumpfile Completed.\\n")
+    ('The kernel version is not supported.', 'The makedumpfile operation may be incomplete.')
+    """
+    lines = (line.strip() for line in text.splitlines())
+    return tuple(line for line in lines if line and not ROUTINE.match(line))
 
 
 def _open_file(directory: int, name: str) -> int | None:
@@ -151,7 +174,10 @@ def _read_open_dump(directory: Path, descriptor: int, when: datetime) -> SavedDu
     )  # fmt: skip
     target = bounded_text(descriptor, TARGET_RECORD)[:256].strip() or None if record else None
     complete = "vmcore" in sizes or "vmcore.flat" in sizes
-    return SavedDump(directory, when, version, sum(sizes.values()), panic, complete, target, ours)
+    warnings = collector_warnings(bounded_text(descriptor, COLLECTOR_LOG))
+    return SavedDump(
+        directory, when, version, sum(sizes.values()), panic, complete, target, ours, warnings
+    )
 
 
 def list_dumps(directory: Path) -> list[SavedDump]:

@@ -96,4 +96,8 @@ class HostPaths:
         return self._at("/var/crash")
 
     def kernel_image(self, version: str) -> Path:
-        return self.boot / f"vmlinuz-{version}"
+        """/boot/vmlinuz-VERSION; on a Debian 14 tree whose /boot is not filled yet, the
+        package's own /usr/lib/modules/VERSION/vmlinuz (builder.image.layouts)."""
+        boot = self.boot / f"vmlinuz-{version}"
+        packaged = self.modules / version / "vmlinuz"
+        return packaged if not boot.is_file() and packaged.is_file() else boot

@@ -46,13 +46,18 @@ class HostFacts:
 
 
 def installed_kernels(paths: HostPaths) -> tuple[str, ...]:
-    """Versions with both /boot/vmlinuz-<version> and /lib/modules/<version>, sorted."""
-    found = []
-    for image in sorted(paths.boot.glob("vmlinuz-*")):
+    """Versions with an image and /lib/modules/<version>, sorted.
+
+    The image is /boot/vmlinuz-<version>, or Debian 14's
+    /lib/modules/<version>/vmlinuz where installation has not copied it to /boot.
+    """
+    found = set()
+    for image in paths.boot.glob("vmlinuz-*"):
         version = image.name.removeprefix("vmlinuz-")
         if (paths.modules / version).is_dir():
-            found.append(version)
-    return tuple(found)
+            found.add(version)
+    found.update(image.parent.name for image in paths.modules.glob("*/vmlinuz"))
+    return tuple(sorted(found))
 
 
 def find_program(paths: HostPaths, name: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from builder.atomic import MARKER, MARKER_TEXT, LegacyOutput, replace_directory
 from builder.image.initrd import initrd_mode, sha256
+from builder.image.makedumpfile import dotted
 from builder.image.pipeline import BuildResult, package_cache
 
 __all__ = ["LEGACY_OUTPUT", "holds_exactly", "manifest", "output_files", "write_outputs"]
@@ -70,6 +71,7 @@ def manifest(result: BuildResult) -> dict[str, Any]:
             "compression": recipe.initrd.compression,
             "missing_firmware": list(result.missing_firmware),
         },
+        "collector": _collector(result),
         "packages": [
             {
                 "name": package.name,
@@ -159,3 +161,16 @@ def write_outputs(
 
     replace_directory(outdir, fill, mode=DIRECTORY_MODE, legacy=LEGACY_OUTPUT)
     return True
+
+
+def _collector(result: BuildResult) -> dict[str, Any] | None:
+    """The initrd's makedumpfile and the newest kernel it supports, for `dumps` and readers."""
+    check = result.collector
+    if check is None:
+        return None
+    return {
+        "makedumpfile": dotted(check.makedumpfile),
+        "latest_kernel": dotted(check.latest_kernel) if check.latest_kernel else None,
+        "kernel": check.kernel_release,
+        "supported": not check.too_old,
+    }

@@ -22,6 +22,7 @@ from builder.errors import FetchError, RecipeError, ReleaseError
 from builder.image import content
 from builder.image.cache import default_cache_dir
 from builder.image.capture import CapturePlan
+from builder.image.cmdline import capture_cmdline
 from builder.image.fetch import FetchedPackage, fetch_packages
 from builder.image.initrd import (
     InitrdPlan,
@@ -33,6 +34,7 @@ from builder.image.initrd import (
     split_archives,
 )
 from builder.image.kernel import capture_kernel
+from builder.image.makedumpfile import CollectorCheck, check_collector
 from builder.image.packages import PackageCache, PackageRoot
 from builder.image.progress import ByteProgress
 from builder.image.reach import Gap, reach_gaps
@@ -101,6 +103,8 @@ class BuildResult:
     # list optional firmware); recorded, not fatal, as modprobe and dracut do.
     missing_firmware: tuple[str, ...] = ()
     fit: FitReport | None = None
+    # The initrd's makedumpfile against the dumped kernel (None: no makedumpfile).
+    collector: CollectorCheck | None = None
     # What keeps the capture from dumping (builder.image.reach); the build stops on it.
     gaps: tuple[Gap, ...] = ()
 
@@ -173,11 +177,6 @@ def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -
     return plan
 
 
-def capture_cmdline(recipe: Recipe) -> str:
-    """The capture kernel command line (kexec adds elfcorehdr= and memory maps)."""
-    return " ".join([*recipe.kernel.cmdline, *recipe.kernel.cmdline_append, "rdinit=/init"])
-
-
 def plan_build(
     recipe: Recipe, steps: Steps | None = None, *, calibration: Calibration | None = None
 ) -> BuildResult:
@@ -203,7 +202,7 @@ def plan_build(
     compressing = f"compress ({recipe.initrd.compression})"
     with steps.step(compressing):
         initrd = early + compress_archives(recipe, archives, steps.ticker(compressing), private)
-    cmdline = capture_cmdline(recipe)
+    cmdline = capture_cmdline(recipe.kernel.cmdline, recipe.kernel.cmdline_append, kernel.config)
     gaps = reach_gaps(recipe, cmdline, (member.path for member in members),
                       builtin_modules(root, kernel.version), kernel.version)  # fmt: skip
     with steps.step("fit"):
@@ -223,6 +222,7 @@ def plan_build(
         packages=packages,
         missing_firmware=tuple(plan.missing_firmware),
         fit=fit_report,
+        collector=check_collector(members, kernel.dumped_version),
         gaps=tuple(gaps),
     )
 

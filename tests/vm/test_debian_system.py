@@ -179,7 +179,7 @@ def test_capture_saves_to_var_crash_and_the_host_reads_it(scenario: Scenario) ->
     vmcores = [path for path in scenario.dumps if path.name == "vmcore"]
     assert len(vmcores) == 1, (scenario.dumps, scenario.context())
     names = sorted(path.name for path in vmcores[0].parent.iterdir())
-    assert names == ["kdump-target", "vmcore", "vmcore-dmesg.txt"]
+    assert names == ["collector.log", "kdump-target", "vmcore", "vmcore-dmesg.txt"]
     log = harness.dump_dmesg(vmcores[0], scenario.work / "host-dmesg.txt")
     assert "Kernel panic - not syncing: sysrq triggered crash" in log
     assert f"Linux version {scenario.image.kernel_version}" in log

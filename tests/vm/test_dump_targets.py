@@ -190,6 +190,7 @@ def test_local_by_uuid_with_hooks(tmp_path: Path) -> None:
     assert dump_dir.parent == tmp_path / "disk" / "crash" / "dumps"
     assert DUMP_DIR_NAME.match(dump_dir.name), dump_dir
     assert sorted(path.name for path in dump_dir.iterdir()) == [
+        "collector.log",
         "kdump-target",
         "post-hook.txt",
         "vmcore",
@@ -283,6 +284,7 @@ def test_nfs(tmp_path: Path, nfs_server: tuple[Path, int]) -> None:
     name = dumps[0].name
     assert name.startswith(f"{GUEST_ADDRESS}-") and DUMP_DIR_NAME.match(name.split("-", 1)[1])
     assert sorted(path.name for path in dumps[0].iterdir()) == [
+        "collector.log",
         "kdump-target",
         "vmcore",
         "vmcore-dmesg.txt",

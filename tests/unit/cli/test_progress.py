@@ -89,7 +89,9 @@ def test_plain_lines_when_not_a_terminal_and_nothing_with_json(tmp_path: Path) -
     assert any(line.startswith("  write ") and line.endswith(" s") for line in lines), lines
     assert "\x1b[" not in verbose.stderr  # no terminal codes in a log
     quiet = run_cli(str(DEFAULT_RECIPE), "-o", str(tmp_path / "j"), "--json")
-    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert quiet.returncode == 0, quiet.stderr
+    # Only warnings (Debian 12's makedumpfile is older than its kernel), no progress.
+    assert all(line.startswith("kdump-build: warning: ") for line in quiet.stderr.splitlines())
 
 
 def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
