@@ -11,10 +11,12 @@ import ctypes
 import hashlib
 import io
 import mmap
+import os
 import random
 import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,23 @@ def test_shipped_objects_are_what_the_sources_build(tmp_path: Path) -> None:
             f"builder/kexec/purgatory/{name} is stale: run scripts/build-purgatory "
             f"(shipped with:\n{recorded}built here with:\n{current})"
         )
+
+
+def test_build_purgatory_takes_the_relocation_types_from_the_records(tmp_path: Path) -> None:
+    """scripts/build-purgatory accepts what the loader's records apply and nothing else:
+    with PLT32 (which the x86_64 object uses) left out of the record it refuses the object."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\n"{sys.executable}" "$@" | sed "s/ R_X86_64_PLT32//"\n')
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    environment = {**os.environ, "PYTHON": str(python), "ARCHES": "x86_64"}
+    result = subprocess.run([REPO / "scripts" / "build-purgatory", out], env=environment,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "build-purgatory: x86_64 relocation types the loader does not know: R_X86_64_PLT32"
+    ]
+    assert not (out / "purgatory-x86_64.o").exists()
 
 
 def test_shipped_object_shape() -> None:
