@@ -71,9 +71,9 @@ def layout(
 ) -> None:
     """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
     # Imported here: at start-up, builder.kexec.layout.document would cost ~376 ms.
+    from builder.kexec.layout import plan_layout
     from builder.kexec.layout.document import write_layout
     from builder.kexec.layout.inputs import (
-        plan_layout,
         read_build_outputs,
         read_crash_info_for,
         read_firmware,
@@ -193,10 +193,10 @@ def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
 def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show: bool,
                    corrupt: str | None) -> LoadRecord:  # fmt: skip
     # Imported here: at start-up, builder.kexec.layout.core would cost ~331 ms.
+    from builder.kexec.layout import plan_layout
     from builder.kexec.layout.core import check_layout, corrupt_segment_for_testing
     from builder.kexec.layout.devicetree import fresh_seeds
     from builder.kexec.layout.inputs import (
-        plan_layout,
         read_crash_info_for,
         read_firmware,
         read_iomem,

@@ -83,7 +83,7 @@ def capture_profile(
     recipe: Recipe, kernel: KernelImage, cmdline: str, members: Sequence[InitrdEntry], initrd: bytes
 ) -> CaptureProfile:
     """The capture a build produced, as the memory model sees it."""
-    memory_size = kernel.kernel.memory_size
+    memory_size = kernel.kernel.placement.memory_size
     if memory_size is None:
         # Without init_size/image_size the decompressed image is the best lower bound.
         memory_size = kernel.kernel.decompressed_size or kernel.kernel.file_size

@@ -75,7 +75,7 @@ def _capture_plan(
     return plan_capture_kernel(
         main,
         mode=recipe.kernel.mode,
-        recipe=str(recipe.path),
+        recipe_file=str(recipe.path),
         reservation_size=size,
         reservation_offset=offset,
         dedicated=dedicated,

@@ -27,6 +27,7 @@ from typing import Any
 
 from builder.errors import SourceError
 from builder.image.cache import load_cache_entry, load_json_entry, store_cache_entry
+from builder.image.progress import ByteProgress
 from builder.image.sources import Node, NodeKind, Root, normalize
 
 # Data archive of a .deb; the compression varies between packages.
@@ -331,7 +332,7 @@ class PackageRoot(Root):
         self,
         packages: Sequence[Path],
         cache: PackageCache | None = None,
-        progress: ReadProgress | None = None,
+        progress: ByteProgress | None = None,
     ) -> None:
         names = [package.name for package in packages]
         super().__init__(names[0] if len(names) == 1 else f"the {len(names)} source packages")
@@ -514,15 +515,13 @@ def _example_package(path: Path) -> Path:
     return path
 
 
-# How reading packages reports its progress: package bytes read, in all, what is going on.
-ReadProgress = Callable[[int, int, str], None]
 _REPORT_STEP = 1 << 20  # progress reported per this many package bytes read
 
 
 class _Progress:
     """Progress over the package files of a root, by their sizes; silent without a listener."""
 
-    def __init__(self, listener: ReadProgress | None, packages: Sequence[Path]) -> None:
+    def __init__(self, listener: ByteProgress | None, packages: Sequence[Path]) -> None:
         self.listener = listener
         self.sizes = {package: package.stat().st_size for package in packages} if listener else {}
         self.total = sum(self.sizes.values())

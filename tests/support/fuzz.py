@@ -158,9 +158,9 @@ def _flat_seeds() -> list[Seed]:
 
 def _elf_seeds() -> list[Seed]:
     from builder.binfmt.elf import _tiny_elf
-    from builder.kexec.purgatory.x86_64 import shipped_object
+    from builder.kexec.purgatory.x86_64 import PURGATORY
 
-    seeds = [("elf", _tiny_elf()), ("elf", shipped_object()), ("elf", _small_module())]
+    seeds = [("elf", _tiny_elf()), ("elf", PURGATORY.shipped_object()), ("elf", _small_module())]
     if Path("/usr/bin/true").exists():
         seeds.append(("elf", Path("/usr/bin/true").read_bytes()))
     return seeds

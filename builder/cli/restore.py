@@ -1,4 +1,4 @@
-"""Commands on saved dumps: restore."""
+"""The command that turns a flattened dump back into a vmcore: restore."""
 
 from __future__ import annotations
 
