@@ -1,7 +1,8 @@
 """Benchmark: does the fit model hold where it was not fitted, and how small can a capture be?
 
 Guest shapes the calibration never used, each booted in QEMU (TCG) and
-searched in 8 MiB steps like bench/calibrate_crashkernel.py does (the
+searched in 8 MiB steps like bench/calibrate_crashkernel.py does
+(bench/calibration_search.py) (the
 smallest crashkernel= whose dump completes and validates, booted twice):
 
 - 8 GiB with 4 vCPUs (the default recipe, Debian 12's kernel reused);
@@ -29,16 +30,9 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.calibrate_crashkernel import (
-    ANCHOR,
-    Capture,
-    Config,
-    TrialLog,
-    build_capture,
-    nfs_server,
-    recommendation,
-    search,
-)
+from bench.calibration_boot import boot, build_capture, nfs_server
+from bench.calibration_fit import ANCHOR, recommendation
+from bench.calibration_search import Capture, Config, TrialLog, search
 from bench.minimal_kernel import minimal_kernel
 from builder.crashkernel.model import default_calibration
 from builder.image.cache import default_cache_dir
@@ -114,7 +108,7 @@ def shapes(work: Path) -> list[Shape]:
 def measure(shape: Shape, args: argparse.Namespace, trials: TrialLog) -> Outcome:
     capture = build_capture(args.work, shape.config, shape.recipe)
     minimum, _ = search(capture, shape.config, args.guess, trials, args.work, args.timeout,
-                        args.idle)  # fmt: skip
+                        args.idle, boot)  # fmt: skip
     calibration = default_calibration("x86_64", capture.kernel_version)
     ram = shape.config.memory_mib * MiB
     recommended = recommendation(capture.profile, ram, calibration)

@@ -141,7 +141,7 @@ def curve_lines(points: list[LevelPoint], chosen: LevelPoint) -> list[str]:
 class KernelUpdate:
     previous: str
     current: str
-    first: Build  # the first build with the new kernel: its package is read
+    first: Build  # the first build with the new kernel (its package read), best of REPEATS
     rebuild: Build  # packages read, the new kernel's archives compressed afresh
     recompressed: int  # compressed-cache entries the update added
     identical: bool  # the rebuild's initrd equals the first build's
@@ -177,11 +177,17 @@ def kernel_update(work: Path) -> KernelUpdate:
     after_recipe = _recipe_with_kernel(work / "after.toml", current)
     kdump_build(before_recipe, work / "before", cache)  # reads the old kernel's package
     kdump_build(before_recipe, work / "before", cache)  # the system before the update, warm
+    before_update = _files(cache)
+
+    def cold() -> Build:
+        """Our first build after the update: the cache as before it (packages not yet read)."""
+        for path in _files(cache) - before_update:
+            path.unlink()
+        return kdump_build(after_recipe, work / "first", cache)
+
+    first = best_of(REPEATS, cold, key=lambda build: build.seconds)
     compressed = cache / "compressed"
-    cached = set(compressed.rglob("*"))
-    first = kdump_build(after_recipe, work / "first", cache)
-    added = set(compressed.rglob("*")) - cached
-    added_files = [path for path in added if path.is_file()]
+    added_files = [path for path in _files(compressed) if path not in before_update]
 
     def rebuild() -> Build:
         for path in added_files:
@@ -193,13 +199,18 @@ def kernel_update(work: Path) -> KernelUpdate:
     return KernelUpdate(previous, current, first, again, len(added_files), identical)
 
 
+def _files(directory: Path) -> set[Path]:
+    return {path for path in directory.rglob("*") if path.is_file()}
+
+
 def update_lines(update: KernelUpdate) -> list[str]:
     steps = ", ".join(f"{name} {seconds:.2f}" for name, seconds in update.rebuild.steps.items()
                       if seconds >= 0.005)  # fmt: skip
     verdict = "met" if update.rebuild.seconds <= REBUILD_GOAL else "NOT met"
     return [
         f"kernel update {update.previous} -> {update.current} (default recipe)",
-        f"  first build with the new kernel (reads its package)   {update.first.seconds:6.2f} s",
+        f"  first build with the new kernel (reads its package)   {update.first.seconds:6.2f} s"
+        f"  (best of {REPEATS}, the cache reset to before the update each time)",
         f"  rebuild, packages read (goal <= {REBUILD_GOAL:.1f} s)             "
         f"{update.rebuild.seconds:6.2f} s  {verdict}",
         f"  archives compressed afresh by the update: {update.recompressed} of 3; "

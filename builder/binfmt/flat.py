@@ -133,5 +133,5 @@ def restore_file(source: Path, destination: Path) -> Restored:
         restored.append(result)
 
     with handle:
-        write_new_file(destination, rebuild)
+        write_new_file(destination, rebuild, mode=0o600)  # a vmcore is memory: root's alone
     return restored[0]

@@ -6,7 +6,8 @@ commands, each a thin layer: parse the arguments, call a product, print.
 This module registers them and turns every error into one line on stderr.
 
 Exit codes: 0 success, 2 a user's mistake (recipe, missing or corrupt input,
-bad usage), 3 the capture does not fit its reservation, 1 an internal error.
+bad usage, a capture that could not reach its dump target), 3 the capture does
+not fit its reservation, 4 `status`: no crash kernel is loaded, 1 an internal error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import typer
 from typer.core import TyperCommand
@@ -22,7 +23,7 @@ from typer.models import CommandInfo
 
 from builder.cli import build, fit, inspect, kexec, machine, reserve, restore, saved
 from builder.cli.coercion import PlainCommand, PlainGroup
-from builder.errors import KdumpBuildError
+from builder.errors import KdumpBuildError, ReachError
 
 PROG = "kdump-build"
 USAGE_EXIT_CODE = 2
@@ -58,6 +59,37 @@ APP_SETTINGS: dict[str, Any] = {
 }
 app = typer.Typer(**APP_SETTINGS)
 
+
+def installed_version() -> str:
+    """kdump-build's version, as its installation records it (pyproject.toml's)."""
+    # Imported here: at start-up, importlib.metadata would cost ~17 ms.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PROG)
+    except PackageNotFoundError:
+        return "unknown (not installed: run it from an installation or ./bootstrap's .venv)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    # The group's own options; commands have theirs.
+    return None
+
+
 app.command()(build.build)
 app.command()(inspect.inspect)
 app.command()(inspect.diff)
@@ -65,6 +97,7 @@ app.command()(build.fetch)
 app.command("fit")(fit.fit_command)
 app.command()(restore.restore)
 app.command("recipe-doc")(build.recipe_doc)
+app.command()(build.init)
 app.command()(kexec.layout)
 app.command("capture-sysfs")(kexec.capture_sysfs)
 app.command()(kexec.load)
@@ -165,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         code = _app_for(args[0])(args, prog_name=PROG, standalone_mode=False)
     except USAGE_ERROR as error:
         return _usage_error(error)
+    except ReachError as error:
+        for line in error.lines:
+            _fail(line, error.exit_code)
+        return error.exit_code
     except KdumpBuildError as error:
         return _fail(str(error), error.exit_code)
     except OSError as error:

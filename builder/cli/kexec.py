@@ -11,10 +11,16 @@ import typer
 
 if TYPE_CHECKING:
     from builder.arch import Arch
+    from builder.host.report import HostStatus
     from builder.kexec.layout.core import Layout
     from builder.kexec.layout.inputs import BuildOutputs
-    from builder.kexec.method import FileLoadProbe, LoadMethod, Lockdown, MethodChoice
+    from builder.kexec.memmap import Range
+    from builder.kexec.method import FileLoadProbe, LoadMethod, MethodChoice
     from builder.kexec.state import LoadRecord
+    from builder.kexec.syscalls import KexecStatus
+
+# `status` on a machine where no crash kernel is loaded: not an error, not ready.
+NOT_READY_EXIT_CODE = 4
 
 OutdirArgument = Annotated[
     Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
@@ -30,6 +36,14 @@ BackupOption = Annotated[
         help="Copy the low 640 KiB first (kernels before v5.5) "
         "[default: the recipe's kernel.backup_region].",
     ),
+]
+
+
+ShowOption = Annotated[
+    bool, typer.Option("--show", help="Plan from this system and print the segments; load nothing.")
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", help="Print the planned segments, then load them.")
 ]
 
 
@@ -144,7 +158,8 @@ def load(
             "--print-kexec-command", help="Print the kexec-tools equivalent; load nothing."
         ),
     ] = False,
-    show: Annotated[bool, typer.Option("--show", help="Print the planned segments.")] = False,
+    show: ShowOption = False,
+    verbose: VerboseOption = False,
     testing_corrupt_segment: Annotated[
         str | None,
         typer.Option(
@@ -172,11 +187,44 @@ def load(
     # What keeps the load from working, in plain words, before any syscall fails.
     check_ready(outdir, segments=choice.method is LoadMethod.SEGMENTS)
     _say_why(choice)
+    if show:  # a dry run: the plan, nothing loaded and nothing recorded
+        _show_plan(outputs, target, backup, choice.method)
+        return
     if choice.method is LoadMethod.FILE:
         record = _load_file(outputs, target)
     else:
-        record = _load_segments(outputs, target, backup, show, testing_corrupt_segment)
+        record = _load_segments(outputs, target, backup, verbose, testing_corrupt_segment)
     _record(replace(record, reason=choice.reason))
+
+
+def _show_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None,
+               method: LoadMethod) -> None:  # fmt: skip
+    # Imported here: at start-up, builder.kexec.layout.core would cost ~331 ms.
+    from builder.kexec.layout.core import check_layout
+    from builder.kexec.method import LoadMethod
+
+    if method is LoadMethod.FILE:
+        typer.echo(f"would load {outputs.kernel_path} and {outputs.initrd_path} with "
+                   f"kexec_file_load (the kernel places them); nothing loaded")  # fmt: skip
+        return
+    planned = _live_plan(outputs, arch, backup)
+    check_layout(planned)
+    _print_layout(planned, False)
+    typer.echo("nothing loaded (--show)")
+
+
+def _live_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None) -> Layout:
+    """The segments for this running system (its iomem, crash notes, device tree)."""
+    # Imported here: at start-up, builder.kexec.layout.inputs would cost ~104 ms.
+    from builder.kexec.layout import plan_layout
+    from builder.kexec.layout.devicetree import fresh_seeds
+    from builder.kexec.layout.inputs import read_crash_info_for, read_firmware, read_iomem
+
+    memory = read_iomem(Path("/proc/iomem"))
+    info = read_crash_info_for(Path("/"), memory, arch)
+    firmware = read_firmware(Path("/"))
+    return plan_layout(outputs, memory, info, arch=arch, backup=backup, firmware=firmware,
+                       seeds=fresh_seeds())  # fmt: skip
 
 
 def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
@@ -190,31 +238,20 @@ def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
     return LoadRecord(LoadMethod.FILE, outputs.outdir.absolute())
 
 
-def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show: bool,
+def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, verbose: bool,
                    corrupt: str | None) -> LoadRecord:  # fmt: skip
     # Imported here: at start-up, builder.kexec.layout.core would cost ~331 ms.
-    from builder.kexec.layout import plan_layout
     from builder.kexec.layout.core import check_layout, corrupt_segment_for_testing
-    from builder.kexec.layout.devicetree import fresh_seeds
-    from builder.kexec.layout.inputs import (
-        read_crash_info_for,
-        read_firmware,
-        read_iomem,
-    )
     from builder.kexec.method import LoadMethod
     from builder.kexec.state import LoadRecord
     from builder.kexec.syscalls import kexec_load
 
-    memory = read_iomem(Path("/proc/iomem"))
-    info = read_crash_info_for(Path("/"), memory, arch)
-    firmware = read_firmware(Path("/"))
-    planned = plan_layout(outputs, memory, info, arch=arch, backup=backup, firmware=firmware,
-                          seeds=fresh_seeds())  # fmt: skip
+    planned = _live_plan(outputs, arch, backup)
     if corrupt is not None:
         planned = corrupt_segment_for_testing(planned, corrupt)
         typer.echo(f"kdump-build: TESTING: corrupted segment {corrupt!r}", err=True)
     check_layout(planned)
-    if show:
+    if verbose:
         _print_layout(planned, False)
     kexec_load(planned)
     typer.echo(f"loaded {len(planned.segments)} segments with kexec_load, entry {planned.entry:#x}")
@@ -248,7 +285,11 @@ def unload(
     typer.echo("crash kernel unloaded")
 
 
-LOADED_TEXT = {True: "yes", False: "no", None: "no (no /sys/kernel/kexec_crash_loaded)"}
+LOADED_TEXT = {
+    True: "yes",
+    False: "no",
+    None: "no (no /sys/kernel/kexec/crash_loaded or kexec_crash_loaded)",
+}
 
 
 def status(
@@ -267,7 +308,7 @@ def status(
     method: LoadMethod | None = recorded_method() if current.loaded else None
     reason = recorded_reason() if current.loaded else None
     probe = probe_file_load(host_arch())
-    auto_method, auto_reason = _auto_choice(current.lockdown, probe)
+    auto_method, auto_reason = _auto_choice(current, probe)
     host = host_status(current.loaded)
     if json_output:
         summary = {
@@ -282,7 +323,22 @@ def status(
             **host.to_json(),
         }
         typer.echo(json.dumps(summary, indent=2))
-        return
+    else:
+        _print_status(current, region, method, reason, probe, (auto_method, auto_reason), host)
+    if current.loaded is not True:
+        raise typer.Exit(NOT_READY_EXIT_CODE)
+
+
+def _print_status(
+    current: KexecStatus,
+    region: Range | None,
+    method: LoadMethod | None,
+    reason: str | None,
+    probe: FileLoadProbe,
+    auto: tuple[LoadMethod | None, str],
+    host: HostStatus,
+) -> None:
+    auto_method, auto_reason = auto
     typer.echo(f"crash kernel loaded: {LOADED_TEXT[current.loaded]}")
     typer.echo(f"crash region: {region or 'none'} ({current.crash_size or 0} bytes)")
     typer.echo(f"method: {method or 'unknown'}" + (f" (auto: {reason})" if reason else ""))
@@ -293,14 +349,16 @@ def status(
         typer.echo(line)
 
 
-def _auto_choice(lockdown: Lockdown | None, probe: FileLoadProbe) -> tuple[LoadMethod | None, str]:
+def _auto_choice(current: KexecStatus, probe: FileLoadProbe) -> tuple[LoadMethod | None, str]:
     """What `load --method auto` would do on this kernel, and why (None: nothing can load)."""
     # Imported here: at start-up, builder.kexec.method would cost ~3.4 ms.
     from builder.errors import LoadError
     from builder.kexec.method import LoadMethod, choose_method
 
+    if current.loaded is None:
+        return None, "this kernel has no kexec support for crash dumps"
     try:
-        choice = choose_method(LoadMethod.AUTO, lockdown, probe)
+        choice = choose_method(LoadMethod.AUTO, current.lockdown, probe)
     except LoadError as error:
         return None, str(error)
     return choice.method, choice.reason or ""

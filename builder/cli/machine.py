@@ -40,11 +40,13 @@ def boot() -> None:
     kernel if its recipe or kernel changed, and load it."""
     # Imported here: at start-up, builder.host.boot would cost ~377 ms.
     from builder.cli.kexec import load
-    from builder.host.boot import prepare_boot
+    from builder.host.boot import boot as run_boot
 
-    capture = prepare_boot(_say)
-    load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
-         show=False, testing_corrupt_segment=None)  # fmt: skip
+    def load_capture(capture: Path) -> None:
+        load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
+             show=False, verbose=False, testing_corrupt_segment=None)  # fmt: skip
+
+    run_boot(_say, load_capture)
 
 
 def kernel_installed(

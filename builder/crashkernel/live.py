@@ -7,6 +7,7 @@ from pathlib import Path
 
 from builder.errors import LayoutError, SourceError
 from builder.kexec.memmap import Range, parse_iomem
+from builder.kexecfs import KexecFile
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,18 @@ def _all_zero_iomem(text: str) -> bool:
 
 def read_live_reservation(
     iomem: Path = Path("/proc/iomem"),
-    crash_size: Path = Path("/sys/kernel/kexec_crash_size"),
+    crash_size: Path | None = None,
 ) -> LiveReservation:
     """`live_reservation` over files; a missing file counts as unavailable.
+
+    `crash_size` defaults to /sys/kernel/kexec/crash_size, or the older
+    kexec_crash_size where the kernel (before 6.19) has only that.
 
     >>> read_live_reservation(Path("/nonexistent"), Path("/nonexistent")).size
     0
     """
-    return live_reservation(_read_optional(iomem), _read_optional(crash_size))
+    size_file = crash_size or KexecFile.CRASH_SIZE.path()
+    return live_reservation(_read_optional(iomem), _read_optional(size_file))
 
 
 def _read_optional(path: Path) -> str | None:

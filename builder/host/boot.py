@@ -11,9 +11,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from builder.errors import HostError
+from builder.errors import HostError, KdumpBuildError
 from builder.host import captures
 from builder.host.dumps import prune
+from builder.host.lock import host_lock
 from builder.host.paths import HostPaths
 from builder.host.probe import machine_ram, mounted_directory
 from builder.host.state import enabled_recipe
@@ -35,12 +36,19 @@ def local_dump_directories(recipe: Recipe) -> list[Path]:
     return found
 
 
-def prune_dumps(recipe: Recipe, say: Say) -> None:
+def prune_dumps(recipe: Recipe, paths: HostPaths, say: Say) -> None:
+    """Remove the oldest dumps beyond dump.keep. Nothing here may keep the capture from
+    loading: a failure is said, and the boot goes on."""
     if recipe.dump.keep <= 0:
         return
     for directory in local_dump_directories(recipe):
-        for removed in prune(directory, recipe.dump.keep):
-            say(f"removed the old dump {removed} (dump.keep = {recipe.dump.keep})")
+        try:
+            removed = prune(directory, recipe.dump.keep, paths.dumps_seen)
+        except (KdumpBuildError, OSError, ValueError) as error:
+            say(f"kdump-build: warning: dumps in {directory} not pruned: {error}")
+            continue
+        for path in removed:
+            say(f"removed the old dump {path} (dump.keep = {recipe.dump.keep})")
 
 
 def ensure_capture(recipe: Recipe, version: str, paths: HostPaths, say: Say,
@@ -64,22 +72,32 @@ def prepare_boot(say: Say, paths: HostPaths | None = None) -> Path:
     """Prune, rebuild when needed; the capture directory to load for this kernel."""
     paths = paths or HostPaths()
     recipe = enabled_recipe(paths)
-    prune_dumps(recipe, say)
+    prune_dumps(recipe, paths, say)
     return ensure_capture(recipe, os.uname().release, paths, say)
+
+
+def boot(say: Say, load: Callable[[Path], None], paths: HostPaths | None = None) -> None:
+    """The service: `prepare_boot`, then `load` the capture, holding the machine's lock."""
+    paths = paths or HostPaths()
+    with host_lock(paths):
+        load(prepare_boot(say, paths))
 
 
 def kernel_installed(version: str, image: Path | None, say: Say,
                      paths: HostPaths | None = None) -> None:  # fmt: skip
     """The kernel hook: build (or rebuild) the capture of a newly installed kernel."""
     paths = paths or HostPaths()
-    recipe = enabled_recipe(paths)
-    chosen = image or paths.kernel_image(version)
-    record = captures.build_capture(recipe, version, paths, machine_ram(), chosen)
+    with host_lock(paths):
+        recipe = enabled_recipe(paths)
+        chosen = image or paths.kernel_image(version)
+        record = captures.build_capture(recipe, version, paths, machine_ram(), chosen)
     say(f"kdump-build: built {paths.capture(version)} for kernel {record.kernel_version}")
 
 
 def kernel_removed(version: str, say: Say, paths: HostPaths | None = None) -> None:
     """The kernel hook: remove the capture of a removed kernel (once; purge finds none)."""
     paths = paths or HostPaths()
-    if captures.remove_capture(paths, version):
+    with host_lock(paths):
+        removed = captures.remove_capture(paths, version)
+    if removed:
         say(f"kdump-build: removed {paths.capture(version)}")

@@ -8,12 +8,11 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.atomic import is_our_output
+from builder.atomic import is_our_output, remove_tree
 from builder.errors import OutputError
 from builder.host.paths import HostPaths
 
@@ -156,13 +155,17 @@ def remove_capture(paths: HostPaths, kernel_version: str) -> bool:
     if not is_our_output(capture):
         return False
     try:
-        shutil.rmtree(capture)
+        remove_tree(capture)  # by descriptor, never following a symlink
     except OSError as error:
         raise OutputError(f"{capture}: cannot remove it ({error.strerror})") from None
     return True
 
 
 def remove_capture_store(paths: HostPaths) -> None:
-    """/var/lib/kdump-build itself, once it holds no capture (and nothing else)."""
+    """/var/lib/kdump-build itself, once it holds no capture (and nothing else but the
+    order in which the boot service met the dumps, which goes with it)."""
+    if not built_versions(paths):
+        with contextlib.suppress(OSError):
+            paths.dumps_seen.unlink()
     with contextlib.suppress(OSError):
         os.rmdir(paths.captures)

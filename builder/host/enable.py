@@ -18,12 +18,14 @@ from pathlib import Path
 from builder.crashkernel.live import read_live_reservation
 from builder.errors import HostError
 from builder.host import captures, grub, service
-from builder.host.managed import is_managed, remove_managed, write_managed
+from builder.host.lock import host_lock
+from builder.host.managed import is_managed, is_unedited, remove_managed, sealed, write_managed
 from builder.host.paths import UNIT_NAME, HostPaths
-from builder.host.probe import HostFacts, probe_host
+from builder.host.probe import HostFacts, installed_kernels, probe_host
 from builder.host.recipe import check_host_recipe, host_recipe_text
 from builder.host.reserve import Need, machine_need
 from builder.host.state import enabled_recipe_path, forget_enabled, record_enabled
+from builder.host.trust import require_root_only, require_trusted_program, require_trusted_recipe
 from builder.recipe.model import Recipe
 from builder.recipe.parse import load_recipe
 from builder.units import format_mib
@@ -46,6 +48,13 @@ def _require_root(effects: Effects, what: str) -> None:
         raise HostError(f"{what} changes this machine's boot and needs root (run it as root)")
 
 
+def write_host_recipe(facts: HostFacts, paths: HostPaths) -> Path:
+    """This machine's recipe, sealed: disable removes it only while it is as written (its
+    header tells the admin to edit it)."""
+    write_managed(paths.recipe, sealed(host_recipe_text(facts, str(paths.root))))
+    return paths.recipe
+
+
 def host_recipe(given: Path | None, facts: HostFacts, paths: HostPaths, say: Say) -> Recipe:
     """The recipe to enable: the one given, an existing host recipe, or a new one."""
     if given is not None:
@@ -55,15 +64,16 @@ def host_recipe(given: Path | None, facts: HostFacts, paths: HostPaths, say: Say
         path = paths.recipe
         say(f"recipe: {path} (kept as it is; remove it to have a new one written)")
     else:
-        write_managed(paths.recipe, host_recipe_text(facts, str(paths.root)))
-        path = paths.recipe
+        path = write_host_recipe(facts, paths)
         filesystem = facts.dump_filesystem
         say(f"recipe: wrote {path} for this machine:")
         say('  source    this machine (source.root = "/"), each installed kernel reused')
         say('  modules   the drivers this machine uses for the dump disk (modules = "auto")')
         say(f"  dump to   {filesystem.device} ({filesystem.fstype}) at {filesystem.path},"
             f" mounted here at {filesystem.mount_point}")  # fmt: skip
+    require_root_only(path, "a recipe")  # root rebuilds from it at every boot
     recipe = load_recipe(path)
+    require_trusted_recipe(recipe)
     check_host_recipe(recipe, paths.root)
     return recipe
 
@@ -76,13 +86,17 @@ def build_all(recipe: Recipe, facts: HostFacts, paths: HostPaths, say: Say) -> N
         needed = format_mib(record.needed) if record.needed is not None else "unknown"
         say(f"capture: {paths.capture(version)} built in {time.monotonic() - start:.1f} s "
             f"(needs {needed} on this machine's {format_mib(facts.ram)} of RAM)")  # fmt: skip
+    # Asked again now, not from the facts probed before the builds: a kernel installed
+    # meanwhile has its capture and keeps it.
+    installed = installed_kernels(paths)
     for version in captures.built_versions(paths):
-        if version not in facts.kernels and captures.remove_capture(paths, version):
+        if version not in installed and captures.remove_capture(paths, version):
             say(f"capture: removed {paths.capture(version)} (kernel no longer installed)")
 
 
 def install_files(paths: HostPaths, say: Say) -> None:
     """The unit, the kernel hooks and the kernel-install plugin."""
+    require_trusted_program()  # what they will run as root
     command = service.kdump_build_command()
     files = (
         (paths.unit, service.unit_text(command), 0o644),
@@ -135,19 +149,12 @@ def enable(
     """Arm this machine; the last line says whether a reboot is needed."""
     paths, effects = paths or HostPaths(), effects or Effects()
     _require_root(effects, "enable")
-    facts = facts or probe_host(paths)
-    recipe = host_recipe(given, facts, paths, say)
-    build_all(recipe, facts, paths, say)
-    record_enabled(paths, recipe.path)
-    install_files(paths, say)
-    if effects.systemctl:
-        systemctl("daemon-reload")
-        systemctl("enable", UNIT_NAME)
-    need = machine_need(paths)
-    in_grub = apply_reservation(paths, need, effects, say)
+    with host_lock(paths):
+        need, in_grub = _enable_locked(given, say, paths, effects, facts)
     live = read_live_reservation()
     if live.size >= need.needed > 0:
         if effects.systemctl:
+            # After the lock is released: the service's `kdump-build boot` takes it too.
             systemctl("restart", UNIT_NAME)
         say(f"ready: the running kernel reserves {format_mib(live.size)}, the capture is "
             "loaded; no reboot needed")  # fmt: skip
@@ -157,10 +164,30 @@ def enable(
         say(f"reboot needed, after adding crashkernel={need.value} to the kernel command line")
 
 
+def _enable_locked(given: Path | None, say: Say, paths: HostPaths, effects: Effects,
+                   facts: HostFacts | None) -> tuple[Need, bool]:  # fmt: skip
+    """Everything of enable that changes the machine; the need and whether GRUB has it."""
+    facts = facts or probe_host(paths)
+    recipe = host_recipe(given, facts, paths, say)
+    build_all(recipe, facts, paths, say)
+    record_enabled(paths, recipe.path)
+    install_files(paths, say)
+    if effects.systemctl:
+        systemctl("daemon-reload")
+        systemctl("enable", UNIT_NAME)
+    need = machine_need(paths)
+    return need, apply_reservation(paths, need, effects, say)
+
+
 def disable(say: Say, paths: HostPaths | None = None, effects: Effects | None = None) -> None:
     """Undo enable: service, hooks, reservation, captures, recipe; the dumps stay."""
     paths, effects = paths or HostPaths(), effects or Effects()
     _require_root(effects, "disable")
+    with host_lock(paths):
+        _disable_locked(say, paths, effects)
+
+
+def _disable_locked(say: Say, paths: HostPaths, effects: Effects) -> None:
     if effects.systemctl and is_managed(paths.unit):
         systemctl("disable", "--now", UNIT_NAME)
     removed = [path for path in (paths.unit, paths.postinst_hook, paths.postrm_hook,
@@ -175,10 +202,13 @@ def disable(say: Say, paths: HostPaths | None = None, effects: Effects | None = 
     captures.remove_capture_store(paths)
     recipe = enabled_recipe_path(paths)
     forget_enabled(paths)
-    if recipe == paths.recipe and remove_managed(paths.recipe):
+    kept = recipe == paths.recipe and is_managed(paths.recipe) and not is_unedited(paths.recipe)
+    if recipe == paths.recipe and not kept and remove_managed(paths.recipe):
         removed.append(paths.recipe)
     for path in removed:
         say(f"removed {path}")
+    if kept:
+        say(f"kept {paths.recipe}: edited since kdump-build wrote it (remove it by hand)")
     if recipe is None and not removed:
         say("kdump-build was not enabled on this machine: nothing to remove")
         return

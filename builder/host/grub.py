@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from builder.errors import HostError
-from builder.host.managed import is_managed, marker_line
+from builder.host.managed import is_managed, marker_line, remove_managed, write_managed
 from builder.host.paths import HostPaths
 
 VALUE = re.compile(r"crashkernel=(\S+?)\"?$", re.MULTILINE)
@@ -71,23 +71,40 @@ def update_grub() -> None:
         raise HostError(f"update-grub failed (exit {result.returncode}): {last}")
 
 
-def apply(paths: HostPaths, value: str, *, run_update: bool = True) -> bool:
-    """Write the drop-in with `value` and regenerate grub.cfg; True when it changed."""
-    # Imported here: at start-up, builder.host.managed would cost ~9.5 ms.
-    from builder.host.managed import write_managed
+def grub_cfg_has(paths: HostPaths, value: str) -> bool | None:
+    """Whether grub.cfg passes crashkernel=`value` (None when there is no grub.cfg to read)."""
+    try:
+        text = paths.grub_cfg.read_text(errors="replace")
+    except OSError:
+        return None
+    return re.search(rf"\scrashkernel={re.escape(value)}(\s|$)", text) is not None
 
+
+def _update_until_applied(paths: HostPaths) -> None:
+    """update-grub, with a mark that stays until it succeeds: the next run retries
+    even when the drop-in is already as it should be."""
+    write_managed(paths.grub_pending, marker_line() + "# update-grub has not yet succeeded\n")
+    update_grub()
+    remove_managed(paths.grub_pending)
+
+
+def apply(paths: HostPaths, value: str, *, run_update: bool = True) -> bool:
+    """Write the drop-in with `value` and regenerate grub.cfg until it has it; True when the
+    drop-in changed."""
     changed = write_managed(paths.grub_dropin, dropin_text(value))
-    if changed and run_update:
-        update_grub()
+    stale = changed or is_managed(paths.grub_pending) or grub_cfg_has(paths, value) is False
+    if stale and run_update:
+        _update_until_applied(paths)
     return changed
 
 
 def remove(paths: HostPaths, *, run_update: bool = True) -> bool:
-    """Remove our drop-in and regenerate grub.cfg; True when there was one."""
-    # Imported here: at start-up, builder.host.managed would cost ~9.5 ms.
-    from builder.host.managed import remove_managed
-
+    """Remove our drop-in and regenerate grub.cfg until that is done; True when there was one."""
+    value = applied_value(paths)
     removed = remove_managed(paths.grub_dropin)
-    if removed and run_update:
-        update_grub()
+    stale = removed or is_managed(paths.grub_pending)
+    if value is not None and grub_cfg_has(paths, value):
+        stale = True
+    if stale and run_update:
+        _update_until_applied(paths)
     return removed

@@ -6,6 +6,7 @@ someone else and is never replaced or removed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -18,6 +19,28 @@ MARKER = "Written by kdump-build enable; kdump-build disable removes it."
 
 def marker_line(comment: str = "#") -> str:
     return f"{comment} {MARKER}\n"
+
+
+SEAL = "# kdump-build wrote this file with sha256 "
+
+
+def sealed(text: str) -> str:
+    """`text` with a last line recording its digest, so an edit by the admin shows.
+
+    >>> print(sealed("a = 1\\n")[-65:], end="")
+    cb78bd8a17f7b751fe0d4663366dcbc257204033ef7ddd64b1f2969573b5b2e2
+    """
+    return f"{text}{SEAL}{hashlib.sha256(text.encode()).hexdigest()}\n"
+
+
+def is_unedited(path: Path) -> bool:
+    """Whether `path` still holds exactly what `sealed` wrote (no edit since)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    body, found, digest = text.rpartition(SEAL)
+    return bool(found) and digest == f"{hashlib.sha256(body.encode()).hexdigest()}\n"
 
 
 def is_managed(path: Path) -> bool:

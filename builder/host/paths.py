@@ -36,6 +36,16 @@ class HostPaths:
     def captures(self) -> Path:
         return self._at("/var/lib/kdump-build")
 
+    @property
+    def dumps_seen(self) -> Path:
+        """The order in which pruning first met each dump (builder.host.dumps.arrival_order)."""
+        return self.captures / ".dumps-seen"
+
+    @property
+    def lock(self) -> Path:
+        """Held by enable, disable, boot and the kernel hooks: one at a time."""
+        return self._at("/run/kdump-build.lock")
+
     def capture(self, version: str) -> Path:
         return self.captures / version
 
@@ -65,6 +75,15 @@ class HostPaths:
         return self.grub_dropin.parent
 
     @property
+    def grub_pending(self) -> Path:
+        """Present while an update-grub for our drop-in has not yet succeeded."""
+        return self.config_dir / "grub-update-pending"
+
+    @property
+    def grub_cfg(self) -> Path:
+        return self._at("/boot/grub/grub.cfg")
+
+    @property
     def boot(self) -> Path:
         return self._at("/boot")
 
@@ -77,4 +96,8 @@ class HostPaths:
         return self._at("/var/crash")
 
     def kernel_image(self, version: str) -> Path:
-        return self.boot / f"vmlinuz-{version}"
+        """/boot/vmlinuz-VERSION; on a Debian 14 tree whose /boot is not filled yet, the
+        package's own /usr/lib/modules/VERSION/vmlinuz (builder.image.layouts)."""
+        boot = self.boot / f"vmlinuz-{version}"
+        packaged = self.modules / version / "vmlinuz"
+        return packaged if not boot.is_file() and packaged.is_file() else boot

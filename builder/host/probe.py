@@ -7,6 +7,7 @@ the programs the capture copies, and the filesystem that holds /var/crash.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +46,18 @@ class HostFacts:
 
 
 def installed_kernels(paths: HostPaths) -> tuple[str, ...]:
-    """Versions with both /boot/vmlinuz-<version> and /lib/modules/<version>, sorted."""
-    found = []
-    for image in sorted(paths.boot.glob("vmlinuz-*")):
+    """Versions with an image and /lib/modules/<version>, sorted.
+
+    The image is /boot/vmlinuz-<version>, or Debian 14's
+    /lib/modules/<version>/vmlinuz where installation has not copied it to /boot.
+    """
+    found = set()
+    for image in paths.boot.glob("vmlinuz-*"):
         version = image.name.removeprefix("vmlinuz-")
         if (paths.modules / version).is_dir():
-            found.append(version)
-    return tuple(found)
+            found.add(version)
+    found.update(image.parent.name for image in paths.modules.glob("*/vmlinuz"))
+    return tuple(sorted(found))
 
 
 def find_program(paths: HostPaths, name: str) -> str:
@@ -115,8 +121,28 @@ def parse_mountinfo(text: str) -> list[Mount]:
     return mounts
 
 
+# The kernel writes a space, tab, line break and backslash of a path as `\ooo` (octal).
+_OCTAL_ESCAPE = re.compile(rb"\\([0-3][0-7]{2})")
+
+
 def _unescape(text: str) -> str:
-    return text.encode().decode("unicode_escape") if "\\" in text else text
+    r"""A path field with its octal escapes turned back into the bytes they stand for.
+
+    The path is bytes, not text: the escapes are decoded as bytes, then the whole
+    path is decoded the way Python decodes file names (undecodable bytes kept).
+
+    >>> _unescape(r"/mnt/my\040disk\134x")
+    '/mnt/my disk\\x'
+    """
+    if "\\" not in text:
+        return text
+    raw = _OCTAL_ESCAPE.sub(lambda match: bytes([int(match[1], 8)]), os.fsencode(text))
+    return os.fsdecode(raw)
+
+
+def _read_mountinfo() -> str:
+    # Paths are bytes: decoded as file names are, so no name stops the probe.
+    return os.fsdecode(Path("/proc/self/mountinfo").read_bytes())
 
 
 def _existing(path: Path) -> Path:
@@ -188,9 +214,7 @@ def probe_host(paths: HostPaths) -> HostFacts:
         )
     makedumpfile = find_program(paths, "makedumpfile")
     busybox = find_program(paths, "busybox")
-    filesystem = dump_filesystem(
-        paths.crash, Path("/proc/self/mountinfo").read_text(), Path("/dev/disk/by-uuid")
-    )
+    filesystem = dump_filesystem(paths.crash, _read_mountinfo(), Path("/dev/disk/by-uuid"))
     consoles = console_arguments(Path("/proc/cmdline").read_text())
     cpus = os.cpu_count() or 1
     return HostFacts(kernels, machine_ram(), cpus, makedumpfile, busybox, filesystem, consoles)
@@ -208,7 +232,7 @@ def mounted_directory(
     except OSError:
         return None
     number = f"{os.major(status.st_rdev)}:{os.minor(status.st_rdev)}"
-    mounts = [mount for mount in parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    mounts = [mount for mount in parse_mountinfo(_read_mountinfo())
               if mount.device_number == number]  # fmt: skip
     for mount in mounts:
         inside = os.path.relpath(os.path.normpath(path), mount.root)

@@ -57,8 +57,9 @@ def problems(readiness: Readiness, value: str | None, *, segments: bool = False)
     status = readiness.status
     if status.loaded is None:
         return [
-            "this kernel has no kexec support for crash dumps (no /sys/kernel/"
-            "kexec_crash_loaded: built without CONFIG_KEXEC and CONFIG_CRASH_DUMP)"
+            "this kernel has no kexec support for crash dumps (no /sys/kernel/kexec/"
+            "crash_loaded or kexec_crash_loaded: built without CONFIG_KEXEC and "
+            "CONFIG_CRASH_DUMP)"
         ]
     found = []
     if not status.crash_size:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from builder.errors import HostError
 from builder.host.managed import is_managed, marker_line, remove_managed, write_managed
 from builder.host.paths import HostPaths
+from builder.host.trust import require_root_only, require_trusted_recipe
 
 if TYPE_CHECKING:
     from builder.recipe.model import Recipe
@@ -37,7 +38,10 @@ def enabled_recipe(paths: HostPaths) -> Recipe:
     # Imported here: at start-up, builder.recipe.parse would cost ~200 ms.
     from builder.recipe.parse import load_recipe  # only when the recipe is needed: not for status
 
-    return load_recipe(path)
+    require_root_only(path, "a recipe")
+    recipe = load_recipe(path)
+    require_trusted_recipe(recipe)
+    return recipe
 
 
 def forget_enabled(paths: HostPaths) -> None:

@@ -189,9 +189,10 @@ def plan_capture_kernel(
 ) -> CapturePlan:
     """Decide the capture kernel and its placement constraints, or say why not.
 
-    `config_text` is the `/boot/config-*` of the capture kernel (the main
-    kernel when reusing), when the source has one; `recipe_file` is the
-    recipe's file name, for messages. tests/unit/image/test_capture.py runs it on real
+    `config_text` is the config of the capture kernel (the main kernel when
+    reusing; `/boot/config-*`, or in its modules directory), when the source
+    has one; `recipe_file` is the recipe's file name, for messages.
+    tests/unit/image/test_capture.py runs it on real
     Debian kernels and on synthetic images of every format.
     """
     if reservation_size <= 0:

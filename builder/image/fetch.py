@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,10 @@ from builder.arch import Arch, arch_info
 from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir, load_json_entry, store_cache_entry
 from builder.image.progress import ByteProgress
+
+# Part of every resolution memo's key: a memo written under other rules (before
+# programs brought their libraries) must not answer for these ones.
+RESOLUTION_RULES = "programs-bring-libraries"
 
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
@@ -42,8 +46,33 @@ DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 DEVELOPMENT_SUITES = frozenset({"sid", "unstable", "experimental"})
 
 
-def release_sources(release: str, keyring: Path = DEBIAN_KEYRING) -> str:
+BACKPORTS = "-backports"
+# Above a release's own 500 (and a backports suite's 100): a pinned package comes
+# from its suite even when the release has a higher version; below 1000, which
+# would allow downgrades of what is already installed (nothing is, here).
+PICK_PRIORITY = 990
+
+
+def _suite_entries(suite: str) -> list[tuple[str, str]]:
+    """(mirror, suite) of a release with its -updates and -security, or of a backports suite."""
+    if suite.endswith(BACKPORTS):
+        return [(DEBIAN_MIRROR, suite)]
+    entries = [(DEBIAN_MIRROR, suite)]
+    if suite not in DEVELOPMENT_SUITES:
+        entries += [
+            (DEBIAN_MIRROR, f"{suite}-updates"),
+            (DEBIAN_SECURITY_MIRROR, f"{suite}-security"),
+        ]
+    return entries
+
+
+def release_sources(
+    release: str, keyring: Path = DEBIAN_KEYRING, suites: Sequence[str] = ()
+) -> str:
     """The one-line-style sources list of a Debian release, as the private apt state uses it.
+
+    A backports release (`trixie-backports`) brings its base release; `suites`
+    are the other suites packages are picked from.
 
     >>> print(release_sources("trixie", Path("/k.gpg")), end="")
     deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie main
@@ -51,15 +80,61 @@ def release_sources(release: str, keyring: Path = DEBIAN_KEYRING) -> str:
     deb [signed-by=/k.gpg] http://deb.debian.org/debian-security trixie-security main
     >>> print(release_sources("sid", Path("/k.gpg")), end="")
     deb [signed-by=/k.gpg] http://deb.debian.org/debian sid main
+    >>> print(release_sources("trixie-backports", Path("/k.gpg")).splitlines()[-1])
+    deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie-backports main
     """
-    entries = [(DEBIAN_MIRROR, release)]
-    if release not in DEVELOPMENT_SUITES:
-        entries += [
-            (DEBIAN_MIRROR, f"{release}-updates"),
-            (DEBIAN_SECURITY_MIRROR, f"{release}-security"),
-        ]
+    entries: list[tuple[str, str]] = []
+    for suite in [release.removesuffix(BACKPORTS), release, *suites]:
+        entries += [entry for entry in _suite_entries(suite) if entry not in entries]
     return "".join(
         f"deb [signed-by={keyring}] {mirror} {suite} main\n" for mirror, suite in entries
+    )
+
+
+def split_pick(name: str) -> tuple[str, str]:
+    """A `source.packages` item as (package, suite it is picked from, or "").
+
+    >>> split_pick("linux-image-amd64/trixie-backports"), split_pick("busybox-static")
+    (('linux-image-amd64', 'trixie-backports'), ('busybox-static', ''))
+    """
+    package, _, suite = name.partition("/")
+    return package, suite
+
+
+def apt_preferences(release: str, picks: Mapping[str, str]) -> str:
+    """The private state's apt preferences: a backports release preferred, picks pinned.
+
+    Debian marks backports NotAutomatic (priority 100); a recipe whose release is
+    a backports suite wants its newer versions, so they get a release's 500 and
+    the higher version wins. A picked package comes from its suite whatever the
+    versions; every other suite stays below the release.
+
+    >>> print(apt_preferences("trixie-backports", {}), end="")
+    Package: *
+    Pin: release n=trixie-backports
+    Pin-Priority: 500
+    >>> print(apt_preferences("trixie", {"makedumpfile": "forky", "libc6": "forky"}))
+    Package: *
+    Pin: release n=forky
+    Pin-Priority: 100
+    <BLANKLINE>
+    Package: libc6 makedumpfile
+    Pin: release n=forky
+    Pin-Priority: 990
+    <BLANKLINE>
+    """
+    stanzas = []
+    if release.endswith(BACKPORTS):
+        stanzas.append(("*", release, 500))
+    for suite in sorted(set(picks.values()) - {release}):
+        if not suite.endswith(BACKPORTS):
+            stanzas.append(("*", suite, 100))  # a newer release: only what is picked
+    for suite in sorted(set(picks.values())):
+        names = " ".join(sorted(name for name, chosen in picks.items() if chosen == suite))
+        stanzas.append((names, suite, PICK_PRIORITY))
+    return "\n".join(
+        f"Package: {names}\nPin: release n={suite}\nPin-Priority: {priority}\n"
+        for names, suite, priority in stanzas
     )
 
 
@@ -71,6 +146,9 @@ class FetchedPackage:
     name: str
     version: str
     path: Path
+    # The package whose Depends brought this shared library in; empty when the
+    # recipe named it (or the metapackage it names depends on it).
+    library_of: str = ""
 
 
 class AptArchive:
@@ -81,15 +159,23 @@ class AptArchive:
     """
 
     def __init__(
-        self, cache_dir: Path, deb_arch: str, release: str = "", keyring: Path = DEBIAN_KEYRING
+        self,
+        cache_dir: Path,
+        deb_arch: str,
+        release: str = "",
+        keyring: Path = DEBIAN_KEYRING,
+        suites: Sequence[str] = (),
     ) -> None:
         self.deb_arch = deb_arch
         self.release = release
         self.keyring = keyring
+        self.suites = tuple(sorted(set(suites) - {release}))
         apt = cache_dir / "apt"
-        self.state = apt / "releases" / release / deb_arch if release else apt / deb_arch
+        lists = "+".join([release, *self.suites])  # another set of suites, other lists
+        self.state = apt / "releases" / lists / deb_arch if release else apt / deb_arch
         self.debs = cache_dir / "debs" / deb_arch
         self.sizes: dict[str, int] = {}  # package file sizes apt-cache gave, by name
+        self.sections: dict[str, str] = {}  # archive sections apt-cache gave, by name
 
     @property
     def describe(self) -> str:
@@ -126,8 +212,18 @@ class AptArchive:
         # apt reads this file itself: plain text, not a cache entry (which carries a digest).
         sources = etc / "sources.list"
         temporary = sources.with_name(f".sources.list.{os.getpid()}")
-        temporary.write_text(release_sources(self.release, self.keyring))
+        temporary.write_text(release_sources(self.release, self.keyring, self.suites))
         os.replace(temporary, sources)
+        self.pin({})
+
+    def pin(self, picks: Mapping[str, str]) -> None:
+        """Write the preferences: the release's suites, and `picks` (package -> suite)."""
+        if not self.release:
+            return
+        preferences = self.state / "etc" / "preferences"
+        temporary = preferences.with_name(f".preferences.{os.getpid()}")
+        temporary.write_text(apt_preferences(self.release, picks))
+        os.replace(temporary, preferences)
 
     def _base_options(self) -> list[str]:
         return [
@@ -217,7 +313,7 @@ class AptArchive:
             stamp = str((self.state / "updated").stat().st_mtime_ns)
         except OSError:
             stamp = "never"
-        key = hashlib.sha256("\0".join([stamp, *names]).encode()).hexdigest()
+        key = hashlib.sha256("\0".join([RESOLUTION_RULES, stamp, *names]).encode()).hexdigest()
         return self.state / "resolved" / f"{key}.json"
 
     def update(self, *, force: bool = False) -> None:
@@ -245,12 +341,17 @@ class AptArchive:
     def _has_lists(self) -> bool:
         return any((self.state / "lists").glob("*_Packages*"))
 
-    def candidates(self, names: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
-        """Candidate (version, depends) of each package, in one apt-cache call."""
+    def candidates(
+        self, names: Sequence[str], *, missing_ok: bool = False
+    ) -> dict[str, tuple[str, list[str]]]:
+        """Candidate (version, depends) of each package, in one apt-cache call; with
+        `missing_ok`, names without a package (virtual ones) are left out."""
         try:
             records = self._run("apt-cache", "show", "--no-all-versions", *names)
         except FetchError:
             # apt-cache fails only when none of the names exists.
+            if missing_ok:
+                return {}
             raise FetchError(
                 f"{', '.join(repr(name) for name in names)}: no such package for {self.describe}"
             ) from None
@@ -263,18 +364,38 @@ class AptArchive:
                     fields.setdefault(key, value.strip())
             if "Package" not in fields or "Version" not in fields:
                 continue
+            relations = ", ".join(fields.get(key, "") for key in ("Pre-Depends", "Depends"))
             depends = [
                 alternative.split("|")[0].split("(")[0].split(":")[0].strip()
-                for alternative in fields.get("Depends", "").split(",")
+                for alternative in relations.split(",")
                 if alternative.strip()
             ]
             found.setdefault(fields["Package"], (fields["Version"], depends))
             if fields.get("Size", "").isdigit():
                 self.sizes.setdefault(fields["Package"], int(fields["Size"]))
+            self.sections.setdefault(fields["Package"], fields.get("Section", ""))
         for name in names:
-            if name not in found:
+            if name not in found and not missing_ok:
                 raise FetchError(f"{name!r}: no such package for {self.describe}")
         return found
+
+    def check_picks(self, picks: Mapping[str, tuple[str, str]]) -> None:
+        """Refuse a pick whose suite does not have the package (apt would take another's).
+
+        `picks`: package -> (suite, the version apt chose); `apt-cache madison`
+        says which suites hold which versions.
+        """
+        listing = self._run("apt-cache", "madison", *sorted(picks))
+        held = set()
+        for line in listing.splitlines():
+            fields = [field.strip() for field in line.split("|")]
+            if len(fields) == 3 and len(fields[2].split()) >= 2:
+                held.add((fields[0], fields[1], fields[2].split()[1].split("/")[0]))
+        for name, (suite, version) in sorted(picks.items()):
+            if (name, version, suite) not in held:
+                raise FetchError(
+                    f"'{name}/{suite}': no such package in {suite} for {self.describe}"
+                )
 
     def _cached(self, name: str, version: str) -> Path | None:
         quoted_version = version.replace(":", "%3a")
@@ -311,49 +432,139 @@ def fetch_packages(
     """Fetch the candidate versions of Debian packages for `arch` into the cache.
 
     `release` names the Debian release they come from (empty: the host's
-    configured sources); `progress` hears how a download goes. A metapackage
+    configured sources; a backports suite such as `trixie-backports`: that
+    release with its backports preferred); a name written `package/suite` is
+    picked from that suite (`linux-image-amd64/trixie-backports`,
+    `makedumpfile/forky`), and so are the named packages it depends on (its
+    libraries). `progress` hears how a download goes. A metapackage
     (one that ships nothing but documentation, such as `linux-image-amd64`)
     is replaced by what it depends on, so the recipe can name the moving
     kernel ABI by its stable name. (It runs apt-get against Debian's mirrors;
     every test that builds from Debian packages exercises it.)
     """
-    archive = AptArchive(cache_dir or default_cache_dir(), arch_info(arch).debian, release)
+    picks = {package: suite for package, suite in map(split_pick, names) if suite}
+    if picks and not release:
+        raise FetchError(
+            f"{next(iter(picks))!r}: a package picked from a suite needs the release the "
+            "others come from (source.release)"
+        )
+    deb_arch = arch_info(arch).debian
+    archive = AptArchive(
+        cache_dir or default_cache_dir(), deb_arch, release, suites=list(picks.values())
+    )
     with archive.locked():
         return _fetch_locked(archive, names, refresh, progress)
+
+
+def _pick_libraries(archive: AptArchive, names: Sequence[str]) -> dict[str, str]:
+    """The picks of `names`, grown by the named packages a picked one depends on.
+
+    makedumpfile from a newer release needs that release's libdw1t64 and libc6
+    when the recipe names them; they follow it, round by round (apt-cache
+    answers with the pins of the round before).
+    """
+    picks = {package: suite for package, suite in map(split_pick, names) if suite}
+    named = {split_pick(name)[0] for name in names}
+    while True:
+        archive.pin(picks)
+        if not picks:
+            return picks
+        grown = dict(picks)
+        answers = archive.candidates(sorted(picks))
+        for package, (_, depends) in answers.items():
+            for dependency in depends:
+                if dependency in named:
+                    grown.setdefault(dependency, picks[package])
+        if grown == picks:
+            archive.check_picks({name: (suite, answers[name][0]) for name, suite in picks.items()})
+            return picks
+        picks = grown
 
 
 def _fetch_locked(
     archive: AptArchive, names: Sequence[str], refresh: bool, progress: ByteProgress | None
 ) -> list[FetchedPackage]:
-    # Imported here: at start-up, builder.image.packages would cost ~36 ms.
-    from builder.image.packages import package_is_empty  # packages needs nothing from here
-
     archive.update(force=refresh)
     memo = archive.resolution_memo(names)
+    picks = _pick_libraries(archive, names) if archive.release else {}
     remembered = _load_resolution(memo)
     if remembered is not None:
         return remembered
     fetched: list[FetchedPackage] = []
     seen: set[str] = set()
-    pending = [(name, name) for name in names]
+    pending = [_Wanted(name, split_pick(name)[0]) for name in names]
     while pending:
         batch = list(
-            {name: (requested, name) for requested, name in pending if name not in seen}.values()
+            {wanted.name: wanted for wanted in pending if wanted.name not in seen}.values()
         )
-        pending = []
         if not batch:
             break
-        seen.update(name for _, name in batch)
-        candidates = archive.candidates([name for _, name in batch])
-        paths = archive.download([(name, candidates[name][0]) for _, name in batch], progress)
-        for (requested, name), path in zip(batch, paths, strict=True):
-            version, depends = candidates[name]
-            if package_is_empty(path):
-                pending += [(requested, dependency) for dependency in depends]
-            else:
-                fetched.append(FetchedPackage(requested, name, version, path))
+        seen.update(wanted.name for wanted in batch)
+        found, pending = _resolve_batch(archive, batch, progress)
+        _follow_picks(archive, picks, batch, pending)
+        fetched += found
     _store_resolution(memo, fetched)
     return fetched
+
+
+def _follow_picks(
+    archive: AptArchive, picks: dict[str, str], batch: Sequence[_Wanted], pending: list[_Wanted]
+) -> None:
+    """What a picked package depends on (a metapackage's kernel, its libraries) comes
+    from the same suite: pinned before the next batch is asked for."""
+    picked = {wanted.name for wanted in batch if wanted.name in picks}
+    if not picked:
+        return
+    by_requested = {wanted.requested: picks[wanted.name] for wanted in batch
+                    if wanted.name in picked}  # fmt: skip
+    for wanted in pending:
+        suite = by_requested.get(wanted.requested)
+        if suite and (wanted.library_of in picked or wanted.library_of == ""):
+            picks.setdefault(wanted.name, suite)
+    archive.pin(picks)
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    requested: str  # the recipe's name
+    name: str
+    library_of: str = ""  # set when only a shared library of that package is wanted
+
+
+# The archive sections of shared-library packages: what a program's Depends adds
+# on its own (its perl, shell or other program dependencies are the recipe's to name).
+LIBRARY_SECTIONS = frozenset({"libs", "oldlibs"})
+
+
+def _resolve_batch(
+    archive: AptArchive, batch: Sequence[_Wanted], progress: ByteProgress | None
+) -> tuple[list[FetchedPackage], list[_Wanted]]:
+    """Download one batch; return its packages and what their Depends add next."""
+    # Imported here: at start-up, builder.image.packages would cost ~36 ms.
+    from builder.image.packages import package_is_empty  # packages needs nothing from here
+
+    named = [wanted for wanted in batch if not wanted.library_of]
+    candidates = archive.candidates([wanted.name for wanted in named]) if named else {}
+    libraries = [wanted for wanted in batch if wanted.library_of]
+    if libraries:
+        found = archive.candidates([wanted.name for wanted in libraries], missing_ok=True)
+        candidates |= found
+        libraries = [wanted for wanted in libraries if wanted.name in found
+                     and archive.sections.get(wanted.name) in LIBRARY_SECTIONS]  # fmt: skip
+    chosen = named + libraries
+    paths = archive.download([(wanted.name, candidates[wanted.name][0]) for wanted in chosen],
+                             progress)  # fmt: skip
+    fetched, pending = [], []
+    for wanted, path in zip(chosen, paths, strict=True):
+        version, depends = candidates[wanted.name]
+        if not wanted.library_of and package_is_empty(path):
+            pending += [_Wanted(wanted.requested, dependency) for dependency in depends]
+            continue
+        fetched.append(FetchedPackage(wanted.requested, wanted.name, version, path,
+                                      wanted.library_of))  # fmt: skip
+        pending += [_Wanted(wanted.requested, dependency, wanted.library_of or wanted.name)
+                    for dependency in depends]  # fmt: skip
+    return fetched, pending
 
 
 def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
@@ -361,7 +572,9 @@ def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
     try:
         rows: Any = load_json_entry(memo)
         fetched = [
-            FetchedPackage(row["requested"], row["name"], row["version"], Path(row["path"]))
+            FetchedPackage(
+                row["requested"], row["name"], row["version"], Path(row["path"]), row["library_of"]
+            )
             for row in rows
         ]
     except (OSError, ValueError, KeyError, TypeError):
@@ -371,7 +584,13 @@ def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
 
 def _store_resolution(memo: Path, fetched: Sequence[FetchedPackage]) -> None:
     rows = [
-        {"requested": p.requested, "name": p.name, "version": p.version, "path": str(p.path)}
+        {
+            "requested": p.requested,
+            "name": p.name,
+            "version": p.version,
+            "path": str(p.path),
+            "library_of": p.library_of,
+        }
         for p in fetched
     ]
     store_cache_entry(memo, json.dumps(rows).encode())

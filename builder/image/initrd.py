@@ -13,7 +13,7 @@ import os
 import posixpath
 import stat
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -220,6 +220,27 @@ def split_archives(
         for index in sorted(wanted)
         if wanted[index]
     ]
+
+
+def is_private(member: Member) -> bool:
+    """A file others may not read (a key, a secret from `initrd.extra_files`)."""
+    return member.kind is MemberKind.FILE and not member.mode & 0o004
+
+
+def initrd_mode(members: Iterable[Member], *, secret: bool = False) -> int:
+    """The initrd file's mode: 0644 (0600 when it holds a `secret`), made as private as its
+    most private file, since the initrd hands every member to whoever may read it.
+
+    >>> plan = InitrdPlan(); plan.file("/bin/sh", b"", 0o755); oct(initrd_mode(plan.members()))
+    '0o644'
+    >>> plan.file("/etc/key", b"", 0o600); oct(initrd_mode(plan.members()))
+    '0o600'
+    """
+    mode = 0o600 if secret else 0o644
+    for member in members:
+        if member.kind is MemberKind.FILE:
+            mode &= (member.mode & 0o044) | 0o600
+    return mode
 
 
 def source_date_epoch() -> int:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from builder.binfmt.kconfig import parse_kernel_config
 from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
 from builder.crashkernel_syntax import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.errors import RecipeError
 from builder.image.capture import CapturePlan, plan_capture_kernel
+from builder.image.layouts import config_candidates, fallback_places, find_config, find_images
 from builder.image.sources import Root
 from builder.recipe.model import KernelMode, Recipe
 
@@ -26,18 +28,22 @@ class CaptureKernel:
     image: KernelImage
     version: str
     plan: CapturePlan
+    dumped_version: str  # the main kernel's: the one whose memory the dump holds
+    config: dict[str, str]  # the capture kernel's config ({} when the source has none)
 
 
 def find_kernel(
     recipe: Recipe, root: Root, key: str, pattern: str
 ) -> tuple[str, bytes, KernelImage]:
     """The one file `pattern` matches in `root`, parsed; `key` names the recipe key in errors."""
-    matches = root.glob(pattern)
+    matches = find_images(root, pattern)
     if len(matches) != 1:
         found = ", ".join(matches) if matches else "nothing"
+        places = fallback_places(pattern)
+        also = f" (nor in {' or '.join(places)})" if places and not matches else ""
         raise RecipeError(
             f"{recipe.path}: {key}: {pattern!r} must match exactly one file in "
-            f"{root.description}, found {found}"
+            f"{root.description}, found {found}{also}"
         )
     data = root.read_bytes(matches[0])
     return matches[0], data, parse_kernel_image(data, matches[0])
@@ -57,17 +63,25 @@ def capture_kernel(recipe: Recipe, root: Root) -> CaptureKernel:
             f"{recipe.path}: {recipe.kernel.capture_image_key}: {path} carries no kernel "
             "version string"
         )
-    plan = _capture_plan(recipe, root, main, dedicated, image.version)
-    return CaptureKernel(path, data, image, image.version, plan)
+    config_path = find_config(root, image.version)
+    config_text = (
+        None if config_path is None else root.read_bytes(config_path).decode(errors="replace")
+    )
+    plan = _capture_plan(
+        recipe, main, dedicated, config_text, config_path or config_candidates(image.version)[0]
+    )
+    config = parse_kernel_config(config_text) if config_text is not None else {}
+    dumped = main.version or image.version
+    return CaptureKernel(path, data, image, image.version, plan, dumped, config)
 
 
 def _capture_plan(
-    recipe: Recipe, root: Root, main: KernelImage, dedicated: KernelImage | None, version: str
+    recipe: Recipe,
+    main: KernelImage,
+    dedicated: KernelImage | None,
+    config_text: str | None,
+    config_name: str,
 ) -> CapturePlan:
-    config_path = f"/boot/config-{version}"
-    config_text = (
-        root.read_bytes(config_path).decode(errors="replace") if root.exists(config_path) else None
-    )
     spec = parse_crashkernel(recipe.crashkernel.reserve, where="crashkernel.reserve")
     offset = spec.offset if isinstance(spec, SimpleSpec | RangesSpec) else None
     # A range's size depends on the target's RAM; placement needs an upper bound only.
@@ -80,5 +94,5 @@ def _capture_plan(
         reservation_offset=offset,
         dedicated=dedicated,
         config_text=config_text,
-        config_name=config_path,
+        config_name=config_name,
     )

@@ -26,6 +26,7 @@ from builder.binfmt.kconfig import parse_kernel_config
 from builder.compression import SUFFIXES, Compression, by_suffix, decompress
 from builder.errors import ModuleError, SourceError
 from builder.image.cache import load_json_entry, store_cache_entry
+from builder.image.layouts import find_config
 from builder.image.sources import Root
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
@@ -319,8 +320,11 @@ class ModuleIndex:
         return frozenset(names), {name: tuple(values) for name, values in aliases.items()}
 
     def _kernel_config(self) -> dict[str, str]:
+        path = find_config(self.root, self.kernel_version)
+        if path is None:
+            return {}
         try:
-            text = self.root.read_bytes(f"/boot/config-{self.kernel_version}")
+            text = self.root.read_bytes(path)
         except SourceError:
             return {}
         return parse_kernel_config(text.decode("utf-8", "replace"))

@@ -14,13 +14,42 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from builder.atomic import MARKER, MARKER_TEXT, replace_directory
-from builder.image.initrd import sha256
+from builder.atomic import MARKER, MARKER_TEXT, LegacyOutput, replace_directory
+from builder.image.initrd import initrd_mode, sha256
+from builder.image.makedumpfile import dotted
 from builder.image.pipeline import BuildResult, package_cache
 
-__all__ = ["holds_exactly", "manifest", "output_files", "write_outputs"]
+__all__ = ["LEGACY_OUTPUT", "holds_exactly", "manifest", "output_files", "write_outputs"]
 
 DIRECTORY_MODE = 0o755
+
+
+def _has_build_manifest(path: Path) -> bool:
+    """An output from before the marker: our manifest (its names are checked by atomic)."""
+    try:
+        found = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and {"recipe", "kernel", "initrd", "members"} <= set(found)
+
+
+# A build's output from before the marker's inventory: the build's files, and the ones
+# `kdump-build layout` adds to a build's output (segments/ holds only regular files).
+LEGACY_OUTPUT = LegacyOutput(
+    names=frozenset(
+        {
+            "initrd.img",
+            "vmlinuz",
+            "cmdline.txt",
+            "manifest.json",
+            "fit.json",
+            "layout.json",
+            "segments",
+        }
+    ),
+    subdirs=frozenset({"segments"}),
+    recognise=_has_build_manifest,
+)
 
 
 def manifest(result: BuildResult) -> dict[str, Any]:
@@ -42,12 +71,16 @@ def manifest(result: BuildResult) -> dict[str, Any]:
             "compression": recipe.initrd.compression,
             "missing_firmware": list(result.missing_firmware),
         },
+        "collector": _collector(result),
         "packages": [
             {
                 "name": package.name,
                 "version": package.version,
                 "file": package.path.name,
                 "sha256": package_cache().package_sha256(package.path),
+                "requested": package.requested,
+                # Why a package the recipe did not name is here: a library of that one.
+                **({"library_of": package.library_of} if package.library_of else {}),
             }
             for package in result.packages
         ],
@@ -70,7 +103,8 @@ def output_files(result: BuildResult) -> dict[str, tuple[bytes, int]]:
     """Every file of the output directory: its bytes and its mode (fixed, whatever the umask:
     the outputs are part of what is reproduced)."""
     files = {
-        "initrd.img": (result.initrd, 0o600 if result.holds_secrets else 0o644),
+        # As private as its most private member: whoever reads the initrd reads them all.
+        "initrd.img": (result.initrd, initrd_mode(result.members, secret=result.holds_secrets)),
         "vmlinuz": (result.kernel_bytes, 0o644),
         "cmdline.txt": ((result.cmdline + "\n").encode(), 0o644),
         "manifest.json": ((json.dumps(manifest(result), indent=2) + "\n").encode(), 0o644),
@@ -125,5 +159,18 @@ def write_outputs(
             (staging / name).write_bytes(data)
             os.chmod(staging / name, mode)
 
-    replace_directory(outdir, fill, mode=DIRECTORY_MODE)
+    replace_directory(outdir, fill, mode=DIRECTORY_MODE, legacy=LEGACY_OUTPUT)
     return True
+
+
+def _collector(result: BuildResult) -> dict[str, Any] | None:
+    """The initrd's makedumpfile and the newest kernel it supports, for `dumps` and readers."""
+    check = result.collector
+    if check is None:
+        return None
+    return {
+        "makedumpfile": dotted(check.makedumpfile),
+        "latest_kernel": dotted(check.latest_kernel) if check.latest_kernel else None,
+        "kernel": check.kernel_release,
+        "supported": not check.too_old,
+    }

@@ -22,18 +22,22 @@ from builder.errors import FetchError, RecipeError, ReleaseError
 from builder.image import content
 from builder.image.cache import default_cache_dir
 from builder.image.capture import CapturePlan
+from builder.image.cmdline import capture_cmdline
 from builder.image.fetch import FetchedPackage, fetch_packages
 from builder.image.initrd import (
     InitrdPlan,
     Member,
     compress_cached,
     early_cpio,
+    is_private,
     source_date_epoch,
     split_archives,
 )
 from builder.image.kernel import capture_kernel
+from builder.image.makedumpfile import CollectorCheck, check_collector
 from builder.image.packages import PackageCache, PackageRoot
 from builder.image.progress import ByteProgress
+from builder.image.reach import Gap, reach_gaps
 from builder.image.sources import DirectoryRoot, Root
 from builder.recipe.model import Recipe
 
@@ -99,6 +103,10 @@ class BuildResult:
     # list optional firmware); recorded, not fatal, as modprobe and dracut do.
     missing_firmware: tuple[str, ...] = ()
     fit: FitReport | None = None
+    # The initrd's makedumpfile against the dumped kernel (None: no makedumpfile).
+    collector: CollectorCheck | None = None
+    # What keeps the capture from dumping (builder.image.reach); the build stops on it.
+    gaps: tuple[Gap, ...] = ()
 
     @property
     def holds_secrets(self) -> bool:
@@ -169,11 +177,6 @@ def plan_initrd(recipe: Recipe, root: Root, kernel_version: str, steps: Steps) -
     return plan
 
 
-def capture_cmdline(recipe: Recipe) -> str:
-    """The capture kernel command line (kexec adds elfcorehdr= and memory maps)."""
-    return " ".join([*recipe.kernel.cmdline, *recipe.kernel.cmdline_append, "rdinit=/init"])
-
-
 def plan_build(
     recipe: Recipe, steps: Steps | None = None, *, calibration: Calibration | None = None
 ) -> BuildResult:
@@ -190,16 +193,18 @@ def plan_build(
     plan = plan_initrd(recipe, root, kernel.version, steps)
     with steps.step("cpio"):
         members = tuple(plan.members())
-        archives = [
-            write_cpio(part, source_date_epoch())
-            for part in split_archives(members, content.archive_of)
-        ]
+        parts = split_archives(members, content.archive_of)
+        archives = [write_cpio(part, source_date_epoch()) for part in parts]
+        # An archive holding a private file never enters the shared compressed cache.
+        private = [any(map(is_private, part)) for part in parts]
         microcode = content.microcode_files(recipe, root) if recipe.initrd.microcode else None
         early = early_cpio(microcode, source_date_epoch()) if microcode else b""
     compressing = f"compress ({recipe.initrd.compression})"
     with steps.step(compressing):
-        initrd = early + compress_archives(recipe, archives, steps.ticker(compressing))
-    cmdline = capture_cmdline(recipe)
+        initrd = early + compress_archives(recipe, archives, steps.ticker(compressing), private)
+    cmdline = capture_cmdline(recipe.kernel.cmdline, recipe.kernel.cmdline_append, kernel.config)
+    gaps = reach_gaps(recipe, cmdline, (member.path for member in members),
+                      builtin_modules(root, kernel.version), kernel.version)  # fmt: skip
     with steps.step("fit"):
         profile = capture_profile(recipe, kernel.image, cmdline, members, initrd)
         fit_report = fit_recipe(
@@ -217,13 +222,30 @@ def plan_build(
         packages=packages,
         missing_firmware=tuple(plan.missing_firmware),
         fit=fit_report,
+        collector=check_collector(members, kernel.dumped_version),
+        gaps=tuple(gaps),
     )
 
 
+def builtin_modules(root: Root, kernel_version: str) -> tuple[str, ...] | None:
+    """The kernel's modules.builtin (module paths), None when it has none."""
+    path = f"/lib/modules/{kernel_version}/modules.builtin"
+    if not root.exists(path):
+        return None
+    text = root.read_bytes(path).decode("utf-8", "replace")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
 def compress_archives(
-    recipe: Recipe, archives: Sequence[bytes], progress: ByteProgress | None = None
+    recipe: Recipe,
+    archives: Sequence[bytes],
+    progress: ByteProgress | None = None,
+    private: Sequence[bool] = (),
 ) -> bytes:
     """Each archive compressed (or taken from the cache), concatenated in order.
+
+    An archive marked `private` (it holds a secret) is compressed every time:
+    the cache is shared by every build of this user and outlives the secret.
 
     They compress in parallel: the compressors release the GIL. `progress`
     hears of each archive done (bytes of uncompressed archives).
@@ -231,12 +253,12 @@ def compress_archives(
     total = sum(map(len, archives))
     done = [0, 0]  # bytes, archives
 
-    def one(archive: bytes) -> bytes:
+    def one(archive: bytes, secret: bool) -> bytes:
         result = compress_cached(
             archive,
             recipe.initrd.compression,
             recipe.initrd.compression_level,
-            default_cache_dir() / "compressed",
+            None if secret else default_cache_dir() / "compressed",
         )
         if progress is not None:
             with lock:
@@ -247,4 +269,5 @@ def compress_archives(
 
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=max(1, len(archives))) as pool:
-        return b"".join(pool.map(one, archives))
+        flags = [index < len(private) and private[index] for index in range(len(archives))]
+        return b"".join(pool.map(one, archives, flags))

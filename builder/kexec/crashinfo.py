@@ -318,4 +318,5 @@ def capture_crash_info(root: Path, destination: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
 
-    replace_directory(destination, fill)
+    # KASLR offsets, crash note addresses, the memory map: for root's eyes only.
+    replace_directory(destination, fill, mode=0o700)

@@ -17,6 +17,7 @@ from builder.arch import Arch, ArchInfo, arch_info, host_arch
 from builder.errors import KdumpBuildError, LoadError
 from builder.kexec.memmap import Range, parse_iomem
 from builder.kexec.method import FileLoad, FileLoadProbe, LoadMethod, Lockdown, parse_lockdown
+from builder.kexecfs import SYS_KERNEL, KexecFile, read_cma_ranges, read_int
 
 if TYPE_CHECKING:
     # Only for annotations: `status` (run at boot) must not pay for the planners.
@@ -41,8 +42,6 @@ KEXEC_FILE_UNLOAD = 0x1
 KEXEC_FILE_ON_CRASH = 0x2
 KEXEC_FILE_NO_INITRAMFS = 0x4
 
-CRASH_LOADED = Path("/sys/kernel/kexec_crash_loaded")
-CRASH_SIZE = Path("/sys/kernel/kexec_crash_size")
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
 
 
@@ -249,22 +248,18 @@ class KexecStatus:
     loaded: bool | None
     crash_size: int | None
     lockdown: Lockdown | None
+    # (start, end inclusive) of each CMA range of a `crashkernel=,cma` (6.19+ reports them).
+    cma_ranges: tuple[tuple[int, int], ...] | None = None
 
 
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def kexec_status(sys_kernel: Path = Path("/sys/kernel")) -> KexecStatus:
-    """Read the kexec state files; None where a file is missing."""
-    loaded = _read_int(sys_kernel / "kexec_crash_loaded")
+def kexec_status(sys_kernel: Path = SYS_KERNEL) -> KexecStatus:
+    """Read the kexec state files (/sys/kernel/kexec/ first); None where a file is missing."""
+    loaded = read_int(KexecFile.CRASH_LOADED, sys_kernel)
     return KexecStatus(
         None if loaded is None else bool(loaded),
-        _read_int(sys_kernel / "kexec_crash_size"),
+        read_int(KexecFile.CRASH_SIZE, sys_kernel),
         lockdown_mode(sys_kernel / "security" / "lockdown"),
+        read_cma_ranges(sys_kernel),
     )
 
 

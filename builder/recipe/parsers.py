@@ -133,7 +133,7 @@ def string_list(pattern: re.Pattern[str] | None = None, what: str = "") -> Parse
         for index, item in enumerate(value):
             if not isinstance(item, str):
                 raise ValueError(f"item {index}: expected a string, got {type_name(item)}")
-            if pattern is not None and not pattern.match(item):
+            if pattern is not None and not pattern.fullmatch(item):
                 raise ValueError(f"item {index}: {item!r} is not a valid {what}")
             if "\0" in item:
                 raise ValueError(f"item {index}: NUL characters are not allowed")

@@ -37,15 +37,16 @@ from builder.recipe.parsers import (
 )
 
 # Loose enough for every Debian package name, strict enough to keep options out.
-PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# `name/suite` picks the package from another suite (apt's own spelling).
+PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+(/[a-z][a-z0-9-]*)?$")
 MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # The default initrd.compression_level. bench/kernel_update.py prints the zstd curve
 # it comes from: levels up to 8 use a 2 MiB window, 9-16 a 4 MiB one, 17-19 the
 # whole archive; at 8 the default initrd is 2.99 MiB, needs 3.1 MiB less
 # reservation than at 19 (compressed size plus window) and compresses 20x faster.
 DEFAULT_COMPRESSION_LEVEL = 8
-# A Debian codename or suite name (trixie, sid, stable): it names apt's suites.
-RELEASE_NAME = re.compile(r"^[a-z][a-z0-9]*$")
+# A Debian codename or suite name (trixie, sid, stable), or its backports suite.
+RELEASE_NAME = re.compile(r"^[a-z][a-z0-9]*(-backports)?$")
 EXTRA_FILE_SOURCES = ("root", "recipe", "host")
 # RAM sizes a fit judges when neither the recipe (crashkernel.ram) nor the
 # command line names any: a small guest, a typical server's lower end, and the
@@ -97,8 +98,10 @@ def _choice_list(members: Iterable[MicrocodeVendor], what: str) -> Parser:
 
 def _release(value: Any) -> str:
     text = string(value)
-    if text and not RELEASE_NAME.match(text):
-        raise ValueError(f"{text!r} is not a Debian release name (such as trixie or sid)")
+    if text and not RELEASE_NAME.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not a Debian release name (such as trixie, sid or trixie-backports)"
+        )
     return text
 
 
@@ -154,7 +157,10 @@ SETTINGS: tuple[Setting, ...] = (
         string_list(PACKAGE_NAME, "Debian package name"),
         (),
         "Debian packages fetched for target.arch (apt's candidate version at fetch "
-        "time) and read in place; a metapackage is replaced by what it depends on.",
+        "time) and read in place; a metapackage is replaced by what it depends on. "
+        "`name/suite` picks one from another suite or a newer release "
+        "(`linux-image-amd64/trixie-backports`, `makedumpfile/forky`), and with it the "
+        "packages named here that it depends on (its libraries); needs source.release.",
     ),
     Setting(
         "source.package_files",
@@ -174,8 +180,9 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "The Debian release source.packages come from (`trixie` on a Debian 12 host, `sid`): "
         "fetched with that release's own sources list (deb.debian.org main, -updates, "
-        "-security), checked with the host's Debian archive keyring. Empty: the host's "
-        "configured apt sources.",
+        "-security), checked with the host's Debian archive keyring. A backports suite "
+        "(`trixie-backports`) is its release with the backports' newer versions preferred. "
+        "Empty: the host's configured apt sources.",
     ),
     Setting(
         "kernel.mode",

@@ -80,19 +80,19 @@ def network_options(values: Mapping[str, Any], check: Check) -> NetworkOptions:
         values["network"], values["interface"], values["ip"], values["gateway"],
         values["hostname"], values["connect_timeout"],
     )  # fmt: skip
-    if not INTERFACE_NAME.match(options.interface):
+    if not INTERFACE_NAME.fullmatch(options.interface):
         check.fail("dump.interface", f"{options.interface!r} is not an interface name")
     if options.network is NetworkMode.STATIC:
         address, sep, prefix = options.ip.partition("/")
-        if not (IPV4.match(address) and sep and prefix.isdigit() and int(prefix) <= 32):
+        if not (IPV4.fullmatch(address) and sep and prefix.isdigit() and int(prefix) <= 32):
             check.fail("dump.ip", f"{options.ip!r} is not an IPv4 address/prefix")
-        if options.gateway and not IPV4.match(options.gateway):
+        if options.gateway and not IPV4.fullmatch(options.gateway):
             check.fail("dump.gateway", f"{options.gateway!r} is not an IPv4 address")
     else:
         for key in ("dump.ip", "dump.gateway"):
             if key in check.given:
                 check.fail(key, "only used when dump.network is static")
-    if options.hostname and not HOST_NAME.match(options.hostname):
+    if options.hostname and not HOST_NAME.fullmatch(options.hostname):
         check.fail("dump.hostname", f"{options.hostname!r} is not a host name")
     return options
 

@@ -13,6 +13,7 @@ from builder.recipe.dump import (
     HostSelection,
     MemoryPrior,
     RecipeFiles,
+    Starter,
     TargetContent,
     TargetKind,
     TargetOptions,
@@ -56,6 +57,18 @@ class NfsTarget(TargetKind):
     name = "nfs"
     summary = "an NFS export"
     rank = 2
+    starter = Starter(
+        keys="""\
+# The NFS export (an IPv4 address: the initrd has no resolver) and the directory
+# in it; the network driver is in initrd.modules.
+nfs = "192.168.122.1:/srv/crash"
+nfs_version = "4.2"
+path = "/"
+network = "dhcp"
+interface = "eth0"
+""",
+        modules=("virtio_pci", "virtio_net"),
+    )
     memory = MemoryPrior(
         24 * MiB,
         calibrated=True,
@@ -85,7 +98,7 @@ class NfsTarget(TargetKind):
         source = values["nfs"]
         server, sep, export = source.partition(":")
         if not (
-            sep and network.IPV4.match(server) and export.startswith("/") and "," not in export
+            sep and network.IPV4.fullmatch(server) and export.startswith("/") and "," not in export
         ):
             check.fail("dump.nfs", f"{source!r} is not <IPv4 address>:/<export>")
         for index, option in enumerate(values["nfs_options"]):

@@ -24,6 +24,7 @@ from builder.recipe.dump import (
     HostSelection,
     MemoryPrior,
     RecipeFiles,
+    Starter,
     TargetContent,
     TargetKind,
     TargetOptions,
@@ -61,6 +62,20 @@ class SshTarget(TargetKind):
     name = "ssh"
     summary = "a file on another host written through ssh"
     rank = 3
+    starter = Starter(
+        keys="""\
+# The server the dump is written to, through dropbear's dbclient. The key must
+# exist before the build: `ssh-keygen -t ed25519 -N '' -f kdump_id_ed25519`
+# (beside this recipe), and its .pub line in the server's authorized_keys.
+ssh = "kdump@192.168.122.1"
+ssh_key = "kdump_id_ed25519"
+path = "/var/crash"
+network = "dhcp"
+interface = "eth0"
+""",
+        modules=("virtio_pci", "virtio_net"),
+        packages=("dropbear-bin",),
+    )
     memory = MemoryPrior(
         32 * MiB,
         calibrated=False,
@@ -96,8 +111,8 @@ class SshTarget(TargetKind):
     def options(self, values: Mapping[str, Any], check: Check) -> SshOptions:
         destination = values["ssh"]
         user, sep, host = destination.partition("@")
-        valid_host = network.IPV4.match(host) or network.HOST_NAME.match(host)
-        if not (sep and USER_NAME.match(user) and valid_host):
+        valid_host = network.IPV4.fullmatch(host) or network.HOST_NAME.fullmatch(host)
+        if not (sep and USER_NAME.fullmatch(user) and valid_host):
             check.fail("dump.ssh", f"{destination!r} is not user@host")
         return SshOptions(
             destination,

@@ -9,6 +9,8 @@ ssh_run() {
         shift
         bound="timeout -s KILL $KDUMP_CONNECT_TIMEOUT"
     fi
+    # The server's shell starts with its own umask (often 022): the dump is memory.
+    set -- "umask 077; $*"
     set -- -p "$KDUMP_SSH_PORT" -i "$KDUMP_SSH_KEY" "$KDUMP_SSH_DESTINATION" "$@"
     # Without a known_hosts file from the recipe, any host key is accepted.
     [ "$KDUMP_SSH_CHECK_HOST" = yes ] || set -- -y -y "$@"

@@ -27,12 +27,14 @@ StopCondition = Callable[[str, float], str | None]
 @dataclass(frozen=True)
 class Boot:
     """What a QEMU run left behind: the console, QEMU's exit code (None when it was
-    stopped), the wall time, and why it was stopped ("" when the guest ended itself)."""
+    stopped), the wall time, why it was stopped ("" when the guest ended itself), and
+    the command that ran (the evidence of a stored measurement names it)."""
 
     console: str
     returncode: int | None
     seconds: float
     stopped: str = ""
+    command: tuple[str, ...] = ()
 
 
 def qemu_command(
@@ -153,7 +155,7 @@ def watch(
                 process.wait()
                 returncode = None
                 break
-    return Boot(_read(log), returncode, time.monotonic() - start, reason)
+    return Boot(_read(log), returncode, time.monotonic() - start, reason, tuple(command))
 
 
 def stop_after(text: str, seconds: float) -> StopCondition:

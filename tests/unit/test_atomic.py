@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,14 +25,25 @@ from builder.atomic import (
     MARKER,
     MARKER_TEXT,
     STAGING_INFIX,
-    foreign_entry,
-    remove_leftovers,
-    replace_directory,
     write_new_file,
 )
 from builder.errors import OutputError
+from builder.image.outputs import LEGACY_OUTPUT
 from tests.support import kills, recipes
 from tests.support.paths import DEFAULT_RECIPE
+
+
+def replace_directory(outdir: Path, fill: Callable[[Path], None]) -> None:
+    """As a build writes its output (it knows its outputs from before the marker)."""
+    atomic.replace_directory(outdir, fill, legacy=LEGACY_OUTPUT)
+
+
+def remove_leftovers(outdir: Path) -> None:
+    atomic.remove_leftovers(outdir, LEGACY_OUTPUT)
+
+
+def foreign_entry(path: Path) -> str | None:
+    return atomic.foreign_entry(path, LEGACY_OUTPUT)
 
 
 def _fill_with(files: dict[str, bytes]):  # type: ignore[no-untyped-def]
@@ -176,13 +188,13 @@ def test_staging_marker_goes_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """A run killed while removing a staging directory leaves one the next run still knows."""
     leftover = _leftover(tmp_path, "x", marker=True, files={"a": b"1", "b": b"2"})
     removed: list[str] = []
-    real_unlink = Path.unlink
+    real_unlink = os.unlink
 
-    def unlink(path: Path, missing_ok: bool = False) -> None:
-        removed.append(path.name)
-        real_unlink(path, missing_ok=missing_ok)
+    def unlink(path: str, *, dir_fd: int | None = None) -> None:
+        removed.append(path)
+        real_unlink(path, dir_fd=dir_fd)
 
-    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr(os, "unlink", unlink)
     atomic.remove_staging(leftover)
     assert removed == ["a", "b", MARKER]
     assert not leftover.exists()

@@ -4,7 +4,7 @@
 
 Boots the default kernel with crashkernel=192M, mounts the host root over
 9p, saves the guest's sysfs values with `kdump-build capture-sysfs`, loads
-with our loader (`--show` prints our segments), unloads, then loads the
+with our loader (`--verbose` prints our segments), unloads, then loads the
 same kernel, initrd and command line with `kexec -p -d`. Prints both
 listings; WORKDIR keeps the console log and the captured sysfs directory.
 """
@@ -31,7 +31,7 @@ mount -t tmpfs tmpfs /host/mnt
 echo "=== ours"
 in_host "{python} -m builder.cli capture-sysfs /mnt/sysfs"
 in_host "tar -C /mnt -cf - sysfs | base64 > /mnt/sysfs.b64"
-in_host "{python} -m builder.cli load {q(str(capture))} --method segments --show"
+in_host "{python} -m builder.cli load {q(str(capture))} --method segments --verbose"
 echo "=== sysfs"
 cat /host/mnt/sysfs.b64
 echo "=== end sysfs"

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import re
 import shlex
-import socket
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from builder.arch import ARCHES, Arch
 from tests.support.guestroot import ROOTS, GuestRoot, guest_root
 from tests.support.paths import REPO
 from tests.support.qemu import Boot
+from tests.support.qmp import PurgatoryHaltWatch, qmp_option
 from tests.vm import harness
 
 # Where the shares appear inside the guest's root.
@@ -40,7 +39,7 @@ if kdump_build load {GUEST_OUTDIR} --method file; then
 else
     echo "main: file load refused"
 fi
-if kdump_build load {GUEST_OUTDIR} --method auto --show; then
+if kdump_build load {GUEST_OUTDIR} --method auto --verbose; then
     echo "main: load finished"
 else
     echo "main: load failed"
@@ -53,7 +52,7 @@ echo "main: still alive after sysrq crash"
 """
 # The same with the initrd segment corrupted after the purgatory's digest was taken.
 LOAD_CORRUPTED_AND_CRASH = LOAD_AND_CRASH.replace(
-    "--method auto --show", "--method segments --show --testing-corrupt-segment initrd"
+    "--method auto --verbose", "--method segments --verbose --testing-corrupt-segment initrd"
 )
 # After the farewell the purgatory hashes ~36 MiB under TCG; a passing capture
 # kernel prints its banner within seconds.
@@ -134,7 +133,7 @@ def crash_cycle(
     memory: str = "1G",
     cpus: int = 1,
     timeout: float = 900,
-    monitor: Path | None = None,
+    extra: tuple[str, ...] = (),
     stop: Callable[[str, float], str | None] | None = None,
     main_initrd: Path | None = None,
 ) -> GuestCrash:
@@ -151,7 +150,7 @@ def crash_cycle(
     boot = harness.run_qemu(
         outdir / "vmlinuz", main_initrd, f"console={_console(arch)} {append}", disk,
         memory=memory, cpus=cpus, log=work / "console.log", timeout=timeout,
-        extra=shares(root, outdir), arch=arch, monitor=monitor, stop=stop,
+        extra=shares(root, outdir) + extra, arch=arch, stop=stop,
     )  # fmt: skip
     files = harness.extract_disk(disk, work / "disk")
     return GuestCrash(boot, [path for path in files if path.name == "vmcore"], root, work)
@@ -175,29 +174,6 @@ def dump_dmesg(root: GuestRoot, vmcore: Path, output: Path) -> str:
     return output.read_text(errors="replace")
 
 
-def monitor_command(path: Path, command: str, timeout: float = 10) -> str:
-    """Run one human-monitor `command` on QEMU's unix-socket monitor; its output."""
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_UNIX) as connection:
-        connection.settimeout(timeout)
-        connection.connect(str(path))
-        _read_to_prompt(connection, deadline)  # the greeting
-        connection.sendall(command.encode() + b"\n")
-        return _read_to_prompt(connection, deadline).replace("\r", "")
-
-
-def _read_to_prompt(connection: socket.socket, deadline: float) -> str:
-    received = b""
-    while not received.endswith(b"(qemu) "):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no monitor prompt; got {received[-200:]!r}")
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        received += chunk
-    return received.decode(errors="replace")
-
-
 def program_counter(registers: str) -> tuple[int, str]:
     """PC and exception level from an aarch64 `info registers` dump."""
     pc = re.search(r"\bPC=([0-9a-f]+)", registers)
@@ -217,9 +193,9 @@ def riscv_registers(registers: str) -> dict[str, int]:
 
 
 def shown_segment(console: str, name: str) -> int:
-    """The `mem` of segment `name` in `kdump-build load --show`'s table on the console."""
+    """The `mem` of segment `name` in `kdump-build load --verbose`'s table on the console."""
     match = re.search(rf"^{name}\s+(0x[0-9a-f]+)\s", console, re.MULTILINE)
-    assert match, f"no {name} segment in the --show output"
+    assert match, f"no {name} segment in the --verbose output"
     return int(match.group(1), 16)
 
 
@@ -229,54 +205,21 @@ def after_crash(console: str, farewell: str) -> str:
     return console.split(farewell, 1)[1]
 
 
-@dataclass(frozen=True)
-class Parked:
-    """Where the CPU sat when the monitor found it inside purgatory_halt."""
-
-    pc: int
-    halt: tuple[int, int]  # purgatory_halt's address and size
-    registers: str  # the whole `info registers` dump
-
-
 def corrupted_crash_cycle(
-    arch: Arch,
-    outdir: Path,
-    kernel_version: str,
-    work: Path,
-    *,
-    append: str,
-    farewell: str,
-    halt_of: Callable[[int], tuple[int, int]],
-    pc_of: Callable[[str], int],
-) -> tuple[GuestCrash, Parked | None]:
-    """A crash cycle with a corrupted segment, stopped once the CPU is parked in purgatory_halt.
+    arch: Arch, outdir: Path, kernel_version: str, work: Path, *, append: str, farewell: str
+) -> tuple[GuestCrash, PurgatoryHaltWatch]:
+    """A crash cycle with a corrupted segment, stopped once a CPU stays in purgatory_halt.
 
-    `halt_of(purgatory_mem)`: purgatory_halt's (address, size) for the purgatory
-    at the --show table's address; `pc_of(registers)`: the program counter in an
-    `info registers` dump. None: QEMU ended, or the CPU was not parked within
-    PARK_GRACE_SECONDS of `farewell` (the crashed kernel's last line).
+    The watch (tests/support/qmp.py, the same as x86_64's) samples over QMP from
+    the crashed kernel's last line (`farewell`) on; `check_parked(watch)` says
+    whether the CPU was parked. It gives up PARK_GRACE_SECONDS after `farewell`.
     """
-    monitor = work / "monitor.sock"
-    parked: list[Parked] = []
-    crashed_at: list[float] = []
-
-    def stop(console: str, _idle: float) -> str | None:
-        if farewell not in console:
-            return None
-        crashed_at.append(time.monotonic())
-        if crashed_at[-1] - crashed_at[0] > PARK_GRACE_SECONDS:
-            return f"not parked in purgatory_halt {PARK_GRACE_SECONDS} s after the crash"
-        halt, size = halt_of(shown_segment(console, "purgatory"))
-        registers = monitor_command(monitor, "info registers")
-        pc = pc_of(registers)
-        if halt <= pc < halt + size:
-            parked.append(Parked(pc, (halt, size), registers))
-            return f"CPU parked at {pc:#x} in purgatory_halt"
-        return None
-
+    socket_path = work / "qmp.sock"
+    watch = PurgatoryHaltWatch(arch, socket_path, after=farewell, grace=PARK_GRACE_SECONDS)
     crash = crash_cycle(arch, outdir, kernel_version, LOAD_CORRUPTED_AND_CRASH, work,
-                        append=append, monitor=monitor, stop=stop, timeout=600)  # fmt: skip
-    return crash, parked[0] if parked else None
+                        append=append, stop=watch, timeout=600,
+                        extra=qmp_option(socket_path))  # fmt: skip
+    return crash, watch
 
 
 def check_auto_load(console: str) -> None:

@@ -6,8 +6,8 @@ own `kdump-build load` from an arm64 root (tests/support/guestroot.py), so
 the capture kernel starts through our purgatory, our device tree and our
 ELF core header; our initrd saves the dump; the host reads it with Debian's
 arm64 makedumpfile under qemu-aarch64. One boot serves the positive tests;
-the negative one corrupts a segment and reads the parked CPU's program
-counter through QEMU's monitor.
+the negative one corrupts a segment and samples the parked CPU's program
+counter and the halt loop's bytes over QMP (tests/support/qmp.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from builder.arch import Arch
-from builder.kexec.purgatory.aarch64 import PURGATORY
 from tests.conftest import run_cli
 from tests.support.paths import REPO
+from tests.support.qmp import check_parked
 from tests.vm import loader_guest
 from tests.vm.loader_guest import LOAD_AND_CRASH, GuestCrash
 
@@ -80,24 +80,24 @@ def test_corrupted_segment_parks_the_cpu_in_purgatory_halt(
     arm64_build: tuple[Path, str], tmp_path: Path
 ) -> None:
     outdir, kernel = arm64_build
-    crash, parked = loader_guest.corrupted_crash_cycle(
-        Arch.AARCH64, outdir, kernel, tmp_path, append=APPEND, farewell="Bye!",
-        halt_of=lambda mem: PURGATORY.load(mem).symbol("purgatory_halt"),
-        pc_of=lambda registers: loader_guest.program_counter(registers)[0],
-    )  # fmt: skip
+    crash, watch = loader_guest.corrupted_crash_cycle(
+        Arch.AARCH64, outdir, kernel, tmp_path, append=APPEND, farewell="Bye!"
+    )
     console = crash.boot.console
     assert "TESTING: corrupted segment 'initrd'" in console, console[-5000:]
     assert "main: kexec_crash_loaded=1" in console
-    # Stopped by us while QEMU was still running, with the PC inside purgatory_halt.
-    assert parked, f"{crash.boot.stopped or 'QEMU exited'}:\n{console[-3000:]}"
+    # Stopped by us while QEMU was still running, the PC in the halt loop sample after sample.
+    assert crash.boot.stopped == "a CPU stays in purgatory_halt (3 samples)", (
+        f"{crash.boot.stopped or 'QEMU exited'}; last sample {watch.last}:\n{console[-3000:]}"
+    )
     assert crash.boot.returncode is None
-    registers = parked.registers
-    _, level = loader_guest.program_counter(registers)
-    print(f"{crash.boot.stopped}; {level}; " + " ".join(re.findall(r"PSTATE=\S+", registers)))
-    assert crash.boot.stopped == f"CPU parked at {parked.pc:#x} in purgatory_halt"
-    assert level == "EL1h", registers
-    pstate = re.search(r"PSTATE=([0-9a-f]+)", registers)
-    assert pstate and int(pstate.group(1), 16) & 0x3C0 == 0x3C0, registers  # DAIF masked
+    for sample in check_parked(watch):
+        _, level = loader_guest.program_counter(sample.registers)
+        pstate = re.search(r"PSTATE=([0-9a-f]+)", sample.registers)
+        print(f"{sample.seconds:.1f} s: PC {sample.parked:#x} in {sample.loop.start:#x}+"
+              f"{len(sample.loop)}; {level}; PSTATE={pstate and pstate.group(1)}")  # fmt: skip
+        assert level == "EL1h", sample.registers
+        assert pstate and int(pstate.group(1), 16) & 0x3C0 == 0x3C0, sample.registers  # DAIF masked
     captured = _after_crash(console)
     assert "Linux version" not in captured and "kdump:" not in captured
     assert crash.vmcores == []

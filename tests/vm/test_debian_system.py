@@ -45,7 +45,7 @@ case "$DEBVM_BOOT" in
     systemctl is-active kdump-build.service > $out/unit-boot1 || true
     journalctl -b -u kdump-build.service --no-pager > $out/unit-boot1-journal.txt || true
     $KB load /var/lib/kdump-build/$(uname -r) > $out/load-boot1.txt 2>&1 || true
-    $KB status > $out/status-boot1.txt
+    $KB status > $out/status-boot1.txt || echo $? > $out/status-boot1-rc
     cp /etc/default/grub.d/kdump-build.cfg $out/grub-dropin.cfg
     $KB crashkernel --show > $out/crashkernel-show.txt
     echo reboot > $out/next
@@ -156,6 +156,7 @@ def test_without_a_reservation_the_service_skips_and_load_says_why(scenario: Sce
     ), load
     assert "crash_notes" not in load and len(load.strip().splitlines()) == 1
     status = scenario.out("status-boot1.txt")
+    assert scenario.out("status-boot1-rc").strip() == "4", "status: 4 when not ready"
     assert "crash kernel loaded: no" in status
     assert "reservation: none (no crashkernel= on this kernel's command line)" in status
     assert (
@@ -178,7 +179,7 @@ def test_capture_saves_to_var_crash_and_the_host_reads_it(scenario: Scenario) ->
     vmcores = [path for path in scenario.dumps if path.name == "vmcore"]
     assert len(vmcores) == 1, (scenario.dumps, scenario.context())
     names = sorted(path.name for path in vmcores[0].parent.iterdir())
-    assert names == ["kdump-target", "vmcore", "vmcore-dmesg.txt"]
+    assert names == ["collector.log", "kdump-target", "vmcore", "vmcore-dmesg.txt"]
     log = harness.dump_dmesg(vmcores[0], scenario.work / "host-dmesg.txt")
     assert "Kernel panic - not syncing: sysrq triggered crash" in log
     assert f"Linux version {scenario.image.kernel_version}" in log

@@ -190,12 +190,24 @@ def test_local_by_uuid_with_hooks(tmp_path: Path) -> None:
     assert dump_dir.parent == tmp_path / "disk" / "crash" / "dumps"
     assert DUMP_DIR_NAME.match(dump_dir.name), dump_dir
     assert sorted(path.name for path in dump_dir.iterdir()) == [
+        "collector.log",
         "kdump-target",
         "post-hook.txt",
         "vmcore",
         "vmcore-dmesg.txt",
     ]
+    # The dump is this machine's memory: /init writes it for root's eyes only (umask 077).
+    assert modes_below(dump_dir) == {".": 0o700, "kdump-target": 0o600,
+                                     "post-hook.txt": 0o600, "vmcore": 0o600,
+                                     "vmcore-dmesg.txt": 0o600}  # fmt: skip
     check_vmcore(vmcores[0], cycle.kernel_version, tmp_path)
+
+
+def modes_below(directory: Path) -> dict[str, int]:
+    """The permission bits of `directory` (as ".") and of each entry in it."""
+    found = {".": directory.stat().st_mode & 0o777}
+    found.update({path.name: path.stat().st_mode & 0o777 for path in directory.iterdir()})
+    return found
 
 
 def test_raw_device_and_restore(tmp_path: Path) -> None:
@@ -272,6 +284,7 @@ def test_nfs(tmp_path: Path, nfs_server: tuple[Path, int]) -> None:
     name = dumps[0].name
     assert name.startswith(f"{GUEST_ADDRESS}-") and DUMP_DIR_NAME.match(name.split("-", 1)[1])
     assert sorted(path.name for path in dumps[0].iterdir()) == [
+        "collector.log",
         "kdump-target",
         "vmcore",
         "vmcore-dmesg.txt",
@@ -347,6 +360,9 @@ def test_ssh(tmp_path: Path, ssh_server: tuple[Path, int]) -> None:
         "vmcore-dmesg.txt",
         "vmcore.flat",
     ]
+    # Created under the server's umask (022 here, sshd's parent's) before: 0755 and 0644.
+    assert modes_below(saved[0]) == {".": 0o700, "kdump-target": 0o600,
+                                     "vmcore-dmesg.txt": 0o600, "vmcore.flat": 0o600}  # fmt: skip
     vmcore = restore_flat(saved[0] / "vmcore.flat", tmp_path)
     check_vmcore(vmcore, cycle.kernel_version, tmp_path)
     assert "sysrq triggered crash" in (saved[0] / "vmcore-dmesg.txt").read_text(errors="replace")

@@ -22,6 +22,7 @@ from builder.arch import Arch
 from builder.kexec.purgatory.riscv64 import PURGATORY
 from tests.conftest import run_cli
 from tests.support.paths import REPO
+from tests.support.qmp import check_parked
 from tests.vm import loader_guest
 from tests.vm.loader_guest import LOAD_AND_CRASH, GuestCrash
 
@@ -81,24 +82,28 @@ def test_corrupted_segment_parks_the_hart_in_purgatory_halt(
     riscv64_build: tuple[Path, str], tmp_path: Path
 ) -> None:
     outdir, kernel = riscv64_build
-    crash, parked = loader_guest.corrupted_crash_cycle(
-        Arch.RISCV64, outdir, kernel, tmp_path, append=APPEND, farewell=FAREWELL,
-        halt_of=lambda mem: PURGATORY.load(mem).symbol("purgatory_halt"),
-        pc_of=lambda registers: loader_guest.riscv_registers(registers)["pc"],
-    )  # fmt: skip
+    crash, watch = loader_guest.corrupted_crash_cycle(
+        Arch.RISCV64, outdir, kernel, tmp_path, append=APPEND, farewell=FAREWELL
+    )
     console = crash.boot.console
     assert "TESTING: corrupted segment 'initrd'" in console, console[-5000:]
     assert "main: kexec_crash_loaded=1" in console
-    # Stopped by us while QEMU was still running, with the PC inside purgatory_halt.
-    assert parked, f"{crash.boot.stopped or 'QEMU exited'}:\n{console[-3000:]}"
+    # Stopped by us while QEMU was still running, the pc in the halt loop sample after sample.
+    assert crash.boot.stopped == "a CPU stays in purgatory_halt (3 samples)", (
+        f"{crash.boot.stopped or 'QEMU exited'}; last sample {watch.last}:\n{console[-3000:]}"
+    )
     assert crash.boot.returncode is None
-    state = loader_guest.riscv_registers(parked.registers)
-    halt, size = parked.halt
-    print(f"{crash.boot.stopped}; purgatory_halt {halt:#x}+{size:#x}; "
-          f"stvec {state['stvec']:#x} mstatus {state['mstatus']:#x}")  # fmt: skip
-    assert crash.boot.stopped == f"CPU parked at {parked.pc:#x} in purgatory_halt"
-    assert state["stvec"] == halt  # any trap comes back to the halt
-    assert not state["mstatus"] & SIE  # interrupts off: wfi only sleeps
+    halt, _ = PURGATORY.load(loader_guest.shown_segment(console, "purgatory")).symbol(
+        "purgatory_halt"
+    )
+    for sample in check_parked(watch):
+        state = loader_guest.riscv_registers(sample.registers)
+        print(
+            f"{sample.seconds:.1f} s: pc {sample.parked:#x} in {sample.loop.start:#x}+"
+            f"{len(sample.loop)}; stvec {state['stvec']:#x}; mstatus {state['mstatus']:#x}"
+        )
+        assert state["stvec"] == halt  # any trap comes back to the halt
+        assert not state["mstatus"] & SIE  # interrupts off: wfi only sleeps
     captured = loader_guest.after_crash(console, FAREWELL)
     assert "Linux version" not in captured and "kdump:" not in captured
     assert crash.vmcores == []

@@ -28,6 +28,10 @@ COMPRESSION_FLAGS = {
     DumpCompression.NONE: (),
 }
 
+# Beside a dump in a directory: the collector's messages (makedumpfile's warnings),
+# without its progress lines; `kdump-build dumps` shows them.
+COLLECTOR_LOG = "collector.log"
+
 
 def init_script() -> bytes:
     """The capture `/init` shell script."""
@@ -97,6 +101,7 @@ def config_values(dump: DumpSettings) -> dict[str, str]:
     return {
         **target_values(dump),
         "KDUMP_DEVICE_TIMEOUT": str(dump.device_timeout),
+        "KDUMP_COLLECTOR_LOG": COLLECTOR_LOG,
         "KDUMP_FINAL_ACTION": dump.final_action.value,
         "KDUMP_FAILURE_ACTION": dump.failure_action.value,
     }

@@ -4,6 +4,8 @@
 # the collect functions, generated); this script itself never changes.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export HOME=/root
+# A dump is this machine's memory: every file and directory /init writes is root's alone.
+umask 077
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -132,6 +134,16 @@ check_space() {
     log "free space: $free KiB, the dump needs up to $need KiB"
 }
 
+# collect into $1, its messages kept in $2 without the progress lines: makedumpfile
+# says there what it could not do (a kernel newer than it knows, pages it kept).
+collect_logged() {
+    scratch=${TMPDIR:-/tmp}
+    rm -f "$scratch/collect.status"
+    { collect "$1"; echo $? > "$scratch/collect.status"; } 2>&1 | tee "$scratch/collect.log"
+    tr '\r' '\n' < "$scratch/collect.log" | grep -v -e '^ *$' -e '%\]' > "$2"
+    [ "$(cat "$scratch/collect.status" 2>/dev/null)" = 0 ]
+}
+
 # Dump into a directory of a mounted filesystem (targets that mount one).
 save_to_directory() {
     dir="/mnt/dump$KDUMP_PATH/$1"
@@ -144,7 +156,8 @@ save_to_directory() {
             || log "could not save the kernel log"
     fi
     log "saving /proc/vmcore to $dir"
-    collect "$dir/vmcore-incomplete" || fail "saving the dump failed; $dir/vmcore-incomplete is partial"
+    collect_logged "$dir/vmcore-incomplete" "$dir/$KDUMP_COLLECTOR_LOG" \
+        || fail "saving the dump failed; $dir/vmcore-incomplete is partial"
     sync
     mv "$dir/vmcore-incomplete" "$dir/vmcore" || fail "cannot rename $dir/vmcore-incomplete"
     sync

@@ -26,8 +26,16 @@ import os
 import shutil
 from pathlib import Path
 
-from builder.atomic import MARKER, replace_directory
+from builder.atomic import MARKER, LegacyOutput, replace_directory
+from builder.errors import LayoutError
 from builder.kexec.layout.core import KexecSegment, Layout
+from builder.kexec.layout.inputs import (
+    CMDLINE_FILE,
+    INITRD_FILE,
+    KERNEL_FILE,
+    MANIFEST_FILE,
+    read_manifest,
+)
 
 __all__ = ["LAYOUT_FILE", "SCHEMA", "SEGMENTS_DIR", "layout_json", "write_layout"]
 
@@ -36,6 +44,37 @@ SEGMENTS_DIR = "segments"
 SCHEMA = 1
 # What a layout brings; everything else in the output directory is the build's.
 _LAYOUT_ENTRIES = frozenset({LAYOUT_FILE, SEGMENTS_DIR, MARKER})
+# The segment blobs hold the kernel, the initrd (which may carry a secret) and
+# addresses of this machine's memory: for root's eyes only.
+SEGMENT_MODE = 0o600
+SEGMENTS_DIR_MODE = 0o700
+
+
+def _is_build_output(path: Path) -> bool:
+    """A build output from before the marker: a manifest the way a build writes it."""
+    try:
+        found = read_manifest(path / MANIFEST_FILE)
+    except LayoutError:
+        return False
+    return found is not None and {"recipe", "kernel", "initrd", "members"} <= set(found)
+
+
+# An output from before the marker's inventory: a build's files, and an earlier layout's.
+LEGACY_LAYOUT = LegacyOutput(
+    names=frozenset(
+        {
+            KERNEL_FILE,
+            INITRD_FILE,
+            CMDLINE_FILE,
+            MANIFEST_FILE,
+            "fit.json",
+            LAYOUT_FILE,
+            SEGMENTS_DIR,
+        }
+    ),
+    subdirs=frozenset({SEGMENTS_DIR}),
+    recognise=_is_build_output,
+)
 
 
 def _blob_name(index: int, segment: KexecSegment) -> str:
@@ -76,13 +115,17 @@ def write_layout(layout: Layout, outdir: Path) -> Path:
     def fill(staging: Path) -> None:
         if outdir.is_dir():
             _carry_over_build(outdir, staging)
-        (staging / SEGMENTS_DIR).mkdir()
+        (staging / SEGMENTS_DIR).mkdir(mode=SEGMENTS_DIR_MODE)
+        os.chmod(staging / SEGMENTS_DIR, SEGMENTS_DIR_MODE)  # whatever the umask
         for index, segment in enumerate(layout.segments):
-            (staging / _blob_name(index, segment)).write_bytes(segment.data)
+            blob = staging / _blob_name(index, segment)
+            descriptor = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SEGMENT_MODE)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(segment.data)
         text = json.dumps(layout_json(layout), indent=2) + "\n"
         (staging / LAYOUT_FILE).write_text(text)
 
-    replace_directory(outdir, fill)
+    replace_directory(outdir, fill, legacy=LEGACY_LAYOUT)
     return outdir / LAYOUT_FILE
 
 

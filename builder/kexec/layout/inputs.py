@@ -23,6 +23,7 @@ __all__ = [
     "read_crash_info_for",
     "read_firmware",
     "read_iomem",
+    "read_manifest",
 ]
 
 KERNEL_FILE = "vmlinuz"
@@ -55,7 +56,7 @@ class BuildOutputs:
         return self.arch
 
 
-def _read_manifest(path: Path) -> dict[str, object] | None:
+def read_manifest(path: Path) -> dict[str, object] | None:
     if not path.exists():
         return None
     text = _read(path)
@@ -121,7 +122,7 @@ def read_build_outputs(outdir: Path) -> BuildOutputs:
     if not outdir.is_dir():
         raise LayoutError(f"{outdir}: not a directory (run `kdump-build build -o {outdir}` first)")
     manifest_path = outdir / MANIFEST_FILE
-    manifest = _read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path)
     kernel = _read_nonempty(outdir / KERNEL_FILE)
     initrd = _read_nonempty(outdir / INITRD_FILE)
     cmdline = _read_nonempty(outdir / CMDLINE_FILE).decode(errors="replace").strip()

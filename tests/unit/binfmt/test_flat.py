@@ -100,4 +100,4 @@ def test_restore_refuses_an_existing_destination(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.iterdir()) == ["vmcore", "vmcore.flat"]
     output.unlink()
     assert restore_file(source, output).size == output.stat().st_size
-    assert output.stat().st_mode & 0o777 == 0o644
+    assert output.stat().st_mode & 0o777 == 0o600  # a vmcore is memory

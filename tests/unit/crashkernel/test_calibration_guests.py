@@ -1,7 +1,7 @@
 """The device-tree guests' calibrations (builder/crashkernel/calibration/aarch64-6.1.json,
 riscv64-6.12.json) against their evidence.
 
-bench/calibrate_arm64.py measured, in QEMU virt crash cycles loaded by our
+bench/calibrate_devicetree.py measured, in QEMU virt crash cycles loaded by our
 own loader, the smallest `crashkernel=` whose dump validated; these tests
 hold the stored constants to the goal on the stored minima, and on the
 capture each recipe builds today.

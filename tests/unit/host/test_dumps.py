@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.host.dumps import list_dumps, prune
+from builder.image.runtime import COLLECTOR_LOG
+from tests.conftest import run_cli
 
 LOG = (
     "[    0.000000] Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP\n"
@@ -42,8 +44,28 @@ def test_listing_reads_time_kernel_size_panic_and_target(tmp_path: Path) -> None
         "panic": "Kernel panic - not syncing: sysrq triggered crash",
         "complete": True,
         "target": "local UUID=6b1f0a2e",
+        "warnings": [],
     }
     assert not dumps[0].complete
+
+
+def test_the_collectors_warnings_are_kept_and_listed(tmp_path: Path) -> None:
+    """What Debian 14's makedumpfile 1.7.8 says on its 7.2 kernel, as /init keeps it."""
+    directory = make_dump(tmp_path, "2026-12-01-101500")
+    (directory / COLLECTOR_LOG).write_text(
+        "The kernel version is not supported.\n"
+        "The makedumpfile operation may be incomplete.\n"
+        "The dumpfile is saved to /mnt/dump/2026-12-01-101500/vmcore-incomplete.\n"
+        "makedumpfile Completed.\n"
+    )
+    (dump,) = list_dumps(tmp_path)
+    assert dump.warnings == (
+        "The kernel version is not supported.",
+        "The makedumpfile operation may be incomplete.",
+    )
+    listing = run_cli("dumps", "--dir", str(tmp_path))
+    assert listing.returncode == 0, listing.stderr
+    assert "    collector: The kernel version is not supported.\n" in listing.stdout
 
 
 def test_prune_keeps_the_newest_and_never_touches_others(tmp_path: Path) -> None:

@@ -95,6 +95,21 @@ def test_kernels_need_their_modules(tmp_path: Path) -> None:
     assert installed_kernels(HostPaths(tmp_path)) == ("6.1.0-10-amd64", "6.1.0-9-amd64")
 
 
+def test_a_debian14_tree_before_boot_is_filled(tmp_path: Path) -> None:
+    """A merged-/usr tree with the split package unpacked: the image is in its modules dir."""
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "usr/lib/modules/7.2.12+deb14-amd64").mkdir(parents=True)
+    (tmp_path / "usr/lib/modules/7.2.12+deb14-amd64/vmlinuz").write_bytes(b"")
+    (tmp_path / "lib").symlink_to("usr/lib")
+    paths = HostPaths(tmp_path)
+    assert installed_kernels(paths) == ("7.2.12+deb14-amd64",)
+    image = paths.kernel_image("7.2.12+deb14-amd64")
+    assert image == tmp_path / "lib/modules/7.2.12+deb14-amd64/vmlinuz"
+    # Once installation copied it to /boot, that one is the kernel.
+    (tmp_path / "boot/vmlinuz-7.2.12+deb14-amd64").write_bytes(b"")
+    assert paths.kernel_image("7.2.12+deb14-amd64").parent == tmp_path / "boot"
+
+
 def test_ram_from_iomem_else_meminfo(tmp_path: Path) -> None:
     iomem = tmp_path / "iomem"
     iomem.write_text("00001000-0009ffff : System RAM\n00100000-7ffdffff : System RAM\n")
@@ -108,3 +123,14 @@ def test_ram_from_iomem_else_meminfo(tmp_path: Path) -> None:
 def test_mountinfo_unescapes_paths() -> None:
     (mount,) = parse_mountinfo("30 1 8:1 / /mnt/my\\040disk rw - ext4 /dev/sda1 rw\n")
     assert mount.mount_point == "/mnt/my disk"
+
+
+def test_mountinfo_octal_escapes_are_bytes() -> None:
+    """Issue 24: the escapes are bytes of the path; a UTF-8 name around them stays whole,
+    and a line break in a mount point is decoded, not left as text."""
+    line = "30 1 8:1 / /mnt/caf\xe9\\040d\\012x\\134 rw - ext4 /dev/sda1 rw\n"
+    (mount,) = parse_mountinfo(line)
+    assert mount.mount_point == "/mnt/caf\xe9 d\nx\\"
+    raw = os.fsdecode(b"30 1 8:1 / /mnt/\\303\\251\xff rw - ext4 /dev/sda1 rw\n")
+    (mount,) = parse_mountinfo(raw)
+    assert os.fsencode(mount.mount_point) == b"/mnt/\xc3\xa9\xff"

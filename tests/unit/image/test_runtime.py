@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.image import runtime
 from builder.image.runtime import collector_command, render_config
 from builder.recipe.parse import parse_recipe
 from tests.support.recipes import toml_string
@@ -71,3 +72,48 @@ def test_collector_commands() -> None:
     ]
     dump = parse_recipe(base + 'collector = "copy"\n', Path("r.toml")).dump
     assert collector_command(dump) == ["cp", "/proc/vmcore"]
+
+
+def _init_function(name: str) -> str:
+    """One shell function of the capture's /init, as written there."""
+    text = (Path(runtime.__file__).parent / "init.sh").read_text()
+    start = text.index(f"\n{name}() {{\n") + 1
+    return text[start : text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.parametrize("status", [0, 3])
+def test_collect_logged_keeps_messages_without_progress(
+    tmp_path: Path, default_root: object, status: int
+) -> None:
+    """Under Debian's busybox ash: the messages are kept, progress dropped, status passed on."""
+    from builder.image.packages import PackageRoot
+
+    assert isinstance(default_root, PackageRoot)
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(default_root.read_bytes("/bin/busybox"))
+    busybox.chmod(0o755)
+    fake = (
+        "collect() {\n"
+        "    echo 'The kernel version is not supported.'\n"
+        "    printf 'Copying data   : [ 50.0 %%] |\\rCopying data   : [100.0 %%] /\\n' >&2\n"
+        "    echo 'makedumpfile Completed.'\n"
+        f'    : > "$1"; return {status}\n'
+        "}\n"
+    )
+    script = (
+        fake
+        + _init_function("collect_logged")
+        + (f'collect_logged {tmp_path}/vmcore {tmp_path}/collector.log; echo "status $?"\n')
+    )
+    result = subprocess.run(
+        [str(busybox), "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+    )
+    assert "Copying data" in result.stdout  # the console still sees the progress
+    assert result.stdout.endswith(f"status {1 if status else 0}\n")
+    assert (tmp_path / "collector.log").read_text() == (
+        "The kernel version is not supported.\nmakedumpfile Completed.\n"
+    )

@@ -15,10 +15,11 @@ makedumpfile, and the host checks it with that architecture's makedumpfile
 `per_crashed_gib`, `per_cpu` to the minima and prints per guest: measured
 minimum, recommendation, margin, and the ratio against the anchor.
 
-    .venv/bin/python -m bench.calibrate_arm64            # arm64: measure and print
-    .venv/bin/python -m bench.calibrate_arm64 --write    # ... and store the constants
-    .venv/bin/python -m bench.calibrate_arm64 --stored   # print from the stored runs
-    .venv/bin/python -m bench.calibrate_arm64 --arch riscv64 --configs 1G/1 --write
+    .venv/bin/python -m bench.calibrate_devicetree            # arm64: measure and print
+    .venv/bin/python -m bench.calibrate_devicetree --write    # ... and store the constants
+    .venv/bin/python -m bench.calibrate_devicetree --stored   # print from the stored runs
+    .venv/bin/python -m bench.calibrate_devicetree --arch riscv64 --configs 1G/1 --write
+    .venv/bin/python -m bench.calibrate_devicetree --verify   # re-boot the stored minima
 
 The store is builder/crashkernel/calibration/<arch>-<series>.json (the
 record format of calibration.json). Trials are logged to WORK/trials.jsonl
@@ -41,22 +42,18 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.calibrate_crashkernel import (
-    CAPTURE_FAILURES,
+from bench.calibration_evidence import boot_evidence
+from bench.calibration_fit import calibration_record, fit_constants, recommendation
+from bench.calibration_search import (
     DEFAULT_CONFIGS,
     PER_CPU_CONFIG,
     Capture,
     Config,
     Trial,
     TrialLog,
-    _capture_part,
-    _line,
-    calibration_record,
-    fit_constants,
-    recommendation,
     search,
-    trial_evidence,
 )
+from bench.calibration_verify import verify_store
 from builder.arch import ARCHES, Arch
 from builder.crashkernel.model import Calibration, CaptureProfile, load_calibration
 from builder.crashkernel.profile import capture_profile
@@ -66,6 +63,7 @@ from builder.image.pipeline import plan_build
 from builder.recipe.parse import parse_recipe
 from builder.units import MiB
 from tests.support import recipes
+from tests.support.capture_memory import capture_part, memory_reason
 from tests.support.guestroot import guest_root
 from tests.support.paths import REPO
 from tests.vm import loader_guest
@@ -87,7 +85,7 @@ class Guest:
     @property
     def regenerate(self) -> str:
         flag = "" if self.arch is Arch.AARCH64 else f" --arch {self.arch.value}"
-        return f".venv/bin/python -m bench.calibrate_arm64{flag} --write"
+        return f".venv/bin/python -m bench.calibrate_devicetree{flag} --write"
 
 
 GUESTS = {
@@ -138,7 +136,7 @@ def build_capture(guest: Guest, work: Path, config: Config) -> Capture:
     return Capture(
         directory,
         main_initrd,
-        digest.hexdigest()[:16],
+        digest.hexdigest(),
         profile,
         result.kernel_version,
         directory / "vmlinuz",  # the recipe reuses the main kernel
@@ -159,7 +157,7 @@ def crash_cycle(
         scratch = Path(scratch_name)
 
         def failed(console: str, silent: float) -> str | None:
-            if "Kernel panic" in _capture_part(console):
+            if "Kernel panic" in capture_part(console):
                 time.sleep(2)  # let the panic's reason reach the log
                 return "capture kernel panic"
             return f"no console output for {idle:.0f} s" if silent > idle else None
@@ -170,39 +168,39 @@ def crash_cycle(
             timeout=timeout, stop=failed, main_initrd=capture.main_initrd,
         )  # fmt: skip
         console = run.boot.console
-        logs = work / "consoles"
-        logs.mkdir(exist_ok=True)
-        (logs / f"{config.name.replace('/', '_')}-{size_mib}M.log").write_text(console)
+        if not console.strip():
+            # Not a trial's outcome: the harness itself is broken; recording it would mislead.
+            raise SystemExit(f"QEMU wrote no console (exit {run.boot.returncode}): see its command")
+        evidence = boot_evidence(capture, run.boot.command, console, work, scratch)
         ok, outcome = _outcome(run, scratch)
-        capture_part = _capture_part(console)
         return Trial(
             config.name, size_mib, ok, outcome, round(run.boot.seconds, 1),
             _line(console, r"crashkernel reserved: [^\n]*"),
-            _line(capture_part, r"Memory: \d+K/\d+K available[^\n]*"),
+            _line(capture_part(console), r"Memory: \d+K/\d+K available[^\n]*"),
+            evidence,
         )  # fmt: skip
+
+
+def _line(console: str, pattern: str) -> str:
+    match = re.search(pattern, console)
+    return match.group(0).strip() if match else ""
 
 
 def _outcome(run: loader_guest.GuestCrash, scratch: Path) -> tuple[bool, str]:
     """Whether the trial dumped and validated, and what happened in a few words."""
     console, stopped = run.boot.console, run.boot.stopped
-    if not console.strip():
-        # Not a trial's outcome: the harness itself is broken; recording it would mislead.
-        raise SystemExit(f"QEMU wrote no console (exit {run.boot.returncode}): see its command")
-    capture_part = _capture_part(console)
     if "main: load failed" in console:
         return False, "kdump-build load refused the load"
     if "crashkernel reserved" not in console:
         return False, "nothing reserved"
-    panic = re.search(r"Kernel panic - not syncing: ([^\n]*)", capture_part)
+    panic = re.search(r"Kernel panic - not syncing: ([^\n]*)", capture_part(console))
     if stopped == "capture kernel panic" and panic:
-        return False, f"{stopped}: {panic.group(1).strip()}"
-    if stopped:
-        for needle, name in CAPTURE_FAILURES:
-            if needle in capture_part:
-                return False, f"{name} ({stopped})"
-        return False, stopped
-    if "kdump: dump saved to" not in console:
-        return False, f"no dump saved (qemu exit {run.boot.returncode})"
+        stopped = f"{stopped}: {panic.group(1).strip()}"
+    if stopped or "kdump: dump saved to" not in console:
+        reason = memory_reason(console)
+        if reason:
+            return False, f"out of memory: {reason}" + (f" ({stopped})" if stopped else "")
+        return False, stopped or f"no dump saved (qemu exit {run.boot.returncode})"
     if len(run.vmcores) != 1:
         return False, f"expected one vmcore on the dump disk, found {len(run.vmcores)}"
     try:
@@ -280,6 +278,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600, help="seconds per boot")
     parser.add_argument("--idle", type=float, default=150, help="seconds without console output")
     parser.add_argument("--guess", type=int, default=128, help="first size to try, MiB")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-boot the stored minima's "
+        "decisive trials and keep their evidence (bench/calibration_verify.py)",
+    )
+    parser.add_argument("--only", help="with --verify: only guests whose name has this text")
     return parser.parse_args()
 
 
@@ -290,10 +295,18 @@ def main() -> int:
         return _stored(guest)
     work = args.work or Path(tempfile.gettempdir()) / f"kdump-{guest.arch.value}"
     work.mkdir(parents=True, exist_ok=True)
+    if args.verify:
+        disagreements = verify_store(
+            guest.store, lambda config: build_capture(guest, work, config),
+            functools.partial(crash_cycle, guest), work, (args.timeout, args.idle),
+            lambda config: args.only is None or args.only in config.name,
+        )  # fmt: skip
+        print("\n".join(["disagreements:", *disagreements] if disagreements else ["all agree"]))
+        return 1 if disagreements else 0
     trials = TrialLog(work / "trials.jsonl", args.fresh)
     captures: dict[str, Capture] = {}
     minima: dict[Config, int | None] = {}
-    evidence: dict[Config, list[dict[str, object]]] = {}
+    seen_trials: dict[Config, list[Trial]] = {}
     guess = args.guess
     cycle = functools.partial(crash_cycle, guest)
     for config in _configs(guest, args.configs):
@@ -302,7 +315,7 @@ def main() -> int:
         minimum, seen = search(captures[config.variant], config, guess, trials, work,
                                args.timeout, args.idle, cycle)  # fmt: skip
         minima[config] = minimum
-        evidence[config] = trial_evidence(seen)
+        seen_trials[config] = seen
         guess = minimum or guess
         print(f"{config.name}: minimum {minimum}M", flush=True)
     profiles = {variant: capture.profile for variant, capture in captures.items()}
@@ -314,7 +327,7 @@ def main() -> int:
     )
     print_table(guest, profiles, minima, calibration)
     if args.write:
-        _write(guest, captures, constants, found, evidence)
+        _write(guest, captures, constants, found, seen_trials, work)
     return 0
 
 
@@ -323,7 +336,8 @@ def _write(
     captures: dict[str, Capture],
     constants: dict[str, int],
     found: dict[Config, int],
-    evidence: dict[Config, list[dict[str, object]]],
+    trials: dict[Config, list[Trial]],
+    work: Path,
 ) -> None:
     machine = ARCHES[guest.arch].qemu
     assert machine is not None
@@ -333,9 +347,8 @@ def _write(
         "smallest crashkernel= (8 MiB steps) whose dump completed and validated with "
         f"{guest.arch.value} makedumpfile --dump-dmesg, booted twice"
     )
-    record = calibration_record(
-        guest.regenerate, what, machine.system, captures, constants, found, evidence
-    )
+    record = calibration_record(guest.regenerate, what, machine.system, captures, constants,
+                                found, trials, work, guest.store)  # fmt: skip
     guest.store.parent.mkdir(exist_ok=True)
     guest.store.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {guest.store.relative_to(REPO)}")

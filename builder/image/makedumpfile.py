@@ -1,0 +1,115 @@
+"""Which kernels a makedumpfile release knows, and the one line a build says when it is too old.
+
+makedumpfile compares the dumped kernel's release (its first three numbers, as
+`get_kernel_version()` parses `6.1.0-57-amd64`) with `LATEST_VERSION`, a
+constant of each release, and past it prints "The kernel version is not
+supported." and carries on; the dump may keep pages it should have excluded.
+The table is each release's `LATEST_VERSION` from makedumpfile.h at its tag.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from builder.image.initrd import Member, MemberKind
+
+KernelVersion = tuple[int, int, int]
+
+# makedumpfile release -> the newest kernel it supports (LATEST_VERSION in makedumpfile.h).
+LATEST_KERNEL: dict[KernelVersion, KernelVersion] = {
+    (1, 7, 0): (5, 15, 0),
+    (1, 7, 1): (5, 17, 1),
+    (1, 7, 2): (6, 0, 1),
+    (1, 7, 3): (6, 3, 0),
+    (1, 7, 4): (6, 6, 0),
+    (1, 7, 5): (6, 8, 4),
+    (1, 7, 6): (6, 11, 4),
+    (1, 7, 7): (6, 14, 2),
+    (1, 7, 8): (6, 17, 4),
+    (1, 7, 9): (7, 0, 0),
+}
+
+# What `makedumpfile --version` prints, as a string in the binary.
+_VERSION_STRING = re.compile(rb"makedumpfile: version (\d+)\.(\d+)\.(\d+)")
+_RELEASE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def dotted(version: KernelVersion) -> str:
+    """`(6, 0, 1)` as `6.0.1`.
+
+    >>> dotted((6, 0, 1))
+    '6.0.1'
+    """
+    return ".".join(str(part) for part in version)
+
+
+def binary_version(binary: bytes) -> KernelVersion | None:
+    """The release of a makedumpfile binary, from the string its `--version` prints.
+
+    >>> binary_version(b"\\0makedumpfile: version 1.7.2 (released on 20 Oct 2022)\\0")
+    (1, 7, 2)
+    >>> binary_version(b"busybox") is None
+    True
+    """
+    found = _VERSION_STRING.search(binary)
+    return None if found is None else (int(found[1]), int(found[2]), int(found[3]))
+
+
+def kernel_numbers(release: str) -> KernelVersion | None:
+    """The three numbers makedumpfile reads from a kernel release string.
+
+    >>> kernel_numbers("6.1.0-57-amd64"), kernel_numbers("7.2.12+deb14-amd64")
+    ((6, 1, 0), (7, 2, 12))
+    >>> kernel_numbers("7.0-rc1")
+    (7, 0, 0)
+    """
+    found = _RELEASE.match(release)
+    if found is None:
+        return None
+    return int(found[1]), int(found[2]), int(found[3] or 0)
+
+
+@dataclass(frozen=True)
+class CollectorCheck:
+    """A capture's makedumpfile against the kernel it will dump."""
+
+    makedumpfile: KernelVersion
+    latest_kernel: KernelVersion | None  # None: a release newer than the table
+    kernel_release: str
+
+    @property
+    def too_old(self) -> bool:
+        """Whether makedumpfile will call this kernel unsupported."""
+        numbers = kernel_numbers(self.kernel_release)
+        return (
+            self.latest_kernel is not None
+            and numbers is not None
+            and (numbers > self.latest_kernel)
+        )
+
+    def warning(self) -> str:
+        """The one line a build prints when makedumpfile is older than the kernel.
+
+        >>> print(CollectorCheck((1, 7, 2), (6, 0, 1), "6.1.0-57-amd64").warning())
+        makedumpfile 1.7.2 is older than kernel 6.1.0-57-amd64: it supports kernels up to 6.0.1 \
+and will print "The kernel version is not supported." at dump time; excluded pages and dump \
+size may suffer
+        """
+        latest = dotted(self.latest_kernel) if self.latest_kernel else "?"
+        return (
+            f"makedumpfile {dotted(self.makedumpfile)} is older than kernel "
+            f"{self.kernel_release}: it supports kernels up to {latest} and will print "
+            '"The kernel version is not supported." at dump time; excluded pages and dump '
+            "size may suffer"
+        )
+
+
+def check_collector(members: tuple[Member, ...], kernel_release: str) -> CollectorCheck | None:
+    """The initrd's makedumpfile checked against `kernel_release`; None without one."""
+    for member in members:
+        if member.kind is MemberKind.FILE and member.path.rsplit("/", 1)[-1] == "makedumpfile":
+            version = binary_version(member.data)
+            if version is not None:
+                return CollectorCheck(version, LATEST_KERNEL.get(version), kernel_release)
+    return None

@@ -1,0 +1,124 @@
+"""The kernels people run next, dumped with our own loader: Debian 14 and trixie-backports.
+
+Each test builds a capture from the Debian 13 recipe with one key changed,
+boots that kernel as the main one (its own 9p modules, the host's venv over
+9p), loads with `kdump-build load` (our layout and purgatory, no
+kexec-tools), crashes it and reads the vmcore back with the host's
+makedumpfile. One boot per kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.support import recipes
+from tests.support.paths import REPO
+from tests.vm import harness
+
+pytestmark = pytest.mark.vm
+
+TRIXIE_RECIPE = REPO / "recipes" / "qemu-x86_64-trixie.toml"
+
+# The main side: our load, the state files of 6.19+ and the old ones, the crash.
+BODY = """
+mount -t tmpfs tmpfs /host/run
+if in_host "{python} -m builder.cli load {outdir} --method segments --show"; then
+    echo "main: load finished"
+else
+    echo "main: load failed"
+    poweroff -f
+fi
+echo "main: kexec/crash_loaded=$(cat /sys/kernel/kexec/crash_loaded)"
+in_host "{python} -m builder.cli status"
+echo c > /proc/sysrq-trigger
+echo "main: still alive after sysrq crash"
+"""
+
+
+def _build(tmp: Path, changes: dict[str, dict[str, object]]) -> tuple[Path, dict[str, object]]:
+    recipe = tmp / "recipe.toml"
+    recipe.write_text(recipes.recipe_text(changes, base=TRIXIE_RECIPE))
+    outdir = tmp / "out"
+    result = run_cli(str(recipe), "-o", str(outdir), "--json")
+    assert result.returncode == 0, result.stderr
+    summary: dict[str, object] = json.loads(result.stdout)
+    return outdir, summary
+
+
+def _crash(outdir: Path, kernel: str, release: str, tmp: Path) -> tuple[str, list[Path]]:
+    body = BODY.format(python=shlex.quote(sys.executable), outdir=shlex.quote(str(outdir)))
+    init = harness.HOSTROOT_INIT.format(tag=harness.HOSTROOT_TAG, repo=REPO, body=body)
+    initrd = tmp / "main-initrd.img"
+    # base-files: the /lib -> usr/lib link the merged-/usr packages' modules go through.
+    initrd.write_bytes(
+        harness.ninep_initrd(kernel, init, ("busybox-static", "base-files"), release=release)
+    )
+    disk = tmp / "dump.img"
+    harness.make_dump_disk(disk)
+    boot = harness.run_qemu(
+        outdir / "vmlinuz",
+        initrd,
+        "console=ttyS0 crashkernel=192M no_timer_check",
+        disk,
+        memory="1G",
+        cpus=2,
+        log=tmp / "console.log",
+        share_host_root=True,
+        timeout=900,
+    )
+    assert boot.returncode == 0, f"QEMU did not power off cleanly:\n{boot.console[-4000:]}"
+    files = harness.extract_disk(disk, tmp / "disk")
+    return boot.console, files
+
+
+def _check_dump(console: str, files: list[Path], kernel: str, tmp: Path) -> None:
+    context = console[-5000:]
+    assert "main: load finished" in console, context
+    # 6.19+ keeps the state in /sys/kernel/kexec/; status read it from there.
+    assert "main: kexec/crash_loaded=1" in console, context
+    assert "crash kernel loaded: yes" in console, context
+    assert "kdump: dump saved to" in console, context
+    (vmcore,) = [path for path in files if path.name == "vmcore"]
+    # makedumpfile older than the kernel (1.7.8 on 7.2, 1.7.6 on 7.3): its warning is kept.
+    said = (vmcore.parent / "collector.log").read_text()
+    assert "The kernel version is not supported." in said, said
+    log = harness.dump_dmesg(vmcore, tmp / "dmesg.txt")
+    assert "sysrq triggered crash" in log
+    assert f"Linux version {kernel}" in log
+
+
+def test_debian14_dumps_with_the_debian13_recipe_but_release(tmp_path: Path) -> None:
+    """Only `source.release` differs; the kernel comes from /usr/lib/modules/VER."""
+    missing = harness.missing_host_tools()
+    assert not missing, f"install {missing} (./bootstrap test does)"
+    outdir, summary = _build(tmp_path, {"source": {"release": "forky"}})
+    kernel = str(summary["kernel"])
+    assert kernel.startswith("7.") and kernel.endswith("+deb14-amd64"), kernel
+    console, files = _crash(outdir, kernel, "forky", tmp_path)
+    _check_dump(console, files, kernel, tmp_path)
+
+
+def test_debian13_dumps_on_the_trixie_backports_kernel(tmp_path: Path) -> None:
+    """The Debian 13 recipe with its kernel picked from trixie-backports (7.x, split layout)."""
+    missing = harness.missing_host_tools()
+    assert not missing, f"install {missing} (./bootstrap test does)"
+    packages = tomllib.loads(TRIXIE_RECIPE.read_text())["source"]["packages"]
+    assert packages[0] == "linux-image-amd64"
+    picked = ["linux-image-amd64/trixie-backports", *packages[1:]]
+    outdir, summary = _build(tmp_path, {"source": {"packages": picked}})
+    kernel = str(summary["kernel"])
+    assert kernel.startswith("7.") and kernel.endswith("+deb13-amd64"), kernel
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    versions = {package["name"]: package["version"] for package in manifest["packages"]}
+    assert versions[f"linux-binary-{kernel}"].endswith("~bpo13+1"), versions
+    assert not versions["makedumpfile"].endswith("~bpo13+1")  # only the kernel was picked
+    # The main side's modules: the backports suite has the kernel package.
+    console, files = _crash(outdir, kernel, "trixie-backports", tmp_path)
+    _check_dump(console, files, kernel, tmp_path)
