@@ -64,17 +64,29 @@ def _docstring_nodes(tree: ast.AST) -> set[int]:
     return found
 
 
-def arch_spellings(path: Path) -> Iterator[str]:
-    """Where `path` names an architecture in code (not in docstrings or comments)."""
+def _nodes(path: Path, pattern: re.Pattern[str]) -> Iterator[tuple[str, ast.AST, bool]]:
+    """Every node of `path`, where it is, and whether it is a string in code that `pattern`
+    finds: a key, a path or a name (no spaces) is a fact; prose mentioning one, and
+    docstrings, are not."""
     tree = ast.parse(path.read_text(), str(path))
     docstrings = _docstring_nodes(tree)
     for node in ast.walk(tree):
         where = f"{_relative(path)}:{getattr(node, 'lineno', '?')}"
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            # A key, a path or a name (no spaces) is a fact; prose mentioning one is not.
-            text = node.value
-            if id(node) not in docstrings and " " not in text and ARCH_PATTERN.search(text):
-                yield f"{where}: string {text!r}"
+        fact = (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and " " not in node.value
+            and bool(pattern.search(node.value))
+        )
+        yield where, node, fact
+
+
+def arch_spellings(path: Path) -> Iterator[str]:
+    """Where `path` names an architecture in code (not in docstrings or comments)."""
+    for where, node, fact in _nodes(path, ARCH_PATTERN):
+        if fact and isinstance(node, ast.Constant):
+            yield f"{where}: string {node.value!r}"
         elif isinstance(node, ast.Attribute):
             base = node.value
             if isinstance(base, ast.Name) and base.id == "Arch" and node.attr in ARCH_MEMBERS:
@@ -308,29 +320,21 @@ def test_the_layer_check_finds_an_upward_import(tmp_path: Path) -> None:
 # --- dump targets --------------------------------------------------------------------------
 
 TARGET_NAMES = sorted(str(kind) for kind in target_kinds())
+ENUM_STYLE_TARGETS = {name.upper() for name in TARGET_NAMES}
 TARGET_PATTERN = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(TARGET_NAMES) + r")(?![A-Za-z0-9])")
 
 
 def target_spellings(path: Path) -> Iterator[str]:
     """Where `path` names a dump target in code: a string that is (or holds, as a key or
     path) a target's name, an import of one target's module, or an enum-style member."""
-    tree = ast.parse(path.read_text(), str(path))
-    docstrings = _docstring_nodes(tree)
-    for node in ast.walk(tree):
-        where = f"{_relative(path)}:{getattr(node, 'lineno', '?')}"
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            text = node.value
-            if id(node) not in docstrings and " " not in text and TARGET_PATTERN.search(text):
-                yield f"{where}: string {text!r}"
+    for where, node, fact in _nodes(path, TARGET_PATTERN):
+        if fact and isinstance(node, ast.Constant):
+            yield f"{where}: string {node.value!r}"
         elif isinstance(node, ast.ImportFrom) and node.module:
             for name in [node.module, *(f"{node.module}.{a.name}" for a in node.names)]:
                 if name.startswith("builder.targets.") and name.split(".")[2] in TARGET_NAMES:
                     yield f"{where}: import {name}"
-        elif (
-            isinstance(node, ast.Attribute)
-            and node.attr.isupper()
-            and node.attr.lower() in TARGET_NAMES
-        ):
+        elif isinstance(node, ast.Attribute) and node.attr in ENUM_STYLE_TARGETS:
             yield f"{where}: member .{node.attr}"
 
 
