@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from builder.cli.compat import Argument, Option
 from builder.units import format_mib
 
 if TYPE_CHECKING:
@@ -15,18 +16,18 @@ if TYPE_CHECKING:
 
 
 def build(
-    recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
+    recipe: Annotated[Path, Argument(help="The recipe TOML file.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Output directory [build/<name>].")
+        Path | None, Option("-o", "--output", help="Output directory [build/<name>].")
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
+    json_output: Annotated[bool, Option("--json", help="Print a JSON summary.")] = False,
+    quiet: Annotated[bool, Option("-q", "--quiet", help="No progress lines.")] = False,
     verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="Progress lines even when not on a terminal.")
+        bool, Option("-v", "--verbose", help="Progress lines even when not on a terminal.")
     ] = False,
     ignore_fit: Annotated[
         bool,
-        typer.Option("--ignore-fit", help="Write the outputs even when the capture does not fit."),
+        Option("--ignore-fit", help="Write the outputs even when the capture does not fit."),
     ] = False,
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
@@ -88,8 +89,8 @@ def _print_summary(result: BuildResult, steps: Steps, outdir: Path) -> None:
 
 
 def fetch(
-    recipe: Annotated[Path, typer.Argument(help="The recipe whose source.packages to fetch.")],
-    refresh: Annotated[bool, typer.Option(help="Refresh the package lists first.")] = False,
+    recipe: Annotated[Path, Argument(help="The recipe whose source.packages to fetch.")],
+    refresh: Annotated[bool, Option(help="Refresh the package lists first.")] = False,
 ) -> None:
     """Fetch the Debian packages a recipe names into the cache."""
     from builder.image.pipeline import fetch_recipe_packages

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from builder.cli.compat import Argument, Option
 from builder.units import format_mib
 
 if TYPE_CHECKING:
@@ -16,21 +17,21 @@ if TYPE_CHECKING:
 
 def fit_command(
     recipe: Annotated[
-        Path | None, typer.Argument(help="The recipe; without it, the reservation alone.")
+        Path | None, Argument(help="The recipe; without it, the reservation alone.")
     ] = None,
     ram: Annotated[
         list[str] | None,
-        typer.Option("--ram", help="RAM size of a machine (repeat) [crashkernel.ram]."),
+        Option("--ram", help="RAM size of a machine (repeat) [crashkernel.ram]."),
     ] = None,
     crashkernel: Annotated[
         str | None,
-        typer.Option("--crashkernel", help="crashkernel= value to judge [crashkernel.reserve]."),
+        Option("--crashkernel", help="crashkernel= value to judge [crashkernel.reserve]."),
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option("--arch", help="Architecture without a recipe [this machine's]."),
+        Option("--arch", help="Architecture without a recipe [this machine's]."),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
     from builder.crashkernel.fit import ram_sizes

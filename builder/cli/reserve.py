@@ -6,15 +6,17 @@ from typing import Annotated
 
 import typer
 
+from builder.cli.compat import Option
+
 
 def crashkernel(
     apply: Annotated[
-        bool, typer.Option("--apply", help="Write it as a GRUB drop-in and run update-grub.")
+        bool, Option("--apply", help="Write it as a GRUB drop-in and run update-grub.")
     ] = False,
     remove: Annotated[
-        bool, typer.Option("--remove", help="Remove the drop-in and run update-grub.")
+        bool, Option("--remove", help="Remove the drop-in and run update-grub.")
     ] = False,
-    show: Annotated[bool, typer.Option("--show", help="Print it (the default).")] = False,
+    show: Annotated[bool, Option("--show", help="Print it (the default).")] = False,
 ) -> None:
     """The crashkernel= this machine needs, from the fit model: its RAM and its captures
     (one per installed kernel, the largest wins)."""

@@ -72,8 +72,10 @@ def kernel_installed(version: str, image: Path | None, say: Say,
                      paths: HostPaths | None = None) -> None:  # fmt: skip
     """The kernel hook: build (or rebuild) the capture of a newly installed kernel."""
     paths = paths or HostPaths()
-    recipe = enabled_recipe(paths)
     chosen = image or paths.kernel_image(version)
+    if not chosen.is_file():
+        raise HostError(f"{version}: names no installed kernel ({chosen}: no such file)")
+    recipe = enabled_recipe(paths)
     record = captures.build_capture(recipe, version, paths, machine_ram(), chosen)
     say(f"kdump-build: built {paths.capture(version)} for kernel {record.kernel_version}")
 
@@ -81,5 +83,9 @@ def kernel_installed(version: str, image: Path | None, say: Say,
 def kernel_removed(version: str, say: Say, paths: HostPaths | None = None) -> None:
     """The kernel hook: remove the capture of a removed kernel (once; purge finds none)."""
     paths = paths or HostPaths()
+    capture = paths.capture(version)
     if captures.remove_capture(paths, version):
-        say(f"kdump-build: removed {paths.capture(version)}")
+        say(f"kdump-build: removed {capture}")
+    elif not (capture.exists() or (paths.modules / version).exists()):
+        raise HostError(f"{version}: names no kernel and no capture of kdump-build's "
+                        f"in {paths.captures}")  # fmt: skip

@@ -8,7 +8,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.errors import HostError
+
 UNIT_NAME = "kdump-build.service"
+
+
+def kernel_version_name(version: str) -> str:
+    """A kernel version as the hooks pass it: a name, never a path.
+
+    The version becomes a directory name under /var/lib/kdump-build and /boot, so a
+    `/` or `..` would reach outside them (and `kernel-removed` would delete there).
+
+    >>> kernel_version_name("6.1.0-9-amd64")
+    '6.1.0-9-amd64'
+    >>> kernel_version_name("../../../srv")
+    Traceback (most recent call last):
+    builder.errors.HostError: '../../../srv': not a kernel version (a name like ...)
+    """
+    printable = version.isprintable() and not version.isspace()
+    if not version or not printable or "/" in version or ".." in version or version[0] == ".":
+        raise HostError(f"{version!r}: not a kernel version (a name like 6.1.0-9-amd64, "
+                        "never a path with / or ..)")  # fmt: skip
+    return version
 
 
 @dataclass(frozen=True)
@@ -37,7 +58,7 @@ class HostPaths:
         return self._at("/var/lib/kdump-build")
 
     def capture(self, version: str) -> Path:
-        return self.captures / version
+        return self.captures / kernel_version_name(version)
 
     @property
     def unit(self) -> Path:
@@ -77,4 +98,4 @@ class HostPaths:
         return self._at("/var/crash")
 
     def kernel_image(self, version: str) -> Path:
-        return self.boot / f"vmlinuz-{version}"
+        return self.boot / f"vmlinuz-{kernel_version_name(version)}"
