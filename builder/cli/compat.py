@@ -62,7 +62,7 @@ def for_typer(command: Callable[..., Any]) -> Callable[..., Any]:
     if ANNOTATED_PARAMETERS:
         return command
     hints = typing.get_type_hints(command, include_extras=True)
-    parameters, annotations = [], {}
+    parameters, annotations, empty_is_none = [], {}, []
     for parameter in inspect.signature(command).parameters.values():
         annotation = hints.get(parameter.name, parameter.annotation)
         default = parameter.default
@@ -71,12 +71,18 @@ def for_typer(command: Callable[..., Any]) -> Callable[..., Any]:
             if default is not inspect.Parameter.empty:
                 info.default = default
             default = info
+        if default is None or getattr(default, "default", 0) is None:
+            empty_is_none.append(parameter.name)
         annotations[parameter.name] = old_style_type(annotation)
         parameters.append(parameter.replace(annotation=annotations[parameter.name],
                                             default=default))  # fmt: skip
 
     @functools.wraps(command)
     def old_style(*args: Any, **kwargs: Any) -> Any:
+        # A repeatable option given no times: typer 0.7 passes [], newer ones the default.
+        for name in empty_is_none:
+            if kwargs.get(name) == []:
+                kwargs[name] = None
         return command(*args, **kwargs)
 
     del old_style.__wrapped__  # typer must read the signature below, not the command's

@@ -70,14 +70,22 @@ def prepare_boot(say: Say, paths: HostPaths | None = None) -> Path:
 
 def kernel_installed(version: str, image: Path | None, say: Say,
                      paths: HostPaths | None = None) -> None:  # fmt: skip
-    """The kernel hook: build (or rebuild) the capture of a newly installed kernel."""
+    """The kernel hook: build the capture of a newly installed kernel, or rebuild it when
+    its inputs changed."""
     paths = paths or HostPaths()
     chosen = image or paths.kernel_image(version)
     if not chosen.is_file():
         raise HostError(f"{version}: names no installed kernel ({chosen}: no such file)")
     recipe = enabled_recipe(paths)
+    # A reinstall or a package upgrade's postinst: only what changed is rebuilt.
+    reason = captures.staleness(paths.capture(version),
+                                captures.current_inputs(recipe.path, chosen))  # fmt: skip
+    if reason is None:
+        say(f"kdump-build: {paths.capture(version)} is up to date")
+        return
     record = captures.build_capture(recipe, version, paths, machine_ram(), chosen)
-    say(f"kdump-build: built {paths.capture(version)} for kernel {record.kernel_version}")
+    say(f"kdump-build: built {paths.capture(version)} for kernel {record.kernel_version} "
+        f"({reason})")  # fmt: skip
 
 
 def kernel_removed(version: str, say: Say, paths: HostPaths | None = None) -> None:

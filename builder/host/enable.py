@@ -81,8 +81,18 @@ def build_all(recipe: Recipe, facts: HostFacts, paths: HostPaths, say: Say) -> N
             say(f"capture: removed {paths.capture(version)} (kernel no longer installed)")
 
 
+def is_packaged(paths: HostPaths) -> bool:
+    """Whether the Debian package installed the unit and the hooks (enable only switches
+    them on then; they do nothing while /etc/kdump-build/enabled is missing)."""
+    return any(unit.is_file() for unit in paths.packaged_units)
+
+
 def install_files(paths: HostPaths, say: Say) -> None:
-    """The unit, the kernel hooks and the kernel-install plugin."""
+    """The unit, the kernel hooks and the kernel-install plugin, unless packaged."""
+    if is_packaged(paths):
+        say(f"service: {UNIT_NAME} and the kernel hooks of the kdump-build package, "
+            "switched on")  # fmt: skip
+        return
     command = service.kdump_build_command()
     files = (
         (paths.unit, service.unit_text(command), 0o644),
@@ -161,7 +171,7 @@ def disable(say: Say, paths: HostPaths | None = None, effects: Effects | None = 
     """Undo enable: service, hooks, reservation, captures, recipe; the dumps stay."""
     paths, effects = paths or HostPaths(), effects or Effects()
     _require_root(effects, "disable")
-    if effects.systemctl and is_managed(paths.unit):
+    if effects.systemctl and (is_managed(paths.unit) or is_packaged(paths)):
         systemctl("disable", "--now", UNIT_NAME)
     removed = [path for path in (paths.unit, paths.postinst_hook, paths.postrm_hook,
                                  paths.install_plugin) if remove_managed(path)]  # fmt: skip

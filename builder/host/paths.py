@@ -65,6 +65,12 @@ class HostPaths:
         return self._at(f"/etc/systemd/system/{UNIT_NAME}")
 
     @property
+    def packaged_units(self) -> tuple[Path, ...]:
+        """Where the Debian package installs the unit (Debian 12 and 13)."""
+        return (self._at(f"/lib/systemd/system/{UNIT_NAME}"),
+                self._at(f"/usr/lib/systemd/system/{UNIT_NAME}"))  # fmt: skip
+
+    @property
     def postinst_hook(self) -> Path:
         # After initramfs-tools' hook, before zz-update-grub.
         return self._at("/etc/kernel/postinst.d/kdump-build")

@@ -135,3 +135,30 @@ def test_disable_on_a_machine_never_enabled_says_so(tmp_path: Path) -> None:
     disable(lines.append, HostPaths(tmp_path), OFF)
     assert lines == ["kdump-build was not enabled on this machine: nothing to remove"]
     assert sorted(path.name for path in tmp_path.rglob("*")) == ["crash", "var"]
+
+
+def test_with_the_package_enable_and_disable_only_switch(sysroot: Path) -> None:
+    """The Debian package owns the unit and the hooks: enable writes none of them, disable
+    removes none of them; only this machine's state comes and goes."""
+    from builder.host import service
+
+    paths = HostPaths(sysroot)
+    installed = {sysroot / relative: text for relative, (text, _) in
+                 service.packaged_files().items()}  # fmt: skip
+    for path, text in installed.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    try:
+        lines: list[str] = []
+        enable(write_given_recipe(sysroot), lines.append, paths, OFF, facts_for(sysroot))
+        assert "service: kdump-build.service and the kernel hooks of the kdump-build package, " \
+            "switched on" in lines  # fmt: skip
+        assert not paths.unit.exists() and not paths.install_plugin.exists()
+        assert {path: path.read_text() for path in installed} == installed
+        assert (paths.config_dir / "enabled").exists() and paths.grub_dropin.exists()
+        disable(lines.append, paths, OFF)
+        assert {path: path.read_text() for path in installed} == installed
+        assert not (paths.config_dir / "enabled").exists() and not paths.captures.exists()
+    finally:
+        for path in installed:
+            path.unlink()
