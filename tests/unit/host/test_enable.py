@@ -162,3 +162,32 @@ def test_with_the_package_enable_and_disable_only_switch(sysroot: Path) -> None:
     finally:
         for path in installed:
             path.unlink()
+
+
+def test_the_kernel_hook_rebuilds_only_a_stale_capture(
+    sysroot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the package's postinst runs per capture on an upgrade: a new kdump-build /init
+    rebuilds, the same one leaves the capture as it is."""
+    paths = HostPaths(sysroot)
+    recipe_path = write_given_recipe(sysroot)
+    (version,) = installed_kernels(paths)
+    record_enabled(paths, recipe_path)
+    said: list[str] = []
+    try:
+        boot.kernel_installed(version, None, said.append, paths)
+        assert said == [f"kdump-build: built {paths.capture(version)} for kernel {version} "
+                        "(no capture was built for this kernel)"]  # fmt: skip
+        built = (paths.capture(version) / "initrd.img").stat().st_mtime_ns
+        said.clear()
+        boot.kernel_installed(version, None, said.append, paths)
+        assert said == [f"kdump-build: {paths.capture(version)} is up to date"]
+        assert (paths.capture(version) / "initrd.img").stat().st_mtime_ns == built
+        old = captures.builder_version()
+        monkeypatch.setattr(captures, "builder_version", lambda: "0.2.0+init.0123456789ab")
+        said.clear()
+        boot.kernel_installed(version, None, said.append, paths)
+        assert said == [f"kdump-build: built {paths.capture(version)} for kernel {version} "
+                        f"(kdump-build changed ({old} -> 0.2.0+init.0123456789ab))"]  # fmt: skip
+    finally:
+        disable(print, paths, OFF)
