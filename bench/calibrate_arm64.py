@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.calibrate_crashkernel import (
@@ -308,7 +308,7 @@ def main() -> int:
     profiles = {variant: capture.profile for variant, capture in captures.items()}
     found = {config: value * MiB for config, value in minima.items() if value is not None}
     constants = fit_constants(profiles, found)
-    calibration = replace(Calibration(), **constants)
+    calibration = Calibration.from_constants(constants)
     print(
         "fitted constants (MiB): " + ", ".join(f"{k}={v / MiB:.2f}" for k, v in constants.items())
     )

@@ -500,7 +500,9 @@ def fit_constants(profiles: dict[str, CaptureProfile], minima: dict[Config, int]
     base = Calibration()  # the priors, never an earlier fit
     fraction = base.struct_page / base.page_size + base.hash_per_mib / MiB
     # The nfs target's cost is measured (its term left out here and fitted below).
-    bare = replace(base, kernel_runtime=0, headroom=0, per_crashed_gib=0, per_cpu=0, target_nfs=0)
+    bare = replace(
+        base, kernel_runtime=0, headroom=0, per_crashed_gib=0, per_cpu=0, target_costs=(("nfs", 0),)
+    )
 
     def rest(config: Config, minimum: int) -> int:
         others = estimate(profiles[config.variant], config.memory_mib * MiB, bare)
@@ -752,7 +754,7 @@ def _measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     campaign = run_configs(configs, args.recipe, args, trials)
     profiles, found = campaign.profiles(), campaign.found()
     constants = fit_constants(profiles, found)
-    calibration = replace(Calibration(), **constants)
+    calibration = Calibration.from_constants(constants)
     print(
         "fitted constants (MiB): " + ", ".join(f"{k}={v / MiB:.2f}" for k, v in constants.items())
     )

@@ -65,7 +65,7 @@ class MinimalKernel:
 
     @property
     def init_size(self) -> int:
-        size = parse_kernel_image(self.image.read_bytes(), str(self.image)).memory_size
+        size = parse_kernel_image(self.image.read_bytes(), str(self.image)).placement.memory_size
         assert size is not None, "a bzImage always has init_size"
         return size
 

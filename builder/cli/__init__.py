@@ -1,6 +1,6 @@
 """The command line. The only place where errors become messages and exit codes.
 
-One module per command group (build, inspect, fit, kexec, dumps; machine, reserve,
+One module per command group (build, inspect, fit, kexec, restore; machine, reserve,
 saved for this machine's own kdump) holds the
 commands, each a thin layer: parse the arguments, call a product, print.
 This module registers them and turns every error into one line on stderr.
@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperCommand
 from typer.models import CommandInfo
 
-from builder.cli import build, dumps, fit, inspect, kexec, machine, reserve, saved
+from builder.cli import build, fit, inspect, kexec, machine, reserve, restore, saved
 from builder.cli.coercion import PlainCommand, PlainGroup
 from builder.cli.compat import for_typer
 from builder.errors import KdumpBuildError
@@ -64,7 +64,7 @@ app.command()(for_typer(inspect.inspect))
 app.command()(for_typer(inspect.diff))
 app.command()(for_typer(build.fetch))
 app.command("fit")(for_typer(fit.fit_command))
-app.command()(for_typer(dumps.restore))
+app.command()(for_typer(restore.restore))
 app.command("recipe-doc")(for_typer(build.recipe_doc))
 app.command()(for_typer(kexec.layout))
 app.command("capture-sysfs")(for_typer(kexec.capture_sysfs))

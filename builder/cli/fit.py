@@ -34,6 +34,7 @@ def fit_command(
     json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
+    # Imported here: at start-up, builder.crashkernel.fit would cost ~76 ms.
     from builder.crashkernel.fit import ram_sizes
     from builder.errors import FitError, RecipeError
 
@@ -55,14 +56,17 @@ def fit_command(
 
 
 def _fit_reservation(crashkernel: str, rams: list[int] | None, arch: str | None) -> FitReport:
+    # Imported here: at start-up, builder.crashkernel.fit would cost ~76 ms.
     from builder.arch import host_arch, parse_arch
-    from builder.crashkernel.fit import DEFAULT_RAM, fit, ram_sizes
+    from builder.crashkernel.fit import fit, ram_sizes
+    from builder.recipe.settings import DEFAULT_RAM
 
     target = parse_arch(arch, "--arch") if arch is not None else host_arch()
     return fit(crashkernel, rams or ram_sizes(DEFAULT_RAM, "--ram"), arch=target)
 
 
 def _fit_recipe(recipe: Path, crashkernel: str | None, rams: list[int] | None) -> FitReport:
+    # Imported here: at start-up, builder.image.pipeline would cost ~832 ms.
     from builder.crashkernel.fit import fit_recipe
     from builder.crashkernel.profile import capture_profile
     from builder.image.pipeline import capture_cmdline, plan_build
@@ -79,6 +83,7 @@ def _fit_recipe(recipe: Path, crashkernel: str | None, rams: list[int] | None) -
 
 
 def _print_report(report: FitReport) -> None:
+    # Imported here: at start-up, builder.units would cost ~0.6 ms.
     from builder.units import format_size
 
     typer.echo(f"{report.label} ({report.arch})")

@@ -34,12 +34,14 @@ BackupOption = Annotated[
 
 
 def _arch_override(arch: str | None) -> Arch | None:
+    # Imported here: at start-up, builder.arch would cost ~5.0 ms.
     from builder.arch import parse_arch
 
     return parse_arch(arch, "--arch") if arch is not None else None
 
 
 def _print_layout(layout: Layout, json_output: bool) -> None:
+    # Imported here: at start-up, builder.kexec.layout.document would cost ~376 ms.
     from builder.kexec.layout.core import describe_layout
     from builder.kexec.layout.document import layout_json
 
@@ -68,9 +70,10 @@ def layout(
     json_output: Annotated[bool, Option("--json", help="Print layout.json.")] = False,
 ) -> None:
     """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
+    # Imported here: at start-up, builder.kexec.layout.document would cost ~376 ms.
+    from builder.kexec.layout import plan_layout
     from builder.kexec.layout.document import write_layout
     from builder.kexec.layout.inputs import (
-        plan_layout,
         read_build_outputs,
         read_crash_info_for,
         read_firmware,
@@ -96,6 +99,7 @@ def capture_sysfs(
 
     For `layout --sysfs DIR --iomem DIR/proc/iomem` on another machine.
     """
+    # Imported here: at start-up, builder.kexec.crashinfo would cost ~33 ms.
     from builder.kexec.crashinfo import capture_crash_info
 
     capture_crash_info(Path("/"), destination)
@@ -104,6 +108,7 @@ def capture_sysfs(
 
 def _choose(method: str, *, say: bool = True) -> MethodChoice:
     """The method to use for `method` on this kernel; says why when `auto` chose."""
+    # Imported here: at start-up, builder.kexec.syscalls would cost ~65 ms.
     from builder.arch import host_arch
     from builder.kexec.method import LoadMethod, choose_method, parse_method
     from builder.kexec.syscalls import lockdown_mode, probe_file_load
@@ -148,6 +153,7 @@ def load(
     ] = None,
 ) -> None:
     """Load the capture kernel from OUTDIR as this system's crash kernel."""
+    # Imported here: at start-up, builder.kexec.layout.inputs would cost ~104 ms.
     from builder.host.readiness import check_ready
     from builder.kexec.layout.inputs import read_build_outputs
     from builder.kexec.method import LoadMethod, kexec_tools_command, parse_method
@@ -172,6 +178,7 @@ def load(
 
 
 def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
+    # Imported here: at start-up, builder.kexec.syscalls would cost ~65 ms.
     from builder.kexec.method import LoadMethod
     from builder.kexec.state import LoadRecord
     from builder.kexec.syscalls import kexec_file_load
@@ -183,10 +190,11 @@ def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:
 
 def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show: bool,
                    corrupt: str | None) -> LoadRecord:  # fmt: skip
+    # Imported here: at start-up, builder.kexec.layout.core would cost ~331 ms.
+    from builder.kexec.layout import plan_layout
     from builder.kexec.layout.core import check_layout, corrupt_segment_for_testing
     from builder.kexec.layout.devicetree import fresh_seeds
     from builder.kexec.layout.inputs import (
-        plan_layout,
         read_crash_info_for,
         read_firmware,
         read_iomem,
@@ -214,6 +222,7 @@ def _load_segments(outputs: BuildOutputs, arch: Arch, backup: bool | None, show:
 
 def _record(record: LoadRecord) -> None:
     """Record the load for `status`; a warning, not an error, if /run is not writable."""
+    # Imported here: at start-up, builder.kexec.state would cost ~5.0 ms.
     from builder.errors import OutputError
     from builder.kexec.state import record_load
 
@@ -227,6 +236,7 @@ def unload(
     method: Annotated[str, Option("--method", help="segments, file or auto.")] = "auto",
 ) -> None:
     """Unload this system's crash kernel."""
+    # Imported here: at start-up, builder.kexec.syscalls would cost ~65 ms.
     from builder.arch import host_arch
     from builder.kexec.state import forget_load
     from builder.kexec.syscalls import unload as kexec_unload
@@ -244,6 +254,7 @@ def status(
 ) -> None:
     """Whether a crash kernel is loaded, the crash region, how it was loaded and why, this
     kernel's capture, whether the reservation holds it, and what keeps a load from working."""
+    # Imported here: at start-up, builder.host.report would cost ~456 ms.
     from builder.arch import host_arch
     from builder.host.report import host_status
     from builder.kexec.state import recorded_method, recorded_reason
@@ -282,6 +293,7 @@ def status(
 
 def _auto_choice(lockdown: Lockdown | None, probe: FileLoadProbe) -> tuple[LoadMethod | None, str]:
     """What `load --method auto` would do on this kernel, and why (None: nothing can load)."""
+    # Imported here: at start-up, builder.kexec.method would cost ~3.4 ms.
     from builder.errors import LoadError
     from builder.kexec.method import LoadMethod, choose_method
 

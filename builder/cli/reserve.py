@@ -20,6 +20,7 @@ def crashkernel(
 ) -> None:
     """The crashkernel= this machine needs, from the fit model: its RAM and its captures
     (one per installed kernel, the largest wins)."""
+    # Imported here: at start-up, builder.host.enable would cost ~722 ms.
     from builder.errors import RecipeError
     from builder.host import grub
     from builder.host.enable import Effects, apply_reservation

@@ -13,6 +13,7 @@ from builder.cli.compat import Option
 
 def _default_directories() -> list[Path]:
     """The enabled recipe's local dump directories, else /var/crash."""
+    # Imported here: at start-up, builder.host.boot would cost ~377 ms.
     from builder.errors import KdumpBuildError
     from builder.host.boot import local_dump_directories
     from builder.host.paths import HostPaths
@@ -33,6 +34,7 @@ def dumps(
     json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the saved dumps: time, kernel version, size and the panic line."""
+    # Imported here: at start-up, builder.host.dumps would cost ~2.9 ms.
     from builder.host.dumps import list_dumps
     from builder.units import format_mib
 

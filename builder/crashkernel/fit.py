@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from builder.arch import DEFAULT_ARCH, Arch
 from builder.crashkernel.model import (
@@ -21,7 +20,7 @@ from builder.crashkernel.model import (
     estimate,
 )
 from builder.crashkernel.reservation import Reservation, crash_rules, reservation
-from builder.crashkernel.syntax import (
+from builder.crashkernel_syntax import (
     RAM_ROUNDING,
     CrashkernelConfig,
     CrashkernelSpec,
@@ -30,18 +29,8 @@ from builder.crashkernel.syntax import (
     parse_size,
 )
 from builder.errors import FitError, RecipeError
+from builder.recipe.model import KernelMode, Recipe
 from builder.units import align_up, format_mib, format_size
-
-if TYPE_CHECKING:
-    # Only for annotations: the recipe imports DEFAULT_RAM from here.
-    from builder.recipe.model import Recipe
-
-# RAM sizes a fit judges when neither the recipe (crashkernel.ram) nor the
-# command line names any: a small guest, a typical server's lower end, and the
-# top of kdump-utils' 256M range. Deliberately not the build host's RAM: the
-# output must not depend on where it is built, and the host is often not the
-# machine that will crash.
-DEFAULT_RAM = ("1G", "4G", "64G")
 
 
 @dataclass(frozen=True)
@@ -130,8 +119,20 @@ class FitReport:
             return "no crashkernel="
         return " ".join(f"crashkernel={value}" for value in self.spec.split())
 
+    @property
+    def uncalibrated(self) -> tuple[tuple[str, str], ...]:
+        """The estimates' terms that no calibration measured, once each: (name, why)."""
+        found = (item for row in self.rows if row.estimate for item in row.estimate.uncalibrated)
+        return tuple(dict.fromkeys(found))
+
     def reason(self) -> str:
-        """One line: the verdict, naming the largest term when it does not fit."""
+        """One line: the verdict, naming the largest term when it does not fit, and the
+        terms that are priors rather than calibrated."""
+        return self._verdict() + "".join(
+            f" (uncalibrated: {name})" for name in dict.fromkeys(n for n, _ in self.uncalibrated)
+        )
+
+    def _verdict(self) -> str:
         worst = self.worst
         if worst is None or worst.needed is None:
             return f"{self.label}: no estimate, reservation only"
@@ -163,7 +164,10 @@ class FitReport:
             "fits": self.fits,
             "recommended": self.recommended,
             "largest_term": largest.to_json() if largest else None,
-            "notes": list(self.notes),
+            "notes": [
+                *self.notes,
+                *(f"uncalibrated: {name}: {why}" for name, why in self.uncalibrated),
+            ],
             "rams": [row.to_json() for row in self.rows],
         }
 
@@ -333,8 +337,6 @@ def fit_recipe(
     rules may differ by version). A dedicated capture kernel says nothing of
     the main one.
     """
-    from builder.recipe.model import KernelMode  # the recipe imports this module
-
     reuse = recipe.kernel.mode is KernelMode.REUSE
     where = f"{recipe.path}: crashkernel.ram"
     sizes = list(rams) if rams else ram_sizes(recipe.crashkernel.ram, where)

@@ -13,12 +13,14 @@ import functools
 import json
 import math
 import re
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from builder.arch import DEFAULT_ARCH, Arch
 from builder.errors import FitError, RecipeError
-from builder.targets import DumpTarget
+from builder.recipe.dump import TargetKind
+from builder.targets import default_target, target_kind
 from builder.units import PAGE_SIZE, GiB, KiB, MiB, format_size
 
 
@@ -32,11 +34,15 @@ class Calibration:
     fitted to real QEMU crash cycles of one kernel series and stored in
     calibration/<arch>-<series>.json.
     A crash cycle only shows the total a capture needs, so the constant terms
-    (userspace, makedumpfile's base, the local target) cannot be told apart:
-    they keep small priors and ``kernel_runtime`` is fitted as the rest, which
-    makes the total right for the calibrated recipe and the split approximate.
-    ``target_nfs`` is measured on one guest (NFSv4 to nfs-ganesha over QEMU's
-    user network); ``target_ssh`` and ``target_raw`` are guesses.
+    (userspace, makedumpfile's base, the calibrated recipe's dump target) cannot
+    be told apart: they keep small priors and ``kernel_runtime`` is fitted as
+    the rest, which makes the total right for the calibrated recipe and the
+    split approximate.
+
+    A dump target's cost is its own prior (`TargetKind.memory`) unless the
+    calibration measured it (the file's ``target_<name>`` constant, such as
+    ``target_nfs``). ``measured_targets`` are the targets the calibration's
+    crash cycles used: only their term is calibrated.
     """
 
     # Kernel allocations at run time that depend on neither CPUs nor RAM:
@@ -60,28 +66,54 @@ class Calibration:
     makedumpfile: int = 4 * MiB
     # makedumpfile's calculate_cyclic_buffer_size() caps each bitmap buffer at 4 MiB.
     makedumpfile_bitmap_cap: int = 4 * MiB
-    # Dump target: dirty page cache and file system or network stack while writing.
-    target_local: int = 4 * MiB
-    target_raw: int = 2 * MiB
-    target_nfs: int = 24 * MiB
-    target_ssh: int = 32 * MiB
     # Room for run-to-run variation and the 8 MiB resolution of the measurement.
     headroom: int = 8 * MiB
     # Sizes in a recommendation are multiples of this (the calibration's search step).
     recommend_step: int = 8 * MiB
 
-    def target(self, kind: DumpTarget) -> int:
-        """The dump target's buffers while it writes.
+    # Measured dump-target costs by target name (a file's ``target_<name>`` constants).
+    target_costs: tuple[tuple[str, int], ...] = ()
+    measured_targets: frozenset[str] = frozenset()
 
-        >>> Calibration().target(DumpTarget.NFS) // MiB
+    @classmethod
+    def from_constants(
+        cls, constants: Mapping[str, int], measured_targets: frozenset[str] = frozenset()
+    ) -> Calibration:
+        """The priors with `constants` (a calibration file's names) laid over them.
+
+        >>> cal = Calibration.from_constants({"headroom": 0, "target_nfs": 5 * MiB})
+        >>> cal.headroom, cal.target_costs
+        (0, (('nfs', 5242880),))
+        """
+        costs = tuple(sorted((key.removeprefix(TARGET_PREFIX), value)
+                             for key, value in constants.items()
+                             if key.startswith(TARGET_PREFIX)))  # fmt: skip
+        plain = {
+            key: value for key, value in constants.items() if not key.startswith(TARGET_PREFIX)
+        }
+        return replace(cls(), **plain, target_costs=costs, measured_targets=measured_targets)
+
+    def target(self, kind: TargetKind) -> int:
+        """The dump target's buffers while it writes: measured, else its prior.
+
+        >>> from builder.targets import target_kind
+        >>> Calibration().target(target_kind("nfs")) // MiB
         24
         """
-        return {
-            DumpTarget.LOCAL: self.target_local,
-            DumpTarget.RAW: self.target_raw,
-            DumpTarget.NFS: self.target_nfs,
-            DumpTarget.SSH: self.target_ssh,
-        }[kind]
+        return dict(self.target_costs).get(kind.name, kind.memory.bytes)
+
+    def calibrated(self, kind: TargetKind) -> bool:
+        """Whether this calibration's crash cycles used the target."""
+        return kind.name in self.measured_targets
+
+
+# A calibration file's constant for a dump target's cost: target_<name>.
+TARGET_PREFIX = "target_"
+# Calibration's own constants (the target costs come as target_<name>).
+CONSTANT_NAMES = frozenset(item.name for item in fields(Calibration)) - {
+    "target_costs",
+    "measured_targets",
+}
 
 
 # One file per architecture and kernel series, <arch>-<major>.<minor>.json, each
@@ -167,13 +199,20 @@ def load_calibration(path: Path) -> Calibration:
     constants = record.get("constants") if isinstance(record, dict) else None
     if not isinstance(constants, dict):
         raise FitError(f"{path}: constants: expected a table")
-    known = {item.name for item in fields(Calibration)}
     for key, value in constants.items():
-        if key not in known:
+        if key not in CONSTANT_NAMES and not key.startswith(TARGET_PREFIX):
             raise FitError(f"{path}: constants.{key}: not a Calibration field")
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise FitError(f"{path}: constants.{key}: expected a byte count, got {value!r}")
-    return replace(Calibration(), **constants)
+    return Calibration.from_constants(constants, _measured_targets(record.get("measurements")))
+
+
+def _measured_targets(measurements: object) -> frozenset[str]:
+    """The dump targets of a calibration file's crash cycles."""
+    if not isinstance(measurements, list):
+        return frozenset()
+    return frozenset(str(item["target"]) for item in measurements
+                     if isinstance(item, dict) and "target" in item)  # fmt: skip
 
 
 def default_calibration(arch: Arch | str = DEFAULT_ARCH, kernel: str | None = None) -> Calibration:
@@ -213,6 +252,8 @@ class Estimate:
     """
 
     terms: tuple[Term, ...]
+    # Terms whose constant no calibration measured: (term name, why), for the notes.
+    uncalibrated: tuple[tuple[str, str], ...] = ()
 
     @property
     def total(self) -> int:
@@ -240,7 +281,8 @@ class CaptureProfile:
     initrd_compressed_size: int
     initrd_unpacked_size: int
     cpus: int = 1
-    dump_target: DumpTarget = DumpTarget.LOCAL
+    # The dump target's name (a stored profile keeps the name).
+    dump_target: str = field(default_factory=lambda: default_target().name)
     makedumpfile: bool = True
     # The kernel's decompressor while it unpacks the initrd (zstd window, xz dictionary).
     initrd_decompressor_size: int = 0
@@ -267,10 +309,12 @@ def estimate(
     after unpacking), which errs on the large side; calibration absorbs that.
     ``calibration`` defaults to `default_calibration()`.
 
-    >>> profile = CaptureProfile(40 * MiB, 2 * MiB, 6 * MiB, cpus=1, dump_target=DumpTarget.RAW)
+    >>> profile = CaptureProfile(40 * MiB, 2 * MiB, 6 * MiB, cpus=1, dump_target="raw")
     >>> e = estimate(profile, 1 * GiB)
     >>> [term.name for term in e.terms][:3], e.total > 48 * MiB + default_calibration().headroom
     (['kernel', 'initrd_compressed', 'initrd_unpacked'], True)
+    >>> e.uncalibrated[0][1]
+    "the raw target's 2M is its prior (a guess: no filesystem, only the block layer's ..."
     """
     cal = default_calibration() if calibration is None else calibration
     terms = [
@@ -289,7 +333,7 @@ def estimate(
             "8 MiB resolution of the measurement",
         )
     )
-    return Estimate(tuple(terms))
+    return Estimate(tuple(terms), _uncalibrated_target(profile, cal))
 
 
 def _image_terms(profile: CaptureProfile) -> list[Term]:
@@ -362,12 +406,26 @@ def _collector_terms(profile: CaptureProfile, ram_bytes: int, cal: Calibration) 
 
 
 def _target_term(profile: CaptureProfile, cal: Calibration) -> Term:
-    target = DumpTarget(profile.dump_target)
+    try:
+        target = target_kind(profile.dump_target)
+    except ValueError as error:
+        raise FitError(f"capture profile: dump_target: {error}") from None
     return Term(
         "dump_target",
         cal.target(target),
-        f"buffers for the {target.value} dump target (page cache, file system or network)",
+        f"buffers for the {target.name} dump target (page cache, file system or network)",
     )
+
+
+def _uncalibrated_target(profile: CaptureProfile, cal: Calibration) -> tuple[tuple[str, str], ...]:
+    """The dump target's term when the calibration did not measure that target."""
+    target = target_kind(profile.dump_target)
+    if cal.calibrated(target):
+        return ()
+    cost = format_size(cal.target(target))
+    why = (f"the {target.name} target's {cost} is its prior ({target.memory.basis}), "
+           "not measured by this architecture's and kernel's calibration")  # fmt: skip
+    return (("dump_target", why),)
 
 
 def _memmap_term(terms: list[Term], cal: Calibration) -> Term:

@@ -7,18 +7,29 @@ target, collector) into the `CaptureProfile` the memory model estimates.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
+from typing import Protocol
 
 from builder.binfmt.cpio import segments
 from builder.binfmt.kernelimg import KernelImage
 from builder.compression import decoder_workspace
 from builder.crashkernel.model import CaptureProfile, default_calibration
-from builder.image.initrd import Member, MemberKind
 from builder.recipe.model import Collector, Recipe
 from builder.units import page_up
 
 
-def unpacked_size(members: Sequence[Member]) -> int:
+class InitrdEntry(Protocol):
+    """What the profile reads of an initrd member (`builder.image.initrd.Member`)."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def st_mode(self) -> int: ...
+
+
+def unpacked_size(members: Sequence[InitrdEntry]) -> int:
     """Bytes the unpacked initrd holds in the rootfs (tmpfs keeps whole pages per file).
 
     >>> from builder.image.initrd import InitrdPlan
@@ -29,7 +40,7 @@ def unpacked_size(members: Sequence[Member]) -> int:
     12288
     """
     # Symlink targets and directories live in inodes, not pages (short ones at least).
-    return sum(page_up(len(member.data)) for member in members if member.kind is MemberKind.FILE)
+    return sum(page_up(len(member.data)) for member in members if stat.S_ISREG(member.st_mode))
 
 
 def initrd_decoder_workspace(initrd: bytes) -> tuple[int, str]:
@@ -69,10 +80,10 @@ def capture_cpus(cmdline: str) -> int:
 
 
 def capture_profile(
-    recipe: Recipe, kernel: KernelImage, cmdline: str, members: Sequence[Member], initrd: bytes
+    recipe: Recipe, kernel: KernelImage, cmdline: str, members: Sequence[InitrdEntry], initrd: bytes
 ) -> CaptureProfile:
     """The capture a build produced, as the memory model sees it."""
-    memory_size = kernel.kernel.memory_size
+    memory_size = kernel.kernel.placement.memory_size
     if memory_size is None:
         # Without init_size/image_size the decompressed image is the best lower bound.
         memory_size = kernel.kernel.decompressed_size or kernel.kernel.file_size
@@ -84,6 +95,8 @@ def capture_profile(
         initrd_decompressor_size=initrd_decoder_workspace(initrd)[0],
         cpus=capture_cpus(cmdline),
         # With fallback targets, the one that needs the most buffers.
-        dump_target=max((item.target for item in recipe.dump.attempts()), key=calibration.target),
+        dump_target=max(
+            (item.target for item in recipe.dump.attempts()), key=calibration.target
+        ).name,
         makedumpfile=recipe.dump.collector is Collector.MAKEDUMPFILE,
     )

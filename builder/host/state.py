@@ -34,6 +34,7 @@ def enabled_recipe(paths: HostPaths) -> Recipe:
     path = enabled_recipe_path(paths)
     if path is None:
         raise HostError("kdump-build is not enabled on this machine (run kdump-build enable)")
+    # Imported here: at start-up, builder.recipe.parse would cost ~200 ms.
     from builder.recipe.parse import load_recipe  # only when the recipe is needed: not for status
 
     return load_recipe(path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
 from builder.binfmt.kconfig import parse_kernel_config
-from builder.binfmt.kernelimg import KernelImage
+from builder.binfmt.kernelimg import KernelImage, Placement
 from builder.errors import RecipeError
 from builder.recipe.model import KernelMode
 from builder.units import format_mib, format_size
@@ -34,29 +34,30 @@ CAPTURE_OPTIONS = (CONFIG_CRASH_DUMP, CONFIG_PROC_VMCORE)
 
 @dataclass(frozen=True)
 class CapturePlan:
-    """Which kernel the capture runs and where in the crash region it may go.
+    """Which kernel the capture runs; where it may go is its image's `placement`.
 
-    The image goes at an address `A` with `A % alignment == 0`,
-    `A >= min_address`, and `A + load_offset + memory_size <= max_address`
-    (when set); a non-relocatable image must use exactly `fixed_address`.
+    `memory_size` is the placement's, checked to be known.
     """
 
     mode: KernelMode
     image_key: str  # the recipe key the capture kernel came from
     image: KernelImage
-    arch: Arch
-    alignment: int
-    min_address: int
-    max_address: int | None
-    fixed_address: int | None
     memory_size: int
-    load_offset: int
     config_checked: bool
+
+    @property
+    def arch(self) -> Arch:
+        return self.image.arch
+
+    @property
+    def placement(self) -> Placement:
+        """Alignment, lowest and highest address, fixed address, load offset."""
+        return self.image.placement
 
     @property
     def footprint(self) -> int:
         """Bytes the kernel occupies from its aligned base address."""
-        return self.load_offset + self.memory_size
+        return self.placement.load_offset + self.memory_size
 
 
 def _describe_setting(options: Mapping[str, str], name: str) -> str:
@@ -76,7 +77,7 @@ def _reservation_text(size: int, offset: int | None) -> str:
 
 
 def _check_config(
-    recipe: str,
+    recipe_file: str,
     key: str,
     image: KernelImage,
     config_text: str | None,
@@ -91,64 +92,66 @@ def _check_config(
         found = ", ".join(_describe_setting(options, name) for name in missing)
         wanted = ", ".join(f"{name}=y" for name in required)
         raise RecipeError(
-            f"{recipe}: {key}: {image.name} cannot capture a dump: it needs {wanted}, "
+            f"{recipe_file}: {key}: {image.name} cannot capture a dump: it needs {wanted}, "
             f"but {config_name} has {found}"
         )
     return True
 
 
 def _check_placement(
-    recipe: str, key: str, image: KernelImage, memory_size: int, size: int, offset: int | None
+    recipe_file: str, key: str, image: KernelImage, memory_size: int, size: int, offset: int | None
 ) -> None:
     """Refuse images that cannot sit inside crashkernel=size[@offset]."""
     reservation = _reservation_text(size, offset)
-    footprint = image.load_offset + memory_size
-    if not image.relocatable:
-        if image.fixed_address is None:
+    placement = image.placement
+    footprint = placement.load_offset + memory_size
+    if not placement.relocatable:
+        if placement.fixed_address is None:
             raise RecipeError(
-                f"{recipe}: {key}: {image.name} is not relocatable and its {image.format} "
+                f"{recipe_file}: {key}: {image.name} is not relocatable and its {image.format} "
                 "header does not say where it must run; use a relocatable capture kernel"
             )
-        start = image.fixed_address
+        start = placement.fixed_address
         end = start + footprint
         if offset is None or start < offset or end > offset + size:
             raise RecipeError(
-                f"{recipe}: {key}: {image.name} is not relocatable and runs at "
+                f"{recipe_file}: {key}: {image.name} is not relocatable and runs at "
                 f"{start:#x}-{end:#x} ({format_mib(footprint)}), outside {KEY_RESERVE} "
                 f"{reservation}; reserve crashkernel=size@offset covering it"
             )
         return
     if footprint > size:
         raise RecipeError(
-            f"{recipe}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes "
+            f"{recipe_file}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes "
             f"({format_mib(footprint)}) where it is loaded, more than {reservation}"
         )
     if offset is None:
         return
     # The lowest address the kernel may use inside the region, aligned up.
-    lowest = max(offset, image.min_address)
-    base = -(-lowest // image.alignment) * image.alignment
-    limit = offset + size if image.max_address is None else min(offset + size, image.max_address)
+    lowest = max(offset, placement.min_address)
+    base = -(-lowest // placement.alignment) * placement.alignment
+    highest = placement.max_address
+    limit = offset + size if highest is None else min(offset + size, highest)
     if base + footprint > limit:
         raise RecipeError(
-            f"{recipe}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes at an "
-            f"address >= {image.min_address:#x} aligned to {image.alignment:#x} and ending "
+            f"{recipe_file}: {KEY_RESERVE}: {key} {image.name} needs {footprint:#x} bytes at an "
+            f"address >= {placement.min_address:#x} aligned to {placement.alignment:#x} and ending "
             f"by {limit:#x}, which {reservation} does not offer"
         )
 
 
 def _reused_kernel(
-    recipe: str, main: KernelImage, dedicated: KernelImage | None
+    recipe_file: str, main: KernelImage, dedicated: KernelImage | None
 ) -> tuple[str, KernelImage, tuple[str, ...]]:
     """kernel.mode = "reuse": the main image, which must be relocatable."""
     if dedicated is not None:
         raise RecipeError(
-            f'{recipe}: {KEY_DEDICATED_IMAGE}: is set but {KEY_MODE} is "reuse"; '
+            f'{recipe_file}: {KEY_DEDICATED_IMAGE}: is set but {KEY_MODE} is "reuse"; '
             f'remove it or set {KEY_MODE} = "dedicated"'
         )
-    if not main.relocatable:
+    if not main.placement.relocatable:
         raise RecipeError(
-            f'{recipe}: {KEY_MODE}: "reuse" needs a relocatable kernel, but {main.name} '
+            f'{recipe_file}: {KEY_MODE}: "reuse" needs a relocatable kernel, but {main.name} '
             f"({main.format}, {main.arch}) is not relocatable; "
             f'set {KEY_MODE} = "dedicated" with {KEY_DEDICATED_IMAGE}'
         )
@@ -156,17 +159,17 @@ def _reused_kernel(
 
 
 def _dedicated_kernel(
-    recipe: str, main: KernelImage, dedicated: KernelImage | None
+    recipe_file: str, main: KernelImage, dedicated: KernelImage | None
 ) -> tuple[str, KernelImage, tuple[str, ...]]:
     """kernel.mode = "dedicated": a second image of the main kernel's architecture."""
     if dedicated is None:
         raise RecipeError(
-            f'{recipe}: {KEY_DEDICATED_IMAGE}: missing, but {KEY_MODE} is "dedicated"'
+            f'{recipe_file}: {KEY_DEDICATED_IMAGE}: missing, but {KEY_MODE} is "dedicated"'
         )
     if dedicated.arch != main.arch:
         raise RecipeError(
-            f"{recipe}: {KEY_DEDICATED_IMAGE}: {dedicated.name} is {dedicated.arch}, but the main "
-            f"kernel {main.name} is {main.arch}"
+            f"{recipe_file}: {KEY_DEDICATED_IMAGE}: {dedicated.name} is {dedicated.arch}, "
+            f"but the main kernel {main.name} is {main.arch}"
         )
     # A dedicated kernel is often built to run at one fixed address, so only
     # the options for reading the dump are asked of it.
@@ -177,7 +180,7 @@ def plan_capture_kernel(
     main: KernelImage,
     *,
     mode: KernelMode,
-    recipe: str,
+    recipe_file: str,
     reservation_size: int,
     reservation_offset: int | None = None,
     dedicated: KernelImage | None = None,
@@ -187,31 +190,26 @@ def plan_capture_kernel(
     """Decide the capture kernel and its placement constraints, or say why not.
 
     `config_text` is the `/boot/config-*` of the capture kernel (the main
-    kernel when reusing), when the source has one; `recipe` is the recipe
-    file name used in messages. tests/unit/image/test_capture.py runs it on real
+    kernel when reusing), when the source has one; `recipe_file` is the
+    recipe's file name, for messages. tests/unit/image/test_capture.py runs it on real
     Debian kernels and on synthetic images of every format.
     """
     if reservation_size <= 0:
-        raise RecipeError(f"{recipe}: {KEY_RESERVE}: the reservation size must be positive")
+        raise RecipeError(f"{recipe_file}: {KEY_RESERVE}: the reservation size must be positive")
     choose = _reused_kernel if mode is KernelMode.REUSE else _dedicated_kernel
-    key, image, required = choose(recipe, main, dedicated)
-    config_checked = _check_config(recipe, key, image, config_text, config_name, required)
-    if image.memory_size is None:
+    key, image, required = choose(recipe_file, main, dedicated)
+    config_checked = _check_config(recipe_file, key, image, config_text, config_name, required)
+    memory_size = image.placement.memory_size
+    if memory_size is None:
         raise RecipeError(
-            f"{recipe}: {key}: {image.name} does not say how much memory it needs "
+            f"{recipe_file}: {key}: {image.name} does not say how much memory it needs "
             f"({image.format} header too old); use a newer kernel"
         )
-    _check_placement(recipe, key, image, image.memory_size, reservation_size, reservation_offset)
+    _check_placement(recipe_file, key, image, memory_size, reservation_size, reservation_offset)
     return CapturePlan(
         mode=mode,
         image_key=key,
         image=image,
-        arch=image.arch,
-        alignment=image.alignment,
-        min_address=image.min_address,
-        max_address=image.max_address,
-        fixed_address=None if image.relocatable else image.fixed_address,
-        memory_size=image.memory_size,
-        load_offset=image.load_offset,
+        memory_size=memory_size,
         config_checked=config_checked,
     )

@@ -30,8 +30,8 @@ from builder.image.programs import (
     recipe_programs,
 )
 from builder.image.sources import NodeKind, Root
+from builder.recipe.dump import GeneratedFile, RecipeFiles, TargetContent
 from builder.recipe.model import MicrocodeVendor, ModuleSelection, Recipe
-from builder.targets.base import RecipeFiles, TargetContent
 
 # Directories the capture /init expects before it mounts anything.
 BASE_DIRECTORIES = (
@@ -145,7 +145,7 @@ def host_module_names(recipe: Recipe, modules: ModuleIndex) -> list[str]:
     """`initrd.modules = "auto"`: this host's drivers for the dump target, and its filesystem."""
     names: list[str] = []
     for attempt in recipe.dump.attempts():
-        selection = attempt.target.kind.host_selection(attempt)
+        selection = attempt.target.host_selection(attempt)
         if selection.block_device is not None:
             found = block_device_modules(selection.block_device)
         else:
@@ -214,8 +214,12 @@ class _RecipeFiles(RecipeFiles):
 def target_content(recipe: Recipe) -> TargetContent:
     """What the dump targets (dump.target and every dump.fallback) add to the initrd."""
     files = _RecipeFiles(recipe)
-    parts = [attempt.target.kind.content(attempt, files) for attempt in recipe.dump.attempts()]
+    attempts = recipe.dump.attempts()
+    parts = [attempt.target.content(attempt, files) for attempt in attempts]
     generated = {item.path: item for part in parts for item in part.files}
+    for attempt in attempts:
+        path = runtime.target_shell_path(attempt.target)
+        generated[path] = GeneratedFile(path, attempt.target.shell_part(), 0o644)
     return TargetContent(
         modules=tuple(dict.fromkeys(name for part in parts for name in part.modules)),
         programs=tuple(dict.fromkeys(program for part in parts for program in part.programs)),

@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,10 @@ from typing import Any
 from builder.arch import Arch, arch_info
 from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir, load_json_entry, store_cache_entry
+from builder.image.progress import ByteProgress
 
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
-
-# How a download reports its progress: bytes so far, bytes in all, what is going on.
-FetchProgress = Callable[[int, int, str], None]
 
 # Where a named release comes from, and the keys that sign it. Debian 12's
 # debian-archive-keyring also holds Debian 13's signing keys.
@@ -162,7 +160,7 @@ class AptArchive:
             )
         return result.stdout
 
-    def _download(self, items: Sequence[str], total: int, progress: FetchProgress | None) -> None:
+    def _download(self, items: Sequence[str], total: int, progress: ByteProgress | None) -> None:
         """apt-get download, its progress read from apt's status lines ("dlstatus:N:%:...")."""
         if progress is None:
             self._run("apt-get", "download", *items, cwd=self.debs)
@@ -284,7 +282,7 @@ class AptArchive:
         return matches[0] if matches else None
 
     def download(
-        self, wanted: Sequence[tuple[str, str]], progress: FetchProgress | None = None
+        self, wanted: Sequence[tuple[str, str]], progress: ByteProgress | None = None
     ) -> list[Path]:
         """Exact (name, version) pairs as cached .deb files, downloading the missing ones."""
         self.debs.mkdir(parents=True, exist_ok=True)
@@ -308,7 +306,7 @@ def fetch_packages(
     cache_dir: Path | None = None,
     refresh: bool = False,
     release: str = "",
-    progress: FetchProgress | None = None,
+    progress: ByteProgress | None = None,
 ) -> list[FetchedPackage]:
     """Fetch the candidate versions of Debian packages for `arch` into the cache.
 
@@ -325,8 +323,9 @@ def fetch_packages(
 
 
 def _fetch_locked(
-    archive: AptArchive, names: Sequence[str], refresh: bool, progress: FetchProgress | None
+    archive: AptArchive, names: Sequence[str], refresh: bool, progress: ByteProgress | None
 ) -> list[FetchedPackage]:
+    # Imported here: at start-up, builder.image.packages would cost ~36 ms.
     from builder.image.packages import package_is_empty  # packages needs nothing from here
 
     archive.update(force=refresh)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
-from builder.crashkernel.syntax import RangesSpec, SimpleSpec, parse_crashkernel
+from builder.crashkernel_syntax import RangesSpec, SimpleSpec, parse_crashkernel
 from builder.errors import RecipeError
 from builder.image.capture import CapturePlan, plan_capture_kernel
 from builder.image.sources import Root
@@ -75,7 +75,7 @@ def _capture_plan(
     return plan_capture_kernel(
         main,
         mode=recipe.kernel.mode,
-        recipe=str(recipe.path),
+        recipe_file=str(recipe.path),
         reservation_size=size,
         reservation_offset=offset,
         dedicated=dedicated,

@@ -22,7 +22,7 @@ from builder.errors import FetchError, RecipeError, ReleaseError
 from builder.image import content
 from builder.image.cache import default_cache_dir
 from builder.image.capture import CapturePlan
-from builder.image.fetch import FetchedPackage, FetchProgress, fetch_packages
+from builder.image.fetch import FetchedPackage, fetch_packages
 from builder.image.initrd import (
     InitrdPlan,
     Member,
@@ -33,9 +33,9 @@ from builder.image.initrd import (
 )
 from builder.image.kernel import capture_kernel
 from builder.image.packages import PackageCache, PackageRoot
+from builder.image.progress import ByteProgress
 from builder.image.sources import DirectoryRoot, Root
 from builder.recipe.model import Recipe
-from builder.targets.ssh import SSH_KEY_PATH
 
 Reporter = Callable[[str, float], None]
 
@@ -74,7 +74,7 @@ class Steps:
         self.timings.append((name, elapsed))
         self.report(name, elapsed)
 
-    def ticker(self, step: str) -> Callable[[int, int, str], None] | None:
+    def ticker(self, step: str) -> ByteProgress | None:
         """A callback for `step`'s progress (bytes done, in all, detail); None if unheard."""
         listener = self.progress
         if listener is None:
@@ -82,9 +82,9 @@ class Steps:
         return lambda done, total, detail: listener(Tick(step, done, total, detail))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BuildResult:
-    """Everything a build writes, in memory."""
+    """Everything a build writes, in memory (eleven fields: built with keywords only)."""
 
     recipe: Recipe
     kernel: KernelImage
@@ -102,8 +102,11 @@ class BuildResult:
 
     @property
     def holds_secrets(self) -> bool:
-        """The initrd carries a private key (ssh target): only its owner may read it."""
-        return any(member.path == SSH_KEY_PATH for member in self.members)
+        """The initrd carries a file a dump target calls secret (such as a private key):
+        only its owner may read it."""
+        secrets = {path for attempt in self.recipe.dump.attempts()
+                   for path in attempt.target.secret_paths(attempt)}  # fmt: skip
+        return any(member.path in secrets for member in self.members)
 
 
 def package_cache() -> PackageCache:
@@ -112,7 +115,7 @@ def package_cache() -> PackageCache:
 
 
 def fetch_recipe_packages(
-    recipe: Recipe, *, refresh: bool = False, progress: FetchProgress | None = None
+    recipe: Recipe, *, refresh: bool = False, progress: ByteProgress | None = None
 ) -> list[FetchedPackage]:
     """Fetch `source.packages`; errors name the recipe and the key."""
     try:
@@ -203,22 +206,22 @@ def plan_build(
             recipe, profile, capture_kernel=kernel.version, calibration=calibration
         )
     return BuildResult(
-        recipe,
-        kernel.image,
-        kernel.version,
-        kernel.plan,
-        kernel.data,
-        cmdline,
-        members,
-        initrd,
-        packages,
-        tuple(plan.missing_firmware),
-        fit_report,
+        recipe=recipe,
+        kernel=kernel.image,
+        kernel_version=kernel.version,
+        capture=kernel.plan,
+        kernel_bytes=kernel.data,
+        cmdline=cmdline,
+        members=members,
+        initrd=initrd,
+        packages=packages,
+        missing_firmware=tuple(plan.missing_firmware),
+        fit=fit_report,
     )
 
 
 def compress_archives(
-    recipe: Recipe, archives: Sequence[bytes], progress: FetchProgress | None = None
+    recipe: Recipe, archives: Sequence[bytes], progress: ByteProgress | None = None
 ) -> bytes:
     """Each archive compressed (or taken from the cache), concatenated in order.
 

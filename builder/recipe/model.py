@@ -1,73 +1,49 @@
-"""The parsed recipe: frozen dataclasses whose every choice is an enum.
+"""The parsed recipe: frozen dataclasses whose every choice is an enum (or, for
+`dump.target`, a dump target).
 
 `builder.recipe.parse` builds a `Recipe` from TOML; every product reads
-only this model.
+only this model. The choices are in `builder.recipe.choices`, `[dump]` and
+the dump targets' contract in `builder.recipe.dump`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from enum import StrEnum
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from builder.arch import Arch
 from builder.compression import Compression
-from builder.targets import DumpTarget
-from builder.targets.base import TargetOptions
+from builder.recipe.choices import (
+    Collector,
+    DumpCompression,
+    FailureAction,
+    FinalAction,
+    KernelMode,
+    MicrocodeVendor,
+    ModuleSelection,
+)
+from builder.recipe.dump import DumpSettings, FallbackTarget, TargetOptions
 
-
-class KernelMode(StrEnum):
-    """`kernel.mode`: run the main kernel again, or a separate one."""
-
-    REUSE = "reuse"
-    DEDICATED = "dedicated"
-
-
-class ModuleSelection(StrEnum):
-    """`initrd.modules = "auto"`: the drivers the build host uses for the dump target."""
-
-    AUTO = "auto"
-
-
-class MicrocodeVendor(StrEnum):
-    """`initrd.microcode`: whose x86 CPU microcode goes in the early cpio."""
-
-    INTEL = "intel"
-    AMD = "amd"
-
-
-class Collector(StrEnum):
-    """`dump.collector`: what writes the dump."""
-
-    MAKEDUMPFILE = "makedumpfile"
-    COPY = "copy"
-
-
-class DumpCompression(StrEnum):
-    """`dump.compression`: makedumpfile's page compression."""
-
-    LZO = "lzo"
-    ZLIB = "zlib"
-    ZSTD = "zstd"
-    NONE = "none"
-
-
-class FinalAction(StrEnum):
-    """`dump.final_action`: what the capture kernel does after a saved dump."""
-
-    POWEROFF = "poweroff"
-    REBOOT = "reboot"
-    HALT = "halt"
-
-
-class FailureAction(StrEnum):
-    """`dump.failure_action`: what the capture kernel does when saving fails."""
-
-    REBOOT = "reboot"
-    POWEROFF = "poweroff"
-    HALT = "halt"
-    SHELL = "shell"
+# The whole model in one place for its readers: the sections, their choices, [dump].
+__all__ = [
+    "Collector",
+    "CrashkernelSettings",
+    "DumpCompression",
+    "DumpSettings",
+    "FailureAction",
+    "FallbackTarget",
+    "FinalAction",
+    "InitrdSettings",
+    "KernelMode",
+    "KernelSettings",
+    "MicrocodeVendor",
+    "ModuleSelection",
+    "Recipe",
+    "SourceSettings",
+    "TargetOptions",
+    "TargetSettings",
+]
 
 
 @dataclass(frozen=True)
@@ -108,51 +84,6 @@ class InitrdSettings:
     busybox: str
     compression: Compression
     compression_level: int
-
-
-@dataclass(frozen=True)
-class FallbackTarget:
-    """One `[[dump.fallback]]` table: a target tried when the ones before it failed."""
-
-    target: DumpTarget
-    options: TargetOptions
-
-    def to_json(self) -> dict[str, Any]:
-        return {"target": self.target.value, **self.options.to_json()}
-
-
-@dataclass(frozen=True)
-class DumpSettings:
-    """`[dump]`: the target and its own options, what every target shares, and the
-    fallback targets tried in order when saving to the one before fails."""
-
-    target: DumpTarget
-    options: TargetOptions
-    collector: Collector
-    level: int
-    compression: DumpCompression
-    pre: tuple[str, ...]
-    post: tuple[str, ...]
-    device_timeout: int
-    final_action: FinalAction
-    failure_action: FailureAction
-    keep: int = 0
-    fallback: tuple[FallbackTarget, ...] = ()
-
-    def attempts(self) -> tuple[DumpSettings, ...]:
-        """The targets in the order the capture tries them, each with the shared settings."""
-        first = replace(self, fallback=())
-        rest = (replace(first, target=item.target, options=item.options) for item in self.fallback)
-        return (first, *rest)
-
-    def to_json(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"target": self.target.value, **self.options.to_json()}
-        for item in fields(self):
-            if item.name not in ("target", "options", "fallback"):
-                value = getattr(self, item.name)
-                values[item.name] = list(value) if isinstance(value, tuple) else value
-        values["fallback"] = [item.to_json() for item in self.fallback]
-        return values
 
 
 @dataclass(frozen=True)

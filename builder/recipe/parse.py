@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from builder.arch import ARCHES, arch_info
 from builder.compression import MAX_LEVEL
 from builder.errors import RecipeError
+from builder.recipe.dump import TargetKind
 from builder.recipe.model import (
     Collector,
     CrashkernelSettings,
@@ -28,10 +29,9 @@ from builder.recipe.model import (
     SourceSettings,
     TargetSettings,
 )
-from builder.recipe.parsers import REQUIRED, Setting, type_name
-from builder.recipe.settings import SECTIONS, SETTINGS, SETTINGS_BY_KEY, target_settings
-from builder.targets import DumpTarget
-from builder.targets.base import Check
+from builder.recipe.parsers import REQUIRED, Check, Setting, type_name
+from builder.recipe.settings import SECTIONS
+from builder.targets import SETTINGS, SETTINGS_BY_KEY, target_settings
 
 NAME = re.compile(r"[A-Za-z0-9._-]+")
 _SECTION_TYPES: dict[str, type] = {
@@ -49,7 +49,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     >>> text = '[source]\\nroot = "/"\\n[dump]\\ndevice = "LABEL=kdump"\\n'
     >>> recipe = parse_recipe(text, Path("r.toml"))
     >>> recipe.dump.target, recipe.dump.options.fstype
-    (<DumpTarget.LOCAL: 'local'>, 'ext4')
+    (<dump target local>, 'ext4')
     """
     try:
         document = tomllib.loads(text)
@@ -122,36 +122,36 @@ def _dump(general: Mapping[str, Any], targeted: Mapping[str, Any], check: Check)
     """`[dump]`: the general keys, and the chosen target's own keys through its `options`."""
     common = {s.field: _value(s, general, check, "required key is missing")
               for s in SETTINGS if s.section == "dump"}  # fmt: skip
-    target: DumpTarget = common.pop("target")
+    target: TargetKind = common.pop("target")
     tables = common.pop("fallback")
     options = _target_options(target, targeted, check)
     fallback = tuple(_fallback(index, table, check) for index, table in enumerate(tables))
     dump = DumpSettings(target=target, options=options, fallback=fallback, **common)
-    target.kind.check(dump, check)
+    target.check(dump, check)
     for index, attempt in enumerate(dump.attempts()[1:]):
-        attempt.target.kind.check(attempt, _fallback_check(index, tables[index], check))
+        attempt.target.check(attempt, _fallback_check(index, tables[index], check))
     return dump
 
 
-def _target_options(target: DumpTarget, targeted: Mapping[str, Any], check: Check) -> Any:
+def _target_options(target: TargetKind, targeted: Mapping[str, Any], check: Check) -> Any:
     """The target's own keys (raw TOML values by dotted key), parsed and checked."""
     owners = target_settings()
     for key in targeted:
         readers = [owner for owner, _ in owners[key]]
         if target not in readers:
-            names = " or ".join(reader.value for reader in readers)
+            names = " or ".join(reader.name for reader in readers)
             check.fail(key, f"only used when dump.target is {names}")
     values = {}
-    for setting in target.kind.settings:
+    for setting in target.settings:
         if setting.key in targeted:
             try:
                 values[setting.field] = setting.parse(targeted[setting.key])
             except ValueError as error:
                 check.fail(setting.key, str(error))
         else:
-            missing = f"required when dump.target is {target.value}"
+            missing = f"required when dump.target is {target.name}"
             values[setting.field] = _value(setting, {}, check, missing)
-    return target.kind.options(values, check)
+    return target.options(values, check)
 
 
 @dataclass(frozen=True)

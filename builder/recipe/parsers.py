@@ -1,4 +1,4 @@
-"""The `Setting` row and the value parsers the settings table is made of.
+"""The `Setting` row, the value parsers the settings table is made of, and `Check`.
 
 A parser takes the TOML value of one key and returns the typed value, or
 raises ValueError with a message that the recipe parser prefixes with the
@@ -11,7 +11,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+
+from builder.errors import RecipeError
 
 Parser = Callable[[Any], Any]
 E = TypeVar("E", bound=StrEnum)
@@ -42,6 +44,17 @@ class Setting:
     @property
     def field(self) -> str:
         return self.key.split(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class Check:
+    """Raises a `RecipeError` naming the recipe file and a key; knows which keys were given."""
+
+    recipe: str
+    given: frozenset[str]
+
+    def fail(self, key: str, message: str) -> NoReturn:
+        raise RecipeError(f"{self.recipe}: {key}: {message}")
 
 
 def type_name(value: object) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from enum import Enum
 
+from builder.recipe.dump import TargetKind
 from builder.recipe.parsers import REQUIRED, Setting
-from builder.recipe.settings import SECTIONS, SETTINGS
-from builder.targets import DumpTarget
+from builder.recipe.settings import SECTIONS
+from builder.targets import SETTINGS, target_kinds
 
 _HEADER = [
     "# Recipe reference",
@@ -29,6 +30,8 @@ def _default_text(setting: Setting) -> str:
         return "[" + ", ".join(f'"{item}"' for item in default) + "]"
     if isinstance(default, Enum):
         return f'"{default.value}"'
+    if isinstance(default, TargetKind):
+        return f'"{default.name}"'
     if isinstance(default, str):
         return f'"{default}"'
     return str(default)
@@ -51,8 +54,8 @@ def reference_markdown() -> str:
         lines += ["", f"## [{section}]", "", *_TABLE_HEAD]
         lines += [_row(setting) for setting in SETTINGS if setting.section == section]
         if section == "dump":
-            for target in DumpTarget:
-                lines += ["", f'### dump.target = "{target.value}"', "",
-                          f"{target.kind.summary.capitalize()}.", "", *_TABLE_HEAD]  # fmt: skip
-                lines += [_row(setting) for setting in target.kind.settings]
+            for target in target_kinds():
+                lines += ["", f'### dump.target = "{target.name}"', "",
+                          f"{target.summary.capitalize()}.", "", *_TABLE_HEAD]  # fmt: skip
+                lines += [_row(setting) for setting in target.settings]
     return "\n".join(lines) + "\n"

@@ -1,8 +1,8 @@
 """The settings table: one `Setting` row per general recipe key.
 
 It drives parsing, defaults, errors and the generated reference
-(docs/recipe.md). Each dump target adds the `dump.*` rows of its own keys
-(`builder.targets`).
+(docs/recipe.md). `builder.targets` adds `dump.target` (whose values are the
+targets it finds) and each dump target the `dump.*` rows of its own keys.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import Any
 
 from builder.arch import DEFAULT_ARCH, RECIPE_ARCHES
 from builder.compression import INITRD_FORMATS, Compression
-from builder.crashkernel.fit import DEFAULT_RAM
-from builder.crashkernel.syntax import parse_crashkernel_args, parse_size
+from builder.crashkernel_syntax import parse_crashkernel_args, parse_size
 from builder.errors import RecipeError
-from builder.recipe.model import (
+from builder.recipe.choices import (
     Collector,
     DumpCompression,
     FailureAction,
@@ -36,7 +35,6 @@ from builder.recipe.parsers import (
     string,
     string_list,
 )
-from builder.targets import DumpTarget
 
 # Loose enough for every Debian package name, strict enough to keep options out.
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -49,6 +47,12 @@ DEFAULT_COMPRESSION_LEVEL = 8
 # A Debian codename or suite name (trixie, sid, stable): it names apt's suites.
 RELEASE_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 EXTRA_FILE_SOURCES = ("root", "recipe", "host")
+# RAM sizes a fit judges when neither the recipe (crashkernel.ram) nor the
+# command line names any: a small guest, a typical server's lower end, and the
+# top of kdump-utils' 256M range. Deliberately not the build host's RAM: the
+# output must not depend on where it is built, and the host is often not the
+# machine that will crash.
+DEFAULT_RAM = ("1G", "4G", "64G")
 
 
 def _modules(value: Any) -> tuple[str, ...] | ModuleSelection:
@@ -136,11 +140,6 @@ _extra_files.__doc__ = "array of DEST or DEST=root:/P, recipe:P, host:/P"
 _crashkernel_value.__doc__ = "crashkernel= value"
 _release.__doc__ = "Debian release name"
 _size_list.__doc__ = "array of sizes (K/M/G/T)"
-
-
-def _target_help() -> str:
-    kinds = ", ".join(f"`{target.value}` {target.kind.summary}" for target in DumpTarget)
-    return f"Where the dump goes: {kinds}. Each target's own keys are listed below."
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -273,7 +272,6 @@ SETTINGS: tuple[Setting, ...] = (
         "least reservation for it (compressed initrd plus the kernel's decoder window), "
         "from the size/time curve `python -m bench.kernel_update` measures.",
     ),
-    Setting("dump.target", choice(DumpTarget), DumpTarget.LOCAL, _target_help()),
     Setting(
         "dump.collector",
         choice(Collector),
@@ -359,12 +357,3 @@ SETTINGS: tuple[Setting, ...] = (
 
 SECTIONS = ("target", "source", "kernel", "initrd", "dump", "crashkernel")
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
-
-
-def target_settings() -> dict[str, list[tuple[DumpTarget, Setting]]]:
-    """Every target-specific `dump.*` key, with the targets that read it (in registry order)."""
-    owners: dict[str, list[tuple[DumpTarget, Setting]]] = {}
-    for target in DumpTarget:
-        for setting in target.kind.settings:
-            owners.setdefault(setting.key, []).append((target, setting))
-    return owners

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from builder.recipe.parsers import REQUIRED, Setting, string
-from builder.targets.base import PATH, Check, HostSelection, TargetKind, TargetOptions
-
-if TYPE_CHECKING:
-    from builder.recipe.model import DumpSettings
+from builder.recipe.dump import (
+    DumpSettings,
+    HostSelection,
+    LocalDumps,
+    MemoryPrior,
+    TargetKind,
+    TargetOptions,
+)
+from builder.recipe.parsers import REQUIRED, Check, Setting, string
+from builder.targets.base import PATH
+from builder.units import MiB
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,14 @@ class LocalOptions(TargetOptions):
 class LocalTarget(TargetKind):
     name = "local"
     summary = "a filesystem on a block device"
+    rank = 0
+    default = True
+    memory = MemoryPrior(
+        4 * MiB,
+        calibrated=True,
+        basis="dirty page cache and filesystem while writing; every calibration's crash "
+        "cycles use this target, so kernel_runtime absorbs what this prior misses",
+    )
     settings = (
         Setting(
             "dump.device",
@@ -54,3 +68,7 @@ class LocalTarget(TargetKind):
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         options = cast(LocalOptions, dump.options)
         return HostSelection(options.device, options.fstype)
+
+    def local_dumps(self, dump: DumpSettings) -> LocalDumps:
+        options = cast(LocalOptions, dump.options)
+        return LocalDumps(options.device, options.path)

@@ -13,8 +13,8 @@ from enum import StrEnum
 from importlib.resources import files
 from typing import Any
 
-from builder.recipe.parsers import Setting, choice, integer, string
-from builder.targets.base import Check, GeneratedFile, TargetOptions
+from builder.recipe.dump import GeneratedFile, TargetOptions
+from builder.recipe.parsers import Check, Setting, choice, integer, string
 
 IPV4 = re.compile(
     r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
@@ -114,4 +114,11 @@ def network_config(options: NetworkOptions) -> dict[str, str]:
         "KDUMP_GATEWAY": options.gateway,
         "KDUMP_HOSTNAME": options.hostname,
         "KDUMP_CONNECT_TIMEOUT": str(options.connect_timeout),
+        "KDUMP_UDHCPC_SCRIPT": UDHCPC_SCRIPT_PATH,
     }
+
+
+def shell_part() -> bytes:
+    """`network_up`, the shell function that brings the network up: the first piece of
+    every network target's shell part."""
+    return (files("builder.targets") / "network.sh").read_bytes()

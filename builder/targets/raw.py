@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from builder.recipe.parsers import REQUIRED, Setting, string
-from builder.targets.base import Check, HostSelection, TargetKind, TargetOptions
-
-if TYPE_CHECKING:
-    from builder.recipe.model import DumpSettings
+from builder.recipe.choices import Collector
+from builder.recipe.dump import DumpSettings, HostSelection, MemoryPrior, TargetKind, TargetOptions
+from builder.recipe.parsers import REQUIRED, Check, Setting, string
+from builder.units import MiB
 
 DEVICE_PATH = re.compile(r"/dev/[A-Za-z0-9_./:-]+")
 
@@ -24,6 +23,12 @@ class RawOptions(TargetOptions):
 class RawTarget(TargetKind):
     name = "raw"
     summary = "a whole block device written in makedumpfile's flattened format"
+    rank = 1
+    memory = MemoryPrior(
+        2 * MiB,
+        calibrated=False,
+        basis="a guess: no filesystem, only the block layer's buffers for the stream",
+    )
     settings = (
         Setting(
             "dump.device",
@@ -40,8 +45,6 @@ class RawTarget(TargetKind):
         return RawOptions(device)
 
     def check(self, dump: DumpSettings, check: Check) -> None:
-        from builder.recipe.model import Collector
-
         if dump.collector is not Collector.MAKEDUMPFILE:
             check.fail(
                 "dump.collector",

@@ -14,24 +14,24 @@ import shlex
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from builder.errors import shown
-from builder.recipe.parsers import REQUIRED, Setting, absolute_path, integer, string
-from builder.targets import network
-from builder.targets.base import (
-    PATH,
-    Check,
+from builder.errors import RecipeError, shown
+from builder.recipe.choices import Collector
+from builder.recipe.dump import (
+    DumpSettings,
     GeneratedFile,
     HostSelection,
+    MemoryPrior,
     RecipeFiles,
     TargetContent,
     TargetKind,
     TargetOptions,
 )
-
-if TYPE_CHECKING:
-    from builder.recipe.model import DumpSettings
+from builder.recipe.parsers import REQUIRED, Check, Setting, absolute_path, integer, string
+from builder.targets import network
+from builder.targets.base import PATH
+from builder.units import MiB
 
 USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SSH_KEY_PATH = "/etc/kdump/ssh/id_dropbear"
@@ -60,6 +60,12 @@ class SshOptions(TargetOptions):
 class SshTarget(TargetKind):
     name = "ssh"
     summary = "a file on another host written through ssh"
+    rank = 3
+    memory = MemoryPrior(
+        32 * MiB,
+        calibrated=False,
+        basis="a guess: network stack, dbclient and the pipe from makedumpfile",
+    )
     settings = (
         Setting("dump.ssh", string, REQUIRED, "`user@host` to write the dump to."),
         Setting("dump.ssh_port", integer(1, 65535), 22, "The ssh server's port."),
@@ -121,8 +127,6 @@ class SshTarget(TargetKind):
         )
 
     def config(self, dump: DumpSettings) -> dict[str, str]:
-        from builder.recipe.model import Collector
-
         options = cast(SshOptions, dump.options)
         path = options.path.rstrip("/")
         return {
@@ -130,6 +134,7 @@ class SshTarget(TargetKind):
             # The ssh server's shell reads the path again: quote it once more for that shell.
             "KDUMP_REMOTE_PATH": shlex.quote(path),
             "KDUMP_SSH_DESTINATION": options.ssh,
+            "KDUMP_SSH_KEY": SSH_KEY_PATH,
             "KDUMP_SSH_PORT": str(options.ssh_port),
             "KDUMP_SSH_CHECK_HOST": "yes" if options.ssh_known_hosts else "no",
             "KDUMP_STREAM_SUFFIX": ".flat" if dump.collector is Collector.MAKEDUMPFILE else "",
@@ -138,6 +143,12 @@ class SshTarget(TargetKind):
 
     def label(self, dump: DumpSettings) -> str:
         return cast(SshOptions, dump.options).ssh
+
+    def secret_paths(self, dump: DumpSettings) -> tuple[str, ...]:
+        return (SSH_KEY_PATH,)
+
+    def shell_part(self) -> bytes:
+        return network.shell_part() + super().shell_part()
 
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         return HostSelection(None)
@@ -185,8 +196,6 @@ def dropbear_key(data: bytes, name: str) -> bytes:
     ...
     builder.errors.RecipeError: r.toml: dump.ssh_key: k: neither an OpenSSH nor a dropbear ...
     """
-    from builder.errors import RecipeError
-
     try:
         if data.startswith(_ssh_string(ED25519)):
             return _dropbear_ed25519(data)

@@ -158,9 +158,9 @@ def _flat_seeds() -> list[Seed]:
 
 def _elf_seeds() -> list[Seed]:
     from builder.binfmt.elf import _tiny_elf
-    from builder.kexec.purgatory.x86_64 import shipped_object
+    from builder.kexec.purgatory.x86_64 import PURGATORY
 
-    seeds = [("elf", _tiny_elf()), ("elf", shipped_object()), ("elf", _small_module())]
+    seeds = [("elf", _tiny_elf()), ("elf", PURGATORY.shipped_object()), ("elf", _small_module())]
     if Path("/usr/bin/true").exists():
         seeds.append(("elf", Path("/usr/bin/true").read_bytes()))
     return seeds
@@ -369,7 +369,7 @@ def _run_modinfo(label: str, data: bytes) -> None:
 
 
 def _run_crashkernel(label: str, data: bytes) -> None:
-    from builder.crashkernel.syntax import parse_crashkernel, parse_crashkernel_args, parse_size
+    from builder.crashkernel_syntax import parse_crashkernel, parse_crashkernel_args, parse_size
 
     text = data.decode(errors="replace")
     for parse in (parse_crashkernel, parse_crashkernel_args, parse_size):

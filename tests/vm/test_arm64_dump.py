@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from builder.arch import Arch
-from builder.kexec.purgatory.aarch64 import load_aarch64_purgatory
+from builder.kexec.purgatory.aarch64 import PURGATORY
 from tests.conftest import run_cli
 from tests.support.paths import REPO
 from tests.vm import loader_guest
@@ -82,7 +82,7 @@ def test_corrupted_segment_parks_the_cpu_in_purgatory_halt(
     outdir, kernel = arm64_build
     crash, parked = loader_guest.corrupted_crash_cycle(
         Arch.AARCH64, outdir, kernel, tmp_path, append=APPEND, farewell="Bye!",
-        halt_of=lambda mem: load_aarch64_purgatory(mem).symbol("purgatory_halt"),
+        halt_of=lambda mem: PURGATORY.load(mem).symbol("purgatory_halt"),
         pc_of=lambda registers: loader_guest.program_counter(registers)[0],
     )  # fmt: skip
     console = crash.boot.console

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.crashkernel.syntax import parse_crashkernel
+from builder.crashkernel_syntax import parse_crashkernel
 from builder.units import MiB
 from tests.conftest import run_cli
 from tests.support.paths import DEFAULT_RECIPE

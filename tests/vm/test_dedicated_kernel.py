@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.crashkernel.syntax import parse_crashkernel
+from builder.crashkernel_syntax import parse_crashkernel
 from builder.units import MiB, format_size
 from tests.conftest import run_cli
 from tests.support.kernels import debian_kernel

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from builder.arch import Arch
-from builder.kexec.purgatory.riscv64 import load_riscv64_purgatory
+from builder.kexec.purgatory.riscv64 import PURGATORY
 from tests.conftest import run_cli
 from tests.support.paths import REPO
 from tests.vm import loader_guest
@@ -65,7 +65,7 @@ def test_capture_kernel_boots_through_our_purgatory_and_device_tree(
     outdir, kernel = riscv64_build
     console = crash.boot.console
     # machine_kexec: the kernel enters our purgatory with a1 = our DTB segment.
-    entry = load_riscv64_purgatory(loader_guest.shown_segment(console, "purgatory")).entry
+    entry = PURGATORY.load(loader_guest.shown_segment(console, "purgatory")).entry
     assert f"Will call new kernel at {entry:08x} from hart id 0" in console, console[-3000:]
     assert f"FDT image at {loader_guest.shown_segment(console, 'dtb'):08x}" in console
     loader_guest.check_capture_boot(console, outdir, kernel, FAREWELL, CRASH_REGION_KIB)
@@ -83,7 +83,7 @@ def test_corrupted_segment_parks_the_hart_in_purgatory_halt(
     outdir, kernel = riscv64_build
     crash, parked = loader_guest.corrupted_crash_cycle(
         Arch.RISCV64, outdir, kernel, tmp_path, append=APPEND, farewell=FAREWELL,
-        halt_of=lambda mem: load_riscv64_purgatory(mem).symbol("purgatory_halt"),
+        halt_of=lambda mem: PURGATORY.load(mem).symbol("purgatory_halt"),
         pc_of=lambda registers: loader_guest.riscv_registers(registers)["pc"],
     )  # fmt: skip
     console = crash.boot.console

@@ -15,7 +15,6 @@ byte offset and what was expected there.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from enum import StrEnum
 
 from builder.binfmt.kernelimg.base import KernelFormat, parse_as
@@ -26,10 +25,12 @@ from builder.binfmt.kernelimg.model import (
     BootImageHeader,
     BzImageHeader,
     ElfHeader,
+    FormatHeader,
     ImageFormat,
     KernelImage,
     LoadSegment,
     PeSection,
+    Placement,
     UkiInfo,
     ZbootHeader,
 )
@@ -42,11 +43,13 @@ __all__ = [
     "BootImageHeader",
     "BzImageHeader",
     "ElfHeader",
+    "FormatHeader",
     "ImageFormat",
     "KernelFormat",
     "KernelImage",
     "LoadSegment",
     "PeSection",
+    "Placement",
     "UkiInfo",
     "ZbootHeader",
     "describe",
@@ -94,13 +97,14 @@ def _jsonable(value: object) -> object:
     return value
 
 
-_HEADER_VIEWS: tuple[tuple[str, Callable[[KernelImage], object]], ...] = (
-    ("bzimage", lambda image: image.bzimage),
-    ("image_header", lambda image: image.boot_header),
-    ("elf", lambda image: image.elf),
-    ("zboot", lambda image: image.zboot),
-    ("uki", lambda image: image.uki),
-)
+# The key each format's header has in `describe`.
+_HEADER_KEYS: dict[type[FormatHeader], str] = {
+    BzImageHeader: "bzimage",
+    BootImageHeader: "image_header",
+    ElfHeader: "elf",
+    ZbootHeader: "zboot",
+    UkiInfo: "uki",
+}
 
 
 def describe(image: KernelImage) -> dict[str, object]:
@@ -120,26 +124,16 @@ def describe(image: KernelImage) -> dict[str, object]:
         "format": str(image.format),
         "version": image.version,
         "banner": image.banner,
-        "relocatable": image.relocatable,
-        "alignment": image.alignment,
-        "min_address": image.min_address,
-        "max_address": image.max_address,
-        "fixed_address": image.fixed_address,
-        "memory_size": image.memory_size,
-        "load_offset": image.load_offset,
-        "entry": image.entry,
-        "entry_is_address": image.entry_is_address,
+        **dataclasses.asdict(image.placement),
         "compression": str(image.compression),
         "file_size": image.file_size,
         "decompressed_size": image.decompressed_size,
     }
-    for key, view in _HEADER_VIEWS:
-        header = view(image)
-        if header is not None and dataclasses.is_dataclass(header):
-            fields = _jsonable(dataclasses.asdict(header))  # type: ignore[arg-type]
-            if isinstance(header, BzImageHeader) and isinstance(fields, dict):
-                fields["protocol_version"] = header.protocol_version
-            summary[key] = fields
+    header = image.header
+    fields = _jsonable(dataclasses.asdict(header))
+    if isinstance(header, BzImageHeader) and isinstance(fields, dict):
+        fields["protocol_version"] = header.protocol_version
+    summary[_HEADER_KEYS[type(header)]] = fields
     if image.inner is not None:
         summary["inner"] = describe(image.inner)
     return summary

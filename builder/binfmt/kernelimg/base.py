@@ -12,13 +12,11 @@ import dataclasses
 import re
 from typing import ClassVar
 
-from builder.binfmt.kernelimg.model import ImageFormat, KernelImage
+from builder.binfmt.kernelimg.model import FormatHeader, ImageFormat, KernelImage
 from builder.binfmt.reader import ByteReader
 from builder.errors import ImageError
 
 _BANNER = re.compile(rb"Linux version (\d[^\s\x00]{0,200})[^\n\x00]{0,800}")
-# The embedded kernel's own headers stay on `inner` only.
-_HEADER_FIELDS = ("bzimage", "boot_header", "elf", "zboot", "uki")
 
 
 class KernelFormat:
@@ -57,18 +55,23 @@ def parse_as(data: bytes, name: str, allowed: tuple[type[KernelFormat], ...]) ->
 
 
 def wrap(
-    outer_format: ImageFormat, data: bytes, name: str, inner: KernelImage, **extra: object
+    outer_format: ImageFormat,
+    data: bytes,
+    name: str,
+    inner: KernelImage,
+    header: FormatHeader,
+    **extra: object,
 ) -> KernelImage:
-    """A container image whose placement facts are those of its embedded kernel."""
-    changes: dict[str, object] = dict.fromkeys(_HEADER_FIELDS)
-    changes.update(extra)
+    """A container image with its own `header`, placed as its embedded kernel (whose own
+    header stays on `inner`)."""
     return dataclasses.replace(
         inner,
         name=name,
         format=outer_format,
         file_size=len(data),
+        header=header,
         inner=inner,
-        **changes,  # type: ignore[arg-type]
+        **extra,  # type: ignore[arg-type]
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from builder.arch import Arch
 from builder.binfmt.kernelimg.base import KernelFormat, image_reader, is_power_of_two
-from builder.binfmt.kernelimg.model import BzImageHeader, ImageFormat, KernelImage
+from builder.binfmt.kernelimg.model import BzImageHeader, ImageFormat, KernelImage, Placement
 from builder.binfmt.reader import ByteReader
 from builder.compression import Compression
 from builder.units import GiB
@@ -63,7 +63,8 @@ class BzImageFormat(KernelFormat):
     >>> setup[0x1FE:0x208] = b"\\x55\\xaaXXHdrS\\x0f\\x02"
     >>> setup[X86_XLOADFLAGS] = 1  # XLF_KERNEL_64
     >>> image = BzImageFormat.parse(bytes(setup), "bzImage")
-    >>> image.arch, image.bzimage.protocol_version, image.entry, image.relocatable
+    >>> placement = image.placement
+    >>> image.arch, image.bzimage.protocol_version, placement.entry, placement.relocatable
     (<Arch.X86_64: 'x86_64'>, '2.15', 512, False)
     """
 
@@ -191,18 +192,20 @@ def _placement(data: bytes, name: str, header: BzImageHeader) -> KernelImage:
         arch=Arch.X86_64 if header.kernel_64 else Arch.I386,
         version=banner.split()[0] if banner and banner.split() else None,
         banner=banner,
-        relocatable=relocatable,
-        alignment=header.kernel_alignment if is_power_of_two(header.kernel_alignment) else 1,
-        min_address=max(X86_DEFAULT_LOAD_ADDRESS, run_address),
-        max_address=None if header.loadable_above_4g else X86_BELOW_4G,
-        fixed_address=None if relocatable else run_address,
-        memory_size=header.init_size,
-        load_offset=0,
-        entry=X86_ENTRY_64 if header.kernel_64 else 0,
-        entry_is_address=False,
+        placement=Placement(
+            relocatable=relocatable,
+            alignment=header.kernel_alignment if is_power_of_two(header.kernel_alignment) else 1,
+            min_address=max(X86_DEFAULT_LOAD_ADDRESS, run_address),
+            max_address=None if header.loadable_above_4g else X86_BELOW_4G,
+            fixed_address=None if relocatable else run_address,
+            memory_size=header.init_size,
+            load_offset=0,
+            entry=X86_ENTRY_64 if header.kernel_64 else 0,
+            entry_is_address=False,
+        ),
         compression=Compression.NONE,
         file_size=len(data),
         decompressed_size=None,
-        bzimage=header,
+        header=header,
         loadable=data,
     )

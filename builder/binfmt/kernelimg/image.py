@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from builder.arch import ARCHES, Arch
 from builder.binfmt.kernelimg.base import KernelFormat, find_banner, image_reader
-from builder.binfmt.kernelimg.model import BootImageHeader, ImageFormat, KernelImage
+from builder.binfmt.kernelimg.model import BootImageHeader, ImageFormat, KernelImage, Placement
 from builder.binfmt.kernelimg.pe import DOS_MAGIC, machine_offset, pe_sections
 from builder.binfmt.reader import ByteReader
 from builder.compression import Compression
@@ -64,19 +64,21 @@ class BootImageFormat(KernelFormat):
             arch=cls.arch,
             version=version,
             banner=banner,
-            relocatable=header.phys_placement_anywhere,
-            alignment=ARCHES[cls.arch].image_alignment,
-            min_address=0,
-            max_address=None,
-            fixed_address=None,
-            memory_size=header.image_size or None,
-            load_offset=header.text_offset,
-            entry=0,
-            entry_is_address=False,
+            placement=Placement(
+                relocatable=header.phys_placement_anywhere,
+                alignment=ARCHES[cls.arch].image_alignment,
+                min_address=0,
+                max_address=None,
+                fixed_address=None,
+                memory_size=header.image_size or None,
+                load_offset=header.text_offset,
+                entry=0,
+                entry_is_address=False,
+            ),
             compression=Compression.NONE,
             file_size=len(data),
             decompressed_size=None,
-            boot_header=header,
+            header=header,
             loadable=data,
         )
 
@@ -101,7 +103,8 @@ class Arm64ImageFormat(BootImageFormat):
     >>> header = bytearray(64); header[56:60] = ARM64_MAGIC
     >>> header[16] = 0x10; header[24] = 0b1010  # image_size 16 bytes; 4K pages, anywhere
     >>> image = Arm64ImageFormat.parse(bytes(header), "Image")
-    >>> image.arch, image.memory_size, image.boot_header.page_size, image.relocatable
+    >>> placement = image.placement
+    >>> image.arch, placement.memory_size, image.boot_header.page_size, placement.relocatable
     (<Arch.AARCH64: 'aarch64'>, 16, 4096, True)
     """
 
@@ -138,7 +141,7 @@ class RiscvImageFormat(BootImageFormat):
 
     >>> header = bytearray(64); header[56:60] = RISCV_MAGIC2; header[32] = 2  # version 0.2
     >>> image = RiscvImageFormat.parse(bytes(header), "Image")
-    >>> image.arch, image.boot_header.header_version, image.alignment // 2**20
+    >>> image.arch, image.boot_header.header_version, image.placement.alignment // 2**20
     (<Arch.RISCV64: 'riscv64'>, '0.2', 2)
     """
 

@@ -148,22 +148,19 @@ class UkiInfo:
     initrd_size: int | None
 
 
-@dataclass(frozen=True)
-class KernelImage:
-    """A parsed kernel image and the placement facts a loader needs.
+# Each format's own header; a container (zboot, UKI) has its own, its kernel's stays on `inner`.
+FormatHeader = BzImageHeader | BootImageHeader | ElfHeader | ZbootHeader | UkiInfo
 
-    For `zboot` and `uki`, `inner` is the embedded kernel and the top-level
-    placement fields repeat its values. `entry` is an offset from where the
-    image is loaded, except for ELF (`entry_is_address`), where it is e_entry.
-    `loadable` holds the bytes a loader hands to kexec: the bzImage file, the
-    decompressed Image, the ELF file; for zboot and UKI those of `inner`.
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a kernel may be loaded and entered: what every loader needs, in every format.
+
+    The image goes at an address `A` with `A % alignment == 0`,
+    `A >= min_address` and `A + load_offset + memory_size <= max_address`
+    (when set); a non-relocatable image must use exactly `fixed_address`.
     """
 
-    name: str
-    format: ImageFormat
-    arch: Arch
-    version: str | None
-    banner: str | None
     relocatable: bool
     alignment: int
     min_address: int
@@ -173,16 +170,56 @@ class KernelImage:
     load_offset: int  # Image text_offset: bytes from the aligned base to the image
     entry: int
     entry_is_address: bool
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    """A parsed kernel image: the facts every format has, and its format's own header.
+
+    For `zboot` and `uki`, `inner` is the embedded kernel and `placement`
+    repeats its. `placement.entry` is an offset from where the image is
+    loaded, except for ELF (`entry_is_address`), where it is e_entry.
+    `loadable` holds the bytes a loader hands to kexec: the bzImage file, the
+    decompressed Image, the ELF file; for zboot and UKI those of `inner`.
+    """
+
+    name: str
+    format: ImageFormat
+    arch: Arch
+    version: str | None
+    banner: str | None
+    placement: Placement
     compression: Compression
     file_size: int
     decompressed_size: int | None
-    bzimage: BzImageHeader | None = None
-    boot_header: BootImageHeader | None = None
-    elf: ElfHeader | None = None
-    zboot: ZbootHeader | None = None
-    uki: UkiInfo | None = None
+    header: FormatHeader
     inner: KernelImage | None = None
     loadable: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def bzimage(self) -> BzImageHeader | None:
+        """The x86 setup header, when this is a bzImage."""
+        return self.header if isinstance(self.header, BzImageHeader) else None
+
+    @property
+    def boot_header(self) -> BootImageHeader | None:
+        """The arm64 / RISC-V Image header, when this is an Image (compressed or not)."""
+        return self.header if isinstance(self.header, BootImageHeader) else None
+
+    @property
+    def elf(self) -> ElfHeader | None:
+        """The ELF header and PT_LOADs, when this is a vmlinux."""
+        return self.header if isinstance(self.header, ElfHeader) else None
+
+    @property
+    def zboot(self) -> ZbootHeader | None:
+        """The zboot header, when this is an EFI zboot image."""
+        return self.header if isinstance(self.header, ZbootHeader) else None
+
+    @property
+    def uki(self) -> UkiInfo | None:
+        """What a unified kernel image carries, when this is one."""
+        return self.header if isinstance(self.header, UkiInfo) else None
 
     @property
     def kernel(self) -> KernelImage:

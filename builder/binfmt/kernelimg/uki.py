@@ -80,6 +80,4 @@ class UkiFormat(KernelFormat):
             uname=section_text(reader, by_name.get(UKI_UNAME_SECTION)),
             initrd_size=len(section_bytes(reader, initrd)) if initrd is not None else None,
         )
-        return wrap(
-            ImageFormat.UKI, data, name, inner, uki=info, version=inner.version or info.uname
-        )
+        return wrap(ImageFormat.UKI, data, name, inner, info, version=inner.version or info.uname)

@@ -17,7 +17,13 @@ from builder.binfmt.elf import (
     ElfFile,
 )
 from builder.binfmt.kernelimg.base import KernelFormat, find_banner, is_power_of_two
-from builder.binfmt.kernelimg.model import ElfHeader, ImageFormat, KernelImage, LoadSegment
+from builder.binfmt.kernelimg.model import (
+    ElfHeader,
+    ImageFormat,
+    KernelImage,
+    LoadSegment,
+    Placement,
+)
 from builder.compression import Compression
 from builder.errors import ImageError
 
@@ -127,18 +133,20 @@ def _placement(
         arch=arch,
         version=version,
         banner=banner,
-        relocatable=relocatable,
-        alignment=alignment,
-        min_address=0 if relocatable else min(starts),
-        max_address=None,
-        fixed_address=None if relocatable else min(starts),
-        memory_size=max(ends) - min(starts),
-        load_offset=0,
-        entry=header.entry,
-        entry_is_address=True,
+        placement=Placement(
+            relocatable=relocatable,
+            alignment=alignment,
+            min_address=0 if relocatable else min(starts),
+            max_address=None,
+            fixed_address=None if relocatable else min(starts),
+            memory_size=max(ends) - min(starts),
+            load_offset=0,
+            entry=header.entry,
+            entry_is_address=True,
+        ),
         compression=Compression.NONE,
         file_size=len(data),
         decompressed_size=None,
-        elf=header,
+        header=header,
         loadable=data,
     )

@@ -89,7 +89,7 @@ class ZbootFormat(KernelFormat):
             data,
             name,
             inner,
-            zboot=header,
+            header,
             compression=compression,
             decompressed_size=len(inner_data),
         )

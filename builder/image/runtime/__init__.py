@@ -11,12 +11,15 @@ import shlex
 from collections.abc import Sequence
 from importlib.resources import files
 
+from builder.recipe.dump import TargetKind
 from builder.recipe.model import Collector, DumpCompression, DumpSettings
 
 INIT_PATH = "/init"
 CONFIG_PATH = "/etc/kdump/kdump.conf"
 MODULES_PATH = "/etc/kdump/modules"
 HOOK_DIRECTORIES = {"pre": "/etc/kdump/pre.d", "post": "/etc/kdump/post.d"}
+# Each dump target's shell part, named after the target: /init sources it by that name.
+TARGET_SHELL_DIR = "/etc/kdump/targets"
 # makedumpfile's page compression flags.
 COMPRESSION_FLAGS = {
     DumpCompression.LZO: ("-l",),
@@ -70,12 +73,23 @@ def stream_command(dump: DumpSettings) -> list[str]:
     return ["makedumpfile", "-F", *collector_command(dump)[1:]]
 
 
+def target_shell_path(target: TargetKind) -> str:
+    """Where the initrd holds `target`'s shell part.
+
+    >>> from builder.targets import target_kind
+    >>> target_shell_path(target_kind("raw"))
+    '/etc/kdump/targets/raw.sh'
+    """
+    return f"{TARGET_SHELL_DIR}/{target.name}.sh"
+
+
 def target_values(dump: DumpSettings) -> dict[str, str]:
-    """One target's shell variables, unquoted: its name, how /init names it, and its
-    own `KDUMP_*` values."""
-    label = f"{dump.target.value} {dump.target.kind.label(dump)}"
-    return {"KDUMP_TARGET": dump.target.value, "KDUMP_TARGET_LABEL": label,
-            **dump.target.kind.config(dump)}  # fmt: skip
+    """One target's shell variables, unquoted: its name, how /init names it, its shell
+    part, and its own `KDUMP_*` values."""
+    label = f"{dump.target.name} {dump.target.label(dump)}"
+    return {"KDUMP_TARGET": dump.target.name, "KDUMP_TARGET_LABEL": label,
+            "KDUMP_TARGET_SHELL": target_shell_path(dump.target),
+            **dump.target.config(dump)}  # fmt: skip
 
 
 def config_values(dump: DumpSettings) -> dict[str, str]:

@@ -95,37 +95,6 @@ wait_for_device() {
     log "dump device $KDUMP_DEVICE is $device"
 }
 
-network_up() {
-    ip link set lo up
-    waited=0
-    until ip link set "$KDUMP_INTERFACE" up 2>/dev/null; do
-        [ "$waited" -ge "$KDUMP_DEVICE_TIMEOUT" ] \
-            && fail "network interface $KDUMP_INTERFACE did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
-        sleep 1
-        waited=$((waited + 1))
-    done
-    case "$KDUMP_NETWORK" in
-        static)
-            ip addr add "$KDUMP_IP" dev "$KDUMP_INTERFACE" || fail "cannot set address $KDUMP_IP"
-            if [ -n "$KDUMP_GATEWAY" ]; then
-                ip route add default via "$KDUMP_GATEWAY" || fail "cannot add route via $KDUMP_GATEWAY"
-            fi
-            address=${KDUMP_IP%/*}
-            ;;
-        *)
-            udhcpc -i "$KDUMP_INTERFACE" -n -q -f -t 10 -T 2 -s /etc/kdump/udhcpc.script \
-                || fail "no DHCP lease on $KDUMP_INTERFACE"
-            address=$(cat /run/kdump-address)
-            ;;
-    esac
-    log "network: $KDUMP_INTERFACE is $address"
-    host=${KDUMP_HOSTNAME:-$address}
-    # The name becomes part of a path on the server: keep it to safe characters.
-    case "$host" in
-        "" | *[!A-Za-z0-9.-]*) host=unknown ;;
-    esac
-}
-
 # An upper bound of the dump's size in bytes, before it is written: the pages
 # makedumpfile's dry run keeps, each with its page descriptor, plus both bitmaps;
 # or all of /proc/vmcore for `copy`.
@@ -163,7 +132,7 @@ check_space() {
     log "free space: $free KiB, the dump needs up to $need KiB"
 }
 
-# Dump into a directory of a mounted filesystem (local and nfs targets).
+# Dump into a directory of a mounted filesystem (targets that mount one).
 save_to_directory() {
     dir="/mnt/dump$KDUMP_PATH/$1"
     check_space "/mnt/dump"
@@ -189,69 +158,12 @@ stream_into() {
     [ "$(cat /tmp/collect.status 2>/dev/null)" = 0 ]
 }
 
-# ssh_run [--bounded] COMMAND: --bounded kills dbclient after dump.connect_timeout
-# seconds (a server that does not answer); the dump's own transfer is not bounded.
-ssh_run() {
-    bound=""
-    if [ "$1" = --bounded ]; then
-        shift
-        bound="timeout -s KILL $KDUMP_CONNECT_TIMEOUT"
-    fi
-    set -- -p "$KDUMP_SSH_PORT" -i /etc/kdump/ssh/id_dropbear "$KDUMP_SSH_DESTINATION" "$@"
-    # Without a known_hosts file from the recipe, any host key is accepted.
-    [ "$KDUMP_SSH_CHECK_HOST" = yes ] || set -- -y -y "$@"
-    $bound dbclient "$@"
-}
-
+# Each target's shell part (its `<name>.sh` in builder/targets/, shipped in the initrd
+# at $KDUMP_TARGET_SHELL) defines save_to_target with the helpers above.
 save_dump() {
-    case "$KDUMP_TARGET" in
-        local)
-            wait_for_device
-            mount -t "$KDUMP_FSTYPE" "$device" /mnt/dump || fail "cannot mount $device ($KDUMP_FSTYPE)"
-            mounted=yes
-            save_to_directory "$stamp"
-            ;;
-        nfs)
-            network_up
-            # Bounded: a server that does not answer would keep a hard mount retrying.
-            timeout -s KILL "$KDUMP_CONNECT_TIMEOUT" \
-                mount -t nfs -o "$KDUMP_NFS_OPTIONS" "$KDUMP_NFS_SOURCE" /mnt/dump \
-                || fail "cannot mount $KDUMP_NFS_SOURCE ($KDUMP_NFS_OPTIONS) within ${KDUMP_CONNECT_TIMEOUT}s"
-            mounted=yes
-            save_to_directory "$host-$stamp"
-            ;;
-        raw)
-            wait_for_device
-            log "writing the flattened dump to $device"
-            if ! collect_stream > "$device"; then
-                # Wipe the header so a partial stream is never taken for a dump.
-                dd if=/dev/zero of="$device" bs=4096 count=1 conv=fsync 2>/dev/null
-                fail "writing the dump to $device failed; header wiped"
-            fi
-            sync
-            log "dump saved to $device"
-            ;;
-        ssh)
-            network_up
-            name="$host-$stamp"
-            remote="$KDUMP_REMOTE_PATH/$name"
-            ssh_run --bounded "mkdir -p -- $remote" < /dev/null \
-                || fail "cannot create $remote on $KDUMP_SSH_DESTINATION within ${KDUMP_CONNECT_TIMEOUT}s"
-            if makedumpfile --dump-dmesg /proc/vmcore /tmp/vmcore-dmesg.txt >/dev/null 2>&1; then
-                ssh_run --bounded "cat > $remote/vmcore-dmesg.txt" < /tmp/vmcore-dmesg.txt \
-                    || log "could not save the kernel log"
-            fi
-            incomplete="$remote/vmcore-incomplete$KDUMP_STREAM_SUFFIX"
-            log "saving /proc/vmcore to $KDUMP_SSH_DESTINATION:$incomplete"
-            stream_into ssh_run "cat > $incomplete" \
-                || fail "saving the dump failed; $incomplete is partial"
-            ssh_run --bounded "mv -- $incomplete $remote/vmcore$KDUMP_STREAM_SUFFIX" < /dev/null \
-                || fail "cannot rename $incomplete"
-            echo "$KDUMP_TARGET_LABEL" | ssh_run "cat > $remote/kdump-target" || log "could not record the target"
-            log "dump saved to $KDUMP_SSH_DESTINATION:$remote/vmcore$KDUMP_STREAM_SUFFIX"
-            ;;
-        *) fail "unknown dump target $KDUMP_TARGET" ;;
-    esac
+    [ -r "$KDUMP_TARGET_SHELL" ] || fail "no shell part for dump target $KDUMP_TARGET"
+    . "$KDUMP_TARGET_SHELL"
+    save_to_target
 }
 
 # One target's attempt, in a subshell: its failure ends the attempt, not the capture.

@@ -2,6 +2,8 @@
 
 - core.py: `Layout`, `KexecSegment`, `LayoutInputs` and the kernel's rules
   (`check_layout`), shared by every architecture;
+- `plan_layout` (here): the package's entry point, a build's outputs and a
+  memory map in, the checked `Layout` of the build's architecture out;
 - one planner per architecture, in the module named after it (`x86_64.py`),
   found through `planner`: adding an architecture adds its module, nothing here;
 - document.py: layout.json and the segment blobs, written beside the build;
@@ -14,12 +16,19 @@ import functools
 import importlib
 import importlib.util
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from builder.arch import Arch
 from builder.errors import LayoutError
-from builder.kexec.layout.core import Planner
+from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.layout.core import Firmware, Layout, LayoutInputs, LayoutOptions, Planner
+from builder.kexec.layout.devicetree import BootSeeds
+from builder.kexec.memmap import Kind, MemoryMap
 
-__all__ = ["planner", "planners"]
+if TYPE_CHECKING:
+    from builder.kexec.layout.inputs import BuildOutputs
+
+__all__ = ["plan_layout", "planner", "planners"]
 
 
 @functools.cache
@@ -55,3 +64,38 @@ def planner(arch: Arch) -> Planner:
         raise LayoutError(
             f"no crash layout for architecture {arch.value!r} (have: {have})"
         ) from None
+
+
+def plan_layout(
+    outputs: BuildOutputs,
+    memory: MemoryMap,
+    info: CrashInfo | None,
+    *,
+    arch: Arch | None = None,
+    backup: bool | None = None,
+    firmware: Firmware | None = None,
+    seeds: BootSeeds | None = None,
+) -> Layout:
+    """Plan the crash layout of a build for a memory map.
+
+    `arch` None means the build's architecture (manifest.json); `backup`
+    None means what the build's recipe said (kernel.backup_region);
+    `firmware` is what device-tree architectures need (`read_firmware`);
+    `seeds` the device tree's fresh randomness (load time only).
+    """
+    if not memory.of_kind(Kind.CRASH_KERNEL):
+        raise LayoutError("the memory map has no 'Crash kernel' range (boot with crashkernel=)")
+    plan = planner(outputs.target_arch(arch))
+    inputs = LayoutInputs(
+        kernel=outputs.kernel,
+        initrd=outputs.initrd,
+        cmdline=outputs.cmdline,
+        memory=memory,
+        info=info,
+        options=LayoutOptions(
+            backup=outputs.backup_region if backup is None else backup, seeds=seeds
+        ),
+        firmware=firmware,
+        kernel_name=str(outputs.kernel_path),
+    )
+    return plan(inputs)

@@ -30,32 +30,16 @@ command line gets nothing added: the device tree carries the rest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
-from builder.binfmt.kernelimg import BootImageHeader, ImageFormat, parse_kernel_image
-from builder.errors import ImageError, LayoutError
-from builder.kexec.layout.core import (
-    KEXEC_ON_CRASH,
-    KexecSegment,
-    Layout,
-    LayoutInputs,
-    check_layout,
-    segments_for_digest,
-)
+from builder.errors import LayoutError
+from builder.kexec.layout import fdtboot
+from builder.kexec.layout.core import Layout, LayoutInputs
 from builder.kexec.layout.elfcore import elf_core_header
-from builder.kexec.layout.fdtboot import (
-    DeviceTreeDetails,
-    DeviceTreePlacement,
-    capture_bootargs,
-    capture_dtb,
-    last_pages,
-    page_segment,
-    place_purgatory,
-    usable_ranges,
-)
 from builder.kexec.memmap import MemoryMap, Range
-from builder.kexec.purgatory.aarch64 import build_aarch64_purgatory, load_aarch64_purgatory
+from builder.kexec.purgatory.aarch64 import ENTRY
 from builder.units import GiB, MiB, align_down, align_up, page_up
 
 __all__ = ["ARCH", "COMMAND_LINE_SIZE", "Aarch64Details", "ImageFields", "plan"]
@@ -84,7 +68,7 @@ class ImageFields:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Aarch64Details(DeviceTreeDetails):
+class Aarch64Details(fdtboot.DeviceTreeDetails):
     """What the aarch64 planner decided: the "details" of its layout.json (dtb: x0)."""
 
     kernel_image: ImageFields
@@ -96,32 +80,16 @@ class Aarch64Details(DeviceTreeDetails):
 @dataclass(frozen=True)
 class _Kernel:
     data: bytes  # the bytes loaded: the Image, decompressed
-    header: BootImageHeader
     fields: ImageFields
 
 
 def _kernel(inputs: LayoutInputs) -> _Kernel:
     """The arm64 Image in `inputs.kernel`, checked for what a capture kernel must be."""
-    name = inputs.kernel_name
-    try:
-        image = parse_kernel_image(inputs.kernel, name).kernel
-    except ImageError as error:
-        raise LayoutError(str(error)) from None
-    header = image.boot_header
-    if image.format is not ImageFormat.IMAGE or image.arch is not ARCH or header is None:
-        raise LayoutError(
-            f"{name}: is a {image.arch} {image.format}, the layout needs an arm64 Image"
-        )
-    size = header.image_size or len(image.loadable)
+    data, header = fdtboot.boot_image(inputs, ARCH)
+    size = header.image_size or len(data)
     fields = ImageFields(header.text_offset, size, header.flags, header.page_size,
                          header.phys_placement_anywhere)  # fmt: skip
-    return _Kernel(image.loadable, header, fields)
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Placement(DeviceTreePlacement):
-    kernel: Range  # initrd and elfcorehdr: their own bytes; their segments are page rounded
-    dump: tuple[Range, ...]
+    return _Kernel(data, fields)
 
 
 def _place_kernel(kernel: _Kernel, region: Range, memory: MemoryMap, name: str) -> Range:
@@ -137,7 +105,9 @@ def _place_kernel(kernel: _Kernel, region: Range, memory: MemoryMap, name: str) 
     return Range(start, start + page_up(max(kernel.fields.image_size, len(kernel.data))))
 
 
-def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Placement:
+def _place(
+    inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int
+) -> fdtboot.DeviceTreePlacement:
     memory = inputs.memory
     region = memory.crash_region()
     kernel_range = _place_kernel(kernel, region, memory, inputs.kernel_name)
@@ -149,23 +119,12 @@ def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Plac
         raise LayoutError(
             f"segment 'initrd': {initrd} leaves the kernel's 32 GiB window (ends {window_end:#x})"
         )
-    return _Placement(kernel=kernel_range, initrd=initrd,
-                      elfcorehdr=last_pages(region, elfcorehdr_size),
-                      usable=usable_ranges(memory), dump=memory.ram_minus_crash())  # fmt: skip
-
-
-def _payload_segments(
-    inputs: LayoutInputs, kernel: _Kernel, placed: _Placement, header: bytes, cmdline: str
-) -> list[KexecSegment]:
-    """Every segment but the purgatory, whose digest covers them (the DTB names the rest)."""
-    dtb = capture_dtb(inputs, "arm64", cmdline, placed, _DTB_MAX)  # booting.rst: 2 MiB
-    dtb_start = align_up(page_up(placed.initrd.end), _DTB_ALIGN)
-    return [
-        KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data),
-        page_segment("initrd", placed.initrd.start, inputs.initrd),
-        page_segment("dtb", dtb_start, dtb),
-        page_segment("elfcorehdr", placed.elfcorehdr.start, header),
-    ]
+    return fdtboot.DeviceTreePlacement(
+        kernel=kernel_range,
+        initrd=initrd,
+        elfcorehdr=fdtboot.last_pages(region, elfcorehdr_size),
+        usable=fdtboot.usable_ranges(memory),
+    )
 
 
 def plan(inputs: LayoutInputs) -> Layout:
@@ -176,30 +135,19 @@ def plan(inputs: LayoutInputs) -> Layout:
     load time, none offline).
     """
     kernel = _kernel(inputs)
-    region = inputs.memory.crash_region()
-    header = elf_core_header(
-        inputs.info, inputs.memory.ram_minus_crash(), machine=_ARCH_INFO.elf_machine
-    )
+    dump = inputs.memory.ram_minus_crash()
+    header = elf_core_header(inputs.info, dump, machine=_ARCH_INFO.elf_machine)
     placed = _place(inputs, kernel, len(header))
-    cmdline = capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
-    segments = _payload_segments(inputs, kernel, placed, header, cmdline)
-    dtb = segments[2]
-    probe = load_aarch64_purgatory(0)
-    purgatory_start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
-                                      placed.elfcorehdr.start, region)  # fmt: skip
-    purgatory = build_aarch64_purgatory(
-        purgatory_start, segments_for_digest(segments), kernel_entry=placed.kernel.start,
-        dtb=dtb.mem,
-    )  # fmt: skip
-    segments.insert(3, KexecSegment("purgatory", purgatory_start, page_up(purgatory.memsz),
-                                    purgatory.buffer))  # fmt: skip
-    details = Aarch64Details(
-        cmdline=cmdline, kernel_entry=placed.kernel.start, dtb=dtb.mem,
-        elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
-        dump_ranges=placed.dump, seeded=inputs.options.seeds is not None,
-        crash_info=inputs.info, kernel_image=kernel.fields,
-    )  # fmt: skip
-    layout = Layout(ARCH, purgatory.entry, KEXEC_ON_CRASH | _ARCH_INFO.kexec_arch, region,
-                    tuple(segments), details)  # fmt: skip
-    check_layout(layout)
-    return layout
+    cmdline = fdtboot.capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
+    dtb = fdtboot.capture_dtb(inputs, "arm64", cmdline, placed, _DTB_MAX)  # booting.rst: 2 MiB
+    dtb_segment = fdtboot.page_segment("dtb", align_up(page_up(placed.initrd.end), _DTB_ALIGN), dtb)
+    planned = fdtboot.DeviceTreePlan(
+        kernel=kernel.data,
+        placed=placed,
+        dtb=dtb_segment,
+        header=header,
+        dump=dump,
+        cmdline=cmdline,
+    )
+    details = functools.partial(Aarch64Details, kernel_image=kernel.fields)
+    return fdtboot.finish_layout(ENTRY, inputs, planned, details)

@@ -2,26 +2,46 @@
 
 Their capture kernels learn everything from the device tree the layout
 writes (devicetree.py), so their planners take the same inputs and record
-the same decisions: the booted DTB, the capture command line as `bootargs`,
-page-rounded segments, and `DeviceTreeDetails` for layout.json.
+the same decisions: an `Image` (`boot_image`), the booted DTB, the capture
+command line as `bootargs`, page-rounded segments, and `DeviceTreeDetails`
+for layout.json. Each planner places the kernel, the initrd and the DTB by
+its architecture's rules; `finish_layout` does the rest alike: the
+purgatory after the DTB, patched with the digest of every other segment,
+and the kernel's checks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from builder.errors import LayoutError
+from builder.arch import Arch, arch_info
+from builder.binfmt.kernelimg import BootImageHeader, ImageFormat, parse_kernel_image
+from builder.errors import ImageError, LayoutError
 from builder.kexec.crashinfo import CrashInfo
-from builder.kexec.layout.core import KexecSegment, LayoutDetails, LayoutInputs
+from builder.kexec.layout.core import (
+    KEXEC_ON_CRASH,
+    KexecSegment,
+    Layout,
+    LayoutDetails,
+    LayoutInputs,
+    check_layout,
+    segments_for_digest,
+)
 from builder.kexec.layout.devicetree import capture_device_tree
 from builder.kexec.memmap import MemoryMap, Range
+from builder.kexec.purgatory.devicetree import DeviceTreeEntry
 from builder.units import PAGE_SIZE, align_up, page_up
 
 __all__ = [
     "DeviceTreeDetails",
+    "DeviceTreePlacement",
+    "DeviceTreePlan",
+    "boot_image",
     "booted_device_tree",
     "capture_bootargs",
     "capture_dtb",
+    "finish_layout",
     "last_pages",
     "page_segment",
     "place_purgatory",
@@ -54,6 +74,30 @@ class DeviceTreeDetails(LayoutDetails):
             "seeded": self.seeded,
             "crash_info": None if self.crash_info is None else self.crash_info.to_json(),
         }
+
+
+def boot_image(inputs: LayoutInputs, arch: Arch) -> tuple[bytes, BootImageHeader]:
+    """The bytes to load of the `arch` Image in `inputs.kernel` (a compressed one
+    decompressed), and its header; anything else is a LayoutError.
+
+    >>> boot_image(LayoutInputs(b"MZ", b"", "", None, None, kernel_name="vmlinuz"), Arch.AARCH64)
+    Traceback (most recent call last):
+    ...
+    builder.errors.LayoutError: vmlinuz: ...
+    """
+    name = inputs.kernel_name
+    try:
+        image = parse_kernel_image(inputs.kernel, name).kernel
+    except ImageError as error:
+        raise LayoutError(str(error)) from None
+    header = image.boot_header
+    if image.format is not ImageFormat.IMAGE or image.arch is not arch or header is None:
+        wanted = arch_info(arch).debian
+        article = "an" if wanted[0] in "aeiou" else "a"
+        raise LayoutError(
+            f"{name}: is a {image.arch} {image.format}, the layout needs {article} {wanted} Image"
+        )
+    return image.loadable, header
 
 
 def booted_device_tree(inputs: LayoutInputs, layout_name: str) -> tuple[bytes, str]:
@@ -119,8 +163,9 @@ def last_pages(region: Range, size: int) -> Range:
 
 @dataclass(frozen=True, kw_only=True)
 class DeviceTreePlacement:
-    """What the capture kernel's /chosen points at."""
+    """Where the kernel goes, and what the capture kernel's /chosen points at."""
 
+    kernel: Range  # initrd and elfcorehdr: their own bytes; their segments are page rounded
     elfcorehdr: Range
     usable: tuple[Range, ...]
     initrd: Range
@@ -163,3 +208,57 @@ def place_purgatory(after: int, alignment: int, memsz: int, below: int, region: 
             f"{end:#x}, the ELF core header starts at {below:#x}"
         )
     return start
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceTreePlan:
+    """What an architecture's planner decided; `finish_layout` does the rest alike."""
+
+    kernel: bytes = field(repr=False)  # the bytes loaded at `placed.kernel`
+    placed: DeviceTreePlacement
+    dtb: KexecSegment  # the capture device tree, placed
+    header: bytes = field(repr=False)  # the ELF core header, loaded at `placed.elfcorehdr`
+    dump: tuple[Range, ...]  # the RAM ranges the header describes
+    cmdline: str  # the capture command line, as bootargs
+
+
+def finish_layout(
+    entry: DeviceTreeEntry,
+    inputs: LayoutInputs,
+    planned: DeviceTreePlan,
+    details: Callable[..., DeviceTreeDetails],
+) -> Layout:
+    """The checked layout: kernel, initrd, dtb, purgatory, elfcorehdr (kexec-tools' order).
+
+    The purgatory goes after the DTB, patched to verify every other segment
+    and to enter the kernel with the DTB's address; the entry is the
+    purgatory's. `details` makes the architecture's layout.json details
+    from what every device-tree planner records (its own fields bound).
+    """
+    placed, dtb, region = planned.placed, planned.dtb, inputs.memory.crash_region()
+    verified = [
+        KexecSegment("kernel", placed.kernel.start, placed.kernel.size, planned.kernel),
+        page_segment("initrd", placed.initrd.start, inputs.initrd),
+        dtb,
+        page_segment("elfcorehdr", placed.elfcorehdr.start, planned.header),
+    ]
+    probe = entry.record.load(0)
+    start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
+                            placed.elfcorehdr.start, region)  # fmt: skip
+    purgatory = entry.build(
+        start, segments_for_digest(verified), kernel_entry=placed.kernel.start, dtb=dtb.mem
+    )
+    segments = (*verified[:3],
+                KexecSegment("purgatory", start, page_up(purgatory.memsz), purgatory.buffer),
+                verified[3])  # fmt: skip
+    decided = details(
+        cmdline=planned.cmdline, kernel_entry=placed.kernel.start, dtb=dtb.mem,
+        elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
+        dump_ranges=planned.dump, seeded=inputs.options.seeds is not None,
+        crash_info=inputs.info,
+    )  # fmt: skip
+    arch = entry.record.arch
+    flags = KEXEC_ON_CRASH | arch_info(arch).kexec_arch
+    layout = Layout(arch, purgatory.entry, flags, region, segments, decided)
+    check_layout(layout)
+    return layout

@@ -1,6 +1,7 @@
 """Read what a layout is planned from: a build's output directory, a memory map, sysfs.
 
-The edge between files and the pure planners in this package.
+The edge between files and the pure planners in this package; `plan_layout`
+(in the package itself) plans from what these functions read.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ from pathlib import Path
 from builder.arch import Arch, parse_arch
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import DEVICE_TREE, CrashInfo, read_crash_info, read_device_tree
-from builder.kexec.layout import planner
-from builder.kexec.layout.core import Firmware, Layout, LayoutInputs, LayoutOptions
-from builder.kexec.layout.devicetree import BootSeeds
+from builder.kexec.layout.core import Firmware
 from builder.kexec.memmap import Kind, MemoryMap, parse_iomem
 
 __all__ = [
     "BuildOutputs",
-    "plan_layout",
     "read_build_outputs",
     "read_crash_info_for",
     "read_firmware",
@@ -167,38 +165,3 @@ def read_crash_info_for(root: Path, memory: MemoryMap, arch: Arch) -> CrashInfo:
 def read_firmware(root: Path) -> Firmware:
     """What the firmware gave the kernel of `root` (``/`` live, or a captured directory)."""
     return Firmware(read_device_tree(root), str(root / DEVICE_TREE))
-
-
-def plan_layout(
-    outputs: BuildOutputs,
-    memory: MemoryMap,
-    info: CrashInfo | None,
-    *,
-    arch: Arch | None = None,
-    backup: bool | None = None,
-    firmware: Firmware | None = None,
-    seeds: BootSeeds | None = None,
-) -> Layout:
-    """Plan the crash layout of a build for a memory map.
-
-    `arch` None means the build's architecture (manifest.json); `backup`
-    None means what the build's recipe said (kernel.backup_region);
-    `firmware` is what device-tree architectures need (`read_firmware`);
-    `seeds` the device tree's fresh randomness (load time only).
-    """
-    if not memory.of_kind(Kind.CRASH_KERNEL):
-        raise LayoutError("the memory map has no 'Crash kernel' range (boot with crashkernel=)")
-    plan = planner(outputs.target_arch(arch))
-    inputs = LayoutInputs(
-        kernel=outputs.kernel,
-        initrd=outputs.initrd,
-        cmdline=outputs.cmdline,
-        memory=memory,
-        info=info,
-        options=LayoutOptions(
-            backup=outputs.backup_region if backup is None else backup, seeds=seeds
-        ),
-        firmware=firmware,
-        kernel_name=str(outputs.kernel_path),
-    )
-    return plan(inputs)

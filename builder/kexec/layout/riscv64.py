@@ -40,34 +40,17 @@ carries the rest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
-from builder.binfmt.kernelimg import ImageFormat, parse_kernel_image
-from builder.errors import ImageError, LayoutError
-from builder.kexec.layout.core import (
-    KEXEC_ON_CRASH,
-    KexecSegment,
-    Layout,
-    LayoutInputs,
-    check_layout,
-    segments_for_digest,
-)
+from builder.errors import LayoutError
+from builder.kexec.layout import fdtboot
+from builder.kexec.layout.core import KexecSegment, Layout, LayoutInputs
 from builder.kexec.layout.devicetree import firmware_reserved
 from builder.kexec.layout.elfcore import elf_core_header
-from builder.kexec.layout.fdtboot import (
-    DeviceTreeDetails,
-    DeviceTreePlacement,
-    booted_device_tree,
-    capture_bootargs,
-    capture_dtb,
-    last_pages,
-    page_segment,
-    place_purgatory,
-    usable_ranges,
-)
 from builder.kexec.memmap import Range, subtract
-from builder.kexec.purgatory.riscv64 import build_riscv64_purgatory, load_riscv64_purgatory
+from builder.kexec.purgatory.riscv64 import ENTRY
 from builder.units import MiB, align_up, page_up
 
 __all__ = ["ARCH", "COMMAND_LINE_SIZE", "ImageFields", "Riscv64Details", "plan"]
@@ -94,7 +77,7 @@ class ImageFields:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Riscv64Details(DeviceTreeDetails):
+class Riscv64Details(fdtboot.DeviceTreeDetails):
     """What the riscv64 planner decided: the "details" of its layout.json (dtb: a1)."""
 
     firmware_reserved: tuple[Range, ...]  # left out of the dump ranges
@@ -115,54 +98,44 @@ class _Kernel:
 
 def _kernel(inputs: LayoutInputs) -> _Kernel:
     """The riscv64 Image in `inputs.kernel`, checked for what a capture kernel must be."""
-    name = inputs.kernel_name
-    try:
-        image = parse_kernel_image(inputs.kernel, name).kernel
-    except ImageError as error:
-        raise LayoutError(str(error)) from None
-    header = image.boot_header
-    if image.format is not ImageFormat.IMAGE or image.arch is not ARCH or header is None:
-        raise LayoutError(
-            f"{name}: is a {image.arch} {image.format}, the layout needs a riscv64 Image"
-        )
+    data, header = fdtboot.boot_image(inputs, ARCH)
     if header.image_size == 0:
-        raise LayoutError(f"{name}: image_size is 0 (boot-image-header.rst makes it mandatory)")
+        raise LayoutError(
+            f"{inputs.kernel_name}: image_size is 0 (boot-image-header.rst makes it mandatory)"
+        )
     fields = ImageFields(header.text_offset, header.image_size, header.header_version,
                          header.efi_stub)  # fmt: skip
-    return _Kernel(image.loadable, fields)
+    return _Kernel(data, fields)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Placement(DeviceTreePlacement):
-    kernel: Range  # initrd and elfcorehdr: their own bytes; their segments are page rounded
-
-
-def _place(inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int) -> _Placement:
+def _place(
+    inputs: LayoutInputs, kernel: _Kernel, elfcorehdr_size: int
+) -> fdtboot.DeviceTreePlacement:
     region = inputs.memory.crash_region()
     start = align_up(region.start, _PMD_SIZE)
     kernel_range = Range(start, start + page_up(max(kernel.fields.image_size, len(kernel.data))))
     if not inputs.initrd:
         raise LayoutError("segment 'initrd': the initrd is empty")
     initrd_start = align_up(start + kernel.fields.image_size, _PMD_SIZE)
-    return _Placement(
+    return fdtboot.DeviceTreePlacement(
         kernel=kernel_range,
         initrd=Range(initrd_start, initrd_start + len(inputs.initrd)),
-        elfcorehdr=last_pages(region, elfcorehdr_size),
-        usable=usable_ranges(inputs.memory),
+        elfcorehdr=fdtboot.last_pages(region, elfcorehdr_size),
+        usable=fdtboot.usable_ranges(inputs.memory),
     )
 
 
 def _dump_ranges(inputs: LayoutInputs) -> tuple[tuple[Range, ...], tuple[Range, ...]]:
     """The RAM the vmcore describes, and the firmware ranges left out of it."""
-    booted, source = booted_device_tree(inputs, ARCH.value)
+    booted, source = fdtboot.booted_device_tree(inputs, ARCH.value)
     reserved = firmware_reserved(booted, source)
     return subtract(inputs.memory.ram_minus_crash(), reserved), reserved
 
 
 def _device_tree_segment(
-    inputs: LayoutInputs, placed: _Placement, cmdline: str, kernel: _Kernel
+    inputs: LayoutInputs, placed: fdtboot.DeviceTreePlacement, cmdline: str, kernel: _Kernel
 ) -> KexecSegment:
-    dtb = capture_dtb(inputs, ARCH.value, cmdline, placed, _DTB_MAX)
+    dtb = fdtboot.capture_dtb(inputs, ARCH.value, cmdline, placed, _DTB_MAX)
     # The kernel takes the first FDT-looking segment as the DTB (machine_kexec_prepare).
     for name, data in (("kernel", kernel.data), ("initrd", inputs.initrd)):
         if data.startswith(_FDT_MAGIC):
@@ -170,7 +143,7 @@ def _device_tree_segment(
                 f"segment {name!r} starts with the FDT magic: the kernel would take it for "
                 "the device tree"
             )
-    return page_segment("dtb", page_up(placed.initrd.end), dtb)
+    return fdtboot.page_segment("dtb", page_up(placed.initrd.end), dtb)
 
 
 def plan(inputs: LayoutInputs) -> Layout:
@@ -180,34 +153,15 @@ def plan(inputs: LayoutInputs) -> Layout:
     The DTB gets `inputs.options.seeds` (fresh ones at load time, none offline).
     """
     kernel = _kernel(inputs)
-    region = inputs.memory.crash_region()
     dump, reserved = _dump_ranges(inputs)
     header = elf_core_header(inputs.info, dump, machine=_ARCH_INFO.elf_machine)
     placed = _place(inputs, kernel, len(header))
-    cmdline = capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
+    cmdline = fdtboot.capture_bootargs(inputs.cmdline, COMMAND_LINE_SIZE)
     dtb = _device_tree_segment(inputs, placed, cmdline, kernel)
-    segments = [
-        KexecSegment("kernel", placed.kernel.start, placed.kernel.size, kernel.data),
-        page_segment("initrd", placed.initrd.start, inputs.initrd),
-        dtb,
-        page_segment("elfcorehdr", placed.elfcorehdr.start, header),
-    ]
-    probe = load_riscv64_purgatory(0)
-    purgatory_start = place_purgatory(dtb.mem + dtb.bufsz, probe.alignment, probe.memsz,
-                                      placed.elfcorehdr.start, region)  # fmt: skip
-    purgatory = build_riscv64_purgatory(
-        purgatory_start, segments_for_digest(segments), kernel_entry=placed.kernel.start,
-        dtb=dtb.mem,
-    )  # fmt: skip
-    segments.insert(3, KexecSegment("purgatory", purgatory_start, page_up(purgatory.memsz),
-                                    purgatory.buffer))  # fmt: skip
-    details = Riscv64Details(
-        cmdline=cmdline, kernel_entry=placed.kernel.start, dtb=dtb.mem,
-        elfcorehdr=placed.elfcorehdr, usable=placed.usable, initrd=placed.initrd,
-        dump_ranges=dump, seeded=inputs.options.seeds is not None, crash_info=inputs.info,
-        firmware_reserved=reserved, kernel_image=kernel.fields,
-    )  # fmt: skip
-    layout = Layout(ARCH, purgatory.entry, KEXEC_ON_CRASH | _ARCH_INFO.kexec_arch, region,
-                    tuple(segments), details)  # fmt: skip
-    check_layout(layout)
-    return layout
+    planned = fdtboot.DeviceTreePlan(
+        kernel=kernel.data, placed=placed, dtb=dtb, header=header, dump=dump, cmdline=cmdline
+    )
+    details = functools.partial(
+        Riscv64Details, firmware_reserved=reserved, kernel_image=kernel.fields
+    )
+    return fdtboot.finish_layout(ENTRY, inputs, planned, details)

@@ -8,10 +8,8 @@ the kernel's own loader (arch/x86/kernel/kexec-bzimage64.c, crash.c) does:
   to `kernel_alignment`, at or above max(1 MiB, `pref_address`) (a
   relocatable kernel loaded lower moves itself to LOAD_PHYSICAL_ADDR, which
   is outside the crash region);
-- boot_params: the setup header copied from the image, type_of_loader 0xD0,
-  ramdisk and command line pointers split into the low and ext_ fields, the
-  capture kernel's e820 map (more than 128 entries continue in a
-  SETUP_E820_EXT setup_data right behind the zero page), acpi_rsdp_addr;
+- boot_params: the zero page (encoded by zeropage.py) with the capture
+  kernel's e820 map, its initrd, command line and acpi_rsdp_addr;
 - the capture kernel's memory map: the System RAM below 1 MiB (the main
   kernel keeps it reserved, so the capture kernel may use it), the firmware
   ranges (ACPI tables, ACPI NVS, reserved), the low crash range, and the
@@ -48,7 +46,14 @@ from builder.kexec.layout.core import (
     segments_for_digest,
 )
 from builder.kexec.layout.elfcore import elf_core_header, elf_core_header_size
-from builder.kexec.memmap import HoleAllocator, Kind, MemoryMap, Range, subtract
+from builder.kexec.layout.zeropage import (
+    E820_RAM,
+    E820_TYPES,
+    E820Entry,
+    boot_params,
+    boot_params_size,
+)
+from builder.kexec.memmap import HoleAllocator, MemoryMap, Range, subtract
 from builder.kexec.purgatory.x86_64 import (
     BackupRegion,
     build_x86_64_purgatory,
@@ -59,14 +64,8 @@ from builder.units import PAGE_SIZE, GiB, KiB, MiB, page_up
 __all__ = [
     "ARCH",
     "BACKUP_SIZE",
-    "E820_ACPI",
-    "E820_NVS",
-    "E820_RAM",
-    "E820_RESERVED",
     "BzImageFields",
-    "E820Entry",
     "X86_64Details",
-    "boot_params",
     "capture_e820",
     "plan",
 ]
@@ -74,65 +73,11 @@ __all__ = [
 ARCH = Arch.X86_64
 _ARCH_INFO = arch_info(ARCH)
 
-# e820 types (arch/x86/include/asm/e820/types.h)
-E820_RAM = 1
-E820_RESERVED = 2
-E820_ACPI = 3
-E820_NVS = 4
-E820_PMEM = 7
-
-# zero page offsets (zero-page.rst)
-_ACPI_RSDP_ADDR = 0x070
-_EXT_RAMDISK_IMAGE = 0x0C0
-_EXT_RAMDISK_SIZE = 0x0C4
-_EXT_CMD_LINE_PTR = 0x0C8
-_E820_ENTRIES = 0x1E8
-_SETUP_HEADER = 0x1F1
-_SETUP_HEADER_END_BYTE = 0x201  # the jump at 0x200 is 2 bytes; its offset byte ends the header
-_E820_TABLE = 0x2D0
-_E820_MAX_ZEROPAGE = 128
-# setup header offsets (boot.rst), relative to the start of the zero page
-_TYPE_OF_LOADER = 0x210
-_LOADFLAGS = 0x211
-_RAMDISK_IMAGE = 0x218
-_RAMDISK_SIZE = 0x21C
-_CMD_LINE_PTR = 0x228
-_INITRD_ADDR_MAX = 0x22C
-_SETUP_DATA = 0x250
-_BOOT_PARAMS_SIZE = 4096
-
-TYPE_OF_LOADER_KEXEC = 0xD0  # boot.rst: loader ID 0xD (kexec-tools), version 0
-SETUP_E820_EXT = 1
-_E820_ENTRY = struct.Struct("<QQI")
-_SETUP_DATA_HEADER = struct.Struct("<QII")
-
+_INITRD_ADDR_MAX = 0x22C  # setup header (boot.rst): the highest initrd address it takes
 _ONE_MIB = MiB
 _FOUR_GIB = 4 * GiB
 _KERNEL_ENTRY_64 = 0x200  # the 64-bit entry, from the protected-mode code start
 BACKUP_SIZE = 640 * KiB  # the low RAM that kernels before v5.5 may reuse
-
-_E820_TYPES = {
-    Kind.SYSTEM_RAM: E820_RAM,
-    Kind.RESERVED: E820_RESERVED,
-    Kind.ACPI_TABLES: E820_ACPI,
-    Kind.ACPI_NVS: E820_NVS,
-    Kind.PERSISTENT_MEMORY: E820_PMEM,
-}
-
-
-@dataclass(frozen=True)
-class E820Entry:
-    """One entry of the capture kernel's memory map."""
-
-    start: int
-    end: int  # exclusive
-    type: int
-
-    def pack(self) -> bytes:
-        return _E820_ENTRY.pack(self.start, self.end - self.start, self.type)
-
-    def to_json(self) -> dict[str, int]:
-        return {"start": self.start, "end": self.end, "type": self.type}
 
 
 @dataclass(frozen=True)
@@ -224,7 +169,7 @@ def capture_e820(
             if piece.start < _ONE_MIB:
                 entries.append(E820Entry(piece.start, min(piece.end, _ONE_MIB), E820_RAM))
     for region in memory.firmware_regions():
-        entries.append(E820Entry(region.range.start, region.range.end, _E820_TYPES[region.kind]))
+        entries.append(E820Entry(region.range.start, region.range.end, E820_TYPES[region.kind]))
     low = memory.crash_low_region()
     if low is not None:
         entries.append(E820Entry(low.start, low.end, E820_RAM))
@@ -238,55 +183,6 @@ def capture_e820(
                 f"overlaps {lower.start:#x}-{lower.end:#x} (type {lower.type})"
             )
     return entries
-
-
-def boot_params(
-    kernel: bytes,
-    *,
-    address: int,
-    e820: list[E820Entry],
-    initrd: Range,
-    cmdline_address: int,
-    acpi_rsdp: int,
-) -> bytes:
-    """The zero page for the capture kernel, followed by its setup_data (if any).
-
-    `address` is where this blob will live: a SETUP_E820_EXT node right after
-    the zero page is linked by its physical address.
-    """
-    page = bytearray(_BOOT_PARAMS_SIZE)
-    header_end = _SETUP_HEADER_END_BYTE + 1 + kernel[_SETUP_HEADER_END_BYTE]
-    page[_SETUP_HEADER:header_end] = kernel[_SETUP_HEADER:header_end]
-    page[_TYPE_OF_LOADER] = TYPE_OF_LOADER_KEXEC
-    page[_LOADFLAGS] = 0  # as the kernel's own loader: nothing applies to the 64-bit entry
-    struct.pack_into("<I", page, _RAMDISK_IMAGE, initrd.start & 0xFFFFFFFF)
-    struct.pack_into("<I", page, _RAMDISK_SIZE, initrd.size & 0xFFFFFFFF)
-    struct.pack_into("<I", page, _EXT_RAMDISK_IMAGE, initrd.start >> 32)
-    struct.pack_into("<I", page, _EXT_RAMDISK_SIZE, initrd.size >> 32)
-    struct.pack_into("<I", page, _CMD_LINE_PTR, cmdline_address & 0xFFFFFFFF)
-    struct.pack_into("<I", page, _EXT_CMD_LINE_PTR, cmdline_address >> 32)
-    struct.pack_into("<Q", page, _ACPI_RSDP_ADDR, acpi_rsdp)
-    in_page = e820[:_E820_MAX_ZEROPAGE]
-    page[_E820_ENTRIES] = len(in_page)
-    for index, entry in enumerate(in_page):
-        offset = _E820_TABLE + index * _E820_ENTRY.size
-        page[offset : offset + _E820_ENTRY.size] = entry.pack()
-    rest = e820[_E820_MAX_ZEROPAGE:]
-    if not rest:
-        struct.pack_into("<Q", page, _SETUP_DATA, 0)
-        return bytes(page)
-    payload = b"".join(entry.pack() for entry in rest)
-    struct.pack_into("<Q", page, _SETUP_DATA, address + _BOOT_PARAMS_SIZE)
-    node = _SETUP_DATA_HEADER.pack(0, SETUP_E820_EXT, len(payload)) + payload
-    return bytes(page) + node
-
-
-def boot_params_size(e820_entries: int) -> int:
-    """Bytes of `boot_params` output for a map of `e820_entries` entries."""
-    rest = max(0, e820_entries - _E820_MAX_ZEROPAGE)
-    if not rest:
-        return _BOOT_PARAMS_SIZE
-    return _BOOT_PARAMS_SIZE + _SETUP_DATA_HEADER.size + rest * _E820_ENTRY.size
 
 
 def _elfcorehdr_option(address: int) -> str:

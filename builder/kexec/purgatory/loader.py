@@ -105,7 +105,8 @@ class RelocationRule:
 class RelocationRules:
     """The relocation types one architecture's purgatory needs (None: nothing to do).
 
-    Each architecture's purgatory module holds its own (x86_64.RELOCATIONS).
+    Each architecture's purgatory module holds its own (x86_64.RELOCATIONS), in
+    its record (record.py).
     `refused` names types that are known and never acceptable, with the reason.
     """
 
@@ -222,7 +223,8 @@ def load_purgatory(
     load address.
 
     >>> from builder.kexec.purgatory import x86_64
-    >>> purgatory = load_purgatory(x86_64.shipped_object(), 0x7F000000, x86_64.RELOCATIONS)
+    >>> shipped = x86_64.PURGATORY.shipped_object()
+    >>> purgatory = load_purgatory(shipped, 0x7F000000, x86_64.RELOCATIONS)
     >>> purgatory.entry == purgatory.symbol("purgatory_start")[0]
     True
     """

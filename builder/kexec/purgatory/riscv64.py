@@ -2,10 +2,12 @@
 
 The object is built from entry-riscv64.S, purgatory.c and sha256.c in this
 directory by scripts/build-purgatory (cross gcc, rv64imac, medany,
--mno-relax); its patched symbols are patch.py's. `purgatory_entry_regs` is
-{a1, entry}: the capture kernel starts at `entry` (the Image's load address)
-with a0 = the hart id the crashed kernel passed in (kept from entry) and
-a1 = the DTB's physical address (Documentation/arch/riscv/boot.rst).
+-mno-relax); its patched symbols are patch.py's; `PURGATORY` is its record
+(record.py), `ENTRY` how it enters the kernel (devicetree.py).
+`purgatory_entry_regs` is {a1, entry}: the capture kernel starts at `entry`
+(the Image's load address) with a0 = the hart id the crashed kernel passed
+in (kept from entry) and a1 = the DTB's physical address
+(Documentation/arch/riscv/boot.rst).
 
 Relocations (RISC-V ELF psABI, "Relocations"): instruction-field updates,
 all S + A - P. CALL_PLT patches an auipc + jalr pair; PCREL_HI20
@@ -14,49 +16,34 @@ that goes with it names the auipc's label as its symbol, taking the low 12
 bits of that HI20's value (`RelocationRule.value_of`). No veneers: a target
 out of range is an error. R_RISCV_RELAX and R_RISCV_ALIGN are refused: they
 ask for a relaxing linker, whose deleted bytes ALIGN's padding assumes.
+Only PC-relative relocations within the object: its bytes are the same at
+every load address, its size too.
+
+>>> low, high = PURGATORY.load(0xAEF46000), PURGATORY.load(0x1_79BF0000)
+>>> PURGATORY.shipped_object()[18], low.buffer == high.buffer, low.alignment, low.entry % 4
+(243, True, 16, 0)
+>>> ENTRY.registers_block(kernel_entry=0xACC00000, dtb=0xAEF43000).hex()
+'0030f4ae000000000000c0ac00000000'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import MappingProxyType
 
 from builder.arch import Arch, arch_info
-from builder.errors import LayoutError
+from builder.kexec.purgatory.devicetree import DeviceTreeEntry
 from builder.kexec.purgatory.loader import (
     FieldPart,
     InstructionField,
-    LoadedPurgatory,
     RelocationRule,
     RelocationRules,
-    load_purgatory,
 )
-from builder.kexec.purgatory.patch import patch_purgatory, registers_block
-from builder.kexec.purgatory.patch import shipped_object as _shipped
-from builder.kexec.purgatory.regions import Segment
+from builder.kexec.purgatory.record import PurgatoryRecord
 
-__all__ = [
-    "ENTRY_REGISTERS",
-    "OBJECT_NAME",
-    "RELOCATIONS",
-    "build_riscv64_purgatory",
-    "entry_registers_block",
-    "load_riscv64_purgatory",
-    "patch_riscv64_purgatory",
-    "shipped_object",
-]
+__all__ = ["ENTRY", "PURGATORY", "RELOCATIONS"]
 
 ARCH = Arch.RISCV64
-OBJECT_NAME = "purgatory-riscv64.o"
-ENTRY_REGISTERS = ("a1", "entry")
-"""Order of the u64 slots in `purgatory_entry_regs` (the REG_* offsets in the .S)."""
-
-# The entry becomes stvec, whose direct mode needs 4-byte alignment (kexec_relocate.S).
-_ENTRY_ALIGNMENT = 4
-# libfdt refuses a tree that is not 8-byte aligned (scripts/dtc/libfdt/fdt.c, FDT_ERR_ALIGNMENT).
-_DTB_ALIGNMENT = 8
-# boot.rst: "The RISC-V kernel expects to be placed at a PMD boundary (2MB aligned for rv64".
-_KERNEL_ALIGNMENT = arch_info(ARCH).image_alignment
 
 
 # Where each instruction format keeps its immediate (the ISA manual's figures):
@@ -116,66 +103,23 @@ RELOCATIONS = RelocationRules(
 )
 
 
-def shipped_object() -> bytes:
-    """The prebuilt relocatable object shipped in the package.
+PURGATORY = PurgatoryRecord(
+    ARCH,
+    RELOCATIONS,
+    ("a1", "entry"),  # the u64 slots of `purgatory_entry_regs` (the REG_* offsets in the .S)
+    # The entry becomes stvec, whose direct mode needs 4-byte alignment (kexec_relocate.S).
+    entry_alignment=4,
+    entry_alignment_reason="stvec",
+)
 
-    >>> shipped_object()[18]  # e_machine EM_RISCV
-    243
-    """
-    return _shipped(OBJECT_NAME)
-
-
-def load_riscv64_purgatory(load_address: int) -> LoadedPurgatory:
-    """The shipped purgatory relocated for `load_address` (not yet patched).
-
-    Only PC-relative relocations within the object: its bytes are the same
-    at every load address, its size too.
-
-    >>> low, high = load_riscv64_purgatory(0xAEF46000), load_riscv64_purgatory(0x1_79BF0000)
-    >>> low.buffer == high.buffer, low.alignment, low.entry % 4
-    (True, 16, 0)
-    """
-    purgatory = load_purgatory(shipped_object(), load_address, RELOCATIONS)
-    if purgatory.entry % _ENTRY_ALIGNMENT:
-        raise LayoutError(f"purgatory: entry {purgatory.entry:#x} is not 4-byte aligned (stvec)")
-    return purgatory
-
-
-def entry_registers_block(*, kernel_entry: int, dtb: int) -> bytes:
-    """The `purgatory_entry_regs` bytes: a1 = `dtb`, then `kernel_entry`.
-
-    >>> entry_registers_block(kernel_entry=0xACC00000, dtb=0xAEF43000).hex()
-    '0030f4ae000000000000c0ac00000000'
-    """
-    if kernel_entry % _KERNEL_ALIGNMENT:
-        raise LayoutError(
-            f"purgatory: kernel entry {kernel_entry:#x} is not at a 2 MiB boundary (boot.rst)"
-        )
-    if dtb % _DTB_ALIGNMENT:
-        raise LayoutError(f"purgatory: DTB address {dtb:#x} is not 8-byte aligned (libfdt)")
-    return registers_block(ENTRY_REGISTERS, {"a1": dtb, "entry": kernel_entry}, ARCH.value)
-
-
-def patch_riscv64_purgatory(
-    purgatory: LoadedPurgatory, segments: Sequence[Segment], *, kernel_entry: int, dtb: int
-) -> LoadedPurgatory:
-    """Patch a loaded purgatory to verify `segments`, then enter `kernel_entry` with a1 = `dtb`.
-
-    >>> from builder.kexec.purgatory.regions import regions_digest
-    >>> kernel = (0xACC00000, b"Image", 0x1E6C000)
-    >>> ready = patch_riscv64_purgatory(load_riscv64_purgatory(0xAEF46000), [kernel],
-    ...     kernel_entry=0xACC00000, dtb=0xAEF43000)
-    >>> ready.read("purgatory_sha256_digest") == regions_digest([kernel])
-    True
-    """
-    registers = entry_registers_block(kernel_entry=kernel_entry, dtb=dtb)
-    return patch_purgatory(purgatory, segments, registers=registers)
-
-
-def build_riscv64_purgatory(
-    load_address: int, segments: Sequence[Segment], *, kernel_entry: int, dtb: int
-) -> LoadedPurgatory:
-    """Load the shipped purgatory at `load_address` and patch it for `segments`."""
-    return patch_riscv64_purgatory(
-        load_riscv64_purgatory(load_address), segments, kernel_entry=kernel_entry, dtb=dtb
-    )
+ENTRY = DeviceTreeEntry(
+    PURGATORY,
+    dtb_register="a1",
+    # libfdt refuses a tree that is not 8-byte aligned (scripts/dtc/libfdt/fdt.c,
+    # FDT_ERR_ALIGNMENT).
+    dtb_alignment=8,
+    dtb_alignment_source="libfdt",
+    # boot.rst: "The RISC-V kernel expects to be placed at a PMD boundary (2MB aligned for rv64".
+    kernel_alignment=arch_info(ARCH).image_alignment,
+    kernel_misaligned="is not at a 2 MiB boundary (boot.rst)",
+)

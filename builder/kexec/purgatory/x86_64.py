@@ -1,8 +1,9 @@
 """The shipped x86_64 purgatory: load it, then patch digest, regions, registers.
 
 The object is built from entry-x86_64.S, purgatory.c and sha256.c in this
-directory by scripts/build-purgatory; its patched symbols are patch.py's.
-On x86_64 `purgatory_entry_regs` is 17 x u64 in the order `ENTRY_REGISTERS`:
+directory by scripts/build-purgatory; its patched symbols are patch.py's;
+`PURGATORY` is its record (record.py). On x86_64 `purgatory_entry_regs` is
+17 x u64 in the order `ENTRY_REGISTERS`:
 `rip` is the kernel's 64-bit entry (load address + 0x200), `rsi` the
 boot_params address; `purgatory_backup` copies low memory after the check
 and before the jump (kernels before v5.5).
@@ -16,29 +17,22 @@ from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
 from builder.errors import LayoutError
-from builder.kexec.purgatory.loader import (
-    LoadedPurgatory,
-    RelocationRule,
-    RelocationRules,
-    load_purgatory,
-)
-from builder.kexec.purgatory.patch import patch_purgatory, registers_block
-from builder.kexec.purgatory.patch import shipped_object as _shipped
+from builder.kexec.purgatory.loader import LoadedPurgatory, RelocationRule, RelocationRules
+from builder.kexec.purgatory.patch import patch_purgatory
+from builder.kexec.purgatory.record import PurgatoryRecord
 from builder.kexec.purgatory.regions import Segment
 
 __all__ = [
     "ENTRY_REGISTERS",
-    "OBJECT_NAME",
+    "PURGATORY",
     "RELOCATIONS",
     "BackupRegion",
     "build_x86_64_purgatory",
     "entry_registers_block",
     "load_x86_64_purgatory",
     "patch_x86_64_purgatory",
-    "shipped_object",
 ]
 
-OBJECT_NAME = "purgatory-x86_64.o"
 ENTRY_REGISTERS = (
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip",
@@ -62,6 +56,7 @@ RELOCATIONS = RelocationRules(
         24: RelocationRule("R_X86_64_PC64", 8, pc_relative=True, signed=None),
     },
 )
+PURGATORY = PurgatoryRecord(ARCH, RELOCATIONS, ENTRY_REGISTERS)
 
 
 @dataclass(frozen=True)
@@ -77,15 +72,6 @@ class BackupRegion:
     size: int
 
 
-def shipped_object() -> bytes:
-    """The prebuilt relocatable object shipped in the package.
-
-    >>> shipped_object()[:4]
-    b'\\x7fELF'
-    """
-    return _shipped(OBJECT_NAME)
-
-
 def load_x86_64_purgatory(load_address: int) -> LoadedPurgatory:
     """The shipped purgatory relocated for `load_address` (not yet patched).
 
@@ -93,10 +79,10 @@ def load_x86_64_purgatory(load_address: int) -> LoadedPurgatory:
     0 to learn `memsz` and `alignment`, then again where it goes.
 
     >>> purgatory = load_x86_64_purgatory(0x7F000000)
-    >>> purgatory.memsz > purgatory.bufsz
-    True
+    >>> purgatory.memsz > purgatory.bufsz, PURGATORY.shipped_object()[:4]
+    (True, b'\\x7fELF')
     """
-    return load_purgatory(shipped_object(), load_address, RELOCATIONS)
+    return PURGATORY.load(load_address)
 
 
 def entry_registers_block(registers: Mapping[str, int]) -> bytes:
@@ -105,7 +91,7 @@ def entry_registers_block(registers: Mapping[str, int]) -> bytes:
     >>> entry_registers_block({"rip": 0x1000200, "rsi": 0x90000})[32:40].hex()
     '0000090000000000'
     """
-    return registers_block(ENTRY_REGISTERS, registers, ARCH.value)
+    return PURGATORY.registers_block(registers)
 
 
 def patch_x86_64_purgatory(

@@ -35,7 +35,7 @@ from builder.binfmt.elf import (
 )
 from builder.errors import KdumpBuildError
 from builder.image.packages import PackageRoot
-from builder.kexec.purgatory.x86_64 import shipped_object
+from builder.kexec.purgatory.x86_64 import PURGATORY
 
 SHT_RELR = 19
 # Every 25th module: about 160 of the ~4000, from every corner of the tree.
@@ -55,7 +55,7 @@ class Sample:
 @pytest.fixture(scope="module")
 def samples(default_root: PackageRoot) -> list[Sample]:
     """Every ELF program and library of the packages, a spread of modules, the purgatory."""
-    found: list[Sample] = [Sample("purgatory-x86_64.o", shipped_object())]
+    found: list[Sample] = [Sample("purgatory-x86_64.o", PURGATORY.shipped_object())]
     modules = 0
     for path in sorted(default_root.walk_files("/")):
         if "/lib/modules/" in path:
@@ -326,7 +326,7 @@ def _read_everything(data: bytes) -> None:
 
 def _damage_seeds() -> Iterator[bytes]:
     yield _tiny_elf()
-    yield shipped_object()
+    yield PURGATORY.shipped_object()
     for name in ("true", "ls"):
         path = Path("/usr/bin") / name
         if path.exists():

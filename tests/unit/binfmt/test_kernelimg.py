@@ -105,13 +105,13 @@ def test_debian_amd64_bzimage_matches_documented_header_offsets() -> None:
     assert payload[:6] in (b"\xfd7zXZ\x00",) or payload[:2] == b"\x1f\x8b"
 
     # FACTS.md: Debian amd64 is relocatable, 2 MiB aligned, pref_address 16 MiB.
-    assert image.relocatable
-    assert image.alignment == u(0x230, "I") == 2 * MiB
-    assert image.min_address == u(0x258, "Q") == 16 * MiB
-    assert image.memory_size == u(0x260, "I")
-    assert image.entry == 0x200 and not image.entry_is_address
-    assert image.fixed_address is None
-    assert image.max_address is None  # xloadflags bit 1: loadable above 4 GiB
+    assert image.placement.relocatable
+    assert image.placement.alignment == u(0x230, "I") == 2 * MiB
+    assert image.placement.min_address == u(0x258, "Q") == 16 * MiB
+    assert image.placement.memory_size == u(0x260, "I")
+    assert image.placement.entry == 0x200 and not image.placement.entry_is_address
+    assert image.placement.fixed_address is None
+    assert image.placement.max_address is None  # xloadflags bit 1: loadable above 4 GiB
 
     # `file` reads the kernel_version string by its own rules.
     file_says = run("file", "-b", "-", data=data[:0x10000])
@@ -138,11 +138,11 @@ def test_debian_arm64_image_matches_documented_header_offsets() -> None:
     assert image.format is ImageFormat.IMAGE and image.arch is Arch.AARCH64
     assert image.compression is Compression.NONE
     assert (header.text_offset, header.image_size, header.flags) == (text_offset, image_size, flags)
-    assert image.memory_size == image_size
-    assert image.load_offset == text_offset
-    assert image.relocatable is bool(flags & 8)
-    assert image.relocatable  # Debian's arm64 kernel may be placed anywhere
-    assert image.alignment == 2 * MiB
+    assert image.placement.memory_size == image_size
+    assert image.placement.load_offset == text_offset
+    assert image.placement.relocatable is bool(flags & 8)
+    assert image.placement.relocatable  # Debian's arm64 kernel may be placed anywhere
+    assert image.placement.alignment == 2 * MiB
     # Debian ships the EFI-stub form: "MZ" and a PE header where offset 60 says.
     assert data[:2] == b"MZ" and header.efi_stub
     pe_offset = struct.unpack_from("<I", data, 60)[0]
@@ -187,15 +187,15 @@ def _check_against_readelf(image: KernelImage, path: Path) -> None:
     assert image.elf is not None
     assert image.elf.elf_type == "ET_" + elf_type
     assert image.elf.dynamic is dynamic
-    assert image.entry == entry and image.entry_is_address
+    assert image.placement.entry == entry and image.placement.entry_is_address
     ours = [(s.vaddr, s.paddr, s.file_size, s.memory_size) for s in image.elf.segments]
     assert ours == loads
     # ET_DYN, or a .dynamic section the kernel applies itself: runs anywhere.
     use_vaddr = elf_type == "DYN" or dynamic
     starts = [load[0] if use_vaddr else load[1] for load in loads]
     span = max(start + load[3] for start, load in zip(starts, loads, strict=True)) - min(starts)
-    assert image.memory_size == span
-    assert image.relocatable is use_vaddr
+    assert image.placement.memory_size == span
+    assert image.placement.relocatable is use_vaddr
 
 
 def test_debian_ppc64le_vmlinux_matches_readelf(tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ def test_debian_ppc64le_vmlinux_matches_readelf(tmp_path: Path) -> None:
     assert kernel.path.startswith("/boot/vmlinux-")
     assert image.format is ImageFormat.VMLINUX
     assert image.arch is Arch.PPC64LE
-    assert image.relocatable  # CONFIG_RELOCATABLE=y: a .dynamic section it applies itself
+    assert image.placement.relocatable  # CONFIG_RELOCATABLE=y: a .dynamic section it applies itself
     assert "CONFIG_RELOCATABLE=y" in kernel.config.splitlines()
     _elf_type, _entry, machine, _loads = _readelf(path)
     assert "PowerPC64" in machine
@@ -274,10 +274,10 @@ def test_uki_built_with_objcopy_from_debian_stub_and_kernel(tmp_path: Path) -> N
     assert image.inner is not None and image.inner.format is ImageFormat.BZIMAGE
     bare = parse_kernel_image(kernel.image, kernel.path)
     assert image.inner.bzimage == bare.bzimage
-    assert (image.arch, image.version, image.memory_size) == (
+    assert (image.arch, image.version, image.placement.memory_size) == (
         bare.arch,
         bare.version,
-        bare.memory_size,
+        bare.placement.memory_size,
     )
     assert image.kernel.loadable == kernel.image
     summary = describe(image)
@@ -293,14 +293,14 @@ def test_uki_built_with_objcopy_from_debian_stub_and_kernel(tmp_path: Path) -> N
 def test_non_relocatable_bzimage_runs_at_pref_address() -> None:
     data = bzimage(relocatable=False, pref_address=0x1000000, init_size=0x1800000)
     image = parse_kernel_image(data, "fixed.bzImage")
-    assert not image.relocatable
-    assert image.fixed_address == 0x1000000
-    assert image.min_address == 0x1000000
-    assert image.memory_size == 0x1800000
+    assert not image.placement.relocatable
+    assert image.placement.fixed_address == 0x1000000
+    assert image.placement.min_address == 0x1000000
+    assert image.placement.memory_size == 0x1800000
     assert image.version == SYNTH_VERSION
     assert image.banner == "6.9.0-synth (builder@example.org) #1 SMP"
     assert image.bzimage is not None and image.bzimage.protocol_version == "2.15"
-    assert image.max_address is None  # xloadflags bit 1 set
+    assert image.placement.max_address is None  # xloadflags bit 1 set
 
 
 def test_bzimage_setup_sects_zero_means_four() -> None:
@@ -312,18 +312,18 @@ def test_bzimage_setup_sects_zero_means_four() -> None:
 def test_bzimage_protocol_206_has_no_init_size_and_is_32_bit() -> None:
     image = parse_kernel_image(bzimage(protocol=0x0206, xloadflags=0), "2.06")
     assert image.bzimage is not None
-    assert image.bzimage.init_size is None and image.memory_size is None
+    assert image.bzimage.init_size is None and image.placement.memory_size is None
     assert image.bzimage.pref_address is None and image.bzimage.min_alignment is None
     assert image.bzimage.payload_offset is None
     assert image.arch is Arch.I386
-    assert image.min_address == 0x100000
-    assert image.max_address == 4 << 30
-    assert image.entry == 0
+    assert image.placement.min_address == 0x100000
+    assert image.placement.max_address == 4 << 30
+    assert image.placement.entry == 0
 
 
 def test_bzimage_below_4g_when_xloadflags_says_so() -> None:
     image = parse_kernel_image(bzimage(xloadflags=0x1), "low")
-    assert image.arch is Arch.X86_64 and image.max_address == 4 << 30
+    assert image.arch is Arch.X86_64 and image.placement.max_address == 4 << 30
 
 
 def test_bzimage_protocol_205_is_refused() -> None:
@@ -354,7 +354,7 @@ def test_compressed_arm64_image(kind: str) -> None:
     assert image.compression == kind
     assert image.decompressed_size == len(raw)
     assert image.loadable == raw
-    assert image.memory_size == 0x123000 and image.load_offset == 0x80000
+    assert image.placement.memory_size == 0x123000 and image.placement.load_offset == 0x80000
     assert image.version == SYNTH_VERSION
     assert image.name == f"Image.{kind}"
 
@@ -384,7 +384,7 @@ def test_arm64_flags(flags: int, page_size: int | None, anywhere: bool) -> None:
     image = parse_kernel_image(arm64_image(flags=flags), "Image")
     assert image.boot_header is not None
     assert image.boot_header.page_size == page_size
-    assert image.relocatable is anywhere
+    assert image.placement.relocatable is anywhere
 
 
 def test_arm64_big_endian_is_refused() -> None:
@@ -394,7 +394,7 @@ def test_arm64_big_endian_is_refused() -> None:
 
 def test_arm64_pre_317_header() -> None:
     image = parse_kernel_image(arm64_image(image_size=0, text_offset=0x80000), "old")
-    assert image.memory_size is None and image.load_offset == 0x80000
+    assert image.placement.memory_size is None and image.placement.load_offset == 0x80000
 
 
 def test_arm64_efi_stub_form() -> None:
@@ -410,8 +410,8 @@ def test_arm64_efi_stub_form() -> None:
 def test_riscv_image() -> None:
     image = parse_kernel_image(riscv_image(text_offset=0x200000, image_size=0x1234000), "rv")
     assert image.arch is Arch.RISCV64 and image.format is ImageFormat.IMAGE
-    assert image.relocatable and image.alignment == 2 * MiB
-    assert image.memory_size == 0x1234000 and image.load_offset == 0x200000
+    assert image.placement.relocatable and image.placement.alignment == 2 * MiB
+    assert image.placement.memory_size == 0x1234000 and image.placement.load_offset == 0x200000
     assert image.boot_header is not None and image.boot_header.header_version == "0.2"
     assert image.version == SYNTH_VERSION
 
@@ -428,7 +428,7 @@ def test_zboot_arm64(compression: str) -> None:
     assert image.zboot.payload_size == struct.unpack_from("<I", data, 12)[0]
     assert image.zboot.pe_machine == 0xAA64
     assert image.decompressed_size == len(inner)
-    assert image.memory_size == 0x345000 and image.relocatable
+    assert image.placement.memory_size == 0x345000 and image.placement.relocatable
     assert image.inner is not None and image.inner.format is ImageFormat.IMAGE
     assert image.kernel.loadable == inner
     assert image.version == SYNTH_VERSION
@@ -491,7 +491,7 @@ def test_uki_with_bzimage(tmp_path: Path) -> None:
     assert [s.name for s in image.uki.sections] == [
         ".text", ".osrel", ".cmdline", ".uname", ".linux", ".initrd"
     ]  # fmt: skip
-    assert not image.relocatable and image.fixed_address == 0x1000000
+    assert not image.placement.relocatable and image.placement.fixed_address == 0x1000000
     assert image.kernel.loadable == kernel
     assert image.bzimage is None and image.inner is not None and image.inner.bzimage is not None
 

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from builder.image.cache import default_cache_dir
 from builder.image.fetch import fetch_packages
 from builder.image.packages import PackageCache, PackageRoot
 from builder.image.pipeline import compress_archives
+from builder.image.progress import ByteProgress
 from builder.recipe.model import Recipe
 from tests.conftest import run_cli
 from tests.support.packages import write_package
@@ -23,7 +23,7 @@ from tests.support.paths import DEFAULT_RECIPE, REPO
 Ticks = list[tuple[int, int, str]]
 
 
-def _collector() -> tuple[Ticks, Callable[[int, int, str], None]]:
+def _collector() -> tuple[Ticks, ByteProgress]:
     ticks: Ticks = []
     return ticks, lambda done, total, detail: ticks.append((done, total, detail))
 

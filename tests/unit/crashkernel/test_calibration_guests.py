@@ -20,7 +20,7 @@ import pytest
 from builder.crashkernel.fit import recommend
 from builder.crashkernel.model import Calibration, CaptureProfile, estimate, load_calibration
 from builder.crashkernel.profile import capture_profile
-from builder.crashkernel.syntax import parse_crashkernel
+from builder.crashkernel_syntax import parse_crashkernel
 from builder.image.pipeline import plan_build
 from builder.recipe.parse import load_recipe
 from builder.units import MiB

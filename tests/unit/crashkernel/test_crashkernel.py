@@ -39,7 +39,7 @@ from builder.crashkernel.model import (
     estimate,
 )
 from builder.crashkernel.reservation import Placement, crash_rules, reservation
-from builder.crashkernel.syntax import (
+from builder.crashkernel_syntax import (
     CrashkernelConfig,
     CrashkernelSyntaxError,
     RangeEntry,
@@ -53,7 +53,7 @@ from builder.crashkernel.syntax import (
 )
 from builder.errors import FitError, RecipeError, SourceError
 from builder.kexec.memmap import Range, parse_iomem
-from builder.targets import DumpTarget
+from builder.targets import target_kind, target_kinds
 from builder.units import format_size
 from tests.support.paths import DATA
 
@@ -500,7 +500,7 @@ PROFILE = CaptureProfile(
     initrd_compressed_size=12 * M,
     initrd_unpacked_size=30 * M,
     cpus=1,
-    dump_target=DumpTarget.LOCAL,
+    dump_target="local",
 )
 
 
@@ -532,10 +532,10 @@ def test_makedumpfile_bitmaps(ram: int, bitmap: int) -> None:
 
 
 def test_without_makedumpfile() -> None:
-    profile = CaptureProfile(48 * M, 12 * M, 30 * M, makedumpfile=False, dump_target=DumpTarget.RAW)
+    profile = CaptureProfile(48 * M, 12 * M, 30 * M, makedumpfile=False, dump_target="raw")
     names = [term.name for term in estimate(profile, G).terms]
     assert "makedumpfile" not in names
-    assert profile.dump_target is DumpTarget.RAW
+    assert _term(estimate(profile, G), "dump_target").bytes == target_kind("raw").memory.bytes
 
 
 def test_per_cpu_scales() -> None:
@@ -549,12 +549,12 @@ def test_network_targets_cost_more() -> None:
     than its local one, beyond its larger initrd: there the fitted nfs cost is 0)."""
     for calibration in (Calibration(), default_calibration("x86_64", "6.1.0-57-amd64")):
         totals = {
-            target: estimate(
-                CaptureProfile(48 * M, 12 * M, 30 * M, dump_target=target), G, calibration
+            target.name: estimate(
+                CaptureProfile(48 * M, 12 * M, 30 * M, dump_target=target.name), G, calibration
             ).total
-            for target in DumpTarget
+            for target in target_kinds()
         }
-        assert totals[DumpTarget.SSH] > totals[DumpTarget.NFS] > totals[DumpTarget.LOCAL]
+        assert totals["ssh"] > totals["nfs"] > totals["local"]
 
 
 def test_memmap_term_pays_for_the_reservation_itself() -> None:

@@ -35,7 +35,7 @@ from builder.crashkernel.model import (
 )
 from builder.crashkernel.profile import capture_cpus, initrd_decoder_workspace
 from builder.crashkernel.reservation import reservation
-from builder.crashkernel.syntax import parse_crashkernel
+from builder.crashkernel_syntax import parse_crashkernel
 from builder.errors import FitError, FormatError, InitrdError, RecipeError
 from builder.image.pipeline import BuildResult
 from builder.recipe.parse import parse_recipe
@@ -130,8 +130,15 @@ def test_calibration_files_are_what_the_model_uses() -> None:
         assert "bench.calibrate_crashkernel" in record["regenerate"] or arch != "x86_64"
         assert record["kernel"].startswith("{}.{}.".format(*series)), (path, record["kernel"])
         calibration = default_calibration(arch, record["kernel"])
+        costs = dict(calibration.target_costs)
         for name, value in record["constants"].items():
-            assert getattr(calibration, name) == value, (path, name)
+            if name.startswith("target_"):
+                assert costs.pop(name.removeprefix("target_")) == value, (path, name)
+            else:
+                assert getattr(calibration, name) == value, (path, name)
+        assert not costs, (path, costs)
+        measured = {item["target"] for item in record["measurements"]}
+        assert calibration.measured_targets == measured, path
         assert Calibration() != calibration  # measured, not the placeholders
 
 

@@ -9,7 +9,7 @@ from builder.host.probe import DumpFilesystem, HostFacts
 from builder.host.recipe import for_kernel, host_recipe_text
 from builder.recipe.model import ModuleSelection
 from builder.recipe.parse import parse_recipe
-from builder.targets import DumpTarget
+from builder.targets import target_kind
 from builder.units import GiB
 from tests.conftest import run_cli
 from tests.unit.host.test_dumps import make_dump
@@ -30,7 +30,7 @@ def test_the_host_recipe_parses_to_what_enable_said() -> None:
     assert text == host_recipe_text(FACTS), "deterministic"
     recipe = parse_recipe(text, Path("/etc/kdump-build/recipe.toml"))
     assert recipe.source.root == "/" and recipe.initrd.modules is ModuleSelection.AUTO
-    assert recipe.dump.target is DumpTarget.LOCAL and recipe.dump.keep == 3
+    assert recipe.dump.target is target_kind("local") and recipe.dump.keep == 3
     assert recipe.dump.to_json()["device"] == "UUID=6b1f0a2e"
     assert recipe.dump.to_json()["path"] == "/var/crash"
     assert recipe.kernel.cmdline_append == ("console=ttyS0,115200",)

@@ -47,7 +47,7 @@ def test_reuse_debian_amd64_kernel_with_its_config() -> None:
     plan = plan_capture_kernel(
         main,
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
         config_text=kernel.config,
         config_name="/boot/config-x",
@@ -58,12 +58,12 @@ def test_reuse_debian_amd64_kernel_with_its_config() -> None:
     assert isinstance(plan, CapturePlan)
     assert plan.mode is KernelMode.REUSE and plan.image_key == "kernel.image"
     assert plan.image is main and plan.arch is Arch.X86_64
-    assert (plan.alignment, plan.min_address, plan.memory_size) == (
+    assert (plan.placement.alignment, plan.placement.min_address, plan.memory_size) == (
         alignment,
         pref_address,
         init_size,
     )
-    assert plan.fixed_address is None and plan.max_address is None
+    assert plan.placement.fixed_address is None and plan.placement.max_address is None
     assert plan.config_checked
     assert plan.footprint == init_size
 
@@ -74,19 +74,19 @@ def test_reuse_debian_arm64_kernel_at_a_fixed_offset() -> None:
     plan = plan_capture_kernel(
         main,
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=512 * MiB,
         reservation_offset=0x80000000,
         config_text=kernel.config,
     )
     image_size = struct.unpack_from("<Q", kernel.image, 16)[0]
-    assert plan.memory_size == image_size and plan.alignment == 2 * MiB
+    assert plan.memory_size == image_size and plan.placement.alignment == 2 * MiB
     assert plan.config_checked
 
 
 def test_reuse_without_config_is_not_checked() -> None:
     plan = plan_capture_kernel(
-        image(bzimage()), mode=KernelMode.REUSE, recipe=RECIPE, reservation_size=256 * MiB
+        image(bzimage()), mode=KernelMode.REUSE, recipe_file=RECIPE, reservation_size=256 * MiB
     )
     assert not plan.config_checked
 
@@ -96,7 +96,7 @@ def test_reuse_of_non_relocatable_image_fails() -> None:
         r'kernel.mode: "reuse" needs a relocatable kernel, but fixed.bzImage \(bzImage, x86_64\)',
         main=image(bzimage(relocatable=False), "fixed.bzImage"),
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
     )
     assert "kernel.dedicated_image" in message
@@ -107,7 +107,7 @@ def test_reuse_of_arm64_image_fixed_to_dram_start_fails() -> None:
         r"kernel.mode: .*not relocatable",
         main=image(arm64_image(flags=0b0010), "Image"),
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
     )
 
@@ -129,7 +129,7 @@ def test_reuse_with_config_missing_options_fails(edit: tuple[str, str], found: s
         r"CONFIG_PROC_VMCORE=y, CONFIG_RELOCATABLE=y, but config-6.1 has ",
         main=image(kernel.image, kernel.path),
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
         config_text=config,
         config_name="config-6.1",
@@ -146,7 +146,7 @@ def test_reuse_of_debian_s390x_config_fails_without_crash_dump() -> None:
         r"but config-s390x has CONFIG_CRASH_DUMP not set, CONFIG_PROC_VMCORE absent$",
         main=main,
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
         config_text=config,
         config_name="config-s390x",
@@ -158,7 +158,7 @@ def test_reuse_riscv_without_config_relocatable() -> None:
     plan = plan_capture_kernel(
         image(riscv_image(image_size=0x1400000), "Image"),
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=128 * MiB,
         config_text=config,
     )
@@ -171,7 +171,7 @@ def test_reuse_with_dedicated_image_set_is_a_contradiction() -> None:
         main=image(bzimage()),
         dedicated=image(bzimage()),
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
     )
 
@@ -191,14 +191,14 @@ def test_dedicated_non_relocatable_inside_reservation() -> None:
     plan = plan_capture_kernel(
         image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=64 * MiB,
         reservation_offset=0x1000000,
         config_text="CONFIG_CRASH_DUMP=y\nCONFIG_PROC_VMCORE=y\n# CONFIG_RELOCATABLE is not set\n",
     )
     assert plan.mode is KernelMode.DEDICATED and plan.image_key == "kernel.dedicated_image"
-    assert plan.fixed_address == 0x1000000 and plan.memory_size == 0x1800000
+    assert plan.placement.fixed_address == 0x1000000 and plan.memory_size == 0x1800000
     assert plan.config_checked
 
 
@@ -209,7 +209,7 @@ def test_dedicated_outside_reservation_fails_with_both_ranges() -> None:
         r"crashkernel=256M@0x20000000 \(0x20000000-0x30000000\)",
         main=image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=256 * MiB,
         reservation_offset=0x20000000,
@@ -222,7 +222,7 @@ def test_dedicated_overlapping_the_reservation_end_fails() -> None:
         r"runs at 0x1000000-0x2800000 .* crashkernel=16M@0x1000000 \(0x1000000-0x2000000\)",
         main=image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=16 * MiB,
         reservation_offset=0x1000000,
@@ -234,7 +234,7 @@ def test_dedicated_non_relocatable_without_offset_fails() -> None:
         r"outside crashkernel.reserve crashkernel=256M \(placed by the kernel\)",
         main=image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=256 * MiB,
     )
@@ -245,28 +245,28 @@ def test_dedicated_fixed_elf_uses_its_physical_addresses() -> None:
         elf64(machine=62, segments=((0xFFFFFFFF81000000, 0x1000000, 0x1000, 0x3000000, 0x200000),)),
         "vmlinux",
     )
-    assert not vmlinux.relocatable and vmlinux.fixed_address == 0x1000000
+    assert not vmlinux.placement.relocatable and vmlinux.placement.fixed_address == 0x1000000
     plan = plan_capture_kernel(
         image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         dedicated=vmlinux,
         reservation_size=128 * MiB,
         reservation_offset=0,
     )
-    assert plan.fixed_address == 0x1000000 and plan.memory_size == 0x3000000
+    assert plan.placement.fixed_address == 0x1000000 and plan.memory_size == 0x3000000
 
 
 def test_dedicated_relocatable_image() -> None:
     plan = plan_capture_kernel(
         image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         dedicated=image(bzimage(init_size=0x1000000), "small"),
         reservation_size=128 * MiB,
         config_text=GOOD_CONFIG,
     )
-    assert plan.fixed_address is None and plan.memory_size == 0x1000000
+    assert plan.placement.fixed_address is None and plan.memory_size == 0x1000000
 
 
 def test_dedicated_missing_image_fails() -> None:
@@ -274,7 +274,7 @@ def test_dedicated_missing_image_fails() -> None:
         r'kernel.dedicated_image: missing, but kernel.mode is "dedicated"',
         main=image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
     )
 
@@ -284,7 +284,7 @@ def test_dedicated_other_architecture_fails() -> None:
         r"kernel.dedicated_image: Image is aarch64, but the main kernel vmlinuz is x86_64",
         main=image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         dedicated=image(arm64_image(), "Image"),
         reservation_size=256 * MiB,
     )
@@ -296,7 +296,7 @@ def test_dedicated_needs_proc_vmcore_but_not_relocatable() -> None:
         r"but the kernel config has CONFIG_PROC_VMCORE absent$",
         main=image(bzimage()),
         mode=KernelMode.DEDICATED,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         dedicated=fixed_kernel(),
         reservation_size=64 * MiB,
         reservation_offset=0x1000000,
@@ -313,7 +313,7 @@ def test_kernel_larger_than_reservation_fails() -> None:
         r"crashkernel.reserve: kernel.image vmlinuz needs 0x4000000 bytes \(64.0 MiB\)",
         main=image(bzimage(init_size=64 * MiB)),
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=32 * MiB,
     )
 
@@ -324,7 +324,7 @@ def test_relocatable_kernel_below_pref_address_does_not_fit() -> None:
         r"crashkernel.reserve: .* at an address >= 0x1000000 aligned to 0x200000",
         main=image(bzimage(init_size=32 * MiB)),
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=40 * MiB,
         reservation_offset=0,
     )
@@ -336,18 +336,18 @@ def test_kernel_not_loadable_above_4g() -> None:
         r"ending by 0x100000000",
         main=low,
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
         reservation_offset=4 * GiB,
     )
     plan = plan_capture_kernel(
         low,
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
         reservation_offset=GiB,
     )
-    assert plan.max_address == 4 * GiB
+    assert plan.placement.max_address == 4 * GiB
 
 
 def test_kernel_without_init_size_fails() -> None:
@@ -355,6 +355,6 @@ def test_kernel_without_init_size_fails() -> None:
         r"kernel.image: vmlinuz does not say how much memory it needs",
         main=image(bzimage(protocol=0x0206)),
         mode=KernelMode.REUSE,
-        recipe=RECIPE,
+        recipe_file=RECIPE,
         reservation_size=256 * MiB,
     )

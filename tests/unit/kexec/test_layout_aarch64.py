@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.kexec.purgatory.aarch64 import load_aarch64_purgatory
+from builder.kexec.purgatory.aarch64 import PURGATORY
 from builder.kexec.purgatory.regions import regions_digest
 from tests.support.layouts import (
     Planned,
@@ -92,7 +92,7 @@ def test_placement_is_kexec_tools_and_the_digest_holds(shape: Shape, planned: Pl
     assert planned.document["entry"] == purgatory_mem
     covered = [planned.segment(name) for name in ("kernel", "initrd", "dtb", "elfcorehdr")]
     digest = hashlib.sha256(b"".join(data + bytes(memsz - len(data)) for _, memsz, data in covered))
-    loaded = load_aarch64_purgatory(purgatory_mem)
+    loaded = PURGATORY.load(purgatory_mem)
     offset = loaded.symbol("purgatory_sha256_digest")[0] - purgatory_mem
     assert purgatory[offset : offset + 32] == digest.digest()
     assert digest.digest() == regions_digest([(mem, data, memsz) for mem, memsz, data in covered])

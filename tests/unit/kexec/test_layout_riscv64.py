@@ -26,7 +26,7 @@ from builder.kexec.layout.core import LayoutInputs
 from builder.kexec.layout.inputs import read_crash_info_for, read_firmware, read_iomem
 from builder.kexec.layout.riscv64 import plan
 from builder.kexec.purgatory.regions import regions_digest
-from builder.kexec.purgatory.riscv64 import load_riscv64_purgatory
+from builder.kexec.purgatory.riscv64 import PURGATORY
 from builder.units import MiB, align_up
 from tests.support.layouts import (
     Planned,
@@ -118,7 +118,7 @@ def test_placement_beside_kexec_tools_and_the_digest_holds(shape: Shape, planned
         assert theirs[-1] == (header_mem, header_memsz)  # the same ELF core header page
     purgatory_mem, _, purgatory = planned.segment("purgatory")
     assert planned.document["entry"] != kernel_mem  # our purgatory, not the kernel directly
-    loaded = load_riscv64_purgatory(purgatory_mem)
+    loaded = PURGATORY.load(purgatory_mem)
     assert planned.document["entry"] == loaded.entry
     covered = [planned.segment(name) for name in ("kernel", "initrd", "dtb", "elfcorehdr")]
     digest = hashlib.sha256(b"".join(data + bytes(memsz - len(data)) for _, memsz, data in covered))

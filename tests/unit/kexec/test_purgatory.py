@@ -30,13 +30,13 @@ from builder.kexec.purgatory.loader import LoadedPurgatory, RelocationRules, loa
 from builder.kexec.purgatory.regions import regions_digest, regions_table
 from builder.kexec.purgatory.x86_64 import (
     ENTRY_REGISTERS,
+    PURGATORY,
     RELOCATIONS,
     BackupRegion,
     build_x86_64_purgatory,
     entry_registers_block,
     load_x86_64_purgatory,
     patch_x86_64_purgatory,
-    shipped_object,
 )
 from tests.support import purgatory_qemu
 from tests.support.paths import C_SOURCES, REPO
@@ -87,7 +87,7 @@ def test_shipped_objects_are_what_the_sources_build(tmp_path: Path) -> None:
 
 
 def test_shipped_object_shape() -> None:
-    elf: Any = ELFFile(io.BytesIO(shipped_object()))  # the oracle, untyped
+    elf: Any = ELFFile(io.BytesIO(PURGATORY.shipped_object()))  # the oracle, untyped
     assert elf["e_type"] == "ET_REL"
     assert elf["e_machine"] == "EM_X86_64"
     names = {section.name for section in elf.iter_sections()}
@@ -100,7 +100,7 @@ def test_shipped_object_shape() -> None:
 
 def test_shipped_object_has_no_sse(tmp_path: Path) -> None:
     """relocate_kernel leaves CR4.OSFXSR clear: an SSE instruction would fault."""
-    (tmp_path / "p.o").write_bytes(shipped_object())
+    (tmp_path / "p.o").write_bytes(PURGATORY.shipped_object())
     listing = subprocess.run(
         ["objdump", "-d", tmp_path / "p.o"], capture_output=True, text=True, check=True
     ).stdout
@@ -237,7 +237,7 @@ def _section_offsets(elf: Any, purgatory: LoadedPurgatory) -> dict[int, int]:
 
 
 def test_two_load_addresses_differ_only_at_absolute_relocations() -> None:
-    obj = shipped_object()
+    obj = PURGATORY.shipped_object()
     low, high = load_purgatory(obj, LOW, RELOCATIONS), load_purgatory(obj, HIGH, RELOCATIONS)
     assert (low.bufsz, low.memsz) == (high.bufsz, high.memsz)
     differing = {i for i in range(low.bufsz) if low.buffer[i] != high.buffer[i]}
@@ -254,7 +254,7 @@ def test_two_load_addresses_differ_only_at_absolute_relocations() -> None:
 
 def test_relocated_values_by_hand() -> None:
     """Recompute a few relocations from the raw symbol and relocation tables."""
-    obj = shipped_object()
+    obj = PURGATORY.shipped_object()
     purgatory = load_purgatory(obj, HIGH, RELOCATIONS)
     elf: Any = ELFFile(io.BytesIO(obj))
     offsets = _section_offsets(elf, purgatory)
@@ -289,7 +289,7 @@ def test_relocated_values_by_hand() -> None:
 
 def test_matches_gnu_ld(tmp_path: Path) -> None:
     """GNU ld, told to lay the sections out the same way, produces the same bytes."""
-    (tmp_path / "p.o").write_bytes(shipped_object())
+    (tmp_path / "p.o").write_bytes(PURGATORY.shipped_object())
     (tmp_path / "layout.ld").write_text(
         f"SECTIONS {{ . = {HIGH:#x}; .text : {{ *(.text) }} .rodata : {{ *(.rodata) }}\n"
         ".data : { *(.data) } .bss : { *(.bss) } /DISCARD/ : { *(.note.GNU-stack) } }\n"
@@ -302,7 +302,7 @@ def test_matches_gnu_ld(tmp_path: Path) -> None:
         cwd=tmp_path,
     )  # fmt: skip
     _run(["objcopy", "-O", "binary", "p.elf", "p.bin"], cwd=tmp_path)
-    purgatory = load_purgatory(shipped_object(), HIGH, RELOCATIONS)
+    purgatory = load_purgatory(PURGATORY.shipped_object(), HIGH, RELOCATIONS)
     assert (tmp_path / "p.bin").read_bytes() == purgatory.buffer
     linked: Any = ELFFile(io.BytesIO((tmp_path / "p.elf").read_bytes()))
     for symbol in linked.get_section_by_name(".symtab").iter_symbols():
@@ -361,7 +361,7 @@ def test_not_a_relocatable_object(tmp_path: Path) -> None:
         load_purgatory(executable, LOW, RELOCATIONS)
     other_arch = RelocationRules(RELOCATIONS.machine + 1, RELOCATIONS.rules)
     with pytest.raises(LayoutError, match=r"built for e_machine 62, expected 63"):
-        load_purgatory(shipped_object(), LOW, other_arch)
+        load_purgatory(PURGATORY.shipped_object(), LOW, other_arch)
 
 
 OVERFLOW_SOURCE = """\

@@ -20,14 +20,7 @@ from elftools.elf.elffile import ELFFile
 
 from builder.arch import ARCHES, Arch
 from builder.errors import LayoutError
-from builder.kexec.purgatory.aarch64 import (
-    ENTRY_REGISTERS,
-    RELOCATIONS,
-    build_aarch64_purgatory,
-    entry_registers_block,
-    load_aarch64_purgatory,
-    shipped_object,
-)
+from builder.kexec.purgatory.aarch64 import ENTRY, PURGATORY, RELOCATIONS
 from builder.kexec.purgatory.loader import load_purgatory
 from builder.kexec.purgatory.regions import regions_digest, regions_table
 from tests.support.paths import C_SOURCES, REPO
@@ -106,8 +99,8 @@ def _linked_by_ld(tmp: Path, obj: bytes, address: int) -> bytes:
 
 @pytest.mark.parametrize("address", [LOW, HIGH], ids=["below-2G", "above-4G"])
 def test_shipped_object_relocated_like_gnu_ld(tmp_path: Path, address: int) -> None:
-    purgatory = load_aarch64_purgatory(address)
-    assert _linked_by_ld(tmp_path, shipped_object(), address) == purgatory.buffer
+    purgatory = PURGATORY.load(address)
+    assert _linked_by_ld(tmp_path, PURGATORY.shipped_object(), address) == purgatory.buffer
 
 
 @pytest.mark.parametrize("address", [LOW, HIGH], ids=["below-2G", "above-4G"])
@@ -121,7 +114,7 @@ def test_every_relocation_type_like_gnu_ld(tmp_path: Path, address: int) -> None
 
 
 def test_shipped_object_uses_only_known_relocations(tmp_path: Path) -> None:
-    (tmp_path / "p.o").write_bytes(shipped_object())
+    (tmp_path / "p.o").write_bytes(PURGATORY.shipped_object())
     listing = _run([f"{CROSS}readelf", "-rW", str(tmp_path / "p.o")])
     used = {word for word in listing.split() if word.startswith("R_AARCH64_")}
     known = {rule.name for rule in RELOCATIONS.rules.values() if rule is not None}
@@ -129,9 +122,10 @@ def test_shipped_object_uses_only_known_relocations(tmp_path: Path) -> None:
 
 
 def test_patched_symbols_are_in_data() -> None:
-    purgatory = load_aarch64_purgatory(LOW)
+    purgatory = PURGATORY.load(LOW)
+    registers = 8 * len(PURGATORY.entry_registers)
     sizes = {"purgatory_sha256_digest": 32, "purgatory_sha256_regions": 256,
-             "purgatory_entry_regs": 8 * len(ENTRY_REGISTERS), "purgatory_backup": 24}  # fmt: skip
+             "purgatory_entry_regs": registers, "purgatory_backup": 24}  # fmt: skip
     for name, size in sizes.items():
         symbol = purgatory.symbols[name]
         assert (symbol.section, symbol.size, symbol.in_buffer) == (".data", size, True), name
@@ -175,20 +169,20 @@ def test_branch_at_the_edge_of_its_range(tmp_path: Path) -> None:
 
 
 def test_entry_registers_and_their_checks() -> None:
-    block = entry_registers_block(kernel_entry=0x6EC00000, dtb=0x70D0E000)
+    block = ENTRY.registers_block(kernel_entry=0x6EC00000, dtb=0x70D0E000)
     assert struct.unpack("<5Q", block) == (0x70D0E000, 0, 0, 0, 0x6EC00000)
     with pytest.raises(LayoutError, match="DTB address 0x70d0e004 is not 8-byte aligned"):
-        entry_registers_block(kernel_entry=0x6EC00000, dtb=0x70D0E004)
+        ENTRY.registers_block(kernel_entry=0x6EC00000, dtb=0x70D0E004)
     with pytest.raises(LayoutError, match="kernel entry 0x6ec00002 is not 4-byte aligned"):
-        entry_registers_block(kernel_entry=0x6EC00002, dtb=0x70D0E000)
+        ENTRY.registers_block(kernel_entry=0x6EC00002, dtb=0x70D0E000)
     segments = [(0x6EC00000, b"Image", 0x2010000), (0x70C10000, b"initrd", 0x1000)]
-    ready = build_aarch64_purgatory(LOW, segments, kernel_entry=0x6EC00000, dtb=0x70D0E000)
+    ready = ENTRY.build(LOW, segments, kernel_entry=0x6EC00000, dtb=0x70D0E000)
     assert ready.read("purgatory_sha256_digest") == regions_digest(segments)
     assert ready.read("purgatory_sha256_regions") == regions_table(segments)
     assert ready.read("purgatory_entry_regs") == block
     assert ready.read("purgatory_backup") == bytes(24)
     with pytest.raises(LayoutError, match="overlaps the purgatory itself"):
-        build_aarch64_purgatory(LOW, [(LOW, b"", 0x1000)], kernel_entry=0, dtb=0)
+        ENTRY.build(LOW, [(LOW, b"", 0x1000)], kernel_entry=0, dtb=0)
 
 
 # --- the shipped code, run under qemu-aarch64 -------------------------------------
@@ -198,7 +192,7 @@ def test_entry_registers_and_their_checks() -> None:
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/c/purgatory_aarch64_harness.c linked with the shipped object (no libc)."""
     tmp = tmp_path_factory.mktemp("aarch64-harness")
-    (tmp / "p.o").write_bytes(shipped_object())
+    (tmp / "p.o").write_bytes(PURGATORY.shipped_object())
     _run([f"{CROSS}gcc", "-O2", "-static", "-nostdlib", "-ffreestanding", "-fno-pic", "-no-pie",
           "-mgeneral-regs-only", "-fno-stack-protector", "-I", str(SOURCES), "-o",
           str(tmp / "harness"), str(C_SOURCES / "purgatory_aarch64_harness.c"),

@@ -24,14 +24,7 @@ from builder.arch import ARCHES, Arch
 from builder.errors import LayoutError
 from builder.kexec.purgatory.loader import load_purgatory
 from builder.kexec.purgatory.regions import regions_digest, regions_table
-from builder.kexec.purgatory.riscv64 import (
-    ENTRY_REGISTERS,
-    RELOCATIONS,
-    build_riscv64_purgatory,
-    entry_registers_block,
-    load_riscv64_purgatory,
-    shipped_object,
-)
+from builder.kexec.purgatory.riscv64 import ENTRY, PURGATORY, RELOCATIONS
 from tests.support.paths import C_SOURCES, REPO
 from tests.support.purgatory_harness import (
     check_purgatory_main,
@@ -133,8 +126,8 @@ ADDRESSES = pytest.mark.parametrize(
 
 @ADDRESSES
 def test_shipped_object_relocated_like_gnu_ld(tmp_path: Path, address: int) -> None:
-    purgatory = load_riscv64_purgatory(address)
-    assert _linked_by_ld(tmp_path, shipped_object(), address) == purgatory.buffer
+    purgatory = PURGATORY.load(address)
+    assert _linked_by_ld(tmp_path, PURGATORY.shipped_object(), address) == purgatory.buffer
 
 
 @ADDRESSES
@@ -149,20 +142,21 @@ def test_every_relocation_type_like_gnu_ld(tmp_path: Path, address: int) -> None
 
 
 def test_shipped_object_uses_only_known_relocations(tmp_path: Path) -> None:
-    (tmp_path / "p.o").write_bytes(shipped_object())
+    (tmp_path / "p.o").write_bytes(PURGATORY.shipped_object())
     listing = _run([f"{CROSS}readelf", "-rW", tmp_path / "p.o"])
     used = {word for word in listing.split() if word.startswith("R_RISCV_")}
     known = {rule.name for rule in RELOCATIONS.rules.values() if rule is not None}
     assert {"R_RISCV_PCREL_HI20", "R_RISCV_PCREL_LO12_I", "R_RISCV_CALL_PLT"} <= used <= known
     # No F/D/V: the float ABI flags of e_flags are clear (EF_RISCV_FLOAT_ABI, bits 1-2).
-    elf: Any = ELFFile(io.BytesIO(shipped_object()))
+    elf: Any = ELFFile(io.BytesIO(PURGATORY.shipped_object()))
     assert elf["e_flags"] & 0x6 == 0
 
 
 def test_patched_symbols_are_in_data() -> None:
-    purgatory = load_riscv64_purgatory(LOW)
+    purgatory = PURGATORY.load(LOW)
+    registers = 8 * len(PURGATORY.entry_registers)
     sizes = {"purgatory_sha256_digest": 32, "purgatory_sha256_regions": 256,
-             "purgatory_entry_regs": 8 * len(ENTRY_REGISTERS), "purgatory_backup": 24}  # fmt: skip
+             "purgatory_entry_regs": registers, "purgatory_backup": 24}  # fmt: skip
     for name, size in sizes.items():
         symbol = purgatory.symbols[name]
         assert (symbol.section, symbol.size, symbol.in_buffer) == (".data", size, True), name
@@ -265,20 +259,20 @@ lonely:
 
 
 def test_entry_registers_and_their_checks() -> None:
-    block = entry_registers_block(kernel_entry=0xACC00000, dtb=0xAEF43000)
+    block = ENTRY.registers_block(kernel_entry=0xACC00000, dtb=0xAEF43000)
     assert struct.unpack("<2Q", block) == (0xAEF43000, 0xACC00000)
     with pytest.raises(LayoutError, match="DTB address 0xaef43004 is not 8-byte aligned"):
-        entry_registers_block(kernel_entry=0xACC00000, dtb=0xAEF43004)
+        ENTRY.registers_block(kernel_entry=0xACC00000, dtb=0xAEF43004)
     with pytest.raises(LayoutError, match="kernel entry 0xacc01000 is not at a 2 MiB boundary"):
-        entry_registers_block(kernel_entry=0xACC01000, dtb=0xAEF43000)
+        ENTRY.registers_block(kernel_entry=0xACC01000, dtb=0xAEF43000)
     segments = [(0xACC00000, b"Image", 0x1E6C000), (0xAEC00000, b"initrd", 0x1000)]
-    ready = build_riscv64_purgatory(LOW, segments, kernel_entry=0xACC00000, dtb=0xAEF43000)
+    ready = ENTRY.build(LOW, segments, kernel_entry=0xACC00000, dtb=0xAEF43000)
     assert ready.read("purgatory_sha256_digest") == regions_digest(segments)
     assert ready.read("purgatory_sha256_regions") == regions_table(segments)
     assert ready.read("purgatory_entry_regs") == block
     assert ready.read("purgatory_backup") == bytes(24)
     with pytest.raises(LayoutError, match="overlaps the purgatory itself"):
-        build_riscv64_purgatory(LOW, [(LOW, b"", 0x1000)], kernel_entry=0, dtb=0)
+        ENTRY.build(LOW, [(LOW, b"", 0x1000)], kernel_entry=0, dtb=0)
 
 
 # --- the shipped code, run under qemu-riscv64 ---------------------------------------
@@ -288,7 +282,7 @@ def test_entry_registers_and_their_checks() -> None:
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/c/purgatory_riscv64_harness.c linked with the shipped object (no libc)."""
     tmp = tmp_path_factory.mktemp("riscv64-harness")
-    (tmp / "p.o").write_bytes(shipped_object())
+    (tmp / "p.o").write_bytes(PURGATORY.shipped_object())
     _run([f"{CROSS}gcc", *ISA, "-O2", "-static", "-nostdlib", "-ffreestanding", "-fno-pic",
           "-no-pie", "-mcmodel=medany", "-mno-relax", "-Wl,--no-relax", "-fno-stack-protector",
           "-I", SOURCES, "-o", tmp / "harness", C_SOURCES / "purgatory_riscv64_harness.c",

@@ -10,8 +10,8 @@ from builder.errors import RecipeError
 from builder.recipe import model
 from builder.recipe.parse import load_recipe, parse_recipe
 from builder.recipe.reference import reference_markdown
-from builder.recipe.settings import SECTIONS, SETTINGS
-from builder.targets import DumpTarget
+from builder.recipe.settings import SECTIONS
+from builder.targets import SETTINGS, target_kind, target_kinds
 from builder.targets.local import LocalOptions
 from tests.support.paths import REPO
 
@@ -31,9 +31,21 @@ def error_of(text: str) -> str:
 
 
 def test_bundled_recipes_parse() -> None:
+    found = {}
     for path in sorted((REPO / "recipes").glob("*.toml")):
         recipe = load_recipe(path)
-        assert recipe.name
+        device = recipe.dump.options.to_json().get("device")
+        found[path.name] = (recipe.name, recipe.target.arch.value, recipe.kernel.mode.value,
+                            recipe.dump.target.name, device)  # fmt: skip
+    assert found == {
+        "qemu-arm64.toml": ("qemu-arm64", "aarch64", "reuse", "local", "LABEL=kdump"),
+        "qemu-riscv64.toml": ("qemu-riscv64", "riscv64", "reuse", "local", "LABEL=kdump"),
+        "qemu-x86_64-dedicated.toml": (
+            "qemu-x86_64-dedicated", "x86_64", "dedicated", "local", "LABEL=kdump"),
+        "qemu-x86_64-trixie.toml": (
+            "qemu-x86_64-trixie", "x86_64", "reuse", "local", "LABEL=kdump"),
+        "qemu-x86_64.toml": ("qemu-x86_64", "x86_64", "reuse", "local", "LABEL=kdump"),
+    }  # fmt: skip
 
 
 def test_defaults_fill_in() -> None:
@@ -41,7 +53,7 @@ def test_defaults_fill_in() -> None:
     assert recipe.name == "r"
     assert recipe.initrd.compression is Compression.ZSTD
     assert recipe.kernel.cmdline == ("irqpoll", "nr_cpus=1", "reset_devices", "panic=10")
-    assert recipe.dump.target is DumpTarget.LOCAL
+    assert recipe.dump.target is target_kind("local")
     assert recipe.dump.options == LocalOptions("LABEL=kdump", "ext4", "/")
 
 
@@ -154,10 +166,10 @@ def test_table_matches_dataclasses() -> None:
         assert table_fields == [f.name for f in fields(cls)]
     dump_fields = [s.field for s in SETTINGS if s.section == "dump"]
     assert ["target", "options", *dump_fields[1:]] == [f.name for f in fields(model.DumpSettings)]
-    for target in DumpTarget:
-        options = {s.field for s in target.kind.settings}
+    for target in target_kinds():
+        options = {s.field for s in target.settings}
         assert options, target
-        for setting in target.kind.settings:
+        for setting in target.settings:
             assert setting.section == "dump" and setting.key not in {s.key for s in SETTINGS}
 
 

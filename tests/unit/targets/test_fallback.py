@@ -11,7 +11,7 @@ from builder.errors import RecipeError
 from builder.image import runtime
 from builder.recipe.model import DumpSettings
 from builder.recipe.parse import parse_recipe
-from builder.targets import DumpTarget
+from builder.targets import target_kind
 
 NFS_THEN_DISK = """\
 [source]
@@ -34,7 +34,7 @@ def dump_of(text: str) -> DumpSettings:
 
 def test_attempts_are_in_order_with_the_shared_settings() -> None:
     attempts = dump_of(NFS_THEN_DISK).attempts()
-    assert [attempt.target for attempt in attempts] == [DumpTarget.NFS, DumpTarget.LOCAL]
+    assert [attempt.target for attempt in attempts] == [target_kind("nfs"), target_kind("local")]
     assert [attempt.device_timeout for attempt in attempts] == [5, 5]
     assert all(not attempt.fallback for attempt in attempts)
     assert dump_of(NFS_THEN_DISK).to_json()["fallback"][0]["path"] == "/var/crash"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -22,7 +23,7 @@ from builder.image.programs import check_collector
 from builder.recipe.model import Collector, Recipe
 from builder.recipe.parse import parse_recipe
 from builder.targets.network import UDHCPC_SCRIPT_PATH
-from builder.targets.nfs import mount_options
+from builder.targets.nfs import NfsOptions, mount_options
 from builder.targets.ssh import SSH_KEY_PATH, SSH_KNOWN_HOSTS_PATH, dropbear_key
 from tests.support.recipes import toml_string, write_recipe
 
@@ -30,7 +31,7 @@ BASE = '[source]\nroot = "/"\n[dump]\n'
 HOSTILE = "x'y\"z $(touch {marker}) `touch {marker}` ; touch {marker}\n touch {marker} \\\\ $HOME"
 
 
-def parse(dump: str, path: Path = Path("recipes/x.toml")) -> object:
+def parse(dump: str, path: Path = Path("recipes/x.toml")) -> Recipe:
     return parse_recipe(BASE + dump, path)
 
 
@@ -46,13 +47,29 @@ def error_of(dump: str) -> str:
 
 
 def test_each_target_parses() -> None:
-    parse('target = "raw"\ndevice = "/dev/vdb"\n')
-    parse('target = "nfs"\nnfs = "10.0.2.2:/srv/kdump"\nnfs_options = ["port=2049", "soft"]\n')
-    parse('target = "ssh"\nssh = "kdump@dumps.example.org"\nssh_key = "id"\nssh_port = 2222\n')
-    parse(
+    raw = parse('target = "raw"\ndevice = "/dev/vdb"\n')
+    assert (raw.dump.target.name, raw.dump.options.to_json()) == ("raw", {"device": "/dev/vdb"})
+    nfs = parse(
+        'target = "nfs"\nnfs = "10.0.2.2:/srv/kdump"\nnfs_options = ["port=2049", "soft"]\n'
+    )
+    assert nfs.dump.target.name == "nfs"
+    assert nfs.dump.options.to_json() == {
+        "nfs": "10.0.2.2:/srv/kdump", "nfs_version": "4.2", "nfs_options": ["port=2049", "soft"],
+        "path": "/", "network": "dhcp", "interface": "eth0", "ip": "", "gateway": "",
+        "hostname": "", "connect_timeout": 60,
+    }  # fmt: skip
+    ssh = parse(
+        'target = "ssh"\nssh = "kdump@dumps.example.org"\nssh_key = "id"\nssh_port = 2222\n'
+    )
+    assert {key: ssh.dump.options.to_json()[key] for key in ("ssh", "ssh_port", "ssh_key")} == {
+        "ssh": "kdump@dumps.example.org", "ssh_port": 2222, "ssh_key": "id"}  # fmt: skip
+    static = parse(
         'target = "ssh"\nssh = "root@10.0.2.2"\nssh_key = "id"\nnetwork = "static"\n'
         'ip = "192.168.1.5/24"\ngateway = "192.168.1.1"\nhostname = "web-01"\n'
     )
+    values = static.dump.options.to_json()
+    assert (values["network"], values["ip"], values["gateway"], values["hostname"]) == (
+        "static", "192.168.1.5/24", "192.168.1.1", "web-01")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -158,7 +175,7 @@ def test_every_value_survives_three_shells(
     tmp_path: Path, busybox: Path, recipe_index: int
 ) -> None:
     marker = tmp_path / "pwned"
-    dump = parse(_hostile_recipes(marker)[recipe_index]).dump  # type: ignore[attr-defined]
+    dump = parse(_hostile_recipes(marker)[recipe_index]).dump
     values = runtime.config_values(dump)
     config = tmp_path / "kdump.conf"
     config.write_bytes(runtime.render_config(dump))
@@ -184,7 +201,7 @@ def test_remote_path_is_one_word_for_the_server_shell(tmp_path: Path) -> None:
     hostile = "/" + HOSTILE.format(marker=marker)
     dump = parse(
         f'target = "ssh"\nssh = "root@h"\nssh_key = "k"\npath = {toml_string(hostile)}\n'
-    ).dump  # type: ignore[attr-defined]
+    ).dump
     config = tmp_path / "kdump.conf"
     config.write_bytes(runtime.render_config(dump))
     # What /init sends (remote="$KDUMP_REMOTE_PATH/$name"), then what the server's shell does.
@@ -200,7 +217,7 @@ def test_remote_path_is_one_word_for_the_server_shell(tmp_path: Path) -> None:
 
 
 def test_stream_and_mount_commands() -> None:
-    dump = parse('target = "raw"\ndevice = "/dev/vdb"\ncompression = "zlib"\nlevel = 1\n').dump  # type: ignore[attr-defined]
+    dump = parse('target = "raw"\ndevice = "/dev/vdb"\ncompression = "zlib"\nlevel = 1\n').dump
     assert runtime.stream_command(dump) == [
         "makedumpfile",
         "-F",
@@ -211,11 +228,11 @@ def test_stream_and_mount_commands() -> None:
         "1",
         "/proc/vmcore",
     ]
-    dump = parse('target = "ssh"\nssh = "a@b"\nssh_key = "k"\ncollector = "copy"\n').dump  # type: ignore[attr-defined]
+    dump = parse('target = "ssh"\nssh = "a@b"\nssh_key = "k"\ncollector = "copy"\n').dump
     assert runtime.stream_command(dump) == ["cat", "/proc/vmcore"]
     assert runtime.config_values(dump)["KDUMP_STREAM_SUFFIX"] == ""
-    dump = parse('target = "nfs"\nnfs = "10.1.2.3:/e"\nnfs_version = "3"\n').dump  # type: ignore[attr-defined]
-    assert mount_options(dump.options) == "vers=3,addr=10.1.2.3,proto=tcp,nolock"
+    dump = parse('target = "nfs"\nnfs = "10.1.2.3:/e"\nnfs_version = "3"\n').dump
+    assert mount_options(cast(NfsOptions, dump.options)) == "vers=3,addr=10.1.2.3,proto=tcp,nolock"
 
 
 # --- ssh keys -------------------------------------------------------------------------------
