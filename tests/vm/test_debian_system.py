@@ -198,7 +198,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     package_debs(share.path)
     second_kernel_deb(image.kernel_version, share.path / "debs")
     overlay = debian_guest.make_overlay(image.base, work / "overlay.qcow2")
-    run = debian_guest.boot_until_poweroff(overlay, share, work / "console.log", timeout=1200)
+    # Boot 1 installs, builds a capture and runs update-grub under TCG: a busy host needs
+    # more than the default 300 s a boot.
+    run = debian_guest.boot_until_poweroff(
+        overlay, share, work / "console.log", timeout=2400, boot_timeout=900
+    )
     dumps = debian_guest.read_guest_tree(overlay, "/var/crash", work / "crash")
     return Scenario(share, run, dumps, image, work)
 
