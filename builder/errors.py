@@ -57,6 +57,14 @@ class InitrdError(KdumpBuildError):
     """An initrd cannot be planned, written or read."""
 
 
+class ReachError(KdumpBuildError):
+    """The capture builds but could not dump: one line per gap, each naming its key."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
 class FitError(KdumpBuildError):
     """The capture does not fit the crashkernel reservation."""
 

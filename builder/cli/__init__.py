@@ -6,7 +6,8 @@ commands, each a thin layer: parse the arguments, call a product, print.
 This module registers them and turns every error into one line on stderr.
 
 Exit codes: 0 success, 2 a user's mistake (recipe, missing or corrupt input,
-bad usage), 3 the capture does not fit its reservation, 1 an internal error.
+bad usage, a capture that could not reach its dump target), 3 the capture does
+not fit its reservation, 4 `status`: no crash kernel is loaded, 1 an internal error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import typer
 from typer.core import TyperCommand
@@ -22,8 +23,8 @@ from typer.models import CommandInfo
 
 from builder.cli import build, fit, inspect, kexec, machine, reserve, restore, saved
 from builder.cli.coercion import PlainCommand, PlainGroup
-from builder.cli.compat import for_typer
-from builder.errors import KdumpBuildError
+from builder.cli.compat import Option, for_typer
+from builder.errors import KdumpBuildError, ReachError
 
 PROG = "kdump-build"
 USAGE_EXIT_CODE = 2
@@ -59,6 +60,39 @@ APP_SETTINGS: dict[str, Any] = {
 }
 app = typer.Typer(**APP_SETTINGS)
 
+
+def installed_version() -> str:
+    """kdump-build's version, as its installation records it (pyproject.toml's)."""
+    # Imported here: at start-up, importlib.metadata would cost ~17 ms.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PROG)
+    except PackageNotFoundError:
+        return "unknown (not installed: run it from an installation or ./bootstrap's .venv)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {installed_version()}")
+        raise typer.Exit()
+
+
+def _options(
+    version: Annotated[
+        bool,
+        Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    # The group's own options; commands have theirs.
+    return None
+
+
+app.callback()(for_typer(_options))
+
+
 app.command()(for_typer(build.build))
 app.command()(for_typer(inspect.inspect))
 app.command()(for_typer(inspect.diff))
@@ -66,6 +100,7 @@ app.command()(for_typer(build.fetch))
 app.command("fit")(for_typer(fit.fit_command))
 app.command()(for_typer(restore.restore))
 app.command("recipe-doc")(for_typer(build.recipe_doc))
+app.command()(for_typer(build.init))
 app.command()(for_typer(kexec.layout))
 app.command("capture-sysfs")(for_typer(kexec.capture_sysfs))
 app.command()(for_typer(kexec.load))
@@ -166,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         code = _app_for(args[0])(args, prog_name=PROG, standalone_mode=False)
     except USAGE_ERROR as error:
         return _usage_error(error)
+    except ReachError as error:
+        for line in error.lines:
+            _fail(line, error.exit_code)
+        return error.exit_code
     except KdumpBuildError as error:
         return _fail(str(error), error.exit_code)
     except OSError as error:

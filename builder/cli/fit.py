@@ -31,6 +31,14 @@ def fit_command(
         str | None,
         Option("--arch", help="Architecture without a recipe [this machine's]."),
     ] = None,
+    kernel: Annotated[
+        str | None,
+        Option(
+            "--kernel",
+            help="Release of the kernel that reserves, without a recipe "
+            "(rules change with it, e.g. 6.1.0-57-arm64) [the newest rules].",
+        ),
+    ] = None,
     json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
@@ -42,10 +50,11 @@ def fit_command(
     if recipe is None:
         if crashkernel is None:
             raise RecipeError("fit: give a recipe or --crashkernel (with --ram)")
-        report = _fit_reservation(crashkernel, rams, arch)
+        report = _fit_reservation(crashkernel, rams, arch, kernel)
     else:
-        if arch is not None:
-            raise RecipeError("fit: --arch is only for use without a recipe (it has target.arch)")
+        if arch is not None or kernel is not None:
+            raise RecipeError("fit: --arch and --kernel are only for use without a recipe "
+                              "(it has target.arch and its kernel)")  # fmt: skip
         report = _fit_recipe(recipe, crashkernel, rams)
     if json_output:
         typer.echo(json.dumps(report.to_json(), indent=2))
@@ -55,14 +64,29 @@ def fit_command(
         raise FitError(f"{recipe}: {report.reason()}")
 
 
-def _fit_reservation(crashkernel: str, rams: list[int] | None, arch: str | None) -> FitReport:
+def _fit_reservation(
+    crashkernel: str, rams: list[int] | None, arch: str | None, kernel: str | None
+) -> FitReport:
     # Imported here: at start-up, builder.crashkernel.fit would cost ~76 ms.
-    from builder.arch import host_arch, parse_arch
+    from dataclasses import replace
+
+    from builder.arch import arch_info, host_arch, parse_arch
     from builder.crashkernel.fit import fit, ram_sizes
+    from builder.crashkernel.reservation import kernel_series
+    from builder.errors import RecipeError
     from builder.recipe.settings import DEFAULT_RAM
 
     target = parse_arch(arch, "--arch") if arch is not None else host_arch()
-    return fit(crashkernel, rams or ram_sizes(DEFAULT_RAM, "--ram"), arch=target)
+    if kernel is not None and kernel_series(kernel) is None:
+        raise RecipeError(f"fit: --kernel: {kernel!r} is not a kernel release (such as 6.1.0-57)")
+    report = fit(crashkernel, rams or ram_sizes(DEFAULT_RAM, "--ram"), arch=target, kernel=kernel)
+    rules = arch_info(target).crash
+    if kernel is None and rules is not None and rules.older is not None:
+        # The rules differ by kernel release here: say which ones were applied.
+        since = ".".join(map(str, rules.older[0]))
+        note = f"no --kernel: the rules of kernels {since} and later applied (--kernel VERSION)"
+        report = replace(report, notes=(*report.notes, note))
+    return report
 
 
 def _fit_recipe(recipe: Path, crashkernel: str | None, rams: list[int] | None) -> FitReport:

@@ -13,10 +13,16 @@ from builder.cli.compat import Argument, Option
 
 if TYPE_CHECKING:
     from builder.arch import Arch
+    from builder.host.report import HostStatus
     from builder.kexec.layout.core import Layout
     from builder.kexec.layout.inputs import BuildOutputs
-    from builder.kexec.method import FileLoadProbe, LoadMethod, Lockdown, MethodChoice
+    from builder.kexec.memmap import Range
+    from builder.kexec.method import FileLoadProbe, LoadMethod, MethodChoice
     from builder.kexec.state import LoadRecord
+    from builder.kexec.syscalls import KexecStatus
+
+# `status` on a machine where no crash kernel is loaded: not an error, not ready.
+NOT_READY_EXIT_CODE = 4
 
 OutdirArgument = Annotated[Path, Argument(help="A build's output directory (vmlinuz, initrd.img).")]
 ArchOption = Annotated[
@@ -265,7 +271,7 @@ def status(
     method: LoadMethod | None = recorded_method() if current.loaded else None
     reason = recorded_reason() if current.loaded else None
     probe = probe_file_load(host_arch())
-    auto_method, auto_reason = _auto_choice(current.lockdown, probe)
+    auto_method, auto_reason = _auto_choice(current, probe)
     host = host_status(current.loaded)
     if json_output:
         summary = {
@@ -280,7 +286,22 @@ def status(
             **host.to_json(),
         }
         typer.echo(json.dumps(summary, indent=2))
-        return
+    else:
+        _print_status(current, region, method, reason, probe, (auto_method, auto_reason), host)
+    if current.loaded is not True:
+        raise typer.Exit(NOT_READY_EXIT_CODE)
+
+
+def _print_status(
+    current: KexecStatus,
+    region: Range | None,
+    method: LoadMethod | None,
+    reason: str | None,
+    probe: FileLoadProbe,
+    auto: tuple[LoadMethod | None, str],
+    host: HostStatus,
+) -> None:
+    auto_method, auto_reason = auto
     typer.echo(f"crash kernel loaded: {LOADED_TEXT[current.loaded]}")
     typer.echo(f"crash region: {region or 'none'} ({current.crash_size or 0} bytes)")
     typer.echo(f"method: {method or 'unknown'}" + (f" (auto: {reason})" if reason else ""))
@@ -291,14 +312,16 @@ def status(
         typer.echo(line)
 
 
-def _auto_choice(lockdown: Lockdown | None, probe: FileLoadProbe) -> tuple[LoadMethod | None, str]:
+def _auto_choice(current: KexecStatus, probe: FileLoadProbe) -> tuple[LoadMethod | None, str]:
     """What `load --method auto` would do on this kernel, and why (None: nothing can load)."""
     # Imported here: at start-up, builder.kexec.method would cost ~3.4 ms.
     from builder.errors import LoadError
     from builder.kexec.method import LoadMethod, choose_method
 
+    if current.loaded is None:
+        return None, "this kernel has no kexec support for crash dumps"
     try:
-        choice = choose_method(LoadMethod.AUTO, lockdown, probe)
+        choice = choose_method(LoadMethod.AUTO, current.lockdown, probe)
     except LoadError as error:
         return None, str(error)
     return choice.method, choice.reason or ""

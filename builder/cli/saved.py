@@ -34,10 +34,15 @@ def dumps(
     json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the saved dumps: time, kernel version, size and the panic line."""
+    from builder.errors import HostError
+
     # Imported here: at start-up, builder.host.dumps would cost ~2.9 ms.
     from builder.host.dumps import list_dumps
     from builder.units import format_mib
 
+    if directory is not None and not directory.is_dir():
+        # A directory the user named: its absence is a mistake, not "no dumps".
+        raise HostError(f"{directory}: --dir: no such directory")
     found = [dump for place in ([directory] if directory else _default_directories())
              for dump in list_dumps(place)]  # fmt: skip
     if json_output:

@@ -7,6 +7,7 @@ the programs the capture copies, and the filesystem that holds /var/crash.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,8 +116,28 @@ def parse_mountinfo(text: str) -> list[Mount]:
     return mounts
 
 
+# The kernel writes a space, tab, line break and backslash of a path as `\ooo` (octal).
+_OCTAL_ESCAPE = re.compile(rb"\\([0-3][0-7]{2})")
+
+
 def _unescape(text: str) -> str:
-    return text.encode().decode("unicode_escape") if "\\" in text else text
+    r"""A path field with its octal escapes turned back into the bytes they stand for.
+
+    The path is bytes, not text: the escapes are decoded as bytes, then the whole
+    path is decoded the way Python decodes file names (undecodable bytes kept).
+
+    >>> _unescape(r"/mnt/my\040disk\134x")
+    '/mnt/my disk\\x'
+    """
+    if "\\" not in text:
+        return text
+    raw = _OCTAL_ESCAPE.sub(lambda match: bytes([int(match[1], 8)]), os.fsencode(text))
+    return os.fsdecode(raw)
+
+
+def _read_mountinfo() -> str:
+    # Paths are bytes: decoded as file names are, so no name stops the probe.
+    return os.fsdecode(Path("/proc/self/mountinfo").read_bytes())
 
 
 def _existing(path: Path) -> Path:
@@ -188,9 +209,7 @@ def probe_host(paths: HostPaths) -> HostFacts:
         )
     makedumpfile = find_program(paths, "makedumpfile")
     busybox = find_program(paths, "busybox")
-    filesystem = dump_filesystem(
-        paths.crash, Path("/proc/self/mountinfo").read_text(), Path("/dev/disk/by-uuid")
-    )
+    filesystem = dump_filesystem(paths.crash, _read_mountinfo(), Path("/dev/disk/by-uuid"))
     consoles = console_arguments(Path("/proc/cmdline").read_text())
     cpus = os.cpu_count() or 1
     return HostFacts(kernels, machine_ram(), cpus, makedumpfile, busybox, filesystem, consoles)
@@ -208,7 +227,7 @@ def mounted_directory(
     except OSError:
         return None
     number = f"{os.major(status.st_rdev)}:{os.minor(status.st_rdev)}"
-    mounts = [mount for mount in parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    mounts = [mount for mount in parse_mountinfo(_read_mountinfo())
               if mount.device_number == number]  # fmt: skip
     for mount in mounts:
         inside = os.path.relpath(os.path.normpath(path), mount.root)

@@ -14,17 +14,10 @@ from builder.errors import HostError
 from builder.host.managed import marker_line
 from builder.host.probe import HostFacts
 from builder.recipe.model import Recipe
+from builder.recipe.text import comment_text, toml_list, toml_string
 from builder.units import MiB, format_size
 
 DEFAULT_KEEP = 3
-
-
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml_list(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(_toml_string(value) for value in values) + "]"
 
 
 def host_recipe_text(facts: HostFacts, root: str = "/") -> str:
@@ -38,33 +31,34 @@ def host_recipe_text(facts: HostFacts, root: str = "/") -> str:
 name = "host"
 
 [source]
-root = {_toml_string(root)}
+root = {toml_string(root, "source.root")}
 
 [kernel]
 mode = "reuse"
 # One capture per installed kernel: each /boot/vmlinuz-<version> is the capture kernel
 # of its own capture, in /var/lib/kdump-build/<version>/.
 image = "/boot/vmlinuz-*"
-cmdline_append = {_toml_list(facts.consoles)}
+cmdline_append = {toml_list(facts.consoles, "kernel.cmdline_append")}
 
 [initrd]
 # The drivers this machine uses to reach the dump filesystem, read from its /sys.
 modules = "auto"
-binaries = [{_toml_string(facts.makedumpfile)}]
-busybox = {_toml_string(facts.busybox)}
+binaries = [{toml_string(facts.makedumpfile)}]
+busybox = {toml_string(facts.busybox)}
 
 [dump]
-# The filesystem that holds /var/crash ({filesystem.fstype}, mounted at {filesystem.mount_point}).
+# The filesystem that holds /var/crash ({comment_text(filesystem.fstype)}, mounted at
+# {comment_text(str(filesystem.mount_point))}).
 target = "local"
-device = {_toml_string(filesystem.device)}
-fstype = {_toml_string(filesystem.fstype)}
-path = {_toml_string(filesystem.path)}
+device = {toml_string(filesystem.device, "dump.device")}
+fstype = {toml_string(filesystem.fstype, "dump.fstype")}
+path = {toml_string(filesystem.path, "dump.path")}
 keep = {DEFAULT_KEEP}
 
 [crashkernel]
 # This machine's RAM: the fit in each capture's fit.json is judged for it. The
 # reservation itself comes from `kdump-build crashkernel --apply`.
-ram = [{_toml_string(ram)}]
+ram = [{toml_string(ram)}]
 """
 
 

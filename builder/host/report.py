@@ -22,7 +22,7 @@ class HostStatus:
     problems: tuple[str, ...]
 
     def lines(self) -> list[str]:
-        return [f"capture: {self.capture}", self.reservation,
+        return [f"capture: {self.capture}", f"reservation: {self.reservation}",
                 *(f"not ready: {problem}" for problem in self.problems)]  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
@@ -53,6 +53,6 @@ def host_status(loaded: bool | None, paths: HostPaths | None = None) -> HostStat
         live = read_live_reservation()
         verdict = reservation_verdict(live, captures.read_record(capture))
     except KdumpBuildError as error:
-        verdict = f"reservation: unknown ({error})"
+        verdict = f"unknown ({error})"
     found = () if loaded else tuple(problems(read_readiness(), suggested_value(capture)))
     return HostStatus(_capture_state(paths, version), verdict, found)

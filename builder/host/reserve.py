@@ -3,14 +3,18 @@ installed kernel, each judged by the fit model for this machine's RAM)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from builder.crashkernel.live import LiveReservation
 from builder.crashkernel_syntax import parse_size
 from builder.errors import HostError
 from builder.host.captures import BuildRecord, built_versions, read_record
 from builder.host.paths import HostPaths
-from builder.units import format_mib
+from builder.units import MiB, format_mib, format_size
+
+if TYPE_CHECKING:
+    from builder.recipe.model import Recipe
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,33 @@ def machine_need(paths: HostPaths) -> Need:
 
 
 def reservation_verdict(live: LiveReservation, record: BuildRecord | None) -> str:
-    """One line: does the running kernel's reservation hold the capture of this kernel?"""
+    """Does the running kernel's reservation hold the capture of this kernel? (`status`
+    prints it after `reservation: `)"""
     if live.size == 0:
-        return "reservation: none (no crashkernel= on this kernel's command line)"
+        return "none (no crashkernel= on this kernel's command line)"
     if record is None or record.needed is None:
-        return f"reservation: {format_mib(live.size)}; no capture with a fit for this kernel"
+        return f"{format_mib(live.size)}; no capture with a fit for this kernel"
     margin = live.size - record.needed
     verdict = "fits" if margin >= 0 else "DOES NOT FIT"
     return (
-        f"reservation: {format_mib(live.size)}, the capture needs {format_mib(record.needed)}: "
+        f"{format_mib(live.size)}, the capture needs {format_mib(record.needed)}: "
         f"{verdict} ({format_mib(margin)} margin)"
     )
+
+
+def recipe_need(recipe: Recipe, ram: int) -> Need:
+    """What `recipe`'s capture needs on `ram` bytes, planned in memory: nothing is written
+    and nothing of this machine changes (`crashkernel --show` before `enable`)."""
+    # Imported here: at start-up (status reads this module), builder.image.pipeline
+    # would cost ~450 ms (python -X importtime, on a loaded machine).
+    from builder.image.pipeline import plan_build
+
+    ram_text = format_size(ram // MiB * MiB)
+    judged = replace(recipe, crashkernel=replace(recipe.crashkernel, ram=(ram_text,)))
+    result = plan_build(judged)
+    row = result.fit.rows[0] if result.fit is not None and result.fit.rows else None
+    if result.fit is None or result.fit.recommended is None or row is None or not row.needed:
+        raise HostError(f"{recipe.path}: no fit for {ram_text} of RAM (crashkernel.reserve)")
+    value = result.fit.recommended
+    return Need(value, parse_size(value, where="recommended"), row.needed,
+                result.kernel_version, ram)  # fmt: skip

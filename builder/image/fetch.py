@@ -30,6 +30,10 @@ from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir, load_json_entry, store_cache_entry
 from builder.image.progress import ByteProgress
 
+# Part of every resolution memo's key: a memo written under other rules (before
+# programs brought their libraries) must not answer for these ones.
+RESOLUTION_RULES = "programs-bring-libraries"
+
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
 
@@ -71,6 +75,9 @@ class FetchedPackage:
     name: str
     version: str
     path: Path
+    # The package whose Depends brought this shared library in; empty when the
+    # recipe named it (or the metapackage it names depends on it).
+    library_of: str = ""
 
 
 class AptArchive:
@@ -90,6 +97,7 @@ class AptArchive:
         self.state = apt / "releases" / release / deb_arch if release else apt / deb_arch
         self.debs = cache_dir / "debs" / deb_arch
         self.sizes: dict[str, int] = {}  # package file sizes apt-cache gave, by name
+        self.sections: dict[str, str] = {}  # archive sections apt-cache gave, by name
 
     @property
     def describe(self) -> str:
@@ -217,7 +225,7 @@ class AptArchive:
             stamp = str((self.state / "updated").stat().st_mtime_ns)
         except OSError:
             stamp = "never"
-        key = hashlib.sha256("\0".join([stamp, *names]).encode()).hexdigest()
+        key = hashlib.sha256("\0".join([RESOLUTION_RULES, stamp, *names]).encode()).hexdigest()
         return self.state / "resolved" / f"{key}.json"
 
     def update(self, *, force: bool = False) -> None:
@@ -245,12 +253,17 @@ class AptArchive:
     def _has_lists(self) -> bool:
         return any((self.state / "lists").glob("*_Packages*"))
 
-    def candidates(self, names: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
-        """Candidate (version, depends) of each package, in one apt-cache call."""
+    def candidates(
+        self, names: Sequence[str], *, missing_ok: bool = False
+    ) -> dict[str, tuple[str, list[str]]]:
+        """Candidate (version, depends) of each package, in one apt-cache call; with
+        `missing_ok`, names without a package (virtual ones) are left out."""
         try:
             records = self._run("apt-cache", "show", "--no-all-versions", *names)
         except FetchError:
             # apt-cache fails only when none of the names exists.
+            if missing_ok:
+                return {}
             raise FetchError(
                 f"{', '.join(repr(name) for name in names)}: no such package for {self.describe}"
             ) from None
@@ -263,16 +276,18 @@ class AptArchive:
                     fields.setdefault(key, value.strip())
             if "Package" not in fields or "Version" not in fields:
                 continue
+            relations = ", ".join(fields.get(key, "") for key in ("Pre-Depends", "Depends"))
             depends = [
                 alternative.split("|")[0].split("(")[0].split(":")[0].strip()
-                for alternative in fields.get("Depends", "").split(",")
+                for alternative in relations.split(",")
                 if alternative.strip()
             ]
             found.setdefault(fields["Package"], (fields["Version"], depends))
             if fields.get("Size", "").isdigit():
                 self.sizes.setdefault(fields["Package"], int(fields["Size"]))
+            self.sections.setdefault(fields["Package"], fields.get("Section", ""))
         for name in names:
-            if name not in found:
+            if name not in found and not missing_ok:
                 raise FetchError(f"{name!r}: no such package for {self.describe}")
         return found
 
@@ -325,9 +340,6 @@ def fetch_packages(
 def _fetch_locked(
     archive: AptArchive, names: Sequence[str], refresh: bool, progress: ByteProgress | None
 ) -> list[FetchedPackage]:
-    # Imported here: at start-up, builder.image.packages would cost ~36 ms.
-    from builder.image.packages import package_is_empty  # packages needs nothing from here
-
     archive.update(force=refresh)
     memo = archive.resolution_memo(names)
     remembered = _load_resolution(memo)
@@ -335,25 +347,61 @@ def _fetch_locked(
         return remembered
     fetched: list[FetchedPackage] = []
     seen: set[str] = set()
-    pending = [(name, name) for name in names]
+    pending = [_Wanted(name, name) for name in names]
     while pending:
         batch = list(
-            {name: (requested, name) for requested, name in pending if name not in seen}.values()
+            {wanted.name: wanted for wanted in pending if wanted.name not in seen}.values()
         )
-        pending = []
         if not batch:
             break
-        seen.update(name for _, name in batch)
-        candidates = archive.candidates([name for _, name in batch])
-        paths = archive.download([(name, candidates[name][0]) for _, name in batch], progress)
-        for (requested, name), path in zip(batch, paths, strict=True):
-            version, depends = candidates[name]
-            if package_is_empty(path):
-                pending += [(requested, dependency) for dependency in depends]
-            else:
-                fetched.append(FetchedPackage(requested, name, version, path))
+        seen.update(wanted.name for wanted in batch)
+        found, pending = _resolve_batch(archive, batch, progress)
+        fetched += found
     _store_resolution(memo, fetched)
     return fetched
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    requested: str  # the recipe's name
+    name: str
+    library_of: str = ""  # set when only a shared library of that package is wanted
+
+
+# The archive sections of shared-library packages: what a program's Depends adds
+# on its own (its perl, shell or other program dependencies are the recipe's to name).
+LIBRARY_SECTIONS = frozenset({"libs", "oldlibs"})
+
+
+def _resolve_batch(
+    archive: AptArchive, batch: Sequence[_Wanted], progress: ByteProgress | None
+) -> tuple[list[FetchedPackage], list[_Wanted]]:
+    """Download one batch; return its packages and what their Depends add next."""
+    # Imported here: at start-up, builder.image.packages would cost ~36 ms.
+    from builder.image.packages import package_is_empty  # packages needs nothing from here
+
+    named = [wanted for wanted in batch if not wanted.library_of]
+    candidates = archive.candidates([wanted.name for wanted in named]) if named else {}
+    libraries = [wanted for wanted in batch if wanted.library_of]
+    if libraries:
+        found = archive.candidates([wanted.name for wanted in libraries], missing_ok=True)
+        candidates |= found
+        libraries = [wanted for wanted in libraries if wanted.name in found
+                     and archive.sections.get(wanted.name) in LIBRARY_SECTIONS]  # fmt: skip
+    chosen = named + libraries
+    paths = archive.download([(wanted.name, candidates[wanted.name][0]) for wanted in chosen],
+                             progress)  # fmt: skip
+    fetched, pending = [], []
+    for wanted, path in zip(chosen, paths, strict=True):
+        version, depends = candidates[wanted.name]
+        if not wanted.library_of and package_is_empty(path):
+            pending += [_Wanted(wanted.requested, dependency) for dependency in depends]
+            continue
+        fetched.append(FetchedPackage(wanted.requested, wanted.name, version, path,
+                                      wanted.library_of))  # fmt: skip
+        pending += [_Wanted(wanted.requested, dependency, wanted.library_of or wanted.name)
+                    for dependency in depends]  # fmt: skip
+    return fetched, pending
 
 
 def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
@@ -361,7 +409,9 @@ def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
     try:
         rows: Any = load_json_entry(memo)
         fetched = [
-            FetchedPackage(row["requested"], row["name"], row["version"], Path(row["path"]))
+            FetchedPackage(
+                row["requested"], row["name"], row["version"], Path(row["path"]), row["library_of"]
+            )
             for row in rows
         ]
     except (OSError, ValueError, KeyError, TypeError):
@@ -371,7 +421,13 @@ def _load_resolution(memo: Path) -> list[FetchedPackage] | None:
 
 def _store_resolution(memo: Path, fetched: Sequence[FetchedPackage]) -> None:
     rows = [
-        {"requested": p.requested, "name": p.name, "version": p.version, "path": str(p.path)}
+        {
+            "requested": p.requested,
+            "name": p.name,
+            "version": p.version,
+            "path": str(p.path),
+            "library_of": p.library_of,
+        }
         for p in fetched
     ]
     store_cache_entry(memo, json.dumps(rows).encode())

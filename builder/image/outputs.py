@@ -48,6 +48,9 @@ def manifest(result: BuildResult) -> dict[str, Any]:
                 "version": package.version,
                 "file": package.path.name,
                 "sha256": package_cache().package_sha256(package.path),
+                "requested": package.requested,
+                # Why a package the recipe did not name is here: a library of that one.
+                **({"library_of": package.library_of} if package.library_of else {}),
             }
             for package in result.packages
         ],

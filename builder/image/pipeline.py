@@ -34,6 +34,7 @@ from builder.image.initrd import (
 from builder.image.kernel import capture_kernel
 from builder.image.packages import PackageCache, PackageRoot
 from builder.image.progress import ByteProgress
+from builder.image.reach import Gap, reach_gaps
 from builder.image.sources import DirectoryRoot, Root
 from builder.recipe.model import Recipe
 
@@ -99,6 +100,8 @@ class BuildResult:
     # list optional firmware); recorded, not fatal, as modprobe and dracut do.
     missing_firmware: tuple[str, ...] = ()
     fit: FitReport | None = None
+    # What keeps the capture from dumping (builder.image.reach); the build stops on it.
+    gaps: tuple[Gap, ...] = ()
 
     @property
     def holds_secrets(self) -> bool:
@@ -200,6 +203,8 @@ def plan_build(
     with steps.step(compressing):
         initrd = early + compress_archives(recipe, archives, steps.ticker(compressing))
     cmdline = capture_cmdline(recipe)
+    gaps = reach_gaps(recipe, cmdline, (member.path for member in members),
+                      builtin_modules(root, kernel.version), kernel.version)  # fmt: skip
     with steps.step("fit"):
         profile = capture_profile(recipe, kernel.image, cmdline, members, initrd)
         fit_report = fit_recipe(
@@ -217,7 +222,17 @@ def plan_build(
         packages=packages,
         missing_firmware=tuple(plan.missing_firmware),
         fit=fit_report,
+        gaps=tuple(gaps),
     )
+
+
+def builtin_modules(root: Root, kernel_version: str) -> tuple[str, ...] | None:
+    """The kernel's modules.builtin (module paths), None when it has none."""
+    path = f"/lib/modules/{kernel_version}/modules.builtin"
+    if not root.exists(path):
+        return None
+    text = root.read_bytes(path).decode("utf-8", "replace")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def compress_archives(

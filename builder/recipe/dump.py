@@ -105,6 +105,17 @@ class MemoryPrior:
     basis: str
 
 
+@dataclass(frozen=True)
+class Starter:
+    """What `kdump-build init` writes for a target: its `[dump]` keys (TOML lines, with
+    comments saying what to change), the drivers it needs on QEMU's virtio devices, and
+    the Debian packages it adds."""
+
+    keys: str
+    modules: tuple[str, ...]
+    packages: tuple[str, ...] = ()
+
+
 class TargetKind(ABC):
     """One dump target; subclasses are stateless and used as singletons.
 
@@ -119,6 +130,7 @@ class TargetKind(ABC):
     memory: ClassVar[MemoryPrior]
     # Where the target is listed (docs, errors): lower first.
     rank: ClassVar[int]
+    starter: ClassVar[Starter]  # what `kdump-build init` writes for it
     # The `dump.target` of a recipe that names none (exactly one target says so).
     default: ClassVar[bool] = False
 

@@ -37,9 +37,20 @@ def _default_text(setting: Setting) -> str:
     return str(default)
 
 
+def _cell(text: str) -> str:
+    r"""A table cell's text: a `|` (choice lists, inside code spans too) is escaped, as
+    GitHub-flavoured Markdown reads it, so it cannot end the cell.
+
+    >>> _cell("reuse | dedicated")
+    'reuse \\| dedicated'
+    """
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def _row(setting: Setting) -> str:
-    kind = (setting.parse.__doc__ or "").strip()
-    return f"| `{setting.field}` | {kind} | `{_default_text(setting)}` | {setting.help} |"
+    cells = (f"`{setting.field}`", (setting.parse.__doc__ or "").strip(),
+             f"`{_default_text(setting)}`", setting.help)  # fmt: skip
+    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
 
 
 def reference_markdown() -> str:

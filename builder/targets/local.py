@@ -11,6 +11,7 @@ from builder.recipe.dump import (
     HostSelection,
     LocalDumps,
     MemoryPrior,
+    Starter,
     TargetKind,
     TargetOptions,
 )
@@ -30,6 +31,17 @@ class LocalTarget(TargetKind):
     name = "local"
     summary = "a filesystem on a block device"
     rank = 0
+    starter = Starter(
+        keys="""\
+# The filesystem the dump is saved to, found by its label (or UUID=..., or a /dev
+# path); label one with `e2label /dev/XXX kdump`. Its driver and the filesystem's
+# module are in initrd.modules.
+device = "LABEL=kdump"
+fstype = "ext4"
+path = "/"
+""",
+        modules=("virtio_pci", "virtio_blk", "ext4"),
+    )
     default = True
     memory = MemoryPrior(
         4 * MiB,

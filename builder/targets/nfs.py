@@ -13,6 +13,7 @@ from builder.recipe.dump import (
     HostSelection,
     MemoryPrior,
     RecipeFiles,
+    Starter,
     TargetContent,
     TargetKind,
     TargetOptions,
@@ -56,6 +57,18 @@ class NfsTarget(TargetKind):
     name = "nfs"
     summary = "an NFS export"
     rank = 2
+    starter = Starter(
+        keys="""\
+# The NFS export (an IPv4 address: the initrd has no resolver) and the directory
+# in it; the network driver is in initrd.modules.
+nfs = "192.168.122.1:/srv/crash"
+nfs_version = "4.2"
+path = "/"
+network = "dhcp"
+interface = "eth0"
+""",
+        modules=("virtio_pci", "virtio_net"),
+    )
     memory = MemoryPrior(
         24 * MiB,
         calibrated=True,

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from builder.recipe.choices import Collector
-from builder.recipe.dump import DumpSettings, HostSelection, MemoryPrior, TargetKind, TargetOptions
+from builder.recipe.dump import (
+    DumpSettings,
+    HostSelection,
+    MemoryPrior,
+    Starter,
+    TargetKind,
+    TargetOptions,
+)
 from builder.recipe.parsers import REQUIRED, Check, Setting, string
 from builder.units import MiB
 
@@ -24,6 +31,14 @@ class RawTarget(TargetKind):
     name = "raw"
     summary = "a whole block device written in makedumpfile's flattened format"
     rank = 1
+    starter = Starter(
+        keys="""\
+# A whole block device, overwritten from byte 0 with makedumpfile's flattened
+# stream; read it back with `kdump-build restore DEVICE vmcore`.
+device = "/dev/vdb"
+""",
+        modules=("virtio_pci", "virtio_blk"),
+    )
     memory = MemoryPrior(
         2 * MiB,
         calibrated=False,

@@ -24,6 +24,7 @@ from builder.recipe.dump import (
     HostSelection,
     MemoryPrior,
     RecipeFiles,
+    Starter,
     TargetContent,
     TargetKind,
     TargetOptions,
@@ -61,6 +62,20 @@ class SshTarget(TargetKind):
     name = "ssh"
     summary = "a file on another host written through ssh"
     rank = 3
+    starter = Starter(
+        keys="""\
+# The server the dump is written to, through dropbear's dbclient. The key must
+# exist before the build: `ssh-keygen -t ed25519 -N '' -f kdump_id_ed25519`
+# (beside this recipe), and its .pub line in the server's authorized_keys.
+ssh = "kdump@192.168.122.1"
+ssh_key = "kdump_id_ed25519"
+path = "/var/crash"
+network = "dhcp"
+interface = "eth0"
+""",
+        modules=("virtio_pci", "virtio_net"),
+        packages=("dropbear-bin",),
+    )
     memory = MemoryPrior(
         32 * MiB,
         calibrated=False,

@@ -72,7 +72,7 @@ case "$DEBVM_BOOT" in
     systemctl is-enabled kdump-build.service > $out/unit-enabled || true
     command -v kdump-build > $out/which
     kdump-build load /var/lib/kdump-build/$(uname -r) > $out/load-boot1.txt 2>&1 || true
-    kdump-build status > $out/status-boot1.txt
+    kdump-build status > $out/status-boot1.txt || echo $? > $out/status-boot1-rc
     cp /etc/default/grub.d/kdump-build.cfg $out/grub-dropin.cfg
     echo reboot > $out/next
     ;;
@@ -231,6 +231,7 @@ def test_without_a_reservation_load_and_status_say_why(scenario: Scenario) -> No
     ), load
     assert "crash_notes" not in load and len(load.strip().splitlines()) == 1
     status = scenario.out("status-boot1.txt")
+    assert scenario.out("status-boot1-rc").strip() == "4", "status: 4 when not ready"
     assert "crash kernel loaded: no" in status
     assert "reservation: none (no crashkernel= on this kernel's command line)" in status
     assert (

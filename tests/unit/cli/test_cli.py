@@ -475,3 +475,58 @@ def test_inspect_corrupt_device_tree_is_one_line(tmp_path: Path) -> None:
         result.stderr == f"kdump-build: error: {cut}: byte 0x4: totalsize 0x2015 outside "
         "the file of 0xc8 bytes\n"
     )
+
+
+def test_version_is_the_one_pyproject_declares() -> None:
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"kdump-build {declared}\n", "")
+
+
+def test_status_is_not_ready_without_a_loaded_crash_kernel() -> None:
+    """Issue 25: status exited 0 on a machine that could not dump, and its JSON
+    reservation repeated the text line's `reservation: ` prefix."""
+    loaded = Path("/sys/kernel/kexec_crash_loaded")
+    if loaded.exists():
+        assert loaded.read_text().strip() == "0", "the test machine has a crash kernel loaded"
+    result = run_cli("status", "--json")
+    assert result.returncode == 4, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["loaded"] is not True
+    assert not summary["reservation"].startswith("reservation")
+    text = run_cli("status")
+    assert text.returncode == 4
+    assert f"reservation: {summary['reservation']}\n" in text.stdout
+
+
+def test_auto_says_nothing_on_a_kernel_without_kexec() -> None:
+    from builder.cli.kexec import _auto_choice
+    from builder.kexec.method import FileLoad, FileLoadProbe
+    from builder.kexec.syscalls import KexecStatus
+
+    absent = FileLoadProbe(FileLoad.ABSENT, "ENOSYS")
+    assert _auto_choice(KexecStatus(None, None, None), absent) == (
+        None,
+        "this kernel has no kexec support for crash dumps",
+    )
+    method, _ = _auto_choice(KexecStatus(False, 0, None), absent)
+    assert method is not None and method.value == "segments"
+
+
+def test_fit_names_the_kernel_whose_rules_it_applies() -> None:
+    """Issue 25: without a recipe, arm64's 6.2+ low range was applied with no note, and no
+    option named the kernel. Debian 12's 6.1 adds no default low range to `,high`."""
+    args = ("fit", "--arch", "aarch64", "--crashkernel", "256M,high", "--ram", "4G")
+    newest = run_cli(*args)
+    assert "+ low 128.0 MiB" in newest.stdout
+    assert newest.stdout.endswith(
+        "note: no --kernel: the rules of kernels 6.2 and later applied (--kernel VERSION)\n"
+    )
+    old = run_cli(*args, "--kernel", "6.1.0-57-arm64")
+    assert old.returncode == 0 and "+ low" not in old.stdout and "note:" not in old.stdout
+    bad = run_cli(*args, "--kernel", "foo")
+    assert bad.stderr == (
+        "kdump-build: error: fit: --kernel: 'foo' is not a kernel release (such as 6.1.0-57)\n"
+    )

@@ -66,7 +66,7 @@ def test_bare_commands_import_neither_pydantic_nor_rich() -> None:
     probe = (
         "import sys\n"
         "from builder.cli import main\n"
-        "assert main(['status']) == 0\n"
+        "assert main(['status']) in (0, 4)  # 4: no crash kernel loaded\n"
         "assert main(['status', '--help']) == 0\n"
         "assert main(['--help']) == 0\n"
         "assert main(['fit', '--crashkernel', '256M', '--ram', '1G']) == 0\n"

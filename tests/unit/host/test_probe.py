@@ -108,3 +108,14 @@ def test_ram_from_iomem_else_meminfo(tmp_path: Path) -> None:
 def test_mountinfo_unescapes_paths() -> None:
     (mount,) = parse_mountinfo("30 1 8:1 / /mnt/my\\040disk rw - ext4 /dev/sda1 rw\n")
     assert mount.mount_point == "/mnt/my disk"
+
+
+def test_mountinfo_octal_escapes_are_bytes() -> None:
+    """Issue 24: the escapes are bytes of the path; a UTF-8 name around them stays whole,
+    and a line break in a mount point is decoded, not left as text."""
+    line = "30 1 8:1 / /mnt/caf\xe9\\040d\\012x\\134 rw - ext4 /dev/sda1 rw\n"
+    (mount,) = parse_mountinfo(line)
+    assert mount.mount_point == "/mnt/caf\xe9 d\nx\\"
+    raw = os.fsdecode(b"30 1 8:1 / /mnt/\\303\\251\xff rw - ext4 /dev/sda1 rw\n")
+    (mount,) = parse_mountinfo(raw)
+    assert os.fsencode(mount.mount_point) == b"/mnt/\xc3\xa9\xff"

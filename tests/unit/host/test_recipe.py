@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from builder.host.probe import DumpFilesystem, HostFacts
@@ -59,7 +60,12 @@ def test_dumps_command_lists_json_and_text(tmp_path: Path) -> None:
     text = run_cli("dumps", "--dir", str(tmp_path)).stdout
     assert text.startswith("2026-12-01 10:15:00 UTC  6.1.0-57-amd64  ")
     assert "    Kernel panic - not syncing: sysrq triggered crash" in text
-    assert run_cli("dumps", "--dir", str(tmp_path / "none")).stdout == "no dumps\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli("dumps", "--dir", str(empty)).stdout == "no dumps\n"
+    missing = run_cli("dumps", "--dir", str(tmp_path / "none"))
+    assert (missing.returncode, missing.stdout) == (2, "")
+    assert missing.stderr == f"kdump-build: error: {tmp_path}/none: --dir: no such directory\n"
 
 
 def test_crashkernel_takes_one_action() -> None:
@@ -67,4 +73,51 @@ def test_crashkernel_takes_one_action() -> None:
     assert result.returncode == 2
     assert (
         result.stderr == "kdump-build: error: crashkernel: give one of --apply, --remove, --show\n"
+    )
+
+
+def _with_filesystem(mount_point: str, path: str = "/var/crash") -> HostFacts:
+    filesystem = DumpFilesystem("UUID=6b1f0a2e", "ext4", Path(mount_point), path)
+    return replace(FACTS, dump_filesystem=filesystem)
+
+
+def test_a_mount_point_cannot_add_keys_to_the_host_recipe() -> None:
+    """Issue 24: a mount point with a line break ended the comment it is named in, and
+    the next line became a dump.pre hook run as root by the capture."""
+    hostile = '/mnt/x\npre = ["/tmp/own.sh"] #'
+    text = host_recipe_text(_with_filesystem(hostile))
+    recipe = parse_recipe(text, Path("r.toml"))
+    assert recipe.dump.pre == ()
+    assert len(text.splitlines()) == len(host_recipe_text(FACTS).splitlines())
+    assert '# /mnt/x\\npre = ["/tmp/own.sh"] #).' in text
+
+
+def test_control_characters_in_values_are_escaped_and_parse_back() -> None:
+    path = "/var/cr\x01ash\t\x7f\x1b[2J"
+    recipe = parse_recipe(host_recipe_text(_with_filesystem("/", path)), Path("r.toml"))
+    assert recipe.dump.to_json()["path"] == path
+
+
+def test_crashkernel_show_computes_from_a_recipe_without_enable(tmp_path: Path) -> None:
+    """Issue 25: --show worked only after enable. It now judges a recipe in memory for
+    this machine's RAM; the fit command, given the same RAM, recommends the same."""
+    from builder.host.probe import machine_ram
+    from tests.support.paths import DEFAULT_RECIPE
+
+    shown = run_cli("crashkernel", "--show", "--recipe", str(DEFAULT_RECIPE))
+    assert shown.returncode == 0, shown.stderr
+    first, ram_line, source = shown.stdout.splitlines()
+    ram = f"{machine_ram() // 2**20}M"
+    fit = json.loads(run_cli("fit", str(DEFAULT_RECIPE), "--ram", ram, "--json").stdout)
+    assert first == f"crashkernel={fit['recommended']}"
+    needed = fit["rams"][0]["needed"] / 2**20
+    assert ram_line.startswith(f"  RAM {ram[:-1]} MiB; the capture of 6.")
+    assert f" needs {needed:.1f} MiB " in ram_line
+    assert (
+        source == f"  computed from {DEFAULT_RECIPE}; not applied (kdump-build enable applies it)"
+    )
+    refused = run_cli("crashkernel", "--apply", "--recipe", str(DEFAULT_RECIPE))
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "kdump-build: error: crashkernel: --recipe goes with --show (enable applies a recipe)\n"
     )

@@ -51,3 +51,14 @@ def test_an_unknown_package_names_the_release(tmp_path: Path) -> None:
 def test_a_release_debian_does_not_have_is_named(tmp_path: Path) -> None:
     with pytest.raises(ReleaseError, match=r"^Debian 'nosuchrelease': apt-get update failed"):
         fetch_packages(["busybox-static"], "x86_64", release="nosuchrelease", cache_dir=tmp_path)
+
+
+def test_a_program_brings_its_shared_libraries_and_says_why() -> None:
+    """Issue 25: makedumpfile alone needed eight library packages listed by hand."""
+    fetched = {package.name: package for package in fetch_packages(["makedumpfile"], "x86_64")}
+    assert fetched["makedumpfile"].library_of == ""
+    for library in ("libc6", "libdw1", "libelf1", "liblzo2-2", "zlib1g"):
+        assert fetched[library].library_of == "makedumpfile", library
+        assert fetched[library].requested == "makedumpfile"
+    # Only libraries: makedumpfile's perl (for makedumpfile-R.pl) is not one.
+    assert "perl" not in fetched and "perl-base" not in fetched

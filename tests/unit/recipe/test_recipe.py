@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -183,3 +184,27 @@ def test_to_json_round_trips_values() -> None:
 def test_reference_doc_is_current() -> None:
     committed = (REPO / "docs" / "recipe.md").read_text()
     assert committed == reference_markdown(), "run: kdump-build recipe-doc > docs/recipe.md"
+
+
+def _table_cells(line: str) -> list[str]:
+    # GitHub-flavoured Markdown: a cell ends at a `|` not preceded by a backslash.
+    inner = line.strip().removeprefix("|").removesuffix("|")
+    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", inner)]
+
+
+def test_reference_doc_is_a_valid_table_of_every_setting() -> None:
+    """Issue 25: choice lists (`x86_64 | aarch64 | riscv64`) split their rows, so the
+    default and the meaning of 11 keys fell into the wrong columns."""
+    rows: dict[str, list[list[str]]] = {}
+    for line in (REPO / "docs" / "recipe.md").read_text().splitlines():
+        if line.startswith("| `"):
+            cells = _table_cells(line)
+            assert len(cells) == 4, line
+            rows.setdefault(cells[0].strip("`"), []).append(cells)
+    settings = list(SETTINGS) + [s for kind in target_kinds() for s in kind.settings]
+    for setting in settings:
+        kind = (setting.parse.__doc__ or "").strip()
+        assert [setting.field, kind, setting.help] in [
+            [cells[0].strip("`"), cells[1], cells[3]] for cells in rows[setting.field]
+        ], setting.key
+    assert any(cells[1] == "x86_64 | aarch64 | riscv64" for cells in rows["arch"])
