@@ -23,6 +23,7 @@ from typer.models import CommandInfo
 
 from builder.cli import build, fit, inspect, kexec, machine, reserve, restore, saved
 from builder.cli.coercion import PlainCommand, PlainGroup
+from builder.cli.compat import Option, for_typer
 from builder.errors import KdumpBuildError, ReachError
 
 PROG = "kdump-build"
@@ -77,11 +78,10 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _options(
     version: Annotated[
         bool,
-        typer.Option(
+        Option(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
@@ -90,26 +90,29 @@ def _options(
     return None
 
 
-app.command()(build.build)
-app.command()(inspect.inspect)
-app.command()(inspect.diff)
-app.command()(build.fetch)
-app.command("fit")(fit.fit_command)
-app.command()(restore.restore)
-app.command("recipe-doc")(build.recipe_doc)
-app.command()(build.init)
-app.command()(kexec.layout)
-app.command("capture-sysfs")(kexec.capture_sysfs)
-app.command()(kexec.load)
-app.command()(kexec.unload)
-app.command()(kexec.status)
-app.command()(machine.enable)
-app.command()(machine.disable)
-app.command()(machine.boot)
-app.command("kernel-installed")(machine.kernel_installed)
-app.command("kernel-removed")(machine.kernel_removed)
-app.command()(reserve.crashkernel)
-app.command("dumps")(saved.dumps)
+app.callback()(for_typer(_options))
+
+
+app.command()(for_typer(build.build))
+app.command()(for_typer(inspect.inspect))
+app.command()(for_typer(inspect.diff))
+app.command()(for_typer(build.fetch))
+app.command("fit")(for_typer(fit.fit_command))
+app.command()(for_typer(restore.restore))
+app.command("recipe-doc")(for_typer(build.recipe_doc))
+app.command()(for_typer(build.init))
+app.command()(for_typer(kexec.layout))
+app.command("capture-sysfs")(for_typer(kexec.capture_sysfs))
+app.command()(for_typer(kexec.load))
+app.command()(for_typer(kexec.unload))
+app.command()(for_typer(kexec.status))
+app.command()(for_typer(machine.enable))
+app.command()(for_typer(machine.disable))
+app.command()(for_typer(machine.boot))
+app.command("kernel-installed")(for_typer(machine.kernel_installed))
+app.command("kernel-removed")(for_typer(machine.kernel_removed))
+app.command()(for_typer(reserve.crashkernel))
+app.command("dumps")(for_typer(saved.dumps))
 
 
 def _name(info: CommandInfo) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from builder.cli.compat import Argument, Option
 from builder.errors import RecipeError
 from builder.units import format_mib
 
@@ -19,24 +20,22 @@ if TYPE_CHECKING:
 
 
 def build(
-    recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
+    recipe: Annotated[Path, Argument(help="The recipe TOML file.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Output directory [build/<name>].")
+        Path | None, Option("-o", "--output", help="Output directory [build/<name>].")
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
+    json_output: Annotated[bool, Option("--json", help="Print a JSON summary.")] = False,
+    quiet: Annotated[bool, Option("-q", "--quiet", help="No progress lines.")] = False,
     verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="Progress lines even when not on a terminal.")
+        bool, Option("-v", "--verbose", help="Progress lines even when not on a terminal.")
     ] = False,
     ignore_fit: Annotated[
         bool,
-        typer.Option("--ignore-fit", help="Write the outputs even when the capture does not fit."),
+        Option("--ignore-fit", help="Write the outputs even when the capture does not fit."),
     ] = False,
     ignore_reach: Annotated[
         bool,
-        typer.Option(
-            "--ignore-reach", help="Write the outputs even when the capture could not dump."
-        ),
+        Option("--ignore-reach", help="Write the outputs even when the capture could not dump."),
     ] = False,
 ) -> None:
     """Build the capture kernel, initrd and command line of a recipe."""
@@ -106,8 +105,8 @@ def _print_summary(result: BuildResult, steps: Steps, outdir: Path) -> None:
 
 
 def fetch(
-    recipe: Annotated[Path, typer.Argument(help="The recipe whose source.packages to fetch.")],
-    refresh: Annotated[bool, typer.Option(help="Refresh the package lists first.")] = False,
+    recipe: Annotated[Path, Argument(help="The recipe whose source.packages to fetch.")],
+    refresh: Annotated[bool, Option(help="Refresh the package lists first.")] = False,
 ) -> None:
     """Fetch the Debian packages a recipe names into the cache."""
     # Imported here: at start-up, builder.image.pipeline would cost ~832 ms.
@@ -129,13 +128,13 @@ def recipe_doc() -> None:
 def init(
     target: Annotated[
         str | None,
-        typer.Option("--target", help="Where the dump goes [the recipe's default target]."),
+        Option("--target", help="Where the dump goes [the recipe's default target]."),
     ] = None,
     arch: Annotated[
-        str | None, typer.Option("--arch", help="Target architecture [this machine's].")
+        str | None, Option("--arch", help="Target architecture [this machine's].")
     ] = None,
     release: Annotated[
-        str, typer.Option("--release", help="Debian release of the packages [the host's apt].")
+        str, Option("--release", help="Debian release of the packages [the host's apt].")
     ] = "",
 ) -> None:
     """Print a complete, commented recipe that builds as it is (kdump-build init > r.toml)."""

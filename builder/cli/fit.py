@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from builder.cli.compat import Argument, Option
 from builder.units import format_mib
 
 if TYPE_CHECKING:
@@ -16,29 +17,29 @@ if TYPE_CHECKING:
 
 def fit_command(
     recipe: Annotated[
-        Path | None, typer.Argument(help="The recipe; without it, the reservation alone.")
+        Path | None, Argument(help="The recipe; without it, the reservation alone.")
     ] = None,
     ram: Annotated[
         list[str] | None,
-        typer.Option("--ram", help="RAM size of a machine (repeat) [crashkernel.ram]."),
+        Option("--ram", help="RAM size of a machine (repeat) [crashkernel.ram]."),
     ] = None,
     crashkernel: Annotated[
         str | None,
-        typer.Option("--crashkernel", help="crashkernel= value to judge [crashkernel.reserve]."),
+        Option("--crashkernel", help="crashkernel= value to judge [crashkernel.reserve]."),
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option("--arch", help="Architecture without a recipe [this machine's]."),
+        Option("--arch", help="Architecture without a recipe [this machine's]."),
     ] = None,
     kernel: Annotated[
         str | None,
-        typer.Option(
+        Option(
             "--kernel",
             help="Release of the kernel that reserves, without a recipe "
             "(rules change with it, e.g. 6.1.0-57-arm64) [the newest rules].",
         ),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Judge a crashkernel= reservation against the capture a recipe builds, per RAM size."""
     # Imported here: at start-up, builder.crashkernel.fit would cost ~76 ms.

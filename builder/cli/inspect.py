@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from builder.cli.compat import Argument, Option
+
 if TYPE_CHECKING:
     from builder.binfmt.cpio import ArchiveEntry
     from builder.image.diff import MemberChange
@@ -32,8 +34,8 @@ def _read_file(path: Path) -> bytes:
 
 
 def inspect(
-    path: Annotated[Path, typer.Argument(help="A kernel image, an initrd or a device tree.")],
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    path: Annotated[Path, Argument(help="A kernel image, an initrd or a device tree.")],
+    json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe a kernel image or a device tree (DTB), or list an initrd's members like lsinitrd."""
     # Imported here: at start-up, builder.binfmt.kernelimg would cost ~95 ms.
@@ -149,9 +151,9 @@ def _read_initrd_file(path: Path) -> list[ArchiveEntry]:
 
 
 def diff(
-    before: Annotated[Path, typer.Argument(help="The first initrd.")],
-    after: Annotated[Path, typer.Argument(help="The second initrd.")],
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    before: Annotated[Path, Argument(help="The first initrd.")],
+    after: Annotated[Path, Argument(help="The second initrd.")],
+    json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show members added (+), removed (-) and changed (~) between two initrds."""
     # Imported here: at start-up, builder.image.diff would cost ~71 ms.

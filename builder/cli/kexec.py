@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from builder.cli.compat import Argument, Option
+
 if TYPE_CHECKING:
     from builder.arch import Arch
     from builder.host.report import HostStatus
@@ -22,16 +24,14 @@ if TYPE_CHECKING:
 # `status` on a machine where no crash kernel is loaded: not an error, not ready.
 NOT_READY_EXIT_CODE = 4
 
-OutdirArgument = Annotated[
-    Path, typer.Argument(help="A build's output directory (vmlinuz, initrd.img).")
-]
+OutdirArgument = Annotated[Path, Argument(help="A build's output directory (vmlinuz, initrd.img).")]
 ArchOption = Annotated[
     str | None,
-    typer.Option("--arch", help="Target architecture [the build's, from its manifest.json]."),
+    Option("--arch", help="Target architecture [the build's, from its manifest.json]."),
 ]
 BackupOption = Annotated[
     bool | None,
-    typer.Option(
+    Option(
         "--backup/--no-backup",
         help="Copy the low 640 KiB first (kernels before v5.5) "
         "[default: the recipe's kernel.backup_region].",
@@ -40,10 +40,10 @@ BackupOption = Annotated[
 
 
 ShowOption = Annotated[
-    bool, typer.Option("--show", help="Plan from this system and print the segments; load nothing.")
+    bool, Option("--show", help="Plan from this system and print the segments; load nothing.")
 ]
 VerboseOption = Annotated[
-    bool, typer.Option("--verbose", help="Print the planned segments, then load them.")
+    bool, Option("--verbose", help="Print the planned segments, then load them.")
 ]
 
 
@@ -69,10 +69,10 @@ def _print_layout(layout: Layout, json_output: bool) -> None:
 
 def layout(
     outdir: OutdirArgument,
-    iomem: Annotated[Path, typer.Option("--iomem", help="A captured /proc/iomem.")],
+    iomem: Annotated[Path, Option("--iomem", help="A captured /proc/iomem.")],
     sysfs: Annotated[
         Path | None,
-        typer.Option(
+        Option(
             "--sysfs",
             help="A directory from `kdump-build capture-sysfs` (crash notes, "
             "vmcoreinfo, kcore headers, the booted device tree); without it the ELF "
@@ -81,7 +81,7 @@ def layout(
     ] = None,
     arch: ArchOption = None,
     backup: BackupOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print layout.json.")] = False,
+    json_output: Annotated[bool, Option("--json", help="Print layout.json.")] = False,
 ) -> None:
     """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
     # Imported here: at start-up, builder.kexec.layout.document would cost ~376 ms.
@@ -107,7 +107,7 @@ def layout(
 
 
 def capture_sysfs(
-    destination: Annotated[Path, typer.Argument(help="Directory to create.")],
+    destination: Annotated[Path, Argument(help="Directory to create.")],
 ) -> None:
     """Save this system's crash notes, vmcoreinfo, kcore headers, device tree and iomem.
 
@@ -144,7 +144,7 @@ def load(
     outdir: OutdirArgument,
     method: Annotated[
         str,
-        typer.Option(
+        Option(
             "--method",
             help="segments (kexec_load, our purgatory), file "
             "(kexec_file_load) or auto (file under lockdown).",
@@ -154,15 +154,13 @@ def load(
     backup: BackupOption = None,
     print_kexec_command: Annotated[
         bool,
-        typer.Option(
-            "--print-kexec-command", help="Print the kexec-tools equivalent; load nothing."
-        ),
+        Option("--print-kexec-command", help="Print the kexec-tools equivalent; load nothing."),
     ] = False,
     show: ShowOption = False,
     verbose: VerboseOption = False,
     testing_corrupt_segment: Annotated[
         str | None,
-        typer.Option(
+        Option(
             "--testing-corrupt-segment",
             hidden=True,
             help="TEST ONLY: flip a byte of this segment after the digest.",
@@ -272,7 +270,7 @@ def _record(record: LoadRecord) -> None:
 
 
 def unload(
-    method: Annotated[str, typer.Option("--method", help="segments, file or auto.")] = "auto",
+    method: Annotated[str, Option("--method", help="segments, file or auto.")] = "auto",
 ) -> None:
     """Unload this system's crash kernel."""
     # Imported here: at start-up, builder.kexec.syscalls would cost ~65 ms.
@@ -293,7 +291,7 @@ LOADED_TEXT = {
 
 
 def status(
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Whether a crash kernel is loaded, the crash region, how it was loaded and why, this
     kernel's capture, whether the reservation holds it, and what keeps a load from working."""

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from builder.cli.compat import Argument, Option
+
 
 def _say(line: str) -> None:
     typer.echo(line)
@@ -16,7 +18,7 @@ def _say(line: str) -> None:
 def enable(
     recipe: Annotated[
         Path | None,
-        typer.Argument(help='A recipe with source.root = "/" [a new one for this machine].'),
+        Argument(help='A recipe with source.root = "/" [a new one for this machine].'),
     ] = None,
 ) -> None:
     """Arm this machine: recipe, a capture per installed kernel, the service, the kernel
@@ -50,9 +52,9 @@ def boot() -> None:
 
 
 def kernel_installed(
-    version: Annotated[str, typer.Argument(help="The kernel version (uname -r form).")],
+    version: Annotated[str, Argument(help="The kernel version (uname -r form).")],
     image: Annotated[
-        Path | None, typer.Option("--image", help="Its image [/boot/vmlinuz-VERSION].")
+        Path | None, Option("--image", help="Its image [/boot/vmlinuz-VERSION].")
     ] = None,
 ) -> None:
     """Kernel hook: build the capture of a newly installed kernel."""
@@ -63,7 +65,7 @@ def kernel_installed(
 
 
 def kernel_removed(
-    version: Annotated[str, typer.Argument(help="The kernel version (uname -r form).")],
+    version: Annotated[str, Argument(help="The kernel version (uname -r form).")],
 ) -> None:
     """Kernel hook: remove the capture of a removed kernel."""
     # Imported here: at start-up, builder.host.boot would cost ~377 ms.

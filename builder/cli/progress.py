@@ -10,6 +10,7 @@ Nothing with --quiet or --json.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
 import time
 from collections.abc import Iterator
@@ -90,7 +91,8 @@ class LiveProgress:
 @contextlib.contextmanager
 def build_steps(quiet: bool, verbose: bool) -> Iterator[Steps]:
     """The `Steps` of a build, reporting on stderr as the mode and the terminal say."""
-    terminal = sys.stderr.isatty()
+    # Live bars need rich: typer 0.15 and later bring it, Debian 12's typer 0.7 does not.
+    terminal = sys.stderr.isatty() and importlib.util.find_spec("rich") is not None
     if quiet or not (verbose or terminal):
         yield Steps()
         return

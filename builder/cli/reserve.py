@@ -8,21 +8,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from builder.cli.compat import Option
+
 if TYPE_CHECKING:
     from builder.host.paths import HostPaths
 
 
 def crashkernel(
     apply: Annotated[
-        bool, typer.Option("--apply", help="Write it as a GRUB drop-in and run update-grub.")
+        bool, Option("--apply", help="Write it as a GRUB drop-in and run update-grub.")
     ] = False,
     remove: Annotated[
-        bool, typer.Option("--remove", help="Remove the drop-in and run update-grub.")
+        bool, Option("--remove", help="Remove the drop-in and run update-grub.")
     ] = False,
-    show: Annotated[bool, typer.Option("--show", help="Print it (the default).")] = False,
+    show: Annotated[bool, Option("--show", help="Print it (the default).")] = False,
     recipe: Annotated[
         Path | None,
-        typer.Option(
+        Option(
             "--recipe",
             help="With --show: judge this recipe's capture instead "
             "[the captures enable built, else the recipe enable would write].",

@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
+from builder.cli.compat import Argument
+
 
 def restore(
     source: Annotated[
-        Path, typer.Argument(help="A flattened dump: vmcore.flat, or the raw dump device.")
+        Path, Argument(help="A flattened dump: vmcore.flat, or the raw dump device.")
     ],
-    output: Annotated[Path, typer.Argument(help="The vmcore to write (must not exist).")],
+    output: Annotated[Path, Argument(help="The vmcore to write (must not exist).")],
 ) -> None:
     """Turn makedumpfile's flattened stream (raw and ssh targets) back into a vmcore."""
     # Imported here: at start-up, builder.binfmt.flat would cost ~9.6 ms.

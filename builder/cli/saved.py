@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from builder.cli.compat import Option
+
 
 def _default_directories() -> list[Path]:
     """The enabled recipe's local dump directories, else /var/crash."""
@@ -27,9 +29,9 @@ def _default_directories() -> list[Path]:
 def dumps(
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Where the dumps are [the enabled recipe's, else /var/crash]."),
+        Option("--dir", help="Where the dumps are [the enabled recipe's, else /var/crash]."),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: Annotated[bool, Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the saved dumps: time, kernel version, size and the panic line."""
     from builder.errors import HostError

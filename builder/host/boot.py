@@ -85,19 +85,33 @@ def boot(say: Say, load: Callable[[Path], None], paths: HostPaths | None = None)
 
 def kernel_installed(version: str, image: Path | None, say: Say,
                      paths: HostPaths | None = None) -> None:  # fmt: skip
-    """The kernel hook: build (or rebuild) the capture of a newly installed kernel."""
+    """The kernel hook: build the capture of a newly installed kernel, or rebuild it when
+    its inputs changed."""
     paths = paths or HostPaths()
+    chosen = image or paths.kernel_image(version)
+    if not chosen.is_file():
+        raise HostError(f"{version}: names no installed kernel ({chosen}: no such file)")
     with host_lock(paths):
         recipe = enabled_recipe(paths)
-        chosen = image or paths.kernel_image(version)
+        # A reinstall or a package upgrade's postinst: only what changed is rebuilt.
+        reason = captures.staleness(paths.capture(version),
+                                    captures.current_inputs(recipe.path, chosen))  # fmt: skip
+        if reason is None:
+            say(f"kdump-build: {paths.capture(version)} is up to date")
+            return
         record = captures.build_capture(recipe, version, paths, machine_ram(), chosen)
-    say(f"kdump-build: built {paths.capture(version)} for kernel {record.kernel_version}")
+    say(f"kdump-build: built {paths.capture(version)} for kernel {record.kernel_version} "
+        f"({reason})")  # fmt: skip
 
 
 def kernel_removed(version: str, say: Say, paths: HostPaths | None = None) -> None:
     """The kernel hook: remove the capture of a removed kernel (once; purge finds none)."""
     paths = paths or HostPaths()
+    capture = paths.capture(version)
     with host_lock(paths):
         removed = captures.remove_capture(paths, version)
     if removed:
-        say(f"kdump-build: removed {paths.capture(version)}")
+        say(f"kdump-build: removed {capture}")
+    elif not (capture.exists() or (paths.modules / version).exists()):
+        raise HostError(f"{version}: names no kernel and no capture of kdump-build's "
+                        f"in {paths.captures}")  # fmt: skip

@@ -94,8 +94,18 @@ def build_all(recipe: Recipe, facts: HostFacts, paths: HostPaths, say: Say) -> N
             say(f"capture: removed {paths.capture(version)} (kernel no longer installed)")
 
 
+def is_packaged(paths: HostPaths) -> bool:
+    """Whether the Debian package installed the unit and the hooks (enable only switches
+    them on then; they do nothing while /etc/kdump-build/enabled is missing)."""
+    return any(unit.is_file() for unit in paths.packaged_units)
+
+
 def install_files(paths: HostPaths, say: Say) -> None:
-    """The unit, the kernel hooks and the kernel-install plugin."""
+    """The unit, the kernel hooks and the kernel-install plugin, unless packaged."""
+    if is_packaged(paths):
+        say(f"service: {UNIT_NAME} and the kernel hooks of the kdump-build package, "
+            "switched on")  # fmt: skip
+        return
     require_trusted_program()  # what they will run as root
     command = service.kdump_build_command()
     files = (
@@ -188,7 +198,7 @@ def disable(say: Say, paths: HostPaths | None = None, effects: Effects | None = 
 
 
 def _disable_locked(say: Say, paths: HostPaths, effects: Effects) -> None:
-    if effects.systemctl and is_managed(paths.unit):
+    if effects.systemctl and (is_managed(paths.unit) or is_packaged(paths)):
         systemctl("disable", "--now", UNIT_NAME)
     removed = [path for path in (paths.unit, paths.postinst_hook, paths.postrm_hook,
                                  paths.install_plugin) if remove_managed(path)]  # fmt: skip

@@ -8,7 +8,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.errors import HostError
+
 UNIT_NAME = "kdump-build.service"
+
+
+def kernel_version_name(version: str) -> str:
+    """A kernel version as the hooks pass it: a name, never a path.
+
+    The version becomes a directory name under /var/lib/kdump-build and /boot, so a
+    `/` or `..` would reach outside them (and `kernel-removed` would delete there).
+
+    >>> kernel_version_name("6.1.0-9-amd64")
+    '6.1.0-9-amd64'
+    >>> kernel_version_name("../../../srv")
+    Traceback (most recent call last):
+    builder.errors.HostError: '../../../srv': not a kernel version (a name like ...)
+    """
+    printable = version.isprintable() and not version.isspace()
+    if not version or not printable or "/" in version or ".." in version or version[0] == ".":
+        raise HostError(f"{version!r}: not a kernel version (a name like 6.1.0-9-amd64, "
+                        "never a path with / or ..)")  # fmt: skip
+    return version
 
 
 @dataclass(frozen=True)
@@ -47,11 +68,17 @@ class HostPaths:
         return self._at("/run/kdump-build.lock")
 
     def capture(self, version: str) -> Path:
-        return self.captures / version
+        return self.captures / kernel_version_name(version)
 
     @property
     def unit(self) -> Path:
         return self._at(f"/etc/systemd/system/{UNIT_NAME}")
+
+    @property
+    def packaged_units(self) -> tuple[Path, ...]:
+        """Where the Debian package installs the unit (Debian 12 and 13)."""
+        return (self._at(f"/lib/systemd/system/{UNIT_NAME}"),
+                self._at(f"/usr/lib/systemd/system/{UNIT_NAME}"))  # fmt: skip
 
     @property
     def postinst_hook(self) -> Path:
@@ -98,6 +125,7 @@ class HostPaths:
     def kernel_image(self, version: str) -> Path:
         """/boot/vmlinuz-VERSION; on a Debian 14 tree whose /boot is not filled yet, the
         package's own /usr/lib/modules/VERSION/vmlinuz (builder.image.layouts)."""
-        boot = self.boot / f"vmlinuz-{version}"
-        packaged = self.modules / version / "vmlinuz"
+        name = kernel_version_name(version)
+        boot = self.boot / f"vmlinuz-{name}"
+        packaged = self.modules / name / "vmlinuz"
         return packaged if not boot.is_file() and packaged.is_file() else boot

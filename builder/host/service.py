@@ -29,6 +29,15 @@ NO_RESERVATION_CHECK = (
 )
 
 
+# Installed by the Debian package (debian/): the package owns the unit and the hooks,
+# `enable` only switches them on. Its hooks do nothing until then, and nothing once the
+# package is removed (conffiles in /etc/kernel stay until purge).
+PACKAGED_COMMAND = "/usr/bin/kdump-build"
+PACKAGED_GUARD = (
+    f"[ -x {PACKAGED_COMMAND} ] && [ -e /etc/kdump-build/enabled ] || exit 0  # not enabled\n"
+)
+
+
 def kdump_build_command() -> str:
     """The absolute command that runs this kdump-build (its console script, else -m)."""
     script = Path(sys.executable).parent / "kdump-build"
@@ -41,6 +50,7 @@ def unit_text(command: str) -> str:
     return f"""\
 {marker_line()}[Unit]
 Description=kdump-build: load the crash capture kernel
+Documentation=man:kdump-build(1)
 After=local-fs.target
 
 [Service]
@@ -56,10 +66,10 @@ WantedBy=multi-user.target
 """
 
 
-def postinst_hook_text(command: str) -> str:
+def postinst_hook_text(command: str, guard: str = "") -> str:
     return f"""\
 #!/bin/sh
-{marker_line()}# Debian's kernel packages run this with the kernel version and its image path.
+{marker_line()}{guard}# Debian's kernel packages run this with the kernel version and image path.
 # It never fails: run-parts --exit-on-error would abort the kernel's installation.
 {command} kernel-installed "$1" \\
     || echo "kdump-build: no capture built for kernel $1; the service retries at boot" >&2
@@ -67,19 +77,19 @@ exit 0
 """
 
 
-def postrm_hook_text(command: str) -> str:
+def postrm_hook_text(command: str, guard: str = "") -> str:
     return f"""\
 #!/bin/sh
-{marker_line()}# Debian's kernel packages run this on remove and again on purge.
+{marker_line()}{guard}# Debian's kernel packages run this on remove and again on purge.
 {command} kernel-removed "$1" || echo "kdump-build: could not remove the capture of $1" >&2
 exit 0
 """
 
 
-def install_plugin_text(command: str) -> str:
+def install_plugin_text(command: str, guard: str = "") -> str:
     return f"""\
 #!/bin/sh
-{marker_line()}# systemd's kernel-install: COMMAND VERSION ENTRY-DIR [IMAGE].
+{marker_line()}{guard}# systemd's kernel-install: COMMAND VERSION ENTRY-DIR [IMAGE].
 case "$1" in
     add) {command} kernel-installed "$2" ${{4:+--image "$4"}} \\
         || echo "kdump-build: no capture built for kernel $2" >&2 ;;
@@ -88,3 +98,22 @@ case "$1" in
 esac
 exit 0
 """
+
+
+def packaged_files() -> dict[str, tuple[str, int]]:
+    """The Debian package's unit and hooks (debian/), by path in the package, with modes."""
+    command, guard = PACKAGED_COMMAND, PACKAGED_GUARD
+    # The second call, at the kernel's purge, finds no capture: nothing to say then.
+    once = '[ -e "/var/lib/kdump-build/$1" ] || exit 0  # removed already\n'
+    files = {
+        "lib/systemd/system/kdump-build.service": (unit_text(command), 0o644),
+        "etc/kernel/postinst.d/kdump-build": (postinst_hook_text(command, guard), 0o755),
+        "etc/kernel/postrm.d/kdump-build": (postrm_hook_text(command, guard + once), 0o755),
+        "usr/lib/kernel/install.d/60-kdump-build.install": (
+            install_plugin_text(command, guard),
+            0o755,
+        ),
+    }
+    owner = "# Installed by the kdump-build package; kdump-build enable switches it on.\n"
+    return {path: (text.replace(marker_line(), owner), mode)
+            for path, (text, mode) in files.items()}  # fmt: skip

@@ -192,21 +192,23 @@ def _scan_entries(
     budget = MAX_PACKAGE_BYTES
     for entry in _archive_entries(package, on_read):
         path = _member_name(package, entry.pathname)
+        # `mode` less its type bits: libarchive-c 2.9 (Debian 12) has no `perm`.
+        permissions = entry.mode & 0o7777
         if path == "/":
             continue
         if entry.isdir:
-            yield _Record(path, NodeKind.DIR, entry.perm), None
+            yield _Record(path, NodeKind.DIR, permissions), None
         elif entry.issym:
             yield _Record(path, NodeKind.SYMLINK, 0o777, entry.linkpath or ""), None
         elif entry.islnk:
             target = _member_name(package, entry.linkpath, "hard link target")
-            yield _Record(path, NodeKind.FILE, entry.perm, target, True), None
+            yield _Record(path, NodeKind.FILE, permissions, target, True), None
         elif entry.isreg:
             data = _member_data(package, entry, path, budget)
             budget -= len(data)
-            yield _Record(path, NodeKind.FILE, entry.perm, size=len(data)), data
+            yield _Record(path, NodeKind.FILE, permissions, size=len(data)), data
         else:
-            yield _Record(path, NodeKind.OTHER, entry.perm), None
+            yield _Record(path, NodeKind.OTHER, permissions), None
 
 
 def _split(path: str) -> tuple[str, str]:

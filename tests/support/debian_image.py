@@ -294,7 +294,8 @@ def _provision(raw: Path, work: Path, log: Path) -> None:
     from tests.support.debian_guest import Share, boot_until_poweroff
 
     share = Share.create(work / "share", PROVISION)
-    boot_until_poweroff(raw, share, log, fmt="raw", timeout=900)
+    # One boot that runs update-initramfs and update-grub under TCG: minutes on a busy host.
+    boot_until_poweroff(raw, share, log, fmt="raw", timeout=1200, boot_timeout=900)
     assert share.results() == {1: 0}, f"provisioning boot failed, see {log}"
 
 

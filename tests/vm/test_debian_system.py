@@ -1,14 +1,19 @@
-"""A real Debian 12 system armed with `kdump-build enable`, crashed, and read back.
+"""A real Debian 12 system: kdump-build's .deb installed with apt, enabled, crashed, read back.
 
 The system (tests.support.debian_image: built from Debian packages, cached) boots
 through GRUB from its own disk, with systemd. One run of four QEMU processes:
 
-  boot 1   install this checkout's wheel; `kdump-build enable` (timed); reboot
-  boot 2   GRUB applied crashkernel=, the service loaded the capture: status; sysrq crash
+  boot 1   a list of every file; `apt-get install` of the .deb that scripts/build-deb
+           made on the host, offline (its Python dependencies' .debs come along in the
+           share); `kdump-build enable`; both timed; reboot
+  boot 2   GRUB applied crashkernel=; the unit ran at boot by itself (never started by
+           hand here): its journal, its timestamps and kexec_crash_loaded say so; then
+           `systemctl stop` unloads and `systemctl start` loads again; sysrq crash
   capture  saves /var/crash/<time>/ on the root filesystem and reboots
   boot 3   `kdump-build dumps`; a second kernel package (Debian's cloud flavour of the
-           same ABI, fetched on the host) installed with dpkg, which runs our hook, then
-           removed and purged; power off
+           same ABI, fetched on the host) installed with dpkg, which runs the package's
+           hook, then removed and purged; `apt-get purge kdump-build`, and the file list
+           again; power off
 
 The host then reads /var/crash from the disk image with debugfs and checks the
 vmcore with makedumpfile --dump-dmesg, independently of the guest.
@@ -17,7 +22,9 @@ vmcore with makedumpfile --dump-dmesg, independently of the guest.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,50 +32,71 @@ import pytest
 
 from builder.image.fetch import fetch_packages
 from tests.support import debian_guest, debian_image
+from tests.support.paths import REPO
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm
 
+# The package's dependencies that the image lacks (Debian 12's own, fetched on the host).
+DEPENDENCIES = (
+    "python3-typer", "python3-click", "python3-colorama", "python3-zstandard",
+    "python3-cffi-backend", "python3-libarchive-c", "python3-lz4",
+)  # fmt: skip
+
 SCRIPT = r"""
 set -e
-KB=/opt/kdump-build/venv/bin/kdump-build
 out=$DEBVM_OUT
 now() { cut -d' ' -f1 /proc/uptime; }
+# Every file of the system, but for the kernel's, apt's and dpkg's own state and logs.
+files() {
+    find / -xdev \( -path /proc -o -path /sys -o -path /run -o -path /dev -o -path /tmp \
+        -o -path /var/tmp -o -path /var/log -o -path /var/cache -o -path /var/lib/apt \
+        -o -path /var/lib/dpkg -o -path /var/lib/systemd \) -prune -o -print | sort
+}
 case "$DEBVM_BOOT" in
 1)
-    /opt/kdump-build/venv/bin/pip install -q --no-index --no-deps /run/debvm/wheel/*.whl
+    # The kernel package's own initrd is not what boot 3 checks (our capture brings its
+    # own); skipping update-initramfs there saves ~95 s of TCG time.
+    dpkg-divert --local --rename --add /usr/sbin/update-initramfs
+    ln -s /bin/true /usr/sbin/update-initramfs
+    files > $out/files-before
     start=$(now)
-    $KB enable > $out/enable.txt 2>&1 || { cat $out/enable.txt; exit 1; }
-    echo "$start $(now)" > $out/enable-times
-    # This boot has no reservation yet: the unit skips, load and status say so.
-    systemctl start kdump-build.service
-    systemctl is-active kdump-build.service > $out/unit-boot1 || true
-    journalctl -b -u kdump-build.service --no-pager > $out/unit-boot1-journal.txt || true
-    $KB load /var/lib/kdump-build/$(uname -r) > $out/load-boot1.txt 2>&1 || true
-    $KB status > $out/status-boot1.txt || echo $? > $out/status-boot1-rc
+    apt-get install -y --no-install-recommends /run/debvm/deb/kdump-build_*_all.deb \
+        /run/debvm/deps/*.deb > $out/apt-install.txt 2>&1 || { cat $out/apt-install.txt; exit 1; }
+    installed=$(now)
+    kdump-build enable > $out/enable.txt 2>&1 || { cat $out/enable.txt; exit 1; }
+    echo "$start $installed $(now)" > $out/install-times
+    dpkg -S /lib/systemd/system/kdump-build.service /etc/kernel/postinst.d/kdump-build \
+        /etc/kernel/postrm.d/kdump-build /usr/lib/kernel/install.d/60-kdump-build.install \
+        > $out/dpkg-owners.txt
+    systemctl is-enabled kdump-build.service > $out/unit-enabled || true
+    command -v kdump-build > $out/which
+    kdump-build load /var/lib/kdump-build/$(uname -r) > $out/load-boot1.txt 2>&1 || true
+    kdump-build status > $out/status-boot1.txt || echo $? > $out/status-boot1-rc
     cp /etc/default/grub.d/kdump-build.cfg $out/grub-dropin.cfg
-    $KB crashkernel --show > $out/crashkernel-show.txt
     echo reboot > $out/next
     ;;
 2)
     cat /proc/cmdline > $out/cmdline
-    # The unit started during boot; this waits for it if it is still running.
-    systemctl start kdump-build.service
+    # Nothing here starts the unit: multi-user.target, which this script runs after, waited
+    # for it. Its journal and timestamps are this boot's.
     systemctl is-active kdump-build.service > $out/unit-active || true
-    journalctl -b -u kdump-build.service --no-pager > $out/unit-journal.txt || true
-    $KB status > $out/status.txt
+    journalctl -b -u kdump-build.service -o short-monotonic --no-pager > $out/unit-journal.txt
+    systemctl show -p InactiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic \
+        -p ExecMainStatus kdump-build.service > $out/unit-times
     cat /sys/kernel/kexec_crash_loaded > $out/crash-loaded
+    systemctl stop kdump-build.service
+    cat /sys/kernel/kexec_crash_loaded > $out/crash-loaded-after-stop
+    systemctl start kdump-build.service
+    cat /sys/kernel/kexec_crash_loaded > $out/crash-loaded-after-start
+    kdump-build status > $out/status.txt
     sync
     echo 1 > /proc/sys/kernel/sysrq
     echo c > /proc/sysrq-trigger
     ;;
 3)
-    $KB dumps > $out/dumps.txt
-    $KB dumps --json > $out/dumps.json
-    # The kernel package's own initrd is not what this test checks (our capture
-    # brings its own); skipping update-initramfs saves ~95 s of TCG time.
-    dpkg-divert --local --rename --add /usr/sbin/update-initramfs
-    ln -s /bin/true /usr/sbin/update-initramfs
+    kdump-build dumps > $out/dumps.txt
+    kdump-build dumps --json > $out/dumps.json
     deb=$(ls /run/debvm/debs/*.deb)
     package=$(dpkg-deb -f "$deb" Package)
     version=${package#linux-image-}
@@ -79,9 +107,29 @@ case "$DEBVM_BOOT" in
     dpkg -r "$package" > $out/dpkg-remove.txt 2>&1
     dpkg -P "$package" >> $out/dpkg-remove.txt 2>&1
     ls /var/lib/kdump-build/ > $out/after-remove
+    dpkg -L python3-typer python3-click python3-colorama python3-zstandard \
+        python3-cffi-backend python3-libarchive-c python3-lz4 | sort -u > $out/dependency-files
+    apt-get purge -y kdump-build > $out/apt-purge.txt 2>&1
+    dpkg -s kdump-build > $out/dpkg-status-after-purge 2>&1 || true
+    files > $out/files-after
     ;;
 esac
 """
+
+
+# What the file list may gain between before the install and after the purge, none of it
+# kdump-build's: besides the dependencies apt installed with it (purge leaves them) and
+# Python's byte code for them, the dumps.
+KEPT_PREFIXES = ("/var/crash",)
+
+
+def compiled_dependency(path: str, dependencies: set[str]) -> bool:
+    """Python's byte code of a dependency's module (py3compile writes it at install)."""
+    if path.endswith("/__pycache__"):
+        return path.rsplit("/", 1)[0] in dependencies
+    folder, _, name = path.rpartition("/__pycache__/")
+    return bool(folder) and any(f"{folder}/{name.split('.')[0]}.py" == dependency
+                                for dependency in dependencies)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,13 +144,23 @@ class Scenario:
         path = self.share.path / "out" / name
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def unit_times(self) -> dict[str, int]:
+        """systemctl show's properties of the unit in boot 2 (microseconds since boot)."""
+        pairs = (line.split("=", 1) for line in self.out("unit-times").splitlines())
+        return {name: int(value) for name, value in pairs}
+
     def timings(self) -> dict[str, float]:
-        """Seconds: enable (guest clock), panic to saved and panic to the third boot's
-        script (the autologin console is up by then), from the console marks."""
-        start, end = (float(value) for value in self.out("enable-times").split())
+        """Seconds: apt install and enable (guest clock), the unit at boot (start to
+        loaded, systemd's timestamps), panic to saved and panic to the third boot's script
+        (the autologin console is up by then), from the console marks."""
+        start, installed, enabled = (float(value) for value in self.out("install-times").split())
+        unit = self.unit_times()
         crashed, third = self.run.marks[1], self.run.marks[2]
+        loaded = unit["ActiveEnterTimestampMonotonic"] - unit["InactiveExitTimestampMonotonic"]
         return {
-            "enable": round(end - start, 1),
+            "apt_install": round(installed - start, 1),
+            "enable": round(enabled - installed, 1),
+            "unit_start_to_loaded": round(loaded / 1e6, 2),
             "panic_to_saved": round(crashed["saved"] - crashed["panic"], 1),
             "panic_to_login": round(third["script"] - crashed["panic"], 1),
             "whole_run": self.run.seconds,
@@ -121,34 +179,51 @@ def second_kernel_deb(kernel_version: str, destination: Path) -> Path:
     return Path(shutil.copy(package.path, destination / package.path.name))
 
 
+def package_debs(share: Path) -> Path:
+    """The .deb of this checkout (scripts/build-deb), and its dependencies' .debs."""
+    result = subprocess.run([str(REPO / "scripts" / "build-deb"), str(share / "deb")],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (share / "deps").mkdir()
+    for package in fetch_packages(list(DEPENDENCIES), "x86_64"):
+        shutil.copy(package.path, share / "deps" / package.path.name)
+    return Path(result.stdout.strip())
+
+
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     work = tmp_path_factory.mktemp("debian-system")
     image = debian_image.build_image()
     share = debian_guest.Share.create(work / "share", SCRIPT)
-    debian_guest.build_repo_wheel(share.path / "wheel", debian_image.downloads() / "wheels")
+    package_debs(share.path)
     second_kernel_deb(image.kernel_version, share.path / "debs")
     overlay = debian_guest.make_overlay(image.base, work / "overlay.qcow2")
-    run = debian_guest.boot_until_poweroff(overlay, share, work / "console.log", timeout=1200)
+    # Boot 1 installs, builds a capture and runs update-grub under TCG: a busy host needs
+    # more than the default 300 s a boot.
+    run = debian_guest.boot_until_poweroff(
+        overlay, share, work / "console.log", timeout=2400, boot_timeout=900
+    )
     dumps = debian_guest.read_guest_tree(overlay, "/var/crash", work / "crash")
     return Scenario(share, run, dumps, image, work)
 
 
-def test_enable_arms_the_machine(scenario: Scenario) -> None:
+def test_apt_installs_the_package_and_enable_arms_the_machine(scenario: Scenario) -> None:
     assert scenario.share.results().get(1) == 0, scenario.context()
+    assert "Setting up kdump-build (" in scenario.out("apt-install.txt")
+    assert scenario.out("which").strip() == "/usr/bin/kdump-build"
+    owners = scenario.out("dpkg-owners.txt").splitlines()
+    assert len(owners) == 4 and all(line.startswith("kdump-build: /") for line in owners)
     enable = scenario.out("enable.txt")
     assert "recipe: wrote /etc/kdump-build/recipe.toml for this machine" in enable, enable
     assert f"capture: /var/lib/kdump-build/{scenario.image.kernel_version} built" in enable
+    assert "the kernel hooks of the kdump-build package, switched on" in enable, enable
     assert enable.strip().splitlines()[-1].startswith("reboot needed: crashkernel="), enable
+    assert scenario.out("unit-enabled").strip() == "enabled"
     assert "crashkernel=" in scenario.out("grub-dropin.cfg")
 
 
-def test_without_a_reservation_the_service_skips_and_load_says_why(scenario: Scenario) -> None:
+def test_without_a_reservation_load_and_status_say_why(scenario: Scenario) -> None:
     value = scenario.out("grub-dropin.cfg").split("crashkernel=")[1].split('"')[0]
-    assert scenario.out("unit-boot1").strip() == "inactive", scenario.context()
-    assert "kdump-build: this kernel has no crash reservation" in scenario.out(
-        "unit-boot1-journal.txt"
-    )
     load = scenario.out("load-boot1.txt")
     assert load.startswith(
         "kdump-build: error: no memory is reserved for a crash kernel: boot with "
@@ -165,14 +240,28 @@ def test_without_a_reservation_the_service_skips_and_load_says_why(scenario: Sce
     )
 
 
-def test_second_boot_has_the_reservation_and_the_loaded_capture(scenario: Scenario) -> None:
+def test_the_unit_loaded_the_capture_at_boot_by_itself(scenario: Scenario) -> None:
+    """Boot 2 never starts the unit: its journal shows the boot-time run that loaded."""
     applied = scenario.out("grub-dropin.cfg").split("crashkernel=")[1].split('"')[0]
     assert f"crashkernel={applied}" in scenario.out("cmdline").split(), scenario.context()
+    journal = scenario.out("unit-journal.txt")
+    # One start, by systemd at boot (the journal was read before the stop and start below).
+    assert journal.count("Starting kdump-build") == 1, journal
+    assert "Finished kdump-build" in journal, journal
+    assert re.search(r"kdump-build\[\d+\]: loaded .*with kexec_(file_)?load", journal), journal
     assert scenario.out("crash-loaded").strip() == "1", scenario.context()
     assert scenario.out("unit-active").strip() == "active"
+    unit = scenario.unit_times()
+    assert unit["ExecMainStatus"] == 0
+    assert 0 < unit["InactiveExitTimestampMonotonic"] < unit["ActiveEnterTimestampMonotonic"]
     status = scenario.out("status.txt")
     assert "crash kernel loaded: yes" in status, status
     assert "fits (" in status and "(current)" in status, status
+
+
+def test_stop_unloads_and_start_loads_again(scenario: Scenario) -> None:
+    assert scenario.out("crash-loaded-after-stop").strip() == "0", scenario.context()
+    assert scenario.out("crash-loaded-after-start").strip() == "1", scenario.context()
 
 
 def test_capture_saves_to_var_crash_and_the_host_reads_it(scenario: Scenario) -> None:
@@ -195,7 +284,7 @@ def test_third_boot_lists_the_dump(scenario: Scenario) -> None:
     assert "sysrq triggered crash" in scenario.out("dumps.txt")
 
 
-def test_kernel_package_install_and_removal_run_the_hooks(scenario: Scenario) -> None:
+def test_kernel_package_install_and_removal_run_the_packages_hooks(scenario: Scenario) -> None:
     second = scenario.out("second-kernel").strip()
     assert second.endswith("-cloud-amd64"), scenario.context()
     assert second in scenario.out("after-install").split(), scenario.out("dpkg-install.txt")
@@ -205,9 +294,26 @@ def test_kernel_package_install_and_removal_run_the_hooks(scenario: Scenario) ->
     assert scenario.image.kernel_version in scenario.out("after-remove").split()
 
 
+def test_apt_purge_removes_everything_of_ours_but_the_dumps(scenario: Scenario) -> None:
+    assert "Purging configuration files for kdump-build" in scenario.out("apt-purge.txt")
+    assert "is not installed" in scenario.out("dpkg-status-after-purge")
+    before = set(scenario.out("files-before").splitlines())
+    after = set(scenario.out("files-after").splitlines())
+    dependencies = set(scenario.out("dependency-files").splitlines())
+    gained = sorted(
+        path for path in after - before
+        if path not in dependencies and not path.startswith(KEPT_PREFIXES)
+        and not compiled_dependency(path, dependencies)
+    )  # fmt: skip
+    assert gained == [], gained
+    assert sorted(before - after) == []
+    assert any(path.startswith("/var/crash/") and path.endswith("/vmcore") for path in after)
+
+
 def test_timings_are_recorded(scenario: Scenario) -> None:
     timings = scenario.timings()
     (scenario.work / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(f"debian system timings: {timings}")
     assert 0 < timings["panic_to_saved"] < timings["panic_to_login"] < timings["whole_run"]
-    assert timings["enable"] > 0
+    assert timings["apt_install"] > 0 and timings["enable"] > 0
+    assert timings["unit_start_to_loaded"] > 0

@@ -13,6 +13,7 @@ import typer
 from typer.models import OptionInfo
 
 from builder.cli.coercion import PlainCommand, PlainGroup, plain_type
+from builder.cli.compat import Option, for_typer
 from tests.support.paths import REPO
 
 
@@ -20,15 +21,16 @@ def _app() -> tuple[typer.Typer, dict[str, object]]:
     seen: dict[str, object] = {}
     app = typer.Typer(cls=PlainGroup, add_completion=False, rich_markup_mode=None)
 
-    @app.command(cls=PlainCommand)
     def run(
         count: int = 1,
         path: Path | None = None,
-        name: Annotated[list[str] | None, typer.Option("--name")] = None,
+        name: Annotated[list[str] | None, Option("--name")] = None,
         flag: bool = False,
-        word: Annotated[str, typer.Option()] = "x",
+        word: Annotated[str, Option()] = "x",
     ) -> None:
         seen.update(count=count, path=path, name=name, flag=flag, word=word)
+
+    app.command(cls=PlainCommand)(for_typer(run))
 
     @app.command(cls=PlainCommand)
     def other() -> None:

@@ -137,3 +137,59 @@ def test_disable_on_a_machine_never_enabled_says_so(tmp_path: Path) -> None:
     # Only the machine's lock, in /run (a tmpfs: gone at the next boot).
     names = sorted(path.name for path in tmp_path.rglob("*"))
     assert names == ["crash", "kdump-build.lock", "run", "var"]
+
+
+def test_with_the_package_enable_and_disable_only_switch(sysroot: Path) -> None:
+    """The Debian package owns the unit and the hooks: enable writes none of them, disable
+    removes none of them; only this machine's state comes and goes."""
+    from builder.host import service
+
+    paths = HostPaths(sysroot)
+    installed = {sysroot / relative: text for relative, (text, _) in
+                 service.packaged_files().items()}  # fmt: skip
+    for path, text in installed.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    try:
+        lines: list[str] = []
+        enable(write_given_recipe(sysroot), lines.append, paths, OFF, facts_for(sysroot))
+        assert "service: kdump-build.service and the kernel hooks of the kdump-build package, " \
+            "switched on" in lines  # fmt: skip
+        assert not paths.unit.exists() and not paths.install_plugin.exists()
+        assert {path: path.read_text() for path in installed} == installed
+        assert (paths.config_dir / "enabled").exists() and paths.grub_dropin.exists()
+        disable(lines.append, paths, OFF)
+        assert {path: path.read_text() for path in installed} == installed
+        assert not (paths.config_dir / "enabled").exists() and not paths.captures.exists()
+    finally:
+        for path in installed:
+            path.unlink()
+
+
+def test_the_kernel_hook_rebuilds_only_a_stale_capture(
+    sysroot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the package's postinst runs per capture on an upgrade: a new kdump-build /init
+    rebuilds, the same one leaves the capture as it is."""
+    paths = HostPaths(sysroot)
+    recipe_path = write_given_recipe(sysroot)
+    (version,) = installed_kernels(paths)
+    record_enabled(paths, recipe_path)
+    said: list[str] = []
+    try:
+        boot.kernel_installed(version, None, said.append, paths)
+        assert said == [f"kdump-build: built {paths.capture(version)} for kernel {version} "
+                        "(no capture was built for this kernel)"]  # fmt: skip
+        built = (paths.capture(version) / "initrd.img").stat().st_mtime_ns
+        said.clear()
+        boot.kernel_installed(version, None, said.append, paths)
+        assert said == [f"kdump-build: {paths.capture(version)} is up to date"]
+        assert (paths.capture(version) / "initrd.img").stat().st_mtime_ns == built
+        old = captures.builder_version()
+        monkeypatch.setattr(captures, "builder_version", lambda: "0.2.0+init.0123456789ab")
+        said.clear()
+        boot.kernel_installed(version, None, said.append, paths)
+        assert said == [f"kdump-build: built {paths.capture(version)} for kernel {version} "
+                        f"(kdump-build changed ({old} -> 0.2.0+init.0123456789ab))"]  # fmt: skip
+    finally:
+        disable(print, paths, OFF)
