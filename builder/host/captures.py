@@ -122,6 +122,7 @@ def build_capture(
     # At start-up, builder.image.pipeline would cost ~832 ms.
     from builder.crashkernel.fit import fit_recipe
     from builder.crashkernel.profile import capture_profile
+    from builder.errors import ReachError
     from builder.host.recipe import for_kernel
     from builder.image.outputs import write_outputs
     from builder.image.pipeline import Steps, plan_build
@@ -130,6 +131,11 @@ def build_capture(
     inputs = current_inputs(recipe.path, kernel_image)
     guest_path = "/" + str(kernel_image.relative_to(paths.root))
     result = plan_build(for_kernel(recipe, kernel_version, guest_path), Steps())
+    # The same refusal as `build`'s, before anything is written: a capture that could not
+    # dump would be loaded at every boot and fail at the crash. The recipe named is the
+    # one enable wrote (or was given), the file the admin edits.
+    if result.gaps:
+        raise ReachError([f"{recipe.path}: {gap}" for gap in result.gaps])
     profile = capture_profile(
         result.recipe, result.kernel, result.cmdline, result.members, result.initrd
     )

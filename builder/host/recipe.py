@@ -18,6 +18,9 @@ from builder.recipe.text import comment_text, toml_list, toml_string
 from builder.units import MiB, format_size
 
 DEFAULT_KEEP = 3
+# A machine booted without console= logs to its first virtual terminal: the capture
+# does the same, said explicitly so the recipe names where its messages go.
+DEFAULT_CONSOLES = ("console=tty0",)
 
 
 def host_recipe_text(facts: HostFacts, root: str = "/") -> str:
@@ -38,7 +41,7 @@ mode = "reuse"
 # One capture per installed kernel: each /boot/vmlinuz-<version> is the capture kernel
 # of its own capture, in /var/lib/kdump-build/<version>/.
 image = "/boot/vmlinuz-*"
-cmdline_append = {toml_list(facts.consoles, "kernel.cmdline_append")}
+cmdline_append = {toml_list(facts.consoles or DEFAULT_CONSOLES, "kernel.cmdline_append")}
 
 [initrd]
 # The drivers this machine uses to reach the dump filesystem, read from its /sys.

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from builder.errors import HostError, OutputError
+from builder.errors import HostError, OutputError, ReachError
 from builder.host import boot, captures
 from builder.host.enable import Effects, disable, enable
 from builder.host.managed import MARKER
@@ -45,10 +46,14 @@ def facts_for(root: Path) -> HostFacts:
                      ("console=ttyS0",))  # fmt: skip
 
 
-def write_given_recipe(root: Path) -> Path:
-    """The host recipe with fixed modules: a build machine's /sys has no dump disk."""
+DISK_MODULES = '["ext4", "virtio_blk", "virtio_pci"]'
+
+
+def write_given_recipe(root: Path, modules: str = DISK_MODULES) -> Path:
+    """The host recipe with fixed modules (a virtio disk's): a build machine's /sys has no
+    dump disk."""
     text = host_recipe_text(facts_for(root), str(root))
-    text = text.replace('modules = "auto"', 'modules = ["ext4"]')
+    text = text.replace('modules = "auto"', f"modules = {modules}")
     path = root / "given.toml"
     path.write_text(text)
     return path
@@ -79,6 +84,31 @@ def test_enable_then_disable(sysroot: Path) -> None:
         assert not path.exists(), path
     assert (sysroot / "var/crash/2026-12-01-000000/vmcore").read_bytes() == b"dump"
     assert lines[-1].startswith("disabled: the dumps in ")
+
+
+def test_enable_refuses_a_capture_that_could_not_dump(sysroot: Path) -> None:
+    # The host recipe without the module of the dump filesystem (ext4 is a module in
+    # Debian's kernel): the capture could never mount dump.device.
+    paths = HostPaths(sysroot)
+    recipe = write_given_recipe(sysroot, modules='["virtio_blk", "virtio_pci"]')
+    (version,) = installed_kernels(paths)
+    lines: list[str] = []
+    with pytest.raises(ReachError) as refused:
+        enable(recipe, lines.append, paths, OFF, facts_for(sysroot))
+    assert refused.value.lines == [
+        f"{recipe}: initrd.modules: ext4 is not in the initrd or built into {version}: "
+        "the capture cannot mount dump.device (add it)"
+    ]
+    for path in (paths.captures, paths.unit, paths.postinst_hook, paths.grub_dropin):
+        assert not path.exists(), path
+    assert not any(line.startswith("capture:") for line in lines)
+
+
+def test_a_host_recipe_without_console_logs_to_the_first_terminal(sysroot: Path) -> None:
+    # A machine booted without console= would otherwise get a capture refused for it.
+    facts = replace(facts_for(sysroot), consoles=())
+    text = host_recipe_text(facts, str(sysroot))
+    assert 'cmdline_append = ["console=tty0"]' in text.splitlines()
 
 
 def test_enable_leaves_someone_elses_files_alone(sysroot: Path, tmp_path: Path) -> None:
