@@ -37,6 +37,14 @@ class SourceError(KdumpBuildError):
     """A file could not be found or read in the recipe's source root."""
 
 
+class MissingLibraryError(SourceError):
+    """A shared library a program needs is not in the source root; `soname` names it."""
+
+    def __init__(self, message: str, soname: str) -> None:
+        super().__init__(message)
+        self.soname = soname
+
+
 class FetchError(KdumpBuildError):
     """A Debian package could not be fetched."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from builder.arch import Arch, ArchInfo, arch_info, elf_machine_name
 from builder.binfmt.elf import ELF_MAGIC, ElfFile
-from builder.errors import SourceError
+from builder.errors import MissingLibraryError, SourceError
 from builder.image.cache import load_json_entry, store_cache_entry
 from builder.image.sources import Root
 
@@ -169,9 +169,10 @@ def library_closure(
         for soname in info.needed:
             library = _find_library(root, soname, search)
             if library is None:
-                raise SourceError(
+                raise MissingLibraryError(
                     f"{key}: {soname}, needed by {path} (for {requested_by}), "
-                    f"is not in {root.description}"
+                    f"is not in {root.description}",
+                    soname,
                 )
             if library not in found:
                 found.append(library)

@@ -18,7 +18,7 @@ from builder.binfmt.kernelimg import KernelImage
 from builder.crashkernel.fit import FitReport, fit_recipe
 from builder.crashkernel.model import Calibration
 from builder.crashkernel.profile import capture_profile
-from builder.errors import FetchError, RecipeError, ReleaseError
+from builder.errors import FetchError, MissingLibraryError, RecipeError, ReleaseError
 from builder.image import content
 from builder.image.cache import default_cache_dir
 from builder.image.capture import CapturePlan
@@ -37,6 +37,7 @@ from builder.image.kernel import capture_kernel
 from builder.image.makedumpfile import CollectorCheck, check_collector
 from builder.image.packages import PackageCache, PackageRoot
 from builder.image.progress import ByteProgress
+from builder.image.providers import with_provider
 from builder.image.reach import Gap, reach_gaps
 from builder.image.sources import DirectoryRoot, Root
 from builder.recipe.model import Recipe
@@ -190,7 +191,10 @@ def plan_build(
     root, packages = open_root(recipe, steps)
     with steps.step("kernel"):
         kernel = capture_kernel(recipe, root)
-    plan = plan_initrd(recipe, root, kernel.version, steps)
+    try:
+        plan = plan_initrd(recipe, root, kernel.version, steps)
+    except MissingLibraryError as error:
+        raise with_provider(recipe, error) from None
     with steps.step("cpio"):
         members = tuple(plan.members())
         parts = split_archives(members, content.archive_of)
