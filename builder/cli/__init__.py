@@ -1,7 +1,7 @@
 """The command line. The only place where errors become messages and exit codes.
 
 One module per command group (build, inspect, fit, kexec, restore; machine, reserve,
-saved for this machine's own kdump) holds the
+dumps for this machine's own kdump) holds the
 commands, each a thin layer: parse the arguments, call a product, print.
 This module registers them and turns every error into one line on stderr.
 
@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperCommand
 from typer.models import CommandInfo
 
-from builder.cli import build, fit, inspect, kexec, machine, reserve, restore, saved
+from builder.cli import build, dumps, fit, inspect, kexec, machine, reserve, restore
 from builder.cli.coercion import PlainCommand, PlainGroup
 from builder.cli.compat import Option, for_typer
 from builder.errors import KdumpBuildError, ReachError
@@ -112,7 +112,7 @@ app.command()(for_typer(machine.boot))
 app.command("kernel-installed")(for_typer(machine.kernel_installed))
 app.command("kernel-removed")(for_typer(machine.kernel_removed))
 app.command()(for_typer(reserve.crashkernel))
-app.command("dumps")(for_typer(saved.dumps))
+app.command("dumps")(for_typer(dumps.dumps))
 
 
 def _name(info: CommandInfo) -> str:
