@@ -65,8 +65,9 @@ def require_root_only(path: Path, what: str) -> None:
 
 def require_trusted_recipe(recipe: Recipe) -> None:
     """The recipe and the host files it names (initrd.extra_files from the host or beside
-    the recipe, source.package_files, the dump.pre and dump.post hooks) are root's
-    alone; a `HostError` naming the first that is not."""
+    the recipe, source.package_files, the dump.pre and dump.post hooks, the files the
+    dump targets read, such as a key) are root's alone; a `HostError` naming the first
+    that is not."""
     require_root_only(recipe.path, "a recipe")
     for item in recipe.initrd.extra_files:
         _, _, source = item.partition("=")
@@ -79,6 +80,11 @@ def require_trusted_recipe(recipe: Recipe) -> None:
         require_root_only(recipe.relative(name), f"a package {recipe.path} includes")
     for name in (*recipe.dump.pre, *recipe.dump.post):  # run by the capture as root
         require_root_only(recipe.relative(name), f"a hook {recipe.path} includes")
+    for attempt in recipe.dump.attempts():  # dump.target and every dump.fallback
+        for key, name in attempt.target.host_files(attempt):
+            # As named, not resolved: a symlink on the way is checked where it lies too.
+            named = recipe.path.absolute().parent / name
+            require_root_only(named, f"a file {recipe.path} names in {key}")
 
 
 def require_trusted_program() -> None:

@@ -152,6 +152,13 @@ class TargetKind(ABC):
         """Modules, programs and files the capture needs for this target."""
         return TargetContent()
 
+    def host_files(self, dump: DumpSettings) -> tuple[tuple[str, str], ...]:
+        """The host files its options name and `content` reads into the initrd, as (the
+        recipe key, the name relative to the recipe); none by default. Root rebuilds
+        from them at every boot, so the host refuses them unless only root can change
+        them (builder/host/trust.py)."""
+        return ()
+
     def secret_paths(self, dump: DumpSettings) -> tuple[str, ...]:
         """The initrd paths of its generated files only root may read (none by default);
         an initrd holding one is written mode 0600."""

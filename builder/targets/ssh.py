@@ -141,6 +141,11 @@ interface = "eth0"
             files=(*network.network_files(options.network), *generated),
         )
 
+    def host_files(self, dump: DumpSettings) -> tuple[tuple[str, str], ...]:
+        options = cast(SshOptions, dump.options)
+        known = (("dump.ssh_known_hosts", options.ssh_known_hosts),)
+        return (("dump.ssh_key", options.ssh_key), *(known if options.ssh_known_hosts else ()))
+
     def config(self, dump: DumpSettings) -> dict[str, str]:
         options = cast(SshOptions, dump.options)
         path = options.path.rstrip("/")

@@ -65,6 +65,8 @@ def _hold_the_lock(lock: str, held: str) -> None:
 def test_a_kernel_hook_waits_for_the_run_in_progress(tmp_path: Path) -> None:
     paths = HostPaths(tmp_path)
     paths.lock.parent.mkdir(parents=True)
+    # The kernel's modules are still there (as in its postrm before purge): a real name.
+    (paths.modules / "6.1.0-9-amd64").mkdir(parents=True)
     held = tmp_path / "held"
     holder = multiprocessing.get_context("fork").Process(
         target=_hold_the_lock, args=(str(paths.lock), str(held))
