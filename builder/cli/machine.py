@@ -3,6 +3,7 @@ hooks' kernel-installed and kernel-removed."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,19 @@ from builder.cli.compat import Argument, Option
 
 def _say(line: str) -> None:
     typer.echo(line)
+
+
+# The machine's own cache: what enable, the service and the kernel hooks fetch and
+# derive belongs to the machine, not to the home of whoever ran them, and the
+# package's purge removes it (debian/postrm). KDUMP_BUILD_CACHE still names another.
+MACHINE_CACHE = "/var/cache/kdump-build"
+
+
+def _use_machine_cache() -> None:
+    # Imported here: at start-up, builder.image.cache would cost ~17 ms.
+    from builder.image.cache import CACHE_ENV
+
+    os.environ.setdefault(CACHE_ENV, MACHINE_CACHE)
 
 
 def enable(
@@ -26,6 +40,7 @@ def enable(
     # Imported here: at start-up, builder.host.enable would cost ~722 ms.
     from builder.host.enable import enable as arm
 
+    _use_machine_cache()
     arm(recipe, _say)
 
 
@@ -34,6 +49,7 @@ def disable() -> None:
     # Imported here: at start-up, builder.host.enable would cost ~722 ms.
     from builder.host.enable import disable as disarm
 
+    _use_machine_cache()
     disarm(_say)
 
 
@@ -43,6 +59,8 @@ def boot() -> None:
     # Imported here: at start-up, builder.host.boot would cost ~377 ms.
     from builder.cli.kexec import load
     from builder.host.boot import boot as run_boot
+
+    _use_machine_cache()
 
     def load_capture(capture: Path) -> None:
         load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
@@ -61,6 +79,7 @@ def kernel_installed(
     # Imported here: at start-up, builder.host.boot would cost ~377 ms.
     from builder.host.boot import kernel_installed as built
 
+    _use_machine_cache()
     built(version, image, _say)
 
 
@@ -71,4 +90,5 @@ def kernel_removed(
     # Imported here: at start-up, builder.host.boot would cost ~377 ms.
     from builder.host.boot import kernel_removed as removed
 
+    _use_machine_cache()
     removed(version, _say)

@@ -197,7 +197,7 @@ def test_local_by_uuid_with_hooks(tmp_path: Path) -> None:
         "vmcore-dmesg.txt",
     ]
     # The dump is this machine's memory: /init writes it for root's eyes only (umask 077).
-    assert modes_below(dump_dir) == {".": 0o700, "kdump-target": 0o600,
+    assert modes_below(dump_dir) == {".": 0o700, "collector.log": 0o600, "kdump-target": 0o600,
                                      "post-hook.txt": 0o600, "vmcore": 0o600,
                                      "vmcore-dmesg.txt": 0o600}  # fmt: skip
     check_vmcore(vmcores[0], cycle.kernel_version, tmp_path)
