@@ -29,7 +29,7 @@ TRIXIE_RECIPE = REPO / "recipes" / "qemu-x86_64-trixie.toml"
 # The main side: our load, the state files of 6.19+ and the old ones, the crash.
 BODY = """
 mount -t tmpfs tmpfs /host/run
-if in_host "{python} -m builder.cli load {outdir} --method segments --show"; then
+if in_host "{python} -m builder.cli load {outdir} --method segments --verbose"; then
     echo "main: load finished"
 else
     echo "main: load failed"
