@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.calibration_evidence import boot_evidence
-from bench.calibration_fit import calibration_record, fit_constants, recommendation
+from bench.calibration_fit import calibration_record, fit_constants, margin_rows
 from bench.calibration_search import (
     DEFAULT_CONFIGS,
     PER_CPU_CONFIG,
@@ -226,18 +226,17 @@ def print_table(
     """Measured minimum, recommendation, margin and the anchor ratio per guest; the goal met?"""
     print(f"\n{'guest':<22} {'measured min':>12} {'recommended':>11} {'margin':>7} {'anchor':>7} "
           f"{'vs anchor':>9}   (anchor: {guest.anchor_name})")  # fmt: skip
-    good = True
-    for config, minimum in minima.items():
-        recommended = recommendation(profiles[config.variant], config.memory_mib * MiB, calibration)
-        ratio = recommended / anchor(guest, config)
-        if minimum is None:
-            print(f"{config.name:<22} {'none <=1G':>12} {recommended // MiB:>10}M")
-            good = False
+    rows = margin_rows(profiles, minima, calibration)
+    for row in rows:
+        config = row.config
+        if row.minimum is None or row.margin is None:
+            print(f"{config.name:<22} {'none <=1G':>12} {row.recommended // MiB:>10}M")
             continue
-        margin = recommended - minimum * MiB
-        good = good and 0 <= margin <= 32 * MiB
-        print(f"{config.name:<22} {minimum:>11}M {recommended // MiB:>10}M {margin // MiB:>6}M "
-              f"{anchor(guest, config) // MiB:>6}M {ratio:>8.2f}x")  # fmt: skip
+        anchored = anchor(guest, config)
+        print(f"{config.name:<22} {row.minimum:>11}M {row.recommended // MiB:>10}M "
+              f"{row.margin // MiB:>6}M {anchored // MiB:>6}M "
+              f"{row.recommended / anchored:>8.2f}x")  # fmt: skip
+    good = all(row.meets_goal for row in rows)
     print(f"goal (0 <= margin <= 32M everywhere): {'met' if good else 'NOT met'}")
     return good
 
