@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.makedumpfile_roots import RELEASES, MakedumpfileRoot, prepare_root
-from bench.makedumpfile_table import tables
+from bench.makedumpfile_table import KDUMP_TOOLS, tables
 from bench.vmcore_capture import GUESTS, VMCORES
 from tests.support.paths import REPO
 
@@ -41,9 +41,9 @@ REPEATS = 3
 LEVEL = "31"
 # makedumpfile's page-compression flags; "none" writes the kdump format uncompressed.
 COMPRESSIONS = {"none": (), "lzo": ("-l",), "zlib": ("-c",), "zstd": ("-z",)}
-# Debian 12's kdump-tools (1:1.8.1, kdump-config): `makedumpfile -F -c -d 31 /proc/vmcore`,
-# the flattened stream on stdout, through `cat` when KDUMP_COMPRESSION is unset.
-KDUMP_TOOLS = "kdump-tools"
+# Debian's kdump-tools (1:1.8.1 in Debian 12, kdump-config): `makedumpfile -F -c -d 31
+# /proc/vmcore`, the flattened stream on stdout, through `cat` when KDUMP_COMPRESSION is
+# unset; run with each release's makedumpfile.
 # The --show-stats lines, by the page class they count.
 STAT = re.compile(
     r"^\s*(Pages filled with zero|Non-private cache pages|Private cache pages"
@@ -182,8 +182,7 @@ def measure(labels: Sequence[str]) -> dict[str, Any]:
         for label in labels:
             vmcore = VMCORES / f"{label}.vmcore"
             for release, root in roots.items():
-                tools = (KDUMP_TOOLS,) if release == "bookworm" else ()
-                for compression in ("dry-run", *root.compressions, *tools):
+                for compression in ("dry-run", *root.compressions, KDUMP_TOOLS):
                     run = measure_one(root, vmcore, compression, Path(scratch))
                     runs.append({"vmcore": label, "makedumpfile": release, **run})
                     print(f"{label} {release} {compression}: {run['size']:,} bytes "
@@ -201,13 +200,13 @@ def measure(labels: Sequence[str]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     if argv == ["--stored"]:
-        print(tables(json.loads(RESULTS.read_text())), end="")
+        print("\n".join(tables(json.loads(RESULTS.read_text()))), end="")
         return
     if argv:
         sys.exit("usage: python -m bench.makedumpfile_matrix [--stored]")
     results = measure(list(GUESTS))
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(tables(results), end="")
+    print("\n".join(tables(results)), end="")
 
 
 if __name__ == "__main__":
