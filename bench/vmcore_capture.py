@@ -27,11 +27,14 @@ from pathlib import Path
 from bench.common import kdump_build_command, run
 from tests.support import recipes
 from tests.support.paths import REPO
+from tests.support.qemu import Boot
 from tests.vm import harness
 
 VMCORES = Path.home() / ".cache" / "kdump-build" / "bench-vmcores"
 TRIXIE_RECIPE = REPO / "recipes" / "qemu-x86_64-trixie.toml"
 DEFAULT_RECIPE = REPO / "recipes" / "qemu-x86_64.toml"
+# The capture saves all of /proc/vmcore: nothing excluded, nothing compressed.
+COPY: dict[str, dict[str, object]] = {"dump": {"collector": "copy"}}
 # The dump disk holds the whole 1 GiB of /proc/vmcore with its headers.
 DISK_MIB = 1400
 
@@ -80,10 +83,11 @@ echo "main: still alive after sysrq crash"
 """
 
 
-def _build(guest: Guest, work: Path) -> tuple[Path, dict[str, object]]:
-    changes: dict[str, dict[str, object]] = {**guest.changes, "dump": {"collector": "copy"}}
+def _build(
+    guest: Guest, changes: dict[str, dict[str, object]], work: Path
+) -> tuple[Path, dict[str, object]]:
     recipe = work / "recipe.toml"
-    recipe.write_text(recipes.recipe_text(changes, base=guest.recipe))
+    recipe.write_text(recipes.recipe_text({**guest.changes, **changes}, base=guest.recipe))
     outdir = work / "capture"
     result = run([*kdump_build_command(), str(recipe), "-o", str(outdir), "--json"], cwd=REPO)
     summary: dict[str, object] = json.loads(result.stdout)
@@ -98,9 +102,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def capture(guest: Guest, work: Path) -> dict[str, object]:
-    """Boot, crash and keep the vmcore of one guest; its record."""
-    outdir, summary = _build(guest, work)
+@dataclass(frozen=True)
+class Cycle:
+    """One crash cycle of a guest with the workload: the build, the boot, the dump disk's files."""
+
+    outdir: Path
+    kernel: str
+    boot: Boot
+    files: list[Path]
+
+
+def crash_cycle(
+    guest: Guest, changes: dict[str, dict[str, object]], crashkernel: str, work: Path
+) -> Cycle:
+    """Build the guest's recipe with `changes`, boot with the workload, load, crash, read back."""
+    outdir, summary = _build(guest, changes, work)
     kernel = str(summary["kernel"])
     body = BODY.format(python=shlex.quote(sys.executable), outdir=shlex.quote(str(outdir)))
     init = harness.HOSTROOT_INIT.format(tag=harness.HOSTROOT_TAG, repo=REPO, body=body)
@@ -109,15 +125,21 @@ def capture(guest: Guest, work: Path) -> dict[str, object]:
     initrd.write_bytes(main_side)
     disk = work / "dump.img"
     harness.make_dump_disk(disk, DISK_MIB)
-    append = "console=ttyS0 crashkernel=192M no_timer_check"
+    append = f"console=ttyS0 crashkernel={crashkernel} no_timer_check"
     log = work / "console.log"
     boot = harness.run_qemu(outdir / "vmlinuz", initrd, append, disk, memory="1G", cpus=2, log=log,
                             share_host_root=True, timeout=3600)  # fmt: skip
     if boot.returncode != 0 or "kdump: dump saved to" not in boot.console:
-        sys.exit(f"{guest.label}: no dump saved; console {work / 'console.log'}:\n"
-                 f"{boot.console[-3000:]}")  # fmt: skip
+        sys.exit(f"{guest.label}: no dump saved; console {log}:\n{boot.console[-3000:]}")
     files = harness.extract_disk(disk, work / "disk")
     disk.unlink()
+    return Cycle(outdir, kernel, boot, files)
+
+
+def capture(guest: Guest, work: Path) -> dict[str, object]:
+    """Boot, crash and keep the full vmcore of one guest; its record."""
+    cycle = crash_cycle(guest, COPY, "192M", work)
+    outdir, kernel, boot, files = cycle.outdir, cycle.kernel, cycle.boot, cycle.files
     (saved,) = [path for path in files if path.name == "vmcore"]
     VMCORES.mkdir(parents=True, exist_ok=True)
     vmcore = VMCORES / f"{guest.label}.vmcore"
@@ -133,7 +155,7 @@ def capture(guest: Guest, work: Path) -> dict[str, object]:
             if p["name"].startswith("linux-")
         ),
         "recipe": guest.recipe.relative_to(REPO).as_posix(),
-        "recipe_changes": {**guest.changes, "dump": {"collector": "copy"}},
+        "recipe_changes": {**guest.changes, **COPY},
         "qemu_command": [word.replace(str(work), "$WORK") for word in boot.command],
         "boot_seconds": round(boot.seconds, 1),
         "console_sha256": hashlib.sha256(boot.console.encode()).hexdigest(),
