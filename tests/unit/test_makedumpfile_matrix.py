@@ -17,10 +17,17 @@ from bench.makedumpfile_matrix import RESULTS, page_stats
 from bench.makedumpfile_roots import RELEASES
 from bench.makedumpfile_table import KDUMP_TOOLS, UNSUPPORTED, tables
 from bench.vmcore_capture import GUESTS
-from builder.image.makedumpfile import LATEST_KERNEL, kernel_numbers
+from builder.image.makedumpfile import (
+    LATEST_KERNEL,
+    MEASURED_MISSES,
+    KernelVersion,
+    kernel_numbers,
+)
 from tests.support.paths import REPO
 
 DOC = REPO / "docs" / "makedumpfile.md"
+# The classes MEASURED_MISSES names, by their --show-stats line.
+MISS_CLASSES = {"free": "Free pages", "user": "User process data pages"}
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CLASSES = ("Pages filled with zero", "Non-private cache pages", "Private cache pages",
            "User process data pages", "Free pages", "Hwpoison pages", "Offline pages")  # fmt: skip
@@ -94,3 +101,39 @@ def test_page_stats_reads_a_real_report_layout() -> None:
     report = "Original pages  : 0x000000000003730d\n  Excluded pages   : 0x000000000002f9a3\n"
     assert page_stats(report) == {"Original pages": 0x3730D, "Excluded pages": 0x2F9A3}
     assert page_stats("Original pages : lots\n") == {}
+
+
+def _version(results: dict[str, Any], release: str) -> KernelVersion:
+    found = re.search(r"version (\d+)\.(\d+)\.(\d+)", results["makedumpfiles"][release]["version"])
+    assert found is not None
+    return int(found[1]), int(found[2]), int(found[3])
+
+
+def test_the_builds_measured_misses_are_the_stored_ones(results: dict[str, Any]) -> None:
+    """A class is missed where a release excludes under a fifth of what the release
+    that excludes the most takes out of the same vmcore; MEASURED_MISSES says so from
+    the first kernel series it happens on, for every later series measured."""
+    dry = [run for run in results["runs"] if run["compression"] == "dry-run"]
+    best = {
+        (run["vmcore"], name): max(r["stats"][key] for r in dry if r["vmcore"] == run["vmcore"])
+        for run in dry
+        for name, key in MISS_CLASSES.items()
+    }
+    missed: dict[KernelVersion, set[tuple[tuple[int, int], str]]] = {}
+    for run in dry:
+        kernel = kernel_numbers(results["vmcores"][run["vmcore"]]["kernel"])
+        assert kernel is not None
+        for name, key in MISS_CLASSES.items():
+            if run["stats"][key] * 5 < best[(run["vmcore"], name)]:
+                missed.setdefault(_version(results, run["makedumpfile"]), set()).add(
+                    (kernel[:2], name)
+                )
+    derived = {version: (min(misses)[0], min(misses)[1]) for version, misses in missed.items()}
+    assert derived == MEASURED_MISSES
+    series = sorted({kernel[:2] for kernel in map(kernel_numbers, _kernels(results)) if kernel})
+    for version, (first, name) in MEASURED_MISSES.items():
+        assert missed[version] == {(s, name) for s in series if s >= first}, version
+
+
+def _kernels(results: dict[str, Any]) -> list[str]:
+    return [vmcore["kernel"] for vmcore in results["vmcores"].values()]
