@@ -16,6 +16,8 @@ import pytest
 from bench.makedumpfile_matrix import RESULTS, page_stats
 from bench.makedumpfile_roots import RELEASES
 from bench.makedumpfile_table import KDUMP_TOOLS, UNSUPPORTED, tables
+from bench.recommended_capture import RESULTS as RECOMMENDED
+from bench.recommended_capture import recommended_changes
 from bench.vmcore_capture import GUESTS
 from builder.image.makedumpfile import (
     LATEST_KERNEL,
@@ -137,3 +139,16 @@ def test_the_builds_measured_misses_are_the_stored_ones(results: dict[str, Any])
 
 def _kernels(results: dict[str, Any]) -> list[str]:
     return [vmcore["kernel"] for vmcore in results["vmcores"].values()]
+
+
+def test_the_recommended_capture_dumped_as_the_docs_say() -> None:
+    """One real crash cycle of the recommended Debian 13 capture, cited by the docs."""
+    stored = json.loads(RECOMMENDED.read_text())
+    assert stored["recipe_changes"] == recommended_changes()
+    assert stored["makedumpfile"].startswith("1:1.7.8") and stored["dmesg_readable"] is True
+    assert SHA256.match(stored["console_sha256"])
+    assert any(line.startswith("kdump: dump saved to") for line in stored["decisive"])
+    assert not any(UNSUPPORTED in line for line in stored["collector_log"])
+    doc = " ".join(DOC.read_text().split())
+    assert f"crashkernel={stored['crashkernel']}" in doc
+    assert f"saved a zstd dump of {stored['dump_size']:,} bytes" in doc
