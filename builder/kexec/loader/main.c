@@ -23,12 +23,13 @@ KL_START_ASM;
 #define EADDRNOTAVAIL 99
 
 struct options {
-	const char *outdir, *iomem, *sysfs;
-	int dry_run, unload, status;
+	const char *outdir, *iomem, *sysfs, *corrupt;
+	int dry_run, unload, status, verbose;
 };
 
 static const char usage[] =
-	"usage: kdump-load [--dry-run] [--iomem FILE] [--sysfs DIR] OUTDIR | --unload | --status";
+	"usage: kdump-load [--dry-run] [--verbose] [--iomem FILE] [--sysfs DIR] OUTDIR | --unload | "
+	"--status";
 
 static void parse_args(int argc, char **argv, struct options *o)
 {
@@ -40,6 +41,10 @@ static void parse_args(int argc, char **argv, struct options *o)
 			o->unload = 1;
 		else if (kl_streq(a, "--status"))
 			o->status = 1;
+		else if (kl_streq(a, "--verbose"))
+			o->verbose = 1;
+		else if (kl_streq(a, "--testing-corrupt-segment") && i + 1 < argc)
+			o->corrupt = argv[++i];
 		else if ((kl_streq(a, "--iomem") || kl_streq(a, "--sysfs")) && i + 1 < argc)
 			*(a[2] == 'i' ? &o->iomem : &o->sysfs) = argv[++i];
 		else if (kl_streq(a, "--help") || kl_streq(a, "-h")) {
@@ -147,6 +152,79 @@ static void print_layout(const struct kl_layout *layout)
 	kl_putc('\n');
 }
 
+static void pad(const char *text, int width, int right)
+{
+	int n = (int)kl_strlen(text);
+	for (int i = n; right && i < width; i++)
+		kl_putc(' ');
+	kl_puts(text);
+	for (int i = n; !right && i < width; i++)
+		kl_putc(' ');
+}
+
+static const char *hex_width(u64 value, int digits)
+{
+	const char *hex = kl_hex_str(value) + 2;
+	char *out = kl_alloc((size_t)digits + 3);
+	int n = (int)kl_strlen(hex), zeros = digits > n ? digits - n : 0;
+	out[0] = '0', out[1] = 'x';
+	memset(out + 2, '0', (size_t)zeros);
+	memcpy(out + 2 + zeros, hex, (size_t)n + 1);
+	return out;
+}
+
+/* The table `kdump-build load --verbose` prints (builder/kexec/layout/core.py describe_layout). */
+static void describe_layout(const struct kl_layout *layout)
+{
+	const struct kl_range r = layout->region;
+	kl_puts(kl_join("crash region ", hex_width(r.start, 12), "-"));
+	kl_puts(kl_join(hex_width(r.end - 1, 12), " (", kl_dec_str((r.end - r.start) >> 20)));
+	kl_puts(" MiB)\nsegment                 mem      memsz      bufsz  sha256\n");
+	int order[KL_MAX_SEGMENTS];
+	for (int i = 0; i < layout->count; i++) {
+		int j = i;
+		while (j && layout->segment[order[j - 1]].mem > layout->segment[i].mem) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+	for (int i = 0; i < layout->count; i++) {
+		const struct kl_segment *s = &layout->segment[order[i]];
+		char sha[65];
+		hex_digest(s->data, s->bufsz, sha);
+		sha[16] = 0;
+		pad(s->name, 12, 0);
+		kl_putc(' ');
+		pad(hex_width(s->mem, 12), 14, 1);
+		kl_putc(' ');
+		pad(kl_hex_str(s->memsz), 10, 1);
+		kl_putc(' ');
+		pad(kl_hex_str(s->bufsz), 10, 1);
+		kl_puts(kl_join("  ", sha, "\n"));
+	}
+	kl_puts(kl_join("entry ", kl_hex_str(layout->entry), " flags "));
+	kl_puts(kl_join(kl_hex_str(layout->flags), "\n", ""));
+}
+
+/* TEST-ONLY (--testing-corrupt-segment): one byte of a segment changed after the
+ * purgatory's digest, to show that the purgatory then refuses to start the capture. */
+static void corrupt(struct kl_layout *layout, const char *name)
+{
+	for (int i = 0; i < layout->count; i++) {
+		struct kl_segment *s = &layout->segment[i];
+		if (!kl_streq(s->name, name) || !s->bufsz)
+			continue;
+		u8 *copy = kl_alloc(s->bufsz);
+		memcpy(copy, s->data, s->bufsz);
+		copy[s->bufsz / 2] ^= 0xff;
+		s->data = copy;
+		kl_puts(kl_join("TESTING: corrupted segment '", name, "'\n"));
+		return;
+	}
+	kl_fail("--testing-corrupt-segment: no segment '", name, "'", 0);
+}
+
 static int locked_down(void)
 {
 	struct kl_buf file;
@@ -221,10 +299,17 @@ static int run(const struct options *o)
 	if (!kl_streq(plan.arch, "x86_64"))
 		kl_fail(plan_path, ": no kdump-load layout for ", plan.arch, " yet");
 	kl_plan_x86_64(&inputs, &layout);
+	if (o->corrupt)
+		corrupt(&layout, o->corrupt);
+	if (o->verbose)
+		describe_layout(&layout);
+	kl_flush();
 	if (o->dry_run)
 		print_layout(&layout);
-	else
+	else {
 		kexec(layout.entry, (u64)layout.count, layout.segment, layout.flags);
+		kl_puts(kl_join("loaded ", kl_dec_str((u64)layout.count), " segments with kexec_load\n"));
+	}
 	return 0;
 }
 
