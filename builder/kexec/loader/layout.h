@@ -59,5 +59,6 @@ void kl_add_purgatory(struct kl_layout *layout, const struct kl_plan *plan, stru
 		      int nvalues, const char *const *names, const u64 *values);
 
 void kl_plan_x86_64(const struct kl_inputs *inputs, struct kl_layout *layout);
+void kl_plan_devicetree(const struct kl_inputs *inputs, struct kl_layout *layout);
 
 #endif

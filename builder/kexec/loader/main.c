@@ -126,6 +126,7 @@ static void read_inputs(const struct options *o, const struct kl_plan *plan,
 	if (!crash.count)
 		kl_fail(iomem.path, ": no 'Crash kernel' range (boot with crashkernel=)", 0, 0);
 	kl_read_crashinfo(o->sysfs ? o->sysfs : "", plan, &info);
+	kl_read_file(kl_join(o->sysfs ? o->sysfs : "", "/sys/firmware/fdt", ""), &in->device_tree, 1);
 	in->plan = plan;
 	in->memory = &memory;
 	in->info = &info;
@@ -296,9 +297,10 @@ static int run(const struct options *o)
 		kl_fail(plan_path, ": backup 0x1: the backup region (kernel.backup_region) is not "
 			"supported by kdump-load; use kdump-build load", 0, 0);
 	read_inputs(o, &plan, &inputs);
-	if (!kl_streq(plan.arch, "x86_64"))
-		kl_fail(plan_path, ": no kdump-load layout for ", plan.arch, " yet");
-	kl_plan_x86_64(&inputs, &layout);
+	if (plan.setup_end)
+		kl_plan_x86_64(&inputs, &layout);
+	else
+		kl_plan_devicetree(&inputs, &layout);
 	if (o->corrupt)
 		corrupt(&layout, o->corrupt);
 	if (o->verbose)
