@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from builder.arch import Arch
 from builder.kexec.layout.core import LayoutInputs
 from builder.kexec.layout.fdtboot import boot_image
+from builder.kexec.memmap import MemoryMap
 from builder.units import page_up
 
 __all__ = ["ImagePlacement", "image_lines", "loadable_image"]
@@ -38,7 +39,7 @@ class ImagePlacement:
 
 def loadable_image(kernel: bytes, name: str, arch: Arch) -> tuple[bytes, int, int, bool]:
     """The Image's loaded bytes, text_offset, image_size (0: none) and flags bit 3."""
-    data, header = boot_image(LayoutInputs(kernel, b"", "", None, None, kernel_name=name), arch)
+    data, header = boot_image(LayoutInputs(kernel, b"", "", MemoryMap(()), None, kernel_name=name), arch)
     return data, header.text_offset, header.image_size, header.phys_placement_anywhere
 
 
