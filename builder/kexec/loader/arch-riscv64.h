@@ -12,6 +12,7 @@
 #define SYS_kexec_load 104
 #define SYS_geteuid 175
 #define SYS_mmap 222
+#define SYS_getrandom 278
 
 static inline long kl_syscall6(long n, long a, long b, long c, long d, long e, long f)
 {

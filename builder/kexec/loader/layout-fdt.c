@@ -19,6 +19,8 @@ struct fdt_state {
 	u64 core_len, blob_len;
 };
 
+static u8 *random_bytes(u64 len);
+
 static void dump_ranges(const struct kl_inputs *in, struct fdt_state *s)
 {
 	static struct kl_ranges reserved;
@@ -73,15 +75,17 @@ static void device_tree(const struct kl_inputs *in, struct fdt_state *s)
 		initrd[8 + i] = (u8)(s->initrd.end >> (56 - 8 * i));
 	}
 	static const u8 empty[1];
-	/* drivers/of/kexec.c's order; seeds left out (as an offline layout does) */
+	/* drivers/of/kexec.c's order; a dry run leaves the seeds out, as an offline layout does */
+	const u8 *kaslr = in->fresh_seeds ? random_bytes(8) : 0;
+	const u8 *rng = in->fresh_seeds ? random_bytes(128) : 0;
 	const struct kl_chosen_edit edits[KL_CHOSEN_EDITS] = {
 		{"bootargs", (const u8 *)s->bootargs, bootargs_len},
 		{"linux,elfcorehdr", core, core_len},
 		{"linux,usable-memory-range", ranges, usable_len},
 		{"linux,initrd-start", initrd, 8},
 		{"linux,initrd-end", initrd + 8, 8},
-		{"kaslr-seed", 0, 0},
-		{"rng-seed", 0, 0},
+		{"kaslr-seed", kaslr, kaslr ? 8 : 0},
+		{"rng-seed", rng, rng ? 128 : 0},
 		{"linux,ima-kexec-buffer", 0, 0},
 		{"linux,booted-from-kexec", empty, 0},
 	};
@@ -91,6 +95,22 @@ static void device_tree(const struct kl_inputs *in, struct fdt_state *s)
 			kl_dec_str(plan->dtb_max));
 	u64 at = kl_align_up(s->initrd.end, KL_PAGE);
 	s->dtb = (struct kl_range){at, at + kl_align_up(s->blob_len, KL_PAGE), 0};
+}
+
+/* As the kernel's own loader: new randomness for the capture kernel, whose booted DTB
+ * holds only a zeroed kaslr-seed and a NOP'd rng-seed (builder/kexec/layout/devicetree.py). */
+static u8 *random_bytes(u64 len)
+{
+	u8 *out = kl_alloc(len);
+	for (u64 done = 0; done < len;) {
+		long got = kl_sys(SYS_getrandom, (long)(out + done), (long)(len - done), 0, 0, 0, 0);
+		if (got == -4)
+			continue;
+		if (got <= 0)
+			kl_fail("getrandom: error ", kl_dec_str((u64)-got), " (fresh seeds for the device tree)", 0);
+		done += (u64)got;
+	}
+	return out;
 }
 
 static const char *bootargs(const struct kl_inputs *in)

@@ -28,6 +28,7 @@ struct kl_inputs {
 	struct kl_memmap *memory;
 	struct kl_crashinfo *info;
 	struct kl_buf device_tree; /* the booted one; len 0 where there is none */
+	int fresh_seeds; /* kaslr-seed and rng-seed from getrandom (a load; not a dry run) */
 };
 
 struct kl_layout {

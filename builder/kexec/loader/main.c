@@ -128,6 +128,7 @@ static void read_inputs(const struct options *o, const struct kl_plan *plan,
 	kl_read_crashinfo(o->sysfs ? o->sysfs : "", plan, &info);
 	kl_read_file(kl_join(o->sysfs ? o->sysfs : "", "/sys/firmware/fdt", ""), &in->device_tree, 1);
 	in->plan = plan;
+	in->fresh_seeds = !o->dry_run;
 	in->memory = &memory;
 	in->info = &info;
 }
