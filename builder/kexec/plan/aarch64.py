@@ -11,7 +11,7 @@ from builder.arch import Arch, arch_info
 from builder.kexec.layout import aarch64 as layout
 from builder.kexec.plan.devicetree import ImagePlacement, image_lines, loadable_image
 from builder.kexec.purgatory.aarch64 import ENTRY
-from builder.units import GiB, MiB, page_up
+from builder.units import page_up
 
 __all__ = ["plan_lines"]
 
@@ -28,9 +28,9 @@ def plan_lines(kernel: bytes, name: str) -> list[str]:
         base_align=arch_info(Arch.AARCH64).image_alignment,
         initrd_offset=memsz,
         initrd_align=1,
-        window=(1 * GiB, 32 * GiB),
+        window=(layout._KERNEL_WINDOW, layout._KERNEL_WINDOW_SIZE),
         bootargs_max=layout.COMMAND_LINE_SIZE,
-        dtb_max=2 * MiB,
+        dtb_max=layout._DTB_MAX,
         dtb_register=ENTRY.dtb_register,
     )
     return image_lines(kernel, data, placement)

@@ -39,7 +39,9 @@ class ImagePlacement:
 
 def loadable_image(kernel: bytes, name: str, arch: Arch) -> tuple[bytes, int, int, bool]:
     """The Image's loaded bytes, text_offset, image_size (0: none) and flags bit 3."""
-    data, header = boot_image(LayoutInputs(kernel, b"", "", MemoryMap(()), None, kernel_name=name), arch)
+    data, header = boot_image(
+        LayoutInputs(kernel, b"", "", MemoryMap(()), None, kernel_name=name), arch
+    )
     return data, header.text_offset, header.image_size, header.phys_placement_anywhere
 
 

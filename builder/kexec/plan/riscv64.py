@@ -7,12 +7,12 @@ the dump (builder/kexec/layout/riscv64.py).
 
 from __future__ import annotations
 
-from builder.arch import Arch, arch_info
+from builder.arch import Arch
 from builder.errors import LayoutError
 from builder.kexec.layout import riscv64 as layout
 from builder.kexec.plan.devicetree import ImagePlacement, image_lines, loadable_image
 from builder.kexec.purgatory.riscv64 import ENTRY
-from builder.units import MiB, page_up
+from builder.units import page_up
 
 __all__ = ["plan_lines"]
 
@@ -21,7 +21,7 @@ def plan_lines(kernel: bytes, name: str) -> list[str]:
     data, _text_offset, image_size, _anywhere = loadable_image(kernel, name, Arch.RISCV64)
     if image_size == 0:
         raise LayoutError(f"{name}: image_size is 0 (boot-image-header.rst makes it mandatory)")
-    align = arch_info(Arch.RISCV64).image_alignment
+    align = layout._PMD_SIZE
     placement = ImagePlacement(
         as_file=True,
         anywhere=True,
@@ -33,7 +33,7 @@ def plan_lines(kernel: bytes, name: str) -> list[str]:
         initrd_align=align,
         window=(0, 0),
         bootargs_max=layout.COMMAND_LINE_SIZE,
-        dtb_max=2 * MiB,
+        dtb_max=layout._DTB_MAX,
         dtb_register=ENTRY.dtb_register,
     )
     return image_lines(kernel, data, placement)
