@@ -269,8 +269,12 @@ static void require_root(void)
 
 static int status(void)
 {
+	/* Linux 6.19 moved it to /sys/kernel/kexec/ (builder/kexecfs.py); older kernels: flat */
 	struct kl_buf file;
-	kl_read_file("/sys/kernel/kexec_crash_loaded", &file, 0);
+	if (!kl_read_file("/sys/kernel/kexec/crash_loaded", &file, 1) &&
+	    !kl_read_file("/sys/kernel/kexec_crash_loaded", &file, 1))
+		kl_fail("/sys/kernel/kexec_crash_loaded: No such file or directory (a kernel "
+			"without kexec, or no sysfs)", 0, 0, 0);
 	int loaded = file.len && file.data[0] == '1';
 	kl_puts(loaded ? "crash kernel loaded\n" : "no crash kernel loaded\n");
 	return 0;

@@ -20,6 +20,7 @@ import pytest
 from builder.arch import Arch, arch_info, host_arch
 from builder.kexec.loader import loader_name, shipped_loader
 from builder.kexec.plan import PLAN_FILE
+from builder.kexecfs import KexecFile
 from tests.conftest import run_cli
 from tests.support.layouts import build_recipe
 from tests.support.paths import DATA, REPO
@@ -246,3 +247,20 @@ def test_kcore_of_another_machine(outdir: Path, tmp_path: Path) -> None:
 def test_captured_inputs_only_with_dry_run(outdir: Path) -> None:
     result = run_loader(Arch.X86_64, "--iomem", SYSFS / "proc/iomem", outdir)
     assert_one_line(result, "--iomem and --sysfs describe another machine: only with --dry-run")
+
+
+def test_status_reads_the_kernels_flag() -> None:
+    # The 6.19 file first, the flat one after (builder/kexecfs.py); some machines have neither.
+    flag = KexecFile.CRASH_LOADED.read()
+    result = run_loader(Arch.X86_64, "--status")
+    if flag is None:
+        assert_one_line(result, "/sys/kernel/kexec_crash_loaded: No such file or directory")
+        return
+    assert result.returncode == 0, result.stderr
+    loaded = flag.strip() == "1"
+    assert result.stdout == ("crash kernel loaded\n" if loaded else "no crash kernel loaded\n")
+
+
+def test_unload_needs_root() -> None:
+    result = run_loader(Arch.X86_64, "--unload", uid_nobody=True)
+    assert_one_line(result, "not root: loading a crash kernel needs root (CAP_SYS_BOOT)")
