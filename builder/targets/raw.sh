@@ -38,6 +38,7 @@ raw_disks() {
         [ "$kind" = WWN ] && value=$(printf '%s' "$value" | tr 'A-Z' 'a-z')
         [ "$value" = "$wanted" ] && printf '%s\n' "${disk##*/}"
     done
+    return 0
 }
 
 # Signatures a dump must never overwrite: byte offset, length, the bytes in hex, what

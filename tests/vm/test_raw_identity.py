@@ -1,0 +1,150 @@
+"""The raw target finds its disk by identity and refuses a disk that holds a filesystem.
+
+One boot arms (three disks, read their names and serials as an admin would), one
+boot crashes with the disks attached in the opposite order. The recipe's first raw
+target names the disk that holds ext4: the capture refuses it and says why, then its
+fallback (the disk the admin saw as /dev/vda) takes the dump, though the crash boot
+calls that disk /dev/vdc and /dev/vda is another disk. Both other disks are
+checksummed on the host before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.recipes import toml_string
+from tests.vm import harness
+from tests.vm.test_dump_targets import (
+    Capture,
+    boot_and_crash,
+    build_capture,
+    check_vmcore,
+    restore_flat,
+    write_recipe,
+)
+
+pytestmark = pytest.mark.vm
+
+MiB = 2**20
+# (file name, the serial QEMU gives the disk), in the order the arming boot attaches them.
+DISKS = (("raw.img", "kdump-raw-7f3a"), ("ext4.img", "kdump-ext4-91c2"),
+         ("other.img", "data-disk-0b55"))  # fmt: skip
+ARMING_INIT = (
+    harness.NINEP_PROLOGUE
+    + """for disk in /sys/block/vd*; do
+    echo "arm: ${disk##*/} serial=$(cat "$disk/serial")"
+done
+poweroff -f
+"""
+)
+
+
+def disk_arguments(directory: Path, order: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """QEMU virtio disks with serial numbers, attached in `order`."""
+    arguments: list[str] = []
+    for index, (name, serial) in enumerate(order):
+        arguments += ["-drive", f"file={directory / name},format=raw,if=none,id=disk{index}",
+                      "-device", f"virtio-blk-pci,drive=disk{index},serial={serial}"]  # fmt: skip
+    return tuple(arguments)
+
+
+def make_disks(directory: Path) -> None:
+    raw = directory / "raw.img"
+    with open(raw, "wb") as handle:
+        handle.truncate(256 * MiB)
+    ext4 = directory / "ext4.img"
+    harness.make_dump_disk(ext4, size_mib=64, label="precious")
+    kept = directory / "kept.txt"
+    kept.write_text("this file must survive the crash\n")
+    subprocess.run(["debugfs", "-w", "-R", f"write {kept} kept.txt", str(ext4)],
+                   check=True, capture_output=True)  # fmt: skip
+    # No signature anywhere in its first pages: only identity keeps the dump off it.
+    other = random.Random(0x0B55).randbytes(8 * MiB)
+    (directory / "other.img").write_bytes(other[:510] + b"\0\0" + other[512:])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RawCrash:
+    directory: Path
+    cycle_console: str
+    returncode: int | None
+    kernel_version: str
+    before: dict[str, str]
+
+
+def arm(directory: Path, kernel_version: str) -> dict[str, str]:
+    """Boot once with the disks in DISKS order; each kernel name and its serial, as read there."""
+    initrd = directory / "arming-initrd.img"
+    initrd.write_bytes(harness.ninep_initrd(kernel_version, ARMING_INIT,
+                                            modules=("virtio_pci", "virtio_blk")))  # fmt: skip
+    boot = harness.run_qemu(directory / "capture" / "vmlinuz", initrd, "console=ttyS0", None,
+                            memory="512M", log=directory / "arming.log",
+                            extra=disk_arguments(directory, DISKS))  # fmt: skip
+    seen = dict(re.findall(r"arm: (vd[a-z]) serial=(\S+)", boot.console))
+    assert len(seen) == len(DISKS), boot.console[-3000:]
+    return seen
+
+
+@pytest.fixture(scope="module")
+def raw_crash(tmp_path_factory: pytest.TempPathFactory) -> RawCrash:
+    directory = tmp_path_factory.mktemp("raw-identity")
+    make_disks(directory)
+    # A first build only for the kernel the arming boot runs.
+    plain = write_recipe(directory, 'target = "local"\ndevice = "LABEL=x"\n')
+    kernel_version = build_capture(directory, plain).kernel_version
+    seen = arm(directory, kernel_version)
+    # The admin means the disk this boot calls vda, and (by mistake) the ext4 one on vdb.
+    recipe = write_recipe(
+        directory,
+        f'target = "raw"\ndevice = {toml_string("SERIAL=" + seen["vdb"])}\n'
+        'final_action = "poweroff"\nfailure_action = "poweroff"\n'
+        f'[[fallback]]\ntarget = "raw"\ndevice = {toml_string("SERIAL=" + seen["vda"])}\n',
+    )
+    capture: Capture = build_capture(directory, recipe)
+    before = {name: sha256(directory / name) for name in ("ext4.img", "other.img")}
+    boot = boot_and_crash(directory, capture, None, disk_arguments(directory, DISKS[::-1]))
+    return RawCrash(directory, boot.console, boot.returncode, capture.kernel_version, before)
+
+
+def test_arming_boot_saw_the_disks_in_attach_order(raw_crash: RawCrash) -> None:
+    log = (raw_crash.directory / "arming.log").read_text(errors="replace")
+    assert "arm: vda serial=kdump-raw-7f3a" in log, log[-3000:]
+    assert "arm: vdc serial=data-disk-0b55" in log, log[-3000:]
+
+
+def test_dump_goes_to_the_disk_named_by_serial(raw_crash: RawCrash, tmp_path: Path) -> None:
+    console = raw_crash.cycle_console
+    context = console[-4000:]
+    assert raw_crash.returncode == 0, context
+    # Reversed: the disk the arming boot called vda is vdc now, and vda is the data disk.
+    assert "kdump: dump device SERIAL=kdump-raw-7f3a is /dev/vdc" in console, context
+    assert "kdump: saved with dump target 2 of 2: raw SERIAL=kdump-raw-7f3a" in console, context
+    vmcore = restore_flat(raw_crash.directory / "raw.img", tmp_path)
+    check_vmcore(vmcore, raw_crash.kernel_version, tmp_path)
+    assert sha256(raw_crash.directory / "other.img") == raw_crash.before["other.img"]
+
+
+def test_a_disk_holding_ext4_is_refused_and_intact(raw_crash: RawCrash, tmp_path: Path) -> None:
+    console = raw_crash.cycle_console
+    assert "kdump: dump device SERIAL=kdump-ext4-91c2 is /dev/vdb" in console, console[-4000:]
+    refusal = ("kdump: FAILED: not writing to /dev/vdb (SERIAL=kdump-ext4-91c2): it holds an "
+               "ext2/3/4 filesystem (magic 0xEF53 at byte 1080)")  # fmt: skip
+    assert refusal in console, console[-4000:]
+    ext4 = raw_crash.directory / "ext4.img"
+    assert sha256(ext4) == raw_crash.before["ext4.img"]
+    check = subprocess.run(["e2fsck", "-fn", str(ext4)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    files = harness.extract_disk(ext4, tmp_path / "ext4")
+    assert (tmp_path / "ext4" / "kept.txt").read_text() == "this file must survive the crash\n"
+    assert [path.name for path in files] == ["kept.txt"]
