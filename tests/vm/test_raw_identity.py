@@ -1,4 +1,5 @@
-"""The raw target finds its disk by identity and refuses a disk that holds a filesystem.
+"""The raw target finds its disk by identity and refuses a disk that holds a filesystem;
+`enable` refuses /var/crash on dm-crypt.
 
 One boot arms (three disks, read their names and serials as an admin would), one
 boot crashes with the disks attached in the opposite order. The recipe's first raw
@@ -6,6 +7,11 @@ target names the disk that holds ext4: the capture refuses it and says why, then
 fallback (the disk the admin saw as /dev/vda) takes the dump, though the crash boot
 calls that disk /dev/vdc and /dev/vda is another disk. Both other disks are
 checksummed on the host before and after.
+
+The arming boot also runs `enable` (the project's Python from the host root over
+9p) for a root whose var/crash is ext4 on a real dm-crypt mapping of a fourth disk:
+made with dmsetup and the null cipher (no cryptsetup on the test machine), with the
+uuid cryptsetup gives a LUKS2 mapping, which is what the refusal reads.
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO
 from tests.support.recipes import toml_string
 from tests.vm import harness
 from tests.vm.test_dump_targets import (
@@ -36,14 +45,23 @@ MiB = 2**20
 # (file name, the serial QEMU gives the disk), in the order the arming boot attaches them.
 DISKS = (("raw.img", "kdump-raw-7f3a"), ("ext4.img", "kdump-ext4-91c2"),
          ("other.img", "data-disk-0b55"))  # fmt: skip
-ARMING_INIT = (
-    harness.NINEP_PROLOGUE
-    + """for disk in /sys/block/vd*; do
-    echo "arm: ${disk##*/} serial=$(cat "$disk/serial")"
+# Only in the arming boot, attached last (vdd): the disk under the dm-crypt mapping.
+CRYPT_DISK = ("crypt.img", "crypt-disk-5e1d")
+CRYPT_UUID = "CRYPT-LUKS2-5e1d0c7a9b3f4e2d8c6b5a4938271605-kdumpcrypt"
+ARMING_MODULES = (*harness.NINEP_MODULES, "virtio_blk", "dm_crypt", "ext4")
+ARMING_BODY = """for disk in /sys/block/vd*; do
+    echo "arm: ${{disk##*/}} serial=$(cat "$disk/serial")"
 done
-poweroff -f
+mount -t tmpfs tmpfs /host/mnt
+root=/host/mnt/armroot
+mkdir -p $root/boot $root/lib/modules/{version} $root/usr/bin $root/bin $root/var/crash
+touch $root/boot/vmlinuz-{version} $root/usr/bin/makedumpfile $root/bin/busybox
+in_host "dmsetup create --noudevsync --uuid {uuid} kdumpcrypt \\
+    --table '0 65536 crypt cipher_null-ecb - 0 /dev/vdd 0'" || echo "arm: dmsetup failed"
+in_host "mkfs.ext4 -q /dev/dm-0" || echo "arm: mkfs failed"
+mount -t ext4 /dev/dm-0 $root/var/crash || echo "arm: mount failed"
+in_host "{python} -m tests.vm.enable_guest /mnt/armroot"
 """
-)
 
 
 def disk_arguments(directory: Path, order: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
@@ -84,15 +102,20 @@ class RawCrash:
 
 
 def arm(directory: Path, kernel_version: str) -> dict[str, str]:
-    """Boot once with the disks in DISKS order; each kernel name and its serial, as read there."""
+    """Boot once with the disks in DISKS order (and the dm-crypt one last), run `enable`;
+    each kernel name and its serial, as read there."""
+    with open(directory / CRYPT_DISK[0], "wb") as handle:
+        handle.truncate(32 * MiB)
+    body = ARMING_BODY.format(version=kernel_version, uuid=CRYPT_UUID,
+                              python=shlex.quote(sys.executable))  # fmt: skip
     initrd = directory / "arming-initrd.img"
-    initrd.write_bytes(harness.ninep_initrd(kernel_version, ARMING_INIT,
-                                            modules=("virtio_pci", "virtio_blk")))  # fmt: skip
+    initrd.write_bytes(harness.build_hostroot_initrd(kernel_version, body, REPO, kexec=False,
+                                                     modules=ARMING_MODULES))  # fmt: skip
     boot = harness.run_qemu(directory / "capture" / "vmlinuz", initrd, "console=ttyS0", None,
-                            memory="512M", log=directory / "arming.log",
-                            extra=disk_arguments(directory, DISKS))  # fmt: skip
+                            memory="1G", log=directory / "arming.log", share_host_root=True,
+                            extra=disk_arguments(directory, (*DISKS, CRYPT_DISK)))  # fmt: skip
     seen = dict(re.findall(r"arm: (vd[a-z]) serial=(\S+)", boot.console))
-    assert len(seen) == len(DISKS), boot.console[-3000:]
+    assert len(seen) == len(DISKS) + 1, boot.console[-3000:]
     return seen
 
 
@@ -148,3 +171,18 @@ def test_a_disk_holding_ext4_is_refused_and_intact(raw_crash: RawCrash, tmp_path
     files = harness.extract_disk(ext4, tmp_path / "ext4")
     assert (tmp_path / "ext4" / "kept.txt").read_text() == "this file must survive the crash\n"
     assert [path.name for path in files] == ["kept.txt"]
+
+
+def test_enable_refuses_var_crash_on_dm_crypt(raw_crash: RawCrash) -> None:
+    log = (raw_crash.directory / "arming.log").read_text(errors="replace")
+    where = "/mnt/armroot/var/crash is on /dev/dm-0 (ext4, mounted at /mnt/armroot/var/crash)"
+    refusal = (
+        f"enable refused: {where}: kdumpcrypt is dm-crypt (CRYPT-LUKS2-...): the capture cannot "
+        "unlock it: the capture kernel gets no key (Debian's kernels have no "
+        "CONFIG_CRASH_DM_CRYPT) and a capture must never wait at a passphrase prompt; give "
+        "enable a recipe with another dump target (nfs, ssh, or raw on a disk of its own), or "
+        "put /var/crash on an unencrypted partition or LV"
+    )
+    assert refusal in log, log[-3000:]
+    # Refused before anything was written: no recipe, no capture.
+    assert "enable: recipe:" not in log
