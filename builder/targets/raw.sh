@@ -86,29 +86,22 @@ raw_signature() {
     done
 }
 
-# Wait for exactly one disk carrying the identity; several are never guessed between.
-wait_for_raw_disk() {
-    waited=0
-    while :; do
-        disks=$(raw_disks /sys)
-        set -- $disks
-        if [ "$#" -gt 1 ]; then
-            fail "$KDUMP_DEVICE names $# disks ($*); not writing to any"
-        fi
-        if [ "$#" = 1 ] && [ -b "/dev/$1" ]; then
-            device=/dev/$1
-            break
-        fi
-        [ "$waited" -ge "$KDUMP_DEVICE_TIMEOUT" ] \
-            && fail "dump device $KDUMP_DEVICE did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
-        sleep 1
-        waited=$((waited + 1))
-    done
-    log "dump device $KDUMP_DEVICE is $device"
+# find_device, for /init's wait_for_device: a disk carrying the identity, once one is
+# there (raw_one_disk then refuses several; the kernel name alone is never trusted).
+find_device() {
+    set -- $(raw_disks /sys)
+    [ "$#" -ge 1 ] && [ -b "/dev/$1" ] && echo "/dev/$1"
+}
+
+# Fail unless exactly one disk carries the identity: several are never guessed between.
+raw_one_disk() {
+    set -- $(raw_disks /sys)
+    [ "$#" -le 1 ] || fail "$KDUMP_DEVICE names $# disks ($*); not writing to any"
 }
 
 save_to_target() {
-    wait_for_raw_disk
+    wait_for_device
+    raw_one_disk
     held=$(raw_signature "$device")
     [ -z "$held" ] || fail "not writing to $device ($KDUMP_DEVICE): it holds $held; wipe it (wipefs -a) if it is the dump disk"
     log "writing the flattened dump to $device"

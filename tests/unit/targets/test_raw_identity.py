@@ -9,21 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.image.fetch import fetch_packages
-from builder.image.packages import PackageRoot
 from builder.targets import target_kind
 from builder.targets.rawid import DiskIdentity, IdentityKind, disks_named, parse_identity
 
 MiB = 2**20
-
-
-@pytest.fixture(scope="module")
-def busybox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    packages = fetch_packages(["busybox-static"], "x86_64")
-    path = tmp_path_factory.mktemp("busybox") / "busybox"
-    path.write_bytes(PackageRoot([package.path for package in packages]).read_bytes("/bin/busybox"))
-    path.chmod(0o755)
-    return path
 
 
 def raw_shell(busybox: Path, tmp_path: Path, script: str, device: str = "") -> str:
@@ -175,3 +164,22 @@ def test_what_may_be_overwritten(busybox: Path, tmp_path: Path) -> None:
 def test_an_unreadable_device_is_refused(busybox: Path, tmp_path: Path) -> None:
     said = raw_shell(busybox, tmp_path, f'raw_signature "{tmp_path / "missing"}"')
     assert said == "unreadable start (dd failed)\n"
+
+
+def test_several_disks_with_the_identity_are_refused(busybox: Path, tmp_path: Path) -> None:
+    """Two disks with one serial (one disk through two paths, or a cloned serial): the
+    capture writes to neither. raw_disks and /init's fail stand in for the capture's."""
+    script = (
+        "raw_disks() { printf 'sda\\nsdb\\n'; }; fail() { echo \"FAILED: $*\"; exit 1; }; "
+        "raw_one_disk; echo written"
+    )
+    part = tmp_path / "raw.sh"
+    part.write_bytes(target_kind("raw").shell_part())
+    result = subprocess.run(
+        [str(busybox), "sh", "-c", f'. "{part}"; {script}'],
+        capture_output=True, text=True, check=False, env={"KDUMP_DEVICE": "SERIAL=x"},
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (
+        1,
+        "FAILED: SERIAL=x names 2 disks (sda sdb); not writing to any\n",
+    )

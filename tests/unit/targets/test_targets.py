@@ -176,16 +176,6 @@ def _print_all(config: Path, names: list[str]) -> str:
     return f". {config}; printf '%s\\0' " + " ".join(f'"${name}"' for name in names)
 
 
-@pytest.fixture(scope="module")
-def busybox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    packages = fetch_packages(["busybox-static"], "x86_64")
-    root = PackageRoot([package.path for package in packages])
-    path = tmp_path_factory.mktemp("busybox") / "busybox"
-    path.write_bytes(root.read_bytes("/bin/busybox"))
-    path.chmod(0o755)
-    return path
-
-
 @pytest.mark.parametrize("recipe_index", range(4))
 def test_every_value_survives_three_shells(
     tmp_path: Path, busybox: Path, recipe_index: int
