@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import HostError, KdumpBuildError
-from builder.host.blockstack import refuse_unsupported
 from builder.host.paths import HostPaths
+from builder.host.unsupported import refuse_unsupported
 from builder.kexec.memmap import parse_iomem
 
 # Filesystems the capture kernel mounts from a block device with only its module.
@@ -186,9 +186,8 @@ def uuid_of(device_number: str, by_uuid: Path = Path("/dev/disk/by-uuid")) -> st
     return None
 
 
-def dump_filesystem(
-    crash_dir: Path, mountinfo: str, by_uuid: Path, sysfs: Path = Path("/sys")
-) -> DumpFilesystem:
+def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path,
+                    sysfs: Path = Path("/sys")) -> DumpFilesystem:  # fmt: skip
     """The filesystem holding `crash_dir`, or a `HostError` saying why the capture cannot
     mount it (not a block device filesystem, device-mapper, no UUID)."""
     mount = mount_of(crash_dir, parse_mountinfo(mountinfo))

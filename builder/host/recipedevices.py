@@ -2,7 +2,7 @@
 
 A recipe given to `enable` names its dump devices (the target's and each fallback's);
 on the machine being armed they must not sit on a stack the capture cannot bring up
-(builder/host/blockstack.py), and a raw disk's SERIAL= or WWN= must name one disk at
+(builder/host/unsupported.py), and a raw disk's SERIAL= or WWN= must name one disk at
 most: the capture refuses to choose between several (one disk seen through two paths).
 A device not present now is left to the build and the capture, as before.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.errors import HostError, ModuleError
-from builder.host.blockstack import device_number_of, refuse_unsupported
+from builder.host.unsupported import device_number_of, refuse_unsupported
 from builder.image.hostonly import device_name
 from builder.recipe.model import Recipe
 from builder.targets.rawid import IdentityKind, disks_named, parse_identity

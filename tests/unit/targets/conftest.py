@@ -1,4 +1,4 @@
-"""What the dump targets' tests share: the initrd's busybox, to run shell parts in."""
+"""What the target tests share: Debian's static busybox, the initrd's shell."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from builder.image.fetch import fetch_packages
 from builder.image.packages import PackageRoot
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def busybox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Debian's busybox-static, as the capture initrd carries it."""
     packages = fetch_packages(["busybox-static"], "x86_64")
     path = tmp_path_factory.mktemp("busybox") / "busybox"
     path.write_bytes(PackageRoot([package.path for package in packages]).read_bytes("/bin/busybox"))

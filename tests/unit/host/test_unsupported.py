@@ -11,12 +11,16 @@ from pathlib import Path
 import pytest
 
 from builder.errors import HostError
-from builder.host.blockstack import unsupported_layer
-from builder.host.probe import dump_filesystem
-from builder.host.recipe import check_host_recipe
+from builder.host.enable import Effects, enable
+from builder.host.paths import HostPaths
+from builder.host.probe import DumpFilesystem, HostFacts, dump_filesystem
+from builder.host.recipedevices import check_recipe_devices
+from builder.host.unsupported import unsupported_layer
 from builder.recipe.parse import parse_recipe
+from builder.units import GiB
 
 PCI = "devices/pci0000:00/0000:00:04.0/virtio1"
+OFF = Effects(systemctl=False, update_grub=False, require_root=False)
 LUKS_UUID = "CRYPT-LUKS2-0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f-sda5_crypt"
 LUKS = (
     "sda5_crypt is dm-crypt (CRYPT-LUKS2-...): the capture cannot unlock it: the capture "
@@ -169,23 +173,29 @@ def host_root(tmp_path: Path) -> tuple[Path, Sysfs]:
     return root, sysfs
 
 
-def test_the_recipe_check_refuses_a_local_device_on_luks(tmp_path: Path) -> None:
+def test_enable_refuses_a_given_recipe_whose_fallback_is_on_luks(tmp_path: Path) -> None:
+    """`enable RECIPE`: the recipe check walks each dump.device's stack on this machine."""
     root, sysfs = host_root(tmp_path)
     encrypted_lvm(sysfs)
     by_uuid = root / "dev/disk/by-uuid"
     by_uuid.mkdir(parents=True)
     (by_uuid / "5f1b6c0e-7d0a").symlink_to("../../dm-1")
     (root / "dev/dm-1").touch()
-    recipe = parse_recipe(
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
         f'[source]\nroot = "{root}"\n[dump]\ntarget = "nfs"\nnfs = "10.0.0.1:/x"\n'
-        '[[dump.fallback]]\ntarget = "local"\ndevice = "UUID=5f1b6c0e-7d0a"\n',
-        tmp_path / "recipe.toml",
+        '[[dump.fallback]]\ntarget = "local"\ndevice = "UUID=5f1b6c0e-7d0a"\n'
     )
+    facts = HostFacts(("6.1.0-9-amd64",), 2 * GiB, 2, "/usr/bin/makedumpfile", "/bin/busybox",
+                      DumpFilesystem("UUID=x", "ext4", root, "/var/crash"), ())  # fmt: skip
+    said: list[str] = []
     with pytest.raises(HostError) as caught:
-        check_host_recipe(recipe, root)
+        enable(recipe, said.append, HostPaths(root), OFF, facts)
     assert str(caught.value) == (
-        f"{tmp_path / 'recipe.toml'}: dump.fallback[0].device: UUID=5f1b6c0e-7d0a is dm-1: {LUKS}"
+        f"{recipe}: dump.fallback[0].device: UUID=5f1b6c0e-7d0a is dm-1: {LUKS}"
     )
+    assert said == [f"recipe: {recipe}"]
+    assert not (root / "var/lib/kdump-build").exists()
 
 
 def test_the_recipe_check_refuses_a_raw_serial_on_two_disks(tmp_path: Path) -> None:
@@ -200,7 +210,7 @@ def test_the_recipe_check_refuses_a_raw_serial_on_two_disks(tmp_path: Path) -> N
         tmp_path / "recipe.toml",
     )
     with pytest.raises(HostError) as caught:
-        check_host_recipe(recipe, root)
+        check_recipe_devices(recipe, root / "sys", root / "dev")
     assert str(caught.value) == (
         f"{tmp_path / 'recipe.toml'}: dump.device: SERIAL=ZA1B2C3D names 2 disks of this "
         "machine (sda sdb) and the capture refuses to choose; one disk seen through several "
@@ -218,4 +228,4 @@ def test_the_recipe_check_lets_a_plain_disk_and_an_absent_one_pass(tmp_path: Pat
             f'[source]\nroot = "{root}"\n[dump]\ntarget = "raw"\ndevice = "{device}"\n',
             tmp_path / "recipe.toml",
         )
-        check_host_recipe(recipe, root)
+        check_recipe_devices(recipe, root / "sys", root / "dev")
