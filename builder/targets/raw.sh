@@ -86,8 +86,9 @@ raw_signature() {
     done
 }
 
-# find_device, for /init's wait_for_device: a disk carrying the identity, once one is
-# there (raw_one_disk then refuses several; the kernel name alone is never trusted).
+# find_device replaces /init's own (which takes a /dev path or LABEL=/UUID= through
+# findfs) for this attempt: its wait_for_device then waits for a disk carrying the
+# identity (raw_one_disk then refuses several; no kernel name is trusted).
 find_device() {
     set -- $(raw_disks /sys)
     [ "$#" -ge 1 ] && [ -b "/dev/$1" ] && echo "/dev/$1"

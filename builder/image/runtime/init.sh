@@ -79,8 +79,6 @@ run_hooks pre ""
 
 stamp=$(date +%Y-%m-%d-%H%M%S)
 
-# The /dev path of $KDUMP_DEVICE, once it is there; a target's shell part may define
-# its own (one that finds the disk by what it carries).
 find_device() {
     case "$KDUMP_DEVICE" in
         /dev/*) [ -b "$KDUMP_DEVICE" ] && echo "$KDUMP_DEVICE" ;;
