@@ -16,33 +16,22 @@ Pure: the recipe in, file names with bytes and modes out.
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Final
 
 from builder.arch import Arch
 from builder.errors import ImageError
+from builder.kexec.loader import shipped_loader as loader_path
 from builder.recipe.model import Recipe
 
 LOADER: Final = "kdump-load"
 BOOT_SCRIPT: Final = "S90kdump-load"
 UNIT: Final = "kdump-load.service"
-# Where the prebuilt loaders ship: beside the purgatory objects, one per architecture.
-LOADER_PACKAGE: Final = "builder.kexec.purgatory"
-
-
-def loader_file_name(arch: Arch) -> str:
-    """The shipped loader of `arch`.
-
-    >>> loader_file_name(Arch.X86_64)
-    'kdump-load-x86_64'
-    """
-    return f"{LOADER}-{arch.value}"
 
 
 def shipped_loader(arch: Arch) -> bytes | None:
     """The prebuilt static kdump-load of `arch` shipped with kdump-build, None if absent."""
     try:
-        return (files(LOADER_PACKAGE) / loader_file_name(arch)).read_bytes()
+        return loader_path(arch).read_bytes()
     except OSError:
         return None
 
@@ -53,7 +42,7 @@ def loader_binary(recipe: Recipe) -> bytes:
     if binary is None:
         raise ImageError(
             f"{recipe.path}: firmware.loader: this kdump-build ships no "
-            f"{loader_file_name(recipe.target.arch)} (looked in {LOADER_PACKAGE})"
+            f"{loader_path(recipe.target.arch)}"
         )
     return binary
 

@@ -9,6 +9,7 @@ kernel and initrd, started through our layout and our purgatory.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from builder.arch import Arch
+from builder.kexec.loader import loader_name
 from tests.conftest import run_cli
 from tests.support import qemu, qmp
 from tests.support.paths import DEFAULT_RECIPE, REPO
@@ -52,14 +54,16 @@ def _load_and_crash(
     extra: tuple[str, ...] = (),
     status: bool = True,
     cpus: int = 2,
+    loader: str = "",
 ) -> Crash:
     outdir, kernel_version = capture
     python = shlex.quote(sys.executable)
     status_command = f'in_host "{python} -m builder.cli status"' if status else ""
+    load = loader or f"{python} -m builder.cli load"
     body = f"""
 # /run must be writable for the loader's state file; the host root is read-only.
 mount -t tmpfs tmpfs /host/run
-if in_host "{python} -m builder.cli load {shlex.quote(str(outdir))} {load_args}"; then
+if in_host "{load} {shlex.quote(str(outdir))} {load_args}"; then
     echo "main: load finished"
 else
     echo "main: load failed"
@@ -109,6 +113,16 @@ def test_load_segments_with_our_purgatory(capture: tuple[Path, str], tmp_path: P
     crash = _load_and_crash(capture, tmp_path, "--method segments --verbose")
     assert "loaded 6 segments with kexec_load" in crash.console, crash.console[-5000:]
     assert "method: segments" in crash.console
+    _check_dump(crash, capture[1])
+
+
+def test_static_kdump_load_arms_the_capture(capture: tuple[Path, str], tmp_path: Path) -> None:
+    # The C loader (builder/kexec/loader/), no Python on the load path: it reads the
+    # build's kdump-load.plan, the live /proc/iomem and sysfs, and calls kexec_load.
+    loader = REPO / "builder/kexec/loader" / loader_name(Arch.X86_64)
+    crash = _load_and_crash(capture, tmp_path, "--verbose", loader=str(loader), status=False)
+    assert "loaded 6 segments with kexec_load" in crash.console, crash.console[-5000:]
+    assert re.search(r"^purgatory\s+0x[0-9a-f]+\s", crash.console, re.MULTILINE)
     _check_dump(crash, capture[1])
 
 

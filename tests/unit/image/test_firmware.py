@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from builder.arch import Arch
+from builder.arch import ARCHES, Arch
 from builder.atomic import MARKER
+from builder.binfmt.elf import PT_INTERP, ElfFile
 from builder.errors import ImageError, RecipeError
 from builder.image import firmware
 from builder.image.outputs import output_files, write_outputs
 from builder.image.pipeline import BuildResult
+from builder.kexec.loader import shipped_loader
 from builder.recipe.model import FirmwareSettings
-from builder.recipe.parse import parse_recipe
+from builder.recipe.parse import load_recipe, parse_recipe
+from tests.support.paths import REPO
 
 MINIMAL = '[source]\nroot = "/"\n[dump]\ndevice = "LABEL=kdump"\n'
 # Stands in for the C loader in these tests of the output only (its own tests build it).
@@ -45,7 +48,8 @@ def test_firmware_files_sit_beside_the_capture(
     outdir = tmp_path / "out"
     assert write_outputs(build, outdir) is True
     names = sorted(path.name for path in outdir.iterdir())
-    capture = [MARKER, "cmdline.txt", "fit.json", "initrd.img", "manifest.json", "vmlinuz"]
+    capture = [MARKER, "cmdline.txt", "fit.json", "initrd.img", "manifest.json", "vmlinuz",
+               "kdump-load.plan"]  # fmt: skip
     assert names == sorted([*capture, "kdump-load", "S90kdump-load", "kdump-load.service"])
     assert (outdir / "kdump-load").read_bytes() == shipped[build.recipe.target.arch]
     modes = {name: (outdir / name).stat().st_mode & 0o7777
@@ -123,7 +127,7 @@ def test_a_missing_loader_names_file_and_key_and_keeps_the_output(
     message = str(caught.value)
     assert message == (
         f"{default_build.recipe.path}: firmware.loader: this kdump-build ships no "
-        "kdump-load-x86_64 (looked in builder.kexec.purgatory)"
+        f"{REPO}/builder/kexec/loader/kdump-load-x86_64"
     )
     assert {path.name: path.read_bytes() for path in outdir.iterdir()} == before
 
@@ -153,3 +157,16 @@ def test_bad_firmware_keys_name_file_and_key(table: str, message: str) -> None:
     with pytest.raises(RecipeError) as caught:
         parse_recipe(f"{MINIMAL}[firmware]\n{table}\n", Path("r.toml"))
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("name", ["qemu-x86_64", "qemu-arm64", "qemu-riscv64"])
+def test_the_output_carries_the_shipped_loader_of_the_recipes_arch(name: str) -> None:
+    """The real prebuilt kdump-load: the recipe's architecture, statically linked."""
+    recipe = load_recipe(REPO / "recipes" / f"{name}.toml")
+    recipe = replace(recipe, firmware=FirmwareSettings(loader=True, directory=DEVICE_DIR))
+    data, mode = firmware.firmware_files(recipe)["kdump-load"]
+    assert mode == 0o755
+    assert data == shipped_loader(recipe.target.arch).read_bytes()
+    elf = ElfFile(data, "kdump-load")
+    assert elf.machine == ARCHES[recipe.target.arch].elf_machine
+    assert not [header for header in elf.program_headers if header.type == PT_INTERP]
