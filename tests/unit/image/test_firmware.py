@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from builder.image.pipeline import BuildResult
 from builder.kexec.loader import shipped_loader
 from builder.recipe.model import FirmwareSettings
 from builder.recipe.parse import load_recipe, parse_recipe
+from builder.recipe.settings import FIRMWARE_DIRECTORY
 from tests.support.paths import REPO
 
 MINIMAL = '[source]\nroot = "/"\n[dump]\ndevice = "LABEL=kdump"\n'
@@ -170,3 +172,13 @@ def test_the_output_carries_the_shipped_loader_of_the_recipes_arch(name: str) ->
     elf = ElfFile(data, "kdump-load")
     assert elf.machine == ARCHES[recipe.target.arch].elf_machine
     assert not [header for header in elf.program_headers if header.type == PT_INTERP]
+
+
+def test_the_recipe_in_docs_firmware_parses() -> None:
+    """docs/firmware.md's recipe is a valid recipe that asks for the firmware output."""
+    text = (REPO / "docs" / "firmware.md").read_text()
+    blocks = re.findall(r"^```toml\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 1
+    recipe = parse_recipe(blocks[0], REPO / "docs" / "board.toml")
+    assert recipe.firmware == FirmwareSettings(loader=True, directory=FIRMWARE_DIRECTORY)
+    assert recipe.source.root and not recipe.source.packages
