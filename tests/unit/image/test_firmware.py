@@ -23,7 +23,9 @@ from builder.kexec.loader import shipped_loader
 from builder.recipe.model import FirmwareSettings
 from builder.recipe.parse import load_recipe, parse_recipe
 from builder.recipe.settings import FIRMWARE_DIRECTORY
+from tests.conftest import run_cli
 from tests.support.paths import REPO
+from tests.support.recipes import write_recipe
 
 MINIMAL = '[source]\nroot = "/"\n[dump]\ndevice = "LABEL=kdump"\n'
 # Stands in for the C loader in these tests of the output only (its own tests build it).
@@ -182,3 +184,23 @@ def test_the_recipe_in_docs_firmware_parses() -> None:
     recipe = parse_recipe(blocks[0], REPO / "docs" / "board.toml")
     assert recipe.firmware == FirmwareSettings(loader=True, directory=FIRMWARE_DIRECTORY)
     assert recipe.source.root and not recipe.source.packages
+
+
+def test_the_build_command_writes_the_firmware_output_and_says_where_it_goes(
+    tmp_path: Path,
+) -> None:
+    recipe = write_recipe(tmp_path / "board.toml",
+                          {"firmware": {"loader": True, "directory": DEVICE_DIR}})  # fmt: skip
+    outdir = tmp_path / "out"
+    built = run_cli(str(recipe), "-o", str(outdir))
+    assert built.returncode == 0, built.stderr
+    assert (
+        f"  firmware kdump-load, S90kdump-load, kdump-load.service: copy {outdir}/ to "
+        f"{DEVICE_DIR} in the image"
+    ) in built.stdout.splitlines()
+    assert (outdir / "kdump-load").read_bytes() == shipped_loader(Arch.X86_64).read_bytes()
+    assert f"DIR={DEVICE_DIR}\n" in (outdir / "S90kdump-load").read_text()
+    assert (
+        f"ExecStart={DEVICE_DIR}/kdump-load {DEVICE_DIR}\n"
+        in (outdir / "kdump-load.service").read_text()
+    )
