@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
-from builder.binfmt.kernelimg import BzImageHeader, ImageFormat, parse_kernel_image
-from builder.errors import ImageError, LayoutError
+from builder.binfmt.kernelimg import BzImageHeader
+from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo
 from builder.kexec.layout.core import (
     KEXEC_ON_CRASH,
@@ -53,7 +53,7 @@ from builder.kexec.layout.zeropage import (
     boot_params_size,
 )
 from builder.kexec.memmap import HoleAllocator, MemoryMap, Range, subtract
-from builder.kexec.plan.x86_64 import BzImagePlacement, bzimage_placement
+from builder.kexec.plan.x86_64 import BzImagePlacement, bzimage_placement, checked_bzimage
 from builder.kexec.purgatory.x86_64 import (
     BackupRegion,
     build_x86_64_purgatory,
@@ -67,7 +67,6 @@ __all__ = [
     "BzImageFields",
     "X86_64Details",
     "capture_e820",
-    "checked_bzimage",
     "plan",
 ]
 
@@ -128,27 +127,6 @@ class X86_64Details(LayoutDetails):
             "crash_info": None if self.crash_info is None else self.crash_info.to_json(),
             "kernel_image": self.kernel_image.to_json(),
         }
-
-
-def checked_bzimage(kernel: bytes, name: str) -> BzImageHeader:
-    """The setup header of a bzImage the x86_64 layout can load, or a LayoutError why not."""
-    try:
-        image = parse_kernel_image(kernel, name)
-    except ImageError as error:
-        raise LayoutError(str(error)) from None
-    header = image.bzimage
-    if image.format is not ImageFormat.BZIMAGE or header is None:
-        raise LayoutError(f"{name}: is {image.format}, the x86_64 layout needs a bzImage")
-    if not header.kernel_64:
-        raise LayoutError(f"{name}: no 64-bit entry point (xloadflags bit 0)")
-    if not header.relocatable_kernel:
-        raise LayoutError(f"{name}: not relocatable; it cannot run in the crash region")
-    if header.protocol < 0x20C:
-        raise LayoutError(
-            f"{name}: boot protocol {header.protocol_version} predates the "
-            "64-bit entry fields this layout uses (2.12)"
-        )
-    return header
 
 
 def capture_e820(

@@ -2,16 +2,7 @@
 /* riscv64: the generic syscall table (include/uapi/asm-generic/unistd.h), ecall. */
 #define KL_ARCH_NAME "riscv64"
 #define KL_ELF_MACHINE 243
-#define SYS_read 63
-#define SYS_write 64
-#define SYS_openat 56
-#define SYS_close 57
-#define SYS_pread64 67
-#define SYS_fstat 80
-#define SYS_exit_group 94
-#define SYS_kexec_load 104
-#define SYS_geteuid 175
-#define SYS_mmap 222
+#include "syscalls-generic.h"
 
 static inline long kl_syscall6(long n, long a, long b, long c, long d, long e, long f)
 {

@@ -13,6 +13,7 @@
 #define SYS_exit_group 231
 #define SYS_kexec_load 246
 #define SYS_openat 257
+#define SYS_getrandom 318
 
 static inline long kl_syscall6(long n, long a, long b, long c, long d, long e, long f)
 {

@@ -28,6 +28,7 @@ struct kl_inputs {
 	struct kl_memmap *memory;
 	struct kl_crashinfo *info;
 	struct kl_buf device_tree; /* the booted one; len 0 where there is none */
+	int fresh_seeds; /* kaslr-seed and rng-seed from getrandom (a load; not a dry run) */
 };
 
 struct kl_layout {
@@ -59,5 +60,6 @@ void kl_add_purgatory(struct kl_layout *layout, const struct kl_plan *plan, stru
 		      int nvalues, const char *const *names, const u64 *values);
 
 void kl_plan_x86_64(const struct kl_inputs *inputs, struct kl_layout *layout);
+void kl_plan_devicetree(const struct kl_inputs *inputs, struct kl_layout *layout);
 
 #endif

@@ -206,6 +206,24 @@ static int open_read(const char *path, int optional)
 	return (int)fd;
 }
 
+/* Up to `len` bytes at `offset`; fewer only at the end of the file. */
+static size_t read_into(int fd, const char *path, u8 *buf, size_t len, u64 offset)
+{
+	size_t done = 0;
+	while (done < len) {
+		long got = kl_sys(SYS_pread64, fd, (long)(buf + done), (long)(len - done),
+				  (long)(offset + done), 0, 0);
+		if (got == -EINTR)
+			continue;
+		if (got < 0)
+			kl_fail(path, ": ", errno_text(-got), 0);
+		if (got == 0)
+			break;
+		done += (size_t)got;
+	}
+	return done;
+}
+
 int kl_read_file(const char *path, struct kl_buf *out, int optional)
 {
 	int fd = open_read(path, optional);
@@ -214,20 +232,13 @@ int kl_read_file(const char *path, struct kl_buf *out, int optional)
 	size_t cap = 1 << 16, len = 0;
 	u8 *data = kl_alloc(cap);
 	for (;;) {
-		if (len == cap) {
-			u8 *bigger = kl_alloc(cap * 4);
-			memcpy(bigger, data, len);
-			data = bigger; /* the old map stays: memory lives until exit */
-			cap *= 4;
-		}
-		long got = kl_sys(SYS_read, fd, (long)(data + len), (long)(cap - len), 0, 0, 0);
-		if (got == -EINTR)
-			continue;
-		if (got < 0)
-			kl_fail(path, ": ", errno_text(-got), 0);
-		if (got == 0)
+		len += read_into(fd, path, data + len, cap - len, len);
+		if (len < cap)
 			break;
-		len += (size_t)got;
+		u8 *bigger = kl_alloc(cap * 4);
+		memcpy(bigger, data, len);
+		data = bigger; /* the old map stays: memory lives until exit */
+		cap *= 4;
 	}
 	kl_sys(SYS_close, fd, 0, 0, 0, 0, 0);
 	out->path = path;
@@ -239,18 +250,7 @@ int kl_read_file(const char *path, struct kl_buf *out, int optional)
 size_t kl_read_at(const char *path, void *buf, size_t len, u64 offset)
 {
 	int fd = open_read(path, 0);
-	size_t done = 0;
-	while (done < len) {
-		long got = kl_sys(SYS_pread64, fd, (long)((u8 *)buf + done), (long)(len - done),
-				  (long)(offset + done), 0, 0);
-		if (got == -EINTR)
-			continue;
-		if (got < 0)
-			kl_fail(path, ": ", errno_text(-got), 0);
-		if (got == 0)
-			break;
-		done += (size_t)got;
-	}
+	size_t done = read_into(fd, path, buf, len, offset);
 	kl_sys(SYS_close, fd, 0, 0, 0, 0, 0);
 	return done;
 }

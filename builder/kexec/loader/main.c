@@ -126,7 +126,9 @@ static void read_inputs(const struct options *o, const struct kl_plan *plan,
 	if (!crash.count)
 		kl_fail(iomem.path, ": no 'Crash kernel' range (boot with crashkernel=)", 0, 0);
 	kl_read_crashinfo(o->sysfs ? o->sysfs : "", plan, &info);
+	kl_read_file(kl_join(o->sysfs ? o->sysfs : "", "/sys/firmware/fdt", ""), &in->device_tree, 1);
 	in->plan = plan;
+	in->fresh_seeds = !o->dry_run;
 	in->memory = &memory;
 	in->info = &info;
 }
@@ -267,8 +269,12 @@ static void require_root(void)
 
 static int status(void)
 {
+	/* Linux 6.19 moved it to /sys/kernel/kexec/ (builder/kexecfs.py); older kernels: flat */
 	struct kl_buf file;
-	kl_read_file("/sys/kernel/kexec_crash_loaded", &file, 0);
+	if (!kl_read_file("/sys/kernel/kexec/crash_loaded", &file, 1) &&
+	    !kl_read_file("/sys/kernel/kexec_crash_loaded", &file, 1))
+		kl_fail("/sys/kernel/kexec_crash_loaded: No such file or directory (a kernel "
+			"without kexec, or no sysfs)", 0, 0, 0);
 	int loaded = file.len && file.data[0] == '1';
 	kl_puts(loaded ? "crash kernel loaded\n" : "no crash kernel loaded\n");
 	return 0;
@@ -296,9 +302,10 @@ static int run(const struct options *o)
 		kl_fail(plan_path, ": backup 0x1: the backup region (kernel.backup_region) is not "
 			"supported by kdump-load; use kdump-build load", 0, 0);
 	read_inputs(o, &plan, &inputs);
-	if (!kl_streq(plan.arch, "x86_64"))
-		kl_fail(plan_path, ": no kdump-load layout for ", plan.arch, " yet");
-	kl_plan_x86_64(&inputs, &layout);
+	if (plan.setup_end)
+		kl_plan_x86_64(&inputs, &layout);
+	else
+		kl_plan_devicetree(&inputs, &layout);
 	if (o->corrupt)
 		corrupt(&layout, o->corrupt);
 	if (o->verbose)

@@ -95,12 +95,15 @@ static int numeric(const struct line *l, struct kl_plan *p)
 		"elf-machine", "kexec-flags", "backup", "bzimage-payload-offset", "bzimage-memsz",
 		"bzimage-align", "bzimage-min", "bzimage-above-4g", "bzimage-initrd-limit",
 		"bzimage-cmdline-max", "purgatory-memsz", "purgatory-align", "purgatory-entry",
-		"purgatory-stack-top"};
+		"purgatory-stack-top", "image-memsz", "image-text-offset", "image-base-align",
+		"initrd-offset", "initrd-align", "bootargs-max", "dtb-max"};
 	u64 backup = 0;
 	u64 *slots[] = {&p->elf_machine, &p->kexec_flags, &backup, &p->payload_offset,
 			&p->kernel_memsz, &p->kernel_align, &p->kernel_min, &p->above_4g,
 			&p->initrd_limit, &p->cmdline_max, &p->purgatory_memsz,
-			&p->purgatory_align, &p->purgatory_entry, &p->stack_top};
+			&p->purgatory_align, &p->purgatory_entry, &p->stack_top, &p->image_memsz,
+			&p->image_text_offset, &p->image_base_align, &p->initrd_offset,
+			&p->initrd_align, &p->bootargs_max, &p->dtb_max};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (key_is(l, keys[i])) {
 			if (l->count != 2)
@@ -129,6 +132,13 @@ static void apply(const struct line *l, struct kl_plan *p)
 		p->text_window[0] = number(l, 1), p->text_window[1] = number(l, 2);
 	else if (key_is(l, "kernel-text-above-linear-map"))
 		p->text_above_linear_map = 1;
+	else if (key_is(l, "image-flags") && l->count == 4)
+		p->image_as_file = number(l, 1) != 0, p->image_anywhere = number(l, 2) != 0,
+		p->dump_minus_reserved = number(l, 3) != 0;
+	else if (key_is(l, "initrd-window"))
+		p->window_align = number(l, 1), p->window_size = number(l, 2);
+	else if (key_is(l, "dtb-register") && l->count == 2)
+		p->dtb_register = dup(l->word[1], l->len[1]);
 	else if (key_is(l, "bzimage-setup-header"))
 		p->setup_start = number(l, 1), p->setup_end = number(l, 2);
 	else if (key_is(l, "purgatory-bytes"))

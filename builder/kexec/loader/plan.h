@@ -28,6 +28,11 @@ struct kl_plan {
 	/* bzImage (x86_64) */
 	u64 payload_offset, kernel_memsz, kernel_align, kernel_min, above_4g, initrd_limit,
 		cmdline_max, setup_start, setup_end;
+	/* Image + device tree (aarch64, riscv64) */
+	int image_as_file, image_anywhere, dump_minus_reserved;
+	u64 image_memsz, image_text_offset, image_base_align, initrd_offset, initrd_align,
+		window_align, window_size, bootargs_max, dtb_max;
+	const char *dtb_register;
 	/* purgatory, relocated for address 0 */
 	u8 *purgatory;
 	u64 purgatory_size, purgatory_memsz, purgatory_align, purgatory_entry;

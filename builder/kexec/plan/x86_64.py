@@ -10,10 +10,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from builder.binfmt.kernelimg import BzImageHeader
+from builder.binfmt.kernelimg import BzImageHeader, ImageFormat, parse_kernel_image
+from builder.errors import ImageError, LayoutError
 from builder.units import PAGE_SIZE, MiB, page_up
 
-__all__ = ["BzImagePlacement", "bzimage_placement", "plan_lines"]
+__all__ = ["BzImagePlacement", "bzimage_placement", "checked_bzimage", "plan_lines"]
 
 _INITRD_ADDR_MAX = 0x22C  # the highest initrd address the kernel takes
 _SETUP_HEADER = 0x1F1
@@ -34,6 +35,27 @@ class BzImagePlacement:
     setup_header: tuple[int, int]  # [start, end) copied into the zero page
 
 
+def checked_bzimage(kernel: bytes, name: str) -> BzImageHeader:
+    """The setup header of a bzImage the x86_64 layout can load, or a LayoutError why not."""
+    try:
+        image = parse_kernel_image(kernel, name)
+    except ImageError as error:
+        raise LayoutError(str(error)) from None
+    header = image.bzimage
+    if image.format is not ImageFormat.BZIMAGE or header is None:
+        raise LayoutError(f"{name}: is {image.format}, the x86_64 layout needs a bzImage")
+    if not header.kernel_64:
+        raise LayoutError(f"{name}: no 64-bit entry point (xloadflags bit 0)")
+    if not header.relocatable_kernel:
+        raise LayoutError(f"{name}: not relocatable; it cannot run in the crash region")
+    if header.protocol < 0x20C:
+        raise LayoutError(
+            f"{name}: boot protocol {header.protocol_version} predates the "
+            "64-bit entry fields this layout uses (2.12)"
+        )
+    return header
+
+
 def bzimage_placement(kernel: bytes, header: BzImageHeader) -> BzImagePlacement:
     """The placement rules of a parsed bzImage."""
     payload_size = len(kernel) - header.kernel_offset
@@ -52,8 +74,6 @@ def bzimage_placement(kernel: bytes, header: BzImageHeader) -> BzImagePlacement:
 
 def plan_lines(kernel: bytes, name: str) -> list[str]:
     """The bzimage-* lines of kdump-load.plan."""
-    from builder.kexec.layout.x86_64 import checked_bzimage
-
     placement = bzimage_placement(kernel, checked_bzimage(kernel, name))
     start, end = placement.setup_header
     return [

@@ -20,7 +20,9 @@ import pytest
 from builder.arch import Arch, arch_info, host_arch
 from builder.kexec.loader import loader_name, shipped_loader
 from builder.kexec.plan import PLAN_FILE
+from builder.kexecfs import KexecFile
 from tests.conftest import run_cli
+from tests.support.layouts import build_recipe
 from tests.support.paths import DATA, REPO
 from tests.support.unprivileged import drop_privileges
 from tests.unit.kexec.x86_layout_inputs import SAMPLES, SYSFS
@@ -69,6 +71,27 @@ def loader_segments(arch: Arch, outdir: Path, iomem: Path, sysfs: Path) -> list[
 
 
 X86_CASES = [(SYSFS / "proc/iomem", SYSFS), *((sample, SYSFS) for sample in SAMPLES)]
+# Every other captured guest, with the recipe its architecture's layout tests build.
+DEVICE_TREE_RECIPES = {Arch.AARCH64: "qemu-arm64.toml", Arch.RISCV64: "qemu-riscv64.toml"}
+DEVICE_TREE_GUESTS = [
+    (arch, guest)
+    for guest in sorted((DATA / "sysfs").iterdir())
+    for arch in DEVICE_TREE_RECIPES
+    if guest.name.startswith(f"qemu-{'arm64' if arch is Arch.AARCH64 else arch.value}-")
+]
+
+
+@pytest.fixture(scope="module")
+def device_tree_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[Arch, Path]:
+    return {
+        arch: build_recipe(REPO / "recipes" / recipe, tmp_path_factory.mktemp(arch.value) / "out")
+        for arch, recipe in DEVICE_TREE_RECIPES.items()
+    }
+
+
+def test_every_captured_guest_is_compared() -> None:
+    guests = sorted(guest.name for _arch, guest in DEVICE_TREE_GUESTS)
+    assert sorted([*guests, SYSFS.name]) == sorted(p.name for p in (DATA / "sysfs").iterdir())
 
 
 @pytest.mark.parametrize("iomem,sysfs", X86_CASES, ids=lambda value: value.name)
@@ -79,6 +102,20 @@ def test_x86_64_dry_run_is_the_python_layout(
     assert ours == python_segments(outdir, iomem, sysfs, tmp_path)
     assert [line.split()[1] for line in ours[:-1]] == [
         "kernel", "initrd", "boot_params", "cmdline", "elfcorehdr", "purgatory",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "arch,guest", DEVICE_TREE_GUESTS, ids=[guest.name for _arch, guest in DEVICE_TREE_GUESTS]
+)
+def test_device_tree_dry_run_is_the_python_layout(
+    device_tree_builds: dict[Arch, Path], tmp_path: Path, arch: Arch, guest: Path
+) -> None:
+    outdir = device_tree_builds[arch]
+    ours = loader_segments(arch, outdir, guest / "proc/iomem", guest)
+    assert ours == python_segments(outdir, guest / "proc/iomem", guest, tmp_path)
+    assert [line.split()[1] for line in ours[:-1]] == [
+        "kernel", "initrd", "dtb", "purgatory", "elfcorehdr",
     ]  # fmt: skip
 
 
@@ -210,3 +247,20 @@ def test_kcore_of_another_machine(outdir: Path, tmp_path: Path) -> None:
 def test_captured_inputs_only_with_dry_run(outdir: Path) -> None:
     result = run_loader(Arch.X86_64, "--iomem", SYSFS / "proc/iomem", outdir)
     assert_one_line(result, "--iomem and --sysfs describe another machine: only with --dry-run")
+
+
+def test_status_reads_the_kernels_flag() -> None:
+    # The 6.19 file first, the flat one after (builder/kexecfs.py); some machines have neither.
+    flag = KexecFile.CRASH_LOADED.read()
+    result = run_loader(Arch.X86_64, "--status")
+    if flag is None:
+        assert_one_line(result, "/sys/kernel/kexec_crash_loaded: No such file or directory")
+        return
+    assert result.returncode == 0, result.stderr
+    loaded = flag.strip() == "1"
+    assert result.stdout == ("crash kernel loaded\n" if loaded else "no crash kernel loaded\n")
+
+
+def test_unload_needs_root() -> None:
+    result = run_loader(Arch.X86_64, "--unload", uid_nobody=True)
+    assert_one_line(result, "not root: loading a crash kernel needs root (CAP_SYS_BOOT)")
