@@ -102,11 +102,10 @@ def _main_side_plan(
     return plan, root
 
 
-def busybox_plan(
-    arch: Arch = Arch.X86_64, release: str = "", packages: tuple[str, ...] = ("busybox-static",)
-) -> InitrdPlan:
-    """A main side with busybox and its applet links only: no kexec-tools, no Python."""
-    plan, _ = _main_side_plan(packages, kexec=False, arch=arch, release=release)
+def busybox_plan(arch: Arch = Arch.X86_64) -> InitrdPlan:
+    """A main side with busybox and its applet links only (Debian 12's): no kexec-tools,
+    no Python."""
+    plan, _ = _main_side_plan(("busybox-static",), kexec=False, arch=arch)
     return plan
 
 
