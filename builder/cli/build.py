@@ -102,6 +102,9 @@ def _print_summary(result: BuildResult, steps: Steps, outdir: Path) -> None:
     typer.echo(f"  manifest {outdir}/manifest.json")
     if result.fit is not None:
         typer.echo(f"  fit      {result.fit.reason()} ({outdir}/fit.json)")
+    if result.recipe.firmware.loader:
+        typer.echo(f"  firmware kdump-load, S90kdump-load, kdump-load.service: copy {outdir}/ "
+                   f"to {result.recipe.firmware.directory} in the image")  # fmt: skip
 
 
 def fetch(

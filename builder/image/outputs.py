@@ -1,5 +1,6 @@
 """A build's output directory: initrd.img, vmlinuz, cmdline.txt, manifest.json, fit.json,
-kdump-load.plan.
+kdump-load.plan, and with `firmware.loader` the loader, boot script and unit of
+builder.image.firmware.
 
 `write_outputs` writes them through builder.atomic.replace_directory: the
 finished directory is swapped in whole, so a failed build leaves the previous
@@ -17,6 +18,7 @@ from typing import Any
 
 from builder.arch import parse_arch
 from builder.atomic import MARKER, MARKER_TEXT, LegacyOutput, replace_directory
+from builder.image.firmware import firmware_files
 from builder.image.initrd import initrd_mode, sha256
 from builder.image.makedumpfile import dotted
 from builder.image.pipeline import BuildResult, package_cache
@@ -76,6 +78,8 @@ def manifest(result: BuildResult) -> dict[str, Any]:
             "missing_firmware": list(result.missing_firmware),
         },
         "collector": _collector(result),
+        # What the firmware image copies besides the capture (`firmware.loader`).
+        **({"firmware": _firmware(result)} if recipe.firmware.loader else {}),
         "packages": [
             {
                 "name": package.name,
@@ -118,6 +122,7 @@ def output_files(result: BuildResult) -> dict[str, tuple[bytes, int]]:
         files[PLAN_FILE] = (plan, 0o644)
     if result.fit is not None:
         files["fit.json"] = ((json.dumps(result.fit.to_json(), indent=2) + "\n").encode(), 0o644)
+    files.update(firmware_files(result.recipe))
     return files
 
 
@@ -181,6 +186,14 @@ def write_outputs(
 
     replace_directory(outdir, fill, mode=DIRECTORY_MODE, legacy=LEGACY_OUTPUT)
     return True
+
+
+def _firmware(result: BuildResult) -> dict[str, Any]:
+    """Where the device keeps the directory, and the firmware files' digests."""
+    written = firmware_files(result.recipe)
+    digests = {name: {"mode": f"{mode:04o}", "sha256": sha256(data)}
+               for name, (data, mode) in written.items()}  # fmt: skip
+    return {"directory": result.recipe.firmware.directory, "files": digests}
 
 
 def _collector(result: BuildResult) -> dict[str, Any] | None:

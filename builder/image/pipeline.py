@@ -141,11 +141,20 @@ def fetch_recipe_packages(
         raise FetchError(f"{recipe.path}: source.packages: {error}") from None
 
 
+def directory_root(recipe: Recipe) -> DirectoryRoot:
+    """`source.root`: a directory (a Yocto or Buildroot root, `/`); errors name the key."""
+    path = recipe.relative(recipe.source.root)
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is not a directory"
+        raise RecipeError(f"{recipe.path}: source.root: {path} {what}")
+    return DirectoryRoot(path)
+
+
 def open_root(recipe: Recipe, steps: Steps) -> tuple[Root, tuple[FetchedPackage, ...]]:
     """The recipe's source root, fetching named packages first."""
     source = recipe.source
     if source.root:
-        return DirectoryRoot(recipe.relative(source.root)), ()
+        return directory_root(recipe), ()
     fetched: list[FetchedPackage] = []
     if source.packages:
         with steps.step("fetch packages"):

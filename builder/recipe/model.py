@@ -34,6 +34,7 @@ __all__ = [
     "FailureAction",
     "FallbackTarget",
     "FinalAction",
+    "FirmwareSettings",
     "InitrdSettings",
     "KernelMode",
     "KernelSettings",
@@ -93,6 +94,12 @@ class CrashkernelSettings:
 
 
 @dataclass(frozen=True)
+class FirmwareSettings:
+    loader: bool  # write kdump-load, its boot script and unit into the output
+    directory: str  # where the image puts the output directory on the device
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A parsed, validated recipe. `path` is where it was read from."""
 
@@ -104,6 +111,7 @@ class Recipe:
     initrd: InitrdSettings
     dump: DumpSettings
     crashkernel: CrashkernelSettings
+    firmware: FirmwareSettings
 
     def relative(self, path: str) -> Path:
         """A path named in the recipe, relative to the recipe's directory."""
@@ -112,7 +120,7 @@ class Recipe:
     def to_json(self) -> dict[str, Any]:
         """All settings as plain JSON values, by section."""
         result: dict[str, Any] = {"name": self.name}
-        for section in ("target", "source", "kernel", "initrd", "crashkernel"):
+        for section in ("target", "source", "kernel", "initrd", "crashkernel", "firmware"):
             values = getattr(self, section)
             result[section] = {
                 item.name: list(value) if isinstance(value, tuple) else value

@@ -22,6 +22,7 @@ from builder.recipe.model import (
     CrashkernelSettings,
     DumpSettings,
     FallbackTarget,
+    FirmwareSettings,
     InitrdSettings,
     KernelMode,
     KernelSettings,
@@ -40,6 +41,7 @@ _SECTION_TYPES: dict[str, type] = {
     "kernel": KernelSettings,
     "initrd": InitrdSettings,
     "crashkernel": CrashkernelSettings,
+    "firmware": FirmwareSettings,
 }
 
 
@@ -190,6 +192,8 @@ def _fallback(index: int, table: Mapping[str, Any], check: Check) -> FallbackTar
 
 def _check_combinations(recipe: Recipe, check: Check) -> None:
     _check_source(recipe, check)
+    if "firmware.directory" in check.given and not recipe.firmware.loader:
+        check.fail("firmware.directory", "only used when firmware.loader is true")
     if recipe.kernel.mode is KernelMode.DEDICATED and not recipe.kernel.dedicated_image:
         check.fail("kernel.dedicated_image", "required when kernel.mode is dedicated")
     if recipe.kernel.mode is KernelMode.REUSE and "kernel.dedicated_image" in check.given:

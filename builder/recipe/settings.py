@@ -54,6 +54,9 @@ EXTRA_FILE_SOURCES = ("root", "recipe", "host")
 # output must not depend on where it is built, and the host is often not the
 # machine that will crash.
 DEFAULT_RAM = ("1G", "4G", "64G")
+# Where a firmware image keeps the output directory: read-only, shipped with the image.
+FIRMWARE_DIRECTORY = "/usr/lib/kdump-build"
+DEVICE_PATH = re.compile(r"/[A-Za-z0-9._+/-]*")
 
 
 def _modules(value: Any) -> tuple[str, ...] | ModuleSelection:
@@ -102,6 +105,16 @@ def _release(value: Any) -> str:
         raise ValueError(
             f"{text!r} is not a Debian release name (such as trixie, sid or trixie-backports)"
         )
+    return text
+
+
+def _device_directory(value: Any) -> str:
+    """absolute path (letters, digits, `/._+-`)"""
+    text = absolute_path(value)
+    # The boot script and the systemd unit name it unquoted: keep it to characters
+    # that mean nothing to sh or to systemd (no spaces, `%`, `$`, quotes).
+    if not DEVICE_PATH.fullmatch(text) or "/../" in f"{text}/":
+        raise ValueError(f"{text!r} is not a plain absolute path (letters, digits, /._+-)")
     return text
 
 
@@ -360,7 +373,23 @@ SETTINGS: tuple[Setting, ...] = (
         "crashkernel.reserve and recommends a crashkernel= for each. Not the build "
         "host's RAM: the output must not depend on where it is built.",
     ),
+    Setting(
+        "firmware.loader",
+        boolean,
+        False,
+        "Also write `kdump-load` (the static loader for target.arch, no Python or "
+        "kexec-tools needed), `S90kdump-load` (a boot script for busybox init's "
+        "/etc/init.d) and `kdump-load.service` (a systemd unit) into the output, so a "
+        "firmware image only copies the directory to firmware.directory; see docs/firmware.md.",
+    ),
+    Setting(
+        "firmware.directory",
+        _device_directory,
+        FIRMWARE_DIRECTORY,
+        "Where the firmware image puts the output directory on the device; the boot "
+        "script and the unit load the capture from there.",
+    ),
 )
 
-SECTIONS = ("target", "source", "kernel", "initrd", "dump", "crashkernel")
+SECTIONS = ("target", "source", "kernel", "initrd", "dump", "crashkernel", "firmware")
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -102,6 +102,13 @@ def _main_side_plan(
     return plan, root
 
 
+def busybox_plan(arch: Arch = Arch.X86_64) -> InitrdPlan:
+    """A main side with busybox and its applet links only (Debian 12's): no kexec-tools,
+    no Python."""
+    plan, _ = _main_side_plan(("busybox-static",), kexec=False, arch=arch)
+    return plan
+
+
 def build_main_initrd(capture_dir: Path) -> bytes:
     """The main kernel's initrd: busybox, kexec and the capture files, no modules."""
     plan, _ = _main_side_plan(KEXEC_PACKAGES, kexec=True)

@@ -157,6 +157,7 @@ SECTION_TYPES = {
     "kernel": model.KernelSettings,
     "initrd": model.InitrdSettings,
     "crashkernel": model.CrashkernelSettings,
+    "firmware": model.FirmwareSettings,
 }
 
 
