@@ -368,7 +368,9 @@ def test_target_files_errors_name_the_key(tmp_path: Path, root_with_dropbear: Pa
         RecipeError, match=r"dump.compression: /usr/bin/makedumpfile .* without zstd"
     ):
         check_collector(recipe, root_with_dropbear)
-    recipe = _recipe(tmp_path, 'target = "ssh"\nssh = "root@h"\nssh_key = "id"\n')
+    recipe = _recipe(
+        tmp_path, 'target = "ssh"\nssh = "root@h"\nssh_key = "id"\nssh_accept_any_host_key = true\n'
+    )
     (tmp_path / "id").write_bytes(_keygen(tmp_path, "ed25519"))
     recipe = dataclasses.replace(
         recipe,
