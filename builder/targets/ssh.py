@@ -171,6 +171,7 @@ interface = "eth0"
             known = known_hosts.capture_lines(server_keys(options, files), options.host)
             generated.append(GeneratedFile(SSH_KNOWN_HOSTS_PATH, known, 0o644))
         return TargetContent(
+            modules=network.network_modules(options.network),
             programs=((options.ssh_client, "dump.ssh_client"),),
             files=(*network.network_files(options.network), *generated),
         )

@@ -8,6 +8,7 @@ ssh. Every vmcore is read back on the host with `makedumpfile --dump-dmesg`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -128,22 +129,25 @@ def restore_flat(flat: Path, scratch: Path) -> Path:
     return ours
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+def free_port(bind: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((bind, 0))
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, bind: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert process.poll() is None, f"server exited: {log.read_text(errors='replace')[-3000:]}"
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((bind, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+    raise AssertionError(f"nothing listens on {bind}:{port}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -230,19 +234,19 @@ def test_raw_device_and_restore(tmp_path: Path) -> None:
     check_vmcore(vmcore, cycle.kernel_version, tmp_path)
 
 
-@pytest.fixture
-def nfs_server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
-    """nfs-ganesha (NFSv4 only, VFS backend) on 127.0.0.1, exporting a temp dir."""
-    export = tmp_path / "export"
+@contextlib.contextmanager
+def ganesha(directory: Path, bind: str = "127.0.0.1") -> Iterator[tuple[Path, int]]:
+    """nfs-ganesha (NFSv4 only, VFS backend) on `bind`, exporting a temp dir as /kdump."""
+    export = directory / "export"
     export.mkdir()
-    recovery = tmp_path / "ganesha-recovery"
+    recovery = directory / "ganesha-recovery"
     recovery.mkdir()
-    port = free_port()
-    config = tmp_path / "ganesha.conf"
+    port = free_port(bind)
+    config = directory / "ganesha.conf"
     config.write_text(
         f"""
 NFS_CORE_PARAM {{
-    Bind_addr = 127.0.0.1; NFS_Port = {port}; Protocols = 4;
+    Bind_addr = {bind}; NFS_Port = {port}; Protocols = 4;
     Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false;
 }}
 NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = "{recovery}"; }}
@@ -253,17 +257,24 @@ EXPORT {{
 }}
 """
     )
-    log = tmp_path / "ganesha.log"
+    log = directory / "ganesha.log"
     process = subprocess.Popen(
-        ["ganesha.nfsd", "-F", "-L", str(log), "-f", str(config), "-p", str(tmp_path / "pid")],
+        ["ganesha.nfsd", "-F", "-L", str(log), "-f", str(config), "-p", str(directory / "pid")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_port(port, process, log)
+        wait_for_port(port, process, log, bind)
         yield export, port
     finally:
         stop(process)
+
+
+@pytest.fixture
+def nfs_server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """nfs-ganesha on 127.0.0.1 (the guest's 10.0.2.2), exporting a temp dir."""
+    with ganesha(tmp_path) as server:
+        yield server
 
 
 def test_nfs(tmp_path: Path, nfs_server: tuple[Path, int]) -> None:
