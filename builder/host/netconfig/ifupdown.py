@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builder.errors import HostError
-from builder.host.netconfig.model import BOND_MODES, Addressing, HostLink, prefix_of
+from builder.host.netconfig.model import Addressing, HostLink, bonded, prefix_of
 from builder.targets.netlinks import BondMode
 from builder.targets.network import NetworkMode
 
@@ -116,12 +116,8 @@ def _link(name: str, stanzas: list[_Stanza]) -> HostLink:
 def _links_of(link: HostLink, options: dict[str, str]) -> HostLink:
     """The VLAN, bond and bridge options of a stanza."""
     if "bond-slaves" in options or "bond-mode" in options:
-        mode = options.get("bond-mode", "balance-rr")
-        if mode not in BOND_MODES:
-            raise HostError(f"{link.where}: bond-mode: {mode!r}: the capture bonds only "
-                            "active-backup and 802.3ad")  # fmt: skip
         ports = tuple(options.get("bond-slaves", "").split())
-        link = replace(link, bond=BOND_MODES[mode], ports=ports)
+        link = bonded(link, options.get("bond-mode", "balance-rr"), ports, "bond-mode")
     if "bridge-ports" in options:
         ports = tuple(port for port in options["bridge-ports"].split() if port != "none")
         link = replace(link, bridge=True, ports=ports)

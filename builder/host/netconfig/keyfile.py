@@ -14,7 +14,7 @@ from pathlib import Path
 
 from builder.errors import HostError
 from builder.host.netconfig.ini import Sections, read_sections, value, values
-from builder.host.netconfig.model import BOND_MODES, Addressing, HostLink
+from builder.host.netconfig.model import Addressing, HostLink, bonded
 from builder.targets.network import NetworkMode
 
 DIRECTORIES = ("etc/NetworkManager/system-connections", "run/NetworkManager/system-connections")
@@ -84,11 +84,7 @@ def _link(where: str, sections: Sections, name: str,
     if kind == "bridge":
         return replace(link, bridge=True, ports=ports)
     if kind == "bond":
-        mode = value(sections, "bond", "mode", "balance-rr")
-        if mode not in BOND_MODES:
-            raise HostError(f"{where}: [bond] mode={mode}: the capture bonds only active-backup "
-                            "and 802.3ad")  # fmt: skip
-        return replace(link, bond=BOND_MODES[mode], ports=ports)
+        return bonded(link, value(sections, "bond", "mode", "balance-rr"), ports, "[bond] mode")
     return link
 
 

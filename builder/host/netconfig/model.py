@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from builder.errors import HostError
 from builder.recipe.text import toml_list, toml_string
@@ -88,6 +88,15 @@ class CaptureLink:
         if self.addressing.routes:
             lines.append(f"routes = {toml_list(self.addressing.routes, 'dump.routes')}")
         return "".join(f"{line}\n" for line in lines)
+
+
+def bonded(link: HostLink, mode: str, ports: tuple[str, ...], key: str) -> HostLink:
+    """`link` as a bond of `ports` in `mode` (as the file writes it, under `key`); a
+    `HostError` for a mode the capture does not make."""
+    if mode not in BOND_MODES:
+        raise HostError(f"{link.where}: {key}: {mode!r}: the capture bonds only active-backup "
+                        "and 802.3ad")  # fmt: skip
+    return replace(link, bond=BOND_MODES[mode], ports=ports)
 
 
 def prefix_of(netmask: str) -> int | None:

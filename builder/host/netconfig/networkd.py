@@ -10,9 +10,8 @@ import fnmatch
 from dataclasses import replace
 from pathlib import Path
 
-from builder.errors import HostError
 from builder.host.netconfig.ini import Sections, read_sections, value, values
-from builder.host.netconfig.model import BOND_MODES, Addressing, HostLink
+from builder.host.netconfig.model import Addressing, HostLink, bonded
 from builder.targets.netlinks import address
 from builder.targets.network import NetworkMode
 
@@ -101,11 +100,8 @@ def _kind(link: HostLink, netdev: tuple[str, Sections] | None,
                       if value(s, "Network", key) == link.name for n in names)  # fmt: skip
         if kind == "bridge":
             return replace(link, bridge=True, ports=ports)
-        mode = value(sections, "Bond", "Mode", "balance-rr")
-        if mode not in BOND_MODES:
-            raise HostError(f"{where}: Mode: {mode!r}: the capture bonds only active-backup "
-                            "and 802.3ad")  # fmt: skip
-        return replace(link, bond=BOND_MODES[mode], ports=ports)
+        return bonded(replace(link, where=where), value(sections, "Bond", "Mode", "balance-rr"),
+                      ports, "[Bond] Mode")  # fmt: skip
     return link
 
 

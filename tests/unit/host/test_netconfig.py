@@ -190,8 +190,8 @@ def test_keyfile_refusals(tmp_path: Path) -> None:
     with pytest.raises(HostError) as raised:
         capture_link(root, "10.0.2.2", "bond0")
     assert str(raised.value) == (
-        f"{tmp_path}/{KEYFILES}bond.nmconnection: [bond] mode=balance-alb: the capture bonds "
-        "only active-backup and 802.3ad"
+        f"{tmp_path}/{KEYFILES}bond.nmconnection: [bond] mode: 'balance-alb': the capture "
+        "bonds only active-backup and 802.3ad"
     )
     with pytest.raises(HostError, match=r"^'dumps.example.org' is not an IP address"):
         capture_link(root, "dumps.example.org", "bond0")
