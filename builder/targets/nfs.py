@@ -60,11 +60,12 @@ class NfsTarget(TargetKind):
     starter = Starter(
         keys="""\
 # The NFS export (an IPv4 address, or IPv6 in brackets: the initrd has no resolver)
-# and the directory
-# in it; the network driver is in initrd.modules.
+# and the directory in it; the network driver is in initrd.modules.
 nfs = "192.168.122.1:/srv/crash"
 nfs_version = "4.2"
 path = "/"
+# The link: `kdump-build network <server address>` prints these keys for this
+# machine's own link (bond, VLAN, static or DHCP, by MAC address).
 network = "dhcp"
 interface = "eth0"
 """,

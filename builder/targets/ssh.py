@@ -90,6 +90,8 @@ ssh = "kdump@192.168.122.1"
 ssh_key = "kdump_id_ed25519"
 ssh_known_hosts = "kdump_known_hosts"
 path = "/var/crash"
+# The link: `kdump-build network <server address>` prints these keys for this
+# machine's own link (bond, VLAN, static or DHCP, by MAC address).
 network = "dhcp"
 interface = "eth0"
 """,
