@@ -168,7 +168,9 @@ def mount_options(options: NfsOptions) -> str:
     'vers=4.2,addr=10.0.2.2,proto=tcp,port=2050'
     """
     server = nfs_server(options.nfs)[0]
-    words = [f"vers={options.nfs_version.value}", f"addr={server}", "proto=tcp"]
+    # The kernel refuses proto=tcp (AF_INET) with an IPv6 addr= (EINVAL): tcp6 says the family.
+    proto = "tcp6" if ":" in server else "tcp"
+    words = [f"vers={options.nfs_version.value}", f"addr={server}", f"proto={proto}"]
     if options.nfs_version is NfsVersion.V3:
         # No rpc.statd in the initrd: locks stay local.
         words.append("nolock")

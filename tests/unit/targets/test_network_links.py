@@ -54,7 +54,7 @@ def test_an_ipv6_nfs_server() -> None:
         '[source]\nroot = "/"\n[dump]\ntarget = "nfs"\nnfs = "[fec0::2]:/kdump"\n', Path("r.toml")
     )
     assert recipe.dump.target.config(recipe.dump)["KDUMP_NFS_OPTIONS"] == (
-        "vers=4.2,addr=fec0::2,proto=tcp"
+        "vers=4.2,addr=fec0::2,proto=tcp6"
     )
 
 
