@@ -51,12 +51,15 @@ def write_recipe(
     *,
     extra_modules: tuple[str, ...] = (),
     extra_packages: tuple[str, ...] = (),
+    extra_cmdline: tuple[str, ...] = (),
 ) -> Path:
-    """The default recipe with its [dump] table replaced (and more modules or packages)."""
+    """The default recipe with its [dump] table replaced (and more modules, packages or
+    capture command line words)."""
     default = tomllib.loads(DEFAULT_RECIPE.read_text())
     changes = {
         "initrd": {"modules": [*extra_modules, *default["initrd"]["modules"]]},
         "source": {"packages": [*extra_packages, *default["source"]["packages"]]},
+        "kernel": {"cmdline_append": [*default["kernel"]["cmdline_append"], *extra_cmdline]},
     }
     dump_table = tomllib.loads(dump)
     return recipes.write_recipe(directory / "recipe.toml", changes, replace={"dump": dump_table})
