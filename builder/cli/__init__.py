@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperCommand
 from typer.models import CommandInfo
 
-from builder.cli import build, dumps, fit, inspect, kexec, machine, reserve, restore
+from builder.cli import build, dumps, fit, inspect, kexec, machine, network, reserve, restore
 from builder.cli.coercion import PlainCommand, PlainGroup
 from builder.cli.compat import Option, for_typer
 from builder.errors import KdumpBuildError, ReachError
@@ -113,6 +113,7 @@ app.command("kernel-installed")(for_typer(machine.kernel_installed))
 app.command("kernel-removed")(for_typer(machine.kernel_removed))
 app.command()(for_typer(reserve.crashkernel))
 app.command("dumps")(for_typer(dumps.dumps))
+app.command()(for_typer(network.network))
 
 
 def _name(info: CommandInfo) -> str:

@@ -14,13 +14,15 @@ from importlib.resources import files
 from typing import Any
 
 from builder.recipe.dump import GeneratedFile, TargetOptions
-from builder.recipe.parsers import Check, Setting, choice, integer, string
+from builder.recipe.parsers import Check, Setting, choice, integer, string, string_list
+from builder.targets import netlinks
+from builder.targets.netlinks import BondMode
 
 IPV4 = re.compile(
     r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
 )
 HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+INTERFACE_NAME = netlinks.INTERFACE_NAME
 # Where /init finds the script busybox udhcpc runs to apply a lease.
 UDHCPC_SCRIPT_PATH = "/etc/kdump/udhcpc.script"
 # How long DHCP may take at most: init.sh runs udhcpc -t 10 -T 2 (ten discovers, 2 s apart).
@@ -33,6 +35,8 @@ class NetworkMode(StrEnum):
 
     DHCP = "dhcp"
     STATIC = "static"
+    # IPv6 stateless autoconfiguration: the kernel alone, from the router's advertisements.
+    SLAAC = "slaac"
 
 
 SETTINGS = (
@@ -40,20 +44,72 @@ SETTINGS = (
         "dump.network",
         choice(NetworkMode),
         NetworkMode.DHCP,
-        "How the capture kernel configures dump.interface (`dhcp` with busybox udhcpc, "
-        "or `static` from dump.ip and dump.gateway). The network driver goes in "
-        "initrd.modules.",
+        "How the capture kernel configures its link: `dhcp` (IPv4, busybox udhcpc), "
+        "`static` (dump.ip and dump.gateway, IPv4 or IPv6) or `slaac` (IPv6 addresses "
+        "from the router's advertisements, by the kernel alone). The network driver goes "
+        "in initrd.modules.",
     ),
-    Setting("dump.interface", string, "eth0", "Network interface to bring up."),
-    Setting("dump.ip", string, "", "With static network: address and prefix, e.g. `10.0.2.15/24`."),
-    Setting("dump.gateway", string, "", "With static network: default gateway address (optional)."),
+    Setting(
+        "dump.interface",
+        string,
+        "eth0",
+        "Network interface to bring up; with dump.bond, the name of the bond the capture "
+        "creates (e.g. `bond0`).",
+    ),
+    Setting(
+        "dump.interface_mac",
+        string,
+        "",
+        "The MAC address of dump.interface (e.g. `52:54:00:12:34:56`): the capture finds "
+        "the interface by it, whatever the capture kernel names it. Empty: by name.",
+    ),
+    Setting(
+        "dump.bond",
+        choice(BondMode),
+        BondMode.NONE,
+        "Bond dump.bond_ports into dump.interface with the kernel's bonding driver "
+        "(`active-backup` or `802.3ad`; link checks every 100 ms).",
+    ),
+    Setting(
+        "dump.bond_ports",
+        string_list(),
+        (),
+        "With dump.bond: the MAC addresses of the bond's ports, the first one primary.",
+    ),
+    Setting(
+        "dump.vlan",
+        integer(0, 4094),
+        0,
+        "A VLAN id: the capture's address goes on `<interface>.<vlan>` (802.1Q on "
+        "dump.interface or the bond); 0: no VLAN.",
+    ),
+    Setting(
+        "dump.ip",
+        string,
+        "",
+        "With static network: address and prefix, IPv4 or IPv6 (`10.0.2.15/24`, `fd00::15/64`).",
+    ),
+    Setting(
+        "dump.gateway",
+        string,
+        "",
+        "With static network: default gateway address, of dump.ip's family (optional).",
+    ),
+    Setting(
+        "dump.routes",
+        string_list(),
+        (),
+        "More routes on the link, each `<network>/<prefix>` or `<network>/<prefix> via "
+        "<gateway>` (IPv4 or IPv6), added after the address.",
+    ),
     Setting(
         "dump.connect_timeout",
         integer(1, 3600),
         DEFAULT_CONNECT_TIMEOUT,
-        "Seconds the capture kernel waits for the dump server (the NFS mount; each short "
-        "ssh command before and after the transfer) before failure_action; an unreachable "
-        "server ends the capture within dump.device_timeout + 20 + this many seconds.",
+        "Seconds the capture kernel waits for each network step (each port of a bond, the "
+        "router's advertisement with slaac; the NFS mount; each short ssh command before "
+        "and after the transfer) before failure_action; an unreachable server ends the "
+        "capture within dump.device_timeout + 20 + this many seconds.",
     ),
     Setting(
         "dump.hostname",
@@ -72,29 +128,90 @@ class NetworkOptions(TargetOptions):
     gateway: str
     hostname: str
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    interface_mac: str = ""
+    bond: BondMode = BondMode.NONE
+    bond_ports: tuple[str, ...] = ()
+    vlan: int = 0
+    routes: tuple[str, ...] = ()
+
+    @property
+    def link(self) -> str:
+        """The interface that carries the address in the capture."""
+        return netlinks.vlan_name(self.interface, self.vlan) if self.vlan else self.interface
 
 
 def network_options(values: Mapping[str, Any], check: Check) -> NetworkOptions:
     """Check the network keys among a target's parsed `values`."""
     options = NetworkOptions(
         values["network"], values["interface"], values["ip"], values["gateway"],
-        values["hostname"], values["connect_timeout"],
+        values["hostname"], values["connect_timeout"], _mac(values["interface_mac"], check),
+        values["bond"], _bond_ports(values, check), values["vlan"], values["routes"],
     )  # fmt: skip
     if not INTERFACE_NAME.fullmatch(options.interface):
         check.fail("dump.interface", f"{options.interface!r} is not an interface name")
-    if options.network is NetworkMode.STATIC:
-        address, sep, prefix = options.ip.partition("/")
-        if not (IPV4.fullmatch(address) and sep and prefix.isdigit() and int(prefix) <= 32):
-            check.fail("dump.ip", f"{options.ip!r} is not an IPv4 address/prefix")
-        if options.gateway and not IPV4.fullmatch(options.gateway):
-            check.fail("dump.gateway", f"{options.gateway!r} is not an IPv4 address")
-    else:
-        for key in ("dump.ip", "dump.gateway"):
-            if key in check.given:
-                check.fail(key, "only used when dump.network is static")
+    if options.vlan and not INTERFACE_NAME.fullmatch(options.link):
+        check.fail("dump.vlan", f"{options.link!r} is longer than an interface name may be")
+    _check_addresses(options, check)
+    for index, route in enumerate(options.routes):
+        problem = netlinks.route_problem(route)
+        if problem is not None:
+            check.fail("dump.routes", f"item {index}: {route!r}: {problem}")
     if options.hostname and not HOST_NAME.fullmatch(options.hostname):
         check.fail("dump.hostname", f"{options.hostname!r} is not a host name")
     return options
+
+
+def _mac(value: str, check: Check) -> str:
+    if not value:
+        return ""
+    mac = netlinks.mac_address(value)
+    if mac is None:
+        check.fail("dump.interface_mac", f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+    return mac
+
+
+def _bond_ports(values: Mapping[str, Any], check: Check) -> tuple[str, ...]:
+    ports: tuple[str, ...] = values["bond_ports"]
+    if values["bond"] is BondMode.NONE:
+        if ports:
+            check.fail("dump.bond_ports", "only used with dump.bond")
+        return ()
+    if not ports:
+        check.fail("dump.bond_ports", f"required with dump.bond = {values['bond'].value!r}")
+    if values["interface_mac"]:
+        check.fail("dump.interface_mac", "a bond is named by its ports (dump.bond_ports)")
+    found: list[str] = []
+    for index, port in enumerate(ports):
+        mac = netlinks.mac_address(port)
+        if mac is None or mac in found:
+            what = "a second time" if mac else "not a MAC address (aa:bb:cc:dd:ee:ff)"
+            check.fail("dump.bond_ports", f"item {index}: {port!r} is {what}")
+        found.append(mac)
+    return tuple(found)
+
+
+def _check_addresses(options: NetworkOptions, check: Check) -> None:
+    if options.network is not NetworkMode.STATIC:
+        for key in ("dump.ip", "dump.gateway"):
+            if key in check.given:
+                check.fail(key, "only used when dump.network is static")
+        return
+    problem = netlinks.interface_address(options.ip)
+    if problem is not None:
+        check.fail("dump.ip", f"{options.ip!r} {problem}")
+    if options.gateway:
+        gateway = netlinks.address(options.gateway)
+        if gateway is None:
+            check.fail("dump.gateway", f"{options.gateway!r} is not an IPv4 or IPv6 address")
+        family = netlinks.address(options.ip.partition("/")[0])
+        if family is not None and gateway.version != family.version:
+            check.fail("dump.gateway", f"{options.gateway!r} is not of dump.ip's family")
+
+
+def network_modules(options: NetworkOptions) -> tuple[str, ...]:
+    """The kernel modules the capture's links need (bonding, 802.1Q VLANs)."""
+    bond = (netlinks.BOND_MODULE,) if options.bond is not BondMode.NONE else ()
+    return (*bond, *((netlinks.VLAN_MODULE,) if options.vlan else ()))
 
 
 def network_files(options: NetworkOptions) -> tuple[GeneratedFile, ...]:
@@ -115,6 +232,12 @@ def network_config(options: NetworkOptions) -> dict[str, str]:
         "KDUMP_HOSTNAME": options.hostname,
         "KDUMP_CONNECT_TIMEOUT": str(options.connect_timeout),
         "KDUMP_UDHCPC_SCRIPT": UDHCPC_SCRIPT_PATH,
+        "KDUMP_INTERFACE_MAC": options.interface_mac,
+        "KDUMP_BOND": options.bond.value if options.bond is not BondMode.NONE else "",
+        "KDUMP_BOND_PORTS": " ".join(options.bond_ports),
+        "KDUMP_VLAN": str(options.vlan) if options.vlan else "",
+        # One route per comma (their words are checked: no comma, nothing the shell reads).
+        "KDUMP_ROUTES": ",".join(options.routes),
     }
 
 

@@ -1,33 +1,132 @@
-# network_up: bring dump.interface up (static or DHCP) for a network target; sets
-# $host, the name of this machine in the dump's directory name.
-network_up() {
-    ip link set lo up
+# network_up: bring the dump's link up (an interface found by name or MAC address, or a
+# bond of such; a VLAN on top), configure it (static IPv4/IPv6, DHCP or SLAAC) and add
+# the routes, for a network target; sets $host, the name of this machine in the dump's
+# directory name. Each wait is bounded: interfaces by dump.device_timeout, the rest by
+# dump.connect_timeout.
+
+# by_mac MAC: the name of the interface with that address.
+by_mac() {
+    for device in /sys/class/net/*; do
+        [ "$(cat "$device/address" 2>/dev/null)" = "$1" ] && { echo "${device##*/}"; return 0; }
+    done
+    return 1
+}
+
+# wait_for_interface NAME MAC: the interface's name once it exists (by MAC when given).
+wait_for_interface() {
     waited=0
-    until ip link set "$KDUMP_INTERFACE" up 2>/dev/null; do
-        [ "$waited" -ge "$KDUMP_DEVICE_TIMEOUT" ] \
-            && fail "network interface $KDUMP_INTERFACE did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
+    while :; do
+        if [ -n "$2" ]; then
+            by_mac "$2" && return 0
+        elif [ -e "/sys/class/net/$1" ]; then
+            echo "$1"
+            return 0
+        fi
+        [ "$waited" -ge "$KDUMP_DEVICE_TIMEOUT" ] && return 1
         sleep 1
         waited=$((waited + 1))
     done
+}
+
+# The capture takes over the crashed host's own address: nobody else holds it, and
+# duplicate address detection would only hold IPv6 back for a second or more.
+no_dad() {
+    [ -w "/proc/sys/net/ipv6/conf/$1/accept_dad" ] && echo 0 > "/proc/sys/net/ipv6/conf/$1/accept_dad"
+    return 0
+}
+
+make_bond() {
+    bond=/sys/class/net/$KDUMP_INTERFACE/bonding
+    [ -d "$bond" ] || echo "+$KDUMP_INTERFACE" > /sys/class/net/bonding_masters 2>/dev/null \
+        || fail "cannot create bond $KDUMP_INTERFACE (module bonding)"
+    echo "$KDUMP_BOND" > "$bond/mode" || fail "cannot set bond mode $KDUMP_BOND"
+    echo 100 > "$bond/miimon"
+    primary=""
+    for mac in $KDUMP_BOND_PORTS; do
+        port=$(wait_for_interface "" "$mac") \
+            || fail "bond port $mac did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
+        ip link set "$port" down
+        echo "+$port" > "$bond/slaves" || fail "cannot add $port ($mac) to $KDUMP_INTERFACE"
+        [ -n "$primary" ] || primary=$port
+    done
+    [ "$KDUMP_BOND" = active-backup ] && echo "$primary" > "$bond/primary"
+    log "network: bond $KDUMP_INTERFACE ($KDUMP_BOND) of $(cat "$bond/slaves")"
+    link=$KDUMP_INTERFACE
+}
+
+# Sets $link, the interface that carries the address.
+make_link() {
+    if [ -n "$KDUMP_BOND" ]; then
+        make_bond
+    else
+        link=$(wait_for_interface "$KDUMP_INTERFACE" "$KDUMP_INTERFACE_MAC") \
+            || fail "network interface $KDUMP_INTERFACE${KDUMP_INTERFACE_MAC:+ ($KDUMP_INTERFACE_MAC)} did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
+    fi
+    if [ -n "$KDUMP_VLAN" ]; then
+        ip link set "$link" up
+        ip link add link "$link" name "$link.$KDUMP_VLAN" type vlan id "$KDUMP_VLAN" \
+            || fail "cannot add VLAN $KDUMP_VLAN on $link (module 8021q)"
+        link=$link.$KDUMP_VLAN
+    fi
+    no_dad "$link"
+    ip link set "$link" up || fail "cannot bring $link up"
+}
+
+# The first global IPv6 address of $link that is usable (not tentative), or nothing.
+global_ipv6() {
+    ip -6 addr show dev "$link" scope global 2>/dev/null \
+        | sed -n '/tentative/d; s/^ *inet6 \([0-9a-f:]*\)\/.*/\1/p' | head -n 1
+}
+
+wait_for_slaac() {
+    waited=0
+    until address=$(global_ipv6) && [ -n "$address" ]; do
+        [ "$waited" -ge "$KDUMP_CONNECT_TIMEOUT" ] \
+            && fail "no IPv6 address from a router advertisement on $link in ${KDUMP_CONNECT_TIMEOUT}s"
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+add_routes() {
+    saved_ifs=$IFS
+    IFS=,
+    set -- $KDUMP_ROUTES
+    IFS=$saved_ifs
+    for route in "$@"; do
+        # Word splitting is wanted: "<network> via <gateway>" (checked at build).
+        ip route add $route dev "$link" || fail "cannot add route $route on $link"
+    done
+}
+
+network_up() {
+    ip link set lo up
+    make_link
     case "$KDUMP_NETWORK" in
         static)
-            ip addr add "$KDUMP_IP" dev "$KDUMP_INTERFACE" || fail "cannot set address $KDUMP_IP"
+            ip addr add "$KDUMP_IP" dev "$link" || fail "cannot set address $KDUMP_IP"
             if [ -n "$KDUMP_GATEWAY" ]; then
-                ip route add default via "$KDUMP_GATEWAY" || fail "cannot add route via $KDUMP_GATEWAY"
+                ip route add default via "$KDUMP_GATEWAY" dev "$link" \
+                    || fail "cannot add route via $KDUMP_GATEWAY"
             fi
             address=${KDUMP_IP%/*}
             ;;
+        slaac)
+            echo 2 > "/proc/sys/net/ipv6/conf/$link/accept_ra"
+            wait_for_slaac
+            ;;
         *)
-            udhcpc -i "$KDUMP_INTERFACE" -n -q -f -t 10 -T 2 -s "$KDUMP_UDHCPC_SCRIPT" \
-                || fail "no DHCP lease on $KDUMP_INTERFACE"
+            udhcpc -i "$link" -n -q -f -t 10 -T 2 -s "$KDUMP_UDHCPC_SCRIPT" \
+                || fail "no DHCP lease on $link"
             address=$(cat /run/kdump-address)
             ;;
     esac
-    log "network: $KDUMP_INTERFACE is $address"
-    host=${KDUMP_HOSTNAME:-$address}
-    # The name becomes part of a path on the server: keep it to safe characters.
+    add_routes
+    log "network: $link is $address"
+    # The name becomes part of a path on the server: keep it to safe characters (an
+    # IPv6 address's colons become dashes).
+    host=${KDUMP_HOSTNAME:-$(echo "$address" | tr : -)}
     case "$host" in
         "" | *[!A-Za-z0-9.-]*) host=unknown ;;
     esac
 }
-

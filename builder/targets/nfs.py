@@ -19,7 +19,7 @@ from builder.recipe.dump import (
     TargetOptions,
 )
 from builder.recipe.parsers import REQUIRED, Check, Setting, choice, string, string_list
-from builder.targets import network
+from builder.targets import netlinks, network
 from builder.targets.base import PATH
 from builder.units import MiB
 
@@ -59,11 +59,13 @@ class NfsTarget(TargetKind):
     rank = 2
     starter = Starter(
         keys="""\
-# The NFS export (an IPv4 address: the initrd has no resolver) and the directory
-# in it; the network driver is in initrd.modules.
+# The NFS export (an IPv4 address, or IPv6 in brackets: the initrd has no resolver)
+# and the directory in it; the network driver is in initrd.modules.
 nfs = "192.168.122.1:/srv/crash"
 nfs_version = "4.2"
 path = "/"
+# The link: `kdump-build network <server address>` prints these keys for this
+# machine's own link (bond, VLAN, static or DHCP, by MAC address).
 network = "dhcp"
 interface = "eth0"
 """,
@@ -76,7 +78,12 @@ interface = "eth0"
         "(NFSv4 to nfs-ganesha over QEMU's user network)",
     )
     settings = (
-        Setting("dump.nfs", string, REQUIRED, "`<IPv4 address>:/<export>`."),
+        Setting(
+            "dump.nfs",
+            string,
+            REQUIRED,
+            "`<IPv4 address>:/<export>` or `[<IPv6 address>]:/<export>`.",
+        ),
         Setting(
             "dump.nfs_version",
             choice(NfsVersion),
@@ -96,11 +103,10 @@ interface = "eth0"
 
     def options(self, values: Mapping[str, Any], check: Check) -> NfsOptions:
         source = values["nfs"]
-        server, sep, export = source.partition(":")
-        if not (
-            sep and network.IPV4.fullmatch(server) and export.startswith("/") and "," not in export
-        ):
-            check.fail("dump.nfs", f"{source!r} is not <IPv4 address>:/<export>")
+        server, export = nfs_server(source)
+        if not (server and export.startswith("/") and "," not in export):
+            check.fail("dump.nfs", f"{source!r} is not <IPv4 address>:/<export> or "
+                       "[<IPv6 address>]:/<export>")  # fmt: skip
         for index, option in enumerate(values["nfs_options"]):
             if option.split("=", 1)[0] in ("addr", "vers", "nfsvers"):
                 check.fail("dump.nfs_options", f"item {index}: {option!r} is set by kdump-build")
@@ -115,7 +121,8 @@ interface = "eth0"
     def content(self, dump: DumpSettings, files: RecipeFiles) -> TargetContent:
         options = cast(NfsOptions, dump.options)
         return TargetContent(
-            modules=NFS_MODULES[options.nfs_version], files=network.network_files(options.network)
+            modules=(*network.network_modules(options.network), *NFS_MODULES[options.nfs_version]),
+            files=network.network_files(options.network),
         )
 
     def config(self, dump: DumpSettings) -> dict[str, str]:
@@ -137,6 +144,22 @@ interface = "eth0"
         return HostSelection(None)
 
 
+def nfs_server(source: str) -> tuple[str, str]:
+    """The server address and the export of `dump.nfs` (an empty address when it is none):
+    an IPv6 address goes in brackets, as the kernel's NFS client reads the source.
+
+    >>> nfs_server("10.0.2.2:/srv"), nfs_server("[fec0::2]:/srv"), nfs_server("fec0::2:/srv")
+    (('10.0.2.2', '/srv'), ('fec0::2', '/srv'), ('', ':2:/srv'))
+    """
+    if source.startswith("["):
+        inside, _, rest = source[1:].partition("]")
+        found = netlinks.address(inside)
+        valid = found is not None and found.version == 6 and rest.startswith(":")
+        return (inside, rest[1:]) if valid else ("", rest)
+    server, _, export = source.partition(":")
+    return (server if network.IPV4.fullmatch(server) else "", export)
+
+
 def mount_options(options: NfsOptions) -> str:
     """Text mount options for the kernel's NFS client (busybox passes them through).
 
@@ -144,8 +167,10 @@ def mount_options(options: NfsOptions) -> str:
     >>> mount_options(NfsOptions("10.0.2.2:/srv", NfsVersion.V4_2, ("port=2050",), "/", net))
     'vers=4.2,addr=10.0.2.2,proto=tcp,port=2050'
     """
-    server = options.nfs.partition(":")[0]
-    words = [f"vers={options.nfs_version.value}", f"addr={server}", "proto=tcp"]
+    server = nfs_server(options.nfs)[0]
+    # The kernel refuses proto=tcp (AF_INET) with an IPv6 addr= (EINVAL): tcp6 says the family.
+    proto = "tcp6" if ":" in server else "tcp"
+    words = [f"vers={options.nfs_version.value}", f"addr={server}", f"proto={proto}"]
     if options.nfs_version is NfsVersion.V3:
         # No rpc.statd in the initrd: locks stay local.
         words.append("nolock")

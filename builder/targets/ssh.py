@@ -29,14 +29,25 @@ from builder.recipe.dump import (
     TargetKind,
     TargetOptions,
 )
-from builder.recipe.parsers import REQUIRED, Check, Setting, absolute_path, integer, string
-from builder.targets import network
+from builder.recipe.parsers import (
+    REQUIRED,
+    Check,
+    Setting,
+    absolute_path,
+    boolean,
+    integer,
+    string,
+)
+from builder.targets import known_hosts, network
 from builder.targets.base import PATH
 from builder.units import MiB
 
 USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SSH_KEY_PATH = "/etc/kdump/ssh/id_dropbear"
 SSH_KNOWN_HOSTS_PATH = "/root/.ssh/known_hosts"
+# The build host's own known_hosts files, read when the recipe names none (tests on a
+# temporary root replace it).
+HOST_KNOWN_HOSTS = known_hosts.HOST_FILES
 # dbclient looks up its own user; the capture side runs as root.
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\n"
 GROUP = b"root:x:0:\n"
@@ -56,6 +67,11 @@ class SshOptions(TargetOptions):
     ssh_client: str
     path: str
     network: network.NetworkOptions
+    ssh_accept_any_host_key: bool = False
+
+    @property
+    def host(self) -> str:
+        return self.ssh.partition("@")[2]
 
 
 class SshTarget(TargetKind):
@@ -66,10 +82,16 @@ class SshTarget(TargetKind):
         keys="""\
 # The server the dump is written to, through dropbear's dbclient. The key must
 # exist before the build: `ssh-keygen -t ed25519 -N '' -f kdump_id_ed25519`
-# (beside this recipe), and its .pub line in the server's authorized_keys.
+# (beside this recipe), and its .pub line in the server's authorized_keys. The
+# server's host key, checked at every dump: `ssh-keyscan 192.168.122.1 > kdump_known_hosts`
+# (compare its fingerprint with the server's), or ssh_known_hosts = "" to take it from
+# root's ~/.ssh/known_hosts on the building machine.
 ssh = "kdump@192.168.122.1"
 ssh_key = "kdump_id_ed25519"
+ssh_known_hosts = "kdump_known_hosts"
 path = "/var/crash"
+# The link: `kdump-build network <server address>` prints these keys for this
+# machine's own link (bond, VLAN, static or DHCP, by MAC address).
 network = "dhcp"
 interface = "eth0"
 """,
@@ -95,8 +117,19 @@ interface = "eth0"
             "dump.ssh_known_hosts",
             string,
             "",
-            "known_hosts file for the server's key, relative to the recipe; entries "
-            "name the host without the port. Empty: any host key is accepted.",
+            "known_hosts file with the server's key, relative to the recipe (its lines for "
+            "the server, by plain name or `[host]:port`, hashed or not, go into the capture). "
+            "Empty: those lines from the build host's own /root/.ssh/known_hosts and "
+            "/etc/ssh/ssh_known_hosts (`[host]:port` off port 22); a build that finds none "
+            "is refused. NFS has no such check.",
+        ),
+        Setting(
+            "dump.ssh_accept_any_host_key",
+            boolean,
+            False,
+            "Send the dump to whatever answers at dump.ssh, whatever its host key "
+            "(dbclient -y -y): the machine's whole memory, keys included, to anyone on the "
+            "path. Only with an empty dump.ssh_known_hosts.",
         ),
         Setting(
             "dump.ssh_client",
@@ -114,6 +147,8 @@ interface = "eth0"
         valid_host = network.IPV4.fullmatch(host) or network.HOST_NAME.fullmatch(host)
         if not (sep and USER_NAME.fullmatch(user) and valid_host):
             check.fail("dump.ssh", f"{destination!r} is not user@host")
+        if values["ssh_accept_any_host_key"] and values["ssh_known_hosts"]:
+            check.fail("dump.ssh_accept_any_host_key", "contradicts dump.ssh_known_hosts")
         return SshOptions(
             destination,
             values["ssh_port"],
@@ -122,6 +157,7 @@ interface = "eth0"
             values["ssh_client"],
             values["path"],
             network.network_options(values, check),
+            values["ssh_accept_any_host_key"],
         )
 
     def content(self, dump: DumpSettings, files: RecipeFiles) -> TargetContent:
@@ -133,18 +169,25 @@ interface = "eth0"
             GeneratedFile("/etc/passwd", PASSWD, 0o644),
             GeneratedFile("/etc/group", GROUP, 0o644),
         ]
-        if options.ssh_known_hosts:
-            known = files.read("dump.ssh_known_hosts", options.ssh_known_hosts)
+        if not options.ssh_accept_any_host_key:
+            known = known_hosts.capture_lines(server_keys(options, files), options.host)
             generated.append(GeneratedFile(SSH_KNOWN_HOSTS_PATH, known, 0o644))
         return TargetContent(
+            modules=network.network_modules(options.network),
             programs=((options.ssh_client, "dump.ssh_client"),),
             files=(*network.network_files(options.network), *generated),
         )
 
     def host_files(self, dump: DumpSettings) -> tuple[tuple[str, str], ...]:
         options = cast(SshOptions, dump.options)
-        known = (("dump.ssh_known_hosts", options.ssh_known_hosts),)
-        return (("dump.ssh_key", options.ssh_key), *(known if options.ssh_known_hosts else ()))
+        if options.ssh_accept_any_host_key:
+            known: tuple[str, ...] = ()
+        elif options.ssh_known_hosts:
+            known = (options.ssh_known_hosts,)
+        else:  # absolute: read where they are
+            known = known_hosts.existing_host_files(HOST_KNOWN_HOSTS)
+        key = ("dump.ssh_key", options.ssh_key)
+        return (key, *(("dump.ssh_known_hosts", name) for name in known))
 
     def config(self, dump: DumpSettings) -> dict[str, str]:
         options = cast(SshOptions, dump.options)
@@ -156,7 +199,7 @@ interface = "eth0"
             "KDUMP_SSH_DESTINATION": options.ssh,
             "KDUMP_SSH_KEY": SSH_KEY_PATH,
             "KDUMP_SSH_PORT": str(options.ssh_port),
-            "KDUMP_SSH_CHECK_HOST": "yes" if options.ssh_known_hosts else "no",
+            "KDUMP_SSH_CHECK_HOST": "no" if options.ssh_accept_any_host_key else "yes",
             "KDUMP_STREAM_SUFFIX": ".flat" if dump.collector is Collector.MAKEDUMPFILE else "",
             **network.network_config(options.network),
         }
@@ -172,6 +215,30 @@ interface = "eth0"
 
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         return HostSelection(None)
+
+
+def server_keys(options: SshOptions, files: RecipeFiles) -> list[tuple[str, str]]:
+    """The server's host keys: from the recipe's known_hosts file, or the build host's own;
+    a `RecipeError` naming dump.ssh_known_hosts when there is none."""
+    key, port, host = "dump.ssh_known_hosts", options.ssh_port, options.host
+    if options.ssh_known_hosts:
+        text = files.read(key, options.ssh_known_hosts)
+        # The recipe's file may name the server without its port, as dbclient does.
+        names = (host, known_hosts.lookup_name(host, port))
+        keys = known_hosts.server_keys(text, names)
+        where = files.where(key, options.ssh_known_hosts)
+    else:
+        keys = known_hosts.host_keys(host, port, HOST_KNOWN_HOSTS)
+        where = files.where(key, HOST_KNOWN_HOSTS[0]) + "".join(
+            f", {name}" for name in HOST_KNOWN_HOSTS[1:]
+        )
+    if not keys:
+        raise RecipeError(
+            f"{where}: no host key for {known_hosts.lookup_name(host, port)}: connect once as "
+            f"root (`ssh -p {port} {options.ssh}`), name a known_hosts file, or set "
+            "dump.ssh_accept_any_host_key = true"
+        )
+    return keys
 
 
 class _WireReader:

@@ -12,7 +12,8 @@ ssh_run() {
     # The server's shell starts with its own umask (often 022): the dump is memory.
     set -- "umask 077; $*"
     set -- -p "$KDUMP_SSH_PORT" -i "$KDUMP_SSH_KEY" "$KDUMP_SSH_DESTINATION" "$@"
-    # Without a known_hosts file from the recipe, any host key is accepted.
+    # dbclient checks the server against /root/.ssh/known_hosts (the server's lines, put
+    # there at build) and refuses another key; only dump.ssh_accept_any_host_key skips it.
     [ "$KDUMP_SSH_CHECK_HOST" = yes ] || set -- -y -y "$@"
     $bound dbclient "$@"
 }

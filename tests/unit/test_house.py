@@ -321,7 +321,12 @@ def test_the_layer_check_finds_an_upward_import(tmp_path: Path) -> None:
 
 TARGET_NAMES = sorted(str(kind) for kind in target_kinds())
 ENUM_STYLE_TARGETS = {name.upper() for name in TARGET_NAMES}
-TARGET_PATTERN = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(TARGET_NAMES) + r")(?![A-Za-z0-9])")
+# A name joined to other words by "-" is a word of its own (ifupdown's `vlan-raw-device`).
+TARGET_PATTERN = re.compile(
+    r"(?<![A-Za-z0-9])(?<![A-Za-z0-9]-)("
+    + "|".join(TARGET_NAMES)
+    + r")(?![A-Za-z0-9]|-[A-Za-z0-9])"
+)
 
 
 def target_spellings(path: Path) -> Iterator[str]:

@@ -134,10 +134,13 @@ def test_ssh_server_that_never_answers_takes_failure_action_within_the_bound(
 ) -> None:
     key = tmp_path / "client_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    # The server never shows a key: any known key will do (a build without one is refused).
+    public = (tmp_path / "client_key.pub").read_text().split()
+    (tmp_path / "known_hosts").write_text(f"{HOST_FROM_GUEST} {public[0]} {public[1]}\n")
     recipe = write_recipe(
         tmp_path,
         f'target = "ssh"\nssh = "root@{HOST_FROM_GUEST}"\nssh_port = {silent_server}\n'
-        'ssh_key = "client_key"\n'
+        'ssh_key = "client_key"\nssh_known_hosts = "known_hosts"\n'
         f'path = "/srv/dumps"\nnetwork = "dhcp"\nconnect_timeout = {CONNECT_TIMEOUT}\n'
         'final_action = "poweroff"\nfailure_action = "poweroff"\n',
         extra_modules=("virtio_net",),

@@ -8,6 +8,7 @@ ssh. Every vmcore is read back on the host with `makedumpfile --dump-dmesg`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -49,12 +50,15 @@ def write_recipe(
     *,
     extra_modules: tuple[str, ...] = (),
     extra_packages: tuple[str, ...] = (),
+    extra_cmdline: tuple[str, ...] = (),
 ) -> Path:
-    """The default recipe with its [dump] table replaced (and more modules or packages)."""
+    """The default recipe with its [dump] table replaced (and more modules, packages or
+    capture command line words)."""
     default = tomllib.loads(DEFAULT_RECIPE.read_text())
     changes = {
         "initrd": {"modules": [*extra_modules, *default["initrd"]["modules"]]},
         "source": {"packages": [*extra_packages, *default["source"]["packages"]]},
+        "kernel": {"cmdline_append": [*default["kernel"]["cmdline_append"], *extra_cmdline]},
     }
     dump_table = tomllib.loads(dump)
     return recipes.write_recipe(directory / "recipe.toml", changes, replace={"dump": dump_table})
@@ -127,22 +131,25 @@ def restore_flat(flat: Path, scratch: Path) -> Path:
     return ours
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+def free_port(bind: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((bind, 0))
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, bind: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert process.poll() is None, f"server exited: {log.read_text(errors='replace')[-3000:]}"
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((bind, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+    raise AssertionError(f"nothing listens on {bind}:{port}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -209,19 +216,19 @@ def modes_below(directory: Path) -> dict[str, int]:
     return found
 
 
-@pytest.fixture
-def nfs_server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
-    """nfs-ganesha (NFSv4 only, VFS backend) on 127.0.0.1, exporting a temp dir."""
-    export = tmp_path / "export"
+@contextlib.contextmanager
+def ganesha(directory: Path, bind: str = "127.0.0.1") -> Iterator[tuple[Path, int]]:
+    """nfs-ganesha (NFSv4 only, VFS backend) on `bind`, exporting a temp dir as /kdump."""
+    export = directory / "export"
     export.mkdir()
-    recovery = tmp_path / "ganesha-recovery"
+    recovery = directory / "ganesha-recovery"
     recovery.mkdir()
-    port = free_port()
-    config = tmp_path / "ganesha.conf"
+    port = free_port(bind)
+    config = directory / "ganesha.conf"
     config.write_text(
         f"""
 NFS_CORE_PARAM {{
-    Bind_addr = 127.0.0.1; NFS_Port = {port}; Protocols = 4;
+    Bind_addr = {bind}; NFS_Port = {port}; Protocols = 4;
     Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false;
 }}
 NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = "{recovery}"; }}
@@ -232,17 +239,24 @@ EXPORT {{
 }}
 """
     )
-    log = tmp_path / "ganesha.log"
+    log = directory / "ganesha.log"
     process = subprocess.Popen(
-        ["ganesha.nfsd", "-F", "-L", str(log), "-f", str(config), "-p", str(tmp_path / "pid")],
+        ["ganesha.nfsd", "-F", "-L", str(log), "-f", str(config), "-p", str(directory / "pid")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_port(port, process, log)
+        wait_for_port(port, process, log, bind)
         yield export, port
     finally:
         stop(process)
+
+
+@pytest.fixture
+def nfs_server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """nfs-ganesha on 127.0.0.1 (the guest's 10.0.2.2), exporting a temp dir."""
+    with ganesha(tmp_path) as server:
+        yield server
 
 
 def test_nfs(tmp_path: Path, nfs_server: tuple[Path, int]) -> None:

@@ -11,6 +11,7 @@ from tests.support import qemu
 from tests.vm import harness
 from tests.vm.test_dump_targets import (
     HOST_FROM_GUEST,
+    Cycle,
     check_vmcore,
     crash_cycle,
     free_port,
@@ -39,9 +40,15 @@ def test_nfs_unreachable_then_the_local_disk_saves(tmp_path: Path) -> None:
     assert f"kdump: dump target 1 of 2: nfs {HOST_FROM_GUEST}:/kdump" in cycle.console, context
     assert f"kdump: FAILED: cannot mount {HOST_FROM_GUEST}:/kdump" in cycle.console, context
     assert "kdump: trying the next dump target" in cycle.console, context
+    check_saved_by_the_local_fallback(cycle, disk, tmp_path)
+
+
+def check_saved_by_the_local_fallback(cycle: Cycle, disk: Path, scratch: Path) -> None:
+    """The second target, the local disk LABEL=kdump, saved the one dump of `cycle`."""
+    context = cycle.console[-4000:]
     assert "kdump: saved with dump target 2 of 2: local LABEL=kdump" in cycle.console, context
-    files = harness.extract_disk(disk, tmp_path / "disk")
+    files = harness.extract_disk(disk, scratch / "disk")
     vmcores = [path for path in files if path.name == "vmcore"]
     assert len(vmcores) == 1, files
     assert (vmcores[0].parent / "kdump-target").read_text() == "local LABEL=kdump\n"
-    check_vmcore(vmcores[0], cycle.kernel_version, tmp_path)
+    check_vmcore(vmcores[0], cycle.kernel_version, scratch)
