@@ -217,7 +217,7 @@ def _show_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None,
 def _live_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None) -> Layout:
     """The segments for this running system (its iomem, crash notes, device tree)."""
     # Imported here: at start-up, builder.kexec.layout.inputs would cost ~104 ms.
-    from builder.kexec.hotplug import read_crash_hotplug
+    from builder.kexec.hotplug import hotplug_notice, read_crash_hotplug
     from builder.kexec.layout import plan_layout
     from builder.kexec.layout.devicetree import fresh_seeds
     from builder.kexec.layout.inputs import read_crash_info_for, read_firmware, read_iomem
@@ -227,6 +227,9 @@ def _live_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None) -> Layout
     firmware = read_firmware(Path("/"))
     # Where the kernel rewrites the ELF core header on CPU/memory hotplug, let it.
     hotplug = read_crash_hotplug(Path("/"), arch)
+    notice = hotplug_notice(Path("/"), hotplug)
+    if notice is not None:
+        typer.echo(f"kdump-build: {notice}", err=True)
     return plan_layout(outputs, memory, info, arch=arch, backup=backup, firmware=firmware,
                        seeds=fresh_seeds(), crash_hotplug=hotplug)  # fmt: skip
 

@@ -39,14 +39,16 @@ from pathlib import Path
 
 from builder.arch import Arch, arch_info
 from builder.errors import LayoutError
-from builder.kexec.crashinfo import CPU_DIR, CRASH_HOTPLUG_FILES, parse_cpu_list
+from builder.kexec.crashinfo import CPU_DIR, CRASH_HOTPLUG_FILES, parse_cpu_list, present_cpus
 
 __all__ = [
     "CPU_HOTPLUG_FILE",
     "CRASH_MAX_MEMORY_RANGES",
     "MEMORY_HOTPLUG_FILE",
     "CrashHotplug",
+    "describe_hotplug",
     "header_room",
+    "hotplug_notice",
     "read_crash_hotplug",
 ]
 
@@ -101,3 +103,35 @@ def read_crash_hotplug(root: Path, arch: Arch) -> CrashHotplug | None:
     except OSError as error:
         raise LayoutError(f"{path}: {error.strerror or error}") from None
     return CrashHotplug(flag, len(parse_cpu_list(text, str(path))), memory)
+
+
+def hotplug_notice(root: Path, hotplug: CrashHotplug | None) -> str | None:
+    """`describe_hotplug` for the kernel of `root` (its possible and present CPUs)."""
+    path = root / CPU_DIR / "possible"
+    try:
+        possible = parse_cpu_list(path.read_text(errors="replace"), str(path))
+    except OSError:
+        return None  # nothing to add to what the load itself reports
+    return describe_hotplug(hotplug, len(possible), len(present_cpus(root, possible)))
+
+
+def describe_hotplug(hotplug: CrashHotplug | None, possible: int, present: int) -> str | None:
+    """What `load` says about hotplug: the kernel keeps the header right, or who must.
+
+    >>> print(describe_hotplug(None, possible=2, present=1))  # doctest: +ELLIPSIS
+    1 of 2 possible CPUs not present yet: a crash on one hot-added later has no registers ...
+    >>> describe_hotplug(None, possible=2, present=2) is None
+    True
+    """
+    if hotplug is not None:
+        return (
+            "the kernel rewrites the ELF core header on CPU and memory hotplug "
+            f"(flag {hotplug.flag:#x}); the purgatory does not verify it"
+        )
+    if present < possible:
+        return (
+            f"{possible - present} of {possible} possible CPUs not present yet: a crash on one "
+            "hot-added later has no registers in the dump unless `load` runs again "
+            "(this kernel does not rewrite the ELF core header)"
+        )
+    return None

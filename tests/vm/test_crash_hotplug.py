@@ -189,6 +189,7 @@ def test_the_load_asks_the_kernel_to_rewrite_the_header(cycle: Cycle) -> None:
     assert "main: load finished" in console, console[-4000:]
     # The flags: KEXEC_ON_CRASH | KEXEC_UPDATE_ELFCOREHDR | KEXEC_ARCH_X86_64.
     assert "flags 0x3e0005" in console, console[-4000:]
+    assert "kdump-build: the kernel rewrites the ELF core header" in console, console[-4000:]
     # sysfs says the loaded image is one the kernel rewrites.
     assert "main: crash_hotplug cpu=1 memory=1" in console, console[-4000:]
     assert "main: online cpus 0-1" in console, console[-4000:]

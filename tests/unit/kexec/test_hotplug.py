@@ -27,6 +27,7 @@ from builder.kexec.hotplug import (
     MEMORY_HOTPLUG_FILE,
     CrashHotplug,
     header_room,
+    hotplug_notice,
     read_crash_hotplug,
 )
 from builder.kexec.layout.core import (
@@ -178,3 +179,16 @@ def test_a_later_segment_with_the_elf_magic_is_refused(default_build: BuildResul
     broken = Layout(layout.arch, layout.entry, layout.flags, layout.crash_region, tuple(segments))
     with pytest.raises(LayoutError, match="'purgatory' starts with the ELF magic after"):
         check_rewritable_header(broken, "elfcorehdr")
+
+
+def test_load_says_who_keeps_the_header_right(tmp_path: Path) -> None:
+    root = _sysfs_with(tmp_path)
+    assert hotplug_notice(root, None) is None  # every possible CPU present, nothing to say
+    shutil.rmtree(root / "sys/devices/system/cpu/cpu1")
+    notice = hotplug_notice(root, None)
+    assert notice is not None and notice.startswith("1 of 2 possible CPUs not present yet")
+    rewrites = hotplug_notice(root, CrashHotplug(4, 2, memory=True))
+    assert rewrites == (
+        "the kernel rewrites the ELF core header on CPU and memory hotplug (flag 0x4); "
+        "the purgatory does not verify it"
+    )
