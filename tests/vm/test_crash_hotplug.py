@@ -1,8 +1,8 @@
 """Crash hotplug: a vCPU and a DIMM hot-added after the load are in the dump.
 
 One Debian 13 guest (6.12, CONFIG_CRASH_HOTPLUG) boots with one of two
-possible CPUs (one per socket) and 1 GiB of 2 GiB, loads the capture with `kdump-build load`
-(our layout and purgatory), and then QEMU hot-adds a vCPU and a 512 MiB
+possible CPUs (one per socket) and 1 GiB of 2 GiB, loads the capture with
+`kdump-build load` (our layout and purgatory), and then QEMU hot-adds a vCPU and a 512 MiB
 pc-dimm over QMP. The guest brings both online and crashes on the new CPU.
 The kernel must have rewritten the ELF core header the load gave it
 (KEXEC_UPDATE_ELFCOREHDR) or the dump misses both: the new CPU's crash
@@ -177,8 +177,9 @@ def cycle(tmp_path_factory: pytest.TempPathFactory) -> Cycle:
         share_host_root=True,
         timeout=900,
         stop=hot_add,
-        # The new CPU in a socket of its own: since v6.9 (x86/topology) a non-present
-        # APIC ID in a package that has a present CPU is ignored, never hotplugged.
+        # The new CPU in a socket of its own: since v6.9 (f0551af02130 "x86/topology:
+        # Ignore non-present APIC IDs in a present package") a CPU QEMU adds as a second
+        # core is not possible at all (Debian's 6.12.118: "plus 0 hotplug CPUs").
         extra=("-smp", "1,sockets=2,cores=1,threads=1,maxcpus=2", *qmp_option(socket)),
     )
     assert boot.returncode == 0, f"{boot.stopped}\n{boot.console[-4000:]}"
