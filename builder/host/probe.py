@@ -13,6 +13,7 @@ from pathlib import Path
 
 from builder.errors import HostError, KdumpBuildError
 from builder.host.paths import HostPaths
+from builder.host.unsupported import refuse_unsupported
 from builder.kexec.memmap import parse_iomem
 
 # Filesystems the capture kernel mounts from a block device with only its module.
@@ -185,7 +186,8 @@ def uuid_of(device_number: str, by_uuid: Path = Path("/dev/disk/by-uuid")) -> st
     return None
 
 
-def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path) -> DumpFilesystem:
+def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path,
+                    sysfs: Path = Path("/sys")) -> DumpFilesystem:  # fmt: skip
     """The filesystem holding `crash_dir`, or a `HostError` saying why the capture cannot
     mount it (not a block device filesystem, device-mapper, no UUID)."""
     mount = mount_of(crash_dir, parse_mountinfo(mountinfo))
@@ -194,6 +196,7 @@ def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path) -> DumpFiles
         kinds = ", ".join(sorted(MOUNTABLE))
         raise HostError(f"{where}: the capture can only mount {kinds}; give a recipe with "
                         "another dump target (kdump-build enable RECIPE)")  # fmt: skip
+    refuse_unsupported(mount.device_number, where, sysfs)  # dm-crypt, multipath, iSCSI, ...
     if mount.source.startswith("/dev/mapper/") or "/dm-" in os.path.realpath(mount.source):
         raise HostError(f"{where}: device-mapper (LVM or encryption) is not assembled by the "
                         "capture; give a recipe with another dump target")  # fmt: skip

@@ -1,4 +1,5 @@
-"""A build's output directory: initrd.img, vmlinuz, cmdline.txt, manifest.json, fit.json.
+"""A build's output directory: initrd.img, vmlinuz, cmdline.txt, manifest.json, fit.json,
+kdump-load.plan.
 
 `write_outputs` writes them through builder.atomic.replace_directory: the
 finished directory is swapped in whole, so a failed build leaves the previous
@@ -14,10 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from builder.arch import parse_arch
 from builder.atomic import MARKER, MARKER_TEXT, LegacyOutput, replace_directory
 from builder.image.initrd import initrd_mode, sha256
 from builder.image.makedumpfile import dotted
 from builder.image.pipeline import BuildResult, package_cache
+from builder.kexec.plan import PLAN_FILE, plan_text
+from builder.kexec.purgatory.record import purgatory_records
 
 __all__ = ["LEGACY_OUTPUT", "holds_exactly", "manifest", "output_files", "write_outputs"]
 
@@ -109,9 +113,25 @@ def output_files(result: BuildResult) -> dict[str, tuple[bytes, int]]:
         "cmdline.txt": ((result.cmdline + "\n").encode(), 0o644),
         "manifest.json": ((json.dumps(manifest(result), indent=2) + "\n").encode(), 0o644),
     }
+    plan = _kdump_load_plan(result)
+    if plan is not None:
+        files[PLAN_FILE] = (plan, 0o644)
     if result.fit is not None:
         files["fit.json"] = ((json.dumps(result.fit.to_json(), indent=2) + "\n").encode(), 0o644)
     return files
+
+
+def _kdump_load_plan(result: BuildResult) -> bytes | None:
+    """kdump-load.plan (builder/kexec/plan/): None for an architecture with no purgatory."""
+    arch = parse_arch(result.recipe.target.arch, "target.arch")
+    if arch not in purgatory_records():
+        return None
+    files = (
+        ("kernel", "vmlinuz", result.kernel_bytes),
+        ("initrd", "initrd.img", result.initrd),
+        ("cmdline", "cmdline.txt", (result.cmdline + "\n").encode()),
+    )
+    return plan_text(arch, files, backup=result.recipe.kernel.backup_region)
 
 
 def holds_exactly(outdir: Path, files: dict[str, tuple[bytes, int]]) -> bool:

@@ -9,6 +9,7 @@ kernel and initrd, started through our layout and our purgatory.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from builder.arch import Arch
+from builder.kexec.loader import loader_name
 from tests.conftest import run_cli
 from tests.support import qemu, qmp
 from tests.support.paths import DEFAULT_RECIPE, REPO
@@ -52,6 +54,7 @@ def _load_and_crash(
     extra: tuple[str, ...] = (),
     status: bool = True,
     cpus: int = 2,
+    before: str = "",
 ) -> Crash:
     outdir, kernel_version = capture
     python = shlex.quote(sys.executable)
@@ -59,6 +62,7 @@ def _load_and_crash(
     body = f"""
 # /run must be writable for the loader's state file; the host root is read-only.
 mount -t tmpfs tmpfs /host/run
+{before}
 if in_host "{python} -m builder.cli load {shlex.quote(str(outdir))} {load_args}"; then
     echo "main: load finished"
 else
@@ -112,8 +116,32 @@ def test_load_segments_with_our_purgatory(capture: tuple[Path, str], tmp_path: P
     _check_dump(crash, capture[1])
 
 
+def _static_loader_round_trip(outdir: Path) -> str:
+    """Shell lines: the static C loader (builder/kexec/loader/, no Python on its path)
+    loads the capture with kexec_load, reports it, unloads it."""
+    loader = shlex.quote(str(REPO / "builder/kexec/loader" / loader_name(Arch.X86_64)))
+    return f"""
+in_host "{loader} --verbose {shlex.quote(str(outdir))}" && echo "static: load finished"
+echo "static: crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+in_host "{loader} --status"
+in_host "{loader} --unload" && echo "static: unloaded"
+echo "static: after unload crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+"""
+
+
 def test_load_file_method(capture: tuple[Path, str], tmp_path: Path) -> None:
-    crash = _load_and_crash(capture, tmp_path, "--method file")
+    # The same boot first shows kdump-load's kexec_load accepted by the kernel, --status
+    # and --unload (no boot of its own: the CI VM budget). Its segments are byte for byte
+    # the Python layout's (tests/unit/kexec/test_kdump_load.py), which
+    # test_load_segments_with_our_purgatory boots into a capture.
+    before = _static_loader_round_trip(capture[0])
+    crash = _load_and_crash(capture, tmp_path, "--method file", before=before)
+    static = crash.console.split("main: load", 1)[0]
+    assert "loaded 6 segments with kexec_load" in static, static[-5000:]
+    assert re.search(r"^purgatory\s+0x[0-9a-f]+\s", static, re.MULTILINE), static[-5000:]
+    for line in ("static: load finished", "static: crash_loaded=1", "crash kernel loaded",
+                 "static: unloaded", "static: after unload crash_loaded=0"):  # fmt: skip
+        assert re.search(rf"^{line}\r?$", static, re.MULTILINE), (line, static[-5000:])
     assert "with kexec_file_load" in crash.console, crash.console[-5000:]
     assert "method: file" in crash.console
     _check_dump(crash, capture[1])

@@ -27,13 +27,12 @@ Segments are placed top-down in the crash region, the order kexec-tools uses
 from __future__ import annotations
 
 import itertools
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from builder.arch import Arch, arch_info
-from builder.binfmt.kernelimg import BzImageHeader, ImageFormat, parse_kernel_image
-from builder.errors import ImageError, LayoutError
+from builder.binfmt.kernelimg import BzImageHeader
+from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo
 from builder.kexec.hotplug import CrashHotplug, header_room
 from builder.kexec.layout.core import (
@@ -56,6 +55,7 @@ from builder.kexec.layout.zeropage import (
     boot_params_size,
 )
 from builder.kexec.memmap import HoleAllocator, MemoryMap, Range, subtract
+from builder.kexec.plan.x86_64 import BzImagePlacement, bzimage_placement, checked_bzimage
 from builder.kexec.purgatory.x86_64 import (
     BackupRegion,
     build_x86_64_purgatory,
@@ -75,7 +75,6 @@ __all__ = [
 ARCH = Arch.X86_64
 _ARCH_INFO = arch_info(ARCH)
 
-_INITRD_ADDR_MAX = 0x22C  # setup header (boot.rst): the highest initrd address it takes
 _ONE_MIB = MiB
 _FOUR_GIB = 4 * GiB
 _KERNEL_ENTRY_64 = 0x200  # the 64-bit entry, from the protected-mode code start
@@ -137,30 +136,6 @@ class X86_64Details(LayoutDetails):
         }
 
 
-def _bzimage(inputs: LayoutInputs) -> BzImageHeader:
-    try:
-        image = parse_kernel_image(inputs.kernel, inputs.kernel_name)
-    except ImageError as error:
-        raise LayoutError(str(error)) from None
-    header = image.bzimage
-    if image.format is not ImageFormat.BZIMAGE or header is None:
-        raise LayoutError(
-            f"{inputs.kernel_name}: is {image.format}, the x86_64 layout needs a bzImage"
-        )
-    if not header.kernel_64:
-        raise LayoutError(f"{inputs.kernel_name}: no 64-bit entry point (xloadflags bit 0)")
-    if not header.relocatable_kernel:
-        raise LayoutError(
-            f"{inputs.kernel_name}: not relocatable; it cannot run in the crash region"
-        )
-    if header.protocol < 0x20C:
-        raise LayoutError(
-            f"{inputs.kernel_name}: boot protocol {header.protocol_version} predates the "
-            "64-bit entry fields this layout uses (2.12)"
-        )
-    return header
-
-
 def capture_e820(
     memory: MemoryMap, excluded: list[Range], *, low_ram: bool = True
 ) -> list[E820Entry]:
@@ -200,11 +175,11 @@ def _elfcorehdr_option(address: int) -> str:
 class _Placer:
     """Places segments top-down in the crash region; an error names the segment."""
 
-    def __init__(self, region: Range, header: BzImageHeader) -> None:
+    def __init__(self, region: Range, placement: BzImagePlacement) -> None:
         self.region = region
         self.allocator = HoleAllocator(region)
         # Without XLF_CAN_BE_LOADED_ABOVE_4G everything the kernel reads stays below 4 GiB.
-        above_4g = header.loadable_above_4g
+        above_4g = placement.above_4g
         self.low_limit = region.end if above_4g else min(region.end, _FOUR_GIB)
 
     def place(self, name: str, size: int, *, align: int = PAGE_SIZE, limit: int | None = None,
@@ -278,59 +253,54 @@ def _place_purgatory(placer: _Placer) -> Range:
     return placer.place("purgatory", probe.memsz, align=max(PAGE_SIZE, probe.alignment))
 
 
-def _capture_cmdline(cmdline: str, elfcorehdr: int, header: BzImageHeader) -> str:
+def _capture_cmdline(cmdline: str, elfcorehdr: int, placement: BzImagePlacement) -> str:
     parts = (cmdline.strip(), _elfcorehdr_option(elfcorehdr))
     text = " ".join(part for part in parts if part)
     length = len(text.encode())
-    if length > header.cmdline_size:
+    if length > placement.cmdline_max:
         raise LayoutError(
             f"segment 'cmdline': {length} bytes, the kernel accepts "
-            f"{header.cmdline_size} (cmdline_size)"
+            f"{placement.cmdline_max} (cmdline_size)"
         )
     return text
 
 
-def _place_kernel(kernel: bytes, header: BzImageHeader, placer: _Placer) -> Range:
+def _place_kernel(placement: BzImagePlacement, placer: _Placer) -> Range:
     # The kernel decompresses itself in place: it needs init_size, not its file size.
-    payload_size = len(kernel[header.kernel_offset :])
-    memsz = page_up(max(header.init_size or 0, payload_size))
-    return placer.place(
-        "kernel",
-        memsz,
-        align=max(PAGE_SIZE, header.kernel_alignment),
-        minimum=max(_ONE_MIB, header.pref_address or 0),
-    )
+    return placer.place("kernel", placement.memsz, align=placement.align,
+                        minimum=placement.minimum)  # fmt: skip
 
 
-def _place_initrd(inputs: LayoutInputs, header: BzImageHeader, placer: _Placer) -> Range:
+def _place_initrd(inputs: LayoutInputs, placement: BzImagePlacement, placer: _Placer) -> Range:
     region = placer.region
-    (initrd_addr_max,) = struct.unpack_from("<I", inputs.kernel, _INITRD_ADDR_MAX)
-    above_4g = header.loadable_above_4g
-    limit = region.end if above_4g else min(region.end, initrd_addr_max + 1)
+    limit = region.end if placement.above_4g else min(region.end, placement.initrd_limit)
     if not inputs.initrd:
         raise LayoutError("segment 'initrd': the initrd is empty")
     return placer.place("initrd", len(inputs.initrd), limit=limit)
 
 
-def _place_segments(inputs: LayoutInputs, header: BzImageHeader) -> _Placement:
-    """Place every segment, in the order kexec-tools does (the order decides the addresses)."""
+def _place_segments(inputs: LayoutInputs, placement: BzImagePlacement) -> _Placement:
+    """Place every segment, in the order kexec-tools does (the order decides the addresses).
+
+    kdump-load (builder/kexec/loader/layout-x86_64.c) places in the same order.
+    """
     memory = inputs.memory
-    placer = _Placer(memory.crash_region(), header)
+    placer = _Placer(memory.crash_region(), placement)
     dump = _plan_dump(memory, placer, inputs.options.backup)
     elfcorehdr = placer.place("elfcorehdr", _elfcorehdr_size(inputs, dump.ram))
     purgatory = _place_purgatory(placer)
     e820 = tuple(capture_e820(memory, dump.excluded(elfcorehdr)))
     params = placer.place("boot_params", boot_params_size(len(e820)))
-    cmdline = _capture_cmdline(inputs.cmdline, elfcorehdr.start, header)
+    cmdline = _capture_cmdline(inputs.cmdline, elfcorehdr.start, placement)
     cmdline_range = placer.place("cmdline", len(cmdline.encode()) + 1)
-    kernel = _place_kernel(inputs.kernel, header, placer)
-    initrd = _place_initrd(inputs, header, placer)
+    kernel = _place_kernel(placement, placer)
+    initrd = _place_initrd(inputs, placement, placer)
     return _Placement(dump, elfcorehdr, purgatory, e820, params, cmdline, cmdline_range,
                       kernel, initrd)  # fmt: skip
 
 
 def _payload_segments(
-    inputs: LayoutInputs, header: BzImageHeader, placed: _Placement
+    inputs: LayoutInputs, placement: BzImagePlacement, placed: _Placement
 ) -> list[KexecSegment]:
     """Every segment but the purgatory, whose digest covers them."""
     initrd_loaded = Range(placed.initrd.start, placed.initrd.start + len(inputs.initrd))
@@ -345,7 +315,7 @@ def _payload_segments(
     elfcorehdr = elf_core_header(inputs.info, placed.dump.ram, machine=_ARCH_INFO.elf_machine,
                                  ram_file_offsets=dict(placed.dump.offsets))  # fmt: skip
     contents = (
-        ("kernel", placed.kernel, inputs.kernel[header.kernel_offset :]),
+        ("kernel", placed.kernel, inputs.kernel[placement.payload_offset :]),
         ("initrd", placed.initrd, inputs.initrd),
         ("boot_params", placed.boot_params, params),
         ("cmdline", placed.cmdline_range, placed.cmdline.encode() + b"\0"),
@@ -386,10 +356,11 @@ def plan(inputs: LayoutInputs) -> Layout:
     for it (kexec.hotplug); everything else is the same.
     """
     hotplug = inputs.options.crash_hotplug
-    header = _bzimage(inputs)
-    placed = _place_segments(inputs, header)
+    header = checked_bzimage(inputs.kernel, inputs.kernel_name)
+    placement = bzimage_placement(inputs.kernel, header)
+    placed = _place_segments(inputs, placement)
     details = _details(inputs, header, placed)
-    segments = _payload_segments(inputs, header, placed)
+    segments = _payload_segments(inputs, placement, placed)
     backup_range = placed.dump.backup_range
     if backup_range is not None:
         # In the digest, as the zeros it holds until the purgatory's check: the kernel

@@ -470,3 +470,32 @@ def _patch_instruction(name: str, field: InstructionField, value: int, old: byte
     immediate = _field_immediate(name, field, value, where)
     word = field.insert(int.from_bytes(old, "little"), immediate)
     return (word % (1 << (8 * field.width))).to_bytes(field.width, "little")
+
+
+def absolute_places(obj: bytes, relocations: RelocationRules) -> tuple[int, ...]:
+    """Offsets of the u64 words that hold the load address plus a constant.
+
+    What kdump-load's plan needs to move a purgatory relocated for address 0
+    anywhere: add the load address to each of these words. Every other
+    relocation is PC-relative inside the buffer and the same at every
+    address; an absolute one narrower than 64 bits cannot be moved that way
+    and is refused.
+
+    >>> from builder.kexec.purgatory import x86_64
+    >>> len(absolute_places(x86_64.PURGATORY.shipped_object(), x86_64.RELOCATIONS)) > 0
+    True
+    """
+    elf = _open(obj)
+    section_addresses, _buffer, _memsz, _alignment = _place_sections(elf, 0)
+    places = []
+    for item in _pending_relocations(elf, relocations, section_addresses):
+        rule = item.rule
+        if rule.pc_relative or rule.value_of is not None:
+            continue
+        if rule.fields or rule.width != 8:
+            raise LayoutError(
+                f"purgatory: absolute relocation {rule.name} at {item.where} is narrower than "
+                "64 bits; a plan cannot move it"
+            )
+        places.append(item.place)
+    return tuple(sorted(places))
