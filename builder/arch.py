@@ -140,6 +140,10 @@ class ArchInfo:
     kernel_text_window: tuple[int, int] | None = None
     # ELF class of its kernel and programs: 64, or 32 (EI_CLASS ELFCLASS32).
     elf_class: int = 64
+    # The kexec_load flag that lets the kernel rewrite a crash image's ELF core
+    # header on CPU and memory hotplug (builder/kexec/hotplug.py); None where the
+    # kernel does not (or our layout of that architecture does not support it).
+    crash_hotplug_flag: int | None = None
 
     @property
     def kexec_arch(self) -> int:
@@ -198,6 +202,9 @@ ARCHES: dict[Arch, ArchInfo] = {
             early_microcode_dir="/kernel/x86/microcode",
             # Documentation/arch/x86/x86_64/mm.rst: __START_KERNEL_map to MODULES_VADDR.
             kernel_text_window=(0xFFFF_FFFF_8000_0000, 0xFFFF_FFFF_C000_0000),
+            # KEXEC_UPDATE_ELFCOREHDR: arch/x86/kernel/crash.c takes it since v6.6
+            # (ARCH_SUPPORTS_CRASH_HOTPLUG); the later 0x8 only since v6.10.
+            crash_hotplug_flag=0x4,
         ),
         ArchInfo(
             Arch.I386,

@@ -85,6 +85,7 @@ def layout(
 ) -> None:
     """Compute the kexec segment layout offline; write layout.json and segments/ into OUTDIR."""
     # Imported here: at start-up, builder.kexec.layout.document would cost ~376 ms.
+    from builder.kexec.hotplug import read_crash_hotplug
     from builder.kexec.layout import plan_layout
     from builder.kexec.layout.document import write_layout
     from builder.kexec.layout.inputs import (
@@ -99,7 +100,9 @@ def layout(
     memory = read_iomem(iomem)
     info = read_crash_info_for(sysfs, memory, target) if sysfs is not None else None
     firmware = read_firmware(sysfs) if sysfs is not None else None
-    planned = plan_layout(outputs, memory, info, arch=target, backup=backup, firmware=firmware)
+    hotplug = read_crash_hotplug(sysfs, target) if sysfs is not None else None
+    planned = plan_layout(outputs, memory, info, arch=target, backup=backup, firmware=firmware,
+                          crash_hotplug=hotplug)  # fmt: skip
     written = write_layout(planned, outdir)
     _print_layout(planned, json_output)
     if not json_output:
@@ -214,6 +217,7 @@ def _show_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None,
 def _live_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None) -> Layout:
     """The segments for this running system (its iomem, crash notes, device tree)."""
     # Imported here: at start-up, builder.kexec.layout.inputs would cost ~104 ms.
+    from builder.kexec.hotplug import hotplug_notice, read_crash_hotplug
     from builder.kexec.layout import plan_layout
     from builder.kexec.layout.devicetree import fresh_seeds
     from builder.kexec.layout.inputs import read_crash_info_for, read_firmware, read_iomem
@@ -221,8 +225,13 @@ def _live_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None) -> Layout
     memory = read_iomem(Path("/proc/iomem"))
     info = read_crash_info_for(Path("/"), memory, arch)
     firmware = read_firmware(Path("/"))
+    # Where the kernel rewrites the ELF core header on CPU/memory hotplug, let it.
+    hotplug = read_crash_hotplug(Path("/"), arch)
+    notice = hotplug_notice(Path("/"), hotplug)
+    if notice is not None:
+        typer.echo(f"kdump-build: {notice}", err=True)
     return plan_layout(outputs, memory, info, arch=arch, backup=backup, firmware=firmware,
-                       seeds=fresh_seeds())  # fmt: skip
+                       seeds=fresh_seeds(), crash_hotplug=hotplug)  # fmt: skip
 
 
 def _load_file(outputs: BuildOutputs, arch: Arch) -> LoadRecord:

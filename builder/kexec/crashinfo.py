@@ -35,12 +35,14 @@ from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
 
 __all__ = [
+    "CRASH_HOTPLUG_FILES",
     "CpuNote",
     "CrashInfo",
     "KernelText",
     "capture_crash_info",
     "parse_cpu_list",
     "parse_kcore_headers",
+    "present_cpus",
     "read_crash_info",
     "read_device_tree",
 ]
@@ -51,6 +53,8 @@ BOOT_PARAMS = "sys/kernel/boot_params/data"
 DEVICE_TREE = "sys/firmware/fdt"
 KCORE = "proc/kcore"
 IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
+# Whether the kernel rewrites a loaded ELF core header (read by kexec.hotplug).
+CRASH_HOTPLUG_FILES = (f"{CPU_DIR}/crash_hotplug", "sys/devices/system/memory/crash_hotplug")
 
 # The largest CONFIG_NR_CPUS any architecture allows (arch/x86/Kconfig: range 2 8192).
 MAX_CPUS = 8192
@@ -222,7 +226,7 @@ def read_crash_info(root: Path, arch: Arch, *, kernel_code_start: int | None = N
         _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
     )
     notes: list[CpuNote] = []
-    for cpu in possible:
+    for cpu in present_cpus(root, possible):
         base = f"{CPU_DIR}/cpu{cpu}"
         address = _hex(_read_text(root, f"{base}/crash_notes").strip(), root / base / "crash_notes")
         size_text = _read_text(root, f"{base}/crash_notes_size").strip()
@@ -236,6 +240,9 @@ def read_crash_info(root: Path, arch: Arch, *, kernel_code_start: int | None = N
             raise LayoutError(f"{root / base}: crash_notes {address:#x} size {size} is unusable")
         notes.append(CpuNote(cpu, address, size))
 
+    if not notes:
+        listed = _read_text(root, f"{CPU_DIR}/possible").strip()
+        raise LayoutError(f"{root / CPU_DIR}: no cpuN directory for any possible CPU ({listed})")
     fields = _read_text(root, VMCOREINFO).split()
     if len(fields) != 2:
         raise LayoutError(f"{root / VMCOREINFO}: expected '<address> <size>', got {fields!r}")
@@ -264,6 +271,16 @@ def read_crash_info(root: Path, arch: Arch, *, kernel_code_start: int | None = N
     return CrashInfo(
         tuple(notes), vmcoreinfo_address, vmcoreinfo_size, text, page_offset, acpi_rsdp
     )
+
+
+def present_cpus(root: Path, possible: tuple[int, ...]) -> tuple[int, ...]:
+    """The possible CPUs that sysfs shows (a cpuN directory): the present ones.
+
+    A CPU that may be hot-added later (QEMU `-smp 1,maxcpus=2`) is possible
+    but has no directory, hence no crash_notes address to read, until it
+    comes; a kernel with crash hotplug adds its note then (kexec.hotplug).
+    """
+    return tuple(cpu for cpu in possible if (root / CPU_DIR / f"cpu{cpu}").is_dir())
 
 
 def read_device_tree(root: Path) -> bytes | None:
@@ -306,9 +323,10 @@ def capture_crash_info(root: Path, destination: Path) -> None:
         _read_text(root, f"{CPU_DIR}/possible"), str(root / CPU_DIR / "possible")
     )
     files = [f"{CPU_DIR}/possible", VMCOREINFO, IOMEM]
-    for cpu in possible:
+    for cpu in present_cpus(root, possible):
         files += [f"{CPU_DIR}/cpu{cpu}/crash_notes", f"{CPU_DIR}/cpu{cpu}/crash_notes_size"]
-    files += [optional for optional in (BOOT_PARAMS, DEVICE_TREE) if (root / optional).exists()]
+    optional = (BOOT_PARAMS, DEVICE_TREE, *CRASH_HOTPLUG_FILES)
+    files += [name for name in optional if (root / name).exists()]
     contents = {relative: _read(root, relative) for relative in files}
     contents[KCORE] = _kcore_headers(root / KCORE)
 

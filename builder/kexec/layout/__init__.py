@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from builder.arch import Arch
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.hotplug import CrashHotplug
 from builder.kexec.layout.core import Firmware, Layout, LayoutInputs, LayoutOptions, Planner
 from builder.kexec.layout.devicetree import BootSeeds
 from builder.kexec.memmap import Kind, MemoryMap
@@ -75,13 +76,15 @@ def plan_layout(
     backup: bool | None = None,
     firmware: Firmware | None = None,
     seeds: BootSeeds | None = None,
+    crash_hotplug: CrashHotplug | None = None,
 ) -> Layout:
     """Plan the crash layout of a build for a memory map.
 
     `arch` None means the build's architecture (manifest.json); `backup`
     None means what the build's recipe said (kernel.backup_region);
     `firmware` is what device-tree architectures need (`read_firmware`);
-    `seeds` the device tree's fresh randomness (load time only).
+    `seeds` the device tree's fresh randomness (load time only);
+    `crash_hotplug` what the running kernel rewrites (`read_crash_hotplug`).
     """
     if not memory.of_kind(Kind.CRASH_KERNEL):
         raise LayoutError("the memory map has no 'Crash kernel' range (boot with crashkernel=)")
@@ -93,7 +96,9 @@ def plan_layout(
         memory=memory,
         info=info,
         options=LayoutOptions(
-            backup=outputs.backup_region if backup is None else backup, seeds=seeds
+            backup=outputs.backup_region if backup is None else backup,
+            seeds=seeds,
+            crash_hotplug=crash_hotplug,
         ),
         firmware=firmware,
         kernel_name=str(outputs.kernel_path),

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field, replace
 from builder.arch import Arch
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.hotplug import CrashHotplug
 from builder.kexec.layout.devicetree import BootSeeds
 from builder.kexec.memmap import MemoryMap, Range
 from builder.units import PAGE_SIZE, MiB
 
 __all__ = [
+    "ELF_MAGIC",
     "KEXEC_ON_CRASH",
     "KEXEC_SEGMENT_MAX",
     "DumpRange",
@@ -33,6 +35,7 @@ __all__ = [
     "LayoutOptions",
     "Planner",
     "check_layout",
+    "check_rewritable_header",
     "corrupt_segment_for_testing",
     "describe_layout",
     "segments_for_digest",
@@ -123,6 +126,9 @@ class LayoutOptions:
     # Fresh kaslr-seed and rng-seed for a device tree (drawn at load time);
     # None leaves them out, so an offline layout is reproducible.
     seeds: BootSeeds | None = None
+    # The kernel rewrites the ELF core header on CPU/memory hotplug
+    # (kexec.hotplug); None: it does not, and the layout is as before.
+    crash_hotplug: CrashHotplug | None = None
 
 
 @dataclass(frozen=True)
@@ -232,9 +238,47 @@ def describe_layout(layout: Layout) -> list[str]:
     return lines
 
 
-def segments_for_digest(segments: Sequence[KexecSegment]) -> list[tuple[int, bytes, int]]:
-    """Segments in the (start, data, memsz) form the purgatory's digest uses."""
-    return [(segment.mem, segment.data, segment.memsz) for segment in segments]
+def segments_for_digest(
+    segments: Sequence[KexecSegment], *, rewritten: str | None = None
+) -> list[tuple[int, bytes, int]]:
+    """Segments in the (start, data, memsz) form the purgatory's digest uses.
+
+    `rewritten` names a segment the kernel may change after the load (the ELF
+    core header under crash hotplug): it is left out, or the purgatory would
+    refuse to start the capture kernel after the first rewrite.
+    """
+    return [(segment.mem, segment.data, segment.memsz) for segment in segments
+            if segment.name != rewritten]  # fmt: skip
+
+
+ELF_MAGIC = b"\x7fELF"
+
+
+def check_rewritable_header(layout: Layout, name: str) -> None:
+    """The kernel will find segment `name` as the ELF core header to rewrite.
+
+    It takes the last segment whose first bytes are the ELF magic
+    (kernel/crash_core.c, crash_handle_hotplug_event), so `name` must start
+    with it and no segment after it may.
+
+    >>> from builder.arch import host_arch
+    >>> region = Range(0x1000000, 0x2000000)
+    >>> header = KexecSegment("elfcorehdr", 0x1000000, 0x1000, ELF_MAGIC)
+    >>> other = KexecSegment("purgatory", 0x1001000, 0x1000, ELF_MAGIC)
+    >>> check_rewritable_header(Layout(host_arch(), 0x1001000, 1, region, (header, other)),
+    ...                         "elfcorehdr")
+    Traceback (most recent call last):
+    ...
+    builder.errors.LayoutError: segment 'purgatory' starts with the ELF magic after ...
+    """
+    found = [segment for segment in layout.segments if segment.data.startswith(ELF_MAGIC)]
+    if not found or layout.segment(name) not in found:
+        raise LayoutError(f"segment {name!r} does not start with the ELF magic")
+    if found[-1].name != name:
+        raise LayoutError(
+            f"segment {found[-1].name!r} starts with the ELF magic after {name!r}: "
+            "the kernel would rewrite it as the ELF core header"
+        )
 
 
 def corrupt_segment_for_testing(layout: Layout, name: str) -> Layout:

@@ -34,6 +34,7 @@ from builder.arch import Arch, arch_info
 from builder.binfmt.kernelimg import BzImageHeader
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import CrashInfo
+from builder.kexec.hotplug import CrashHotplug, header_room
 from builder.kexec.layout.core import (
     KEXEC_ON_CRASH,
     DumpRange,
@@ -42,6 +43,7 @@ from builder.kexec.layout.core import (
     LayoutDetails,
     LayoutInputs,
     check_layout,
+    check_rewritable_header,
     segments_for_digest,
 )
 from builder.kexec.layout.elfcore import elf_core_header, elf_core_header_size
@@ -111,9 +113,13 @@ class X86_64Details(LayoutDetails):
     dump_ranges: tuple[DumpRange, ...]
     crash_info: CrashInfo | None
     kernel_image: BzImageFields
+    crash_hotplug: CrashHotplug | None = None  # the kernel rewrites the ELF core header
 
     def to_json(self) -> dict[str, object]:
         backup = self.backup
+        # Only with crash hotplug, so a layout without it keeps its layout.json.
+        rewrite = self.crash_hotplug
+        hotplug = {} if rewrite is None else {"crash_hotplug": rewrite.to_json()}
         return {
             "cmdline": self.cmdline,
             "kernel_entry": self.kernel_entry,
@@ -126,6 +132,7 @@ class X86_64Details(LayoutDetails):
             "dump_ranges": [piece.to_json() for piece in self.dump_ranges],
             "crash_info": None if self.crash_info is None else self.crash_info.to_json(),
             "kernel_image": self.kernel_image.to_json(),
+            **hotplug,
         }
 
 
@@ -234,6 +241,13 @@ def _plan_dump(memory: MemoryMap, placer: _Placer, backup: bool) -> _Dump:
     return _Dump(ram, offsets, BackupRegion(0, backup_range.start, BACKUP_SIZE), backup_range)
 
 
+def _elfcorehdr_size(inputs: LayoutInputs, ram: tuple[Range, ...]) -> int:
+    """Our header's size; with crash hotplug, room for any header the kernel may write."""
+    size = elf_core_header_size(inputs.info, ram)
+    hotplug = inputs.options.crash_hotplug
+    return size if hotplug is None else max(size, header_room(hotplug, len(ram)))
+
+
 def _place_purgatory(placer: _Placer) -> Range:
     probe = load_x86_64_purgatory(0)
     return placer.place("purgatory", probe.memsz, align=max(PAGE_SIZE, probe.alignment))
@@ -273,7 +287,7 @@ def _place_segments(inputs: LayoutInputs, placement: BzImagePlacement) -> _Place
     memory = inputs.memory
     placer = _Placer(memory.crash_region(), placement)
     dump = _plan_dump(memory, placer, inputs.options.backup)
-    elfcorehdr = placer.place("elfcorehdr", elf_core_header_size(inputs.info, dump.ram))
+    elfcorehdr = placer.place("elfcorehdr", _elfcorehdr_size(inputs, dump.ram))
     purgatory = _place_purgatory(placer)
     e820 = tuple(capture_e820(memory, dump.excluded(elfcorehdr)))
     params = placer.place("boot_params", boot_params_size(len(e820)))
@@ -327,6 +341,7 @@ def _details(inputs: LayoutInputs, header: BzImageHeader, placed: _Placement) ->
             pref_address=header.pref_address,
             xloadflags=header.xloadflags,
         ),
+        crash_hotplug=inputs.options.crash_hotplug,
     )
 
 
@@ -336,7 +351,11 @@ def plan(inputs: LayoutInputs) -> Layout:
     The segments, in this order: kernel, initrd, boot_params, cmdline,
     elfcorehdr, backup (only with `LayoutOptions.backup`), purgatory. The
     entry is the purgatory's; it jumps to `X86_64Details.kernel_entry`.
+    With `LayoutOptions.crash_hotplug` the kernel may rewrite elfcorehdr: it
+    is sized for that, left out of the purgatory's digest, and the flags ask
+    for it (kexec.hotplug); everything else is the same.
     """
+    hotplug = inputs.options.crash_hotplug
     header = checked_bzimage(inputs.kernel, inputs.kernel_name)
     placement = bzimage_placement(inputs.kernel, header)
     placed = _place_segments(inputs, placement)
@@ -352,7 +371,7 @@ def plan(inputs: LayoutInputs) -> Layout:
         segments.append(KexecSegment("backup", backup_range.start, backup_range.size, b""))
     purgatory = build_x86_64_purgatory(
         placed.purgatory.start,
-        segments_for_digest(segments),
+        segments_for_digest(segments, rewritten=None if hotplug is None else "elfcorehdr"),
         kernel_entry=details.kernel_entry,
         boot_params=placed.boot_params.start,
         backup=placed.dump.backup,
@@ -362,10 +381,12 @@ def plan(inputs: LayoutInputs) -> Layout:
     layout = Layout(
         arch=ARCH,
         entry=purgatory.entry,
-        flags=KEXEC_ON_CRASH | _ARCH_INFO.kexec_arch,
+        flags=KEXEC_ON_CRASH | _ARCH_INFO.kexec_arch | (hotplug.flag if hotplug else 0),
         crash_region=inputs.memory.crash_region(),
         segments=tuple(segments),
         details=details,
     )
     check_layout(layout)
+    if hotplug is not None:
+        check_rewritable_header(layout, "elfcorehdr")
     return layout
