@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import HostError, KdumpBuildError
@@ -33,7 +33,8 @@ class DumpFilesystem:
     fstype: str
     mount_point: Path  # where the running system has it
     path: str  # the crash directory inside that filesystem (its subvolume's, on btrfs)
-    stack: BlockStack = BlockStack()  # md arrays and the LV the capture assembles first
+    # The md arrays and the LV the capture assembles before it mounts.
+    stack: BlockStack = field(default_factory=BlockStack)
     subvolume: str = ""  # btrfs: the subvolume mounted, from the top level
 
 

@@ -133,7 +133,6 @@ def _read(path: Path) -> str:
         return ""
 
 
-
 def mount_device_number(source: str, device_number: str) -> str:
     """The block device a mount reads (major:minor): its source's, when that is a block
     device (btrfs reports an anonymous device number in mountinfo), else mountinfo's."""

@@ -7,8 +7,8 @@ bound driver's module (`driver/module`). A driver without a `module` link is
 built into the host's kernel, but the capture kernel may have it as a module,
 so its name and each device's `modalias` are offered as optional names,
 resolved through the capture kernel's module names and aliases. An md array adds
-the module of its RAID level (`md/level`), which no driver link names. Network targets use the drivers of
-every network interface that sits on a device.
+the module of its RAID level (`md/level`), which no driver link names. Network
+targets use the drivers of every network interface that sits on a device.
 """
 
 from __future__ import annotations

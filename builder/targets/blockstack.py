@@ -29,10 +29,13 @@ from builder.recipe.parsers import Check, Setting, absolute_path, string, string
 MD_UUID = re.compile(r"^[0-9a-f]{8}(:[0-9a-f]{8}){3}$")
 # lvm2's form of a logical volume UUID: 32 characters of its alphabet, grouped 6-4-4-4-4-4-6.
 LVM_UUID_ALPHABET = "0-9A-Za-z!#"
-LVM_UUID = re.compile(rf"^[{LVM_UUID_ALPHABET}]{{6}}(-[{LVM_UUID_ALPHABET}]{{4}}){{5}}-[{LVM_UUID_ALPHABET}]{{6}}$")  # fmt: skip
+_LVM_CHAR = f"[{LVM_UUID_ALPHABET}]"
+LVM_UUID = re.compile(rf"^{_LVM_CHAR}{{6}}(-{_LVM_CHAR}{{4}}){{5}}-{_LVM_CHAR}{{6}}$")
 # The kernel's core of each stack (dm-linear and dm-stripe are part of dm-mod); an md
 # array's RAID level module comes from initrd.modules (host-only selection reads it).
 MD_MODULES = ("md_mod",)
+MDADM_PROGRAM = "/sbin/mdadm"
+LVM_PROGRAM = "/sbin/lvm"
 LVM_MODULES = ("dm_mod",)
 
 SETTINGS = (
@@ -61,13 +64,13 @@ SETTINGS = (
     Setting(
         "dump.mdadm_program",
         absolute_path,
-        "/sbin/mdadm",
+        MDADM_PROGRAM,
         "mdadm in the source root, copied with its libraries when dump.md_arrays is set.",
     ),
     Setting(
         "dump.lvm_program",
         absolute_path,
-        "/sbin/lvm",
+        LVM_PROGRAM,
         "lvm in the source root, copied with its libraries when dump.lvm_volume is set.",
     ),
 )
@@ -75,22 +78,24 @@ SETTINGS = (
 
 @dataclass(frozen=True)
 class StackOptions(TargetOptions):
-    md_arrays: tuple[str, ...]
-    lvm_volume: str
-    subvolume: str
-    mdadm_program: str
-    lvm_program: str
+    md_arrays: tuple[str, ...] = ()
+    lvm_volume: str = ""
+    subvolume: str = ""
+    mdadm_program: str = MDADM_PROGRAM
+    lvm_program: str = LVM_PROGRAM
 
 
 def stack_options(values: Mapping[str, Any], fstype: str, check: Check) -> StackOptions:
     """The block stack keys, checked (one line naming the key on a bad value).
+
+    The UUID is lvm2's: 32 characters of 0-9A-Za-z!# in groups of 6-4-4-4-4-4-6.
 
     >>> values = {"md_arrays": (), "lvm_volume": "x", "subvolume": "",
     ...           "mdadm_program": "/sbin/mdadm", "lvm_program": "/sbin/lvm"}
     >>> stack_options(values, "ext4", Check("r.toml", frozenset()))
     Traceback (most recent call last):
     ...
-    builder.errors.RecipeError: r.toml: dump.lvm_volume: 'x' is not an LV UUID (6-4-4-4-4-4-6 characters of 0-9A-Za-z!#)
+    builder.errors.RecipeError: r.toml: dump.lvm_volume: 'x' is not an LV UUID ...
     """
     volume, subvolume = values["lvm_volume"], values["subvolume"]
     if volume and not LVM_UUID.fullmatch(volume):

@@ -55,6 +55,8 @@ lv_active() {
 
 activate_lv() {
     mkdir -p /run/lvm /run/lock/lvm
+    # /init's descriptors are lvm's too; its warning about each would only be noise.
+    export LVM_SUPPRESS_FD_WARNINGS=1
     waited=0
     until lv_active; do
         [ "$waited" -ge "$KDUMP_DEVICE_TIMEOUT" ] \

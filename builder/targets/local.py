@@ -28,7 +28,7 @@ class LocalOptions(TargetOptions):
     device: str
     fstype: str
     path: str
-    stack: blockstack.StackOptions
+    stack: blockstack.StackOptions = blockstack.StackOptions()
 
 
 class LocalTarget(TargetKind):

@@ -168,8 +168,10 @@ def ninep_initrd(
     kexec: bool = False,
     arch: Arch = Arch.X86_64,
     release: str = "",
+    modules: tuple[str, ...] = NINEP_MODULES,
 ) -> bytes:
-    """A main-side initrd with busybox and the virtio 9p modules, whose /init is `init`.
+    """A main-side initrd with busybox and the virtio 9p modules (or `modules`), whose
+    /init is `init`.
 
     The modules, in load order, are listed in /etc/modules-load; the packages
     come from Debian `release` ("": the host's).
@@ -178,7 +180,7 @@ def ninep_initrd(
         (*packages, f"linux-image-{kernel_version}"), kexec=kexec, arch=arch, release=release
     )
     stored = []
-    for module in ModuleIndex(root, kernel_version).load_order(NINEP_MODULES, "9p modules"):
+    for module in ModuleIndex(root, kernel_version).load_order(modules, "9p modules"):
         path = module.path.rsplit(".ko", 1)[0] + ".ko"
         plan.file(path, module.elf)
         stored.append(path)

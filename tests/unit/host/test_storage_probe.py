@@ -15,7 +15,7 @@ from builder.host.recipe import host_recipe_text
 from builder.host.storage import BlockStack, block_stack
 from builder.image.hostonly import block_device_modules
 from builder.recipe.parse import parse_recipe
-from tests.unit.host.test_probe import UUID, by_uuid_dir, mountinfo_for
+from tests.unit.host.test_probe import by_uuid_dir, mountinfo_for
 
 MD_UUID = "0a1b2c3d:4e5f6071:8293a4b5:c6d7e8f9"
 VG = "Jx2l8bQ0WqK3mRzT1vYcN5sA7dE9fGhU"
@@ -101,10 +101,14 @@ def test_a_filesystem_right_on_an_md_array(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("uuid", "message"),
     [
-        (f"LVM-{VG}{LV}-tpool", "dm-0 \\(vg0-crash\\) is a layer of a thin, RAID, cache or "
-                                "snapshot volume"),
-        ("CRYPT-LUKS2-0123456789abcdef-luks", "dm-0 \\(vg0-crash\\) is CRYPT, not an LVM logical "
-                                              "volume"),
+        (
+            f"LVM-{VG}{LV}-tpool",
+            "dm-0 \\(vg0-crash\\) is a layer of a thin, RAID, cache or snapshot volume",
+        ),
+        (
+            "CRYPT-LUKS2-0123456789abcdef-luks",
+            "dm-0 \\(vg0-crash\\) is CRYPT, not an LVM logical volume",
+        ),
         ("mpath-3600a0b80001", "is mpath, not an LVM logical volume"),
         ("", "is no UUID, not an LVM logical volume"),
     ],
@@ -129,7 +133,7 @@ def test_an_lv_on_another_device_mapper_device_is_refused(tmp_path: Path) -> Non
 def test_an_md_array_without_its_udev_link_is_refused(tmp_path: Path) -> None:
     sysfs = lvm_on_raid1(tmp_path)
     (sysfs.by_id / f"md-uuid-{MD_UUID}").unlink()
-    with pytest.raises(HostError, match="md array md0 has no .*/by-id/md-uuid-\\* link"):
+    with pytest.raises(HostError, match=r"md array md0 has no .*/by-id/md-uuid-\* link"):
         block_stack("253:0", tmp_path / "sys", sysfs.by_id)
 
 
@@ -157,8 +161,10 @@ def test_a_btrfs_subvolume_is_mounted_by_subvol(tmp_path: Path) -> None:
     crash.mkdir()
     device = os.stat(tmp_path).st_dev
     number = f"{os.major(device)}:{os.minor(device)}"
-    info = (f"26 1 0:44 /@crash {tmp_path} rw,relatime shared:1 - btrfs /dev/nvme0n1p2 "
-            "rw,ssd,space_cache=v2,subvolid=257,subvol=/@crash\n").replace("0:44", number)
+    info = (
+        f"26 1 0:44 /@crash {tmp_path} rw,relatime shared:1 - btrfs /dev/nvme0n1p2 "
+        "rw,ssd,space_cache=v2,subvolid=257,subvol=/@crash\n"
+    ).replace("0:44", number)
     found = dump_filesystem(crash, info, by_uuid_dir(tmp_path, tmp_path), tmp_path / "sys")
     assert (found.fstype, found.subvolume, found.path) == ("btrfs", "/@crash", "/crash")
     dump = tomllib.loads(host_recipe_text(_facts(found)))["dump"]
