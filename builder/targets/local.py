@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from builder.recipe.dump import (
@@ -28,7 +28,7 @@ class LocalOptions(TargetOptions):
     device: str
     fstype: str
     path: str
-    stack: blockstack.StackOptions = blockstack.StackOptions()
+    stack: blockstack.StackOptions = field(default_factory=blockstack.StackOptions)
 
 
 class LocalTarget(TargetKind):

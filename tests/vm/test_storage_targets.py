@@ -45,7 +45,8 @@ STACK_PACKAGES = ("lvm2", "mdadm", "libdevmapper1.02.1", "libdevmapper-event1.02
                   "libsystemd0", "libblkid1", "libaio1", "libselinux1", "libudev1", "libtinfo6",
                   "libbsd0", "libcap2", "libgcrypt20", "liblz4-1", "libpcre2-8-0", "libmd0",
                   "libgpg-error0")  # fmt: skip
-NVME_DEVICE = ("-drive", "if=none,id=nv0,format=raw,file={}", "-device", "nvme,serial=kdump0,drive=nv0")  # fmt: skip
+NVME_DEVICE = ("-drive", "if=none,id=nv0,format=raw,file={}",
+               "-device", "nvme,serial=kdump0,drive=nv0")  # fmt: skip
 # No udev in the guest: lvm2 makes its own nodes and keeps no backups on the read-only root.
 LVM_CONFIG = ("devices{obtain_device_list_from_udev=0 use_devicesfile=0} activation{udev_sync=0 "
               "udev_rules=0 monitoring=0} backup{backup=0 archive=0}")  # fmt: skip
@@ -61,7 +62,8 @@ lvm lvcreate --config "$C" --yes -n crash -L {LV_MIB}M vgkdump
 mkfs.xfs -q -m uuid={XFS_UUID} /dev/mapper/vgkdump-crash
 echo "prep: lv $(lvm lvs --config "$C" --noheadings --units b --nosuffix \\
     -o lv_uuid,seg_pe_ranges,vg_extent_size,lv_size vgkdump/crash)"
-echo "prep: pe_start $(lvm pvs --config "$C" --noheadings --units b --nosuffix -o pe_start /dev/md0)"
+echo "prep: pe_start $(lvm pvs --config "$C" --noheadings --units b --nosuffix \
+    -o pe_start /dev/md0)"
 echo "prep: $(mdadm --examine /dev/vda | grep 'Data Offset')"
 lvm vgchange --config "$C" --activate n vgkdump
 mdadm --stop /dev/md0
@@ -75,7 +77,9 @@ echo "prep: stack built"
 
 # The script as one single-quoted shell word.
 _PREP_WORD = "'" + PREP_SCRIPT.replace("'", "'\\''") + "'"
-PREP_INIT = harness.NINEP_PROLOGUE + f"""mkdir -p /host
+PREP_INIT = (
+    harness.NINEP_PROLOGUE
+    + f"""mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 \\
     {harness.HOSTROOT_TAG} /host || echo "prep: mounting the host root failed"
 mount -t proc proc /host/proc
@@ -86,6 +90,7 @@ mount -t tmpfs tmpfs /host/tmp
 chroot /host /bin/sh -c {_PREP_WORD} || echo "prep: FAILED"
 poweroff -f
 """
+)
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, btrfs_capture: Capture) -> S
     initrd.write_bytes(harness.ninep_initrd(btrfs_capture.kernel_version, PREP_INIT,
                                             modules=STORAGE_MODULES))  # fmt: skip
     boot = harness.run_qemu(
-        btrfs_capture.directory / "vmlinuz", initrd, "console=ttyS0", member_a, log=work / "prep.log",
-        share_host_root=True,
+        btrfs_capture.directory / "vmlinuz", initrd, "console=ttyS0", member_a,
+        log=work / "prep.log", share_host_root=True,
         extra=("-drive", f"file={member_b},format=raw,if=virtio", *nvme_device(nvme)),
     )  # fmt: skip
     assert "prep: stack built" in boot.console, boot.console[-4000:]
