@@ -4,6 +4,9 @@
 # No udev in the capture: lvm2 makes its own device nodes, asks no udev database, and
 # starts no monitoring daemon; it reads the labels of the block devices present, which
 # are the ones whose drivers the capture loaded.
+# Where the kernel lists block devices (a test points it elsewhere).
+SYS_BLOCK=/sys/block
+
 LVM_CAPTURE_CONFIG='devices { obtain_device_list_from_udev = 0 external_device_info_source = "none" use_devicesfile = 0 } activation { udev_sync = 0 udev_rules = 0 verify_udev_operations = 0 monitoring = 0 } global { locking_dir = "/run/lock/lvm" }'
 
 # "present total": how many members of array $1 are present, and how many it has.
@@ -45,7 +48,7 @@ assemble_md() {
 # Whether the logical volume is active: its device-mapper UUID is LVM-<VG UUID><LV UUID>.
 lv_active() {
     want=$(echo "$KDUMP_LVM_VOLUME" | tr -d -)
-    for file in /sys/block/dm-*/dm/uuid; do
+    for file in "$SYS_BLOCK"/dm-*/dm/uuid; do
         case "$(cat "$file" 2>/dev/null)" in
             LVM-*"$want") return 0 ;;
         esac
