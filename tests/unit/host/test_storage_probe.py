@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import HostError
-from builder.host.probe import dump_filesystem
+from builder.host.probe import DumpFilesystem, HostFacts, dump_filesystem
 from builder.host.recipe import host_recipe_text
 from builder.host.storage import BlockStack, block_stack
 from builder.image.hostonly import block_device_modules
@@ -187,9 +187,6 @@ def _devfs(tmp_path: Path, name: str) -> Path:
     return devfs
 
 
-def _facts(found: object) -> object:
-    from builder.host.probe import DumpFilesystem, HostFacts
-
-    assert isinstance(found, DumpFilesystem)
+def _facts(found: DumpFilesystem) -> HostFacts:
     return HostFacts(("6.1.0-28-amd64",), 2**30, 1, "/usr/bin/makedumpfile", "/bin/busybox",
                      found, ())  # fmt: skip
