@@ -36,8 +36,9 @@ MD_UUID = "6b3e1c2a:90d4f75e:1a2b3c4d:5e6f7a8b"
 XFS_UUID = "9f0e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
 BTRFS_UUID = "3c2b1a09-8f7e-4d6c-9b5a-0e1d2c3b4a59"
 MIB = 2**20
-# XFS needs 300 MB at least; the members leave room for md's and LVM's metadata.
-MEMBER_MIB, LV_MIB, NVME_MIB = 420, 360, 256
+# XFS needs 300 MB at least; the members leave room for md's and LVM's metadata; btrfs keeps
+# metadata twice (DUP), and a 1 GiB guest's dump needs up to ~160 MB.
+MEMBER_MIB, LV_MIB, NVME_MIB = 420, 360, 320
 STORAGE_MODULES = ("virtio_pci", "virtio_blk", "nvme", "md_mod", "raid1", "dm_mod", "xfs",
                    "btrfs", "9pnet_virtio", "9p")  # fmt: skip
 # lvm2 and mdadm of Debian 12 and the libraries of their programs.
