@@ -13,7 +13,13 @@ from pathlib import Path
 
 from builder.errors import HostError, KdumpBuildError
 from builder.host.paths import HostPaths
-from builder.host.storage import BlockStack, block_stack, mount_device_number, subvolume_path
+from builder.host.storage import (
+    BlockStack,
+    block_stack,
+    mount_device_number,
+    require_single_device_btrfs,
+    subvolume_path,
+)
 from builder.kexec.memmap import parse_iomem
 
 # Filesystems the capture kernel mounts from a block device with only its module.
@@ -202,11 +208,13 @@ def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path,
         raise HostError(f"{where}: the capture can only mount {kinds}; give a recipe with "
                         "another dump target (kdump-build enable RECIPE)")  # fmt: skip
     number = mount_device_number(mount.source, mount.device_number)
+    uuid = uuid_of(number, by_uuid)
     try:
         stack = block_stack(number, sysfs, by_uuid.parent / "by-id")
+        if mount.fstype == "btrfs" and uuid is not None:
+            require_single_device_btrfs(uuid, sysfs)
     except HostError as error:
         raise HostError(f"{where}: {error}") from None
-    uuid = uuid_of(number, by_uuid)
     if uuid is None:
         raise HostError(f"{where}: it has no UUID in {by_uuid}, so the capture cannot find it")
     relative = os.path.relpath(os.path.realpath(crash_dir), mount.mount_point)

@@ -162,3 +162,13 @@ def subvolume_path(options: str, inside: str) -> tuple[str, str]:
     if relative.startswith(".."):
         raise HostError(f"{inside} is not inside the mounted subvolume {subvolume}")
     return subvolume, os.path.normpath(os.path.join("/", relative))
+
+
+def require_single_device_btrfs(uuid: str, sysfs: Path = Path("/sys")) -> None:
+    """A `HostError` when the btrfs filesystem `uuid` spans several devices: the capture
+    runs no `btrfs device scan`, so the kernel would not find its other devices."""
+    devices = sysfs / "fs" / "btrfs" / uuid / "devices"
+    names = sorted(entry.name for entry in devices.iterdir()) if devices.is_dir() else []
+    if len(names) > 1:
+        raise HostError(f"btrfs {uuid} spans {len(names)} devices ({', '.join(names)}): the "
+                        "capture mounts btrfs on one device only")  # fmt: skip

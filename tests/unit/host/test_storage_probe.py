@@ -171,6 +171,21 @@ def test_a_btrfs_subvolume_is_mounted_by_subvol(tmp_path: Path) -> None:
     assert (dump["subvolume"], dump["path"]) == ("/@crash", "/crash")
 
 
+def test_a_btrfs_on_several_devices_is_refused(tmp_path: Path) -> None:
+    device = os.stat(tmp_path).st_dev
+    number = f"{os.major(device)}:{os.minor(device)}"
+    info = f"26 1 {number} / {tmp_path} rw - btrfs /dev/vdb rw,subvolid=5,subvol=/\n"
+    by_uuid = by_uuid_dir(tmp_path, tmp_path)
+    (uuid,) = (link.name for link in by_uuid.iterdir())
+    for name in ("vdb", "vdc"):
+        (tmp_path / "sys" / "fs" / "btrfs" / uuid / "devices" / name).mkdir(parents=True)
+    with pytest.raises(HostError, match=f"btrfs {uuid} spans 2 devices \\(vdb, vdc\\): the "
+                                        "capture mounts btrfs on one device only"):  # fmt: skip
+        dump_filesystem(tmp_path, info, by_uuid, tmp_path / "sys")
+    (tmp_path / "sys" / "fs" / "btrfs" / uuid / "devices" / "vdc").rmdir()
+    assert dump_filesystem(tmp_path, info, by_uuid, tmp_path / "sys").subvolume == "/"
+
+
 def test_host_only_modules_add_the_raid_level(tmp_path: Path) -> None:
     sysfs = lvm_on_raid1(tmp_path)
     sysfs.disk("nvme0n1", "259:0", "nvme")
