@@ -11,6 +11,7 @@ reported, and checks each vmcore with makedumpfile.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import re
 import shutil
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.host.storage import BlockStack
+from tests.support.paths import REPO
 from tests.vm import harness
 from tests.vm.test_dump_targets import (
     Capture,
@@ -52,6 +55,15 @@ NVME_DEVICE = ("-drive", "if=none,id=nv0,format=raw,file={}",
 LVM_CONFIG = ("devices{obtain_device_list_from_udev=0 use_devicesfile=0} activation{udev_sync=0 "
               "udev_rules=0 monitoring=0} backup{backup=0 archive=0}")  # fmt: skip
 
+# enable's probe and host-only module selection, run on the guest's real sysfs.
+PROBE = (
+    "import os; from builder.host.storage import block_stack; "
+    "from builder.image.hostonly import block_device_modules; "
+    "rdev = os.stat('/dev/mapper/vgkdump-crash').st_rdev; "
+    "print('prep: probed', repr(block_stack('%d:%d' % (os.major(rdev), os.minor(rdev))))); "
+    "print('prep: modules', block_device_modules('/dev/dm-0').required)"
+)
+
 PREP_SCRIPT = f"""set -ex
 export LVM_SUPPRESS_FD_WARNINGS=1
 C='{LVM_CONFIG}'
@@ -61,6 +73,10 @@ lvm pvcreate --config "$C" /dev/md0
 lvm vgcreate --config "$C" vgkdump /dev/md0
 lvm lvcreate --config "$C" --yes -n crash -L {LV_MIB}M vgkdump
 mkfs.xfs -q -m uuid={XFS_UUID} /dev/mapper/vgkdump-crash
+# The link udev's 63-md-raid-arrays.rules makes (no udev here); the probe reads the UUID there.
+mkdir -p /dev/disk/by-id
+ln -s ../../md0 /dev/disk/by-id/md-uuid-{MD_UUID}
+(cd {REPO} && PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -c "{PROBE}")
 echo "prep: lv $(lvm lvs --config "$C" --noheadings --units b --nosuffix \\
     -o lv_uuid,seg_pe_ranges,vg_extent_size,lv_size vgkdump/crash)"
 echo "prep: pe_start $(lvm pvs --config "$C" --noheadings --units b --nosuffix \
@@ -106,6 +122,7 @@ class Stack:
     lv_size: int
     kernel: Path
     kernel_version: str
+    console: str  # the guest's that built it
 
 
 def sparse(path: Path, mib: int) -> Path:
@@ -148,7 +165,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, btrfs_capture: Capture) -> S
     assert "prep: stack built" in boot.console, boot.console[-4000:]
     lv_uuid, offset, size = lv_layout(boot.console)
     return Stack(member_a, member_b, nvme, lv_uuid, offset, size,
-                 btrfs_capture.directory / "vmlinuz", btrfs_capture.kernel_version)  # fmt: skip
+                 btrfs_capture.directory / "vmlinuz", btrfs_capture.kernel_version,
+                 boot.console)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +206,14 @@ def dumps_in(directory: Path, copy_to: Path) -> list[Path]:
     """The dump directories below `directory`, copied out (with their vmcores)."""
     shutil.copytree(directory, copy_to)
     return sorted(path.parent for path in copy_to.rglob("vmcore"))
+
+
+def test_enable_probes_the_stack_from_a_real_sysfs(stack: Stack) -> None:
+    """What `enable` reads under an LV on RAID1 in the Debian kernel's sysfs: the array and the
+    volume by UUID, and the drivers with the RAID level's module."""
+    assert f"prep: probed {BlockStack((MD_UUID,), stack.lv_uuid)!r}" in stack.console
+    (modules,) = re.findall(r"prep: modules (\[.*\])", stack.console)
+    assert {"virtio_blk", "virtio_pci", "raid1"} <= set(ast.literal_eval(modules)), modules
 
 
 def test_xfs_on_lvm_on_a_degraded_raid1(tmp_path: Path, stack: Stack) -> None:
