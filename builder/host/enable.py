@@ -23,6 +23,7 @@ from builder.host.managed import is_managed, is_unedited, remove_managed, sealed
 from builder.host.paths import UNIT_NAME, HostPaths
 from builder.host.probe import HostFacts, installed_kernels, probe_host
 from builder.host.recipe import check_host_recipe, host_recipe_text
+from builder.host.recipedevices import check_recipe_devices
 from builder.host.reserve import Need, machine_need
 from builder.host.state import enabled_recipe_path, forget_enabled, record_enabled
 from builder.host.trust import require_root_only, require_trusted_program, require_trusted_recipe
@@ -75,6 +76,7 @@ def host_recipe(given: Path | None, facts: HostFacts, paths: HostPaths, say: Say
     recipe = load_recipe(path)
     require_trusted_recipe(recipe)
     check_host_recipe(recipe, paths.root)
+    check_recipe_devices(recipe, paths.root / "sys", paths.root / "dev")
     return recipe
 
 

@@ -20,6 +20,7 @@ from builder.host.storage import (
     require_single_device_btrfs,
     subvolume_path,
 )
+from builder.host.unsupported import refuse_unsupported
 from builder.kexec.memmap import parse_iomem
 
 # Filesystems the capture kernel mounts from a block device with only its module.
@@ -208,6 +209,7 @@ def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path,
         raise HostError(f"{where}: the capture can only mount {kinds}; give a recipe with "
                         "another dump target (kdump-build enable RECIPE)")  # fmt: skip
     number = mount_device_number(mount.source, mount.device_number)
+    refuse_unsupported(number, where, sysfs)  # dm-crypt, multipath, iSCSI, ...
     uuid = uuid_of(number, by_uuid)
     try:
         stack = block_stack(number, sysfs, by_uuid.parent / "by-id")

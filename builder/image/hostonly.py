@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import ModuleError
+from builder.targets.rawid import IdentityKind, disks_named, parse_identity
 
 KEY = 'initrd.modules = "auto"'
 
@@ -56,7 +57,15 @@ class HostModules:
             current = current.parent
 
 
-def _device_name(device: str, devfs: Path) -> str:
+def device_name(device: str, sysfs: Path = Path("/sys"), devfs: Path = Path("/dev")) -> str:
+    """The kernel name of the block device `device` (LABEL=, UUID=, a /dev path, or a raw
+    disk's SERIAL= or WWN=) on this host; a `ModuleError` when it is not here."""
+    if device.partition("=")[0].upper() in IdentityKind.__members__:
+        names = disks_named(parse_identity(device), sysfs)
+        if len(names) != 1:
+            where = f"on {len(names)} disks ({' '.join(names)})" if names else "on no disk"
+            raise ModuleError(f"{KEY}: dump.device {device} is {where} of this host")
+        return names[0]
     if device.startswith("LABEL="):
         link = devfs / "disk" / "by-label" / device.removeprefix("LABEL=")
     elif device.startswith("UUID="):
@@ -77,7 +86,7 @@ def block_device_modules(
     ['virtio_blk', 'virtio_pci'] (tests/unit/image/test_hostonly.py builds such a sysfs).
     """
     found = HostModules()
-    pending = [_device_name(device, devfs)]
+    pending = [device_name(device, sysfs, devfs)]
     seen: set[str] = set()
     while pending:
         name = pending.pop(0)

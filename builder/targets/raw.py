@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -17,9 +16,8 @@ from builder.recipe.dump import (
     TargetOptions,
 )
 from builder.recipe.parsers import REQUIRED, Check, Setting, string
+from builder.targets.rawid import KINDS, parse_identity
 from builder.units import MiB
-
-DEVICE_PATH = re.compile(r"/dev/[A-Za-z0-9_./:-]+")
 
 
 @dataclass(frozen=True)
@@ -33,9 +31,11 @@ class RawTarget(TargetKind):
     rank = 1
     starter = Starter(
         keys="""\
-# A whole block device, overwritten from byte 0 with makedumpfile's flattened
-# stream; read it back with `kdump-build restore DEVICE vmcore`.
-device = "/dev/vdb"
+# A whole disk, overwritten from byte 0 with makedumpfile's flattened stream; read
+# it back with `kdump-build restore DEVICE vmcore`. Named by its serial number
+# (cat /sys/block/vdb/serial; QEMU: -drive ...,serial=kdump-raw) or WWN=..., never
+# by a kernel name such as /dev/vdb, which the capture kernel may give another disk.
+device = "SERIAL=kdump-raw"
 """,
         modules=("virtio_pci", "virtio_blk"),
     )
@@ -49,15 +49,19 @@ device = "/dev/vdb"
             "dump.device",
             string,
             REQUIRED,
-            "The /dev path of the block device; its contents are overwritten.",
+            f"The disk, by what it carries: {KINDS} (from /sys/block/<disk>/serial, "
+            "device/serial or device/wwid). Its contents are overwritten; the capture "
+            "refuses a disk that holds a filesystem, partition table, LUKS, LVM, RAID "
+            "or swap signature (an earlier raw dump is overwritten).",
         ),
     )
 
     def options(self, values: Mapping[str, Any], check: Check) -> RawOptions:
-        device = values["device"]
-        if not DEVICE_PATH.fullmatch(device) or "/../" in device:
-            check.fail("dump.device", f"{device!r} is not a /dev/ path")
-        return RawOptions(device)
+        try:
+            identity = parse_identity(values["device"])
+        except ValueError as error:
+            check.fail("dump.device", str(error))
+        return RawOptions(str(identity))
 
     def check(self, dump: DumpSettings, check: Check) -> None:
         if dump.collector is not Collector.MAKEDUMPFILE:

@@ -147,17 +147,23 @@ poweroff -f
 
 
 def build_hostroot_initrd(
-    kernel_version: str, body: str, repo: Path, *, kexec: bool = True
+    kernel_version: str,
+    body: str,
+    repo: Path,
+    *,
+    kexec: bool = True,
+    modules: tuple[str, ...] = NINEP_MODULES,
 ) -> bytes:
     """A main-side initrd that mounts the host root over 9p and runs `body` (sh).
 
     `body` may call `in_host "COMMAND"` to run a shell command chrooted into
     the host root with `repo` as the working directory. With `kexec`, the
-    initrd also carries kexec-tools (for side-by-side comparisons).
+    initrd also carries kexec-tools (for side-by-side comparisons); `modules`
+    are loaded in order (the 9p ones and any more).
     """
     packages = KEXEC_PACKAGES if kexec else ("busybox-static",)
     init = HOSTROOT_INIT.format(tag=HOSTROOT_TAG, repo=repo, body=body)
-    return ninep_initrd(kernel_version, init, packages, kexec=kexec)
+    return ninep_initrd(kernel_version, init, packages, kexec=kexec, modules=modules)
 
 
 def ninep_initrd(

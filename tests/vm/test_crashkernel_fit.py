@@ -60,7 +60,8 @@ def test_recommended_reservation_dumps_on_1g(tmp_path: Path) -> None:
 # recommendation for it is a prediction, checked here both ways.
 HELD_OUT_RAM = "3G"
 HELD_OUT_CPUS = 3
-HELD_OUT_DUMP = {"target": "raw", "device": "/dev/vda", "final_action": "poweroff",
+HELD_OUT_SERIAL = "kdump-held-out"
+HELD_OUT_DUMP = {"target": "raw", "device": f"SERIAL={HELD_OUT_SERIAL}", "final_action": "poweroff",
                  "failure_action": "poweroff"}  # fmt: skip
 # At most 32 MiB too generous, plus one 8 MiB step: this much less must fail.
 TOO_SMALL_BY = 40 * MiB
@@ -93,7 +94,8 @@ def _raw_crash(capture: Path, size: int, work: Path) -> tuple[qemu.Boot, Path]:
         f"console=ttyS0 crashkernel={format_size(size)}", memory=HELD_OUT_RAM,
         cpus=HELD_OUT_CPUS, log=work / "console.log",
     )  # fmt: skip
-    command += ["-drive", f"file={disk},format=raw,if=virtio"]
+    command += ["-drive", f"file={disk},format=raw,if=none,id=raw",
+                "-device", f"virtio-blk-pci,drive=raw,serial={HELD_OUT_SERIAL}"]  # fmt: skip
     return qemu.watch(
         command, work / "console.log", timeout=600, stop=harness.capture_panicked
     ), disk

@@ -9,7 +9,6 @@ ssh. Every vmcore is read back on the host with `makedumpfile --dump-dmesg`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -208,26 +207,6 @@ def modes_below(directory: Path) -> dict[str, int]:
     found = {".": directory.stat().st_mode & 0o777}
     found.update({path.name: path.stat().st_mode & 0o777 for path in directory.iterdir()})
     return found
-
-
-def test_raw_device_and_restore(tmp_path: Path) -> None:
-    recipe = write_recipe(
-        tmp_path,
-        'target = "raw"\ndevice = "/dev/vda"\nfinal_action = "poweroff"\n'
-        'failure_action = "poweroff"\n',
-    )
-    disk = tmp_path / "raw.img"
-    with open(disk, "wb") as handle:
-        # Stale bytes behind the stream must not matter: the end marker bounds it.
-        handle.truncate(256 * 2**20)
-        handle.seek(200 * 2**20)
-        handle.write(os.urandom(4096))
-    cycle = crash_cycle(tmp_path, recipe, disk)
-    context = cycle.console[-4000:]
-    assert cycle.returncode == 0, context
-    assert "kdump: dump saved to /dev/vda" in cycle.console, context
-    vmcore = restore_flat(disk, tmp_path)
-    check_vmcore(vmcore, cycle.kernel_version, tmp_path)
 
 
 @pytest.fixture

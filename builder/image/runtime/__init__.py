@@ -68,7 +68,7 @@ def stream_command(dump: DumpSettings) -> list[str]:
 
     >>> from builder.recipe.parse import parse_recipe
     >>> from pathlib import Path
-    >>> text = '[source]\\nroot = "/"\\n[dump]\\ntarget = "raw"\\ndevice = "/dev/vdb"\\n'
+    >>> text = '[source]\\nroot = "/"\\n[dump]\\ntarget = "raw"\\ndevice = "SERIAL=kdump-raw"\\n'
     >>> stream_command(parse_recipe(text, Path("r.toml")).dump)
     ['makedumpfile', '-F', '-l', '--message-level', '7', '-d', '31', '/proc/vmcore']
     """

@@ -79,6 +79,19 @@ def test_md_array_follows_its_slaves(tmp_path: Path) -> None:
     ]
 
 
+def test_raw_disk_by_serial(tmp_path: Path) -> None:
+    """A raw target's SERIAL= is found by scanning /sys/block, as the capture does."""
+    sys, dev = fake_host(tmp_path)
+    (sys / PCI / "virtio1/block/vda/serial").write_text("kdump-raw\n")
+    link(sys / "block/vda", f"../{PCI}/virtio1/block/vda")
+    assert block_device_modules("SERIAL=kdump-raw", sys, dev).required == [
+        "virtio_blk",
+        "virtio_pci",
+    ]
+    with pytest.raises(ModuleError, match=r"dump.device SERIAL=other is on no disk of this host"):
+        block_device_modules("SERIAL=other", sys, dev)
+
+
 def test_network_interfaces(tmp_path: Path) -> None:
     sys, _ = fake_host(tmp_path)
     assert network_modules(sys).required == ["virtio_net"]

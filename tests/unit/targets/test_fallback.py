@@ -74,7 +74,7 @@ def test_one_target_is_one_attempt(tmp_path: Path) -> None:
         ('target = "local"\ndevice = "LABEL=x"\nlevel = 3\n', "dump.fallback[0].level: unknown"),
         ('target = "floppy"\n', "dump.fallback[0].target: 'floppy' is not one of"),
         ('device = "LABEL=x"\n', "dump.fallback: item 0: give its target"),
-        ('target = "raw"\ndevice = "/dev/vdb"\nnfs = "1.2.3.4:/x"\n',
+        ('target = "raw"\ndevice = "SERIAL=kdump-raw"\nnfs = "1.2.3.4:/x"\n',
          "dump.fallback[0].nfs: only used when dump.target is nfs"),
     ],
 )  # fmt: skip
