@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import HostError, KdumpBuildError
 from builder.host.paths import HostPaths
+from builder.host.storage import (
+    BlockStack,
+    block_stack,
+    mount_device_number,
+    require_single_device_btrfs,
+    subvolume_path,
+)
 from builder.host.unsupported import refuse_unsupported
 from builder.kexec.memmap import parse_iomem
 
 # Filesystems the capture kernel mounts from a block device with only its module.
-MOUNTABLE = frozenset({"ext2", "ext3", "ext4", "xfs"})
+MOUNTABLE = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs"})
 # The Debian package that ships each program the capture needs.
 PROGRAMS = {
     "makedumpfile": (("/usr/bin/makedumpfile", "/usr/sbin/makedumpfile"), "makedumpfile"),
@@ -32,7 +39,10 @@ class DumpFilesystem:
     device: str  # UUID=...
     fstype: str
     mount_point: Path  # where the running system has it
-    path: str  # the crash directory inside that filesystem
+    path: str  # the crash directory inside that filesystem (its subvolume's, on btrfs)
+    # The md arrays and the LV the capture assembles before it mounts.
+    stack: BlockStack = field(default_factory=BlockStack)
+    subvolume: str = ""  # btrfs: the subvolume mounted, from the top level
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,7 @@ class Mount:
     mount_point: str
     fstype: str
     source: str
+    options: str = ""  # the filesystem's own options (btrfs: subvol=...)
 
 
 def parse_mountinfo(text: str) -> list[Mount]:
@@ -116,8 +127,9 @@ def parse_mountinfo(text: str) -> list[Mount]:
         fields, tail = left.split(), right.split()
         if len(fields) < 5 or len(tail) < 2:
             continue
+        options = tail[2] if len(tail) > 2 else ""
         mounts.append(
-            Mount(fields[2], _unescape(fields[3]), _unescape(fields[4]), tail[0], tail[1])
+            Mount(fields[2], _unescape(fields[3]), _unescape(fields[4]), tail[0], tail[1], options)
         )
     return mounts
 
@@ -189,23 +201,31 @@ def uuid_of(device_number: str, by_uuid: Path = Path("/dev/disk/by-uuid")) -> st
 def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path,
                     sysfs: Path = Path("/sys")) -> DumpFilesystem:  # fmt: skip
     """The filesystem holding `crash_dir`, or a `HostError` saying why the capture cannot
-    mount it (not a block device filesystem, device-mapper, no UUID)."""
+    mount it (not a block device filesystem, a stack it cannot assemble, no UUID)."""
     mount = mount_of(crash_dir, parse_mountinfo(mountinfo))
     where = f"{crash_dir} is on {mount.source} ({mount.fstype}, mounted at {mount.mount_point})"
     if mount.fstype not in MOUNTABLE:
         kinds = ", ".join(sorted(MOUNTABLE))
         raise HostError(f"{where}: the capture can only mount {kinds}; give a recipe with "
                         "another dump target (kdump-build enable RECIPE)")  # fmt: skip
-    refuse_unsupported(mount.device_number, where, sysfs)  # dm-crypt, multipath, iSCSI, ...
-    if mount.source.startswith("/dev/mapper/") or "/dm-" in os.path.realpath(mount.source):
-        raise HostError(f"{where}: device-mapper (LVM or encryption) is not assembled by the "
-                        "capture; give a recipe with another dump target")  # fmt: skip
-    uuid = uuid_of(mount.device_number, by_uuid)
+    number = mount_device_number(mount.source, mount.device_number)
+    refuse_unsupported(number, where, sysfs)  # dm-crypt, multipath, iSCSI, ...
+    uuid = uuid_of(number, by_uuid)
+    try:
+        stack = block_stack(number, sysfs, by_uuid.parent / "by-id")
+        if mount.fstype == "btrfs" and uuid is not None:
+            require_single_device_btrfs(uuid, sysfs)
+    except HostError as error:
+        raise HostError(f"{where}: {error}") from None
     if uuid is None:
         raise HostError(f"{where}: it has no UUID in {by_uuid}, so the capture cannot find it")
     relative = os.path.relpath(os.path.realpath(crash_dir), mount.mount_point)
     inside = os.path.normpath(os.path.join(mount.root, relative))
-    return DumpFilesystem(f"UUID={uuid}", mount.fstype, Path(mount.mount_point), inside)
+    subvolume = ""
+    if mount.fstype == "btrfs":
+        subvolume, inside = subvolume_path(mount.options, inside)
+    return DumpFilesystem(f"UUID={uuid}", mount.fstype, Path(mount.mount_point), inside, stack,
+                          subvolume)  # fmt: skip
 
 
 def probe_host(paths: HostPaths) -> HostFacts:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from builder.errors import HostError
 from builder.host.managed import marker_line
-from builder.host.probe import HostFacts
+from builder.host.probe import DumpFilesystem, HostFacts
 from builder.recipe.model import Recipe
 from builder.recipe.text import comment_text, toml_list, toml_string
 from builder.units import MiB, format_size
@@ -56,13 +56,27 @@ target = "local"
 device = {toml_string(filesystem.device, "dump.device")}
 fstype = {toml_string(filesystem.fstype, "dump.fstype")}
 path = {toml_string(filesystem.path, "dump.path")}
-keep = {DEFAULT_KEEP}
+{stack_keys(filesystem)}keep = {DEFAULT_KEEP}
 
 [crashkernel]
 # This machine's RAM: the fit in each capture's fit.json is judged for it. The
 # reservation itself comes from `kdump-build crashkernel --apply`.
 ram = [{toml_string(ram)}]
 """
+
+
+def stack_keys(filesystem: DumpFilesystem) -> str:
+    """The [dump] lines for what the capture assembles first (none on a plain partition)."""
+    lines = []
+    if filesystem.stack.md_arrays:
+        lines.append("# The md arrays beneath it, by UUID, assembled in this order.")
+        lines.append(f"md_arrays = {toml_list(filesystem.stack.md_arrays, 'dump.md_arrays')}")
+    if filesystem.stack.lvm_volume:
+        lines.append("# The LVM logical volume it is on, by LV UUID: the only one activated.")
+        lines.append(f"lvm_volume = {toml_string(filesystem.stack.lvm_volume, 'dump.lvm_volume')}")
+    if filesystem.subvolume:
+        lines.append(f"subvolume = {toml_string(filesystem.subvolume, 'dump.subvolume')}")
+    return "".join(line + "\n" for line in lines)
 
 
 def check_host_recipe(recipe: Recipe, root: Path) -> None:

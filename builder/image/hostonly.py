@@ -6,8 +6,9 @@ bus bridges), through `slaves/` for device-mapper and md, and names each
 bound driver's module (`driver/module`). A driver without a `module` link is
 built into the host's kernel, but the capture kernel may have it as a module,
 so its name and each device's `modalias` are offered as optional names,
-resolved through the capture kernel's module names and aliases. Network targets use the drivers of
-every network interface that sits on a device.
+resolved through the capture kernel's module names and aliases. An md array adds
+the module of its RAID level (`md/level`), which no driver link names. Network
+targets use the drivers of every network interface that sits on a device.
 """
 
 from __future__ import annotations
@@ -96,10 +97,32 @@ def block_device_modules(
         if not block.exists():
             raise ModuleError(f"{KEY}: {name} has no {block}")
         found.add_device(block, sysfs / "devices")
+        level = md_level_module(block / "md" / "level")
+        if level is not None and level not in found.required:
+            found.required.append(level)
         slaves = block / "slaves"
         if slaves.is_dir():
             pending += sorted(entry.name for entry in slaves.iterdir())
     return found
+
+
+def md_level_module(level_file: Path) -> str | None:
+    """The module of an md array's RAID level (its `md/level` in sysfs), if it is one.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as top:
+    ...     (Path(top) / "level").write_text("raid5\\n")
+    ...     md_level_module(Path(top) / "level"), md_level_module(Path(top) / "missing")
+    6
+    ('raid456', None)
+    """
+    try:
+        level = level_file.read_text().strip()
+    except OSError:
+        return None
+    if level in ("raid4", "raid5", "raid6"):
+        return "raid456"
+    return level if level in ("raid0", "raid1", "raid10", "linear") else None
 
 
 def network_modules(sysfs: Path = Path("/sys")) -> HostModules:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from builder.recipe.dump import (
@@ -11,11 +11,14 @@ from builder.recipe.dump import (
     HostSelection,
     LocalDumps,
     MemoryPrior,
+    RecipeFiles,
     Starter,
+    TargetContent,
     TargetKind,
     TargetOptions,
 )
 from builder.recipe.parsers import REQUIRED, Check, Setting, string
+from builder.targets import blockstack
 from builder.targets.base import PATH
 from builder.units import MiB
 
@@ -25,6 +28,7 @@ class LocalOptions(TargetOptions):
     device: str
     fstype: str
     path: str
+    stack: blockstack.StackOptions = field(default_factory=blockstack.StackOptions)
 
 
 class LocalTarget(TargetKind):
@@ -58,13 +62,21 @@ path = "/"
         ),
         Setting("dump.fstype", string, "ext4", "Filesystem type of dump.device."),
         PATH,
+        *blockstack.SETTINGS,
     )
 
     def options(self, values: Mapping[str, Any], check: Check) -> LocalOptions:
         device = values["device"]
         if not (device.startswith(("LABEL=", "UUID=", "/dev/")) and device.split("=", 1)[-1]):
             check.fail("dump.device", f"{device!r} is not LABEL=..., UUID=... or a /dev/ path")
-        return LocalOptions(device, values["fstype"], values["path"])
+        stack = blockstack.stack_options(values, values["fstype"], check)
+        return LocalOptions(device, values["fstype"], values["path"], stack)
+
+    def content(self, dump: DumpSettings, files: RecipeFiles) -> TargetContent:
+        stack = cast(LocalOptions, dump.options).stack
+        return TargetContent(
+            modules=blockstack.stack_modules(stack), programs=blockstack.stack_programs(stack)
+        )
 
     def config(self, dump: DumpSettings) -> dict[str, str]:
         options = cast(LocalOptions, dump.options)
@@ -72,7 +84,11 @@ path = "/"
             "KDUMP_DEVICE": options.device,
             "KDUMP_FSTYPE": options.fstype,
             "KDUMP_PATH": options.path.rstrip("/"),
+            **blockstack.stack_config(options.stack),
         }
+
+    def shell_part(self) -> bytes:
+        return blockstack.shell_part() + super().shell_part()
 
     def label(self, dump: DumpSettings) -> str:
         return cast(LocalOptions, dump.options).device
