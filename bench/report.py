@@ -6,9 +6,10 @@
 It runs bench.startup (start-up, warm build against dracut), bench.kernel_update
 (the zstd curve, the rebuild after a real kernel update) and bench.fit_generalises
 (the fit model on guests the calibration never used, the dedicated and minimal
-capture kernels), reads the stored calibrations, and prints the machine (CPUs,
-load average at the start and the end) and the date with the table, then the
-details. `./bootstrap bench` runs this.
+capture kernels) and, with the QEMU shapes, bench.loader_cost (kdump-load's boot
+cost against kdump-build load and kexec -p, issue 20 item 4), reads the stored
+calibrations, and prints the machine (CPUs, load average at the start and the
+end) and the date with the table, then the details. `./bootstrap bench` runs this.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from bench import fit_generalises, kernel_update, startup
+from bench import fit_generalises, kernel_update, loader_cost, startup
 from bench.calibration_fit import ANCHOR, recommendation
 from bench.common import machine, scratch
+from bench.loader_cost_table import goal_rows, section
 from builder.crashkernel.model import CaptureProfile, calibrations, load_calibration
 from builder.recipe.settings import DEFAULT_COMPRESSION_LEVEL
 from builder.units import MiB
@@ -155,7 +158,7 @@ def table(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def measure(vm: bool) -> tuple[list[Row], list[str]]:
+def measure(vm: bool) -> tuple[list[Row], list[str], dict[str, Any] | None]:
     with scratch("kdump-report.") as work:
         started = startup.measure(work / "startup")
         points = kernel_update.level_curve(kernel_update.default_archives())
@@ -165,13 +168,17 @@ def measure(vm: bool) -> tuple[list[Row], list[str]]:
     details = [*startup.lines(started), "", *kernel_update.curve_lines(points, chosen), "",
                *kernel_update.update_lines(update)]  # fmt: skip
     outcomes: list[fit_generalises.Outcome] = []
+    cost = None
     if vm:
         result = fit_generalises.run(fit_generalises.parse_args([]))
         outcomes = result.outcomes
         details += ["", "fit model on unseen guests (QEMU, 8 MiB steps)",
                     *fit_generalises.lines(outcomes), result.provenance()]  # fmt: skip
+        cost = loader_cost.run()
+        details += ["", "loader boot cost (one QEMU guest)", *loader_cost.report(cost)]
     rows += [*fit_rows(outcomes), *calibration_rows()]
-    return rows, details
+    rows += [Row(*row) for row in goal_rows(cost)] if cost is not None else []
+    return rows, details, cost
 
 
 def main() -> None:
@@ -180,18 +187,21 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true", help=f"do not update {DOC.name}")
     args = parser.parse_args()
     before = machine()
-    rows, details = measure(vm=not args.no_vm)
+    rows, details, cost = measure(vm=not args.no_vm)
     after = machine()
     head = [f"machine at the start: {before}", f"machine at the end:   {after}", ""]
     text = [*head, *table(rows), "", "```", *details, "```"]
     print("\n".join(text))
     if not args.no_doc and not args.no_vm:
+        loader = "" if cost is None else "\n" + section(cost)
         DOC.write_text(
             "# Performance\n\nThe latest `./bootstrap bench` (`python -m bench.report`) on the "
             "build machine. Times, sizes and ratios are measured in that run; a QEMU minimum "
             "comes from the trial log when its capture's bytes are unchanged (the details say "
-            "how many trials booted).\n\n" + DEFINITIONS + "\n" + "\n".join(text) + "\n"
+            "how many trials booted).\n\n" + DEFINITIONS + "\n" + "\n".join(text) + "\n" + loader
         )
+        if cost is not None:  # the store docs/performance.md's loader section comes from
+            loader_cost.store_evidence(cost)
         print(f"wrote {DOC.relative_to(REPO)}")
 
 
