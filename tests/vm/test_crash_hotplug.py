@@ -35,7 +35,7 @@ TRIXIE_RECIPE = REPO / "recipes" / "qemu-x86_64-trixie.toml"
 DIMM_SIZE = 512 << 20
 PAGE = 4096
 
-# The main side: load, wait for the hot-adds, online them, crash on CPU 1.
+# The main side: load, wait for the DIMM, online its memory blocks, crash.
 BODY = """
 mount -t tmpfs tmpfs /host/run
 cpus=/sys/devices/system/cpu
@@ -68,7 +68,7 @@ echo "main: still alive after sysrq crash"
 
 @dataclass
 class HotAdd:
-    """A stop condition that never stops: once the guest is ready, hot-add a vCPU and a DIMM."""
+    """A stop condition that never stops: once the guest is ready, hot-add a DIMM."""
 
     socket: Path
     done: bool = False
@@ -143,7 +143,7 @@ class Cycle:
 
 @pytest.fixture(scope="module")
 def cycle(tmp_path_factory: pytest.TempPathFactory) -> Cycle:
-    """One boot: load, hot-add a vCPU and a DIMM, crash on the new CPU, dump."""
+    """One boot: load, hot-add a DIMM, online it, crash, dump."""
     missing = harness.missing_host_tools()
     assert not missing, f"install {missing} (./bootstrap test does)"
     tmp = tmp_path_factory.mktemp("hotplug")
