@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 #include "layout.h"
-#include "../purgatory/sha256.h"
+#include "sha256-fast.h"
 
 void kl_placer_init(struct kl_placer *placer, struct kl_range region, u64 limit)
 {
@@ -84,18 +84,42 @@ u8 *kl_elfcore(const struct kl_crashinfo *info, const struct kl_ranges *ram, u64
 	return out;
 }
 
-static void digest(const struct kl_layout *layout, u8 *out, u8 *table)
+static int is_segment(const struct kl_segment *s, const char *name, u64 bufsz, u64 memsz)
 {
-	static const u8 zeros[4096];
+	return kl_streq(s->name, name) && s->bufsz == bufsz && s->memsz == memsz;
+}
+
+/* How many leading segments the plan's digest-prefix state already covers (0 or 2). Sound
+ * because read_inputs checked the kernel and initrd files against the plan's size and
+ * sha256 before any layout, the kernel and initrd segments hold those files' bytes, and
+ * the build hashed the same bytes and zeros: the state is the one hashing them here gives. */
+static int known_prefix(const struct kl_plan *plan, const struct kl_layout *layout,
+			struct sha256_state *state)
+{
+	const struct kl_segment *s = layout->segment;
+	if (!plan->prefix_kernel_memsz || layout->count < 2 ||
+	    !is_segment(&s[0], "kernel", plan->prefix_kernel_bufsz, plan->prefix_kernel_memsz) ||
+	    !is_segment(&s[1], "initrd", plan->prefix_initrd_bufsz, plan->prefix_initrd_memsz))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		state->h[i] = plan->prefix_state[i];
+	state->total_bytes = s[0].memsz + s[1].memsz;
+	state->buffered = 0;
+	return state->total_bytes % SHA256_BLOCK_SIZE ? 0 : 2;
+}
+
+static void digest(const struct kl_plan *plan, const struct kl_layout *layout, u8 *out, u8 *table)
+{
 	struct sha256_state state;
-	sha256_init(&state);
+	int known = known_prefix(plan, layout, &state);
+	if (!known)
+		sha256_init(&state);
 	for (int i = 0; i < layout->count; i++) {
 		const struct kl_segment *s = &layout->segment[i];
-		sha256_update(&state, s->data, s->bufsz);
-		for (u64 left = s->memsz - s->bufsz; left;) {
-			u64 chunk = left < sizeof(zeros) ? left : sizeof(zeros);
-			sha256_update(&state, zeros, chunk);
-			left -= chunk;
+		/* the purgatory checks memsz bytes: the segment, then the zeros the kernel fills */
+		if (i >= known) {
+			sha256_update(&state, s->data, s->bufsz);
+			sha256_update_zeros(&state, s->memsz - s->bufsz);
 		}
 		kl_put_le(table + 16 * i, s->mem, 8);
 		kl_put_le(table + 16 * i + 8, s->memsz, 8);
@@ -116,7 +140,7 @@ void kl_add_purgatory(struct kl_layout *layout, const struct kl_plan *plan, stru
 	memset(image + plan->regions_off, 0, 16 * KL_MAX_SEGMENTS);
 	memset(image + plan->regs_off, 0, 8 * (u64)plan->nregs);
 	memset(image + plan->backup_off, 0, 24);
-	digest(layout, image + plan->digest_off, image + plan->regions_off);
+	digest(plan, layout, image + plan->digest_off, image + plan->regions_off);
 	for (int r = 0; r < plan->nregs; r++)
 		for (int v = 0; v < nvalues; v++)
 			if (kl_streq(plan->regs[r], names[v]))

@@ -11,7 +11,7 @@
  * Every error is one line on stderr and exit status 1.
  */
 #include "layout.h"
-#include "../purgatory/sha256.h"
+#include "sha256-fast.h"
 
 KL_START_ASM;
 

@@ -89,6 +89,22 @@ static void list_words(const struct line *l, struct kl_plan *p, int fixups)
 	}
 }
 
+static void digest_prefix(const struct line *l, struct kl_plan *p)
+{
+	u64 *sizes[] = {&p->prefix_kernel_bufsz, &p->prefix_kernel_memsz, &p->prefix_initrd_bufsz,
+			&p->prefix_initrd_memsz};
+	if (l->count != 13)
+		bad("digest-prefix", ": expected 4 sizes and 8 state words");
+	for (int i = 0; i < 4; i++)
+		*sizes[i] = number(l, 1 + i);
+	for (int i = 0; i < 8; i++) {
+		u64 word = number(l, 5 + i);
+		if (word >> 32)
+			bad("digest-prefix", ": a state word wider than 32 bits");
+		p->prefix_state[i] = (u32)word;
+	}
+}
+
 static int numeric(const struct line *l, struct kl_plan *p)
 {
 	static const char *keys[] = {
@@ -149,6 +165,8 @@ static void apply(const struct line *l, struct kl_plan *p)
 		list_words(l, p, 0);
 	else if (key_is(l, "purgatory-fixup64"))
 		list_words(l, p, 1);
+	else if (key_is(l, "digest-prefix"))
+		digest_prefix(l, p);
 	else
 		bad(dup(l->word[0], l->len[0]), ": unknown key (a newer kdump-build? use its kdump-load)");
 }

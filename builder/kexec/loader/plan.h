@@ -41,6 +41,10 @@ struct kl_plan {
 	const char *regs[KL_MAX_REGS];
 	int nfixups;
 	u64 fixup[KL_MAX_FIXUPS];
+	/* digest-prefix: the purgatory digest's SHA-256 state after the kernel and initrd
+	 * segments with these sizes (builder/kexec/plan/digest_prefix.py); 0 sizes: none */
+	u64 prefix_kernel_bufsz, prefix_kernel_memsz, prefix_initrd_bufsz, prefix_initrd_memsz;
+	u32 prefix_state[8];
 };
 
 void kl_read_plan(const char *path, struct kl_plan *plan);

@@ -20,6 +20,8 @@ the first line ``kdump-load-plan 1``. Keys (all architectures)::
     purgatory-symbol NAME OFFSET               the patched symbols
     purgatory-registers NAME...                purgatory_entry_regs order
     purgatory-fixup64 OFFSET...                u64 words that get the load address added
+    digest-prefix KBUF KMEM IBUF IMEM H0..H7   the purgatory digest's state after the kernel
+                                               and initrd segments (digest_prefix.py)
 
 plus each architecture's own (its module here, named after it).
 """
@@ -34,6 +36,7 @@ from collections.abc import Iterable
 from builder.arch import Arch, KernelTextLookup, arch_info
 from builder.errors import LayoutError
 from builder.kexec.layout.core import KEXEC_ON_CRASH
+from builder.kexec.plan.digest_prefix import digest_prefix_line
 from builder.kexec.purgatory.loader import absolute_places
 from builder.kexec.purgatory.record import PurgatoryRecord, purgatory_records
 
@@ -115,6 +118,8 @@ def plan_text(arch: Arch, files: BuildFiles, *, backup: bool) -> bytes:
         raise LayoutError(f"no purgatory for {arch.value}: no kdump-load plan")
     kernel = next(data for key, _name, data in files if key == "kernel")
     kernel_name = next(name for key, name, _data in files if key == "kernel")
+    initrd = next((data for key, _name, data in files if key == "initrd"), b"")
+    arch_lines = _arch_lines(arch, kernel, kernel_name)
     lines: Iterable[str] = [
         f"kdump-load-plan {PLAN_VERSION}",
         f"arch {arch.value}",
@@ -126,7 +131,8 @@ def plan_text(arch: Arch, files: BuildFiles, *, backup: bool) -> bytes:
         ),
         _kernel_text_line(arch),
         _line("backup", int(backup)),
-        *_arch_lines(arch, kernel, kernel_name),
+        *arch_lines,
+        *digest_prefix_line(arch_lines, kernel, initrd),
         *purgatory_lines(record),
     ]
     return ("\n".join(lines) + "\n").encode()
