@@ -72,7 +72,7 @@ def _compress(state: tuple[int, ...], block: bytes) -> tuple[int, ...]:
         t1 = h + (_rotr(e, 6) ^ _rotr(e, 11) ^ _rotr(e, 25)) + ((e & f) ^ (~e & g)) + _K[t] + w[t]
         t2 = (_rotr(a, 2) ^ _rotr(a, 13) ^ _rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))
         a, b, c, d, e, f, g, h = (t1 + t2) & 0xFFFFFFFF, a, b, c, (d + t1) & 0xFFFFFFFF, e, f, g
-    return tuple((x + y) & 0xFFFFFFFF for x, y in zip(state, (a, b, c, d, e, f, g, h)))
+    return tuple((x + y) & 0xFFFFFFFF for x, y in zip(state, (a, b, c, d, e, f, g, h), strict=True))
 
 
 def finish_sha256(state: tuple[int, ...], length: int) -> bytes:
@@ -91,7 +91,9 @@ def finish_sha256(state: tuple[int, ...], length: int) -> bytes:
 def _libcrypto() -> ctypes.CDLL:
     library = ctypes.CDLL(importlib.import_module("_hashlib").__file__)
     if not hasattr(library, "SHA256_Init"):
-        raise LayoutError("kdump-load.plan: digest-prefix: this Python's OpenSSL has no SHA256_Init")
+        raise LayoutError(
+            "kdump-load.plan: digest-prefix: this Python's OpenSSL has no SHA256_Init"
+        )
     return library
 
 

@@ -135,5 +135,5 @@ def test_loader_continues_from_the_digest_prefix(outdir: Path, tmp_path: Path) -
     state = struct.pack(">I", int(words[5], 16) ^ 1).hex()
     wrong = with_plan(outdir, tmp_path / "c", " ".join([*words[:5], "0x" + state, *words[6:]]))
     changed = loader_segments(Arch.X86_64, wrong, iomem, SYSFS)
-    assert [a == b for a, b in zip(changed, ours)] == [True] * 5 + [False, True]
+    assert [a == b for a, b in zip(changed, ours, strict=True)] == [True] * 5 + [False, True]
     assert changed[5].split()[1] == "purgatory"
