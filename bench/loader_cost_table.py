@@ -154,7 +154,10 @@ def section(evidence: Mapping[str, Any]) -> str:
         f"(the venv's entry point, chrooted into the host root over 9p) and "
         f"{evidence['kexec_tools']}'s `kexec -p` with the same kernel, initrd and command line; "
         "each load is undone before the next. The first round is a warm-up (it reads "
-        "the files over 9p into the guest's page cache) and stays out of the medians.",
+        "the files over 9p into the guest's page cache) and stays out of the medians. "
+        "All three loaders' figures come from this one guest and this one run, round by "
+        "round, so a busier host slows all of them: compare the ratios, not the "
+        "absolute times of two runs.",
         "",
         f"Clock: {evidence['clock']}",
         "",
