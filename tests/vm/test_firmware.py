@@ -200,6 +200,14 @@ def _check_dump_read(firmware: Firmware, vmcore: Path, work: Path) -> None:
     assert f"Linux version {firmware.kernel_version}" in log
 
 
+def _arm_crash_and_read_the_dump(firmware: Firmware, work: Path) -> None:
+    """The positive boot: S90kdump-load arms, S99crash crashes, the capture saves the dump,
+    the host's makedumpfile for the board reads it."""
+    boot, vmcores = _boot(firmware, work, {})
+    _check_armed_and_dumped(boot, vmcores)
+    _check_dump_read(firmware, vmcores[0], work)
+
+
 def _boot_parked(
     firmware: Firmware, work: Path, after: str, scripts: dict[str, str]
 ) -> tuple[Boot, qmp.PurgatoryHaltWatch]:
@@ -231,9 +239,7 @@ def test_the_image_holds_no_python_and_no_kexec_tools(firmware: Firmware) -> Non
 def test_kdump_load_arms_the_capture_at_boot_and_the_dump_is_saved(
     firmware: Firmware, tmp_path: Path
 ) -> None:
-    boot, vmcores = _boot(firmware, tmp_path, {})
-    _check_armed_and_dumped(boot, vmcores)
-    _check_dump_read(firmware, vmcores[0], tmp_path)
+    _arm_crash_and_read_the_dump(firmware, tmp_path)
 
 
 def test_a_corrupted_segment_parks_the_cpu_in_purgatory_and_lockdown_is_refused(
@@ -250,9 +256,7 @@ def test_on_debian_12_arm64_where_kexec_tools_fails(
     arm64_firmware: Firmware, tmp_path: Path
 ) -> None:
     """The same image for arm64; its vmcore read by Debian's arm64 makedumpfile (qemu-user)."""
-    boot, vmcores = _boot(arm64_firmware, tmp_path, {})
-    _check_armed_and_dumped(boot, vmcores)
-    _check_dump_read(arm64_firmware, vmcores[0], tmp_path)
+    _arm_crash_and_read_the_dump(arm64_firmware, tmp_path)
 
 
 def test_a_corrupted_segment_parks_the_arm64_cpu_in_purgatory(
@@ -270,6 +274,4 @@ def test_on_debian_13_riscv64_where_there_is_no_kexec_tools(tmp_path: Path) -> N
     """The image from Debian 13's riscv64 busybox; the first guest run of the riscv64
     kdump-load. Its vmcore read by Debian 13's riscv64 makedumpfile (qemu-user)."""
     firmware = build_firmware(RISCV64, tmp_path)
-    boot, vmcores = _boot(firmware, tmp_path, {})
-    _check_armed_and_dumped(boot, vmcores)
-    _check_dump_read(firmware, vmcores[0], tmp_path)
+    _arm_crash_and_read_the_dump(firmware, tmp_path)
