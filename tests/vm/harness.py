@@ -25,6 +25,7 @@ from builder.image.modules import ModuleIndex
 from builder.image.packages import PackageRoot
 from builder.image.programs import busybox_applets
 from tests.support import qemu
+from tests.support.guestroot import ROOTS
 from tests.support.qemu import Boot, qemu_command
 
 # kexec-tools and the libraries of its kexec binary in Debian 12 (Xen support
@@ -103,9 +104,14 @@ def _main_side_plan(
 
 
 def busybox_plan(arch: Arch = Arch.X86_64) -> InitrdPlan:
-    """A main side with busybox and its applet links only (Debian 12's): no kexec-tools,
-    no Python."""
-    plan, _ = _main_side_plan(("busybox-static",), kexec=False, arch=arch)
+    """A main side with busybox and its applet links only: no kexec-tools, no Python.
+
+    From the release `arch`'s guest root comes from (tests/support/guestroot.py:
+    Debian 13 for riscv64, with base-files for its merged /usr), else Debian 12's.
+    """
+    spec = ROOTS.get(arch)
+    packages, release = (spec.initrd_packages, spec.release) if spec else (("busybox-static",), "")
+    plan, _ = _main_side_plan(packages, kexec=False, arch=arch, release=release)
     return plan
 
 

@@ -10,6 +10,7 @@ the sources build, are static and small, and every user mistake is one line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from builder.arch import Arch, arch_info, host_arch
+from builder.image.outputs import write_outputs
+from builder.image.pipeline import BuildResult
 from builder.kexec.loader import loader_name, shipped_loader
 from builder.kexec.plan import PLAN_FILE
 from builder.kexecfs import KexecFile
@@ -242,6 +245,23 @@ def test_kcore_of_another_machine(outdir: Path, tmp_path: Path) -> None:
     result = run_loader(Arch.X86_64, "--dry-run", "--iomem", SYSFS / "proc/iomem",
                         "--sysfs", sysfs, outdir)  # fmt: skip
     assert_one_line(result, f"{sysfs / 'proc/kcore'}: byte 0x12: e_machine 183, the plan is for 62")
+
+
+def test_backup_region_is_refused(default_build: BuildResult, tmp_path: Path) -> None:
+    """A build whose recipe asks for `kernel.backup_region = true` (x86 kernels before
+    5.5): its outputs written by the build's own writer, the recipe the only change."""
+    recipe = default_build.recipe
+    kernel = dataclasses.replace(recipe.kernel, backup_region=True)
+    build = dataclasses.replace(default_build, recipe=dataclasses.replace(recipe, kernel=kernel))
+    out = tmp_path / "out"
+    write_outputs(build, out)
+    assert "backup 0x1" in (out / PLAN_FILE).read_text().splitlines()
+    result = run_loader(Arch.X86_64, "--dry-run", "--iomem", SYSFS / "proc/iomem",
+                        "--sysfs", SYSFS, out)  # fmt: skip
+    expected = (f"{out / PLAN_FILE}: backup 0x1: the backup region (kernel.backup_region) "
+                "is not supported by kdump-load; use kdump-build load")  # fmt: skip
+    assert_one_line(result, expected)
+    assert result.stderr == f"kdump-load: {expected}\n"
 
 
 def test_captured_inputs_only_with_dry_run(outdir: Path) -> None:
