@@ -1,14 +1,19 @@
 """Where the running kernel tells its kexec state in /sys/kernel, new files first.
 
 Linux 6.19 gathered the kexec files in `/sys/kernel/kexec/` (`loaded`,
-`crash_loaded`, `crash_size`, `crash_cma_ranges`); the flat
-`/sys/kernel/kexec_*` files stay for a while (deprecated, to go after 2028).
-Older kernels have only the flat ones. Everything that reads the state asks
-here, so one table says where each value is.
+`crash_loaded`, `crash_size`, `crash_cma_ranges`; kernel/kexec_core.c) and
+left the flat `/sys/kernel/kexec_NAME` names as symbolic links to them
+(deprecated, to go after 2028). Older kernels have only the flat files; the
+CMA ranges of `crashkernel=,cma` first came as the flat
+`kexec_crash_cma_ranges`. Each value is looked up on its own, so a kernel
+with some files moved and others not reads right too. Everything that reads
+the state asks here (Python, the service unit's shell check, the messages);
+the C loader's `--status` (builder/kexec/loader/main.c) keeps the same order.
 """
 
 from __future__ import annotations
 
+import shlex
 from enum import Enum
 from pathlib import Path
 
@@ -49,6 +54,26 @@ class KexecFile(Enum):
                 continue
         return None
 
+    def described(self, sys_kernel: Path = SYS_KERNEL) -> str:
+        """The candidates, for a message that says none could be read.
+
+        >>> KexecFile.CRASH_LOADED.described()
+        '/sys/kernel/kexec/crash_loaded or /sys/kernel/kexec_crash_loaded'
+        """
+        return " or ".join(str(path) for path in self.candidates(sys_kernel))
+
+    def shell_read(self, default: str, sys_kernel: Path = SYS_KERNEL) -> str:
+        """A POSIX shell expression printing the value, the same order; `default` without one.
+
+        >>> print(KexecFile.CRASH_SIZE.shell_read("0").replace(" || ", "\n"))
+        cat /sys/kernel/kexec/crash_size 2>/dev/null
+        cat /sys/kernel/kexec_crash_size 2>/dev/null
+        echo 0
+        """
+        paths = self.candidates(sys_kernel)
+        reads = [f"cat {shlex.quote(str(path))} 2>/dev/null" for path in paths]
+        return " || ".join([*reads, f"echo {shlex.quote(default)}"])
+
 
 def read_int(item: KexecFile, sys_kernel: Path = SYS_KERNEL) -> int | None:
     """A decimal value (`crash_loaded`, `crash_size`); None when missing or not a number."""
@@ -80,6 +105,6 @@ def parse_cma_ranges(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def read_cma_ranges(sys_kernel: Path = SYS_KERNEL) -> tuple[tuple[int, int], ...] | None:
-    """The crash kernel's CMA ranges; None when this kernel has no such file (before 6.19)."""
+    """The crash kernel's CMA ranges; None when this kernel has no such file (before `,cma`)."""
     text = KexecFile.CRASH_CMA_RANGES.read(sys_kernel)
     return None if text is None else parse_cma_ranges(text)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from builder.cli.compat import Argument, Option
+from builder.kexecfs import KexecFile
 
 if TYPE_CHECKING:
     from builder.arch import Arch
@@ -295,7 +296,7 @@ def unload(
 LOADED_TEXT = {
     True: "yes",
     False: "no",
-    None: "no (no /sys/kernel/kexec/crash_loaded or kexec_crash_loaded)",
+    None: f"no (no {KexecFile.CRASH_LOADED.described()})",
 }
 
 

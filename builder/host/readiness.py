@@ -11,6 +11,7 @@ from builder.errors import HostError
 from builder.host.captures import read_record
 from builder.kexec.method import Lockdown
 from builder.kexec.syscalls import KexecStatus
+from builder.kexecfs import KexecFile
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def problems(readiness: Readiness, value: str | None, *, segments: bool = False)
     status = readiness.status
     if status.loaded is None:
         return [
-            "this kernel has no kexec support for crash dumps (no /sys/kernel/kexec/"
-            "crash_loaded or kexec_crash_loaded: built without CONFIG_KEXEC and "
+            f"this kernel has no kexec support for crash dumps (no "
+            f"{KexecFile.CRASH_LOADED.described()}: built without CONFIG_KEXEC and "
             "CONFIG_CRASH_DUMP)"
         ]
     found = []

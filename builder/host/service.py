@@ -20,13 +20,13 @@ from pathlib import Path
 
 from builder.host.managed import marker_line
 from builder.host.paths import UDEV_RULE_NAME, UNIT_NAME
+from builder.kexecfs import KexecFile
 
 # Runs before the service: the journal says why when there is nothing to load.
-# /sys/kernel/kexec/crash_size since 6.19, the deprecated flat file before.
-# ($$ and %% are systemd's escapes for $ and %.)
+# The reservation's size from where builder/kexecfs.py reads it (the 6.19 file,
+# then the deprecated flat one). ($$ and %% are systemd's escapes for $ and %.)
 NO_RESERVATION_CHECK = (
-    "/bin/sh -c '[ \"$$(cat /sys/kernel/kexec/crash_size 2>/dev/null "
-    '|| cat /sys/kernel/kexec_crash_size 2>/dev/null || echo 0)" != 0 ] '
+    f'/bin/sh -c \'[ "$$({KexecFile.CRASH_SIZE.shell_read("0")})" != 0 ] '
     '|| { echo "kdump-build: this kernel has no crash reservation (no crashkernel= on '
     "its command line): nothing to load; kdump-build status says what to add\"; exit 1; }'"
 )

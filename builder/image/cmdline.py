@@ -4,10 +4,14 @@ A kernel built with a default CMA area (`CONFIG_DMA_CMA=y` with
 `CONFIG_CMA_SIZE_MBYTES` or `CONFIG_CMA_SIZE_PERCENTAGE` above 0: Debian's
 arm64 kernels reserve 64 MiB, Debian 14's riscv64 ones 128 MiB) carves that
 area out of the crash reservation when it boots as the capture kernel; no
-capture driver needs it, so `cma=0` goes on the command line. The decision
-reads the capture kernel's config, so it holds for every architecture and
-release without a recipe saying it (kernel/dma/contiguous.c: the size comes
-from `cma=` when given, else from the config's selection).
+capture driver needs it, so `cma=0` goes on the command line. A kernel with
+`CONFIG_DMA_CMA=y` and `CONFIG_OF_RESERVED_MEM=y` may also take a default
+area from the device tree (a `shared-dma-pool` node marked
+`linux,cma-default`, as boards such as the Raspberry Pi declare): any `cma=`
+makes the kernel skip that node, so it gets `cma=0` too. The decision reads
+the capture kernel's config, so it holds for every architecture and release
+without a recipe saying it (kernel/dma/contiguous.c: the size comes from
+`cma=` when given, else from the config's selection).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def _number(config: Mapping[str, str], name: str) -> int:
 
 
 def default_cma(config: Mapping[str, str]) -> bool:
-    """Whether the kernel reserves a CMA area at boot when no `cma=` says otherwise.
+    """Whether the kernel may reserve a default CMA area at boot when no `cma=` says otherwise.
 
     >>> default_cma({"CONFIG_DMA_CMA": "y", "CONFIG_CMA_SIZE_MBYTES": "64",
     ...              "CONFIG_CMA_SIZE_SEL_MBYTES": "y"})
@@ -38,9 +42,14 @@ def default_cma(config: Mapping[str, str]) -> bool:
     >>> default_cma({"CONFIG_DMA_CMA": "y", "CONFIG_CMA_SIZE_MBYTES": "0",
     ...              "CONFIG_CMA_SIZE_PERCENTAGE": "10", "CONFIG_CMA_SIZE_SEL_MAX": "y"})
     True
+    >>> default_cma({"CONFIG_DMA_CMA": "y", "CONFIG_CMA_SIZE_MBYTES": "0",
+    ...              "CONFIG_OF_RESERVED_MEM": "y"})
+    True
     """
     if config.get("CONFIG_DMA_CMA") != "y":
         return False
+    if config.get("CONFIG_OF_RESERVED_MEM") == "y":
+        return True  # the device tree may declare the default area, whatever the size says
     mbytes = _number(config, "CONFIG_CMA_SIZE_MBYTES") > 0
     percentage = _number(config, "CONFIG_CMA_SIZE_PERCENTAGE") > 0
     if config.get("CONFIG_CMA_SIZE_SEL_PERCENTAGE") == "y":

@@ -28,6 +28,7 @@ from typing import Any
 from builder.arch import Arch, arch_info
 from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir, load_json_entry, store_cache_entry
+from builder.image.hostapt import copy_host_apt
 from builder.image.progress import ByteProgress
 
 # Part of every resolution memo's key: a memo written under other rules (before
@@ -84,7 +85,8 @@ def release_sources(
     deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie-backports main
     """
     entries: list[tuple[str, str]] = []
-    for suite in [release.removesuffix(BACKPORTS), release, *suites]:
+    # An empty release: the host's sources (copied beside this list) bring the rest.
+    for suite in [*filter(None, (release.removesuffix(BACKPORTS), release)), *suites]:
         entries += [entry for entry in _suite_entries(suite) if entry not in entries]
     return "".join(
         f"deb [signed-by={keyring}] {mirror} {suite} main\n" for mirror, suite in entries
@@ -154,8 +156,9 @@ class FetchedPackage:
 class AptArchive:
     """apt-get and apt-cache bound to a private state for one Debian architecture.
 
-    `release` empty: the host's configured sources; else that Debian release's
-    own sources list, kept in the state directory.
+    `release` empty: the host's configured sources (with `suites`, a copy of
+    them in the state directory, beside those suites); else that Debian
+    release's own sources list, kept in the state directory.
     """
 
     def __init__(
@@ -171,8 +174,9 @@ class AptArchive:
         self.keyring = keyring
         self.suites = tuple(sorted(set(suites) - {release}))
         apt = cache_dir / "apt"
-        lists = "+".join([release, *self.suites])  # another set of suites, other lists
-        self.state = apt / "releases" / lists / deb_arch if release else apt / deb_arch
+        self.private = bool(release or self.suites)  # its own sources and pins
+        lists = "+".join([release or "host", *self.suites])  # other suites, other lists
+        self.state = apt / "releases" / lists / deb_arch if self.private else apt / deb_arch
         self.debs = cache_dir / "debs" / deb_arch
         self.sizes: dict[str, int] = {}  # package file sizes apt-cache gave, by name
         self.sections: dict[str, str] = {}  # archive sections apt-cache gave, by name
@@ -180,14 +184,16 @@ class AptArchive:
     @property
     def describe(self) -> str:
         """The architecture, and the release when one is named: `amd64 in Debian trixie`."""
-        return f"{self.deb_arch} in Debian {self.release}" if self.release else self.deb_arch
+        if not self.release:
+            return f"{self.deb_arch} from the host's sources" if self.suites else self.deb_arch
+        return f"{self.deb_arch} in Debian {self.release}"
 
     def _options(self) -> list[str]:
         return [*self._base_options(), *self._release_options()]
 
     def _release_options(self) -> list[str]:
         """The release's own sources list, and nothing of the host's sources or pins."""
-        if not self.release:
+        if not self.private:
             return []
         etc = self.state / "etc"
         return [
@@ -199,14 +205,16 @@ class AptArchive:
         ]  # fmt: skip
 
     def _write_sources(self) -> None:
-        if not self.release:
+        if not self.private:
             return
         if not self.keyring.is_file():
             raise FetchError(
-                f"cannot fetch Debian {self.release}: {self.keyring} is missing "
-                "(install debian-archive-keyring)"
+                f"cannot fetch Debian {self.release or '+'.join(self.suites)}: {self.keyring} "
+                "is missing (install debian-archive-keyring)"
             )
         etc = self.state / "etc"
+        if not self.release:
+            copy_host_apt(etc)
         for directory in ("sources.list.d", "preferences.d"):
             (etc / directory).mkdir(parents=True, exist_ok=True)
         # apt reads this file itself: plain text, not a cache entry (which carries a digest).
@@ -218,7 +226,7 @@ class AptArchive:
 
     def pin(self, picks: Mapping[str, str]) -> None:
         """Write the preferences: the release's suites, and `picks` (package -> suite)."""
-        if not self.release:
+        if not self.private:
             return
         preferences = self.state / "etc" / "preferences"
         temporary = preferences.with_name(f".preferences.{os.getpid()}")
@@ -432,22 +440,17 @@ def fetch_packages(
     """Fetch the candidate versions of Debian packages for `arch` into the cache.
 
     `release` names the Debian release they come from (empty: the host's
-    configured sources; a backports suite such as `trixie-backports`: that
-    release with its backports preferred); a name written `package/suite` is
-    picked from that suite (`linux-image-amd64/trixie-backports`,
-    `makedumpfile/forky`), and so are the named packages it depends on (its
-    libraries). `progress` hears how a download goes. A metapackage
+    configured sources, a pick's suite beside them; a backports suite such as
+    `trixie-backports`: that release with its backports preferred); a name
+    written `package/suite` is picked from that suite (`makedumpfile/forky`),
+    and so are the named packages it depends on (its libraries). `progress`
+    hears how a download goes. A metapackage
     (one that ships nothing but documentation, such as `linux-image-amd64`)
     is replaced by what it depends on, so the recipe can name the moving
     kernel ABI by its stable name. (It runs apt-get against Debian's mirrors;
     every test that builds from Debian packages exercises it.)
     """
     picks = {package: suite for package, suite in map(split_pick, names) if suite}
-    if picks and not release:
-        raise FetchError(
-            f"{next(iter(picks))!r}: a package picked from a suite needs the release the "
-            "others come from (source.release)"
-        )
     deb_arch = arch_info(arch).debian
     archive = AptArchive(
         cache_dir or default_cache_dir(), deb_arch, release, suites=list(picks.values())
@@ -486,7 +489,7 @@ def _fetch_locked(
 ) -> list[FetchedPackage]:
     archive.update(force=refresh)
     memo = archive.resolution_memo(names)
-    picks = _pick_libraries(archive, names) if archive.release else {}
+    picks = _pick_libraries(archive, names) if archive.private else {}
     remembered = _load_resolution(memo)
     if remembered is not None:
         return remembered

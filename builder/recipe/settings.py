@@ -173,7 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
         "time) and read in place; a metapackage is replaced by what it depends on. "
         "`name/suite` picks one from another suite or a newer release "
         "(`linux-image-amd64/trixie-backports`, `makedumpfile/forky`), and with it the "
-        "packages named here that it depends on (its libraries); needs source.release.",
+        "packages named here that it depends on (its libraries); without source.release "
+        "the suite is added to the host's sources.",
     ),
     Setting(
         "source.package_files",
@@ -195,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
         "fetched with that release's own sources list (deb.debian.org main, -updates, "
         "-security), checked with the host's Debian archive keyring. A backports suite "
         "(`trixie-backports`) is its release with the backports' newer versions preferred. "
-        "Empty: the host's configured apt sources.",
+        "Empty: the host's configured apt sources (and pins), plus the suite of any pick.",
     ),
     Setting(
         "kernel.mode",

@@ -16,7 +16,9 @@ from builder.recipe.dump import TargetKind
 from builder.recipe.text import comment_text, toml_list, toml_string
 
 # What every capture's command line needs, and why (docs/targets.md).
-BASE_CMDLINE = ("irqpoll", "nr_cpus=1", "reset_devices", "panic=10", "cma=0")
+# No cma=: the build adds cma=0 where the capture kernel's config can reserve a
+# CMA area (builder/image/cmdline.py), on every architecture.
+BASE_CMDLINE = ("irqpoll", "nr_cpus=1", "reset_devices", "panic=10")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ mode = "reuse"
 image = "/boot/vmlinu?-*"
 # irqpoll, nr_cpus=1, reset_devices: a capture kernel's usual start on hardware the
 # crashed kernel left busy. panic=10: a panic of the capture resets the machine
-# instead of hanging it. cma=0: no CMA area carved out of the reservation.
+# instead of hanging it. (cma=0 is added by the build where the kernel's config
+# would carve a CMA area out of the reservation.)
 cmdline = {toml_list(BASE_CMDLINE, "kernel.cmdline")}
 # Where the capture logs: QEMU's serial port here; use your machine's console=
 # (see /proc/cmdline).

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.vm
 
 TRIXIE_RECIPE = REPO / "recipes" / "qemu-x86_64-trixie.toml"
 
-# The main side: our load, the state files of 6.19+ and the old ones, the crash.
+# The main side: our load, the state files of 6.19+ (and where the old names
+# point), status and kdump-load --status, the crash.
 BODY = """
 mount -t tmpfs tmpfs /host/run
 if in_host "{python} -m builder.cli load {outdir} --method segments --verbose"; then
@@ -36,7 +37,11 @@ else
     poweroff -f
 fi
 echo "main: kexec/crash_loaded=$(cat /sys/kernel/kexec/crash_loaded)"
+echo "main: kexec/ holds: $(cd /sys/kernel/kexec && echo *)"
+echo "main: kexec_crash_loaded links to $(readlink /sys/kernel/kexec_crash_loaded)"
+echo "main: kexec/crash_cma_ranges=[$(cat /sys/kernel/kexec/crash_cma_ranges)]"
 in_host "{python} -m builder.cli status"
+in_host "builder/kexec/loader/kdump-load-x86_64 --status" | sed 's/^/main: kdump-load: /'
 echo c > /proc/sysrq-trigger
 echo "main: still alive after sysrq crash"
 """
@@ -81,9 +86,15 @@ def _crash(outdir: Path, kernel: str, release: str, tmp: Path) -> tuple[str, lis
 def _check_dump(console: str, files: list[Path], kernel: str, tmp: Path) -> None:
     context = console[-5000:]
     assert "main: load finished" in console, context
-    # 6.19+ keeps the state in /sys/kernel/kexec/; status read it from there.
+    # 6.19+ keeps the state in /sys/kernel/kexec/ (the four files builder/kexecfs.py reads
+    # first), the flat names link there; status and the C loader read it.
     assert "main: kexec/crash_loaded=1" in console, context
+    (held,) = [line for line in console.splitlines() if line.startswith("main: kexec/ holds:")]
+    assert {"loaded", "crash_loaded", "crash_size", "crash_cma_ranges"} <= set(held.split()), held
+    assert "kexec/crash_loaded" in console.split("main: kexec_crash_loaded links to ")[1]
+    assert "main: kexec/crash_cma_ranges=[]" in console, context  # no crashkernel=,cma
     assert "crash kernel loaded: yes" in console, context
+    assert "main: kdump-load: crash kernel loaded\n" in console.replace("\r", ""), context
     assert "kdump: dump saved to" in console, context
     (vmcore,) = [path for path in files if path.name == "vmcore"]
     # makedumpfile older than the kernel (1.7.8 on 7.2, 1.7.6 on 7.3): its warning is kept.

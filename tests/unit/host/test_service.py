@@ -7,6 +7,7 @@ from pathlib import Path
 
 from builder.host import service
 from builder.host.managed import MARKER
+from builder.kexecfs import KexecFile, read_int
 
 
 def run_hook(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -53,8 +54,7 @@ def test_the_no_reservation_check_as_systemd_runs_it(tmp_path: Path) -> None:
     line = service.NO_RESERVATION_CHECK.replace("$$", "$")
     command = line.removeprefix("/bin/sh -c ").strip("'")
     result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
-    size = Path("/sys/kernel/kexec_crash_size")
-    reserved = size.exists() and size.read_text().strip() != "0"
+    reserved = bool(read_int(KexecFile.CRASH_SIZE))  # where builder/kexecfs.py reads it
     assert result.returncode == (0 if reserved else 1)
     if not reserved:
         assert "no crash reservation" in result.stdout

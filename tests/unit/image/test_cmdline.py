@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.image.cmdline import CMA_OFF
+from builder.binfmt.kconfig import parse_kernel_config
+from builder.image.cmdline import CMA_OFF, config_arguments
 from builder.image.pipeline import plan_build
 from builder.recipe.parse import load_recipe
 from tests.support.paths import REPO
@@ -44,3 +45,16 @@ def test_kernels_without_a_default_cma_area_get_nothing(tmp_path: Path) -> None:
     for recipe, changes in cases:
         cmdline = _build_cmdline(tmp_path, recipe, changes)
         assert not any(word.startswith("cma=") for word in cmdline.split()), (recipe, cmdline)
+
+
+def test_a_device_tree_cma_pool_is_turned_off_whatever_the_configured_size() -> None:
+    """A board kernel (CMA size 0 in its config) whose device tree may name the default
+    pool: `cma=0` makes the kernel skip that node (kernel/dma/contiguous.c)."""
+    config = parse_kernel_config(
+        "CONFIG_CMA=y\nCONFIG_DMA_CMA=y\nCONFIG_CMA_SIZE_MBYTES=0\n"
+        "CONFIG_CMA_SIZE_SEL_MBYTES=y\nCONFIG_OF_RESERVED_MEM=y\n"
+    )
+    assert config_arguments(config, ["irqpoll"]) == [CMA_OFF]
+    no_device_tree = {name: value for name, value in config.items() if "OF_" not in name}
+    assert config_arguments(no_device_tree, ["irqpoll"]) == []
+    assert config_arguments(config, ["cma=32M"]) == []  # the recipe's own value stays

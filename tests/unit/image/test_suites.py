@@ -40,15 +40,26 @@ def test_makedumpfile_picked_from_a_newer_release_brings_its_libraries() -> None
     assert picked["busybox-static"] == plain["busybox-static"]
 
 
-def test_a_pick_without_a_release_is_refused(tmp_path: Path) -> None:
-    recipe = write_recipe(
-        tmp_path / "r.toml", {"source": {"packages": ["linux-image-amd64/trixie-backports"]}}
-    )
-    with pytest.raises(RecipeError) as raised:
-        load_recipe(recipe)
+def test_a_pick_without_a_release_adds_its_suite_to_the_hosts_sources(tmp_path: Path) -> None:
+    """No source.release: the host's configured sources, plus the picked suite for the pick
+    and the libraries it names; busybox stays the host's."""
+    picks = ["makedumpfile/forky", "libdw1t64", "busybox-static", "libc6"]
+    recipe = load_recipe(write_recipe(tmp_path / "r.toml", {"source": {"packages": picks}}))
+    assert recipe.source.release == ""
+    picked = _versions(list(recipe.source.packages), recipe.source.release)
+    host = _versions(["makedumpfile", "busybox-static"], "")
+    forky = _versions(["makedumpfile", "libdw1t64", "libc6"], "forky")
+    assert picked["makedumpfile"] == forky["makedumpfile"] != host["makedumpfile"]
+    assert (picked["libdw1t64"], picked["libc6"]) == (forky["libdw1t64"], forky["libc6"])
+    assert picked["busybox-static"] == host["busybox-static"]
+
+
+def test_a_pick_from_the_hosts_sources_names_them_when_refused() -> None:
+    with pytest.raises(FetchError) as raised:
+        fetch_packages(["busybox-static/trixie-backports"], "x86_64")
     assert str(raised.value) == (
-        f"{recipe}: source.packages: item 0: 'linux-image-amd64/trixie-backports' picks a "
-        "package from a suite; source.release must name the release the others come from"
+        "'busybox-static/trixie-backports': no such package in trixie-backports "
+        "for amd64 from the host's sources"
     )
 
 
