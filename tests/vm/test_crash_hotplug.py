@@ -1,15 +1,24 @@
-"""Crash hotplug: memory hot-added after the load is in the dump.
+"""Crash hotplug: a vCPU and a DIMM hot-added after the load are in the dump.
 
-One Debian 13 guest (6.12, CONFIG_CRASH_HOTPLUG) boots with 1 GiB of 2 GiB,
-loads the capture with `kdump-build load` (our layout and purgatory), and
-then QEMU hot-adds a 512 MiB pc-dimm over QMP. The guest onlines it and
-crashes. The kernel must have rewritten the ELF core header the load gave it
-(KEXEC_UPDATE_ELFCOREHDR) or the dump misses the new range. Checked by
-reading the kdump-compressed file's own headers (the highest page frame the
-capture kernel's /proc/vmcore described, and the crashing task's PRSTATUS).
-A vCPU hot-add is not tested: under TCG the guest kernel (6.12.118) allows no
-hotplug CPU (QEMU's disabled MADT entries count only under a detected
-hypervisor; see the branch note).
+One Debian 13 guest (6.12, CONFIG_CRASH_HOTPLUG) boots with one of two
+possible CPUs and 1 GiB of 2 GiB, loads the capture with
+`kdump-build load` (our layout and purgatory), and then QEMU hot-adds a vCPU and a 512 MiB
+pc-dimm over QMP. The guest brings both online and crashes on the new CPU.
+The kernel must have rewritten the ELF core header the load gave it
+(KEXEC_UPDATE_ELFCOREHDR) or the dump misses both: the new CPU's crash
+notes, and the new memory range. Checked on the saved dump with
+makedumpfile (the crashed kernel's log: the panic on CPU 1) and by reading
+the kdump-compressed file's own headers (the notes the capture kernel found
+in /proc/vmcore, and the highest page frame it described).
+
+The guest must believe it runs under a hypervisor: the kernel counts QEMU's
+"Enabled=0" MADT entries (QEMU 7.2's MADT predates the online-capable bit) as
+hot-pluggable CPUs only then (arch/x86/kernel/acpi/boot.c,
+acpi_is_processor_usable()), and TCG shows no hypervisor signature in CPUID.
+The kernel's VMware detection does not need one: without the CPUID hypervisor
+bit it accepts a DMI serial naming VMware plus an answer on the VMware
+backdoor port, which QEMU's vmport device gives (vmware.c, vmware_platform()).
+Without this, 6.12 says "Allowing 1 present CPUs plus 0 hotplug CPUs".
 """
 
 from __future__ import annotations
@@ -33,9 +42,17 @@ pytestmark = pytest.mark.vm
 
 TRIXIE_RECIPE = REPO / "recipes" / "qemu-x86_64-trixie.toml"
 DIMM_SIZE = 512 << 20
+# A second, absent CPU, and a guest that detects VMware (see the module's docstring):
+# no CPUID hypervisor bit, "VMware" in the DMI serial, the backdoor port on.
+HOTPLUG_CPU_OPTIONS = (
+    "-smp", "1,maxcpus=2",
+    "-cpu", "qemu64,-hypervisor",
+    "-smbios", "type=1,serial=VMware-kdump-build-test",
+    "-machine", "pc,vmport=on",
+)  # fmt: skip
 PAGE = 4096
 
-# The main side: load, wait for the DIMM, online its memory blocks, crash.
+# The main side: load, wait for the hot-adds, online them, crash on CPU 1.
 BODY = """
 mount -t tmpfs tmpfs /host/run
 cpus=/sys/devices/system/cpu
@@ -51,24 +68,26 @@ echo "main: crash_hotplug cpu=$(cat $cpus/crash_hotplug) memory=$(cat $memory/cr
 blocks=$(ls -d /sys/devices/system/memory/memory* | wc -l)
 echo "main: ready for hotplug"
 waited=0
-while [ "$(ls -d /sys/devices/system/memory/memory* | wc -l)" -le "$blocks" ]; do
+while [ ! -e /sys/devices/system/cpu/cpu1/online ] \\
+        || [ "$(ls -d /sys/devices/system/memory/memory* | wc -l)" -le "$blocks" ]; do
     [ $waited -ge 300 ] && {{ echo "main: no hot-add seen"; poweroff -f; }}
     sleep 1
     waited=$((waited + 1))
 done
+echo 1 > /sys/devices/system/cpu/cpu1/online
 for block in /sys/devices/system/memory/memory*; do
     [ "$(cat $block/state)" = online ] || echo online > $block/state
 done
 echo "main: online cpus $(cat /sys/devices/system/cpu/online)"
 grep "System RAM" /proc/iomem | sed 's/^/main: iomem /'
-sh -c 'echo "main: crashing pid $$"; echo c > /proc/sysrq-trigger'
+taskset -c 1 sh -c 'echo "main: crashing pid $$"; echo c > /proc/sysrq-trigger'
 echo "main: still alive after sysrq crash"
 """
 
 
 @dataclass
 class HotAdd:
-    """A stop condition that never stops: once the guest is ready, hot-add a DIMM."""
+    """A stop condition that never stops: once the guest is ready, hot-add a vCPU and a DIMM."""
 
     socket: Path
     done: bool = False
@@ -87,6 +106,10 @@ class HotAdd:
 
     def _add(self) -> None:
         qmp = Qmp(self.socket)
+        slots = qmp.command("query-hotpluggable-cpus")
+        assert isinstance(slots, list)
+        (free,) = [slot for slot in slots if "qom-path" not in slot]
+        qmp.command("device_add", driver=free["type"], id="cpu1", **free["props"])
         qmp.command("object-add", **{"qom-type": "memory-backend-ram", "id": "mem1",
                                      "size": DIMM_SIZE})  # fmt: skip
         qmp.command("device_add", driver="pc-dimm", id="dimm1", memdev="mem1")
@@ -94,7 +117,7 @@ class HotAdd:
         assert isinstance(devices, list)
         data = devices[0]["data"]
         self.dimm = (int(data["addr"]), int(data["size"]))
-        self.said.append(f"added a DIMM at {data['addr']:#x}")
+        self.said.append(f"added {free['type']} {free['props']} and a DIMM at {data['addr']:#x}")
 
 
 @dataclass(frozen=True)
@@ -143,7 +166,7 @@ class Cycle:
 
 @pytest.fixture(scope="module")
 def cycle(tmp_path_factory: pytest.TempPathFactory) -> Cycle:
-    """One boot: load, hot-add a DIMM, online it, crash, dump."""
+    """One boot: load, hot-add a vCPU and a DIMM, crash on the new CPU, dump."""
     missing = harness.missing_host_tools()
     assert not missing, f"install {missing} (./bootstrap test does)"
     tmp = tmp_path_factory.mktemp("hotplug")
@@ -171,7 +194,7 @@ def cycle(tmp_path_factory: pytest.TempPathFactory) -> Cycle:
         share_host_root=True,
         timeout=900,
         stop=hot_add,
-        extra=qmp_option(socket),
+        extra=(*HOTPLUG_CPU_OPTIONS, *qmp_option(socket)),
     )
     assert boot.returncode == 0, f"{boot.stopped}\n{boot.console[-4000:]}"
     return Cycle(boot.console, harness.extract_disk(disk, tmp / "disk"), hot_add, boot.seconds)
@@ -179,12 +202,31 @@ def cycle(tmp_path_factory: pytest.TempPathFactory) -> Cycle:
 
 def test_the_load_asks_the_kernel_to_rewrite_the_header(cycle: Cycle) -> None:
     console = cycle.console
+    # The kernel keeps a logical CPU for the absent one (the VMware detection above).
+    assert "Allowing 1 present CPUs plus 1 hotplug CPUs" in console, console[-4000:]
+    assert "main: possible=0-1 present=0" in console, console[-4000:]
     assert "main: load finished" in console, console[-4000:]
     # The flags: KEXEC_ON_CRASH | KEXEC_UPDATE_ELFCOREHDR | KEXEC_ARCH_X86_64.
     assert "flags 0x3e0005" in console, console[-4000:]
     assert "kdump-build: the kernel rewrites the ELF core header" in console, console[-4000:]
     # sysfs says the loaded image is one the kernel rewrites.
     assert "main: crash_hotplug cpu=1 memory=1" in console, console[-4000:]
+    assert "main: online cpus 0-1" in console, console[-4000:]
+
+
+def test_the_dump_holds_the_new_cpus_crash_notes(cycle: Cycle, tmp_path: Path) -> None:
+    assert "kdump: dump saved to" in cycle.console, cycle.console[-4000:]
+    (vmcore,) = [path for path in cycle.files if path.name == "vmcore"]
+    log = harness.dump_dmesg(vmcore, tmp_path / "dmesg.txt")
+    assert "sysrq triggered crash" in log
+    crashed = re.search(r"CPU: 1 (?:UID: \d+ )?PID: (\d+) ", log)
+    assert crashed is not None, "the panic was not on CPU 1:\n" + log[-3000:]
+    pid = int(crashed.group(1))
+    said = re.search(r"main: crashing pid (\d+)", cycle.console)
+    assert said is not None and int(said.group(1)) == pid
+    # CPU 1's registers at the crash: a PRSTATUS note whose pid is the crashing shell's.
+    pids = read_dump_header(vmcore).prstatus_pids
+    assert pid in pids, f"no crash notes of CPU 1 (pid {pid}) in the dump: PRSTATUS pids {pids}"
 
 
 def test_the_dump_covers_the_new_memory(cycle: Cycle) -> None:
@@ -192,10 +234,7 @@ def test_the_dump_covers_the_new_memory(cycle: Cycle) -> None:
     start, size = cycle.hot_add.dimm
     assert f"{start:x}-{start + size - 1:x} : System RAM" in cycle.console, cycle.console[-3000:]
     (vmcore,) = [path for path in cycle.files if path.name == "vmcore"]
-    header = read_dump_header(vmcore)
-    max_pfn = header.max_pfn
-    said = re.search(r"main: crashing pid (\d+)", cycle.console)
-    assert said is not None and int(said.group(1)) in header.prstatus_pids, header
+    max_pfn = read_dump_header(vmcore).max_pfn
     assert max_pfn * PAGE >= start + size, (
         f"the dump ends at {max_pfn * PAGE:#x}, the DIMM at {start:#x}-{start + size:#x}"
     )
