@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,9 +115,19 @@ def staleness(capture: Path, inputs: Inputs) -> str | None:
 
 
 def build_capture(
-    recipe: Recipe, kernel_version: str, paths: HostPaths, ram: int, image: Path | None = None
+    recipe: Recipe,
+    kernel_version: str,
+    paths: HostPaths,
+    ram: int,
+    image: Path | None = None,
+    *,
+    tree: bool = False,
 ) -> BuildRecord:
-    """Build `kernel_version`'s capture into its directory, with its record, atomically."""
+    """Build `kernel_version`'s capture into its directory, with its record, atomically.
+
+    `tree`: paths.root is an unbooted tree (`enable --root`); the record names the recipe
+    and the kernel as that system will see them once booted, so its first boot finds the
+    capture current."""
     # Imported here: `status` and the boot service read records without the build's weight.
     # At start-up, builder.image.pipeline would cost ~832 ms.
     from builder.crashkernel.fit import fit_recipe
@@ -130,6 +140,9 @@ def build_capture(
     kernel_image = image or paths.kernel_image(kernel_version)
     inputs = current_inputs(recipe.path, kernel_image)
     guest_path = "/" + str(kernel_image.relative_to(paths.root))
+    if tree:
+        inputs = replace(inputs, recipe="/" + str(recipe.path.relative_to(paths.root)),
+                         kernel_image=guest_path)  # fmt: skip
     result = plan_build(for_kernel(recipe, kernel_version, guest_path), Steps())
     # The same refusal as `build`'s, before anything is written: a capture that could not
     # dump would be loaded at every boot and fail at the crash. The recipe named is the
