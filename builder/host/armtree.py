@@ -141,6 +141,9 @@ def _arm(paths: HostPaths, facts: HostFacts, say: Say) -> None:
         record = captures.build_capture(recipe, version, paths, facts.ram, tree=True)
         needed = format_mib(record.needed) if record.needed is not None else "unknown"
         say(f"capture: {paths.capture(version)} (needs {needed} of {format_mib(facts.ram)})")
+    for version in captures.built_versions(paths):
+        if version not in facts.kernels and captures.remove_capture(paths, version):
+            say(f"capture: removed {paths.capture(version)} (kernel no longer in the tree)")
     need = machine_need(paths)
     record_enabled(paths, guest(paths, paths.recipe))
     say(f"service: {enable_unit(paths)}")

@@ -111,11 +111,17 @@ def test_enable_root_arms_the_tree_from_its_own_files(tree: Path) -> None:
     assert str(tree) not in paths.recipe.read_text() and str(tree) not in text
 
 
-def test_a_second_run_keeps_the_recipe_and_rebuilds_in_place(tree: Path) -> None:
+def test_a_second_run_keeps_the_recipe_and_drops_captures_of_gone_kernels(tree: Path) -> None:
     enable_tree(tree, 2 * GiB, lambda line: None)
+    paths = HostPaths(tree)
+    (version,) = installed_kernels(paths)
+    gone = paths.capture("6.1.0-0-amd64")  # a capture of ours for a kernel not in the tree
+    shutil.copytree(paths.capture(version), gone)
     lines: list[str] = []
     enable_tree(tree, 2 * GiB, lines.append)
     assert lines[0].startswith(f"recipe: {tree}/etc/kdump-build/recipe.toml (kept")
+    assert f"capture: removed {gone} (kernel no longer in the tree)" in lines
+    assert not gone.exists() and paths.capture(version).is_dir()
 
 
 def test_a_tree_of_another_architecture_is_armed_for_its_own(tmp_path: Path) -> None:
