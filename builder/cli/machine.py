@@ -68,9 +68,9 @@ def _enable_tree(root: Path, recipe: Path | None, ram: str | None) -> None:
                                  "recipe.toml (put yours there, or let one be written)",
                                  param_hint="RECIPE")  # fmt: skip
     if ram is None:
-        raise typer.BadParameter("the RAM of the machines the image boots on (e.g. 2G): "
-                                 "a tree has none to read",
-                                 param_hint="--root needs --ram")  # fmt: skip
+        raise typer.BadParameter("needed with --root: the RAM of the machines the image "
+                                 "boots on (e.g. 2G); a tree has none to read",
+                                 param_hint="--ram")  # fmt: skip
     enable_tree(root, parse_size(ram, where="--ram"), _say)
 
 

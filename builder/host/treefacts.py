@@ -46,7 +46,7 @@ def confined(root: Path, path: Path) -> Path:
 def check_tree(root: Path) -> None:
     """A `HostError` unless `root` is a root filesystem tree other than this machine's."""
     if not root.is_dir():
-        raise HostError(f"{root}: no such directory")
+        raise HostError(f"{root}: {'not a directory' if root.exists() else 'no such directory'}")
     if Path(os.path.realpath(root)) == Path("/"):
         raise HostError(f"{root}: is this machine's own root; --root arms a tree that is "
                         "not running (to arm this machine, run kdump-build enable without "
