@@ -17,6 +17,7 @@ from builder.errors import OutputError
 from builder.host.paths import HostPaths
 
 if TYPE_CHECKING:
+    from builder.image.pipeline import BuildResult
     from builder.recipe.model import Recipe
 
 RECORD = "host.json"
@@ -156,8 +157,22 @@ def build_capture(
     row = report.rows[0]
     record = BuildRecord(inputs, result.kernel_version, ram, row.needed, report.recommended)
     text = json.dumps(record.to_json(), indent=2) + "\n"
+    if tree:
+        result = _origins_as_booted(result, paths.root)
     write_outputs(result, paths.capture(kernel_version), {RECORD: text.encode()})
     return record
+
+
+def _origins_as_booted(result: BuildResult, root: Path) -> BuildResult:
+    """The manifest's member origins as the booted tree names them: where the build host
+    keeps the tree is not the capture's business (and would change its bytes)."""
+    prefix = str(root).rstrip("/") + "/"
+
+    def booted(origin: str) -> str:
+        return "/" + origin.removeprefix(prefix) if origin.startswith(prefix) else origin
+
+    members = tuple(replace(member, origin=booted(member.origin)) for member in result.members)
+    return replace(result, members=members)
 
 
 def built_versions(paths: HostPaths) -> list[str]:
