@@ -34,14 +34,44 @@ def enable(
         Path | None,
         Argument(help='A recipe with source.root = "/" [a new one for this machine].'),
     ] = None,
+    root: Annotated[
+        Path | None,
+        Option("--root", help="Arm this unbooted root tree (an image being built) instead."),
+    ] = None,
+    ram: Annotated[
+        str | None,
+        Option("--ram", help="With --root: the RAM of the machines the image boots on (2G)."),
+    ] = None,
 ) -> None:
     """Arm this machine: recipe, a capture per installed kernel, the service, the kernel
-    hooks and the crashkernel= reservation."""
+    hooks and the crashkernel= reservation. With --root DIR: arm that tree, offline."""
+    if root is not None:
+        _enable_tree(root, recipe, ram)
+        return
+    if ram is not None:
+        raise typer.BadParameter("only with --root (this machine's RAM is read from it)",
+                                 param_hint="--ram")  # fmt: skip
     # Imported here: at start-up, builder.host.enable would cost ~722 ms.
     from builder.host.enable import enable as arm
 
     _use_machine_cache()
     arm(recipe, _say)
+
+
+def _enable_tree(root: Path, recipe: Path | None, ram: str | None) -> None:
+    # Imported here: at start-up, the build's modules would cost ~700 ms.
+    from builder.crashkernel_syntax import parse_size
+    from builder.host.armtree import enable_tree
+
+    if recipe is not None:
+        raise typer.BadParameter(f"with --root the recipe is {root}/etc/kdump-build/"
+                                 "recipe.toml (put yours there, or let one be written)",
+                                 param_hint="RECIPE")  # fmt: skip
+    if ram is None:
+        raise typer.BadParameter("needed with --root: the RAM of the machines the image "
+                                 "boots on (e.g. 2G); a tree has none to read",
+                                 param_hint="--ram")  # fmt: skip
+    enable_tree(root, parse_size(ram, where="--ram"), _say)
 
 
 def disable() -> None:

@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from builder.errors import OutputError
 from builder.host.paths import HostPaths
 
 if TYPE_CHECKING:
+    from builder.image.pipeline import BuildResult
     from builder.recipe.model import Recipe
 
 RECORD = "host.json"
@@ -115,9 +116,19 @@ def staleness(capture: Path, inputs: Inputs) -> str | None:
 
 
 def build_capture(
-    recipe: Recipe, kernel_version: str, paths: HostPaths, ram: int, image: Path | None = None
+    recipe: Recipe,
+    kernel_version: str,
+    paths: HostPaths,
+    ram: int,
+    image: Path | None = None,
+    *,
+    tree: bool = False,
 ) -> BuildRecord:
-    """Build `kernel_version`'s capture into its directory, with its record, atomically."""
+    """Build `kernel_version`'s capture into its directory, with its record, atomically.
+
+    `tree`: paths.root is an unbooted tree (`enable --root`); the record names the recipe
+    and the kernel as that system will see them once booted, so its first boot finds the
+    capture current."""
     # Imported here: `status` and the boot service read records without the build's weight.
     # At start-up, builder.image.pipeline would cost ~832 ms.
     from builder.crashkernel.fit import fit_recipe
@@ -130,6 +141,9 @@ def build_capture(
     kernel_image = image or paths.kernel_image(kernel_version)
     inputs = current_inputs(recipe.path, kernel_image)
     guest_path = "/" + str(kernel_image.relative_to(paths.root))
+    if tree:
+        inputs = replace(inputs, recipe="/" + str(recipe.path.relative_to(paths.root)),
+                         kernel_image=guest_path)  # fmt: skip
     result = plan_build(for_kernel(recipe, kernel_version, guest_path), Steps())
     # The same refusal as `build`'s, before anything is written: a capture that could not
     # dump would be loaded at every boot and fail at the crash. The recipe named is the
@@ -143,8 +157,22 @@ def build_capture(
     row = report.rows[0]
     record = BuildRecord(inputs, result.kernel_version, ram, row.needed, report.recommended)
     text = json.dumps(record.to_json(), indent=2) + "\n"
+    if tree:
+        result = _origins_as_booted(result, paths.root)
     write_outputs(result, paths.capture(kernel_version), {RECORD: text.encode()})
     return record
+
+
+def _origins_as_booted(result: BuildResult, root: Path) -> BuildResult:
+    """The manifest's member origins as the booted tree names them: where the build host
+    keeps the tree is not the capture's business (and would change its bytes)."""
+    prefix = str(root).rstrip("/") + "/"
+
+    def booted(origin: str) -> str:
+        return "/" + origin.removeprefix(prefix) if origin.startswith(prefix) else origin
+
+    members = tuple(replace(member, origin=booted(member.origin)) for member in result.members)
+    return replace(result, members=members)
 
 
 def built_versions(paths: HostPaths) -> list[str]:

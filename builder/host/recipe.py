@@ -7,9 +7,10 @@ machine's drivers, and the dump goes to the filesystem that holds /var/crash.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from builder.arch import Arch
 from builder.errors import HostError
 from builder.host.managed import marker_line
 from builder.host.probe import DumpFilesystem, HostFacts
@@ -23,16 +24,17 @@ DEFAULT_KEEP = 3
 DEFAULT_CONSOLES = ("console=tty0",)
 
 
-def host_recipe_text(facts: HostFacts, root: str = "/") -> str:
+def host_recipe_text(facts: HostFacts, root: str = "/", tree: TreeChoices | None = None) -> str:
     """recipe.toml for this machine (deterministic in the facts); `root` is its root
-    directory (`/`; tests give another)."""
+    directory (`/`; tests give another). `tree`: an unbooted tree's fixed choices
+    (`enable --root`) instead of what the running machine shows."""
     filesystem = facts.dump_filesystem
     ram = format_size(facts.ram // MiB * MiB)
     return f"""\
 {marker_line().rstrip()}
 # The recipe for this machine. Edit it, then run `kdump-build enable` again.
 name = "host"
-
+{target_lines(tree)}
 [source]
 root = {toml_string(root, "source.root")}
 
@@ -44,9 +46,7 @@ image = "/boot/vmlinuz-*"
 cmdline_append = {toml_list(facts.consoles or DEFAULT_CONSOLES, "kernel.cmdline_append")}
 
 [initrd]
-# The drivers this machine uses to reach the dump filesystem, read from its /sys.
-modules = "auto"
-binaries = [{toml_string(facts.makedumpfile)}]
+{modules_lines(tree)}binaries = [{toml_string(facts.makedumpfile)}]
 busybox = {toml_string(facts.busybox)}
 
 [dump]
@@ -63,6 +63,31 @@ path = {toml_string(filesystem.path, "dump.path")}
 # reservation itself comes from `kdump-build crashkernel --apply`.
 ram = [{toml_string(ram)}]
 """
+
+
+@dataclass(frozen=True)
+class TreeChoices:
+    """What `enable --root` fixes for a tree that has never run: no /sys to read the
+    dump disk's drivers from, and an architecture that may not be the build host's."""
+
+    arch: Arch
+    modules: tuple[str, ...]
+
+
+def target_lines(tree: TreeChoices | None) -> str:
+    if tree is None:
+        return ""
+    return (f"\n[target]\n# The tree's own architecture (its dpkg's).\n"
+            f"arch = {toml_string(tree.arch.value)}\n")  # fmt: skip
+
+
+def modules_lines(tree: TreeChoices | None) -> str:
+    if tree is None:
+        return ('# The drivers this machine uses to reach the dump filesystem, read from '
+                'its /sys.\nmodules = "auto"\n')  # fmt: skip
+    return ("# The tree has not run: its dump filesystem's module and the usual disk "
+            "drivers.\n"
+            f"modules = {toml_list(tree.modules, 'initrd.modules')}\n")  # fmt: skip
 
 
 def stack_keys(filesystem: DumpFilesystem) -> str:
