@@ -63,7 +63,7 @@ class KexecFile(Enum):
         return " or ".join(str(path) for path in self.candidates(sys_kernel))
 
     def shell_read(self, default: str, sys_kernel: Path = SYS_KERNEL) -> str:
-        """A POSIX shell expression printing the value, the same order; `default` without one.
+        r"""A POSIX shell expression printing the value, the same order; `default` without one.
 
         >>> print(KexecFile.CRASH_SIZE.shell_read("0").replace(" || ", "\n"))
         cat /sys/kernel/kexec/crash_size 2>/dev/null
