@@ -8,8 +8,6 @@
   abort the kernel's installation, so they report and exit 0.
 - a kernel-install plugin (`add|remove VERSION ENTRY-DIR [IMAGE]`) for systems
   whose kernels are installed through systemd's kernel-install.
-- a udev rule that reloads the capture after a CPU or memory hot-add or hot-remove
-  where the kernel does not rewrite the loaded ELF core header itself.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import sys
 from pathlib import Path
 
 from builder.host.managed import marker_line
-from builder.host.paths import UDEV_RULE_NAME, UNIT_NAME
 from builder.kexecfs import KexecFile
 
 # Runs before the service: the journal says why when there is nothing to load.
@@ -103,38 +100,6 @@ exit 0
 """
 
 
-# udev's names for the events that change what the ELF core header must list: the
-# present CPUs (their crash notes) and System RAM. A memory block's state change comes
-# as online/offline.
-HOTPLUG_EVENTS = {"cpu": ("add", "remove"), "memory": ("add", "remove", "online", "offline")}
-
-
-def udev_rule_text(unit: str = UNIT_NAME) -> str:
-    """Reload after CPU or memory hotplug, unless the kernel keeps the header right itself.
-
-    `crash_hotplug` (an attribute of the cpu and memory roots, the parents of every
-    cpuN and memoryN) reads 1 only while the loaded image is one the kernel rewrites
-    (CONFIG_CRASH_HOTPLUG and a load with the flag); elsewhere the header still lists
-    the CPUs and RAM of load time. `try-restart` (unload, then the service's boot,
-    which loads again) acts only while the service is active: a machine where
-    kdump-build is not enabled ignores the rule. `--no-block`: udev's worker only
-    queues the job; a burst of events (one per 128 MiB memory block) queues one.
-    """
-    matches = "".join(
-        f'SUBSYSTEM=="{subsystem}", ACTION=="{"|".join(actions)}", GOTO="kdump_build_reload"\n'
-        for subsystem, actions in HOTPLUG_EVENTS.items()
-    )
-    return f"""\
-{marker_line()}# CPU and memory hotplug leave a loaded capture's ELF core header stale.
-{matches}GOTO="kdump_build_end"
-LABEL="kdump_build_reload"
-# The kernel rewrites the header itself (the load passed KEXEC_UPDATE_ELFCOREHDR).
-ATTRS{{crash_hotplug}}=="1", GOTO="kdump_build_end"
-RUN+="/bin/systemctl --no-block try-restart {unit}"
-LABEL="kdump_build_end"
-"""
-
-
 def packaged_files() -> dict[str, tuple[str, int]]:
     """The Debian package's unit and hooks (debian/), by path in the package, with modes."""
     command, guard = PACKAGED_COMMAND, PACKAGED_GUARD
@@ -148,7 +113,6 @@ def packaged_files() -> dict[str, tuple[str, int]]:
             install_plugin_text(command, guard),
             0o755,
         ),
-        f"lib/udev/rules.d/{UDEV_RULE_NAME}": (udev_rule_text(), 0o644),
     }
     owner = "# Installed by the kdump-build package; kdump-build enable switches it on.\n"
     return {path: (text.replace(marker_line(), owner), mode)

@@ -132,7 +132,6 @@ def describe_hotplug(hotplug: CrashHotplug | None, possible: int, present: int) 
         return (
             f"{possible - present} of {possible} possible CPUs not present yet: a crash on one "
             "hot-added later has no registers in the dump unless `load` runs again "
-            "(this kernel does not rewrite the ELF core header; after `kdump-build enable` "
-            "a udev rule reloads on CPU and memory hotplug)"
+            "(this kernel does not rewrite the ELF core header)"
         )
     return None

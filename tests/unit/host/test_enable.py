@@ -69,12 +69,9 @@ def test_enable_then_disable(sysroot: Path) -> None:
     record = json.loads((paths.capture(version) / "host.json").read_text())
     assert record["kernel_version"] == version and record["ram"] == 2 * GiB
     assert record["needed"] > 64 << 20 and record["recommended"].endswith("M")
-    for path in (paths.unit, paths.postinst_hook, paths.postrm_hook, paths.install_plugin,
-                 paths.udev_rule):  # fmt: skip
+    for path in (paths.unit, paths.postinst_hook, paths.postrm_hook, paths.install_plugin):
         assert MARKER in path.read_text(), path
     assert os.access(paths.postinst_hook, os.X_OK)
-    assert paths.udev_rule == sysroot / "etc/udev/rules.d/98-kdump-build.rules"
-    assert "try-restart kdump-build.service" in paths.udev_rule.read_text()
     need = machine_need(paths)
     assert f"crashkernel={need.value}" in paths.grub_dropin.read_text()
     assert lines[-1] == f"reboot needed: crashkernel={need.value} takes effect at the next boot"
@@ -83,8 +80,7 @@ def test_enable_then_disable(sysroot: Path) -> None:
 
     lines.clear()
     disable(lines.append, paths, OFF)
-    for path in (paths.unit, paths.postinst_hook, paths.grub_dropin, paths.captures,
-                 paths.udev_rule):  # fmt: skip
+    for path in (paths.unit, paths.postinst_hook, paths.grub_dropin, paths.captures):
         assert not path.exists(), path
     assert (sysroot / "var/crash/2026-12-01-000000/vmcore").read_bytes() == b"dump"
     assert lines[-1].startswith("disabled: the dumps in ")
@@ -190,7 +186,6 @@ def test_with_the_package_enable_and_disable_only_switch(sysroot: Path) -> None:
         assert "service: kdump-build.service and the kernel hooks of the kdump-build package, " \
             "switched on" in lines  # fmt: skip
         assert not paths.unit.exists() and not paths.install_plugin.exists()
-        assert not paths.udev_rule.exists()
         assert {path: path.read_text() for path in installed} == installed
         assert (paths.config_dir / "enabled").exists() and paths.grub_dropin.exists()
         disable(lines.append, paths, OFF)
