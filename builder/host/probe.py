@@ -129,7 +129,14 @@ def parse_mountinfo(text: str) -> list[Mount]:
             continue
         options = tail[2] if len(tail) > 2 else ""
         mounts.append(
-            Mount(fields[2], _unescape(fields[3]), _unescape(fields[4]), tail[0], tail[1], options)
+            Mount(
+                fields[2],
+                unescape_path(fields[3]),
+                unescape_path(fields[4]),
+                tail[0],
+                tail[1],
+                options,
+            )
         )
     return mounts
 
@@ -138,13 +145,13 @@ def parse_mountinfo(text: str) -> list[Mount]:
 _OCTAL_ESCAPE = re.compile(rb"\\([0-3][0-7]{2})")
 
 
-def _unescape(text: str) -> str:
+def unescape_path(text: str) -> str:
     r"""A path field with its octal escapes turned back into the bytes they stand for.
 
     The path is bytes, not text: the escapes are decoded as bytes, then the whole
     path is decoded the way Python decodes file names (undecodable bytes kept).
 
-    >>> _unescape(r"/mnt/my\040disk\134x")
+    >>> unescape_path(r"/mnt/my\040disk\134x")
     '/mnt/my disk\\x'
     """
     if "\\" not in text:

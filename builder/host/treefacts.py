@@ -15,7 +15,13 @@ from pathlib import Path
 from builder.arch import Arch, arch_info
 from builder.errors import HostError, KdumpBuildError
 from builder.host.paths import HostPaths
-from builder.host.probe import MOUNTABLE, PROGRAMS, DumpFilesystem, console_arguments
+from builder.host.probe import (
+    MOUNTABLE,
+    PROGRAMS,
+    DumpFilesystem,
+    console_arguments,
+    unescape_path,
+)
 
 CRASH_DIR = "/var/crash"
 # The dump filesystem's disk is not known before the tree boots somewhere: the
@@ -105,7 +111,7 @@ def fstab_entries(fstab: Path) -> list[tuple[str, str, str]]:
     for line in text.splitlines():
         words = line.split()
         if len(words) >= 3 and not words[0].startswith("#"):
-            entries.append((words[0], words[1].replace("\\040", " "), words[2]))
+            entries.append((words[0], unescape_path(words[1]), words[2]))
     return entries
 
 
