@@ -45,7 +45,7 @@ UNBACKED = {
     *(("riscv64-6.12", ram, cpus, f"nr_cpus={n},zstd-8")
       for ram, cpus, n in ((1024, 1, 1), (1024, 2, 1), (4096, 1, 1), (4096, 2, 1), (1024, 2, 2))),
     ("x86_64-6.1", 4096, 1, "nr_cpus=1,zstd-8"), ("x86_64-6.1", 4096, 2, "nr_cpus=1,zstd-8"),
-    ("x86_64-6.1", 16384, 1, "nr_cpus=1,zstd-8"), ("x86_64-6.1", 1024, 1, "nr_cpus=1,zstd-19"),
+    ("x86_64-6.1", 16384, 1, "nr_cpus=1,zstd-8"),
     ("x86_64-6.12", 1024, 1, "nr_cpus=1,zstd-8,nfs-4.1"),
     *(("x86_64-6.12", ram, cpus, f"nr_cpus={n},zstd-{level}")
       for ram, cpus, n, level in ((1024, 1, 1, 8), (1024, 2, 1, 8), (4096, 1, 1, 8),
