@@ -41,9 +41,17 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from bench.calibration_evidence import boot_evidence
-from bench.calibration_fit import calibration_record, fit_constants, margin_rows
+from bench.calibration_fit import (
+    calibration_record,
+    fit_constants,
+    margin_rows,
+    profile_records,
+    stored_minima,
+    stored_profiles,
+)
 from bench.calibration_search import (
     DEFAULT_CONFIGS,
     PER_CPU_CONFIG,
@@ -53,7 +61,7 @@ from bench.calibration_search import (
     TrialLog,
     search,
 )
-from bench.calibration_verify import verify_store
+from bench.calibration_verify import stored_config, verify_store
 from builder.arch import ARCHES, Arch
 from builder.crashkernel.model import Calibration, CaptureProfile, load_calibration
 from builder.crashkernel.profile import capture_profile
@@ -324,6 +332,16 @@ def main() -> int:
         print(f"{config.name}: minimum {minimum}M", flush=True)
     profiles = {variant: capture.profile for variant, capture in captures.items()}
     found = {config: value * MiB for config, value in minima.items() if value is not None}
+    kept: dict[Config, dict[str, Any]] = {}
+    if args.configs and guest.store.exists():
+        # Only some guests re-measured: the others keep their stored minima and evidence,
+        # and the fit covers them all (today's profile replaces a rebuilt variant's).
+        stored = json.loads(guest.store.read_text())
+        kept = {stored_config(m): m for m in stored["measurements"]
+                if stored_config(m) not in found}  # fmt: skip
+        profiles = {**stored_profiles(stored), **profiles}
+        found = {**stored_minima(stored), **found}
+        minima = {**{config: value // MiB for config, value in found.items()}, **minima}
     constants = fit_constants(profiles, found)
     calibration = Calibration.from_constants(constants)
     print(
@@ -331,18 +349,22 @@ def main() -> int:
     )
     print_table(guest, profiles, minima, calibration)
     if args.write:
-        _write(guest, captures, constants, found, seen_trials, work)
+        _write(guest, captures, profiles, constants, found, seen_trials, kept, work)
     return 0
 
 
 def _write(
     guest: Guest,
     captures: dict[str, Capture],
+    profiles: dict[str, CaptureProfile],
     constants: dict[str, int],
     found: dict[Config, int],
     trials: dict[Config, list[Trial]],
+    kept: dict[Config, dict[str, Any]],
     work: Path,
 ) -> None:
+    """Store the constants, the profiles and every guest's measurement; those in `kept`
+    (not re-measured by this run) as they were stored."""
     machine = ARCHES[guest.arch].qemu
     assert machine is not None
     what = (
@@ -351,8 +373,12 @@ def _write(
         "smallest crashkernel= (8 MiB steps) whose dump completed and validated with "
         f"{guest.arch.value} makedumpfile --dump-dmesg, booted twice"
     )
+    measured = {config: value for config, value in found.items() if config not in kept}
     record = calibration_record(guest.regenerate, what, machine.system, captures, constants,
-                                found, trials, work, guest.store)  # fmt: skip
+                                measured, trials, work, guest.store)  # fmt: skip
+    new = iter(cast(list[dict[str, object]], record["measurements"]))
+    record["profiles"] = profile_records(profiles)
+    record["measurements"] = [kept[config] if config in kept else next(new) for config in found]
     guest.store.parent.mkdir(exist_ok=True)
     guest.store.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {guest.store.relative_to(REPO)}")
