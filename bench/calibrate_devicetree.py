@@ -334,13 +334,7 @@ def main() -> int:
     found = {config: value * MiB for config, value in minima.items() if value is not None}
     kept: dict[Config, dict[str, Any]] = {}
     if args.configs and guest.store.exists():
-        # Only some guests re-measured: the others keep their stored minima and evidence,
-        # and the fit covers them all (today's profile replaces a rebuilt variant's).
-        stored = json.loads(guest.store.read_text())
-        kept = {stored_config(m): m for m in stored["measurements"]
-                if stored_config(m) not in found}  # fmt: skip
-        profiles = {**stored_profiles(stored), **profiles}
-        found = {**stored_minima(stored), **found}
+        profiles, found, kept = merge_stored(json.loads(guest.store.read_text()), profiles, found)
         minima = {**{config: value // MiB for config, value in found.items()}, **minima}
     constants = fit_constants(profiles, found)
     calibration = Calibration.from_constants(constants)
@@ -351,6 +345,17 @@ def main() -> int:
     if args.write:
         _write(guest, captures, profiles, constants, found, seen_trials, kept, work)
     return 0
+
+
+def merge_stored(
+    stored: dict[str, Any], profiles: dict[str, CaptureProfile], found: dict[Config, int]
+) -> tuple[dict[str, CaptureProfile], dict[Config, int], dict[Config, dict[str, Any]]]:
+    """A run that re-measured some guests (`found`, bytes) merged into the stored record:
+    every variant's profile (today's for a rebuilt one), every guest's minimum in the
+    stored order, and the stored measurements this run did not replace (kept as stored,
+    with their evidence). The fit covers them all."""
+    kept = {stored_config(m): m for m in stored["measurements"] if stored_config(m) not in found}
+    return {**stored_profiles(stored), **profiles}, {**stored_minima(stored), **found}, kept
 
 
 def _write(
