@@ -110,6 +110,16 @@ class QemuMachine:
 
 
 @dataclass(frozen=True)
+class CollectorLimit:
+    """A kernel configuration of this architecture whose memory makedumpfile cannot read."""
+
+    config: tuple[tuple[str, str], ...]  # every one of these options with this value
+    # The first makedumpfile release that reads it; None: no release does yet.
+    read_from: tuple[int, int, int] | None
+    what: str  # the configuration, in words
+
+
+@dataclass(frozen=True)
 class ArchInfo:
     """Everything that differs per architecture."""
 
@@ -144,6 +154,8 @@ class ArchInfo:
     # header on CPU and memory hotplug (builder/kexec/hotplug.py); None where the
     # kernel does not (or our layout of that architecture does not support it).
     crash_hotplug_flag: int | None = None
+    # Kernels makedumpfile stops on ("not supported") however new the kernel is.
+    collector_limits: tuple[CollectorLimit, ...] = ()
 
     @property
     def kexec_arch(self) -> int:
@@ -244,6 +256,17 @@ ARCHES: dict[Arch, ArchInfo] = {
                 "ttyAMA0",
             ),
             kernel_text=KernelTextLookup.ABOVE_LINEAR_MAP,
+            # makedumpfile's arch/arm64.c (calculate_plat_config) knows 2 to 4 page-table
+            # levels; 4K pages with 52-bit VA (LPA2, 5 levels: Debian 14's arm64 kernel)
+            # stop it with "PAGE SIZE 0x1000 and VA Bits 52 not supported" up to 1.7.9;
+            # upstream reads them since commit b7587f1 (May 2026), in no release yet.
+            collector_limits=(
+                CollectorLimit(
+                    (("CONFIG_ARM64_4K_PAGES", "y"), ("CONFIG_ARM64_VA_BITS", "52")),
+                    None,
+                    "4K pages with 52-bit virtual addresses, 5 page-table levels",
+                ),
+            ),
         ),
         ArchInfo(
             Arch.RISCV64,

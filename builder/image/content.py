@@ -29,7 +29,7 @@ from builder.image.programs import (
     plan_programs,
     recipe_programs,
 )
-from builder.image.sources import NodeKind, Root
+from builder.image.sources import MERGED_USR_LINKS, NodeKind, Root
 from builder.recipe.dump import GeneratedFile, RecipeFiles, TargetContent
 from builder.recipe.model import MicrocodeVendor, ModuleSelection, Recipe
 
@@ -47,8 +47,6 @@ BASE_DIRECTORIES = (
     "/usr/bin",
     "/usr/sbin",
 )
-# What usrmerge turns into links into /usr (Debian 12 and later hosts).
-MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The kernel opens /dev/console for init before devtmpfs is mounted.
 CONSOLE_DEVICE = (5, 1)
 NULL_DEVICE = (1, 3)

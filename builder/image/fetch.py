@@ -30,114 +30,30 @@ from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir, load_json_entry, store_cache_entry
 from builder.image.hostapt import copy_host_apt
 from builder.image.progress import ByteProgress
+from builder.image.suites import DEBIAN_KEYRING, apt_preferences, release_sources, split_pick
 
 # Part of every resolution memo's key: a memo written under other rules (before
-# programs brought their libraries) must not answer for these ones.
-RESOLUTION_RULES = "programs-bring-libraries"
+# programs brought their libraries, before a virtual name meant its provider) must
+# not answer for these ones.
+RESOLUTION_RULES = "programs-bring-libraries; virtual-names-provided"
 
 # Package lists older than this are refreshed, so "current" means current.
 LISTS_MAX_AGE_SECONDS = 24 * 3600
 
-# Where a named release comes from, and the keys that sign it. Debian 12's
-# debian-archive-keyring also holds Debian 13's signing keys.
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
-DEBIAN_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
-DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-# Suites that have no -updates and -security companions.
-DEVELOPMENT_SUITES = frozenset({"sid", "unstable", "experimental"})
 
+def reverse_provides(showpkg: str) -> list[str]:
+    """The packages under "Reverse Provides:" in `apt-cache showpkg` output, each once.
 
-BACKPORTS = "-backports"
-# Above a release's own 500 (and a backports suite's 100): a pinned package comes
-# from its suite even when the release has a higher version; below 1000, which
-# would allow downgrades of what is already installed (nothing is, here).
-PICK_PRIORITY = 990
+    Debian 13 renamed libraries for 64-bit time_t and kept the old names as
+    virtual packages (libdw1t64 provides libdw1):
 
-
-def _suite_entries(suite: str) -> list[tuple[str, str]]:
-    """(mirror, suite) of a release with its -updates and -security, or of a backports suite."""
-    if suite.endswith(BACKPORTS):
-        return [(DEBIAN_MIRROR, suite)]
-    entries = [(DEBIAN_MIRROR, suite)]
-    if suite not in DEVELOPMENT_SUITES:
-        entries += [
-            (DEBIAN_MIRROR, f"{suite}-updates"),
-            (DEBIAN_SECURITY_MIRROR, f"{suite}-security"),
-        ]
-    return entries
-
-
-def release_sources(
-    release: str, keyring: Path = DEBIAN_KEYRING, suites: Sequence[str] = ()
-) -> str:
-    """The one-line-style sources list of a Debian release, as the private apt state uses it.
-
-    A backports release (`trixie-backports`) brings its base release; `suites`
-    are the other suites packages are picked from.
-
-    >>> print(release_sources("trixie", Path("/k.gpg")), end="")
-    deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie main
-    deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie-updates main
-    deb [signed-by=/k.gpg] http://deb.debian.org/debian-security trixie-security main
-    >>> print(release_sources("sid", Path("/k.gpg")), end="")
-    deb [signed-by=/k.gpg] http://deb.debian.org/debian sid main
-    >>> print(release_sources("trixie-backports", Path("/k.gpg")).splitlines()[-1])
-    deb [signed-by=/k.gpg] http://deb.debian.org/debian trixie-backports main
+    >>> reverse_provides("Package: libdw1\\nVersions: \\n\\nProvides: \\nReverse Provides: \\n"
+    ...                  "libdw1t64 0.196-1 (= 0.196-1)\\nlibdw1t64 0.195-2 (= 0.195-2)\\n")
+    ['libdw1t64']
     """
-    entries: list[tuple[str, str]] = []
-    # An empty release: the host's sources (copied beside this list) bring the rest.
-    for suite in [*filter(None, (release.removesuffix(BACKPORTS), release)), *suites]:
-        entries += [entry for entry in _suite_entries(suite) if entry not in entries]
-    return "".join(
-        f"deb [signed-by={keyring}] {mirror} {suite} main\n" for mirror, suite in entries
-    )
-
-
-def split_pick(name: str) -> tuple[str, str]:
-    """A `source.packages` item as (package, suite it is picked from, or "").
-
-    >>> split_pick("linux-image-amd64/trixie-backports"), split_pick("busybox-static")
-    (('linux-image-amd64', 'trixie-backports'), ('busybox-static', ''))
-    """
-    package, _, suite = name.partition("/")
-    return package, suite
-
-
-def apt_preferences(release: str, picks: Mapping[str, str]) -> str:
-    """The private state's apt preferences: a backports release preferred, picks pinned.
-
-    Debian marks backports NotAutomatic (priority 100); a recipe whose release is
-    a backports suite wants its newer versions, so they get a release's 500 and
-    the higher version wins. A picked package comes from its suite whatever the
-    versions; every other suite stays below the release.
-
-    >>> print(apt_preferences("trixie-backports", {}), end="")
-    Package: *
-    Pin: release n=trixie-backports
-    Pin-Priority: 500
-    >>> print(apt_preferences("trixie", {"makedumpfile": "forky", "libc6": "forky"}))
-    Package: *
-    Pin: release n=forky
-    Pin-Priority: 100
-    <BLANKLINE>
-    Package: libc6 makedumpfile
-    Pin: release n=forky
-    Pin-Priority: 990
-    <BLANKLINE>
-    """
-    stanzas = []
-    if release.endswith(BACKPORTS):
-        stanzas.append(("*", release, 500))
-    for suite in sorted(set(picks.values()) - {release}):
-        if not suite.endswith(BACKPORTS):
-            stanzas.append(("*", suite, 100))  # a newer release: only what is picked
-    for suite in sorted(set(picks.values())):
-        names = " ".join(sorted(name for name, chosen in picks.items() if chosen == suite))
-        stanzas.append((names, suite, PICK_PRIORITY))
-    return "\n".join(
-        f"Package: {names}\nPin: release n={suite}\nPin-Priority: {priority}\n"
-        for names, suite, priority in stanzas
-    )
+    _, found, section = showpkg.partition("Reverse Provides:")
+    names = [line.split()[0] for line in section.splitlines()[1:] if line.strip()] if found else []
+    return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -387,6 +303,19 @@ class AptArchive:
                 raise FetchError(f"{name!r}: no such package for {self.describe}")
         return found
 
+    def sole_provider(self, name: str) -> str:
+        """The one package that provides `name`, a virtual package (apt's own choice
+        when asked to install it); refused when none or several do."""
+        providers = sorted(reverse_provides(self._run("apt-cache", "showpkg", name)))
+        if len(providers) == 1:
+            return providers[0]
+        if not providers:
+            raise FetchError(f"{name!r}: no such package for {self.describe}")
+        raise FetchError(
+            f"{name!r}: no such package for {self.describe}; it is provided by "
+            f"{', '.join(providers)}: name one of them"
+        )
+
     def check_picks(self, picks: Mapping[str, tuple[str, str]]) -> None:
         """Refuse a pick whose suite does not have the package (apt would take another's).
 
@@ -504,6 +433,7 @@ def _fetch_locked(
             break
         seen.update(wanted.name for wanted in batch)
         found, pending = _resolve_batch(archive, batch, progress)
+        seen.update(package.name for package in found)  # a virtual name's provider
         _follow_picks(archive, picks, batch, pending)
         fetched += found
     _store_resolution(memo, fetched)
@@ -547,7 +477,15 @@ def _resolve_batch(
     from builder.image.packages import package_is_empty  # packages needs nothing from here
 
     named = [wanted for wanted in batch if not wanted.library_of]
-    candidates = archive.candidates([wanted.name for wanted in named]) if named else {}
+    candidates = archive.candidates([w.name for w in named], missing_ok=True) if named else {}
+    # A name that is only virtual (Debian 12's libdw1 on Debian 13 and later) means
+    # the package that provides it, as apt-get install would take it.
+    named = [
+        w if w.name in candidates else _Wanted(w.requested, archive.sole_provider(w.name))
+        for w in named
+    ]
+    if any(wanted.name not in candidates for wanted in named):
+        candidates |= archive.candidates([wanted.name for wanted in named])
     libraries = [wanted for wanted in batch if wanted.library_of]
     if libraries:
         found = archive.candidates([wanted.name for wanted in libraries], missing_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from builder.arch import CollectorLimit
 from builder.image.initrd import Member, MemberKind
 
 KernelVersion = tuple[int, int, int]
@@ -137,4 +138,37 @@ def check_collector(members: tuple[Member, ...], kernel_release: str) -> Collect
             version = binary_version(member.data)
             if version is not None:
                 return CollectorCheck(version, LATEST_KERNEL.get(version), kernel_release)
+    return None
+
+
+def unreadable_kernel(
+    check: CollectorCheck, limits: tuple[CollectorLimit, ...], config: dict[str, str]
+) -> str | None:
+    """Why this makedumpfile cannot read a kernel of `config` at all, or None.
+
+    >>> limit = CollectorLimit((("CONFIG_A", "y"), ("CONFIG_BITS", "52")), None, "A at 52 bits")
+    >>> check = CollectorCheck((1, 7, 8), (6, 17, 4), "7.2.12")
+    >>> print(unreadable_kernel(check, (limit,), {"CONFIG_A": "y", "CONFIG_BITS": "52"}))
+    makedumpfile 1.7.8 cannot read kernel 7.2.12 (A at 52 bits: CONFIG_A=y, CONFIG_BITS=52): \
+no makedumpfile release reads it yet
+    >>> unreadable_kernel(check, (limit,), {"CONFIG_A": "y", "CONFIG_BITS": "48"}) is None
+    True
+    >>> later = CollectorLimit(limit.config, (1, 7, 9), limit.what)
+    >>> unreadable_kernel(CollectorCheck((1, 7, 9), None, "7.2"), (later,), dict(limit.config))
+    """
+    for limit in limits:
+        if any(config.get(option) != value for option, value in limit.config):
+            continue
+        if limit.read_from is not None and check.makedumpfile >= limit.read_from:
+            continue
+        options = ", ".join(f"{option}={value}" for option, value in limit.config)
+        needs = (
+            "no makedumpfile release reads it yet"
+            if limit.read_from is None
+            else f"makedumpfile {dotted(limit.read_from)} or newer reads it"
+        )
+        return (
+            f"makedumpfile {dotted(check.makedumpfile)} cannot read kernel "
+            f"{check.kernel_release} ({limit.what}: {options}): {needs}"
+        )
     return None

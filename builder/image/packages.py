@@ -28,7 +28,7 @@ from typing import Any
 from builder.errors import SourceError
 from builder.image.cache import load_cache_entry, load_json_entry, store_cache_entry
 from builder.image.progress import ByteProgress
-from builder.image.sources import Node, NodeKind, Root, normalize
+from builder.image.sources import MERGED_USR_LINKS, Node, NodeKind, Root, normalize
 
 # Data archive of a .deb; the compression varies between packages.
 DEB_DATA_PREFIX = "data.tar"
@@ -315,6 +315,10 @@ class _Package:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
+# The origin of the links a merged-/usr package set implies (no package has them).
+MERGED_USR_ORIGIN = "merged-/usr"
+
+
 class PackageRoot(Root):
     """Several package files (.deb, .rpm, .tar.*) seen together as one root.
 
@@ -351,6 +355,24 @@ class PackageRoot(Root):
         for package in packages:
             self._add_package(package)
             self._progress.package_done(package)
+        self._link_merged_usr()
+
+    def _link_merged_usr(self) -> None:
+        """Packages that ship only under /usr mean a merged-/usr root: add its links.
+
+        Debian 13 and later install /usr/bin, /usr/lib, ... only; the /bin ->
+        usr/bin, /lib -> usr/lib links are base-files' (Essential, so on every
+        installed system). A package set without base-files still means them:
+        /bin/busybox or the dynamic loader /lib/ld-linux-aarch64.so.1 resolve
+        as on the target. Only where no package has any of those tops (neither
+        a directory nor a link): a Debian 12 set (real /lib) stays as it is.
+        """
+        if any(top in self._nodes for top in MERGED_USR_LINKS):
+            return
+        for top in MERGED_USR_LINKS:
+            node = self._nodes.get("/usr" + top)
+            if node is not None and node.kind is NodeKind.DIR:
+                self._set(Node(top, NodeKind.SYMLINK, 0o777, "usr" + top, MERGED_USR_ORIGIN))
 
     def _add_package(self, path: Path) -> None:
         package = _Package(path)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from builder.arch import arch_info
 from builder.binfmt.cpio import write_cpio
 from builder.binfmt.kernelimg import KernelImage
 from builder.crashkernel.fit import FitReport, fit_recipe
@@ -33,13 +34,14 @@ from builder.image.initrd import (
     source_date_epoch,
     split_archives,
 )
-from builder.image.kernel import capture_kernel
-from builder.image.makedumpfile import CollectorCheck, check_collector
+from builder.image.kernel import CaptureKernel, capture_kernel
+from builder.image.makedumpfile import CollectorCheck, check_collector, unreadable_kernel
 from builder.image.packages import PackageCache, PackageRoot
 from builder.image.progress import ByteProgress
 from builder.image.providers import with_provider
 from builder.image.reach import Gap, reach_gaps
 from builder.image.sources import DirectoryRoot, Root
+from builder.recipe.choices import Collector
 from builder.recipe.model import Recipe
 
 Reporter = Callable[[str, float], None]
@@ -206,6 +208,7 @@ def plan_build(
         raise with_provider(recipe, error) from None
     with steps.step("cpio"):
         members = tuple(plan.members())
+        collector = checked_collector(recipe, kernel, members)
         parts = split_archives(members, content.archive_of)
         archives = [write_cpio(part, source_date_epoch()) for part in parts]
         # An archive holding a private file never enters the shared compressed cache.
@@ -235,9 +238,29 @@ def plan_build(
         packages=packages,
         missing_firmware=tuple(plan.missing_firmware),
         fit=fit_report,
-        collector=check_collector(members, kernel.dumped_version),
+        collector=collector,
         gaps=tuple(gaps),
     )
+
+
+def checked_collector(
+    recipe: Recipe, kernel: CaptureKernel, members: tuple[Member, ...]
+) -> CollectorCheck | None:
+    """The initrd's makedumpfile against the dumped kernel; refused when it cannot
+    read that kernel at all (the capture would boot and then fail to save)."""
+    collector = check_collector(members, kernel.dumped_version)
+    # The config is the capture kernel's: it says what the dumped one is only in reuse.
+    if collector is None or kernel.dumped_version != kernel.version:
+        return collector
+    if recipe.dump.collector is Collector.MAKEDUMPFILE:
+        limits = arch_info(recipe.target.arch).collector_limits
+        reason = unreadable_kernel(collector, limits, kernel.config)
+        if reason is not None:
+            raise RecipeError(
+                f"{recipe.path}: dump.collector: {reason}; the dump would fail: "
+                f'collector = "{Collector.COPY}" saves /proc/vmcore whole'
+            )
+    return collector
 
 
 def builtin_modules(root: Root, kernel_version: str) -> tuple[str, ...] | None:

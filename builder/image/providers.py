@@ -15,8 +15,9 @@ import re
 from builder.arch import arch_info
 from builder.errors import FetchError, MissingLibraryError, SourceError
 from builder.image.cache import default_cache_dir
-from builder.image.fetch import AptArchive, split_pick
+from builder.image.fetch import AptArchive
 from builder.image.packages import PackageRoot
+from builder.image.suites import split_pick
 from builder.recipe.model import Recipe
 
 _SONAME = re.compile(r"^(?P<name>[A-Za-z0-9_.+-]+?)\.so\.(?P<version>[0-9][0-9.]*)$")

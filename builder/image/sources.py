@@ -22,6 +22,9 @@ from pathlib import Path
 
 from builder.errors import SourceError
 
+# What usrmerge turns into links into /usr (Debian 12 and later hosts; Debian 13's
+# and later base-files ship them).
+MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
 MAX_SYMLINK_HOPS = 40
 

@@ -83,12 +83,22 @@ poweroff -f
 )
 
 
-def loader_initrd(arch: Arch, kernel_version: str, root: GuestRoot, body: str) -> bytes:
+def loader_initrd(
+    arch: Arch,
+    kernel_version: str,
+    root: GuestRoot,
+    body: str,
+    *,
+    release: str | None = None,
+    packages: tuple[str, ...] | None = None,
+) -> bytes:
     """The main side's initrd: mount the shares, then run `body` (sh).
 
     `body` may call `kdump_build ARGS` (the CLI in the guest root, working
     directory the repository) and `in_guest "COMMAND"`; the build is at
-    GUEST_OUTDIR.
+    GUEST_OUTDIR. The kernel's 9p modules and busybox come from the root's
+    release and packages unless `release` and `packages` name others (a main
+    kernel of a newer release than the root's userspace).
     """
     environment = " ".join(
         f"{name}={shlex.quote(value)}" for name, value in root.environment(Path(GUEST_REPO)).items()
@@ -98,8 +108,10 @@ def loader_initrd(arch: Arch, kernel_version: str, root: GuestRoot, body: str) -
         out=GUEST_OUTDIR, environment=environment, body=body,
     )  # fmt: skip
     spec = ROOTS[arch]
-    return harness.ninep_initrd(kernel_version, init, spec.initrd_packages, arch=arch,
-                                release=spec.release)  # fmt: skip
+    return harness.ninep_initrd(
+        kernel_version, init, spec.initrd_packages if packages is None else packages, arch=arch,
+        release=spec.release if release is None else release,
+    )  # fmt: skip
 
 
 def shares(root: GuestRoot, outdir: Path) -> tuple[str, ...]:

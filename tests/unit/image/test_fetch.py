@@ -8,8 +8,9 @@ import pytest
 
 from builder.errors import FetchError, ReleaseError
 from builder.image.cache import default_cache_dir
-from builder.image.fetch import DEBIAN_KEYRING, AptArchive, fetch_packages
+from builder.image.fetch import AptArchive, fetch_packages
 from builder.image.packages import PackageRoot
+from builder.image.suites import DEBIAN_KEYRING
 
 pytestmark = pytest.mark.network
 
