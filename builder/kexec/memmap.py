@@ -170,7 +170,7 @@ class MemoryMap:
     def with_crash_cma(self, ranges: Iterable[Range]) -> MemoryMap:
         """This map with the `,cma` ranges; each must lie inside System RAM.
 
-        >>> m = parse_iomem("00100000-3fffffff : System RAM\\n  30000000-3bffffff : Crash kernel\\n")
+        >>> m = parse_iomem("00100000-3fffffff : System RAM\\n  30000000-3bffffff : Crash kernel")
         >>> [str(r) for r in m.with_crash_cma([Range(0x8000000, 0xc000000)]).ram_minus_crash()]
         ['0x100000-0x8000000', '0xc000000-0x30000000', '0x3c000000-0x40000000']
         """

@@ -87,7 +87,8 @@ def test_a_cma_range_outside_ram_is_refused(outdir: Path, tmp_path: Path) -> Non
     path = sysfs / "sys/kernel/kexec/crash_cma_ranges"
     result = run_loader(Arch.X86_64, "--dry-run", "--iomem", sysfs / "proc/iomem",
                         "--sysfs", sysfs, outdir)  # fmt: skip
-    assert_one_line(result, f"{path}: crashkernel=,cma range at 0x40000000 is not inside System RAM")
+    outside = "crashkernel=,cma range at 0x40000000 is not inside System RAM"
+    assert_one_line(result, f"{path}: {outside}")
     copy = tmp_path / "python"
     shutil.copytree(outdir, copy, symlinks=True)
     said = run_cli("layout", str(copy), "--iomem", str(sysfs / "proc/iomem"), "--sysfs", str(sysfs))
@@ -105,7 +106,10 @@ def test_device_tree_loaders_refuse_cma(tmp_path: Path) -> None:
     sysfs = _with_cma(guest, tmp_path, "48000000-4bffffff\n")
     result = run_loader(arch, "--dry-run", "--iomem", sysfs / "proc/iomem", "--sysfs", sysfs,
                         outdir)  # fmt: skip
-    expected = "1 crashkernel=,cma range(s): kdump-build gives them to the capture kernel on x86_64 only"
+    expected = (
+        "1 crashkernel=,cma range(s): kdump-build gives them to the capture kernel on x86_64 only"
+    )
     assert_one_line(result, expected)
-    said = run_cli("layout", str(outdir), "--iomem", str(sysfs / "proc/iomem"), "--sysfs", str(sysfs))
+    iomem = str(sysfs / "proc/iomem")
+    said = run_cli("layout", str(outdir), "--iomem", iomem, "--sysfs", str(sysfs))
     assert said.returncode != 0 and expected in said.stderr, said.stderr
