@@ -153,7 +153,7 @@ def usable_ranges(memory: MemoryMap) -> tuple[Range, ...]:
         # that would have only its fixed part.
         raise LayoutError(
             f"{len(memory.crash_cma)} crashkernel=,cma range(s): kdump-build gives them to "
-            "the capture kernel on x86_64 only (boot without crashkernel=,cma here)"
+            "the capture kernel through an e820 map only (boot without crashkernel=,cma here)"
         )
     region = memory.crash_region()
     return (region, *(piece for piece in memory.crash_ranges() if piece != region))
