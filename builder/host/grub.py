@@ -23,7 +23,7 @@ def dropin_text(value: str) -> str:
     # Written by kdump-build enable; kdump-build disable removes it.
     # The crash reservation computed for this machine (kdump-build crashkernel).
     GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT crashkernel=256M"
-    >>> dropin_text("72M 48M,cma").splitlines()[-1][-41:]
+    >>> dropin_text("72M 48M,cma").splitlines()[-1][-36:]
     'crashkernel=72M crashkernel=48M,cma"'
     """
     words = " ".join(f"crashkernel={word}" for word in value.split())
