@@ -139,10 +139,9 @@ def test_debian14_dumps_with_the_debian13_recipe_but_release(tmp_path: Path) -> 
     (line,) = [line for line in console.splitlines() if "main: kexec/crash_cma_ranges=" in line]
     ranges = [[int(x, 16) for x in r.split("-")] for r in line.split("=[")[1].strip(" ]\r").split()]
     capture = console.split("sysrq triggered crash")[1]
-    usable = [
-        [int(x, 16) for x in m]
-        for m in re.findall(r"BIOS-e820: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] usable", capture)
-    ]
+    # 7.x prints RAM as "System RAM" (older kernels: "usable").
+    e820_ram = r"BIOS-e820: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\]\s+(?:usable|System RAM)"
+    usable = [[int(x, 16) for x in m] for m in re.findall(e820_ram, capture)]
     for first, last in ranges:
         assert any(lo <= first and last <= hi for lo, hi in usable), (ranges, usable)
 
