@@ -90,3 +90,17 @@ def test_cma_in_a_recipe_where_it_cannot_work_is_one_line(tmp_path: Path) -> Non
         "kdump-build's loaders cannot give its ranges to the capture kernel there"
     ), result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cma_in_a_recipe_whose_kernel_is_too_old_is_one_line(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(recipe_text({"crashkernel": {"reserve": "64M 128M,cma"}},
+                                  base=REPO / "recipes" / "qemu-x86_64-trixie.toml"))  # fmt: skip
+    result = run_cli(str(recipe), "-o", str(tmp_path / "out"))
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(
+        f"kdump-build: error: {recipe}: crashkernel.reserve: ',cma' needs Linux 6.17 or newer "
+        "on x86_64, not 6.12."
+    ), result.stderr
+    assert not (tmp_path / "out").exists()
