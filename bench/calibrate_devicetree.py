@@ -41,9 +41,17 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from bench.calibration_evidence import boot_evidence
-from bench.calibration_fit import calibration_record, fit_constants, margin_rows
+from bench.calibration_fit import (
+    calibration_record,
+    fit_constants,
+    margin_rows,
+    profile_records,
+    stored_minima,
+    stored_profiles,
+)
 from bench.calibration_search import (
     DEFAULT_CONFIGS,
     PER_CPU_CONFIG,
@@ -53,7 +61,7 @@ from bench.calibration_search import (
     TrialLog,
     search,
 )
-from bench.calibration_verify import verify_store
+from bench.calibration_verify import stored_config, verify_store
 from builder.arch import ARCHES, Arch
 from builder.crashkernel.model import Calibration, CaptureProfile, load_calibration
 from builder.crashkernel.profile import capture_profile
@@ -118,7 +126,12 @@ def build_capture(guest: Guest, work: Path, config: Config) -> Capture:
     default = tomllib.loads(guest.recipe.read_text())
     cmdline = [f"nr_cpus={config.capture_cpus}" if word.startswith("nr_cpus=") else word
                for word in default["kernel"]["cmdline"]]  # fmt: skip
-    text = recipes.recipe_text({"kernel": {"cmdline": cmdline}}, base=guest.recipe)
+    # The config's zstd level, not the recipe's default: a stored measurement is re-booted
+    # on the capture it was measured with (aarch64-6.1 was measured at level 19).
+    overrides: dict[str, dict[str, object]] = {
+        "kernel": {"cmdline": cmdline}, "initrd": {"compression_level": config.zstd_level},
+    }  # fmt: skip
+    text = recipes.recipe_text(overrides, base=guest.recipe)
     recipe = parse_recipe(text, guest.recipe)
     directory = work / f"capture-{config.variant}"
     stored = load_calibration(guest.store) if guest.store.exists() else Calibration()
@@ -319,6 +332,10 @@ def main() -> int:
         print(f"{config.name}: minimum {minimum}M", flush=True)
     profiles = {variant: capture.profile for variant, capture in captures.items()}
     found = {config: value * MiB for config, value in minima.items() if value is not None}
+    kept: dict[Config, dict[str, Any]] = {}
+    if args.configs and guest.store.exists():
+        profiles, found, kept = merge_stored(json.loads(guest.store.read_text()), profiles, found)
+        minima = {**{config: value // MiB for config, value in found.items()}, **minima}
     constants = fit_constants(profiles, found)
     calibration = Calibration.from_constants(constants)
     print(
@@ -326,18 +343,33 @@ def main() -> int:
     )
     print_table(guest, profiles, minima, calibration)
     if args.write:
-        _write(guest, captures, constants, found, seen_trials, work)
+        _write(guest, captures, profiles, constants, found, seen_trials, kept, work)
     return 0
+
+
+def merge_stored(
+    stored: dict[str, Any], profiles: dict[str, CaptureProfile], found: dict[Config, int]
+) -> tuple[dict[str, CaptureProfile], dict[Config, int], dict[Config, dict[str, Any]]]:
+    """A run that re-measured some guests (`found`, bytes) merged into the stored record:
+    every variant's profile (today's for a rebuilt one), every guest's minimum in the
+    stored order, and the stored measurements this run did not replace (kept as stored,
+    with their evidence). The fit covers them all."""
+    kept = {stored_config(m): m for m in stored["measurements"] if stored_config(m) not in found}
+    return {**stored_profiles(stored), **profiles}, {**stored_minima(stored), **found}, kept
 
 
 def _write(
     guest: Guest,
     captures: dict[str, Capture],
+    profiles: dict[str, CaptureProfile],
     constants: dict[str, int],
     found: dict[Config, int],
     trials: dict[Config, list[Trial]],
+    kept: dict[Config, dict[str, Any]],
     work: Path,
 ) -> None:
+    """Store the constants, the profiles and every guest's measurement; those in `kept`
+    (not re-measured by this run) as they were stored."""
     machine = ARCHES[guest.arch].qemu
     assert machine is not None
     what = (
@@ -346,8 +378,12 @@ def _write(
         "smallest crashkernel= (8 MiB steps) whose dump completed and validated with "
         f"{guest.arch.value} makedumpfile --dump-dmesg, booted twice"
     )
+    measured = {config: value for config, value in found.items() if config not in kept}
     record = calibration_record(guest.regenerate, what, machine.system, captures, constants,
-                                found, trials, work, guest.store)  # fmt: skip
+                                measured, trials, work, guest.store)  # fmt: skip
+    new = iter(cast(list[dict[str, object]], record["measurements"]))
+    record["profiles"] = profile_records(profiles)
+    record["measurements"] = [kept[config] if config in kept else next(new) for config in found]
     guest.store.parent.mkdir(exist_ok=True)
     guest.store.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {guest.store.relative_to(REPO)}")

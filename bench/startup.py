@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.common import (
     Build,
     Spread,
-    best_of,
+    best_build,
     kdump_build,
     kdump_build_command,
     machine,
@@ -30,6 +30,7 @@ from bench.common import (
 from bench.common import shared_cache as default_cache
 from bench.dracut import COMPRESSION, DracutRun, dracut_cold, dracut_warm, unpack_sysroot
 from bench.kernel_update import REPEATS as COLD_REPEATS
+from builder.cli.kexec import NOT_READY_EXIT_CODE
 from builder.recipe.settings import DEFAULT_COMPRESSION_LEVEL
 from tests.support.paths import DEFAULT_RECIPE
 
@@ -58,11 +59,12 @@ def measure(work: Path) -> Startup:
     work.mkdir(parents=True, exist_ok=True)
     command = kdump_build_command()
     help_times = spread([*command, "--help"], RUNS)
-    status_times = spread([*command, "status"], RUNS)
+    # status answers "not ready" with NOT_READY_EXIT_CODE on a machine without a loaded
+    # capture (a build machine): a whole answer, timed as one.
+    status_times = spread([*command, "status"], RUNS, expected=(0, NOT_READY_EXIT_CODE))
     cache = default_cache()
     kdump_build(DEFAULT_RECIPE, work / "warm", cache)  # fills whatever is not cached yet
-    warm = best_of(BUILD_REPEATS, lambda: kdump_build(DEFAULT_RECIPE, work / "warm", cache),
-                   key=lambda build: build.seconds)  # fmt: skip
+    warm = best_build(BUILD_REPEATS, lambda: kdump_build(DEFAULT_RECIPE, work / "warm", cache))
     sysroot = work / "sysroot"
     unpack_sysroot(work / "warm", cache, sysroot)
     kernel = str(warm.summary["kernel"])
@@ -83,7 +85,7 @@ def lines(result: Startup) -> list[str]:
         f"{verdict(result.help.best <= HELP_GOAL)}",
         f"  kdump-build status   {result.status}  goal <= {STATUS_GOAL * 1000:.0f} ms: "
         f"{verdict(result.status.best <= STATUS_GOAL)}",
-        f"  warm build           {result.warm.seconds:.2f} s (best of {BUILD_REPEATS}; "
+        f"  warm build           {result.warm.seconds:.2f} s (best of {len(result.warm.runs)}; "
         f"in-process {result.warm.summary['seconds']} s: {steps})",
         f"  dracut {result.dracut.version} minimal image, second run  "
         f"{result.dracut.seconds:.2f} s (best of {len(result.dracut.runs)}) "

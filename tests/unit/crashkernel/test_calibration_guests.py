@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 
+from bench.calibrate_devicetree import merge_stored
+from bench.calibration_fit import fit_constants
+from bench.calibration_search import Config
+from bench.calibration_verify import stored_config
 from builder.crashkernel.fit import recommend
 from builder.crashkernel.model import Calibration, CaptureProfile, estimate, load_calibration
 from builder.crashkernel.profile import capture_profile
@@ -109,3 +113,22 @@ def test_todays_capture_is_recommended_at_least_the_measured_minimum(stored: Sto
         if measurement["capture_cpus"] == profile.cpus:
             recommended = _recommended(profile, measurement["ram"], calibration)
             assert recommended >= measurement["minimum"], measurement["ram"]
+
+
+def test_writing_some_guests_keeps_the_others_and_refits_over_all() -> None:
+    """`--configs 4G/2 --write` replaces that guest's measurement only (it once wrote a
+    store holding the re-measured guest alone)."""
+    record: dict[str, Any] = json.loads((STORES / "riscv64-6.12.json").read_text())
+    again = Config(4096, 2)
+    today = CaptureProfile(
+        **{**record["profiles"]["nr_cpus=1,zstd-8"], "initrd_compressed_size": 1}
+    )
+    profiles, found, kept = merge_stored(record, {"nr_cpus=1,zstd-8": today}, {again: 120 * MiB})
+    assert [stored_config(m) for m in record["measurements"]] == list(found)
+    assert found[again] == 120 * MiB
+    assert kept == {stored_config(m): m for m in record["measurements"]
+                    if stored_config(m) != again}  # fmt: skip
+    assert profiles["nr_cpus=1,zstd-8"] == today
+    assert profiles["nr_cpus=2,zstd-8"] == CaptureProfile(**record["profiles"]["nr_cpus=2,zstd-8"])
+    unchanged = merge_stored(record, {}, {again: record["measurements"][3]["minimum"]})
+    assert fit_constants(unchanged[0], unchanged[1]) == record["constants"]

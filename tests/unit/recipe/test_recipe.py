@@ -49,6 +49,13 @@ def test_bundled_recipes_parse() -> None:
     }  # fmt: skip
 
 
+def test_the_name_key_wins_over_the_file_name() -> None:
+    # Every bundled recipe's name equals its file's stem, so test_bundled_recipes_parse
+    # passes even when the key is ignored: this one tells them apart.
+    recipe = parse_recipe('name = "web-01"\n' + MINIMAL, Path("recipes/x.toml"))
+    assert recipe.name == "web-01"
+
+
 def test_defaults_fill_in() -> None:
     recipe = parse_recipe(MINIMAL, Path("r.toml"))
     assert recipe.name == "r"
