@@ -70,6 +70,19 @@ class CrashReserveRules:
     high_fallback: bool = True
     # Kernels older than the series here reserve by other rules: (series, those rules).
     older: tuple[tuple[int, int], CrashReserveRules] | None = None
+    # The first series whose `crashkernel=SIZE,cma` kdump-build can use: the kernel
+    # reserves it and our loaders hand its ranges to the capture kernel. None: never.
+    cma_since: tuple[int, int] | None = None
+
+    def supports_cma(self, series: tuple[int, int] | None) -> bool:
+        """Whether `crashkernel=,cma` works for a kernel of `series` (None: the newest).
+
+        >>> rules = ARCHES[Arch.X86_64].crash
+        >>> rules is not None and (rules.supports_cma((6, 12)), rules.supports_cma((7, 2)))
+        (False, True)
+        """
+        since = self.cma_since
+        return since is not None and (series is None or series >= since)
 
     def for_kernel(self, series: tuple[int, int] | None) -> CrashReserveRules:
         """The rules a kernel of `series` (major, minor) follows; None: the current ones.
@@ -209,7 +222,11 @@ ARCHES: dict[Arch, ArchInfo] = {
             image_alignment=2 * MiB,
             kexec_load_syscall=246,
             kexec_file_load_syscall=320,
-            crash=CrashReserveRules(16 * MiB, 4 * GiB, _X86_64_MAXMEM, None),
+            # crashkernel=,cma: 6.17 (kernel/crash_reserve.c reserve_crashkernel_cma, called
+            # from arch/x86/kernel/setup.c); the loaders give its ranges to the capture
+            # through the e820 map. The device-tree architectures got it later, and our
+            # loaders do not pass more than two linux,usable-memory-range pairs yet.
+            crash=CrashReserveRules(16 * MiB, 4 * GiB, _X86_64_MAXMEM, None, cma_since=(6, 17)),
             qemu=QemuMachine("qemu-system-x86_64", "qemu-x86_64-static", None, None, "ttyS0"),
             early_microcode_dir="/kernel/x86/microcode",
             # Documentation/arch/x86/x86_64/mm.rst: __START_KERNEL_map to MODULES_VADDR.

@@ -86,6 +86,7 @@ def _summary(result: BuildResult, steps: Steps, outdir: Path) -> dict[str, objec
     if result.fit is not None:
         summary["fits"] = result.fit.fits
         summary["recommended"] = result.fit.recommended
+        summary["recommended_cma"] = result.fit.recommended_cma
     return summary
 
 

@@ -115,6 +115,8 @@ def _print_report(report: FitReport) -> None:
             line += f" at {row.reservation.offset:#x}"
         if row.reservation.low:
             line += f" + low {format_mib(row.reservation.low)}"
+        if row.reservation.cma:
+            line += f" + cma {format_mib(row.reservation.cma)}"
         if row.needed is not None and row.margin is not None:
             verdict = "fits" if row.fits else "DOES NOT FIT"
             needs, margin = format_mib(row.needed), format_mib(row.margin)
@@ -129,5 +131,9 @@ def _print_report(report: FitReport) -> None:
             typer.echo(f"    {term.name:<18} {format_mib(term.bytes):>10}  {term.explanation}")
     if report.recommended:
         typer.echo(f"recommended: crashkernel={report.recommended}")
+    if report.recommended_cma:
+        split = " ".join(f"crashkernel={value}" for value in report.recommended_cma.split())
+        typer.echo(f"or, with CMA (the main system keeps the ,cma part for movable pages; "
+                   f"they are not dumped): {split}")  # fmt: skip
     for note in report.notes:
         typer.echo(f"note: {note}")

@@ -91,6 +91,7 @@ def layout(
     from builder.kexec.layout.document import write_layout
     from builder.kexec.layout.inputs import (
         read_build_outputs,
+        read_crash_cma,
         read_crash_info_for,
         read_firmware,
         read_iomem,
@@ -99,6 +100,8 @@ def layout(
     outputs = read_build_outputs(outdir)
     target = outputs.target_arch(_arch_override(arch))
     memory = read_iomem(iomem)
+    if sysfs is not None:
+        memory = read_crash_cma(sysfs, memory)
     info = read_crash_info_for(sysfs, memory, target) if sysfs is not None else None
     firmware = read_firmware(sysfs) if sysfs is not None else None
     hotplug = read_crash_hotplug(sysfs, target) if sysfs is not None else None
@@ -221,9 +224,14 @@ def _live_plan(outputs: BuildOutputs, arch: Arch, backup: bool | None) -> Layout
     from builder.kexec.hotplug import hotplug_notice, read_crash_hotplug
     from builder.kexec.layout import plan_layout
     from builder.kexec.layout.devicetree import fresh_seeds
-    from builder.kexec.layout.inputs import read_crash_info_for, read_firmware, read_iomem
+    from builder.kexec.layout.inputs import (
+        read_crash_cma,
+        read_crash_info_for,
+        read_firmware,
+        read_iomem,
+    )
 
-    memory = read_iomem(Path("/proc/iomem"))
+    memory = read_crash_cma(Path("/"), read_iomem(Path("/proc/iomem")))
     info = read_crash_info_for(Path("/"), memory, arch)
     firmware = read_firmware(Path("/"))
     # Where the kernel rewrites the ELF core header on CPU/memory hotplug, let it.

@@ -22,6 +22,15 @@ def crashkernel(
         bool, Option("--remove", help="Remove the drop-in and run update-grub.")
     ] = False,
     show: Annotated[bool, Option("--show", help="Print it (the default).")] = False,
+    cma: Annotated[
+        bool,
+        Option(
+            "--cma",
+            help="A small fixed part plus crashkernel=SIZE,cma, where the kernel reserves it "
+            "(docs/crashkernel.md): the main system keeps the CMA part for movable pages; "
+            "they are not dumped.",
+        ),
+    ] = False,
     recipe: Annotated[
         Path | None,
         Option(
@@ -38,7 +47,7 @@ def crashkernel(
     from builder.host import grub
     from builder.host.enable import Effects, apply_reservation
     from builder.host.paths import HostPaths
-    from builder.host.reserve import machine_need, records
+    from builder.host.reserve import machine_need, records, spelled
 
     if sum((apply, remove, show)) > 1:
         raise RecipeError("crashkernel: give one of --apply, --remove, --show")
@@ -50,17 +59,19 @@ def crashkernel(
     if recipe is not None or (not apply and not records(paths)):
         if apply:
             raise RecipeError("crashkernel: --recipe goes with --show (enable applies a recipe)")
+        if cma:
+            raise RecipeError("crashkernel: --cma goes with the captures enable built")
         _show_unapplied(recipe, paths)
         return
-    need = machine_need(paths)
+    need = machine_need(paths, cma=cma)
     if apply:
         apply_reservation(paths, need, Effects(systemctl=False), typer.echo)
         return
-    typer.echo(f"crashkernel={need.value}")
+    typer.echo(spelled(need.value))
     typer.echo(f"  RAM {need.ram // 2**20} MiB; the capture of {need.kernel_version} needs "
                f"{need.needed / 2**20:.1f} MiB ({need.margin / 2**20:.1f} MiB margin)")  # fmt: skip
     applied = grub.applied_value(paths)
-    typer.echo(f"  applied: {'crashkernel=' + applied if applied else 'no'} ({paths.grub_dropin})")
+    typer.echo(f"  applied: {spelled(applied) if applied else 'no'} ({paths.grub_dropin})")
 
 
 def _show_unapplied(recipe: Path | None, paths: HostPaths) -> None:

@@ -19,7 +19,7 @@ from builder.crashkernel.model import (
     default_calibration,
     estimate,
 )
-from builder.crashkernel.reservation import Reservation, crash_rules, reservation
+from builder.crashkernel.reservation import Reservation, crash_rules, kernel_series, reservation
 from builder.crashkernel_syntax import (
     RAM_ROUNDING,
     CrashkernelConfig,
@@ -30,7 +30,24 @@ from builder.crashkernel_syntax import (
 )
 from builder.errors import FitError, RecipeError
 from builder.recipe.model import KernelMode, Recipe
-from builder.units import align_up, format_mib, format_size
+from builder.units import MiB, align_up, format_mib, format_size
+
+# What the loader puts in the fixed region beside the kernel and the packed initrd (ELF
+# core header, purgatory, boot parameters, command line: well under 1 MiB) plus the
+# kernel's load alignment (2 MiB on x86_64): kexec_load takes segments only there.
+LOADED_SLACK = 4 * MiB
+# The estimate's terms that are kexec segments, so never in a `,cma` range.
+LOADED_TERMS = ("kernel", "initrd_compressed")
+
+
+def loaded_need(estimate: Estimate) -> int:
+    """What must lie in the fixed crash region: the segments kexec_load loads there.
+
+    Everything else the capture needs (the unpacked initrd, its run-time memory,
+    makedumpfile) can come from a `crashkernel=,cma` range, which the capture kernel
+    gets as plain RAM.
+    """
+    return LOADED_SLACK + sum(term.bytes for term in estimate.terms if term.name in LOADED_TERMS)
 
 
 @dataclass(frozen=True)
@@ -52,13 +69,21 @@ class FitRow:
     @property
     def fits(self) -> bool | None:
         needed = self.needed
-        # The low range feeds swiotlb and DMA; only the main region is counted.
-        return None if needed is None else self.reserved > 0 and self.reserved >= needed
+        if needed is None or self.estimate is None:
+            return None
+        # The low range feeds swiotlb and DMA; only the main region (and `,cma`) counts.
+        loaded = self.reservation.cma == 0 or self.reserved >= loaded_need(self.estimate)
+        return self.reserved > 0 and loaded and self.usable >= needed
+
+    @property
+    def usable(self) -> int:
+        """What the capture kernel runs in: the main region and the `,cma` ranges."""
+        return self.reserved + self.reservation.cma
 
     @property
     def margin(self) -> int | None:
         needed = self.needed
-        return None if needed is None else self.reserved - needed
+        return None if needed is None else self.usable - needed
 
     def to_json(self) -> dict[str, object]:
         row: dict[str, object] = {
@@ -91,6 +116,8 @@ class FitReport:
     rows: tuple[FitRow, ...]
     recommended: str | None = None
     notes: tuple[str, ...] = field(default=())
+    # The same need as a small fixed part plus `,cma` ("64M 192M,cma"), where it works.
+    recommended_cma: str | None = None
 
     @property
     def fits(self) -> bool | None:
@@ -145,9 +172,15 @@ class FitReport:
         largest = worst.estimate.largest if worst.estimate else None
         largest_name = largest.name if largest else "?"
         hint = f"; recommended crashkernel={self.recommended}" if self.recommended else ""
+        if self.recommended_cma:
+            hint += " or " + " ".join(f"crashkernel={v}" for v in self.recommended_cma.split())
+        reserved = format_mib(worst.reserved)
+        if worst.reservation.cma and worst.estimate:
+            reserved += (f" + {format_mib(worst.reservation.cma)} ,cma (the fixed part must "
+                         f"hold {format_mib(loaded_need(worst.estimate))})")  # fmt: skip
         return (
             f"{self.label} does not fit on {ram} RAM: needs {format_mib(worst.needed)}, "
-            f"reserved {format_mib(worst.reserved)}; largest term {largest_name} "
+            f"reserved {reserved}; largest term {largest_name} "
             f"({format_mib(largest.bytes if largest else 0)}){hint}"
         )
 
@@ -163,6 +196,7 @@ class FitReport:
             "arch": self.arch.value,
             "fits": self.fits,
             "recommended": self.recommended,
+            "recommended_cma": self.recommended_cma,
             "largest_term": largest.to_json() if largest else None,
             "notes": [
                 *self.notes,
@@ -236,6 +270,32 @@ def recommend(
     return _spelled(entries), ()
 
 
+def recommend_cma(
+    ram_list: Iterable[int], estimate_for: Callable[[int], Estimate], step: int
+) -> str | None:
+    """The smallest fixed `crashkernel=` plus a `,cma` part covering every RAM size.
+
+    The fixed part holds what kexec_load loads (`loaded_need`); the `,cma` size is
+    one value (the kernel reads no ranges there), the largest remaining need. None when
+    nothing is left for CMA or the two do not fit the smallest RAM.
+
+    >>> from builder.units import GiB
+    >>> def need(ram: int) -> Estimate:
+    ...     return Estimate((Term("kernel", 40 * MiB, ""), Term("initrd_compressed", 10 * MiB, ""),
+    ...                      Term("rest", 100 * MiB + ram // 1024, "")))
+    >>> recommend_cma([1 * GiB, 4 * GiB], need, 8 * MiB)
+    '56M 104M,cma'
+    """
+    rams = sorted(set(ram_list))
+    if not rams:
+        return None
+    fixed = align_up(max(loaded_need(estimate_for(ram)) for ram in rams), step)
+    cma = align_up(max(estimate_for(ram).total for ram in rams) - fixed, step)
+    if cma <= 0 or fixed + cma >= rams[0]:
+        return None
+    return f"{format_size(fixed)} {format_size(cma)},cma"
+
+
 def _spelled(entries: list[RangeEntry]) -> str:
     """Ranges as a `crashkernel=` value: equal neighbours merged, a single size plainly."""
     merged: list[RangeEntry] = []
@@ -278,7 +338,7 @@ def fit(
     """
     if not ram_list:
         raise RecipeError("fit: give at least one RAM size")
-    arch_name, _ = crash_rules(arch)
+    arch_name, rules = crash_rules(arch, kernel)
     if calibration is None:
         # Only a profile is estimated here; the rest needs no measured constants.
         profiled = isinstance(estimate_input, CaptureProfile)
@@ -290,18 +350,35 @@ def fit(
         reserved = reservation(config, ram, arch_name, low_ram=low_ram, kernel=kernel)
         rows.append(FitRow(ram, reserved, estimator(ram) if estimator else None))
     recommended: str | None = None
+    split: str | None = None
     notes: tuple[str, ...] = ()
     if estimator is not None:
         recommended, notes = recommend(
             ram_list, lambda ram: estimator(ram).total, step=calibration.recommend_step
         )
+        if recommended is not None and rules.supports_cma(kernel_series(kernel)):
+            split = recommend_cma(ram_list, estimator, calibration.recommend_step)
     return FitReport(
         None if config is None else str(config).replace("crashkernel=", ""),
         arch_name,
         tuple(rows),
         recommended,
         notes,
+        split,
     )
+
+
+def _check_cma(spec: str | None, recipe: Recipe, kernel: str | None) -> None:
+    """A `,cma` part where the kernel or our loaders cannot use it is the user's mistake."""
+    if spec is None or as_config(spec).cma is None:
+        return
+    arch, rules = crash_rules(recipe.target.arch, kernel)
+    if not rules.supports_cma(kernel_series(kernel)):
+        since = rules.cma_since
+        why = (f"needs Linux {since[0]}.{since[1]} or newer on {arch}, not {kernel}" if since
+               else f"does not work on {arch}: kdump-build's loaders cannot give its ranges "
+               "to the capture kernel there")  # fmt: skip
+        raise RecipeError(f"{recipe.path}: crashkernel.reserve: ',cma' {why}")
 
 
 def ram_sizes(values: Sequence[str], where: str) -> list[int]:
@@ -342,8 +419,10 @@ def fit_recipe(
     sizes = list(rams) if rams else ram_sizes(recipe.crashkernel.ram, where)
     if calibration is None:
         calibration = default_calibration(recipe.target.arch, capture_kernel)
+    chosen = spec if spec is not None else recipe.crashkernel.reserve
+    _check_cma(chosen, recipe, capture_kernel if reuse else None)
     return fit(
-        spec if spec is not None else recipe.crashkernel.reserve,
+        chosen,
         sizes,
         profile,
         arch=recipe.target.arch,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder.errors import LayoutError, SourceError
 from builder.kexec.memmap import Range, parse_iomem
-from builder.kexecfs import KexecFile
+from builder.kexecfs import SYS_KERNEL, KexecFile, read_cma_ranges
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class LiveReservation:
     main: Range | None
     low: Range | None
     sysfs_size: int | None
+    cma: int = 0  # bytes of the `crashkernel=,cma` ranges (kexec/crash_cma_ranges)
 
     @property
     def size(self) -> int:
@@ -30,12 +31,18 @@ class LiveReservation:
             return self.sysfs_size
         return self.main.size if self.main else 0
 
+    @property
+    def usable(self) -> int:
+        """What a capture kernel loaded now runs in: the main region and the `,cma` ranges."""
+        return self.size + self.cma
+
     def to_json(self) -> dict[str, object]:
         return {
             "reserved": self.size,
             "main": self.main.to_json() if self.main else None,
             "low": self.low.to_json() if self.low else None,
             "sysfs_size": self.sysfs_size,
+            "cma": self.cma,
         }
 
 
@@ -80,6 +87,7 @@ def _all_zero_iomem(text: str) -> bool:
 def read_live_reservation(
     iomem: Path = Path("/proc/iomem"),
     crash_size: Path | None = None,
+    sys_kernel: Path = SYS_KERNEL,
 ) -> LiveReservation:
     """`live_reservation` over files; a missing file counts as unavailable.
 
@@ -89,8 +97,10 @@ def read_live_reservation(
     >>> read_live_reservation(Path("/nonexistent"), Path("/nonexistent")).size
     0
     """
-    size_file = crash_size or KexecFile.CRASH_SIZE.path()
-    return live_reservation(_read_optional(iomem), _read_optional(size_file))
+    size_file = crash_size or KexecFile.CRASH_SIZE.path(sys_kernel)
+    live = live_reservation(_read_optional(iomem), _read_optional(size_file))
+    cma = sum(last + 1 - first for first, last in read_cma_ranges(sys_kernel) or ())
+    return replace(live, cma=cma)
 
 
 def _read_optional(path: Path) -> str | None:

@@ -174,9 +174,21 @@ def reservation(
         request.offset,
         placement,
         low=low,
-        cma=config.cma.size if config.cma else 0,
+        cma=_cma_size(config, rules, kernel, notes),
         notes=tuple(notes),
     )
+
+
+def _cma_size(
+    config: CrashkernelConfig, rules: CrashReserveRules, kernel: str | None, notes: list[str]
+) -> int:
+    """The `,cma` part the capture can use: 0 where the kernel or our loaders cannot."""
+    if config.cma is None:
+        return 0
+    if not rules.supports_cma(kernel_series(kernel)):
+        notes.append("',cma' is not used here: this kernel or architecture has no CMA crash part")
+        return 0
+    return config.cma.size
 
 
 def _request(

@@ -45,14 +45,19 @@ class BuildRecord:
     ram: int
     needed: int | None
     recommended: str | None
+    # The same need as a fixed part plus `crashkernel=,cma` ("72M 48M,cma"), where the
+    # kernel reserves it; `crashkernel --cma` applies it.
+    recommended_cma: str | None = None
 
     def to_json(self) -> dict[str, object]:
+        split = {} if self.recommended_cma is None else {"recommended_cma": self.recommended_cma}
         return {
             "inputs": asdict(self.inputs),
             "kernel_version": self.kernel_version,
             "ram": self.ram,
             "needed": self.needed,
             "recommended": self.recommended,
+            **split,
         }
 
     @classmethod
@@ -60,12 +65,14 @@ class BuildRecord:
         inputs = data["inputs"]
         assert isinstance(inputs, dict)
         needed, recommended = data.get("needed"), data.get("recommended")
+        split = data.get("recommended_cma")
         return cls(
             Inputs(**inputs),
             str(data["kernel_version"]),
             int(str(data["ram"])),
             None if needed is None else int(str(needed)),
             None if recommended is None else str(recommended),
+            None if split is None else str(split),
         )
 
 
@@ -155,7 +162,8 @@ def build_capture(
     )
     report = fit_recipe(result.recipe, profile, rams=[ram])
     row = report.rows[0]
-    record = BuildRecord(inputs, result.kernel_version, ram, row.needed, report.recommended)
+    record = BuildRecord(inputs, result.kernel_version, ram, row.needed, report.recommended,
+                         report.recommended_cma)  # fmt: skip
     text = json.dumps(record.to_json(), indent=2) + "\n"
     if tree:
         result = _origins_as_booted(result, paths.root)

@@ -11,7 +11,9 @@ from builder.errors import HostError
 from builder.host.managed import is_managed, marker_line, remove_managed, write_managed
 from builder.host.paths import HostPaths
 
-VALUE = re.compile(r"crashkernel=(\S+?)\"?$", re.MULTILINE)
+# Our drop-in's line: every crashkernel= word on it (a fixed part and a `,cma` part).
+LINE = re.compile(r"^GRUB_CMDLINE_LINUX_DEFAULT=.*$", re.MULTILINE)
+WORD = re.compile(r"\scrashkernel=([^\s\"]+)")
 
 
 def dropin_text(value: str) -> str:
@@ -21,11 +23,14 @@ def dropin_text(value: str) -> str:
     # Written by kdump-build enable; kdump-build disable removes it.
     # The crash reservation computed for this machine (kdump-build crashkernel).
     GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT crashkernel=256M"
+    >>> dropin_text("72M 48M,cma").splitlines()[-1][-36:]
+    'crashkernel=72M crashkernel=48M,cma"'
     """
+    words = " ".join(f"crashkernel={word}" for word in value.split())
     return (
         marker_line()
         + "# The crash reservation computed for this machine (kdump-build crashkernel).\n"
-        + f'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT crashkernel={value}"\n'
+        + f'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT {words}"\n'
     )
 
 
@@ -33,8 +38,9 @@ def applied_value(paths: HostPaths) -> str | None:
     """The value our drop-in holds, if it is there."""
     if not is_managed(paths.grub_dropin):
         return None
-    found = VALUE.search(paths.grub_dropin.read_text())
-    return found.group(1) if found else None
+    line = LINE.search(paths.grub_dropin.read_text())
+    words = WORD.findall(line.group(0)) if line else []
+    return " ".join(words) if words else None
 
 
 def has_grub(paths: HostPaths, *, program: bool = True) -> bool:
@@ -72,12 +78,14 @@ def update_grub() -> None:
 
 
 def grub_cfg_has(paths: HostPaths, value: str) -> bool | None:
-    """Whether grub.cfg passes crashkernel=`value` (None when there is no grub.cfg to read)."""
+    """Whether grub.cfg passes crashkernel=`value`, every word of it (None when there is no
+    grub.cfg to read)."""
     try:
         text = paths.grub_cfg.read_text(errors="replace")
     except OSError:
         return None
-    return re.search(rf"\scrashkernel={re.escape(value)}(\s|$)", text) is not None
+    return all(re.search(rf"\scrashkernel={re.escape(word)}(\s|$)", text) is not None
+               for word in value.split())  # fmt: skip
 
 
 def _update_until_applied(paths: HostPaths) -> None:

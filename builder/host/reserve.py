@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from builder.crashkernel.live import LiveReservation
-from builder.crashkernel_syntax import parse_size
+from builder.crashkernel_syntax import SimpleSpec, SuffixSpec, parse_crashkernel_args, parse_size
 from builder.errors import HostError
 from builder.host.captures import BuildRecord, built_versions, read_record
 from builder.host.paths import HostPaths
@@ -41,20 +41,51 @@ def records(paths: HostPaths) -> dict[str, BuildRecord]:
     return found
 
 
-def machine_need(paths: HostPaths) -> Need:
-    """The largest recommendation over this machine's captures."""
-    judged = {version: record for version, record in records(paths).items()
-              if record.recommended is not None and record.needed is not None}  # fmt: skip
+def reserved_by(value: str, where: str) -> int:
+    """What a recommended value gives the capture: its size, plus a `,cma` part.
+
+    >>> reserved_by("72M 48M,cma", "x") // MiB, reserved_by("104M", "x") // MiB
+    (120, 104)
+    """
+    config = parse_crashkernel_args(value, where=where)
+    parts = (config.main, config.cma)
+    return sum(part.size for part in parts if isinstance(part, SimpleSpec | SuffixSpec))
+
+
+def spelled(value: str) -> str:
+    """A recommended value as the kernel command line takes it.
+
+    >>> spelled("72M 48M,cma")
+    'crashkernel=72M crashkernel=48M,cma'
+    """
+    return " ".join(f"crashkernel={word}" for word in value.split())
+
+
+def machine_need(paths: HostPaths, *, cma: bool = False) -> Need:
+    """The largest recommendation over this machine's captures (with `cma`: their split
+    into a fixed part and `crashkernel=,cma`, where every capture's kernel reserves it)."""
+
+    def value(record: BuildRecord) -> str | None:
+        return record.recommended_cma if cma else record.recommended
+
+    found = records(paths)
+    judged = {version: record for version, record in found.items()
+              if value(record) is not None and record.needed is not None}  # fmt: skip
+    if cma and found and len(judged) < len(found):
+        raise HostError(
+            f"{paths.captures}: crashkernel=,cma needs every capture's kernel to reserve it "
+            f"(docs/crashkernel.md); not: {', '.join(sorted(set(found) - set(judged)))}"
+        )
     if not judged:
         raise HostError(
             f"{paths.captures}: no capture with a fit for this machine; run kdump-build enable"
         )
 
     def size(record: BuildRecord) -> int:
-        return parse_size(str(record.recommended), where="host.json: recommended")
+        return reserved_by(str(value(record)), "host.json: recommended")
 
     version, record = max(judged.items(), key=lambda item: size(item[1]))
-    return Need(str(record.recommended), size(record), record.needed or 0, version, record.ram)
+    return Need(str(value(record)), size(record), record.needed or 0, version, record.ram)
 
 
 def reservation_verdict(live: LiveReservation, record: BuildRecord | None) -> str:
@@ -62,12 +93,13 @@ def reservation_verdict(live: LiveReservation, record: BuildRecord | None) -> st
     prints it after `reservation: `)"""
     if live.size == 0:
         return "none (no crashkernel= on this kernel's command line)"
+    reserved = format_mib(live.size) + (f" + {format_mib(live.cma)} ,cma" if live.cma else "")
     if record is None or record.needed is None:
-        return f"{format_mib(live.size)}; no capture with a fit for this kernel"
-    margin = live.size - record.needed
+        return f"{reserved}; no capture with a fit for this kernel"
+    margin = live.usable - record.needed
     verdict = "fits" if margin >= 0 else "DOES NOT FIT"
     return (
-        f"{format_mib(live.size)}, the capture needs {format_mib(record.needed)}: "
+        f"{reserved}, the capture needs {format_mib(record.needed)}: "
         f"{verdict} ({format_mib(margin)} margin)"
     )
 

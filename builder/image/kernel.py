@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from builder.binfmt.kconfig import parse_kernel_config
 from builder.binfmt.kernelimg import KernelImage, parse_kernel_image
-from builder.crashkernel_syntax import RangesSpec, SimpleSpec, parse_crashkernel
+from builder.crashkernel_syntax import RangesSpec, SimpleSpec, parse_crashkernel_args
 from builder.errors import RecipeError
 from builder.image.capture import CapturePlan, plan_capture_kernel
 from builder.image.layouts import config_candidates, fallback_places, find_config, find_images
@@ -82,7 +82,12 @@ def _capture_plan(
     config_text: str | None,
     config_name: str,
 ) -> CapturePlan:
-    spec = parse_crashkernel(recipe.crashkernel.reserve, where="crashkernel.reserve")
+    config = parse_crashkernel_args(recipe.crashkernel.reserve, where="crashkernel.reserve")
+    # The fixed region (plain, else ,high) is where the capture kernel is loaded; a
+    # `,cma` part only adds RAM it runs in.
+    spec = config.main or config.high or config.low or config.cma
+    if spec is None:
+        raise RecipeError(f"{recipe.path}: crashkernel.reserve: no crashkernel= value")
     offset = spec.offset if isinstance(spec, SimpleSpec | RangesSpec) else None
     # A range's size depends on the target's RAM; placement needs an upper bound only.
     size = max(e.size for e in spec.entries) if isinstance(spec, RangesSpec) else spec.size

@@ -55,6 +55,8 @@ KCORE = "proc/kcore"
 IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 # Whether the kernel rewrites a loaded ELF core header (read by kexec.hotplug).
 CRASH_HOTPLUG_FILES = (f"{CPU_DIR}/crash_hotplug", "sys/devices/system/memory/crash_hotplug")
+# The `crashkernel=,cma` ranges, where the kernel keeps them (6.19+, then before).
+CRASH_CMA_FILES = ("sys/kernel/kexec/crash_cma_ranges", "sys/kernel/kexec_crash_cma_ranges")
 
 # The largest CONFIG_NR_CPUS any architecture allows (arch/x86/Kconfig: range 2 8192).
 MAX_CPUS = 8192
@@ -327,6 +329,7 @@ def capture_crash_info(root: Path, destination: Path) -> None:
         files += [f"{CPU_DIR}/cpu{cpu}/crash_notes", f"{CPU_DIR}/cpu{cpu}/crash_notes_size"]
     optional = (BOOT_PARAMS, DEVICE_TREE, *CRASH_HOTPLUG_FILES)
     files += [name for name in optional if (root / name).exists()]
+    files += [name for name in CRASH_CMA_FILES if (root / name).exists()][:1]
     contents = {relative: _read(root, relative) for relative in files}
     contents[KCORE] = _kcore_headers(root / KCORE)
 

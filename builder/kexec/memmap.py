@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from builder.errors import LayoutError, RecipeError
 from builder.units import PAGE_SIZE, align_down, align_up
@@ -162,6 +162,24 @@ class MemoryMap:
     """
 
     resources: tuple[Resource, ...]
+    # The `crashkernel=,cma` ranges (/sys/kernel/kexec/crash_cma_ranges): RAM of the
+    # running system that the capture kernel gets as RAM too, and no part of the dump.
+    # /proc/iomem does not show them (they stay "System RAM").
+    crash_cma: tuple[Range, ...] = ()
+
+    def with_crash_cma(self, ranges: Iterable[Range]) -> MemoryMap:
+        """This map with the `,cma` ranges; each must lie inside System RAM.
+
+        >>> m = parse_iomem("00100000-3fffffff : System RAM\\n  30000000-3bffffff : Crash kernel")
+        >>> [str(r) for r in m.with_crash_cma([Range(0x8000000, 0xc000000)]).ram_minus_crash()]
+        ['0x100000-0x8000000', '0xc000000-0x30000000', '0x3c000000-0x40000000']
+        """
+        cma = tuple(sorted(ranges))
+        ram = self.system_ram()
+        for piece in cma:
+            if not any(block.contains(piece) for block in ram):
+                raise LayoutError(f"crashkernel=,cma range {piece} is not inside System RAM")
+        return replace(self, crash_cma=cma)
 
     def walk(self) -> Iterator[tuple[Resource, tuple[Resource, ...]]]:
         """Every resource in pre-order, with its ancestors (outermost first)."""
@@ -221,10 +239,12 @@ class MemoryMap:
     def ram_minus_crash(self) -> tuple[Range, ...]:
         """System RAM without any crash range: what the vmcore's PT_LOADs describe.
 
+        The `,cma` ranges are left out too: the capture kernel runs in them, and the
+        kernel's own loader leaves them out of the dump as well (kexec_file).
         The in-kernel x86 loader also drops the low 1 MiB; a caller that wants
         that passes the result through `subtract` once more.
         """
-        return subtract(self.system_ram(), self.crash_ranges())
+        return subtract(self.system_ram(), (*self.crash_ranges(), *self.crash_cma))
 
     def firmware_regions(self) -> tuple[Region, ...]:
         """ACPI tables, ACPI NVS and reserved ranges outside System RAM.
@@ -249,7 +269,8 @@ class MemoryMap:
         return tuple(sorted([*ram, *self.firmware_regions()], key=lambda region: region.range))
 
     def to_json(self) -> dict[str, object]:
-        return {"resources": [resource.to_json() for resource in self.resources]}
+        cma = {"crash_cma": [piece.to_json() for piece in self.crash_cma]} if self.crash_cma else {}
+        return {"resources": [resource.to_json() for resource in self.resources], **cma}
 
 
 # "start-end : name", hex without 0x, indented two spaces per level.

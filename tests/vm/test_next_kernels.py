@@ -10,6 +10,7 @@ makedumpfile. One boot per kernel.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import tomllib
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.crashkernel_syntax import parse_size
 from tests.conftest import run_cli
 from tests.support import recipes
 from tests.support.paths import REPO
@@ -39,7 +41,11 @@ fi
 echo "main: kexec/crash_loaded=$(cat /sys/kernel/kexec/crash_loaded)"
 echo "main: kexec/ holds: $(cd /sys/kernel/kexec && echo *)"
 echo "main: kexec_crash_loaded links to $(readlink /sys/kernel/kexec_crash_loaded)"
-echo "main: kexec/crash_cma_ranges=[$(cat /sys/kernel/kexec/crash_cma_ranges)]"
+echo "main: kexec/crash_cma_ranges=[$(cat /sys/kernel/kexec/crash_cma_ranges | tr '\\n' ' ')]"
+echo "main: crash_size=$(cat /sys/kernel/kexec/crash_size)"
+grep -E '^(MemTotal|CmaTotal):' /proc/meminfo | sed 's/^/main: /'
+dmesg | grep -i 'crashkernel' | sed 's/^/main: dmesg: /'
+
 in_host "{python} -m builder.cli status"
 in_host "builder/kexec/loader/kdump-load-x86_64 --status" | sed 's/^/main: kdump-load: /'
 echo c > /proc/sysrq-trigger
@@ -57,7 +63,9 @@ def _build(tmp: Path, changes: dict[str, dict[str, object]]) -> tuple[Path, dict
     return outdir, summary
 
 
-def _crash(outdir: Path, kernel: str, release: str, tmp: Path) -> tuple[str, list[Path]]:
+def _crash(
+    outdir: Path, kernel: str, release: str, tmp: Path, crashkernel: str = "crashkernel=192M"
+) -> tuple[str, list[Path]]:
     body = BODY.format(python=shlex.quote(sys.executable), outdir=shlex.quote(str(outdir)))
     init = harness.HOSTROOT_INIT.format(tag=harness.HOSTROOT_TAG, repo=REPO, body=body)
     initrd = tmp / "main-initrd.img"
@@ -70,7 +78,7 @@ def _crash(outdir: Path, kernel: str, release: str, tmp: Path) -> tuple[str, lis
     boot = harness.run_qemu(
         outdir / "vmlinuz",
         initrd,
-        "console=ttyS0 crashkernel=192M no_timer_check",
+        f"console=ttyS0 {crashkernel} no_timer_check",
         disk,
         memory="1G",
         cpus=2,
@@ -83,7 +91,7 @@ def _crash(outdir: Path, kernel: str, release: str, tmp: Path) -> tuple[str, lis
     return boot.console, files
 
 
-def _check_dump(console: str, files: list[Path], kernel: str, tmp: Path) -> None:
+def _check_dump(console: str, files: list[Path], kernel: str, tmp: Path, cma: bool = False) -> None:
     context = console[-5000:]
     assert "main: load finished" in console, context
     # 6.19+ keeps the state in /sys/kernel/kexec/ (the four files builder/kexecfs.py reads
@@ -92,7 +100,9 @@ def _check_dump(console: str, files: list[Path], kernel: str, tmp: Path) -> None
     (held,) = [line for line in console.splitlines() if line.startswith("main: kexec/ holds:")]
     assert {"loaded", "crash_loaded", "crash_size", "crash_cma_ranges"} <= set(held.split()), held
     assert "kexec/crash_loaded" in console.split("main: kexec_crash_loaded links to ")[1]
-    assert "main: kexec/crash_cma_ranges=[]" in console, context  # no crashkernel=,cma
+    (ranges,) = [line for line in console.splitlines() if "main: kexec/crash_cma_ranges=" in line]
+    # With ,cma the kernel reports its ranges, and our loader gave them to the capture.
+    assert (ranges.split("=[")[1].strip(" ]\r") != "") == cma, ranges
     assert "crash kernel loaded: yes" in console, context
     assert "main: kdump-load: crash kernel loaded\n" in console.replace("\r", ""), context
     assert "kdump: dump saved to" in console, context
@@ -112,8 +122,28 @@ def test_debian14_dumps_with_the_debian13_recipe_but_release(tmp_path: Path) -> 
     outdir, summary = _build(tmp_path, {"source": {"release": "forky"}})
     kernel = str(summary["kernel"])
     assert kernel.startswith("7.") and kernel.endswith("+deb14-amd64"), kernel
-    console, files = _crash(outdir, kernel, "forky", tmp_path)
-    _check_dump(console, files, kernel, tmp_path)
+    # The reservation the project recommends for this 1 GiB guest, split into a fixed
+    # part and a ,cma part (7.x x86_64 supports it).
+    fitted = run_cli("fit", str(tmp_path / "recipe.toml"), "--ram", "1G", "--json")
+    report = json.loads(fitted.stdout)
+    split = str(report["recommended_cma"])
+    fixed, cma = split.split()
+    assert cma.endswith(",cma"), split
+    crashkernel = f"crashkernel={fixed} crashkernel={cma}"
+    console, files = _crash(outdir, kernel, "forky", tmp_path, crashkernel)
+    print(f"recommended {report['recommended']}, split {crashkernel}")
+    _check_dump(console, files, kernel, tmp_path, cma=True)
+    # The main system lost only the fixed part; the loader put the CMA range in the
+    # capture's e820 map (its console prints the map it booted with).
+    assert f"main: crash_size={parse_size(fixed)}" in console, console[-5000:]
+    (line,) = [line for line in console.splitlines() if "main: kexec/crash_cma_ranges=" in line]
+    ranges = [[int(x, 16) for x in r.split("-")] for r in line.split("=[")[1].strip(" ]\r").split()]
+    capture = console.split("sysrq triggered crash")[1]
+    # 7.x prints RAM as "System RAM" (older kernels: "usable").
+    e820_ram = r"BIOS-e820: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\]\s+(?:usable|System RAM)"
+    usable = [[int(x, 16) for x in m] for m in re.findall(e820_ram, capture)]
+    for first, last in ranges:
+        assert any(lo <= first and last <= hi for lo, hi in usable), (ranges, usable)
 
 
 def test_debian13_dumps_on_the_trixie_backports_kernel(tmp_path: Path) -> None:

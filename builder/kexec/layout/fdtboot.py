@@ -147,6 +147,14 @@ def page_segment(name: str, start: int, data: bytes) -> KexecSegment:
 def usable_ranges(memory: MemoryMap) -> tuple[Range, ...]:
     """linux,usable-memory-range: the crash region the segments are in first (the capture
     kernel caps its memory to the first range, drivers/of/fdt.c), then every other one."""
+    if memory.crash_cma:
+        # Only kernels with the ,cma support of the device-tree architectures read more
+        # than two ranges here; until a boot shows it, refuse rather than load a capture
+        # that would have only its fixed part.
+        raise LayoutError(
+            f"{len(memory.crash_cma)} crashkernel=,cma range(s): kdump-build gives them to "
+            "the capture kernel through an e820 map only (boot without crashkernel=,cma here)"
+        )
     region = memory.crash_region()
     return (region, *(piece for piece in memory.crash_ranges() if piece != region))
 

@@ -15,11 +15,13 @@ from builder.arch import Arch, parse_arch
 from builder.errors import LayoutError
 from builder.kexec.crashinfo import DEVICE_TREE, CrashInfo, read_crash_info, read_device_tree
 from builder.kexec.layout.core import Firmware
-from builder.kexec.memmap import Kind, MemoryMap, parse_iomem
+from builder.kexec.memmap import Kind, MemoryMap, Range, parse_iomem
+from builder.kexecfs import KexecFile, read_cma_ranges
 
 __all__ = [
     "BuildOutputs",
     "read_build_outputs",
+    "read_crash_cma",
     "read_crash_info_for",
     "read_firmware",
     "read_iomem",
@@ -155,6 +157,17 @@ def read_iomem(path: Path) -> MemoryMap:
             f"{path}: no 'Crash kernel' range (boot with crashkernel=, or the file is cut short)"
         )
     return memory
+
+
+def read_crash_cma(root: Path, memory: MemoryMap) -> MemoryMap:
+    """`memory` with the `crashkernel=,cma` ranges the kernel of `root` reports (`/` live,
+    or a captured directory); unchanged where it reports none or has no such file."""
+    ranges = read_cma_ranges(root / "sys" / "kernel") or ()
+    try:
+        return memory.with_crash_cma(Range(start, end + 1) for start, end in ranges)
+    except LayoutError as error:
+        where = KexecFile.CRASH_CMA_RANGES.path(root / "sys" / "kernel")
+        raise LayoutError(f"{where}: {error}") from None
 
 
 def read_crash_info_for(root: Path, memory: MemoryMap, arch: Arch) -> CrashInfo:

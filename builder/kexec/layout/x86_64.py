@@ -141,8 +141,9 @@ def capture_e820(
 ) -> list[E820Entry]:
     """The capture kernel's memory map, sorted.
 
-    RAM: the System RAM below 1 MiB (with `low_ram`), the low crash range and
-    the main crash range minus `excluded` (ELF core header, backup copy).
+    RAM: the System RAM below 1 MiB (with `low_ram`), the low crash range, the
+    main crash range minus `excluded` (ELF core header, backup copy) and the
+    `crashkernel=,cma` ranges.
     Firmware: ACPI tables, ACPI NVS and reserved ranges as the main kernel saw them.
     """
     entries: list[E820Entry] = []
@@ -156,6 +157,10 @@ def capture_e820(
     if low is not None:
         entries.append(E820Entry(low.start, low.end, E820_RAM))
     for piece in subtract([memory.crash_region()], excluded):
+        entries.append(E820Entry(piece.start, piece.end, E820_RAM))
+    # The `,cma` ranges: RAM for the capture kernel beside its fixed region (the
+    # kernel's own loader does the same, arch/x86/kernel/crash.c).
+    for piece in memory.crash_cma:
         entries.append(E820Entry(piece.start, piece.end, E820_RAM))
     entries.sort(key=lambda entry: (entry.start, entry.end))
     for lower, upper in itertools.pairwise(entries):

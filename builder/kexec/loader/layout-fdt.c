@@ -131,6 +131,11 @@ void kl_plan_devicetree(const struct kl_inputs *in, struct kl_layout *layout)
 			"(/sys/firmware/fdt)", 0, 0, 0);
 	if (!plan->image_as_file)
 		kl_fail(plan->kernel.name, ": a compressed Image; kdump-load loads the Image as it is", 0, 0);
+	if (in->cma->count)
+		kl_fail(kl_dec_str((u64)in->cma->count), " crashkernel=,cma range(s): kdump-build gives "
+			"them to the capture kernel through an e820 map only (boot without "
+			"crashkernel=,cma here)",
+			0, 0);
 	kl_fdt_info(&in->device_tree, &s.fdt);
 	kl_crash_ranges(in->memory, &s.crash);
 	dump_ranges(in, &s);

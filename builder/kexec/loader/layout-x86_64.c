@@ -19,20 +19,21 @@ struct x86_state {
 	char *command;
 };
 
-static void dump_ram(const struct kl_memmap *memory, struct kl_ranges *ram)
+static void dump_ram(const struct kl_inputs *in, struct kl_ranges *ram)
 {
-	/* System RAM minus the crash ranges minus the low 1 MiB (reserved since v5.5). */
+	/* System RAM minus the crash and ,cma ranges minus the low 1 MiB (reserved since v5.5). */
 	static struct kl_ranges holes;
-	kl_system_ram(memory, ram);
-	kl_crash_ranges(memory, &holes);
+	kl_system_ram(in->memory, ram);
+	kl_crash_ranges(in->memory, &holes);
 	kl_subtract(ram, &holes);
+	kl_subtract(ram, in->cma);
 	holes.count = 0;
 	kl_add_range(&holes, 0, ONE_MIB, 0);
 	kl_subtract(ram, &holes);
 }
 
-static void capture_e820(const struct kl_memmap *memory, struct kl_range elfcorehdr,
-			 struct kl_ranges *out)
+static void capture_e820(const struct kl_memmap *memory, const struct kl_ranges *cma,
+			 struct kl_range elfcorehdr, struct kl_ranges *out)
 {
 	static struct kl_ranges list, crash, excluded;
 	kl_system_ram(memory, &list);
@@ -54,6 +55,8 @@ static void capture_e820(const struct kl_memmap *memory, struct kl_range elfcore
 	kl_subtract(&list, &excluded);
 	for (int i = 0; i < list.count; i++)
 		kl_add_range(out, list.item[i].start, list.item[i].end, 1);
+	for (int i = 0; i < cma->count; i++) /* ,cma: RAM for the capture kernel too */
+		kl_add_range(out, cma->item[i].start, cma->item[i].end, 1);
 	kl_sort_ranges(out);
 	for (int i = 1; i < out->count; i++)
 		if (out->item[i].start < out->item[i - 1].end)
@@ -88,11 +91,11 @@ static void place(const struct kl_inputs *in, struct x86_state *s)
 	struct kl_range region = crash.item[crash.count - 1];
 	u64 low_limit = plan->above_4g || region.end < FOUR_GIB ? region.end : FOUR_GIB;
 	kl_placer_init(placer, region, low_limit);
-	dump_ram(in->memory, &s->ram);
+	dump_ram(in, &s->ram);
 	s->elfcorehdr = kl_place(placer, "elfcorehdr", kl_elfcore_size(in->info, &s->ram), 0, 0, 0);
 	s->purgatory = kl_place(placer, "purgatory", plan->purgatory_memsz, plan->purgatory_align,
 				0, 0);
-	capture_e820(in->memory, s->elfcorehdr, &s->e820);
+	capture_e820(in->memory, in->cma, s->elfcorehdr, &s->e820);
 	s->params = kl_place(placer, "boot_params", params_size(s->e820.count), 0, 0, 0);
 	s->command = capture_cmdline(in, s->elfcorehdr.start);
 	s->cmdline = kl_place(placer, "cmdline", kl_strlen(s->command) + 1, 0, 0, 0);

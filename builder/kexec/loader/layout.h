@@ -26,6 +26,7 @@ struct kl_inputs {
 	struct kl_buf kernel, initrd;
 	const char *cmdline; /* cmdline.txt, whitespace trimmed */
 	struct kl_memmap *memory;
+	struct kl_ranges *cma; /* the crashkernel=,cma ranges (kexec/crash_cma_ranges) */
 	struct kl_crashinfo *info;
 	struct kl_buf device_tree; /* the booted one; len 0 where there is none */
 	int fresh_seeds; /* kaslr-seed and rng-seed from getrandom (a load; not a dry run) */

@@ -103,6 +103,42 @@ static void read_checked(const char *outdir, const struct kl_file_record *r,
 			" as kdump-load.plan does (build again)");
 }
 
+/* The crashkernel=,cma ranges ("start-end" inclusive, hex, one a line), each inside System
+ * RAM (builder/kexec/layout/inputs.py read_crash_cma); none without the file. */
+static void read_cma(const char *root, const struct kl_memmap *memory, struct kl_ranges *out)
+{
+	static struct kl_ranges ram, outside;
+	struct kl_buf file;
+	out->count = 0;
+	if (!kl_read_file(kl_join(root, "/sys/kernel/kexec/crash_cma_ranges", ""), &file, 1) &&
+	    !kl_read_file(kl_join(root, "/sys/kernel/kexec_crash_cma_ranges", ""), &file, 1))
+		return;
+	const char *text = (const char *)file.data, *end = text + file.len;
+	while (text < end) {
+		const char *nl = text, *dash;
+		while (nl < end && *nl != '\n')
+			nl++;
+		for (dash = text; dash < nl && *dash != '-'; dash++)
+			;
+		u64 first, last;
+		if (dash < nl && kl_parse_hex(text, (size_t)(dash - text), &first) &&
+		    kl_parse_hex(dash + 1, (size_t)(nl - dash - 1), &last) && first <= last &&
+		    last != ~0ULL)
+			kl_add_range(out, first, last + 1, 1);
+		text = nl + 1;
+	}
+	kl_sort_ranges(out);
+	kl_system_ram(memory, &ram);
+	for (int i = 0; i < out->count; i++) {
+		outside.count = 0;
+		kl_add_range(&outside, out->item[i].start, out->item[i].end, 1);
+		kl_subtract(&outside, &ram);
+		if (outside.count)
+			kl_fail_hex(kl_join(file.path, ": crashkernel=,cma range at ", ""), "",
+				    out->item[i].start, " is not inside System RAM");
+	}
+}
+
 static void read_inputs(const struct options *o, const struct kl_plan *plan,
 			struct kl_inputs *in)
 {
@@ -125,6 +161,9 @@ static void read_inputs(const struct options *o, const struct kl_plan *plan,
 	kl_crash_ranges(&memory, &crash);
 	if (!crash.count)
 		kl_fail(iomem.path, ": no 'Crash kernel' range (boot with crashkernel=)", 0, 0);
+	static struct kl_ranges cma;
+	read_cma(o->sysfs ? o->sysfs : "", &memory, &cma);
+	in->cma = &cma;
 	kl_read_crashinfo(o->sysfs ? o->sysfs : "", plan, &info);
 	kl_read_file(kl_join(o->sysfs ? o->sysfs : "", "/sys/firmware/fdt", ""), &in->device_tree, 1);
 	in->plan = plan;
