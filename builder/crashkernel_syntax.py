@@ -185,7 +185,16 @@ class CrashkernelConfig:
 
     def __str__(self) -> str:
         values = [spec.text for spec in (self.main, self.high, self.low, self.cma) if spec]
-        return " ".join(f"crashkernel={value}" for value in values)
+        return command_line_words(" ".join(values))
+
+
+def command_line_words(value: str) -> str:
+    """A value of one or more words ("72M 48M,cma") as the kernel command line takes it.
+
+    >>> command_line_words("72M 48M,cma")
+    'crashkernel=72M crashkernel=48M,cma'
+    """
+    return " ".join(f"crashkernel={word}" for word in value.split())
 
 
 # --------------------------------------------------------------------------- parsing

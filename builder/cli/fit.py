@@ -132,7 +132,9 @@ def _print_report(report: FitReport) -> None:
     if report.recommended:
         typer.echo(f"recommended: crashkernel={report.recommended}")
     if report.recommended_cma:
-        split = " ".join(f"crashkernel={value}" for value in report.recommended_cma.split())
+        from builder.crashkernel_syntax import command_line_words
+
+        split = command_line_words(report.recommended_cma)
         typer.echo(f"or, with CMA (the main system keeps the ,cma part for movable pages; "
                    f"they are not dumped): {split}")  # fmt: skip
     for note in report.notes:

@@ -43,11 +43,12 @@ def crashkernel(
     """The crashkernel= this machine needs, from the fit model: its RAM and its captures
     (one per installed kernel, the largest wins)."""
     # Imported here: at start-up, builder.host.enable would cost ~722 ms.
+    from builder.crashkernel_syntax import command_line_words
     from builder.errors import RecipeError
     from builder.host import grub
     from builder.host.enable import Effects, apply_reservation
     from builder.host.paths import HostPaths
-    from builder.host.reserve import machine_need, records, spelled
+    from builder.host.reserve import machine_need, records
 
     if sum((apply, remove, show)) > 1:
         raise RecipeError("crashkernel: give one of --apply, --remove, --show")
@@ -67,11 +68,13 @@ def crashkernel(
     if apply:
         apply_reservation(paths, need, Effects(systemctl=False), typer.echo)
         return
-    typer.echo(spelled(need.value))
+    typer.echo(command_line_words(need.value))
     typer.echo(f"  RAM {need.ram // 2**20} MiB; the capture of {need.kernel_version} needs "
                f"{need.needed / 2**20:.1f} MiB ({need.margin / 2**20:.1f} MiB margin)")  # fmt: skip
     applied = grub.applied_value(paths)
-    typer.echo(f"  applied: {spelled(applied) if applied else 'no'} ({paths.grub_dropin})")
+    typer.echo(
+        f"  applied: {command_line_words(applied) if applied else 'no'} ({paths.grub_dropin})"
+    )
 
 
 def _show_unapplied(recipe: Path | None, paths: HostPaths) -> None:

@@ -26,6 +26,7 @@ from builder.crashkernel_syntax import (
     CrashkernelSpec,
     RangeEntry,
     as_config,
+    command_line_words,
     parse_size,
 )
 from builder.errors import FitError, RecipeError
@@ -144,7 +145,7 @@ class FitReport:
         """The spec as the user would write it on a command line."""
         if self.spec is None:
             return "no crashkernel="
-        return " ".join(f"crashkernel={value}" for value in self.spec.split())
+        return command_line_words(self.spec)
 
     @property
     def uncalibrated(self) -> tuple[tuple[str, str], ...]:
@@ -173,7 +174,7 @@ class FitReport:
         largest_name = largest.name if largest else "?"
         hint = f"; recommended crashkernel={self.recommended}" if self.recommended else ""
         if self.recommended_cma:
-            hint += " or " + " ".join(f"crashkernel={v}" for v in self.recommended_cma.split())
+            hint += " or " + command_line_words(self.recommended_cma)
         reserved = format_mib(worst.reserved)
         if worst.reservation.cma and worst.estimate:
             reserved += (f" + {format_mib(worst.reservation.cma)} ,cma (the fixed part must "

@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from builder.crashkernel_syntax import command_line_words
 from builder.errors import HostError
 from builder.host import captures, grub
 from builder.host.managed import sealed, write_managed
 from builder.host.paths import UNIT_NAME, HostPaths
 from builder.host.probe import HostFacts, installed_kernels
 from builder.host.recipe import TreeChoices, host_recipe_text
-from builder.host.reserve import machine_need, spelled
+from builder.host.reserve import machine_need
 from builder.host.state import record_enabled
 from builder.host.treefacts import (
     DISK_DRIVERS,
@@ -147,7 +148,7 @@ def _arm(paths: HostPaths, facts: HostFacts, say: Say) -> None:
     need = machine_need(paths)
     record_enabled(paths, guest(paths, paths.recipe))
     say(f"service: {enable_unit(paths)}")
-    value = spelled(need.value)
+    value = command_line_words(need.value)
     if not grub.has_grub(paths, program=False):
         say(f"armed {paths.root}: add {value} to its boot loader's kernel command line")
         return

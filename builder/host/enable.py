@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.crashkernel.live import read_live_reservation
+from builder.crashkernel_syntax import command_line_words
 from builder.errors import HostError
 from builder.host import captures, grub, service
 from builder.host.lock import host_lock
@@ -24,7 +25,7 @@ from builder.host.paths import UNIT_NAME, HostPaths
 from builder.host.probe import HostFacts, installed_kernels, probe_host
 from builder.host.recipe import check_host_recipe, host_recipe_text
 from builder.host.recipedevices import check_recipe_devices
-from builder.host.reserve import Need, machine_need, spelled
+from builder.host.reserve import Need, machine_need
 from builder.host.state import enabled_recipe_path, forget_enabled, record_enabled
 from builder.host.trust import require_root_only, require_trusted_program, require_trusted_recipe
 from builder.recipe.model import Recipe
@@ -134,7 +135,7 @@ def systemctl(*args: str) -> None:
 
 def apply_reservation(paths: HostPaths, need: Need, effects: Effects, say: Say) -> bool:
     """Write crashkernel= for GRUB; True when it went into GRUB's configuration."""
-    value = spelled(need.value)
+    value = command_line_words(need.value)
     claim = (f"{value} for this machine ({format_mib(need.ram)} of RAM): the largest capture "
              f"({need.kernel_version}) needs {format_mib(need.needed)}, "
              f"{format_mib(need.margin)} margin")  # fmt: skip
@@ -171,9 +172,10 @@ def enable(
         say(f"ready: the running kernel reserves {format_mib(live.size)}, the capture is "
             "loaded; no reboot needed")  # fmt: skip
     elif in_grub:
-        say(f"reboot needed: {spelled(need.value)} takes effect at the next boot")
+        say(f"reboot needed: {command_line_words(need.value)} takes effect at the next boot")
     else:
-        say(f"reboot needed, after adding {spelled(need.value)} to the kernel command line")
+        words = command_line_words(need.value)
+        say(f"reboot needed, after adding {words} to the kernel command line")
 
 
 def _enable_locked(given: Path | None, say: Say, paths: HostPaths, effects: Effects,

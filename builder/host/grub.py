@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from builder.crashkernel_syntax import command_line_words
 from builder.errors import HostError
 from builder.host.managed import is_managed, marker_line, remove_managed, write_managed
 from builder.host.paths import HostPaths
@@ -26,7 +27,7 @@ def dropin_text(value: str) -> str:
     >>> dropin_text("72M 48M,cma").splitlines()[-1][-36:]
     'crashkernel=72M crashkernel=48M,cma"'
     """
-    words = " ".join(f"crashkernel={word}" for word in value.split())
+    words = command_line_words(value)
     return (
         marker_line()
         + "# The crash reservation computed for this machine (kdump-build crashkernel).\n"

@@ -52,15 +52,6 @@ def reserved_by(value: str, where: str) -> int:
     return sum(part.size for part in parts if isinstance(part, SimpleSpec | SuffixSpec))
 
 
-def spelled(value: str) -> str:
-    """A recommended value as the kernel command line takes it.
-
-    >>> spelled("72M 48M,cma")
-    'crashkernel=72M crashkernel=48M,cma'
-    """
-    return " ".join(f"crashkernel={word}" for word in value.split())
-
-
 def machine_need(paths: HostPaths, *, cma: bool = False) -> Need:
     """The largest recommendation over this machine's captures (with `cma`: their split
     into a fixed part and `crashkernel=,cma`, where every capture's kernel reserves it)."""
