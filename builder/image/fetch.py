@@ -484,8 +484,9 @@ def _resolve_batch(
         w if w.name in candidates else _Wanted(w.requested, archive.sole_provider(w.name))
         for w in named
     ]
-    if any(wanted.name not in candidates for wanted in named):
-        candidates |= archive.candidates([wanted.name for wanted in named])
+    providers = [wanted.name for wanted in named if wanted.name not in candidates]
+    if providers:  # asked once more for the providers only, not the whole batch
+        candidates |= archive.candidates(providers)
     libraries = [wanted for wanted in batch if wanted.library_of]
     if libraries:
         found = archive.candidates([wanted.name for wanted in libraries], missing_ok=True)

@@ -33,6 +33,7 @@ from builder.arch import Arch, KernelTextLookup, arch_info, elf_machine_name
 from builder.atomic import replace_directory
 from builder.binfmt.elf import PT_LOAD, ElfFile
 from builder.errors import LayoutError
+from builder.kexecfs import KexecFile
 
 __all__ = [
     "CRASH_HOTPLUG_FILES",
@@ -55,8 +56,6 @@ KCORE = "proc/kcore"
 IOMEM = "proc/iomem"  # not read here: `layout --iomem` takes it
 # Whether the kernel rewrites a loaded ELF core header (read by kexec.hotplug).
 CRASH_HOTPLUG_FILES = (f"{CPU_DIR}/crash_hotplug", "sys/devices/system/memory/crash_hotplug")
-# The `crashkernel=,cma` ranges, where the kernel keeps them (6.19+, then before).
-CRASH_CMA_FILES = ("sys/kernel/kexec/crash_cma_ranges", "sys/kernel/kexec_crash_cma_ranges")
 
 # The largest CONFIG_NR_CPUS any architecture allows (arch/x86/Kconfig: range 2 8192).
 MAX_CPUS = 8192
@@ -329,7 +328,9 @@ def capture_crash_info(root: Path, destination: Path) -> None:
         files += [f"{CPU_DIR}/cpu{cpu}/crash_notes", f"{CPU_DIR}/cpu{cpu}/crash_notes_size"]
     optional = (BOOT_PARAMS, DEVICE_TREE, *CRASH_HOTPLUG_FILES)
     files += [name for name in optional if (root / name).exists()]
-    files += [name for name in CRASH_CMA_FILES if (root / name).exists()][:1]
+    # The `crashkernel=,cma` ranges, from the file the kernel keeps them in (kexecfs).
+    cma = KexecFile.CRASH_CMA_RANGES.path(root / "sys" / "kernel")
+    files += [str(cma.relative_to(root))] if cma.exists() else []
     contents = {relative: _read(root, relative) for relative in files}
     contents[KCORE] = _kcore_headers(root / KCORE)
 
