@@ -132,6 +132,7 @@ def _print_report(report: FitReport) -> None:
     if report.recommended:
         typer.echo(f"recommended: crashkernel={report.recommended}")
     if report.recommended_cma:
+        # Imported here: at start-up, builder.crashkernel_syntax would cost ~34 ms.
         from builder.crashkernel_syntax import command_line_words
 
         split = command_line_words(report.recommended_cma)

@@ -71,10 +71,8 @@ def crashkernel(
     typer.echo(command_line_words(need.value))
     typer.echo(f"  RAM {need.ram // 2**20} MiB; the capture of {need.kernel_version} needs "
                f"{need.needed / 2**20:.1f} MiB ({need.margin / 2**20:.1f} MiB margin)")  # fmt: skip
-    applied = grub.applied_value(paths)
-    typer.echo(
-        f"  applied: {command_line_words(applied) if applied else 'no'} ({paths.grub_dropin})"
-    )
+    applied = command_line_words(grub.applied_value(paths) or "") or "no"
+    typer.echo(f"  applied: {applied} ({paths.grub_dropin})")
 
 
 def _show_unapplied(recipe: Path | None, paths: HostPaths) -> None:
