@@ -305,6 +305,7 @@ def build_image() -> Image:
     base = directory / "base.qcow2"
     record = directory / "image.json"
     if base.exists() and record.exists():
+        record.touch()  # marks the image as in use for _drop_other_images
         return Image(base, json.loads(record.read_text())["kernel_version"])
     directory.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -327,8 +328,17 @@ def build_image() -> Image:
     return Image(base, kernel_version)
 
 
+# Checkouts of other branches on the same machine may still boot their own image: only an
+# image that no run has used for this long is stale.
+STALE_AFTER_SECONDS = 3 * 24 * 3600
+
+
 def _drop_other_images(keep: Path) -> None:
-    """One image per cache: the images this module built under other keys are stale."""
+    """Remove the images this module built under other keys and no run used lately."""
+    now = time.time()
     for entry in vm_cache().iterdir():
-        if entry != keep and (entry / "image.json").is_file() and (entry / "base.qcow2").exists():
+        record = entry / "image.json"
+        if entry == keep or not record.is_file() or not (entry / "base.qcow2").exists():
+            continue
+        if now - record.stat().st_mtime > STALE_AFTER_SECONDS:
             shutil.rmtree(entry, ignore_errors=True)
