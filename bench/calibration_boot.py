@@ -4,8 +4,8 @@ The default recipe's real crash cycle (tests/vm/harness.py: main kernel,
 `kexec -p`, sysrq crash, our capture initrd saving the vmcore to an ext4 disk
 or over NFS to nfs-ganesha on the host) with one `crashkernel=` size. A trial
 passes when the vmcore is saved and `makedumpfile --dump-dmesg` on the host
-(Debian 14's 1.7.8, `dump_reader`: it reads zstd dumps too) reads the crashed
-kernel's log from it; a failing one says why, the memory
+(Debian 14's 1.7.8, `dump_reader` in tests/vm/harness.py: it reads zstd dumps
+too) reads the crashed kernel's log from it; a failing one says why, the memory
 reason first (tests/support/capture_memory.py). Each boot keeps its evidence
 (bench/calibration_evidence.py).
 """
@@ -13,7 +13,6 @@ reason first (tests/support/capture_memory.py). Each boot keeps its evidence
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import re
 import shutil
@@ -27,7 +26,6 @@ from pathlib import Path
 
 from bench.calibration_evidence import boot_evidence
 from bench.calibration_search import Capture, Config, Trial
-from bench.makedumpfile_roots import MakedumpfileRoot, prepare_root
 from builder.crashkernel.profile import capture_profile
 from builder.image.kernel import find_kernel
 from builder.image.outputs import write_outputs
@@ -182,24 +180,14 @@ def _failure(console: str, stopped: str, returncode: int | None) -> str:
     return stopped or f"no dump saved (qemu exit {returncode})"
 
 
-@functools.cache
-def dump_reader() -> MakedumpfileRoot:
-    """The makedumpfile that reads the dumps back: Debian 14's 1.7.8, the newest Debian has,
-    which reads lzo and zstd pages alike (this Debian 12 host's 1.7.2 has no zstd, and
-    the Debian 13 and 14 captures write zstd)."""
-    return prepare_root("forky")
-
-
 def _validate(files: list[Path], scratch: Path) -> tuple[bool, str]:
     vmcores = [path for path in files if path.name == "vmcore"]
     if len(vmcores) != 1:
         return False, f"expected one vmcore on the dump target, found {len(vmcores)}"
-    dmesg = scratch / "dmesg.txt"
-    command = [*dump_reader().command(), "--dump-dmesg", str(vmcores[0]), str(dmesg)]
-    read = subprocess.run(command, capture_output=True, check=False)
-    if read.returncode != 0:
-        return False, f"makedumpfile --dump-dmesg failed ({read.returncode})"
-    log = dmesg.read_text(errors="replace")
+    try:
+        log = harness.dump_dmesg(vmcores[0], scratch / "dmesg.txt")
+    except subprocess.CalledProcessError as error:
+        return False, f"makedumpfile --dump-dmesg failed ({error.returncode})"
     if "sysrq triggered crash" not in log:
         return False, "vmcore log lacks 'sysrq triggered crash'"
     return True, f"dump saved and valid ({vmcores[0].stat().st_size} bytes)"
