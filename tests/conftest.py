@@ -15,13 +15,15 @@ from builder.recipe.model import Recipe
 from builder.recipe.parse import load_recipe
 from tests.support.paths import DEFAULT_RECIPE, REPO
 
-# The test files that take longest (a CI run's --durations, seconds of setup + calls on
-# this 2-core machine), run first: `./bootstrap test` hands whole files to two workers in
-# collection order, so a long file started last would leave one worker alone at the end.
+# The test files that take longest (seconds of setup + calls in a serial CI run on this
+# 2-core machine, its --durations), run first: `./bootstrap test` hands whole files to
+# two workers in collection order, so a long file started last would leave one worker
+# alone at the end (tests/unit/test_fuzz.py did, in a unit run on two workers).
 LONGEST_FIRST = (
     "tests/vm/test_debian_system.py",  # ~500 s: the Debian image's build and its boots
     "tests/vm/test_kdump_load.py",  # ~420 s
     "tests/vm/test_riscv64_dump.py",  # ~230 s
+    "tests/unit/test_fuzz.py",  # ~230 s, all in the worker's own process
     "tests/vm/test_next_kernels.py",  # ~185 s
     "tests/vm/test_dump_targets.py",  # ~180 s
     "tests/vm/test_forky_riscv64.py",  # ~175 s
@@ -30,6 +32,20 @@ LONGEST_FIRST = (
     "tests/vm/test_enable_root.py",  # ~115 s
     "tests/vm/test_arm64_dump.py",  # ~110 s
     "tests/vm/test_firmware.py",  # ~105 s
+    "tests/vm/test_raw_identity.py",  # ~75 s
+    "tests/vm/test_crash_hotplug.py",  # ~70 s
+    "tests/vm/test_crashkernel_fit.py",  # ~60 s
+    # The longest unit files (a run on two workers, in proportion): 30-60 s each here.
+    "tests/unit/image/test_sysroot.py",
+    "tests/unit/host/test_enable_root.py",
+    "tests/unit/kexec/test_kdump_load.py",
+    "tests/unit/test_debian_package.py",
+    "tests/unit/binfmt/test_elf.py",
+    "tests/unit/cli/test_cli.py",
+    "tests/unit/image/test_pipeline.py",
+    "tests/unit/image/test_cache.py",
+    "tests/unit/binfmt/test_kernelimg.py",
+    "tests/unit/image/test_suites.py",
 )
 
 
