@@ -36,10 +36,13 @@ from tests.vm import harness
 
 pytestmark = pytest.mark.vm
 
-SCRIPT = r"""
+SCRIPT = (
+    r"""
 set -e
 out=$DEBVM_OUT
-""" + INSTALL_SH + r"""
+"""
+    + INSTALL_SH
+    + r"""
 # Every file of the system, but for the kernel's, apt's and dpkg's own state and logs.
 files() {
     find / -xdev \( -path /proc -o -path /sys -o -path /run -o -path /dev -o -path /tmp \
@@ -103,6 +106,7 @@ case "$DEBVM_BOOT" in
     ;;
 esac
 """
+)
 
 
 # What the file list may gain between before the install and after the purge, none of it
