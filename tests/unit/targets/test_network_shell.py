@@ -18,7 +18,7 @@ from builder.image.packages import PackageRoot
 from builder.recipe.parse import parse_recipe
 from builder.targets import network
 
-APPLETS = ("sh", "ip", "sed", "head", "cat", "tr", "sleep", "mount")
+APPLETS = ("sh", "ip", "sed", "head", "cat", "tr", "sleep", "mount", "rm")
 MAC = "52:54:00:00:00:aa"
 
 
@@ -93,3 +93,51 @@ def test_a_missing_interface_is_one_line_within_the_device_timeout(
     )  # fmt: skip
     expected = f"FAILED: network interface eth0 ({MAC}) did not appear in 3s\n"
     assert (result.returncode, result.stdout) == (1, expected), result.stderr
+
+
+def test_a_fallback_attempt_first_undoes_the_links_of_the_one_that_failed(
+    busybox_bin: Path, tmp_path: Path
+) -> None:
+    """Two attempts as /init makes them (each a subshell) with the same static address:
+    again on the same interface (its address exists), then on another one (the first
+    one's subnet route would come first). Each finds only its own link configured."""
+    system_ip = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin")
+    assert system_ip, "iproute2's ip makes the test's veth pairs"
+    other_mac = "52:54:00:00:00:bb"
+    static = 'network = "static"\nip = "10.0.2.15/24"\ngateway = "10.0.2.2"\n'
+    attempts = [
+        _config(f'target = "nfs"\nnfs = "10.0.2.2:/srv"\ninterface_mac = "{mac}"\n{static}')
+        for mac in (MAC, MAC, other_mac)
+    ]
+    links = "".join(
+        f"{system_ip} link add kdump{n} address {mac} type veth peer name peer{n}\n"
+        f"{system_ip} link set peer{n} up\n"
+        for n, mac in enumerate((MAC, other_mac))
+    )
+    script = tmp_path / "run.sh"
+    script.write_text(
+        'log() { echo "kdump: $*"; }\nfail() { echo "FAILED: $*"; exit 1; }\n'
+        + network.shell_part().decode()
+        + "mount -t sysfs sysfs /sys\nmount -t tmpfs tmpfs /run\n"
+        + links
+        + "".join(f"(\n{config}network_up\n) || echo attempt failed\n" for config in attempts)
+        + "ip addr show\nip route\n"
+    )
+    result = subprocess.run(
+        ["unshare", "--net", "--mount", str(busybox_bin / "busybox"), "sh", str(script)],
+        capture_output=True, text=True, check=False, timeout=60,
+        env={"PATH": f"{busybox_bin}:/usr/sbin:/usr/bin:/sbin:/bin"},
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "attempt failed" not in output and "FAILED" not in output, output
+    assert output.count("kdump: network: kdump0 is 10.0.2.15\n") == 2, output
+    assert "kdump: network: kdump1 is 10.0.2.15\n" in output, output
+    # The last attempt's link alone holds the address and the routes.
+    assert output.count("inet 10.0.2.15/24") == 1, output
+    assert "inet 10.0.2.15/24 scope global kdump1" in output, output
+    routes = output[output.index("default via") :]
+    assert routes.splitlines()[:2] == [
+        "default via 10.0.2.2 dev kdump1 ",
+        "10.0.2.0/24 dev kdump1 scope link  src 10.0.2.15 ",
+    ], routes
