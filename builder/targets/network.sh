@@ -38,10 +38,10 @@ MADE_LINKS=/run/kdump-links
 undo_links() {
     [ -f "$MADE_LINKS" ] || return 0
     while read -r action made; do
-        case "$action" in
-            del) ip link delete "$made" 2>/dev/null ;;
-            flush) ip addr flush dev "$made" 2>/dev/null; ip link set "$made" down 2>/dev/null ;;
-        esac
+        # Down and without addresses even where deleting is refused: no route left on it.
+        ip addr flush dev "$made" 2>/dev/null
+        ip link set "$made" down 2>/dev/null
+        [ "$action" = del ] && ip link delete "$made" 2>/dev/null
     done < "$MADE_LINKS"
     rm -f "$MADE_LINKS"
 }
