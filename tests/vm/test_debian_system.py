@@ -9,8 +9,8 @@ through GRUB from its own disk, with systemd. One run of four QEMU processes:
   boot 2   GRUB applied crashkernel=; the unit ran at boot by itself (never started by
            hand here): its journal, its timestamps and kexec_crash_loaded say so; then
            `systemctl stop` unloads and `systemctl start` loads again; cpu1 offline and
-           online again: the package's udev rule reloads the unit (6.1 has no crash
-           hotplug); sysrq crash
+           online again, first with the package's udev rule set aside (nothing reloads),
+           then with it (the unit reloads: 6.1 has no crash hotplug); sysrq crash
   capture  saves /var/crash/<time>/ on the root filesystem and reboots
   boot 3   `kdump-build dumps`; a second kernel package (Debian's cloud flavour of the
            same ABI, fetched on the host) installed with dpkg, which runs the package's
@@ -96,6 +96,15 @@ case "$DEBVM_BOOT" in
     kdump-build status > $out/status.txt
     # CPU hotplug under the real udev: the package's rule, not this script, reloads the unit.
     test -e /sys/devices/system/cpu/cpu1/online  # a second vCPU (debian_guest boots two)
+    # The control first: the same events with the rule set aside (udev reads *.rules only).
+    rule=/lib/udev/rules.d/98-kdump-build.rules
+    mv $rule $rule.off && udevadm control --reload
+    now > $out/control-mark
+    echo 0 > /sys/devices/system/cpu/cpu1/online
+    echo 1 > /sys/devices/system/cpu/cpu1/online
+    udevadm settle
+    sleep 3
+    mv $rule.off $rule && udevadm control --reload
     now > $out/hotplug-mark
     echo 0 > /sys/devices/system/cpu/cpu1/online
     cat /sys/devices/system/cpu/online > $out/cpus-online-while-offline
@@ -339,10 +348,14 @@ def test_a_cpu_offline_and_online_makes_the_udev_rule_reload_the_capture(
     scenario: Scenario,
 ) -> None:
     """Debian 12's 6.1 has no crash hotplug: the package's udev rule reloads the unit (the
-    script only wrote cpu1's `online`), and the crash that follows still dumps."""
+    script only wrote cpu1's `online`; with the rule set aside, nothing reloaded), and the
+    crash that follows still dumps."""
     assert scenario.out("cpus-online-while-offline").strip() == "0", scenario.context()
-    mark = float(scenario.out("hotplug-mark"))
-    since = journal_since(scenario.out("hotplug-journal.txt"), mark)
+    journal = scenario.out("hotplug-journal.txt")
+    control, mark = float(scenario.out("control-mark")), float(scenario.out("hotplug-mark"))
+    # The control: cpu1 offline and online with the rule set aside reloaded nothing.
+    assert journal_since(journal, control) == journal_since(journal, mark), journal
+    since = journal_since(journal, mark)
     text = "\n".join(since)
     capture = f"/var/lib/kdump-build/{scenario.image.kernel_version}"
     reloads = [line for line in since if "systemd[1]: Reloading kdump-build" in line]
