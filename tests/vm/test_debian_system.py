@@ -360,8 +360,11 @@ def test_a_cpu_offline_and_online_makes_the_udev_rule_reload_the_capture(
     capture = f"/var/lib/kdump-build/{scenario.image.kernel_version}"
     reloads = [line for line in since if "systemd[1]: Reloading kdump-build" in line]
     print(f"reloads after cpu1 offline and online: {len(reloads)}")
-    assert 1 <= len(reloads) <= 2, text  # offline and online: systemd may merge the two
-    assert text.count("systemd[1]: Reloaded kdump-build") == len(reloads), text
+    # Offline and online: systemd merges the second reload into the first, before it runs
+    # (one run) or while it runs (run again after it; one job: one "Reloaded").
+    assert 1 <= len(reloads) <= 2, text
+    assert "systemd[1]: Reloaded kdump-build" in since[-1], text
+    assert "fail" not in text.lower(), text
     assert text.count(f"kdump-build: reloading {capture}: a new ELF core header") == \
         len(reloads), text  # fmt: skip
     assert len(re.findall(r"kdump-build\[\d+\]: loaded .*with kexec_load", text)) == \
