@@ -30,6 +30,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from builder.image.cache import default_cache_dir
+from builder.locks import locked_file
 from tests.support.paths import REPO
 
 IMAGE_VERSION = "1"
@@ -300,13 +301,31 @@ def _provision(raw: Path, work: Path, log: Path) -> None:
 
 
 def build_image() -> Image:
-    """The cached base image, built first when missing (about 4-5 minutes)."""
+    """The cached base image, built first when missing (about 4-5 minutes).
+
+    Test workers (and checkouts) that want it at once take turns under one lock: the
+    first builds, the others then find it built (image.json is written last, whole).
+    """
     directory = vm_cache() / image_key()
+    cached = _cached_image(directory)
+    if cached is not None:
+        return cached
+    # One lock for every key: builds share downloads() and its apt cache.
+    with locked_file(vm_cache() / "build.lock"):
+        return _cached_image(directory) or _build_image(directory)
+
+
+def _cached_image(directory: Path) -> Image | None:
+    base, record = directory / "base.qcow2", directory / "image.json"
+    if not (base.exists() and record.exists()):
+        return None
+    record.touch()  # marks the image as in use for _drop_other_images
+    return Image(base, json.loads(record.read_text())["kernel_version"])
+
+
+def _build_image(directory: Path) -> Image:
     base = directory / "base.qcow2"
     record = directory / "image.json"
-    if base.exists() and record.exists():
-        record.touch()  # marks the image as in use for _drop_other_images
-        return Image(base, json.loads(record.read_text())["kernel_version"])
     directory.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="build-", dir=directory) as temporary:
@@ -323,7 +342,9 @@ def build_image() -> Image:
               str(work / "disk.raw"), str(staging)])  # fmt: skip
         os.replace(staging, base)
     summary = {"kernel_version": kernel_version, "seconds": round(time.monotonic() - start, 1)}
-    record.write_text(json.dumps(summary) + "\n")
+    staging = record.with_suffix(".tmp")
+    staging.write_text(json.dumps(summary) + "\n")
+    os.replace(staging, record)
     _drop_other_images(directory)
     return Image(base, kernel_version)
 
