@@ -32,11 +32,8 @@ from tests.support.paths import REPO
 
 TREE_VERSION = "1"
 SUITE = "trixie"
-MIRRORS = (
-    "deb http://deb.debian.org/debian trixie main",
-    "deb http://deb.debian.org/debian trixie-updates main",
-    "deb http://deb.debian.org/debian-security trixie-security main",
-)
+# The Debian 12 image's archive, security and updates suites, of Debian 13.
+MIRRORS = tuple(line.replace(debian_image.SUITE, SUITE) for line in debian_image.MIRRORS)
 PACKAGES = (
     "systemd-sysv", "udev", "kmod", "linux-image-amd64", "initramfs-tools", "zstd",
     "grub-pc", "busybox-static", "e2fsprogs", "procps", "python3", "passwd", "login",
