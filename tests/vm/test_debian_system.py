@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,21 +31,18 @@ import pytest
 
 from builder.image.fetch import fetch_packages
 from tests.support import debian_guest, debian_image
-from tests.support.paths import REPO
+from tests.support.debian_package import INSTALL_SH, install_times, package_debs, unit_times
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm
 
-# The package's dependencies that the image lacks (Debian 12's own, fetched on the host).
-DEPENDENCIES = (
-    "python3-typer", "python3-click", "python3-colorama", "python3-zstandard",
-    "python3-cffi-backend", "python3-libarchive-c", "python3-lz4",
-)  # fmt: skip
-
-SCRIPT = r"""
+SCRIPT = (
+    r"""
 set -e
 out=$DEBVM_OUT
-now() { cut -d' ' -f1 /proc/uptime; }
+"""
+    + INSTALL_SH
+    + r"""
 # Every file of the system, but for the kernel's, apt's and dpkg's own state and logs.
 files() {
     find / -xdev \( -path /proc -o -path /sys -o -path /run -o -path /dev -o -path /tmp \
@@ -60,12 +56,7 @@ case "$DEBVM_BOOT" in
     dpkg-divert --local --rename --add /usr/sbin/update-initramfs
     ln -s /bin/true /usr/sbin/update-initramfs
     files > $out/files-before
-    start=$(now)
-    apt-get install -y --no-install-recommends /run/debvm/deb/kdump-build_*_all.deb \
-        /run/debvm/deps/*.deb > $out/apt-install.txt 2>&1 || { cat $out/apt-install.txt; exit 1; }
-    installed=$(now)
-    kdump-build enable > $out/enable.txt 2>&1 || { cat $out/enable.txt; exit 1; }
-    echo "$start $installed $(now)" > $out/install-times
+    install_and_enable
     dpkg -S /lib/systemd/system/kdump-build.service /etc/kernel/postinst.d/kdump-build \
         /etc/kernel/postrm.d/kdump-build /usr/lib/kernel/install.d/60-kdump-build.install \
         > $out/dpkg-owners.txt
@@ -115,6 +106,7 @@ case "$DEBVM_BOOT" in
     ;;
 esac
 """
+)
 
 
 # What the file list may gain between before the install and after the purge, none of it
@@ -146,20 +138,19 @@ class Scenario:
 
     def unit_times(self) -> dict[str, int]:
         """systemctl show's properties of the unit in boot 2 (microseconds since boot)."""
-        pairs = (line.split("=", 1) for line in self.out("unit-times").splitlines())
-        return {name: int(value) for name, value in pairs}
+        return unit_times(self.out("unit-times"))
 
     def timings(self) -> dict[str, float]:
         """Seconds: apt install and enable (guest clock), the unit at boot (start to
         loaded, systemd's timestamps), panic to saved and panic to the third boot's script
         (the autologin console is up by then), from the console marks."""
-        start, installed, enabled = (float(value) for value in self.out("install-times").split())
+        install, enable = install_times(self.out("install-times"))
         unit = self.unit_times()
         crashed, third = self.run.marks[1], self.run.marks[2]
         loaded = unit["ActiveEnterTimestampMonotonic"] - unit["InactiveExitTimestampMonotonic"]
         return {
-            "apt_install": round(installed - start, 1),
-            "enable": round(enabled - installed, 1),
+            "apt_install": round(install, 1),
+            "enable": round(enable, 1),
             "unit_start_to_loaded": round(loaded / 1e6, 2),
             "panic_to_saved": round(crashed["saved"] - crashed["panic"], 1),
             "panic_to_login": round(third["script"] - crashed["panic"], 1),
@@ -177,17 +168,6 @@ def second_kernel_deb(kernel_version: str, destination: Path) -> Path:
     (package,) = fetch_packages([f"linux-image-{abi}-cloud-amd64"], "x86_64")
     destination.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy(package.path, destination / package.path.name))
-
-
-def package_debs(share: Path) -> Path:
-    """The .deb of this checkout (scripts/build-deb), and its dependencies' .debs."""
-    result = subprocess.run([str(REPO / "scripts" / "build-deb"), str(share / "deb")],
-                            capture_output=True, text=True, check=False)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (share / "deps").mkdir()
-    for package in fetch_packages(list(DEPENDENCIES), "x86_64"):
-        shutil.copy(package.path, share / "deps" / package.path.name)
-    return Path(result.stdout.strip())
 
 
 @pytest.fixture(scope="module")
