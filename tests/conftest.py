@@ -20,6 +20,7 @@ from tests.support.paths import DEFAULT_RECIPE, REPO
 # two workers in collection order, so a long file started last would leave one worker
 # alone at the end (tests/unit/test_fuzz.py did, in a unit run on two workers).
 LONGEST_FIRST = (
+    "tests/vm/test_armed_image.py",  # ~900 s loaded: a Debian 13 tree armed offline, 3 boots
     "tests/vm/test_debian_system.py",  # ~500 s: the Debian image's build and its boots
     "tests/vm/test_kdump_load.py",  # ~420 s
     "tests/vm/test_riscv64_dump.py",  # ~230 s
@@ -32,6 +33,7 @@ LONGEST_FIRST = (
     "tests/vm/test_enable_root.py",  # ~115 s
     "tests/vm/test_arm64_dump.py",  # ~110 s
     "tests/vm/test_firmware.py",  # ~105 s
+    "tests/vm/test_network_links.py",  # ~110 s with the VLAN boot
     "tests/vm/test_raw_identity.py",  # ~75 s
     "tests/vm/test_crash_hotplug.py",  # ~70 s
     "tests/vm/test_crashkernel_fit.py",  # ~60 s
