@@ -222,6 +222,16 @@ def _grub_hooks() -> list[str]:
     ]
 
 
+# A system without manuals, translations or documentation (copyrights kept), and apt
+# retrying a mirror's hiccup: the options every test tree is made with.
+TRIMMED_TREE_OPTIONS = (
+    '--aptopt=Acquire::Retries "3"',
+    "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+)  # fmt: skip
+
+
 def mmdebstrap(root: Path, apt_cache: Path, wheels: Path) -> None:
     """The Debian tree, with a download cache that the next build reuses."""
     apt_cache.mkdir(parents=True, exist_ok=True)
@@ -232,10 +242,7 @@ def mmdebstrap(root: Path, apt_cache: Path, wheels: Path) -> None:
     )
     command = [
         "mmdebstrap", "--variant=apt", "--mode=root", "--format=directory", "--quiet",
-        f"--include={','.join(PACKAGES)}", '--aptopt=Acquire::Retries "3"',
-        "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
-        "--dpkgopt=path-exclude=/usr/share/doc/*",
-        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        f"--include={','.join(PACKAGES)}", *TRIMMED_TREE_OPTIONS,
         "--skip=download/empty", '--setup-hook=mkdir -p "$1/var/cache/apt/archives"',
         f"--setup-hook=sync-in {apt_cache} /var/cache/apt/archives",
         *(f'--essential-hook=echo "{line}" | chroot "$1" debconf-set-selections'
@@ -252,8 +259,8 @@ def tree_kernel_version(root: Path) -> str:
     return versions[0]
 
 
-def bootstrap_grub_cfg(kernel_version: str) -> str:
-    """A grub.cfg for the provisioning boot; that boot's update-grub replaces it."""
+def grub_cfg(title: str, kernel_version: str, command_line: str) -> str:
+    """A serial-console grub.cfg booting the one kernel on the image's root partition."""
     return f"""\
 serial --unit=0 --speed=115200
 terminal_input serial
@@ -262,11 +269,16 @@ set timeout=0
 insmod part_msdos
 insmod ext2
 search --no-floppy --fs-uuid --set=root {ROOT_UUID}
-menuentry 'Debian GNU/Linux (debvm bootstrap)' {{
-    linux /boot/vmlinuz-{kernel_version} root=UUID={ROOT_UUID} ro {CMDLINE}
+menuentry '{title}' {{
+    linux /boot/vmlinuz-{kernel_version} root=UUID={ROOT_UUID} ro {command_line}
     initrd /boot/initrd.img-{kernel_version}
 }}
 """
+
+
+def bootstrap_grub_cfg(kernel_version: str) -> str:
+    """A grub.cfg for the provisioning boot; that boot's update-grub replaces it."""
+    return grub_cfg("Debian GNU/Linux (debvm bootstrap)", kernel_version, CMDLINE)
 
 
 def make_disk(root: Path, raw: Path) -> None:

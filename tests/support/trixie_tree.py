@@ -118,10 +118,7 @@ def mmdebstrap(tar: Path, deps: Path, apt_cache: Path) -> None:
     deps.mkdir(parents=True, exist_ok=True)
     command = [
         "mmdebstrap", "--variant=apt", "--mode=root", "--format=tar", "--quiet",
-        f"--include={','.join(PACKAGES)}", '--aptopt=Acquire::Retries "3"',
-        "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
-        "--dpkgopt=path-exclude=/usr/share/doc/*",
-        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        f"--include={','.join(PACKAGES)}", *debian_image.TRIMMED_TREE_OPTIONS,
         *(f'--essential-hook=echo "{line}" | chroot "$1" debconf-set-selections'
           for line in GRUB_SELECTIONS),
         "--skip=download/empty", '--setup-hook=mkdir -p "$1/var/cache/apt/archives"',
@@ -220,17 +217,4 @@ def kernel_command_line(root: Path) -> str:
 
 def grub_cfg(root: Path, kernel_version: str) -> str:
     """The tree's grub.cfg: its one kernel, with the command line its GRUB defaults give."""
-    image = debian_image
-    return f"""\
-serial --unit=0 --speed=115200
-terminal_input serial
-terminal_output serial
-set timeout=0
-insmod part_msdos
-insmod ext2
-search --no-floppy --fs-uuid --set=root {image.ROOT_UUID}
-menuentry 'Debian GNU/Linux' {{
-    linux /boot/vmlinuz-{kernel_version} root=UUID={image.ROOT_UUID} ro {kernel_command_line(root)}
-    initrd /boot/initrd.img-{kernel_version}
-}}
-"""
+    return debian_image.grub_cfg("Debian GNU/Linux", kernel_version, kernel_command_line(root))
