@@ -97,6 +97,32 @@ def test_network_interfaces(tmp_path: Path) -> None:
     assert network_modules(sys).required == ["virtio_net"]
 
 
+def test_network_cards_by_mac(tmp_path: Path) -> None:
+    """A recipe that names its link by MAC gets that card's driver only: not the driver
+    of another card the dump does not use (an e1000e here), and a bond port is known by
+    its permanent MAC (the bond gave it the bond's own address)."""
+    sys, _ = fake_host(tmp_path)
+    (sys / "class/net/ens3/address").write_text("52:54:00:00:00:03\n")
+    (sys / "class/net/ens3/bonding_slave").mkdir()
+    (sys / "class/net/ens3/bonding_slave/perm_hwaddr").write_text("52:54:00:AA:00:01\n")
+    card = sys / "devices/pci0000:00/0000:00:05.0"
+    card.mkdir(parents=True)
+    link(card / "driver", "../../../bus/pci/drivers/e1000e")
+    link(sys / "bus/pci/drivers/e1000e/module", "../../../../module/e1000e")
+    (sys / "module/e1000e").mkdir(parents=True)
+    link(sys / "class/net/enp5s0/device", "../../../devices/pci0000:00/0000:00:05.0")
+    (sys / "class/net/enp5s0/address").write_text("52:54:00:00:00:03\n")
+    assert network_modules(sys).required == ["e1000e", "virtio_net"]
+    assert network_modules(sys, ("52:54:00:aa:00:01",)).required == ["virtio_net"]
+    assert network_modules(sys, ("52:54:00:00:00:03",)).required == ["e1000e"]
+    with pytest.raises(ModuleError) as refused:
+        network_modules(sys, ("52:54:00:00:00:09",))
+    assert str(refused.value) == (
+        'initrd.modules = "auto": no network card of this host has the MAC address '
+        "52:54:00:00:00:09 (dump.interface_mac or dump.bond_ports)"
+    )
+
+
 def test_missing_device_is_named(tmp_path: Path) -> None:
     sys, dev = fake_host(tmp_path)
     with pytest.raises(ModuleError, match=r'initrd.modules = "auto": dump.device LABEL=nope'):
