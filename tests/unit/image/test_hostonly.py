@@ -21,6 +21,17 @@ def link(path: Path, target: str) -> None:
     path.symlink_to(target)
 
 
+def network_card(sys: Path, name: str, device: str, bus: str, driver: str) -> None:
+    """Interface `name` on the device at /sys/devices/`device`, bound to `driver` (a
+    module) of `bus`."""
+    card = sys / "devices" / device
+    card.mkdir(parents=True)
+    link(card / "driver", "../" * (device.count("/") + 2) + f"bus/{bus}/drivers/{driver}")
+    link(sys / f"bus/{bus}/drivers/{driver}/module", f"../../../../module/{driver}")
+    (sys / "module" / driver).mkdir(parents=True)
+    link(sys / "class/net" / name / "device", f"../../../devices/{device}")
+
+
 def fake_host(tmp_path: Path) -> tuple[Path, Path]:
     """/sys and /dev of a guest with a virtio disk vda (partition vda1 labelled kdump),
     an md array over it, and a virtio network card."""
@@ -45,12 +56,7 @@ def fake_host(tmp_path: Path) -> tuple[Path, Path]:
     (md / "slaves").mkdir(parents=True)
     link(md / "slaves/vda1", f"../../../../{PCI}/virtio1/block/vda/vda1")
     link(sys / "class/block/md0", "../../devices/virtual/block/md0")
-    nic = sys / "devices/pci0000:00/0000:00:03.0/virtio0"
-    nic.mkdir(parents=True)
-    link(nic / "driver", "../../../../bus/virtio/drivers/virtio_net")
-    link(sys / "bus/virtio/drivers/virtio_net/module", "../../../../module/virtio_net")
-    (sys / "module/virtio_net").mkdir(parents=True)
-    link(sys / "class/net/ens3/device", "../../../devices/pci0000:00/0000:00:03.0/virtio0")
+    network_card(sys, "ens3", "pci0000:00/0000:00:03.0/virtio0", "virtio", "virtio_net")
     (sys / "class/net/lo").mkdir(parents=True)
     link(dev / "disk/by-label/kdump", "../../vda1")
     link(dev / "disk/by-uuid/1234-abcd", "../../md0")
@@ -105,12 +111,7 @@ def test_network_cards_by_mac(tmp_path: Path) -> None:
     (sys / "class/net/ens3/address").write_text("52:54:00:00:00:03\n")
     (sys / "class/net/ens3/bonding_slave").mkdir()
     (sys / "class/net/ens3/bonding_slave/perm_hwaddr").write_text("52:54:00:AA:00:01\n")
-    card = sys / "devices/pci0000:00/0000:00:05.0"
-    card.mkdir(parents=True)
-    link(card / "driver", "../../../bus/pci/drivers/e1000e")
-    link(sys / "bus/pci/drivers/e1000e/module", "../../../../module/e1000e")
-    (sys / "module/e1000e").mkdir(parents=True)
-    link(sys / "class/net/enp5s0/device", "../../../devices/pci0000:00/0000:00:05.0")
+    network_card(sys, "enp5s0", "pci0000:00/0000:00:05.0", "pci", "e1000e")
     (sys / "class/net/enp5s0/address").write_text("52:54:00:00:00:03\n")
     assert network_modules(sys).required == ["e1000e", "virtio_net"]
     assert network_modules(sys, ("52:54:00:aa:00:01",)).required == ["virtio_net"]
