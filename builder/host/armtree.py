@@ -102,11 +102,14 @@ def tree_recipe(paths: HostPaths, facts: HostFacts, choices: TreeChoices, say: S
 def load_tree_recipe(paths: HostPaths) -> Recipe:
     """The tree's recipe, built from the tree (`source.root` read as DIR)."""
     recipe = load_recipe(paths.recipe)
-    require_trusted_recipe(recipe)
     if Path(recipe.source.root or ".") != Path("/"):
         raise HostError(f'{paths.recipe}: source.root: the booted tree builds from itself '
                         '(source.root = "/")')  # fmt: skip
-    return replace(recipe, source=replace(recipe.source, root=str(paths.root)))
+    tree = replace(recipe, source=replace(recipe.source, root=str(paths.root)))
+    # After the root is the tree's: the files the recipe leaves to its machine (an ssh
+    # server's known_hosts) are the tree's, not the build host's.
+    require_trusted_recipe(tree)
+    return tree
 
 
 def enable_unit(paths: HostPaths) -> Path:

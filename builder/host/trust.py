@@ -81,7 +81,7 @@ def require_trusted_recipe(recipe: Recipe) -> None:
     for name in (*recipe.dump.pre, *recipe.dump.post):  # run by the capture as root
         require_root_only(recipe.relative(name), f"a hook {recipe.path} includes")
     for attempt in recipe.dump.attempts():  # dump.target and every dump.fallback
-        for key, name in attempt.target.host_files(attempt):
+        for key, name in attempt.target.host_files(attempt, recipe.machine_root):
             # As named, not resolved: a symlink on the way is checked where it lies too.
             named = recipe.path.absolute().parent / name
             require_root_only(named, f"a file {recipe.path} names in {key}")

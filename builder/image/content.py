@@ -208,6 +208,12 @@ class _RecipeFiles(RecipeFiles):
     def where(self, key: str, name: str) -> str:
         return f"{self.recipe.path}: {key}: {self.recipe.relative(name)}"
 
+    def key_error(self, key: str, message: str) -> RecipeError:
+        return RecipeError(f"{self.recipe.path}: {key}: {message}")
+
+    def machine_root(self) -> Path | None:
+        return self.recipe.machine_root
+
 
 def target_content(recipe: Recipe) -> TargetContent:
     """What the dump targets (dump.target and every dump.fallback) add to the initrd."""

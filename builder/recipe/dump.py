@@ -13,8 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, ClassVar
 
+from builder.errors import RecipeError
 from builder.recipe.choices import Collector, DumpCompression, FailureAction, FinalAction
 from builder.recipe.parsers import Check, Setting
 
@@ -29,6 +31,14 @@ class RecipeFiles(ABC):
     @abstractmethod
     def where(self, key: str, name: str) -> str:
         """How an error about that file starts: `<recipe>: <key>: <path>`."""
+
+    @abstractmethod
+    def key_error(self, key: str, message: str) -> RecipeError:
+        """The `RecipeError` for `key` of this recipe: `<recipe>: <key>: <message>`."""
+
+    @abstractmethod
+    def machine_root(self) -> Path | None:
+        """The root of the machine the recipe builds from (`Recipe.machine_root`)."""
 
 
 class TargetOptions:
@@ -152,9 +162,12 @@ class TargetKind(ABC):
         """Modules, programs and files the capture needs for this target."""
         return TargetContent()
 
-    def host_files(self, dump: DumpSettings) -> tuple[tuple[str, str], ...]:
+    def host_files(
+        self, dump: DumpSettings, machine_root: Path | None
+    ) -> tuple[tuple[str, str], ...]:
         """The host files its options name and `content` reads into the initrd, as (the
-        recipe key, the name relative to the recipe); none by default. Root rebuilds
+        recipe key, the name relative to the recipe; absolute for a file of the machine
+        at `machine_root`, `Recipe.machine_root`); none by default. Root rebuilds
         from them at every boot, so the host refuses them unless only root can change
         them (builder/host/trust.py)."""
         return ()

@@ -117,6 +117,13 @@ class Recipe:
         """A path named in the recipe, relative to the recipe's directory."""
         return (self.path.parent / path).resolve()
 
+    @property
+    def machine_root(self) -> Path | None:
+        """The root directory of the machine the recipe builds from (`source.root`: `/`
+        for this host, a tree for an image), whose own settings files a recipe may leave
+        to it; None for a recipe built from packages, which has no machine."""
+        return self.relative(self.source.root) if self.source.root else None
+
     def to_json(self) -> dict[str, Any]:
         """All settings as plain JSON values, by section."""
         result: dict[str, Any] = {"name": self.name}

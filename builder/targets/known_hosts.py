@@ -1,8 +1,9 @@
 """The ssh dump server's host keys, picked from known_hosts files for the capture.
 
 Not a target itself: the ssh target asks it which lines of a known_hosts file (the
-recipe's, or the build host's own) name its server, and writes only those into the
-capture, in the one form dropbear's dbclient reads: the plain host name, no port
+recipe's, or those of the machine the recipe builds from) name its server, and
+writes only those into the capture, in the one form dropbear's dbclient reads: the
+plain host name, no port
 (dbclient 2022.83 looks a server up by name only and reads no hashed entries).
 
 OpenSSH writes a server on a port other than 22 as `[host]:port`, and hashes names
@@ -19,8 +20,9 @@ import hmac
 import re
 from pathlib import Path
 
-# Where OpenSSH keeps what root's ssh has accepted: root's own file and the system's.
-HOST_FILES = ("/root/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+# Where OpenSSH keeps what root's ssh has accepted: root's own file and the system's,
+# relative to the machine's root directory.
+MACHINE_FILES = ("root/.ssh/known_hosts", "etc/ssh/ssh_known_hosts")
 HASHED_PREFIX = "|1|"
 
 
@@ -108,19 +110,28 @@ def capture_lines(keys: list[tuple[str, str]], host: str) -> bytes:
     return "".join(f"{host} {kind} {key}\n" for kind, key in keys).encode()
 
 
-def host_keys(host: str, port: int, files: tuple[str, ...] = HOST_FILES) -> list[tuple[str, str]]:
-    """The server's keys in the build host's own known_hosts files (those that exist),
-    under the name OpenSSH checks (`[host]:port` off port 22)."""
+def machine_files(root: Path) -> tuple[Path, ...]:
+    """The known_hosts files of the machine whose root directory is `root`.
+
+    >>> [str(path) for path in machine_files(Path("/"))]
+    ['/root/.ssh/known_hosts', '/etc/ssh/ssh_known_hosts']
+    """
+    return tuple(root / name for name in MACHINE_FILES)
+
+
+def machine_keys(host: str, port: int, files: tuple[Path, ...]) -> list[tuple[str, str]]:
+    """The server's keys in a machine's own known_hosts `files` (those that exist), under
+    the name OpenSSH checks (`[host]:port` off port 22)."""
     keys: list[tuple[str, str]] = []
-    for name in files:
+    for path in files:
         try:
-            text = Path(name).read_bytes()
+            text = path.read_bytes()
         except FileNotFoundError:
             continue
         keys += [key for key in server_keys(text, (lookup_name(host, port),)) if key not in keys]
     return keys
 
 
-def existing_host_files(files: tuple[str, ...] = HOST_FILES) -> tuple[str, ...]:
-    """Those of the host's known_hosts files that exist: root reads them at every build."""
-    return tuple(name for name in files if Path(name).exists())
+def existing(files: tuple[Path, ...]) -> tuple[str, ...]:
+    """Those of `files` that exist: root reads them at every build."""
+    return tuple(str(path) for path in files if path.exists())

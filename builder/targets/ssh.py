@@ -14,6 +14,7 @@ import shlex
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 from builder.errors import RecipeError, shown
@@ -45,9 +46,6 @@ from builder.units import MiB
 USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SSH_KEY_PATH = "/etc/kdump/ssh/id_dropbear"
 SSH_KNOWN_HOSTS_PATH = "/root/.ssh/known_hosts"
-# The build host's own known_hosts files, read when the recipe names none (tests on a
-# temporary root replace it).
-HOST_KNOWN_HOSTS = known_hosts.HOST_FILES
 # dbclient looks up its own user; the capture side runs as root.
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\n"
 GROUP = b"root:x:0:\n"
@@ -84,8 +82,8 @@ class SshTarget(TargetKind):
 # exist before the build: `ssh-keygen -t ed25519 -N '' -f kdump_id_ed25519`
 # (beside this recipe), and its .pub line in the server's authorized_keys. The
 # server's host key, checked at every dump: `ssh-keyscan 192.168.122.1 > kdump_known_hosts`
-# (compare its fingerprint with the server's), or ssh_known_hosts = "" to take it from
-# root's ~/.ssh/known_hosts on the building machine.
+# (compare its fingerprint with the server's). A recipe that builds from a machine
+# (source.root) may leave it "" to take the server's lines from that machine's own.
 ssh = "kdump@192.168.122.1"
 ssh_key = "kdump_id_ed25519"
 ssh_known_hosts = "kdump_known_hosts"
@@ -119,9 +117,11 @@ interface = "eth0"
             "",
             "known_hosts file with the server's key, relative to the recipe (its lines for "
             "the server, by plain name or `[host]:port`, hashed or not, go into the capture). "
-            "Empty: those lines from the build host's own /root/.ssh/known_hosts and "
-            "/etc/ssh/ssh_known_hosts (`[host]:port` off port 22); a build that finds none "
-            "is refused. NFS has no such check.",
+            "Empty: those lines from the known_hosts files of the machine the recipe builds "
+            "from (/root/.ssh/known_hosts and /etc/ssh/ssh_known_hosts under source.root, "
+            "`[host]:port` off port 22); refused in a recipe built from packages (it has no "
+            "machine: nothing of the build host goes in unasked) and when none has the "
+            "server. NFS has no such check.",
         ),
         Setting(
             "dump.ssh_accept_any_host_key",
@@ -178,14 +178,18 @@ interface = "eth0"
             files=(*network.network_files(options.network), *generated),
         )
 
-    def host_files(self, dump: DumpSettings) -> tuple[tuple[str, str], ...]:
+    def host_files(
+        self, dump: DumpSettings, machine_root: Path | None
+    ) -> tuple[tuple[str, str], ...]:
         options = cast(SshOptions, dump.options)
         if options.ssh_accept_any_host_key:
             known: tuple[str, ...] = ()
         elif options.ssh_known_hosts:
             known = (options.ssh_known_hosts,)
-        else:  # absolute: read where they are
-            known = known_hosts.existing_host_files(HOST_KNOWN_HOSTS)
+        elif machine_root is not None:  # absolute: read where they are
+            known = known_hosts.existing(known_hosts.machine_files(machine_root))
+        else:  # refused by `content`
+            known = ()
         key = ("dump.ssh_key", options.ssh_key)
         return (key, *(("dump.ssh_known_hosts", name) for name in known))
 
@@ -218,20 +222,28 @@ interface = "eth0"
 
 
 def server_keys(options: SshOptions, files: RecipeFiles) -> list[tuple[str, str]]:
-    """The server's host keys: from the recipe's known_hosts file, or the build host's own;
-    a `RecipeError` naming dump.ssh_known_hosts when there is none."""
+    """The server's host keys: from the recipe's known_hosts file, or those of the machine
+    the recipe builds from; a `RecipeError` naming dump.ssh_known_hosts when there is none."""
     key, port, host = "dump.ssh_known_hosts", options.ssh_port, options.host
+    machine_root = files.machine_root()
     if options.ssh_known_hosts:
         text = files.read(key, options.ssh_known_hosts)
         # The recipe's file may name the server without its port, as dbclient does.
         names = (host, known_hosts.lookup_name(host, port))
         keys = known_hosts.server_keys(text, names)
         where = files.where(key, options.ssh_known_hosts)
-    else:
-        keys = known_hosts.host_keys(host, port, HOST_KNOWN_HOSTS)
-        where = files.where(key, HOST_KNOWN_HOSTS[0]) + "".join(
-            f", {name}" for name in HOST_KNOWN_HOSTS[1:]
+    elif machine_root is None:
+        raise files.key_error(
+            key,
+            "empty, and the recipe builds from packages, not from a machine whose "
+            f"known_hosts could stand for it: name a file with the server's key (`ssh-keyscan "
+            f"-p {port} {host} > kdump_known_hosts`, then compare its fingerprint with the "
+            "server's), or set dump.ssh_accept_any_host_key = true",
         )
+    else:
+        machine = known_hosts.machine_files(machine_root)
+        keys = known_hosts.machine_keys(host, port, machine)
+        where = files.where(key, str(machine[0])) + "".join(f", {path}" for path in machine[1:])
     if not keys:
         raise RecipeError(
             f"{where}: no host key for {known_hosts.lookup_name(host, port)}: connect once as "

@@ -2,8 +2,10 @@
 
 On the code before, a recipe without dump.ssh_known_hosts built a capture that ran
 dbclient with `-y -y`: the dump went to whoever answered at that address. Now the
-keys come from the recipe's file or the build host's own known_hosts (hashed entries
-too, matched against what OpenSSH's own `ssh-keygen -H` writes), and a build that
+keys come from the recipe's file or, for a recipe that builds from a machine
+(`source.root`: this host for `enable`, the tree for `enable --root`), that machine's
+own known_hosts (hashed entries too, matched against what OpenSSH's own `ssh-keygen -H`
+writes); a recipe built from packages never reads the build host's. A build that
 finds none is refused in one line; accepting any key takes its own explicit key.
 """
 
@@ -27,12 +29,17 @@ KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 OTHER = "AAAAC3NzaC1lZDI1NTE5AAAAIBmbNC8K9yq0HUNCEpl2hVTA9oMTz1z2aE8zRUItLrmO"
 
 
-def _recipe(tmp_path: Path, extra: str = "", port: int = 2222) -> Recipe:
+def _recipe(tmp_path: Path, extra: str = "", port: int = 2222, machine: str = "") -> Recipe:
+    """An ssh recipe; built from the machine whose root is tmp_path/`machine` when given,
+    else from the default recipe's packages."""
     if not (tmp_path / "id").exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                         str(tmp_path / "id")], check=True)  # fmt: skip
     dump = f'target = "ssh"\nssh = "root@{SERVER}"\nssh_key = "id"\nssh_port = {port}\n{extra}'
-    path = write_recipe(tmp_path / "recipe.toml", replace={"dump": tomllib.loads(dump)})
+    sections: dict[str, dict[str, object]] = {"dump": tomllib.loads(dump)}
+    if machine:
+        sections["source"] = {"root": machine}
+    path = write_recipe(tmp_path / "recipe.toml", replace=sections)
     return parse_recipe(path.read_text(), path)
 
 
@@ -42,10 +49,15 @@ def _capture_known_hosts(recipe: Recipe) -> bytes | None:
 
 
 @pytest.fixture
-def host_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """The build host's known_hosts files, as root's ssh left them: in a temporary root."""
-    user, system = tmp_path / "root-known_hosts", tmp_path / "ssh_known_hosts"
-    monkeypatch.setattr(ssh, "HOST_KNOWN_HOSTS", (str(user), str(system)))
+def host_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A machine's known_hosts files, where root's ssh keeps them under its root
+    directory tmp_path/machine (a tree, as `enable --root` arms)."""
+    user, system = (
+        tmp_path / "machine/root/.ssh/known_hosts",
+        tmp_path / "machine/etc/ssh/ssh_known_hosts",
+    )
+    for path in (user, system):
+        path.parent.mkdir(parents=True)
     return user, system
 
 
@@ -62,11 +74,11 @@ def test_hashed_host_entries_are_found_as_ssh_keygen_writes_them(
     subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(user)], check=True, capture_output=True)
     assert SERVER not in user.read_text() and user.read_text().startswith("|1|")
     system.write_text(f"# the system's\n@cert-authority * ssh-ed25519 {OTHER}\n")
-    recipe = _recipe(tmp_path)
+    recipe = _recipe(tmp_path, machine="machine")
     assert _capture_known_hosts(recipe) == f"{SERVER} ssh-ed25519 {KEY}\n".encode()
     assert ssh.SshTarget().config(recipe.dump)["KDUMP_SSH_CHECK_HOST"] == "yes"
     # Root reads them at every build: the trust check sees them as the target's host files.
-    assert ssh.SshTarget().host_files(recipe.dump) == (
+    assert ssh.SshTarget().host_files(recipe.dump, recipe.machine_root) == (
         ("dump.ssh_key", "id"), ("dump.ssh_known_hosts", str(user)),
         ("dump.ssh_known_hosts", str(system)))  # fmt: skip
 
@@ -90,12 +102,31 @@ def test_a_build_without_any_host_key_is_refused_in_one_line(
     user, system = host_files
     user.write_text(f"{SERVER} ssh-ed25519 {KEY}\n")  # port 22's key, not port 2222's
     with pytest.raises(RecipeError) as raised:
-        target_content(_recipe(tmp_path))
+        target_content(_recipe(tmp_path, machine="machine"))
     assert str(raised.value) == (
         f"{tmp_path}/recipe.toml: dump.ssh_known_hosts: {user}, {system}: no host key for "
         f"[{SERVER}]:2222: connect once as root (`ssh -p 2222 root@{SERVER}`), name a "
         "known_hosts file, or set dump.ssh_accept_any_host_key = true"
     )
+
+
+def test_a_recipe_built_from_packages_never_reads_the_build_hosts_known_hosts(
+    tmp_path: Path,
+) -> None:
+    """The build host's own files are not the recipe's to take: a packaging pipeline
+    building for other machines names the file, or is refused (on the code before, it
+    read this machine's /root/.ssh/known_hosts into the capture unasked)."""
+    recipe = _recipe(tmp_path)
+    assert recipe.machine_root is None
+    with pytest.raises(RecipeError) as raised:
+        target_content(recipe)
+    assert str(raised.value) == (
+        f"{tmp_path}/recipe.toml: dump.ssh_known_hosts: empty, and the recipe builds from "
+        "packages, not from a machine whose known_hosts could stand for it: name a file with "
+        f"the server's key (`ssh-keyscan -p 2222 {SERVER} > kdump_known_hosts`, then compare "
+        "its fingerprint with the server's), or set dump.ssh_accept_any_host_key = true"
+    )
+    assert ssh.SshTarget().host_files(recipe.dump, None) == (("dump.ssh_key", "id"),)
 
 
 def test_the_recipe_file_gives_only_the_servers_lines(
@@ -115,7 +146,7 @@ def test_accepting_any_host_key_is_said_explicitly(
     recipe = _recipe(tmp_path, "ssh_accept_any_host_key = true\n")
     assert _capture_known_hosts(recipe) is None
     assert ssh.SshTarget().config(recipe.dump)["KDUMP_SSH_CHECK_HOST"] == "no"
-    assert ssh.SshTarget().host_files(recipe.dump) == (("dump.ssh_key", "id"),)
+    assert ssh.SshTarget().host_files(recipe.dump, recipe.machine_root) == (("dump.ssh_key", "id"),)
     with pytest.raises(RecipeError) as raised:
         _recipe(tmp_path, 'ssh_accept_any_host_key = true\nssh_known_hosts = "kh"\n')
     assert str(raised.value) == (
