@@ -297,23 +297,6 @@ def tree_kernel_version(root: Path) -> str:
     return versions[0]
 
 
-def bootstrap_grub_cfg(kernel_version: str) -> str:
-    """A grub.cfg for the provisioning boot; that boot's update-grub replaces it."""
-    return f"""\
-serial --unit=0 --speed=115200
-terminal_input serial
-terminal_output serial
-set timeout=0
-insmod part_msdos
-insmod ext2
-search --no-floppy --fs-uuid --set=root {ROOT_UUID}
-menuentry 'Debian GNU/Linux (debvm bootstrap)' {{
-    linux /boot/vmlinuz-{kernel_version} root=UUID={ROOT_UUID} ro {CMDLINE}
-    initrd /boot/initrd.img-{kernel_version}
-}}
-"""
-
-
 def make_disk(root: Path, raw: Path) -> None:
     """Partition a sparse raw file, fill partition 1 from `root`, write GRUB's boot sectors."""
     with open(raw, "wb") as handle:
@@ -340,7 +323,7 @@ def _write_boot_sectors(root: Path, raw: Path) -> None:
         handle.write(core_img)
 
 
-def lvm_bootstrap_grub_cfg(kernel_version: str) -> str:
+def bootstrap_grub_cfg(kernel_version: str) -> str:
     """The provisioning boot's grub.cfg, on the /boot filesystem (so its paths start there):
     the kernel with the temporary root. That boot's update-grub replaces it."""
     return f"""\
@@ -417,7 +400,7 @@ def build_image() -> Image:
         download_wheels(downloads() / "wheels")
         mmdebstrap(work / "root", downloads() / "apt", downloads() / "wheels")
         kernel_version = tree_kernel_version(work / "root")
-        (work / "root/boot/grub/grub.cfg").write_text(lvm_bootstrap_grub_cfg(kernel_version))
+        (work / "root/boot/grub/grub.cfg").write_text(bootstrap_grub_cfg(kernel_version))
         make_lvm_disk(work / "root", work / "disk.raw")
         shutil.rmtree(work / "root")
         _provision(work / "disk.raw", work, directory / "provision.log")
