@@ -4,7 +4,8 @@ The default recipe's real crash cycle (tests/vm/harness.py: main kernel,
 `kexec -p`, sysrq crash, our capture initrd saving the vmcore to an ext4 disk
 or over NFS to nfs-ganesha on the host) with one `crashkernel=` size. A trial
 passes when the vmcore is saved and `makedumpfile --dump-dmesg` on the host
-reads the crashed kernel's log from it; a failing one says why, the memory
+(Debian 14's 1.7.8, `dump_reader` in tests/vm/harness.py: it reads zstd dumps
+too) reads the crashed kernel's log from it; a failing one says why, the memory
 reason first (tests/support/capture_memory.py). Each boot keeps its evidence
 (bench/calibration_evidence.py).
 """

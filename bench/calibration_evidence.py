@@ -47,9 +47,12 @@ def console_digest(console: str) -> str:
 
 
 def kernel_package(capture: Path) -> str:
-    """The capture kernel's Debian package and version, from the build's manifest.json."""
+    """The capture kernel's Debian package and version, from the build's manifest.json:
+    linux-image-VER, or since Debian 14's split of it linux-binary-VER (the image's
+    package; linux-image-VER only depends on it and is not fetched)."""
     manifest = json.loads((capture / "manifest.json").read_text())
-    (package,) = [p for p in manifest["packages"] if p["name"].startswith("linux-image-")]
+    (package,) = [p for p in manifest["packages"]
+                  if p["name"].startswith(("linux-image-", "linux-binary-"))]  # fmt: skip
     return f"{package['name']} {package['version']}"
 
 

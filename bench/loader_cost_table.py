@@ -180,8 +180,9 @@ def section(evidence: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_section(document: str, new: str) -> str:
-    """`document` with its loader-cost section replaced by `new` (appended if absent).
+def replace_section(document: str, new: str, heading: str = HEADING) -> str:
+    """`document` with its section under `heading` (the loader cost's by default) replaced
+    by `new`, which is appended if there is none.
 
     >>> doc = replace_section(f"# P\\n\\n{HEADING}\\nold\\n\\n## Next\\nkept\\n", "NEW\\n")
     >>> doc.splitlines()
@@ -190,7 +191,7 @@ def replace_section(document: str, new: str) -> str:
     '# P\\n\\nNEW\\n'
     """
     lines = document.splitlines(keepends=True)
-    starts = [index for index, line in enumerate(lines) if line.rstrip("\n") == HEADING]
+    starts = [index for index, line in enumerate(lines) if line.rstrip("\n") == heading]
     if not starts:
         return document.rstrip("\n") + "\n\n" + new
     start = starts[0]

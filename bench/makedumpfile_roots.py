@@ -8,8 +8,11 @@ Debian 13's libzstd, not the host's. Nothing is installed.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,21 +65,31 @@ class MakedumpfileRoot:
 
 
 def prepare_root(release: str) -> MakedumpfileRoot:
-    """Fetch `release`'s makedumpfile (with the libraries it depends on) and lay it out."""
+    """Fetch `release`'s makedumpfile (with the libraries it depends on) and lay it out.
+
+    The directory is named after the packages and appears whole (laid out beside it,
+    then renamed): test workers running in parallel read it while another lays it out.
+    """
     # base-files: a merged-/usr release's /lib64 link, through which the ld.so is named.
     fetched = fetch_packages(["makedumpfile", "base-files"], Arch.X86_64, release=RELEASES[release])
+    packages = tuple(sorted(f"{package.name} {package.version}" for package in fetched))
+    digest = hashlib.sha256("\n".join(packages).encode()).hexdigest()[:12]
+    directory = ROOTS / f"{release}-{digest}"
     root = PackageRoot([package.path for package in fetched])
-    directory = ROOTS / release
-    directory.mkdir(parents=True, exist_ok=True)
-    interpreter = ""
-    for path in [BINARY, *library_closure(root, [BINARY], Arch.X86_64, "bench")]:
-        name = path.rsplit("/", 1)[1]
-        target = directory / name
-        target.write_bytes(root.read_bytes(path))
-        target.chmod(0o755)
-        if name.startswith("ld-linux"):
-            interpreter = name
+    names = [BINARY, *library_closure(root, [BINARY], Arch.X86_64, "bench")]
+    interpreter = next((path.rsplit("/", 1)[1] for path in names
+                        if path.rsplit("/", 1)[1].startswith("ld-linux")), "")  # fmt: skip
     if not interpreter:
         raise RuntimeError(f"{release}: no ld.so in makedumpfile's library closure")
-    packages = tuple(sorted(f"{package.name} {package.version}" for package in fetched))
+    if not directory.is_dir():
+        ROOTS.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=ROOTS))
+        for path in names:
+            target = staging / path.rsplit("/", 1)[1]
+            target.write_bytes(root.read_bytes(path))
+            target.chmod(0o755)
+        try:
+            staging.rename(directory)
+        except OSError:  # another process laid out the same packages first
+            shutil.rmtree(staging)
     return MakedumpfileRoot(release, directory, interpreter, packages)

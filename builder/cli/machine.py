@@ -87,16 +87,30 @@ def boot() -> None:
     """What the service runs at boot: prune old dumps, rebuild the capture of the running
     kernel if its recipe or kernel changed, and load it."""
     # Imported here: at start-up, builder.host.boot would cost ~377 ms.
-    from builder.cli.kexec import load
     from builder.host.boot import boot as run_boot
 
     _use_machine_cache()
+    run_boot(_say, _load_capture)
 
-    def load_capture(capture: Path) -> None:
-        load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
-             show=False, verbose=False, testing_corrupt_segment=None)  # fmt: skip
 
-    run_boot(_say, load_capture)
+def _load_capture(capture: Path) -> None:
+    """`kdump-build load CAPTURE` as the service runs it."""
+    # Imported here: at start-up, builder.cli.kexec's load would cost ~104 ms.
+    from builder.cli.kexec import load
+
+    load(capture, method="auto", arch=None, backup=None, print_kexec_command=False,
+         show=False, verbose=False, testing_corrupt_segment=None)  # fmt: skip
+
+
+def reload() -> None:
+    """What the service's reload runs (the udev rule asks for it after a CPU or memory
+    block goes online or offline): load the capture again, for a new ELF core header,
+    unless the kernel rewrites the loaded one itself."""
+    # Imported here: at start-up, builder.host.boot would cost ~377 ms.
+    from builder.host.boot import reload as run_reload
+
+    _use_machine_cache()
+    run_reload(_say, _load_capture)
 
 
 def kernel_installed(

@@ -323,7 +323,8 @@ def fit(
     """Judge ``spec`` against each RAM size in ``ram_list``.
 
     ``estimate_input`` is a `CaptureProfile` (estimated per RAM size with
-    ``calibration``, default the newest of ``arch``), a fixed `Estimate`, a
+    ``calibration``, default the one of ``arch`` for ``kernel``'s series, the
+    newest without one), a fixed `Estimate`, a
     function RAM -> `Estimate`, or None for a reservation-only report (no
     verdict, no recommendation). ``spec`` None means no `crashkernel=` at
     all: nothing is reserved. ``kernel`` is the release of the kernel that
@@ -343,7 +344,7 @@ def fit(
     if calibration is None:
         # Only a profile is estimated here; the rest needs no measured constants.
         profiled = isinstance(estimate_input, CaptureProfile)
-        calibration = default_calibration(arch_name) if profiled else Calibration()
+        calibration = default_calibration(arch_name, kernel) if profiled else Calibration()
     config = None if spec is None else as_config(spec)
     estimator = _estimator(estimate_input, calibration)
     rows = []

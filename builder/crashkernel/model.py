@@ -219,7 +219,7 @@ def default_calibration(arch: Arch | str = DEFAULT_ARCH, kernel: str | None = No
     """The calibration the fit uses for a capture kernel: its architecture's file for the
     kernel's series (see `calibration_path`), over the priors, read once, on first use.
 
-    >>> default_calibration() is default_calibration("x86_64", "6.12.0")
+    >>> default_calibration() is default_calibration("x86_64", "7.2.12+deb14-amd64")
     True
     """
     return _load_cached(calibration_path(arch, kernel))

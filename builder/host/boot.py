@@ -18,6 +18,7 @@ from builder.host.lock import host_lock
 from builder.host.paths import HostPaths
 from builder.host.probe import machine_ram, mounted_directory
 from builder.host.state import enabled_recipe
+from builder.kexec.crashinfo import CRASH_HOTPLUG_FILES
 from builder.recipe.model import Recipe
 
 Say = Callable[[str], None]
@@ -81,6 +82,37 @@ def boot(say: Say, load: Callable[[Path], None], paths: HostPaths | None = None)
     paths = paths or HostPaths()
     with host_lock(paths):
         load(prepare_boot(say, paths))
+
+
+def kernel_rewrites_header(paths: HostPaths) -> bool:
+    """Whether the running kernel rewrites the loaded capture's ELF core header on hotplug:
+    a `crash_hotplug` file reads 1 (CONFIG_CRASH_HOTPLUG, and a load that asked for it)."""
+    for name in CRASH_HOTPLUG_FILES:
+        try:
+            if paths.root.joinpath(name).read_text().strip() == "1":
+                return True
+        except OSError:
+            continue  # a kernel without the feature (before 6.6) has no such file
+    return False
+
+
+def reload(say: Say, load: Callable[[Path], None], paths: HostPaths | None = None,
+           version: str | None = None) -> None:  # fmt: skip
+    """The service's reload, which the udev rule asks for when a CPU or memory block goes
+    online or offline: load the running kernel's capture again, so that its ELF core
+    header lists the machine as it is now. Nothing where the kernel rewrites the header.
+    `version`: the running kernel's (uname -r)."""
+    paths = paths or HostPaths()
+    with host_lock(paths):
+        if kernel_rewrites_header(paths):
+            say("kdump-build: the kernel rewrites the loaded capture's ELF core header on "
+                "CPU and memory hotplug (crash_hotplug reads 1): nothing to reload")  # fmt: skip
+            return
+        version = version or os.uname().release
+        capture = ensure_capture(enabled_recipe(paths), version, paths, say)
+        say(f"kdump-build: reloading {capture}: a new ELF core header for the CPUs and "
+            "memory online now (this kernel does not rewrite it)")  # fmt: skip
+        load(capture)
 
 
 def kernel_installed(version: str, image: Path | None, say: Say,

@@ -116,11 +116,12 @@ def install_files(paths: HostPaths, say: Say) -> None:
         (paths.postinst_hook, service.postinst_hook_text(command), 0o755),
         (paths.postrm_hook, service.postrm_hook_text(command), 0o755),
         (paths.install_plugin, service.install_plugin_text(command), 0o755),
+        (paths.udev_rule, service.udev_rule_text(), 0o644),
     )
     for path, text, mode in files:
         write_managed(path, text, mode=mode)
     say(f"service: {paths.unit}; kernel hooks: {paths.postinst_hook}, {paths.postrm_hook}, "
-        f"{paths.install_plugin}")  # fmt: skip
+        f"{paths.install_plugin}; hotplug reload: {paths.udev_rule}")  # fmt: skip
 
 
 def systemctl(*args: str) -> None:
@@ -205,7 +206,8 @@ def _disable_locked(say: Say, paths: HostPaths, effects: Effects) -> None:
     if effects.systemctl and (is_managed(paths.unit) or is_packaged(paths)):
         systemctl("disable", "--now", UNIT_NAME)
     removed = [path for path in (paths.unit, paths.postinst_hook, paths.postrm_hook,
-                                 paths.install_plugin) if remove_managed(path)]  # fmt: skip
+                                 paths.install_plugin, paths.udev_rule)
+               if remove_managed(path)]  # fmt: skip
     if effects.systemctl and removed:
         systemctl("daemon-reload")
     if grub.remove(paths, run_update=effects.update_grub and grub.has_grub(paths)):

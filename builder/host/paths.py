@@ -11,6 +11,8 @@ from pathlib import Path
 from builder.errors import HostError
 
 UNIT_NAME = "kdump-build.service"
+# After systemd's own rules (50-99 are the local/package range; 99 is left to the admin).
+UDEV_RULE_NAME = "98-kdump-build.rules"
 
 
 def kernel_version_name(version: str) -> str:
@@ -92,6 +94,10 @@ class HostPaths:
     @property
     def install_plugin(self) -> Path:
         return self._at("/etc/kernel/install.d/60-kdump-build.install")
+
+    @property
+    def udev_rule(self) -> Path:
+        return self._at(f"/etc/udev/rules.d/{UDEV_RULE_NAME}")
 
     @property
     def grub_dropin(self) -> Path:

@@ -8,6 +8,8 @@
   abort the kernel's installation, so they report and exit 0.
 - a kernel-install plugin (`add|remove VERSION ENTRY-DIR [IMAGE]`) for systems
   whose kernels are installed through systemd's kernel-install.
+- a udev rule that reloads the unit when a CPU or a memory block goes online or
+  offline, where the kernel does not rewrite the loaded ELF core header itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 
 from builder.host.managed import marker_line
+from builder.host.paths import UDEV_RULE_NAME, UNIT_NAME
 from builder.kexecfs import KexecFile
 
 # Runs before the service: the journal says why when there is nothing to load.
@@ -59,6 +62,8 @@ RemainAfterExit=yes
 ExecCondition={NO_RESERVATION_CHECK}
 ExecStart={command} boot
 ExecStop={command} unload
+# The udev rule's reload after CPU or memory hotplug (a new ELF core header).
+ExecReload={command} reload
 StandardOutput=journal+console
 
 [Install]
@@ -100,6 +105,37 @@ exit 0
 """
 
 
+# The events that change what a crash can meet: a CPU or a memory block going online or
+# offline (a hot-added one comes online after its `add`, a removed one goes offline before
+# its `remove`). udev's coldplug at boot replays `add` for every device, never these.
+HOTPLUG_SUBSYSTEMS = ("cpu", "memory")
+HOTPLUG_ACTIONS = ("online", "offline")
+
+
+def udev_rule_text(unit: str = UNIT_NAME) -> str:
+    """Reload the active unit after CPU or memory hotplug, unless the kernel does it.
+
+    `crash_hotplug` (an attribute of the cpu and memory roots, the parents of every
+    cpuN and memoryN) reads 1 only while the loaded image is one the kernel rewrites
+    (CONFIG_CRASH_HOTPLUG and a load that asked for it); a kernel without the feature
+    has no such file. `try-reload-or-restart` does nothing while the unit is not active
+    (the package installed but not enabled, or its boot-time start still running), and
+    runs ExecReload otherwise: systemd queues it behind a reload in progress, so no load
+    is ever killed. `--no-block`: udev's worker only queues the job.
+    """
+    subsystems, actions = "|".join(HOTPLUG_SUBSYSTEMS), "|".join(HOTPLUG_ACTIONS)
+    return f"""\
+{marker_line()}# A CPU or memory going online or offline: a loaded ELF core header may be stale.
+SUBSYSTEM=="{subsystems}", ACTION=="{actions}", GOTO="kdump_build_reload"
+GOTO="kdump_build_end"
+LABEL="kdump_build_reload"
+# The kernel rewrites the header of this load itself.
+ATTRS{{crash_hotplug}}=="1", GOTO="kdump_build_end"
+RUN+="/bin/systemctl --no-block try-reload-or-restart {unit}"
+LABEL="kdump_build_end"
+"""
+
+
 def packaged_files() -> dict[str, tuple[str, int]]:
     """The Debian package's unit and hooks (debian/), by path in the package, with modes."""
     command, guard = PACKAGED_COMMAND, PACKAGED_GUARD
@@ -113,6 +149,7 @@ def packaged_files() -> dict[str, tuple[str, int]]:
             install_plugin_text(command, guard),
             0o755,
         ),
+        f"lib/udev/rules.d/{UDEV_RULE_NAME}": (udev_rule_text(), 0o644),
     }
     owner = "# Installed by the kdump-build package; kdump-build enable switches it on.\n"
     return {path: (text.replace(marker_line(), owner), mode)

@@ -92,15 +92,15 @@ def tree_program(paths: HostPaths, name: str) -> str:
                     f"(add the package {package} to the tree)")  # fmt: skip
 
 
-def fstab_entries(fstab: Path) -> list[tuple[str, str, str]]:
-    """(device, mount point, fstype) of each fstab(5) line.
+def fstab_entries(fstab: Path) -> list[tuple[str, str, str, str]]:
+    """(device, mount point, fstype, options) of each fstab(5) line.
 
     >>> import tempfile
     >>> with tempfile.NamedTemporaryFile("w") as f:
-    ...     _ = f.write("# c\\nUUID=ab / ext4 defaults 0 1\\n\\nLABEL=x /var xfs rw 0 2\\n")
+    ...     _ = f.write("# c\\nUUID=ab / ext4 defaults 0 1\\n\\nLABEL=x /var btrfs subvol=@v\\n")
     ...     f.flush()
     ...     fstab_entries(Path(f.name))
-    [('UUID=ab', '/', 'ext4'), ('LABEL=x', '/var', 'xfs')]
+    [('UUID=ab', '/', 'ext4', 'defaults'), ('LABEL=x', '/var', 'btrfs', 'subvol=@v')]
     """
     try:
         text = fstab.read_text(errors="replace")
@@ -111,27 +111,67 @@ def fstab_entries(fstab: Path) -> list[tuple[str, str, str]]:
     for line in text.splitlines():
         words = line.split()
         if len(words) >= 3 and not words[0].startswith("#"):
-            entries.append((words[0], unescape_path(words[1]), words[2]))
+            options = words[3] if len(words) > 3 else "defaults"
+            entries.append((words[0], unescape_path(words[1]), words[2], options))
     return entries
 
 
 def tree_dump_filesystem(root: Path) -> DumpFilesystem:
     """The filesystem the booted tree will hold /var/crash on, from its etc/fstab."""
     fstab = confined(root, root / "etc/fstab")
-    holding = [(device, point, fstype) for device, point, fstype in fstab_entries(fstab)
+    holding = [(device, point, fstype, options)
+               for device, point, fstype, options in fstab_entries(fstab)
                if point == CRASH_DIR or CRASH_DIR.startswith(point.rstrip("/") + "/")]  # fmt: skip
     if not holding:
         raise HostError(f"{fstab}: no line mounts {CRASH_DIR} or a directory above it")
-    device, point, fstype = max(holding, key=lambda entry: len(entry[1]))
+    device, point, fstype, options = max(holding, key=lambda entry: len(entry[1]))
     where = f"{fstab}: {device} on {point}"
     if fstype not in MOUNTABLE:
         raise HostError(f"{where}: {fstype}: the capture can only mount "
                         f"{', '.join(sorted(MOUNTABLE))}")  # fmt: skip
+    refuse_stacked(where, device)
+    refuse_md_arrays(root, where)
     if not device.startswith(STABLE_DEVICE_KINDS):
         raise HostError(f"{where}: name it by UUID= or LABEL= (a tree has no /dev to read "
                         "another name from)")  # fmt: skip
-    inside = "/" + os.path.relpath(CRASH_DIR, point)
-    return DumpFilesystem(device, fstype, Path(point), os.path.normpath(inside))
+    inside = os.path.normpath("/" + os.path.relpath(CRASH_DIR, point))
+    if fstype != "btrfs":
+        return DumpFilesystem(device, fstype, Path(point), inside)
+    if any(option.startswith("subvolid=") for option in options.split(",")):
+        raise HostError(f"{where}: subvolid=: name the subvolume by subvol=PATH (the "
+                        "capture mounts it by path)")  # fmt: skip
+    # The booted tree mounts the subvolume at `point`: the capture mounts the same one.
+    named = [option.removeprefix("subvol=") for option in options.split(",")
+             if option.startswith("subvol=")]  # fmt: skip
+    subvolume = "/" + named[-1].strip("/") if named else ""
+    return DumpFilesystem(device, fstype, Path(point), inside, subvolume=subvolume)
+
+
+def refuse_stacked(where: str, device: str) -> None:
+    """A tree's fstab naming a device-mapper device or an md array: the stack beneath it
+    (LVM, LUKS, md members) is on disks the tree has never seen."""
+    if device.startswith(("/dev/mapper/", "/dev/dm-")):
+        kind = "a device-mapper device (LVM, LUKS or multipath)"
+    elif re.fullmatch(r"/dev/md(\d+|/.+)", device):
+        kind = "an md array"
+    else:
+        return
+    raise HostError(f"{where}: {kind}: enable --root cannot see the stack beneath it in a "
+                    "tree; arm the booted machine with kdump-build enable")  # fmt: skip
+
+
+def refuse_md_arrays(root: Path, where: str) -> None:
+    """A `UUID=` may name a filesystem on an md array the tree's mdadm.conf assembles, and
+    nothing in a tree says which: refused rather than a capture that finds no disk."""
+    conf = confined(root, root / "etc/mdadm/mdadm.conf")
+    try:
+        text = conf.read_text(errors="replace")
+    except OSError:
+        return
+    if re.search(r"^ARRAY\s", text, re.MULTILINE):
+        raise HostError(f"{where}: {conf} assembles md arrays, and a tree does not say "
+                        "whether this filesystem is on one; arm the booted machine with "
+                        "kdump-build enable")  # fmt: skip
 
 
 def tree_consoles(root: Path) -> tuple[str, ...]:

@@ -132,6 +132,7 @@ def describe_hotplug(hotplug: CrashHotplug | None, possible: int, present: int) 
         return (
             f"{possible - present} of {possible} possible CPUs not present yet: a crash on one "
             "hot-added later has no registers in the dump unless `load` runs again "
-            "(this kernel does not rewrite the ELF core header)"
+            "(this kernel does not rewrite the ELF core header; after `kdump-build enable` "
+            "a udev rule reloads when a CPU or memory goes online or offline)"
         )
     return None

@@ -28,6 +28,24 @@ wait_for_interface() {
     done
 }
 
+# What this capture made of the network, one "del LINK" (a bond or VLAN it created) or
+# "flush LINK" (an interface it configured) a line: a later attempt undoes it first.
+MADE_LINKS=/run/kdump-links
+
+# An earlier attempt (a network target that failed, before a fallback) left its links up
+# with their addresses and routes; they would carry this attempt's traffic (the same
+# subnet's route on the old link comes first) or refuse its address (it exists).
+undo_links() {
+    [ -f "$MADE_LINKS" ] || return 0
+    while read -r action made; do
+        # Down and without addresses even where deleting is refused: no route left on it.
+        ip addr flush dev "$made" 2>/dev/null
+        ip link set "$made" down 2>/dev/null
+        [ "$action" = del ] && ip link delete "$made" 2>/dev/null
+    done < "$MADE_LINKS"
+    rm -f "$MADE_LINKS"
+}
+
 # The capture takes over the crashed host's own address: nobody else holds it, and
 # duplicate address detection would only hold IPv6 back for a second or more.
 no_dad() {
@@ -39,6 +57,7 @@ make_bond() {
     bond=/sys/class/net/$KDUMP_INTERFACE/bonding
     [ -d "$bond" ] || echo "+$KDUMP_INTERFACE" > /sys/class/net/bonding_masters 2>/dev/null \
         || fail "cannot create bond $KDUMP_INTERFACE (module bonding)"
+    echo "del $KDUMP_INTERFACE" >> "$MADE_LINKS"
     echo "$KDUMP_BOND" > "$bond/mode" || fail "cannot set bond mode $KDUMP_BOND"
     echo 100 > "$bond/miimon"
     primary=""
@@ -61,12 +80,14 @@ make_link() {
     else
         link=$(wait_for_interface "$KDUMP_INTERFACE" "$KDUMP_INTERFACE_MAC") \
             || fail "network interface $KDUMP_INTERFACE${KDUMP_INTERFACE_MAC:+ ($KDUMP_INTERFACE_MAC)} did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
+        echo "flush $link" >> "$MADE_LINKS"
     fi
     if [ -n "$KDUMP_VLAN" ]; then
         ip link set "$link" up
         ip link add link "$link" name "$link.$KDUMP_VLAN" type vlan id "$KDUMP_VLAN" \
             || fail "cannot add VLAN $KDUMP_VLAN on $link (module 8021q)"
         link=$link.$KDUMP_VLAN
+        echo "del $link" >> "$MADE_LINKS"
     fi
     no_dad "$link"
     ip link set "$link" up || fail "cannot bring $link up"
@@ -101,6 +122,7 @@ add_routes() {
 
 network_up() {
     ip link set lo up
+    undo_links
     make_link
     case "$KDUMP_NETWORK" in
         static)

@@ -37,6 +37,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from builder.image.cache import default_cache_dir
+from builder.locks import locked_file
 from tests.support.paths import REPO
 
 IMAGE_VERSION = "2"
@@ -267,6 +268,16 @@ def _grub_hooks(boot_uuid: str = ROOT_UUID, prefix: str = "/boot/grub") -> list[
     ]
 
 
+# A system without manuals, translations or documentation (copyrights kept), and apt
+# retrying a mirror's hiccup: the options every test tree is made with.
+TRIMMED_TREE_OPTIONS = (
+    '--aptopt=Acquire::Retries "3"',
+    "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+)  # fmt: skip
+
+
 def mmdebstrap(root: Path, apt_cache: Path, wheels: Path) -> None:
     """The Debian tree, with a download cache that the next build reuses."""
     apt_cache.mkdir(parents=True, exist_ok=True)
@@ -277,10 +288,7 @@ def mmdebstrap(root: Path, apt_cache: Path, wheels: Path) -> None:
     )
     command = [
         "mmdebstrap", "--variant=apt", "--mode=root", "--format=directory", "--quiet",
-        f"--include={','.join(PACKAGES)}", '--aptopt=Acquire::Retries "3"',
-        "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
-        "--dpkgopt=path-exclude=/usr/share/doc/*",
-        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        f"--include={','.join(PACKAGES)}", *TRIMMED_TREE_OPTIONS,
         "--skip=download/empty", '--setup-hook=mkdir -p "$1/var/cache/apt/archives"',
         f"--setup-hook=sync-in {apt_cache} /var/cache/apt/archives",
         *(f'--essential-hook=echo "{line}" | chroot "$1" debconf-set-selections'
@@ -295,6 +303,31 @@ def tree_kernel_version(root: Path) -> str:
     versions = sorted(path.name for path in (root / "lib/modules").iterdir())
     assert len(versions) == 1, f"expected one kernel in the image, found {versions}"
     return versions[0]
+
+
+def grub_cfg(
+    title: str,
+    kernel_version: str,
+    command_line: str,
+    boot_uuid: str = ROOT_UUID,
+    boot_directory: str = "/boot",
+) -> str:
+    """A serial-console grub.cfg booting the one kernel, root=UUID=ROOT_UUID, from the
+    filesystem `boot_uuid` (the root's by default; a /boot partition's, where its paths
+    start at "")."""
+    return f"""\
+serial --unit=0 --speed=115200
+terminal_input serial
+terminal_output serial
+set timeout=0
+insmod part_msdos
+insmod ext2
+search --no-floppy --fs-uuid --set=root {boot_uuid}
+menuentry '{title}' {{
+    linux {boot_directory}/vmlinuz-{kernel_version} root=UUID={ROOT_UUID} ro {command_line}
+    initrd {boot_directory}/initrd.img-{kernel_version}
+}}
+"""
 
 
 def make_disk(root: Path, raw: Path) -> None:
@@ -324,21 +357,15 @@ def _write_boot_sectors(root: Path, raw: Path) -> None:
 
 
 def bootstrap_grub_cfg(kernel_version: str) -> str:
-    """The provisioning boot's grub.cfg, on the /boot filesystem (so its paths start there):
-    the kernel with the temporary root. That boot's update-grub replaces it."""
-    return f"""\
-serial --unit=0 --speed=115200
-terminal_input serial
-terminal_output serial
-set timeout=0
-insmod part_msdos
-insmod ext2
-search --no-floppy --fs-uuid --set=root {BOOT_UUID}
-menuentry 'Debian GNU/Linux (debvm provisioning)' {{
-    linux /vmlinuz-{kernel_version} root=UUID={ROOT_UUID} ro {CMDLINE}
-    initrd /initrd.img-{kernel_version}
-}}
-"""
+    """The provisioning boot's grub.cfg, on the /boot filesystem: the kernel with the
+    temporary root. That boot's update-grub replaces it."""
+    return grub_cfg(
+        "Debian GNU/Linux (debvm provisioning)",
+        kernel_version,
+        CMDLINE,
+        boot_uuid=BOOT_UUID,
+        boot_directory="",
+    )
 
 
 def make_lvm_disk(root: Path, raw: Path) -> None:
@@ -386,13 +413,31 @@ def _provision(raw: Path, work: Path, log: Path) -> None:
 
 
 def build_image() -> Image:
-    """The cached base image, built first when missing (about 4-5 minutes)."""
+    """The cached base image, built first when missing (about 4-5 minutes).
+
+    Test workers (and checkouts) that want it at once take turns under one lock: the
+    first builds, the others then find it built (image.json is written last, whole).
+    """
     directory = vm_cache() / image_key()
+    cached = _cached_image(directory)
+    if cached is not None:
+        return cached
+    # One lock for every key: builds share downloads() and its apt cache.
+    with locked_file(vm_cache() / "build.lock"):
+        return _cached_image(directory) or _build_image(directory)
+
+
+def _cached_image(directory: Path) -> Image | None:
+    base, record = directory / "base.qcow2", directory / "image.json"
+    if not (base.exists() and record.exists()):
+        return None
+    record.touch()  # marks the image as in use for _drop_other_images
+    return Image(base, json.loads(record.read_text())["kernel_version"])
+
+
+def _build_image(directory: Path) -> Image:
     base = directory / "base.qcow2"
     record = directory / "image.json"
-    if base.exists() and record.exists():
-        record.touch()  # marks the image as in use for _drop_other_images
-        return Image(base, json.loads(record.read_text())["kernel_version"])
     directory.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="build-", dir=directory) as temporary:
@@ -410,7 +455,9 @@ def build_image() -> Image:
               str(work / "disk.raw"), str(staging)])  # fmt: skip
         os.replace(staging, base)
     summary = {"kernel_version": kernel_version, "seconds": round(time.monotonic() - start, 1)}
-    record.write_text(json.dumps(summary) + "\n")
+    staging = record.with_suffix(".tmp")
+    staging.write_text(json.dumps(summary) + "\n")
+    os.replace(staging, record)
     _drop_other_images(directory)
     return Image(base, kernel_version)
 

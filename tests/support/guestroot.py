@@ -30,6 +30,7 @@ from __future__ import annotations
 import compileall
 import hashlib
 import importlib.metadata
+import os
 import platform
 import shutil
 import subprocess
@@ -42,6 +43,7 @@ from pathlib import Path
 from builder.arch import ARCHES, Arch
 from builder.image.cache import default_cache_dir
 from builder.image.fetch import fetch_packages
+from builder.locks import locked_file
 
 # Inside the root: the unpacked wheels (on PYTHONPATH in the guest).
 WHEELS = "usr/local/lib/kdump-build-wheels"
@@ -141,7 +143,18 @@ def guest_root(arch: Arch) -> GuestRoot:
     home = default_cache_dir() / "guest-roots"
     root = home / f"{arch.value}-{digest.hexdigest()[:16]}"
     if not root.is_dir():
-        home.mkdir(parents=True, exist_ok=True)
+        # Test workers that want the same root at once build it once, in turn.
+        with locked_file(home / f"{root.name}.lock"):
+            _build_root(root, arch, debs, wheels, spec)
+    return GuestRoot(root, arch)
+
+
+def _build_root(
+    root: Path, arch: Arch, debs: list[Path], wheels: list[Path], spec: RootSpec
+) -> None:
+    """Assemble `root` in a staging directory beside it, unless it is there already."""
+    home = root.parent
+    if not root.is_dir():
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=home))
         try:
             _assemble(staging, debs, wheels, spec)
@@ -151,7 +164,6 @@ def guest_root(arch: Arch) -> GuestRoot:
             shutil.rmtree(staging, ignore_errors=True)
             if not root.is_dir():  # another run may have built the same root meanwhile
                 raise
-    return GuestRoot(root, arch)
 
 
 def _wheels(arch: Arch, spec: RootSpec) -> list[Path]:
@@ -162,8 +174,17 @@ def _wheels(arch: Arch, spec: RootSpec) -> list[Path]:
     version = spec.python_version.replace(".", "")
     target = default_cache_dir() / "wheels" / f"{arch.value}-cp{version}"
     stamp = target / ("pins-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:16])
+    if stamp.exists():
+        return [target / name for name in stamp.read_text().split()]
+    with locked_file(target / ".download.lock"):  # workers downloading the same wheels
+        _download_wheels(target, stamp, spec, pins)
+    return [target / name for name in stamp.read_text().split()]
+
+
+def _download_wheels(target: Path, stamp: Path, spec: RootSpec, pins: list[str]) -> None:
+    """pip download `pins` into `target` and write `stamp` (last, whole), unless there."""
+    assert spec.wheel_platform is not None
     if not stamp.exists():
-        target.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
              "--platform", spec.wheel_platform, "--python-version", spec.python_version,
@@ -171,8 +192,9 @@ def _wheels(arch: Arch, spec: RootSpec) -> list[Path]:
             check=True,
         )  # fmt: skip
         wanted = sorted(path.name for path in target.glob("*.whl"))
-        stamp.write_text("\n".join(wanted) + "\n")
-    return [target / name for name in stamp.read_text().split()]
+        staging = stamp.with_name(f".{stamp.name}.tmp")
+        staging.write_text("\n".join(wanted) + "\n")
+        os.replace(staging, stamp)
 
 
 def _assemble(root: Path, debs: list[Path], wheels: list[Path], spec: RootSpec) -> None:

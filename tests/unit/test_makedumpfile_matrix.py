@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from typing import Any
 
 import pytest
@@ -145,6 +146,11 @@ def test_the_recommended_capture_dumped_as_the_docs_say() -> None:
     """One real crash cycle of the recommended Debian 13 capture, cited by the docs."""
     stored = json.loads(RECOMMENDED.read_text())
     assert stored["recipe_changes"] == recommended_changes()
+    # The bundled Debian 13 recipe is the recommendation (its calibration was re-booted
+    # with it): Debian 14's makedumpfile and zstd dumps.
+    bundled = tomllib.loads((REPO / "recipes" / "qemu-x86_64-trixie.toml").read_text())
+    assert bundled["source"]["packages"] == stored["recipe_changes"]["source"]["packages"]
+    assert bundled["dump"]["compression"] == stored["recipe_changes"]["dump"]["compression"]
     assert stored["makedumpfile"].startswith("1:1.7.8") and stored["dmesg_readable"] is True
     assert SHA256.match(stored["console_sha256"])
     assert any(line.startswith("kdump: dump saved to") for line in stored["decisive"])

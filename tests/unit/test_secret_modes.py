@@ -9,6 +9,7 @@ and the archive holding it was stored in the compressed cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -25,6 +26,7 @@ from builder.kexec.layout import plan_layout
 from builder.kexec.layout.document import write_layout
 from builder.kexec.layout.inputs import read_build_outputs, read_iomem
 from builder.recipe.parse import load_recipe
+from tests.support import caches
 from tests.support.paths import REPO
 from tests.support.recipes import write_recipe
 from tests.support.unprivileged import as_nobody, shared
@@ -70,8 +72,17 @@ def test_a_restored_vmcore_is_roots_alone_whatever_the_umask(shared: Path) -> No
 
 
 def _cache_entries_since(start: float) -> list[Path]:
-    cache = default_cache_dir() / "compressed"
-    return [path for path in cache.rglob("*") if path.is_file() and path.stat().st_mtime >= start]
+    """The entries of the shared compressed cache written since `start`.
+
+    Entries only: another test worker may be writing its own build's at this moment,
+    through a temporary file that is renamed into an entry (whole) or removed.
+    """
+    found = []
+    for path in caches.entries(default_cache_dir() / "compressed"):
+        with contextlib.suppress(FileNotFoundError):  # a damaged one removed meanwhile
+            if path.stat().st_mtime >= start:
+                found.append(path)
+    return found
 
 
 def test_a_private_extra_file_makes_the_initrd_private_and_stays_out_of_the_cache(

@@ -8,6 +8,7 @@ without mounting it, and checks the vmcore with makedumpfile.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.makedumpfile_roots import MakedumpfileRoot, prepare_root
 from builder.arch import Arch
 from builder.binfmt.cpio import write_cpio
 from builder.compression import Compression, compress
@@ -321,8 +323,16 @@ def extract_disk(disk: Path, destination: Path) -> list[Path]:
 
 
 def dump_dmesg(vmcore: Path, output: Path) -> str:
-    """The crashed kernel's log, read from the vmcore by makedumpfile."""
-    subprocess.run(
-        ["makedumpfile", "--dump-dmesg", str(vmcore), str(output)], check=True, capture_output=True
-    )
+    """The crashed kernel's log, read from the vmcore by Debian 14's makedumpfile 1.7.8
+    (the newest Debian has: it reads lzo and zstd dumps, where this Debian 12 host's
+    1.7.2 has no zstd and fails on the Debian 13 and 14 captures' dumps)."""
+    reader = dump_reader()
+    subprocess.run([*reader.command(), "--dump-dmesg", str(vmcore), str(output)],
+                   check=True, capture_output=True)  # fmt: skip
     return output.read_text(errors="replace")
+
+
+@functools.cache
+def dump_reader() -> MakedumpfileRoot:
+    """Debian 14's makedumpfile with its libraries, fetched and laid out once per process."""
+    return prepare_root("forky")

@@ -8,12 +8,16 @@ through GRUB from its own disk, with systemd. One run of four QEMU processes:
            share); `kdump-build enable`; both timed; reboot
   boot 2   GRUB applied crashkernel=; the unit ran at boot by itself (never started by
            hand here): its journal, its timestamps and kexec_crash_loaded say so; then
-           `systemctl stop` unloads and `systemctl start` loads again; sysrq crash
+           `systemctl stop` unloads and `systemctl start` loads again; cpu1 offline and
+           online again, first with the package's udev rule set aside (nothing reloads),
+           then with it (the unit reloads: 6.1 has no crash hotplug); sysrq crash
   capture  saves /var/crash/<time>/ on the root filesystem and reboots
   boot 3   `kdump-build dumps`; a second kernel package (Debian's cloud flavour of the
            same ABI, fetched on the host) installed with dpkg, which runs the package's
-           hook, then removed and purged; `apt-get purge kdump-build`, and the file list
-           again; power off
+           hook, then removed and purged; two upgrades with apt (.debs built on the host
+           from copies of this tree): one whose capture /init differs, whose postinst
+           rebuilds the capture, and one with the same /init, which rebuilds nothing;
+           `apt-get purge kdump-build`, and the file list again; power off
 
 The system's root, and so /var/crash, is an LVM logical volume, as the Debian installer's
 guided LVM lays it out; `enable` finds that by itself. The host then finds the volume in
@@ -36,21 +40,19 @@ import pytest
 
 from builder.image.fetch import fetch_packages
 from tests.support import debian_guest, debian_image, lvm_layout
+from tests.support.debian_package import INSTALL_SH, install_times, package_debs, unit_times
 from tests.support.paths import REPO
 from tests.vm import harness
 
 pytestmark = pytest.mark.vm
 
-# The package's dependencies that the image lacks (Debian 12's own, fetched on the host).
-DEPENDENCIES = (
-    "python3-typer", "python3-click", "python3-colorama", "python3-zstandard",
-    "python3-cffi-backend", "python3-libarchive-c", "python3-lz4",
-)  # fmt: skip
-
-SCRIPT = r"""
+SCRIPT = (
+    r"""
 set -e
 out=$DEBVM_OUT
-now() { cut -d' ' -f1 /proc/uptime; }
+"""
+    + INSTALL_SH
+    + r"""
 # Every file of the system, but for the kernel's, apt's and dpkg's own state and logs.
 files() {
     find / -xdev \( -path /proc -o -path /sys -o -path /run -o -path /dev -o -path /tmp \
@@ -64,12 +66,7 @@ case "$DEBVM_BOOT" in
     dpkg-divert --local --rename --add /usr/sbin/update-initramfs
     ln -s /bin/true /usr/sbin/update-initramfs
     files > $out/files-before
-    start=$(now)
-    apt-get install -y --no-install-recommends /run/debvm/deb/kdump-build_*_all.deb \
-        /run/debvm/deps/*.deb > $out/apt-install.txt 2>&1 || { cat $out/apt-install.txt; exit 1; }
-    installed=$(now)
-    kdump-build enable > $out/enable.txt 2>&1 || { cat $out/enable.txt; exit 1; }
-    echo "$start $installed $(now)" > $out/install-times
+    install_and_enable
     dpkg -S /lib/systemd/system/kdump-build.service /etc/kernel/postinst.d/kdump-build \
         /etc/kernel/postrm.d/kdump-build /usr/lib/kernel/install.d/60-kdump-build.install \
         > $out/dpkg-owners.txt
@@ -100,6 +97,29 @@ case "$DEBVM_BOOT" in
     systemctl start kdump-build.service
     cat /sys/kernel/kexec_crash_loaded > $out/crash-loaded-after-start
     kdump-build status > $out/status.txt
+    # CPU hotplug under the real udev: the package's rule, not this script, reloads the unit.
+    test -e /sys/devices/system/cpu/cpu1/online  # a second vCPU (debian_guest boots two)
+    # The control first: the same events with the rule set aside (udev reads *.rules only).
+    rule=/lib/udev/rules.d/98-kdump-build.rules
+    mv $rule $rule.off && udevadm control --reload
+    now > $out/control-mark
+    echo 0 > /sys/devices/system/cpu/cpu1/online
+    echo 1 > /sys/devices/system/cpu/cpu1/online
+    udevadm settle
+    sleep 3
+    mv $rule.off $rule && udevadm control --reload
+    now > $out/hotplug-mark
+    echo 0 > /sys/devices/system/cpu/cpu1/online
+    cat /sys/devices/system/cpu/online > $out/cpus-online-while-offline
+    echo 1 > /sys/devices/system/cpu/cpu1/online
+    udevadm settle  # the rule's programs ran: any job they queue is in systemd's list
+    for _ in $(seq 300); do
+        [ -z "$(systemctl list-jobs --no-legend kdump-build.service)" ] && break
+        sleep 1
+    done
+    systemctl is-active kdump-build.service > $out/unit-active-after-hotplug || true
+    journalctl -b -u kdump-build.service -o short-monotonic --no-pager > $out/hotplug-journal.txt
+    cat /sys/kernel/kexec_crash_loaded > $out/crash-loaded-after-hotplug
     sync
     echo 1 > /proc/sys/kernel/sysrq
     echo c > /proc/sysrq-trigger
@@ -119,12 +139,23 @@ case "$DEBVM_BOOT" in
     ls /var/lib/kdump-build/ > $out/after-remove
     dpkg -L python3-typer python3-click python3-colorama python3-zstandard \
         python3-cffi-backend python3-libarchive-c python3-lz4 | sort -u > $out/dependency-files
+    # Package upgrades: the product's postinst rebuilds what changed; this only installs.
+    initrd=/var/lib/kdump-build/$(uname -r)/initrd.img
+    sha256sum $initrd > $out/initrd-sums
+    for upgrade in init-changed init-same; do
+        apt-get install -y --no-install-recommends /run/debvm/upgrade/$upgrade/*.deb \
+            > $out/upgrade-$upgrade.txt 2>&1 || { cat $out/upgrade-$upgrade.txt; exit 1; }
+        sha256sum $initrd >> $out/initrd-sums
+        dpkg-query -W kdump-build >> $out/upgraded-versions
+    done
+    cat /sys/kernel/kexec_crash_loaded > $out/crash-loaded-after-upgrades
     apt-get purge -y kdump-build > $out/apt-purge.txt 2>&1
     dpkg -s kdump-build > $out/dpkg-status-after-purge 2>&1 || true
     files > $out/files-after
     ;;
 esac
 """
+)
 
 
 # What the file list may gain between before the install and after the purge, none of it
@@ -157,20 +188,19 @@ class Scenario:
 
     def unit_times(self) -> dict[str, int]:
         """systemctl show's properties of the unit in boot 2 (microseconds since boot)."""
-        pairs = (line.split("=", 1) for line in self.out("unit-times").splitlines())
-        return {name: int(value) for name, value in pairs}
+        return unit_times(self.out("unit-times"))
 
     def timings(self) -> dict[str, float]:
         """Seconds: apt install and enable (guest clock), the unit at boot (start to
         loaded, systemd's timestamps), panic to saved and panic to the third boot's script
         (the autologin console is up by then), from the console marks."""
-        start, installed, enabled = (float(value) for value in self.out("install-times").split())
+        install, enable = install_times(self.out("install-times"))
         unit = self.unit_times()
         crashed, third = self.run.marks[1], self.run.marks[2]
         loaded = unit["ActiveEnterTimestampMonotonic"] - unit["InactiveExitTimestampMonotonic"]
         return {
-            "apt_install": round(installed - start, 1),
-            "enable": round(enabled - installed, 1),
+            "apt_install": round(install, 1),
+            "enable": round(enable, 1),
             "unit_start_to_loaded": round(loaded / 1e6, 2),
             "panic_to_saved": round(crashed["saved"] - crashed["panic"], 1),
             "panic_to_login": round(third["script"] - crashed["panic"], 1),
@@ -190,14 +220,38 @@ def second_kernel_deb(kernel_version: str, destination: Path) -> Path:
     return Path(shutil.copy(package.path, destination / package.path.name))
 
 
-def package_debs(share: Path) -> Path:
-    """The .deb of this checkout (scripts/build-deb), and its dependencies' .debs."""
-    result = subprocess.run([str(REPO / "scripts" / "build-deb"), str(share / "deb")],
+# Boot 3's upgrades, in order, with the Debian version suffix each gets: both add this
+# line to the capture's /init, so the first changes it and the second does not.
+UPGRADES = (("init-changed", "+upgrade1"), ("init-same", "+upgrade2"))
+INIT_LINE = "# kdump-build upgrade test: a changed /init"
+
+
+def upgrade_deb(share: Path, name: str, suffix: str) -> Path:
+    """A newer .deb built by scripts/build-deb in a copy of this tree: this version with
+    `suffix`, and INIT_LINE at the end of the capture's /init."""
+    tree = share.parent / f"tree-{name}"
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, check=True)  # fmt: skip
+    for relative in filter(None, listed.stdout.decode().split("\0")):
+        if (REPO / relative).is_file():
+            (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / relative, tree / relative)
+    # build-deb copies what git lists: in a fresh repository, every file as untracked.
+    subprocess.run(["git", "init", "-q", str(tree)], check=True)
+    init = tree / "builder/image/runtime/init.sh"
+    init.write_text(init.read_text() + INIT_LINE + "\n")
+    changelog = tree / "debian/changelog"
+    header = re.fullmatch(r"(\S+) \((\S+)\) (.*)", changelog.read_text().splitlines()[0])
+    assert header is not None, changelog
+    package, version, rest = header.groups()
+    entry = (f"{package} ({version}{suffix}) {rest}\n\n  * Upgrade test build.\n\n"
+             " -- kdump-build maintainers <maintainers@users.noreply.r-seed-cca3ebbd.example>  "
+             "Mon, 07 Dec 2026 00:00:00 +0000\n\n")  # fmt: skip
+    changelog.write_text(entry + changelog.read_text())
+    result = subprocess.run([str(tree / "scripts" / "build-deb"), str(share / "upgrade" / name)],
                             capture_output=True, text=True, check=False)  # fmt: skip
+    shutil.rmtree(tree)
     assert result.returncode == 0, result.stderr
-    (share / "deps").mkdir()
-    for package in fetch_packages(list(DEPENDENCIES), "x86_64"):
-        shutil.copy(package.path, share / "deps" / package.path.name)
     return Path(result.stdout.strip())
 
 
@@ -207,6 +261,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     image = debian_image.build_image()
     share = debian_guest.Share.create(work / "share", SCRIPT)
     package_debs(share.path)
+    for name, suffix in UPGRADES:
+        upgrade_deb(share.path, name, suffix)
     second_kernel_deb(image.kernel_version, share.path / "debs")
     overlay = debian_guest.make_overlay(image.base, work / "overlay.qcow2")
     # Boot 1 installs, builds a capture and runs update-grub under TCG: a busy host needs
@@ -283,6 +339,44 @@ def test_stop_unloads_and_start_loads_again(scenario: Scenario) -> None:
     assert scenario.out("crash-loaded-after-start").strip() == "1", scenario.context()
 
 
+def journal_since(journal: str, seconds: float) -> list[str]:
+    """The lines of a `journalctl -o short-monotonic` journal logged after `seconds`."""
+    stamped = (re.match(r"\[\s*(\d+\.\d+)\]", line) for line in journal.splitlines())
+    return [match.string for match in stamped if match and float(match[1]) > seconds]
+
+
+def test_a_cpu_offline_and_online_makes_the_udev_rule_reload_the_capture(
+    scenario: Scenario,
+) -> None:
+    """Debian 12's 6.1 has no crash hotplug: the package's udev rule reloads the unit (the
+    script only wrote cpu1's `online`; with the rule set aside, nothing reloaded), and the
+    crash that follows still dumps."""
+    assert scenario.out("cpus-online-while-offline").strip() == "0", scenario.context()
+    journal = scenario.out("hotplug-journal.txt")
+    control, mark = float(scenario.out("control-mark")), float(scenario.out("hotplug-mark"))
+    # The control: cpu1 offline and online with the rule set aside reloaded nothing.
+    assert journal_since(journal, control) == journal_since(journal, mark), journal
+    since = journal_since(journal, mark)
+    text = "\n".join(since)
+    capture = f"/var/lib/kdump-build/{scenario.image.kernel_version}"
+    reloads = [line for line in since if "systemd[1]: Reloading kdump-build" in line]
+    print(f"reloads after cpu1 offline and online: {len(reloads)}")
+    # Offline and online: systemd merges the second reload into the first, before it runs
+    # (one run) or while it runs (run again after it; one job: one "Reloaded").
+    assert 1 <= len(reloads) <= 2, text
+    systemd = [line for line in since if "systemd[1]:" in line]
+    assert "Reloaded kdump-build" in systemd[-1], text
+    assert "fail" not in text.lower(), text
+    assert text.count(f"kdump-build: reloading {capture}: a new ELF core header") == \
+        len(reloads), text  # fmt: skip
+    assert len(re.findall(r"kdump-build\[\d+\]: loaded .*with kexec_load", text)) == \
+        len(reloads), text  # fmt: skip
+    # A reload, never a restart: nothing unloaded, and no load killed.
+    assert "Stopping kdump-build" not in text and "Starting kdump-build" not in text, text
+    assert scenario.out("unit-active-after-hotplug").strip() == "active"
+    assert scenario.out("crash-loaded-after-hotplug").strip() == "1"
+
+
 def test_capture_saves_to_var_crash_and_the_host_reads_it(scenario: Scenario) -> None:
     vmcores = [path for path in scenario.dumps if path.name == "vmcore"]
     assert len(vmcores) == 1, (scenario.dumps, scenario.context())
@@ -326,6 +420,32 @@ def test_kernel_package_install_and_removal_run_the_packages_hooks(scenario: Sce
     assert manifest["kernel"]["version"] == second
     assert second not in scenario.out("after-remove").split(), scenario.out("dpkg-remove.txt")
     assert scenario.image.kernel_version in scenario.out("after-remove").split()
+
+
+def test_an_upgrade_rebuilds_the_capture_only_where_its_init_changed(
+    scenario: Scenario,
+) -> None:
+    """Boot 3 only installs the newer .debs with apt: the package's postinst rebuilds."""
+    version = scenario.image.kernel_version
+    capture = f"/var/lib/kdump-build/{version}"
+    assert scenario.out("upgraded-versions").split() == [
+        "kdump-build", "0.1.0+upgrade1", "kdump-build", "0.1.0+upgrade2",
+    ], scenario.context()  # fmt: skip
+    changed, same = (scenario.out(f"upgrade-{name}.txt") for name, _ in UPGRADES)
+    change = r"\(kdump-build changed \((\S+)\+init\.(\w+) -> (\S+)\+init\.(\w+)\)\)"
+    built = re.search(rf"kdump-build: built {capture} for kernel {version} {change}", changed)
+    assert built is not None, changed
+    assert built[1] == built[3] and built[2] != built[4], built[0]  # the same Python version
+    assert f"kdump-build: {capture} is up to date" in same, same
+    assert "kdump-build: built" not in same, same
+    before, after_changed, after_same = (line.split()[0] for line in
+                                         scenario.out("initrd-sums").splitlines())  # fmt: skip
+    assert before != after_changed == after_same
+    # Upgrades leave the machine protected. Before debian/rules said --no-stop-on-upgrade,
+    # debhelper's preinst stopped the unit (unloading the capture), the postinst's
+    # try-restart found it inactive, and this read 0 until the next boot (the run of
+    # 7 Dec 2026 08:45 UTC); the postinst now reloads the running unit instead.
+    assert scenario.out("crash-loaded-after-upgrades").strip() == "1"
 
 
 def test_apt_purge_removes_everything_of_ours_but_the_dumps(scenario: Scenario) -> None:

@@ -1,6 +1,6 @@
-"""Network links of a capture on real parts (issue 22, item 3), in one crash cycle:
+"""Network links of a capture on real parts (issue 22, item 3), one crash cycle each:
 NFS to an IPv6-only server, over an active-backup bond of two virtio NICs whose first
-link is down.
+link is down; ssh over a VLAN, after an attempt on the wrong VLAN.
 
 Each NIC has its own QEMU user network with IPv4 off (`ipv4=off,ipv6=on`): QEMU
 answers router solicitations with the prefix fd00::/64 and shows the host's ::1 to
@@ -18,10 +18,22 @@ from pathlib import Path
 import pytest
 
 from tests.support.qmp import Qmp, qmp_option
+from tests.support.vlan_relay import UNTAGGED, VlanRelay
 from tests.vm import harness
-from tests.vm.test_dump_targets import build_capture, check_vmcore, ganesha, write_recipe
+from tests.vm.test_dump_targets import (
+    GUEST_ADDRESS,
+    HOST_FROM_GUEST,
+    SSH_PACKAGES,
+    build_capture,
+    check_vmcore,
+    ganesha,
+    restore_flat,
+    ssh_server,
+    write_recipe,
+)
 
 pytestmark = pytest.mark.vm
+__all__ = ["ssh_server"]  # the fixture
 
 HOST_FROM_GUEST6 = "fd00::2"
 # Under TCG on a loaded machine the kernel's check of the IO-APIC timer can fail ("IO-APIC
@@ -107,3 +119,80 @@ def test_nfs_to_an_ipv6_only_server_over_a_bond_with_its_first_link_down(
     assert dumps[0].name.startswith(found.group(1).replace(":", "-") + "-"), dumps
     assert (dumps[0] / "kdump-target").read_text() == f"nfs [{HOST_FROM_GUEST6}]:/kdump\n"
     check_vmcore(dumps[0] / "vmcore", capture.kernel_version, tmp_path)
+
+
+# The relay's VLAN, and the one the capture tries first, which the relay drops.
+VLAN = 42
+WRONG_VLAN = 43
+VLAN_NIC = "52:54:00:00:0d:42"
+
+
+def _ssh_over_vlan(vlan: int, port: int, dumps: Path) -> str:
+    """The keys of an ssh target on VLAN `vlan` of the NIC VLAN_NIC, host key checked."""
+    return (
+        f'target = "ssh"\nssh = "root@{HOST_FROM_GUEST}"\nssh_port = {port}\n'
+        f'ssh_key = "client_key"\nssh_known_hosts = "known_hosts"\npath = "{dumps}"\n'
+        f'network = "static"\nip = "{GUEST_ADDRESS}/24"\ninterface = "eth0"\n'
+        f'interface_mac = "{VLAN_NIC}"\nvlan = {vlan}\nhostname = "vlan-guest"\n'
+        "connect_timeout = 10\n"
+    )
+
+
+def test_ssh_over_a_vlan_after_the_wrong_vlan_failed(
+    tmp_path: Path, ssh_server: tuple[Path, int]
+) -> None:
+    """The capture first tries the same server on VLAN 43, where the relay passes
+    nothing: that attempt fails and the fallback, over VLAN 42, saves the dump. The
+    relay counts every frame the guest sent by VLAN id, so the dump is known to have
+    travelled tagged."""
+    _, port = ssh_server
+    dumps = tmp_path / "ssh-dumps"
+    dumps.mkdir()
+    recipe = write_recipe(
+        tmp_path,
+        _ssh_over_vlan(WRONG_VLAN, port, dumps)
+        + 'device_timeout = 20\nfinal_action = "poweroff"\nfailure_action = "poweroff"\n'
+        + "[[fallback]]\n"
+        + _ssh_over_vlan(VLAN, port, dumps),
+        extra_modules=("virtio_net",),
+        extra_packages=tuple(SSH_PACKAGES),
+        extra_cmdline=(NO_TIMER_CHECK,),
+    )
+    capture = build_capture(tmp_path, recipe)
+    sockets = tmp_path / "relay"
+    sockets.mkdir()
+    with VlanRelay(sockets, VLAN) as relay:
+        boot = harness.run_qemu(
+            capture.directory / "vmlinuz", capture.main_initrd,
+            f"console=ttyS0 crashkernel=192M {NO_TIMER_CHECK}", None,
+            memory="1G", log=tmp_path / "console.log", extra=relay.qemu_options(VLAN_NIC),
+        )  # fmt: skip
+    console = boot.console
+    context = console[-5000:]
+    assert boot.returncode == 0, context
+    assert "sysrq: Trigger a crash" in console, context
+    capture_log = harness.capture_console(console)
+    label = f"ssh root@{HOST_FROM_GUEST}"
+    # Attempt 1, on the wrong VLAN: nothing answers, so the server cannot be reached.
+    first, _, second = capture_log.partition("kdump: trying the next dump target")
+    assert f"kdump: dump target 1 of 2: {label}" in first, context
+    assert f"kdump: network: eth0.{WRONG_VLAN} is {GUEST_ADDRESS}" in first, context
+    assert "Connect failed: No route to host" in first, context  # dbclient: no ARP answer
+    assert f"kdump: FAILED: cannot create {dumps}/vlan-guest-" in first, context
+    # Attempt 2, on the relay's VLAN, with the first one's link gone.
+    assert f"kdump: network: eth0.{VLAN} is {GUEST_ADDRESS}" in second, context
+    assert f"kdump: saved with dump target 2 of 2: {label}" in second, context
+    saved = list(dumps.iterdir())
+    assert len(saved) == 1, saved
+    flat = saved[0] / "vmcore.flat"
+    vmcore = restore_flat(flat, tmp_path)
+    check_vmcore(vmcore, capture.kernel_version, tmp_path)
+    # What the guest sent: tagged frames of the two VLANs (and untagged ones of the bare
+    # NIC, e.g. IPv6 router solicitations), nothing else; only VLAN 42 went through. It
+    # carried the dump: ssh compresses it (28.7 MB on the wire for a 39.0 MB vmcore.flat
+    # here), the rest is a few kilobytes of ARP and neighbour discovery.
+    assert set(relay.frames) <= {VLAN, WRONG_VLAN, UNTAGGED}, relay.frames
+    assert relay.frames[WRONG_VLAN] > 0, relay.frames
+    assert relay.passed == relay.frames[VLAN], (relay.passed, relay.frames)
+    assert relay.octets[VLAN] > flat.stat().st_size // 2, (relay.octets, flat.stat().st_size)
+    assert relay.octets[WRONG_VLAN] + relay.octets[UNTAGGED] < 64 * 1024, relay.octets

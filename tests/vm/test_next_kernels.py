@@ -107,7 +107,7 @@ def _check_dump(console: str, files: list[Path], kernel: str, tmp: Path, cma: bo
     assert "main: kdump-load: crash kernel loaded\n" in console.replace("\r", ""), context
     assert "kdump: dump saved to" in console, context
     (vmcore,) = [path for path in files if path.name == "vmcore"]
-    # makedumpfile older than the kernel (1.7.8 on 7.2, 1.7.6 on 7.3): its warning is kept.
+    # makedumpfile older than the kernel (Debian 14's 1.7.8 on 7.2 and 7.3): its warning is kept.
     said = (vmcore.parent / "collector.log").read_text()
     assert "The kernel version is not supported." in said, said
     log = harness.dump_dmesg(vmcore, tmp / "dmesg.txt")

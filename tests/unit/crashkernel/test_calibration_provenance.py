@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bench.calibration_evidence import evidence_problems, unbacked
+from bench.calibration_evidence import evidence_problems, kernel_package, unbacked
 from bench.calibration_fit import measurement_records, refit
 from bench.calibration_search import Config, Trial
 from builder.crashkernel.model import CALIBRATION_DIR
@@ -105,3 +105,23 @@ def test_evidence_check_reads_the_kept_console(tmp_path: Path) -> None:
     problems = evidence_problems(doctored)
     assert any("not the console whose sha256 is stored" in p for p in problems), problems
     assert any("failing boot without a memory reason" in p for p in problems), problems
+
+
+def test_the_kernel_package_is_the_images_in_both_debian_layouts(tmp_path: Path) -> None:
+    """Debian 14 split linux-image-VER: the build fetches linux-binary-VER (the image)
+    and linux-modules-VER, not the linux-image-VER that depends on them."""
+    manifests = {
+        "6.12": [("linux-image-6.12.118+deb13-amd64", "6.12.118-1"), ("makedumpfile", "1:1.7.6-1")],
+        "7.2": [("linux-base-7.2.12+deb14-amd64", "7.2.12-1"),
+                ("linux-binary-7.2.12+deb14-amd64", "7.2.12-1"),
+                ("linux-modules-7.2.12+deb14-amd64", "7.2.12-1")],
+    }  # fmt: skip
+    found = {}
+    for series, packages in manifests.items():
+        capture = tmp_path / series
+        capture.mkdir()
+        listed = [{"name": name, "version": version} for name, version in packages]
+        (capture / "manifest.json").write_text(json.dumps({"packages": listed}))
+        found[series] = kernel_package(capture)
+    assert found == {"6.12": "linux-image-6.12.118+deb13-amd64 6.12.118-1",
+                     "7.2": "linux-binary-7.2.12+deb14-amd64 7.2.12-1"}  # fmt: skip

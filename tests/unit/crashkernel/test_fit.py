@@ -25,7 +25,7 @@ from builder.compression import (
     compress,
     decoder_workspace,
 )
-from builder.crashkernel.fit import fit_recipe, ram_sizes
+from builder.crashkernel.fit import fit, fit_recipe, ram_sizes
 from builder.crashkernel.model import (
     Calibration,
     calibration_path,
@@ -33,7 +33,7 @@ from builder.crashkernel.model import (
     default_calibration,
     load_calibration,
 )
-from builder.crashkernel.profile import capture_cpus, initrd_decoder_workspace
+from builder.crashkernel.profile import capture_cpus, capture_profile, initrd_decoder_workspace
 from builder.crashkernel.reservation import reservation
 from builder.crashkernel_syntax import parse_crashkernel
 from builder.errors import FitError, FormatError, InitrdError, RecipeError
@@ -145,11 +145,9 @@ def test_calibration_files_are_what_the_model_uses() -> None:
 def test_calibration_is_chosen_by_architecture_and_kernel_series(tmp_path: Path) -> None:
     for name in ("x86_64-6.1.json", "x86_64-6.12.json", "aarch64-6.1.json", "notes.json"):
         (tmp_path / name).write_text('{"constants": {}}')
-    chosen = {
-        kernel: calibration_path("x86_64", kernel, tmp_path).name
-        for kernel in ("6.1.0-57-amd64", "6.12.118+deb13-amd64", "5.10.0-30-amd64", "6.6.9",
-                       "6.7.1", "7.0.0", None)
-    }  # fmt: skip
+    kernels = ("6.1.0-57-amd64", "6.12.118+deb13-amd64", "5.10.0-30-amd64", "6.6.9", "6.7.1",
+               "7.0.0", "7.2.12+deb14-amd64", "7.3.4+deb13-amd64", None)  # fmt: skip
+    chosen = {kernel: calibration_path("x86_64", kernel, tmp_path).name for kernel in kernels}
     assert chosen == {
         "6.1.0-57-amd64": "x86_64-6.1.json",
         "6.12.118+deb13-amd64": "x86_64-6.12.json",
@@ -157,11 +155,29 @@ def test_calibration_is_chosen_by_architecture_and_kernel_series(tmp_path: Path)
         "6.6.9": "x86_64-6.1.json",  # 5 minors from 6.1, 6 from 6.12
         "6.7.1": "x86_64-6.12.json",  # 6.1 and 6.12 both 5 away: the newer
         "7.0.0": "x86_64-6.12.json",
+        "7.2.12+deb14-amd64": "x86_64-6.12.json",
+        "7.3.4+deb13-amd64": "x86_64-6.12.json",
         None: "x86_64-6.12.json",  # no kernel known: the newest
     }
+    # With a 7.x store, as bundled (x86_64-7.2.json): every 7.x kernel takes it (Debian
+    # 14's 7.2 and trixie-backports' 7.3 above all), 6.x keeps its own, and it is the
+    # newest. 6.13 to 6.19 stay with 6.12 (fewer minors on the one scale).
+    (tmp_path / "x86_64-7.2.json").write_text('{"constants": {}}')
+    before = chosen
+    chosen = {kernel: calibration_path("x86_64", kernel, tmp_path).name for kernel in kernels}
+    kept: dict[str | None, str] = {k: name for k, name in before.items() if k and k < "7"}
+    assert chosen == {
+        **kept,
+        "7.0.0": "x86_64-7.2.json",
+        "7.2.12+deb14-amd64": "x86_64-7.2.json",
+        "7.3.4+deb13-amd64": "x86_64-7.2.json",
+        None: "x86_64-7.2.json",
+    }
+    assert calibration_path("x86_64", "6.19.3", tmp_path).name == "x86_64-6.12.json"
     assert calibration_path("aarch64", "6.12.0", tmp_path).name == "aarch64-6.1.json"
     refused = r"^no crashkernel calibration for riscv64 in .*\(calibrated: aarch64 6\.1, "
-    with pytest.raises(FitError, match=refused + r"x86_64 6\.1, x86_64 6\.12\); run bench/"):
+    refused += r"x86_64 6\.1, x86_64 6\.12, x86_64 7\.2\); run bench/"
+    with pytest.raises(FitError, match=refused):
         calibration_path("riscv64", "6.12.0", tmp_path)
     with pytest.raises(FitError, match=r"kernel release 'linux': no major\.minor series"):
         calibration_path("x86_64", "linux", tmp_path)
@@ -173,6 +189,26 @@ def test_a_build_uses_the_calibration_of_its_capture_kernel(default_build: Build
     terms = {term.name: term.bytes for term in report.rows[0].estimate.terms}
     own = default_calibration("x86_64", default_build.kernel_version)
     assert terms["kernel_runtime"] == own.kernel_runtime
+
+
+def test_fit_with_a_kernel_estimates_with_that_kernels_calibration(
+    default_build: BuildResult,
+) -> None:
+    """`fit(..., kernel=...)` without a calibration takes the one of the kernel's series
+    (`fit --kernel 7.2.12+deb14-amd64` is judged by x86_64-7.2), none: the newest."""
+    build = default_build
+    profile = capture_profile(build.recipe, build.kernel, build.cmdline, build.members,
+                              build.initrd)  # fmt: skip
+    measured = {}
+    for kernel in ("6.1.0-57-amd64", "6.12.118+deb13-amd64", "7.2.12+deb14-amd64", None):
+        rows = fit("192M", [GiB], profile, arch="x86_64", kernel=kernel).rows
+        assert rows[0].estimate is not None
+        terms = {term.name: term.bytes for term in rows[0].estimate.terms}
+        own = default_calibration("x86_64", kernel)
+        assert terms["kernel_runtime"] == own.kernel_runtime, kernel
+        measured[kernel] = own.kernel_runtime
+    # The stores differ, so taking the newest for every kernel would fail above.
+    assert len({measured["6.1.0-57-amd64"], measured["7.2.12+deb14-amd64"]}) == 2, measured
 
 
 def test_calibration_is_read_on_first_use_not_at_import() -> None:

@@ -21,6 +21,7 @@ from builder.host.recipe import host_recipe_text
 from builder.host.reserve import machine_need
 from builder.host.state import record_enabled
 from builder.image.fetch import FetchedPackage
+from builder.kexec.crashinfo import CRASH_HOTPLUG_FILES
 from builder.recipe.parse import parse_recipe
 from builder.units import GiB
 
@@ -69,9 +70,12 @@ def test_enable_then_disable(sysroot: Path) -> None:
     record = json.loads((paths.capture(version) / "host.json").read_text())
     assert record["kernel_version"] == version and record["ram"] == 2 * GiB
     assert record["needed"] > 64 << 20 and record["recommended"].endswith("M")
-    for path in (paths.unit, paths.postinst_hook, paths.postrm_hook, paths.install_plugin):
+    for path in (paths.unit, paths.postinst_hook, paths.postrm_hook, paths.install_plugin,
+                 paths.udev_rule):  # fmt: skip
         assert MARKER in path.read_text(), path
     assert os.access(paths.postinst_hook, os.X_OK)
+    assert paths.udev_rule == sysroot / "etc/udev/rules.d/98-kdump-build.rules"
+    assert "try-reload-or-restart kdump-build.service" in paths.udev_rule.read_text()
     need = machine_need(paths)
     assert f"crashkernel={need.value}" in paths.grub_dropin.read_text()
     assert lines[-1] == f"reboot needed: crashkernel={need.value} takes effect at the next boot"
@@ -80,7 +84,8 @@ def test_enable_then_disable(sysroot: Path) -> None:
 
     lines.clear()
     disable(lines.append, paths, OFF)
-    for path in (paths.unit, paths.postinst_hook, paths.grub_dropin, paths.captures):
+    for path in (paths.unit, paths.postinst_hook, paths.grub_dropin, paths.captures,
+                 paths.udev_rule):  # fmt: skip
         assert not path.exists(), path
     assert (sysroot / "var/crash/2026-12-01-000000/vmcore").read_bytes() == b"dump"
     assert lines[-1].startswith("disabled: the dumps in ")
@@ -186,6 +191,7 @@ def test_with_the_package_enable_and_disable_only_switch(sysroot: Path) -> None:
         assert "service: kdump-build.service and the kernel hooks of the kdump-build package, " \
             "switched on" in lines  # fmt: skip
         assert not paths.unit.exists() and not paths.install_plugin.exists()
+        assert not paths.udev_rule.exists()
         assert {path: path.read_text() for path in installed} == installed
         assert (paths.config_dir / "enabled").exists() and paths.grub_dropin.exists()
         disable(lines.append, paths, OFF)
@@ -223,3 +229,36 @@ def test_the_kernel_hook_rebuilds_only_a_stale_capture(
                         f"(kdump-build changed ({old} -> 0.2.0+init.0123456789ab))"]  # fmt: skip
     finally:
         disable(print, paths, OFF)
+
+
+def test_reload_loads_again_unless_the_kernel_rewrites_the_header(sysroot: Path) -> None:
+    """The service's reload, which the udev rule asks for after CPU or memory hotplug."""
+    paths = HostPaths(sysroot)
+    (version,) = installed_kernels(paths)
+    record_enabled(paths, write_given_recipe(sysroot))
+    cpu_file, memory_file = (sysroot / name for name in CRASH_HOTPLUG_FILES)
+    cpu_file.parent.mkdir(parents=True, exist_ok=True)
+    memory_file.parent.mkdir(parents=True, exist_ok=True)
+    said: list[str] = []
+    loaded: list[Path] = []
+    try:
+        boot.kernel_installed(version, None, print, paths)
+        # Debian 12's 6.1: no crash_hotplug file. Then 6.6+ with a load without the flag.
+        for value in (None, "0\n"):
+            if value is not None:
+                cpu_file.write_text(value)
+                memory_file.write_text(value)
+            said.clear()
+            boot.reload(said.append, loaded.append, paths, version)
+            assert loaded.pop() == paths.capture(version) and not loaded
+            assert said == [f"kdump-build: reloading {paths.capture(version)}: a new ELF core "
+                            "header for the CPUs and memory online now (this kernel does not "
+                            "rewrite it)"]  # fmt: skip
+        memory_file.write_text("1\n")  # a kernel without CONFIG_HOTPLUG_CPU has only this one
+        said.clear()
+        boot.reload(said.append, loaded.append, paths, version)
+        assert loaded == [] and said[0].endswith("(crash_hotplug reads 1): nothing to reload")
+    finally:
+        disable(print, paths, OFF)
+        cpu_file.unlink(missing_ok=True)
+        memory_file.unlink(missing_ok=True)

@@ -187,6 +187,7 @@ def test_load_says_who_keeps_the_header_right(tmp_path: Path) -> None:
     shutil.rmtree(root / "sys/devices/system/cpu/cpu1")
     notice = hotplug_notice(root, None)
     assert notice is not None and notice.startswith("1 of 2 possible CPUs not present yet")
+    assert notice.endswith("a udev rule reloads when a CPU or memory goes online or offline)")
     rewrites = hotplug_notice(root, CrashHotplug(4, 2, memory=True))
     assert rewrites == (
         "the kernel rewrites the ELF core header on CPU and memory hotplug (flag 0x4); "

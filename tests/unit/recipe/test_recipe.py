@@ -43,6 +43,8 @@ def test_bundled_recipes_parse() -> None:
         "qemu-riscv64.toml": ("qemu-riscv64", "riscv64", "reuse", "local", "LABEL=kdump"),
         "qemu-x86_64-dedicated.toml": (
             "qemu-x86_64-dedicated", "x86_64", "dedicated", "local", "LABEL=kdump"),
+        "qemu-x86_64-forky.toml": (
+            "qemu-x86_64-forky", "x86_64", "reuse", "local", "LABEL=kdump"),
         "qemu-x86_64-trixie.toml": (
             "qemu-x86_64-trixie", "x86_64", "reuse", "local", "LABEL=kdump"),
         "qemu-x86_64.toml": ("qemu-x86_64", "x86_64", "reuse", "local", "LABEL=kdump"),
