@@ -96,7 +96,10 @@ def _metadata_text(disk: BinaryIO, area: int) -> str:
     return text.rstrip(b"\0").decode()
 
 
-TOKEN = re.compile(r'\s*(?:#[^\n]*\n\s*)*("(?:[^"\\]|\\.)*"|[-\w.+]+|[{}\[\]=,])')
+# A token (a string, a word or number, punctuation), or a comment, which runs to the end
+# of its line and may end the text (lvm2 ends its metadata with `creation_time = N\t# date`),
+# or a stray character.
+TOKEN = re.compile(r'(?P<token>"(?:[^"\\]|\\.)*"|[-\w.+]+|[{}\[\]=,])|#[^\n]*|(?P<stray>\S)')
 
 
 def parse_metadata(text: str) -> dict[str, Value]:
@@ -105,7 +108,14 @@ def parse_metadata(text: str) -> dict[str, Value]:
     >>> parse_metadata('vg {\\nid = "x"\\n# a note\\nlvs {\\nroot {\\nstripes = ["pv0", 0]\\n}}}')
     {'vg': {'id': 'x', 'lvs': {'root': {'stripes': ['pv0', 0]}}}}
     """
-    tokens = [match.group(1) for match in TOKEN.finditer(text)]
+    tokens: list[str] = []
+    for match in TOKEN.finditer(text):
+        if match["stray"]:
+            raise LayoutError(
+                f"metadata: unexpected {match['stray']!r} at character {match.start()}"
+            )
+        if match["token"]:
+            tokens.append(match["token"])
     tokens.reverse()
     result = _section(tokens)
     if tokens:
