@@ -75,9 +75,7 @@ case "$DEBVM_BOOT" in
     kdump-build load /var/lib/kdump-build/$(uname -r) > $out/load-boot1.txt 2>&1 || true
     kdump-build status > $out/status-boot1.txt || echo $? > $out/status-boot1-rc
     cp /etc/default/grub.d/kdump-build.cfg $out/grub-dropin.cfg
-    # Root on LVM: where /var/crash is, what enable made of it, and what the fit model says.
-    findmnt -no SOURCE -T /var/crash > $out/var-crash-source
-    lsblk -rno NAME,TYPE,MOUNTPOINT > $out/lsblk.txt
+    # Root on LVM: what enable made of it, and what the fit model says.
     cp /etc/kdump-build/recipe.toml $out/recipe.toml
     cp /var/lib/kdump-build/$(uname -r)/manifest.json $out/capture-manifest.json
     kdump-build crashkernel > $out/crashkernel.txt 2>&1 || echo "rc $?" >> $out/crashkernel.txt
@@ -125,6 +123,9 @@ case "$DEBVM_BOOT" in
     echo c > /proc/sysrq-trigger
     ;;
 3)
+    # Root on LVM: where /var/crash is (the capture made it: it is there from the dump on).
+    findmnt -no SOURCE -T /var/crash > $out/var-crash-source
+    lsblk -rno NAME,TYPE,MOUNTPOINT > $out/lsblk.txt
     kdump-build dumps > $out/dumps.txt
     kdump-build dumps --json > $out/dumps.json
     deb=$(ls /run/debvm/debs/*.deb)
