@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,16 +161,24 @@ def make_overlay(base: Path, overlay: Path) -> Path:
     return overlay
 
 
-def read_guest_tree(overlay: Path, guest_path: str, destination: Path) -> list[Path]:
-    """Copy a directory out of the guest's root filesystem (qcow2 to raw, debugfs rdump)."""
+def first_partition(raw: Path) -> int:
+    """Where make_disk puts the root filesystem: partition 1 (byte offset)."""
+    return PART_START * SECTOR
+
+
+def read_guest_tree(
+    overlay: Path, guest_path: str, destination: Path,
+    locate: Callable[[Path], int] = first_partition,
+) -> list[Path]:  # fmt: skip
+    """Copy a directory out of the guest's root filesystem (qcow2 to raw, debugfs rdump);
+    `locate` finds that filesystem's byte offset in the raw disk."""
     destination.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="debvm-read-") as temporary:
         raw = Path(temporary) / "disk.raw"
         subprocess.run(["qemu-img", "convert", "-q", "-O", "raw", str(overlay), str(raw)],
                        check=True)  # fmt: skip
         subprocess.run(
-            ["debugfs", "-R", f"rdump {guest_path} {destination}",
-             f"{raw}?offset={PART_START * SECTOR}"],
+            ["debugfs", "-R", f"rdump {guest_path} {destination}", f"{raw}?offset={locate(raw)}"],
             check=True, capture_output=True,
         )  # fmt: skip
     return sorted(path for path in destination.rglob("*") if path.is_file())

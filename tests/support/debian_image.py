@@ -1,13 +1,20 @@
-"""A real Debian 12 system for VM tests: built from Debian packages, booted through GRUB.
+"""A real Debian 12 system for VM tests: built from Debian packages, booted through GRUB,
+its root filesystem on LVM as the Debian installer's "guided - use entire disk and set
+up LVM" lays it out: partition 1 is /boot (ext2), partition 2 a physical volume whose
+volume group `debvm-vg` holds the root logical volume `root`.
 
-No loop device and no mount: mmdebstrap makes a directory tree, `mkfs.ext4 -d
--E offset=` writes it straight into partition 1 of a raw file that sfdisk
-partitioned, and GRUB's boot.img and core.img (made with grub-mkimage inside
-the tree) go into the MBR and the gap after it with plain file writes. One
-provisioning boot then rebuilds the initrd with MODULES=dep (a 16 MB load for
-GRUB instead of 39 MB) and runs the guest's own `update-grub`, so the cached
-image carries a grub.cfg that Debian wrote. The result is cached as
-`<cache>/vm/<key>/base.qcow2`; each test boots a qcow2 overlay of it.
+No loop device and no mount on the host (its kernel has no device-mapper):
+mmdebstrap makes a directory tree, `mke2fs -d -E offset=` writes its /boot into
+partition 1 and the rest into a temporary partition 3 of a raw file that sfdisk
+partitioned, and GRUB's boot.img and core.img (made with grub-mkimage inside the
+tree) go into the MBR and the gap after it with plain file writes. One
+provisioning boot, its root the temporary partition, then does what the
+installer does in its /target: creates the PV, VG and LV on partition 2, copies
+the root there, and in a chroot of it rebuilds the initrd with MODULES=dep (a
+16 MB load for GRUB instead of 39 MB; lvm2's hook activates the root) and runs
+Debian's own `update-grub`. The host then drops partition 3 and cuts the disk
+after partition 2. The result is cached as `<cache>/vm/<key>/base.qcow2`; each
+test boots a qcow2 overlay of it.
 
 kdump-build itself is not in the image: its dependencies are, in
 /opt/kdump-build/venv, and each run installs a wheel of the working tree
@@ -33,7 +40,7 @@ from builder.image.cache import default_cache_dir
 from builder.locks import locked_file
 from tests.support.paths import REPO
 
-IMAGE_VERSION = "1"
+IMAGE_VERSION = "2"
 SUITE = "bookworm"
 MIRRORS = (
     "deb http://deb.debian.org/debian bookworm main",
@@ -43,12 +50,27 @@ MIRRORS = (
 PACKAGES = (
     "systemd-sysv", "udev", "kmod", "linux-image-amd64", "initramfs-tools", "zstd",
     "grub-pc", "makedumpfile", "busybox-static", "kexec-tools", "e2fsprogs", "procps",
-    "python3", "python3-venv", "libarchive13",
+    "python3", "python3-venv", "libarchive13", "lvm2",
 )  # fmt: skip
 ROOT_UUID = "6b1f0a2e-5d7c-4c1e-9a53-2f0de1c0ffee"
 DISK_SIZE = 4 * 2**30
 PART_START = 2048  # sectors: 1 MiB; the gap before it holds GRUB's core.img
 SECTOR = 512
+MIB = 2**20
+# The root-on-LVM layout (sectors, bytes). /boot is about the installer's size; the PV
+# leaves the root room for a second kernel package's modules and a dump; the temporary
+# root (ROOT_UUID, whole tree but /boot) lives after it only until provisioning ends.
+BOOT_UUID = "0d9e4b1c-7a3f-4e52-8c61-b0075e1c0b07"
+LV_ROOT_UUID = "5a7c3e91-2b4d-4f68-9e0a-1c3d5e7f9b2d"
+VOLUME_GROUP, ROOT_VOLUME = "debvm-vg", "root"
+ROOT_DEVICE = "/dev/mapper/debvm--vg-root"  # device-mapper doubles the VG name's dash
+BOOT_SECTORS = 512 * MIB // SECTOR
+PV_START = PART_START + BOOT_SECTORS
+PV_SECTORS = 4608 * MIB // SECTOR
+TEMPORARY_START = PV_START + PV_SECTORS
+TEMPORARY_SECTORS = 2048 * MIB // SECTOR
+LVM_DISK_SIZE = (TEMPORARY_START + TEMPORARY_SECTORS) * SECTOR
+FINAL_DISK_SIZE = TEMPORARY_START * SECTOR
 SHARE_TAG = "debvm"
 CMDLINE = "console=ttyS0,115200"
 VENV = "/opt/kdump-build/venv"
@@ -110,14 +132,35 @@ MASK_UNITS = (
     "getty-static.service", "getty@tty1.service",
 )  # fmt: skip
 
-PROVISION = """\
+# Run on the temporary root (partition 3, /boot on partition 1 mounted by its fstab): what
+# the installer does in /target, there on the root LV. A bind mount of / without its
+# submounts is the copy's source, so /boot, /run and the share stay out of it.
+PROVISION = f"""\
 set -e
-echo MODULES=dep > /etc/initramfs-tools/conf.d/debvm.conf
-update-initramfs -u
-update-grub
-grep -q menuentry /boot/grub/grub.cfg
-journalctl --rotate >/dev/null 2>&1 || true
-rm -rf /var/log/journal/* 2>/dev/null || true
+pvcreate -q /dev/vda2
+vgcreate -q {VOLUME_GROUP} /dev/vda2
+lvcreate -q -y -n {ROOT_VOLUME} -l 100%FREE {VOLUME_GROUP}
+mkfs.ext4 -q -F -L debvm-root -U {LV_ROOT_UUID} {ROOT_DEVICE}
+mkdir -p /run/source /run/target
+mount --bind / /run/source
+mount {ROOT_DEVICE} /run/target
+cp -a /run/source/. /run/target/
+umount /run/source
+printf '%s\\n' '{ROOT_DEVICE} / ext4 errors=remount-ro 0 1' \
+    'UUID={BOOT_UUID} /boot ext2 defaults 0 2' > /run/target/etc/fstab
+for point in dev sys; do
+    mount --rbind /$point /run/target/$point
+    mount --make-rslave /run/target/$point
+done
+mount -t proc proc /run/target/proc
+for point in run boot; do mount --bind /$point /run/target/$point; done
+echo MODULES=dep > /run/target/etc/initramfs-tools/conf.d/debvm.conf
+chroot /run/target update-initramfs -u
+chroot /run/target update-grub
+grep -Eq "root=({ROOT_DEVICE}|UUID={LV_ROOT_UUID}) " /boot/grub/grub.cfg
+rm -rf /run/target/var/log/journal/* 2>/dev/null || true
+umount -R /run/target
+vgchange -q -an {VOLUME_GROUP} || true  # the poweroff deactivates it too
 """
 
 
@@ -142,7 +185,8 @@ def image_key() -> str:
     """A digest of everything the image is made from (package versions excepted: apt picks)."""
     text = json.dumps(
         [IMAGE_VERSION, SUITE, MIRRORS, PACKAGES, python_requirements(), GRUB_DEFAULT,
-         RUNNER, RUNNER_UNIT, AUTOLOGIN, MASK_UNITS, PROVISION, DISK_SIZE],
+         RUNNER, RUNNER_UNIT, AUTOLOGIN, MASK_UNITS, PROVISION, LVM_DISK_SIZE, BOOT_SECTORS,
+         PV_SECTORS, BOOT_UUID],
     )  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -204,20 +248,22 @@ def _customize_hooks(apt_cache: Path, wheels: Path) -> list[str]:
         f'mkdir -p "$1/tmp/wheels" && cp {wheels}/*.whl "$1/tmp/wheels/"',
         f"{chroot} python3 -m venv {VENV}",
         f"{chroot} {VENV}/bin/pip install -q --no-index --find-links /tmp/wheels {requirements}",
-        *_grub_hooks(),
+        # core.img finds /boot's own filesystem: GRUB's files are in /grub there.
+        *_grub_hooks(BOOT_UUID, "/grub"),
         'rm -rf "$1/tmp/"*',
     ]
 
 
-def _grub_hooks() -> list[str]:
-    """GRUB for BIOS: its modules in /boot/grub, core.img made in the tree."""
-    early = f"search.fs_uuid {ROOT_UUID} root hd0,msdos1\\nset prefix=(\\$root)/boot/grub\\n"
+def _grub_hooks(boot_uuid: str = ROOT_UUID, prefix: str = "/boot/grub") -> list[str]:
+    """GRUB for BIOS: its modules in /boot/grub, core.img made in the tree; it looks for
+    them at `prefix` on the filesystem `boot_uuid` (the root's, or a /boot partition's)."""
+    early = f"search.fs_uuid {boot_uuid} root hd0,msdos1\\nset prefix=(\\$root){prefix}\\n"
     return [
         'mkdir -p "$1/boot/grub/i386-pc" && cp "$1"/usr/lib/grub/i386-pc/*.mod '
         '"$1"/usr/lib/grub/i386-pc/*.lst "$1/boot/grub/i386-pc/"',
         f'printf "{early}" > "$1/tmp/early.cfg"',
         'chroot "$1" grub-mkimage -O i386-pc -o /boot/grub/i386-pc/core.img -c /tmp/early.cfg '
-        '-p "(hd0,msdos1)/boot/grub" biosdisk part_msdos ext2 search_fs_uuid',
+        f'-p "(hd0,msdos1){prefix}" biosdisk part_msdos ext2 search_fs_uuid',
         'cp "$1/usr/lib/grub/i386-pc/boot.img" "$1/boot/grub/i386-pc/boot.img"',
     ]
 
@@ -259,8 +305,16 @@ def tree_kernel_version(root: Path) -> str:
     return versions[0]
 
 
-def grub_cfg(title: str, kernel_version: str, command_line: str) -> str:
-    """A serial-console grub.cfg booting the one kernel on the image's root partition."""
+def grub_cfg(
+    title: str,
+    kernel_version: str,
+    command_line: str,
+    boot_uuid: str = ROOT_UUID,
+    boot_directory: str = "/boot",
+) -> str:
+    """A serial-console grub.cfg booting the one kernel, root=UUID=ROOT_UUID, from the
+    filesystem `boot_uuid` (the root's by default; a /boot partition's, where its paths
+    start at "")."""
     return f"""\
 serial --unit=0 --speed=115200
 terminal_input serial
@@ -268,17 +322,12 @@ terminal_output serial
 set timeout=0
 insmod part_msdos
 insmod ext2
-search --no-floppy --fs-uuid --set=root {ROOT_UUID}
+search --no-floppy --fs-uuid --set=root {boot_uuid}
 menuentry '{title}' {{
-    linux /boot/vmlinuz-{kernel_version} root=UUID={ROOT_UUID} ro {command_line}
-    initrd /boot/initrd.img-{kernel_version}
+    linux {boot_directory}/vmlinuz-{kernel_version} root=UUID={ROOT_UUID} ro {command_line}
+    initrd {boot_directory}/initrd.img-{kernel_version}
 }}
 """
-
-
-def bootstrap_grub_cfg(kernel_version: str) -> str:
-    """A grub.cfg for the provisioning boot; that boot's update-grub replaces it."""
-    return grub_cfg("Debian GNU/Linux (debvm bootstrap)", kernel_version, CMDLINE)
 
 
 def make_disk(root: Path, raw: Path) -> None:
@@ -290,6 +339,11 @@ def make_disk(root: Path, raw: Path) -> None:
     size_kib = (DISK_SIZE - PART_START * SECTOR) // 1024
     _run(["mkfs.ext4", "-q", "-F", "-L", "debvm-root", "-U", ROOT_UUID, "-d", str(root),
           "-E", f"offset={PART_START * SECTOR}", str(raw), f"{size_kib}k"])  # fmt: skip
+    _write_boot_sectors(root, raw)
+
+
+def _write_boot_sectors(root: Path, raw: Path) -> None:
+    """GRUB's boot.img and core.img, made in the tree `root`, into the MBR and the gap."""
     boot_img = (root / "boot/grub/i386-pc/boot.img").read_bytes()
     core_img = (root / "boot/grub/i386-pc/core.img").read_bytes()
     assert len(boot_img) == SECTOR and len(core_img) <= (PART_START - 1) * SECTOR
@@ -302,8 +356,54 @@ def make_disk(root: Path, raw: Path) -> None:
         handle.write(core_img)
 
 
+def bootstrap_grub_cfg(kernel_version: str) -> str:
+    """The provisioning boot's grub.cfg, on the /boot filesystem: the kernel with the
+    temporary root. That boot's update-grub replaces it."""
+    return grub_cfg(
+        "Debian GNU/Linux (debvm provisioning)",
+        kernel_version,
+        CMDLINE,
+        boot_uuid=BOOT_UUID,
+        boot_directory="",
+    )
+
+
+def make_lvm_disk(root: Path, raw: Path) -> None:
+    """Partition a sparse raw file for /boot, the PV and the temporary root; fill /boot and
+    then the temporary root from `root` (whose /boot is emptied between), write GRUB's
+    boot sectors. The provisioning boot makes the PV."""
+    with open(raw, "wb") as handle:
+        handle.truncate(LVM_DISK_SIZE)
+    table = (f"label: dos\nstart={PART_START}, size={BOOT_SECTORS}, type=83, bootable\n"
+             f"start={PV_START}, size={PV_SECTORS}, type=8e\n"
+             f"start={TEMPORARY_START}, size={TEMPORARY_SECTORS}, type=83\n")  # fmt: skip
+    _run(["sfdisk", "-q", str(raw)], input=table.encode())
+    with open(root / "etc/fstab", "a") as fstab:
+        fstab.write(f"UUID={BOOT_UUID} /boot ext2 defaults 0 2\n")
+    _fill_partition(raw, root / "boot", PART_START, BOOT_SECTORS, ("-t", "ext2", "-L", "debvm-boot",
+                    "-U", BOOT_UUID))  # fmt: skip
+    _write_boot_sectors(root, raw)
+    for entry in (root / "boot").iterdir():
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    _fill_partition(raw, root, TEMPORARY_START, TEMPORARY_SECTORS, ("-t", "ext4", "-L",
+                    "debvm-temporary", "-U", ROOT_UUID))  # fmt: skip
+
+
+def _fill_partition(raw: Path, tree: Path, start: int, sectors: int, options: tuple[str, ...]
+                    ) -> None:  # fmt: skip
+    _run(["mke2fs", "-q", "-F", *options, "-d", str(tree), "-E", f"offset={start * SECTOR}",
+          str(raw), f"{sectors * SECTOR // 1024}k"])  # fmt: skip
+
+
+def drop_temporary_root(raw: Path) -> None:
+    """After provisioning: partition 3 out of the table, the disk cut after partition 2."""
+    _run(["sfdisk", "-q", "--delete", str(raw), "3"])
+    os.truncate(raw, FINAL_DISK_SIZE)
+
+
 def _provision(raw: Path, work: Path, log: Path) -> None:
-    """The provisioning boot: a host-specific initrd and Debian's own grub.cfg."""
+    """The provisioning boot: the root LV, its host-specific initrd and Debian's own
+    grub.cfg."""
     from tests.support.debian_guest import Share, boot_until_poweroff
 
     share = Share.create(work / "share", PROVISION)
@@ -346,9 +446,10 @@ def _build_image(directory: Path) -> Image:
         mmdebstrap(work / "root", downloads() / "apt", downloads() / "wheels")
         kernel_version = tree_kernel_version(work / "root")
         (work / "root/boot/grub/grub.cfg").write_text(bootstrap_grub_cfg(kernel_version))
-        make_disk(work / "root", work / "disk.raw")
+        make_lvm_disk(work / "root", work / "disk.raw")
         shutil.rmtree(work / "root")
         _provision(work / "disk.raw", work, directory / "provision.log")
+        drop_temporary_root(work / "disk.raw")
         staging = base.with_suffix(".tmp")
         _run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2",
               str(work / "disk.raw"), str(staging)])  # fmt: skip

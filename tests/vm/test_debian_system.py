@@ -19,8 +19,11 @@ through GRUB from its own disk, with systemd. One run of four QEMU processes:
            rebuilds the capture, and one with the same /init, which rebuilds nothing;
            `apt-get purge kdump-build`, and the file list again; power off
 
-The host then reads /var/crash from the disk image with debugfs and checks the
-vmcore with makedumpfile --dump-dmesg, independently of the guest.
+The system's root, and so /var/crash, is an LVM logical volume, as the Debian installer's
+guided LVM lays it out; `enable` finds that by itself. The host then finds the volume in
+the disk image from its LVM2 metadata (tests.support.lvm_layout, not kdump-build's code),
+reads /var/crash from there with debugfs and checks the vmcore with makedumpfile
+--dump-dmesg, independently of the guest.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from builder.image.fetch import fetch_packages
-from tests.support import debian_guest, debian_image
+from tests.support import debian_guest, debian_image, lvm_layout
 from tests.support.debian_package import INSTALL_SH, install_times, package_debs, unit_times
 from tests.support.paths import REPO
 from tests.vm import harness
@@ -71,6 +75,10 @@ case "$DEBVM_BOOT" in
     kdump-build load /var/lib/kdump-build/$(uname -r) > $out/load-boot1.txt 2>&1 || true
     kdump-build status > $out/status-boot1.txt || echo $? > $out/status-boot1-rc
     cp /etc/default/grub.d/kdump-build.cfg $out/grub-dropin.cfg
+    # Root on LVM: what enable made of it, and what the fit model says.
+    cp /etc/kdump-build/recipe.toml $out/recipe.toml
+    cp /var/lib/kdump-build/$(uname -r)/manifest.json $out/capture-manifest.json
+    kdump-build crashkernel > $out/crashkernel.txt 2>&1 || echo "rc $?" >> $out/crashkernel.txt
     echo reboot > $out/next
     ;;
 2)
@@ -115,6 +123,9 @@ case "$DEBVM_BOOT" in
     echo c > /proc/sysrq-trigger
     ;;
 3)
+    # Root on LVM: where /var/crash is (the capture made it: it is there from the dump on).
+    findmnt -no SOURCE -T /var/crash > $out/var-crash-source
+    lsblk -rno NAME,TYPE,MOUNTPOINT > $out/lsblk.txt
     kdump-build dumps > $out/dumps.txt
     kdump-build dumps --json > $out/dumps.json
     deb=$(ls /run/debvm/debs/*.deb)
@@ -170,6 +181,7 @@ class Scenario:
     dumps: list[Path]
     image: debian_image.Image
     work: Path
+    root_volume: lvm_layout.LogicalVolume
 
     def out(self, name: str) -> str:
         path = self.share.path / "out" / name
@@ -259,8 +271,16 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     run = debian_guest.boot_until_poweroff(
         overlay, share, work / "console.log", timeout=2400, boot_timeout=900
     )
-    dumps = debian_guest.read_guest_tree(overlay, "/var/crash", work / "crash")
-    return Scenario(share, run, dumps, image, work)
+    volumes = []
+
+    def root_volume(raw: Path) -> int:
+        """The root LV's offset, from the LVM2 metadata on partition 2."""
+        volumes.append(lvm_layout.logical_volume(
+            raw, 2, debian_image.VOLUME_GROUP, debian_image.ROOT_VOLUME))  # fmt: skip
+        return volumes[-1].offset
+
+    dumps = debian_guest.read_guest_tree(overlay, "/var/crash", work / "crash", root_volume)
+    return Scenario(share, run, dumps, image, work, volumes[0])
 
 
 def test_apt_installs_the_package_and_enable_arms_the_machine(scenario: Scenario) -> None:
@@ -368,6 +388,21 @@ def test_capture_saves_to_var_crash_and_the_host_reads_it(scenario: Scenario) ->
     assert f"Linux version {scenario.image.kernel_version}" in log
 
 
+def test_var_crash_is_on_the_root_volume_and_enable_found_it(scenario: Scenario) -> None:
+    """The guest's /var/crash is on the root LV; the recipe enable wrote names that LV (as
+    the host reads it from the image's LVM2 metadata) and its capture carries lvm2."""
+    source = scenario.out("var-crash-source").strip()
+    assert source == debian_image.ROOT_DEVICE, scenario.context()
+    lsblk = scenario.out("lsblk.txt").split("\n")
+    assert "debvm--vg-root lvm /" in lsblk and "vda1 part /boot" in lsblk, lsblk
+    recipe = tomllib.loads(scenario.out("recipe.toml"))
+    assert recipe["dump"]["lvm_volume"] == scenario.root_volume.uuid, recipe["dump"]
+    members = {member["path"] for member in json.loads(scenario.out("capture-manifest.json"))
+               ["members"]}  # fmt: skip
+    assert any(path.endswith("/sbin/lvm") for path in members), sorted(members)
+    assert any(path.endswith("/dm-mod.ko") for path in members), sorted(members)
+
+
 def test_third_boot_lists_the_dump(scenario: Scenario) -> None:
     assert scenario.share.results().get(3) == 0, scenario.context()
     listed = json.loads(scenario.out("dumps.json"))
@@ -434,6 +469,9 @@ def test_timings_are_recorded(scenario: Scenario) -> None:
     timings = scenario.timings()
     (scenario.work / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(f"debian system timings: {timings}")
+    initrd = json.loads(scenario.out("capture-manifest.json"))["initrd"]
+    print(f"capture initrd on root-on-LVM: {initrd['size']} bytes ({initrd['compression']})")
+    print(f"kdump-build crashkernel on root-on-LVM:\n{scenario.out('crashkernel.txt')}")
     assert 0 < timings["panic_to_saved"] < timings["panic_to_login"] < timings["whole_run"]
     assert timings["apt_install"] > 0 and timings["enable"] > 0
     assert timings["unit_start_to_loaded"] > 0
