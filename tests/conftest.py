@@ -35,6 +35,7 @@ LONGEST_FIRST = (
     "tests/vm/test_arm64_dump.py",  # ~110 s
     "tests/vm/test_firmware.py",  # ~105 s
     "tests/vm/test_raw_identity.py",  # ~85 s with the LUKS volume
+    "tests/vm/test_enable_network.py",  # ~80 s: a machine root, enable --target nfs, a crash
     "tests/vm/test_crash_hotplug.py",  # ~70 s
     "tests/vm/test_crashkernel_fit.py",  # ~60 s
     # The longest unit files (a run on two workers, in proportion): 30-60 s each here.
