@@ -28,14 +28,14 @@ LONGEST_FIRST = (
     "tests/vm/test_next_kernels.py",  # ~185 s
     "tests/vm/test_dump_targets.py",  # ~180 s
     "tests/vm/test_forky_riscv64.py",  # ~175 s
+    "tests/vm/test_network_links.py",  # ~150 s: bonds (active-backup, 802.3ad), VLAN
     "tests/vm/test_storage_targets.py",  # ~130 s
     "tests/vm/test_capture_faults.py",  # ~125 s
     "tests/vm/test_enable_root.py",  # ~115 s
     "tests/vm/test_arm64_dump.py",  # ~110 s
     "tests/vm/test_firmware.py",  # ~105 s
-    "tests/vm/test_network_links.py",  # ~110 s with the VLAN boot
+    "tests/vm/test_raw_identity.py",  # ~85 s with the LUKS volume
     "tests/vm/test_enable_network.py",  # ~80 s: a machine root, enable --target nfs, a crash
-    "tests/vm/test_raw_identity.py",  # ~75 s
     "tests/vm/test_crash_hotplug.py",  # ~70 s
     "tests/vm/test_crashkernel_fit.py",  # ~60 s
     # The longest unit files (a run on two workers, in proportion): 30-60 s each here.

@@ -73,6 +73,16 @@ make_bond() {
     link=$KDUMP_INTERFACE
 }
 
+# What the kernel made of an 802.3ad bond once it carries an address: a partner of
+# 00:00:00:00:00:00 says the switch answers no LACP (the kernel then uses one port's
+# aggregator alone).
+lacp_state() {
+    bond=/sys/class/net/$KDUMP_INTERFACE/bonding
+    log "network: $KDUMP_INTERFACE mode $(cat "$bond/mode"), aggregator" \
+        "$(cat "$bond/ad_aggregator") of $(cat "$bond/ad_num_ports") port(s)," \
+        "partner $(cat "$bond/ad_partner_mac")"
+}
+
 # Sets $link, the interface that carries the address.
 make_link() {
     if [ -n "$KDUMP_BOND" ]; then
@@ -145,6 +155,7 @@ network_up() {
     esac
     add_routes
     log "network: $link is $address"
+    [ "$KDUMP_BOND" = 802.3ad ] && lacp_state
     # The name becomes part of a path on the server: keep it to safe characters (an
     # IPv6 address's colons become dashes).
     host=${KDUMP_HOSTNAME:-$(echo "$address" | tr : -)}

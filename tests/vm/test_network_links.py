@@ -1,6 +1,7 @@
 """Network links of a capture on real parts (issue 22, item 3), one crash cycle each:
 NFS to an IPv6-only server, over an active-backup bond of two virtio NICs whose first
-link is down; ssh over a VLAN, after an attempt on the wrong VLAN.
+link is down, and over an 802.3ad bond of two with no LACP partner; ssh over a VLAN,
+after an attempt on the wrong VLAN.
 
 Each NIC has its own QEMU user network with IPv4 off (`ipv4=off,ipv6=on`): QEMU
 answers router solicitations with the prefix fd00::/64 and shows the host's ::1 to
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import qemu
 from tests.support.qmp import Qmp, qmp_option
 from tests.support.vlan_relay import UNTAGGED, VlanRelay
 from tests.vm import harness
@@ -24,6 +26,7 @@ from tests.vm.test_dump_targets import (
     GUEST_ADDRESS,
     HOST_FROM_GUEST,
     SSH_PACKAGES,
+    Capture,
     build_capture,
     check_vmcore,
     ganesha,
@@ -54,6 +57,46 @@ def _two_nics() -> tuple[str, ...]:
     return tuple(options)
 
 
+def _nfs_over_bond(mode: str, port: int) -> str:
+    """The keys of an NFS target at the host's ::1 over bond0 of PORTS, by SLAAC."""
+    return (
+        f'target = "nfs"\nnfs = "[{HOST_FROM_GUEST6}]:/kdump"\nnfs_version = "4.2"\n'
+        f'nfs_options = ["port={port}"]\npath = "/dumps"\nnetwork = "slaac"\n'
+        f'interface = "bond0"\nbond = "{mode}"\nbond_ports = {json.dumps(list(PORTS))}\n'
+        "device_timeout = 20\nconnect_timeout = 30\n"
+        'final_action = "poweroff"\nfailure_action = "poweroff"\n'
+    )
+
+
+def _check_nfs_dump(export: Path, capture_log: str, kernel_version: str,
+                    scratch: Path) -> None:  # fmt: skip
+    """One dump in the export, in the directory named after bond0's SLAAC address, that
+    the host's makedumpfile reads."""
+    found = re.search(r"kdump: network: bond0 is (fd00:[0-9a-f:]+)", capture_log)
+    assert found, capture_log[-5000:]
+    dumps = list((export / "dumps").iterdir())
+    assert len(dumps) == 1, dumps
+    # The directory is named after the SLAAC address, its colons as dashes.
+    assert dumps[0].name.startswith(found.group(1).replace(":", "-") + "-"), dumps
+    assert (dumps[0] / "kdump-target").read_text() == f"nfs [{HOST_FROM_GUEST6}]:/kdump\n"
+    check_vmcore(dumps[0] / "vmcore", kernel_version, scratch)
+
+
+def _crash(capture: Capture, scratch: Path, extra: tuple[str, ...],
+           stop: qemu.StopCondition | None = None) -> tuple[str, str]:  # fmt: skip
+    """Boot the capture's main system, which crashes itself; the capture kernel's console
+    once it dumped and powered off, and the whole console's end (for messages)."""
+    boot = harness.run_qemu(
+        capture.directory / "vmlinuz", capture.main_initrd,
+        f"console=ttyS0 crashkernel=192M {NO_TIMER_CHECK}", None,
+        memory="1G", log=scratch / "console.log", extra=extra, stop=stop,
+    )  # fmt: skip
+    context = boot.console[-5000:]
+    assert boot.returncode == 0, context
+    assert "sysrq: Trigger a crash" in boot.console, context
+    return harness.capture_console(boot.console), context
+
+
 class FirstLinkDown:
     """Stop condition that never stops: on its first chance it sets NIC n1's link down
     over QMP (retried until QEMU's socket answers), and records that it did."""
@@ -82,43 +125,53 @@ def test_nfs_to_an_ipv6_only_server_over_a_bond_with_its_first_link_down(
     with ganesha(tmp_path, "::1") as (export, port):
         recipe = write_recipe(
             tmp_path,
-            f'target = "nfs"\nnfs = "[{HOST_FROM_GUEST6}]:/kdump"\nnfs_version = "4.2"\n'
-            f'nfs_options = ["port={port}"]\npath = "/dumps"\nnetwork = "slaac"\n'
-            f'interface = "bond0"\nbond = "active-backup"\nbond_ports = {json.dumps(list(PORTS))}\n'
-            "device_timeout = 20\nconnect_timeout = 30\n"
-            'final_action = "poweroff"\nfailure_action = "poweroff"\n',
+            _nfs_over_bond("active-backup", port),
             extra_modules=("virtio_net",),
             extra_cmdline=(NO_TIMER_CHECK,),
         )
         capture = build_capture(tmp_path, recipe)
         socket_path = tmp_path / "qmp.sock"
         link_down = FirstLinkDown(socket_path)
-        boot = harness.run_qemu(
-            capture.directory / "vmlinuz", capture.main_initrd,
-            f"console=ttyS0 crashkernel=192M {NO_TIMER_CHECK}", None,
-            memory="1G", log=tmp_path / "console.log",
-            extra=(*qmp_option(socket_path), *_two_nics()), stop=link_down,
-        )  # fmt: skip
-    console = boot.console
-    context = console[-5000:]
+        capture_log, context = _crash(
+            capture, tmp_path, (*qmp_option(socket_path), *_two_nics()), link_down
+        )
     assert link_down.done, link_down.reply
-    assert boot.returncode == 0, context
-    assert "sysrq: Trigger a crash" in console, context
-    capture_log = harness.capture_console(console)
     # Both ports found by MAC (the capture kernel names them eth0, eth1) and bonded.
     assert "kdump: network: bond bond0 (active-backup) of eth0 eth1" in capture_log, context
     # The kernel's own word: the first port has no link, the second carries the bond.
     assert re.search(r"bond0: \(slave eth1\): making interface the new active one", capture_log)
     assert not re.search(r"bond0: \(slave eth0\): making interface the new active one",
                          capture_log), context  # fmt: skip
-    found = re.search(r"kdump: network: bond0 is (fd00:[0-9a-f:]+)", capture_log)
-    assert found, context
-    dumps = list((export / "dumps").iterdir())
-    assert len(dumps) == 1, dumps
-    # The directory is named after the SLAAC address, its colons as dashes.
-    assert dumps[0].name.startswith(found.group(1).replace(":", "-") + "-"), dumps
-    assert (dumps[0] / "kdump-target").read_text() == f"nfs [{HOST_FROM_GUEST6}]:/kdump\n"
-    check_vmcore(dumps[0] / "vmcore", capture.kernel_version, tmp_path)
+    _check_nfs_dump(export, capture_log, capture.kernel_version, tmp_path)
+
+
+def test_nfs_over_an_802_3ad_bond_with_no_lacp_partner(tmp_path: Path) -> None:
+    """QEMU's user network sends no LACPDU, so no port ever has a partner. virtio-net
+    reports no duplex (QEMU gives one only with `speed=`/`duplex=`), so the kernel takes
+    each port as an individual link with an aggregator of its own, warns that no partner
+    answered, makes one aggregator active and enables its port (bond_3ad.c,
+    ad_agg_selection_logic), which carries the dump."""
+    with ganesha(tmp_path, "::1") as (export, port):
+        recipe = write_recipe(
+            tmp_path, _nfs_over_bond("802.3ad", port), extra_modules=("virtio_net",),
+            extra_cmdline=(NO_TIMER_CHECK,),
+        )  # fmt: skip
+        capture = build_capture(tmp_path, recipe)
+        capture_log, context = _crash(capture, tmp_path, _two_nics())
+    assert "kdump: network: bond bond0 (802.3ad) of eth0 eth1" in capture_log, context
+    # The kernel's own words: both ports enslaved with their link up, and its 802.3ad
+    # aggregator selection found no partner ...
+    for nic in ("eth0", "eth1"):
+        enslaved = f"bond0: (slave {nic}): Enslaving as a backup interface with an up link"
+        assert enslaved in capture_log, context
+    warning = "bond0: Warning: No 802.3ad response from the link partner for any adapters"
+    assert warning in capture_log, context
+    # ... and its values in sysfs: mode 4, no partner, one port in the active aggregator
+    # (each port has its own: 1 and 2, in the order they were enslaved).
+    lacp = (r"kdump: network: bond0 mode 802\.3ad 4, aggregator [12] of 1 port\(s\), "
+            r"partner 00:00:00:00:00:00\r?\n")  # fmt: skip
+    assert re.search(lacp, capture_log), context
+    _check_nfs_dump(export, capture_log, capture.kernel_version, tmp_path)
 
 
 # The relay's VLAN, and the one the capture tries first, which the relay drops.
@@ -162,16 +215,7 @@ def test_ssh_over_a_vlan_after_the_wrong_vlan_failed(
     sockets = tmp_path / "relay"
     sockets.mkdir()
     with VlanRelay(sockets, VLAN) as relay:
-        boot = harness.run_qemu(
-            capture.directory / "vmlinuz", capture.main_initrd,
-            f"console=ttyS0 crashkernel=192M {NO_TIMER_CHECK}", None,
-            memory="1G", log=tmp_path / "console.log", extra=relay.qemu_options(VLAN_NIC),
-        )  # fmt: skip
-    console = boot.console
-    context = console[-5000:]
-    assert boot.returncode == 0, context
-    assert "sysrq: Trigger a crash" in console, context
-    capture_log = harness.capture_console(console)
+        capture_log, context = _crash(capture, tmp_path, relay.qemu_options(VLAN_NIC))
     label = f"ssh root@{HOST_FROM_GUEST}"
     # Attempt 1, on the wrong VLAN: nothing answers, so the server cannot be reached.
     first, _, second = capture_log.partition("kdump: trying the next dump target")

@@ -1,5 +1,5 @@
 """The raw target finds its disk by identity and refuses a disk that holds a filesystem;
-`enable` refuses /var/crash on dm-crypt.
+`enable` refuses /var/crash on LUKS.
 
 One boot arms (three disks, read their names and serials as an admin would), one
 boot crashes with the disks attached in the opposite order. The recipe's first raw
@@ -9,9 +9,10 @@ calls that disk /dev/vdc and /dev/vda is another disk. Both other disks are
 checksummed on the host before and after.
 
 The arming boot also runs `enable` (the project's Python from the host root over
-9p) for a root whose var/crash is ext4 on a real dm-crypt mapping of a fourth disk:
-made with dmsetup and the null cipher (no cryptsetup on the test machine), with the
-uuid cryptsetup gives a LUKS2 mapping, which is what the refusal reads.
+9p) for a root whose var/crash is ext4 on a LUKS2 volume of a fourth disk: formatted
+on the host and opened in the guest by Debian's cryptsetup (the test fetches
+cryptsetup-bin as the builder fetches packages; the machine has no cryptsetup).
+The guest lists that root before and after: the refusal leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.image.fetch import fetch_packages
+from builder.image.packages import PackageRoot
 from tests.support.paths import REPO
 from tests.support.recipes import toml_string
 from tests.vm import harness
@@ -45,10 +48,23 @@ MiB = 2**20
 # (file name, the serial QEMU gives the disk), in the order the arming boot attaches them.
 DISKS = (("raw.img", "kdump-raw-7f3a"), ("ext4.img", "kdump-ext4-91c2"),
          ("other.img", "data-disk-0b55"))  # fmt: skip
-# Only in the arming boot, attached last (vdd): the disk under the dm-crypt mapping.
+# Only in the arming boot, attached last (vdd): the LUKS2 disk.
 CRYPT_DISK = ("crypt.img", "crypt-disk-5e1d")
-CRYPT_UUID = "CRYPT-LUKS2-5e1d0c7a9b3f4e2d8c6b5a4938271605-kdumpcrypt"
-ARMING_MODULES = (*harness.NINEP_MODULES, "virtio_blk", "dm_crypt", "ext4")
+LUKS_UUID = "5e1d0c7a-9b3f-4e2d-8c6b-5a4938271605"
+# cryptsetup's name for the mapping's dm uuid: the LUKS version, the header's UUID.
+CRYPT_UUID = f"CRYPT-LUKS2-{LUKS_UUID.replace('-', '')}-kdumpcrypt"
+# cryptsetup reads its keyslot through the kernel's crypto API for user space (AF_ALG);
+# the volume's cipher is aes-xts-plain64.
+ARMING_MODULES = (*harness.NINEP_MODULES, "virtio_blk", "dm_crypt", "xts", "algif_skcipher",
+                  "ext4")  # fmt: skip
+# Debian 12's cryptsetup and the libraries a test machine may lack (the rest come with
+# systemd, lvm2 and openssh, which bootstrap installs), as package paths.
+CRYPTSETUP_PACKAGES = ("cryptsetup-bin", "libcryptsetup12", "libpopt0")
+CRYPTSETUP_FILES = ("/sbin/cryptsetup", "/lib/x86_64-linux-gnu/libcryptsetup.so.12",
+                    "/usr/lib/x86_64-linux-gnu/libpopt.so.0")  # fmt: skip
+# A cheap key derivation: under TCG argon2 would take its seconds and memory.
+LUKS_FORMAT = ("luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+               "--pbkdf-force-iterations", "1000", "--uuid", LUKS_UUID)  # fmt: skip
 ARMING_BODY = """for disk in /sys/block/vd*; do
     echo "arm: ${{disk##*/}} serial=$(cat "$disk/serial")"
 done
@@ -56,11 +72,18 @@ mount -t tmpfs tmpfs /host/mnt
 root=/host/mnt/armroot
 mkdir -p $root/boot $root/lib/modules/{version} $root/usr/bin $root/bin $root/var/crash
 touch $root/boot/vmlinuz-{version} $root/usr/bin/makedumpfile $root/bin/busybox
-in_host "dmsetup create --noudevsync --uuid {uuid} kdumpcrypt \\
-    --table '0 65536 crypt cipher_null-ecb - 0 /dev/vdd 0'" || echo "arm: dmsetup failed"
+# No udev in this guest to wait for, and the host root is read-only (no lock directory).
+in_host "DM_DISABLE_UDEV=1 LD_LIBRARY_PATH={tools} {tools}/cryptsetup open --disable-locks \
+    --key-file {tools}/luks.key /dev/vdd kdumpcrypt" || echo "arm: cryptsetup open failed"
+in_host "blkid /dev/vdd"
+in_host "dmsetup table kdumpcrypt" | sed 's/^/arm: table: /'
+echo "arm: dm-0 uuid=$(cat /sys/block/dm-0/dm/uuid)"
 in_host "mkfs.ext4 -q /dev/dm-0" || echo "arm: mkfs failed"
 mount -t ext4 /dev/dm-0 $root/var/crash || echo "arm: mount failed"
+(cd $root && find . | sort | sed 's/^/arm: before: /')
 in_host "{python} -m tests.vm.enable_guest /mnt/armroot"
+echo "arm: enable exit status $?"
+(cd $root && find . | sort | sed 's/^/arm: after: /')
 """
 
 
@@ -101,12 +124,37 @@ class RawCrash:
     before: dict[str, str]
 
 
-def arm(directory: Path, kernel_version: str) -> dict[str, str]:
-    """Boot once with the disks in DISKS order (and the dm-crypt one last), run `enable`;
-    each kernel name and its serial, as read there."""
-    with open(directory / CRYPT_DISK[0], "wb") as handle:
+def cryptsetup(directory: Path) -> Path:
+    """Debian's cryptsetup with its libraries in `directory`/cryptsetup (run it with that
+    directory as LD_LIBRARY_PATH), and a key file beside it."""
+    tools = directory / "cryptsetup"
+    tools.mkdir()
+    packages = PackageRoot([package.path for package in fetch_packages(CRYPTSETUP_PACKAGES,
+                                                                       "x86_64")])  # fmt: skip
+    for path in CRYPTSETUP_FILES:
+        (tools / Path(path).name).write_bytes(packages.read_bytes(path))
+    (tools / "cryptsetup").chmod(0o755)
+    (tools / "luks.key").write_bytes(b"not a secret: a test volume")
+    return tools
+
+
+def make_luks_disk(directory: Path, tools: Path) -> Path:
+    """A 32 MiB LUKS2 volume (16 MiB of it data) of the key in `tools`, formatted here."""
+    disk = directory / CRYPT_DISK[0]
+    with open(disk, "wb") as handle:
         handle.truncate(32 * MiB)
-    body = ARMING_BODY.format(version=kernel_version, uuid=CRYPT_UUID,
+    key = tools / "luks.key"
+    command = [str(tools / "cryptsetup"), *LUKS_FORMAT, "--key-file", str(key), str(disk)]
+    subprocess.run(command, env={"LD_LIBRARY_PATH": str(tools)}, check=True, capture_output=True)
+    return disk
+
+
+def arm(directory: Path, kernel_version: str) -> dict[str, str]:
+    """Boot once with the disks in DISKS order (and the LUKS one last), run `enable`;
+    each kernel name and its serial, as read there."""
+    tools = cryptsetup(directory)
+    make_luks_disk(directory, tools)
+    body = ARMING_BODY.format(version=kernel_version, tools=shlex.quote(str(tools)),
                               python=shlex.quote(sys.executable))  # fmt: skip
     initrd = directory / "arming-initrd.img"
     initrd.write_bytes(harness.build_hostroot_initrd(kernel_version, body, REPO, kexec=False,
@@ -173,8 +221,16 @@ def test_a_disk_holding_ext4_is_refused_and_intact(raw_crash: RawCrash, tmp_path
     assert [path.name for path in files] == ["kept.txt"]
 
 
-def test_enable_refuses_var_crash_on_dm_crypt(raw_crash: RawCrash) -> None:
+def test_enable_refuses_var_crash_on_luks(raw_crash: RawCrash) -> None:
     log = (raw_crash.directory / "arming.log").read_text(errors="replace")
+    lines = log.replace("\r", "").splitlines()
+    # A real LUKS2 header under the mapping, and the mapping cryptsetup made of it.
+    assert f'/dev/vdd: UUID="{LUKS_UUID}" TYPE="crypto_LUKS"' in log, log[-3000:]
+    assert "arm: cryptsetup open failed" not in log, log[-3000:]
+    assert f"arm: dm-0 uuid={CRYPT_UUID}" in lines, log[-3000:]
+    # The volume's cipher, with its key, and its data from the header's offset (16 MiB).
+    table = r"arm: table: 0 \d+ crypt aes-xts-plain64 \S+ 0 \d+:\d+ 32768( .*)?"
+    assert any(re.fullmatch(table, line) for line in lines), log[-3000:]
     where = "/mnt/armroot/var/crash is on /dev/dm-0 (ext4, mounted at /mnt/armroot/var/crash)"
     refusal = (
         f"enable refused: {where}: kdumpcrypt is dm-crypt (CRYPT-LUKS2-...): the capture cannot "
@@ -183,6 +239,13 @@ def test_enable_refuses_var_crash_on_dm_crypt(raw_crash: RawCrash) -> None:
         "enable a recipe with another dump target (nfs, ssh, or raw on a disk of its own), or "
         "put /var/crash on an unencrypted partition or LV"
     )
-    assert refusal in log, log[-3000:]
-    # Refused before anything was written: no recipe, no capture.
-    assert "enable: recipe:" not in log
+    # The whole of what enable said: the one line, and a failure status.
+    assert [line for line in lines if line.startswith("enable")] == [refusal], log[-3000:]
+    assert "arm: enable exit status 1" in lines, log[-3000:]
+    # Refused before anything was written: no recipe, no capture, no hook, nothing in the
+    # tree but the machine lock enable holds while it looks.
+    before = {line.removeprefix("arm: before: ") for line in lines if "arm: before: " in line}
+    after = {line.removeprefix("arm: after: ") for line in lines if "arm: after: " in line}
+    assert "./var/crash/lost+found" in before, log[-3000:]
+    assert after - before == {"./run", "./run/kdump-build.lock"}, log[-3000:]
+    assert before <= after, log[-3000:]
