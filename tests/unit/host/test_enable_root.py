@@ -25,7 +25,7 @@ from tests.conftest import run_cli
 from tests.support.paths import REPO
 
 FSTAB = "UUID=6b1f0a2e-5d7c-4c1e-9a53-2f0de1c0ffee / ext4 errors=remount-ro 0 1\n"
-PACKAGED_UNIT = "lib/systemd/system/kdump-build.service"
+PACKAGED_UNIT = "usr/lib/systemd/system/kdump-build.service"
 
 
 def dpkg_status(arch: str) -> str:
