@@ -36,6 +36,7 @@ LONGEST_FIRST = (
     "tests/vm/test_arm64_dump.py",  # ~110 s
     "tests/vm/test_firmware.py",  # ~105 s
     "tests/vm/test_network_links.py",  # ~110 s with the VLAN boot
+    "tests/vm/test_enable_network.py",  # ~80 s: a machine root, enable --target nfs, a crash
     "tests/vm/test_raw_identity.py",  # ~75 s
     "tests/vm/test_crash_hotplug.py",  # ~70 s
     "tests/vm/test_crashkernel_fit.py",  # ~60 s

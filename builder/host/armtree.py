@@ -25,7 +25,7 @@ from builder.host import captures, grub
 from builder.host.managed import sealed, write_managed
 from builder.host.paths import UNIT_NAME, HostPaths
 from builder.host.probe import HostFacts, installed_kernels
-from builder.host.recipe import TreeChoices, host_recipe_text
+from builder.host.recipe import TreeChoices, host_recipe_text, local_filesystem
 from builder.host.reserve import machine_need
 from builder.host.state import record_enabled
 from builder.host.treefacts import (
@@ -94,8 +94,9 @@ def tree_recipe(paths: HostPaths, facts: HostFacts, choices: TreeChoices, say: S
         say(f"recipe: {paths.recipe} (kept as it is; remove it to have a new one written)")
         return False
     write_managed(paths.recipe, sealed(host_recipe_text(facts, "/", choices)))
+    filesystem = local_filesystem(facts)
     say(f"recipe: wrote {paths.recipe} for this tree ({choices.arch.value}, dump to "
-        f"{facts.dump_filesystem.device} {facts.dump_filesystem.fstype})")  # fmt: skip
+        f"{filesystem.device} {filesystem.fstype})")  # fmt: skip
     return True
 
 

@@ -8,10 +8,11 @@ disable removes all of that and leaves the dumps alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +22,21 @@ from builder.errors import HostError
 from builder.host import captures, grub, service
 from builder.host.lock import host_lock
 from builder.host.managed import is_managed, is_unedited, remove_managed, sealed, write_managed
+from builder.host.netrecipe import NetworkRequest, network_dump_table
 from builder.host.paths import UNIT_NAME, HostPaths
 from builder.host.probe import HostFacts, installed_kernels, probe_host
-from builder.host.recipe import check_host_recipe, host_recipe_text
+from builder.host.recipe import check_host_recipe, host_recipe_text, local_filesystem
 from builder.host.recipedevices import check_recipe_devices
 from builder.host.reserve import Need, machine_need
 from builder.host.state import enabled_recipe_path, forget_enabled, record_enabled
-from builder.host.trust import require_root_only, require_trusted_program, require_trusted_recipe
+from builder.host.trust import (
+    require_root_only,
+    require_trusted_program,
+    require_trusted_recipe,
+    require_trusted_target_files,
+)
 from builder.recipe.model import Recipe
-from builder.recipe.parse import load_recipe
+from builder.recipe.parse import load_recipe, parse_recipe
 from builder.units import format_mib
 
 Say = Callable[[str], None]
@@ -50,6 +57,24 @@ def _require_root(effects: Effects, what: str) -> None:
         raise HostError(f"{what} changes this machine's boot and needs root (run it as root)")
 
 
+@contextlib.contextmanager
+def _restored_on_failure(path: Path, replacing: bool) -> Iterator[None]:
+    """When `replacing` (a network recipe is written over the host recipe): put the
+    previous recipe back, or remove the new one, if what follows fails (a capture
+    that does not build), so a failed enable leaves the recipe as it found it."""
+    previous = path.read_bytes() if replacing and path.is_file() else None
+    mode = path.stat().st_mode & 0o7777 if previous is not None else 0
+    try:
+        yield
+    except BaseException:
+        current = path.read_bytes() if replacing and path.is_file() else None
+        if current != previous and previous is not None:
+            write_managed(path, previous.decode(), mode=mode)
+        elif current != previous:
+            remove_managed(path)
+        raise
+
+
 def write_host_recipe(facts: HostFacts, paths: HostPaths) -> Path:
     """This machine's recipe, sealed: disable removes it only while it is as written (its
     header tells the admin to edit it)."""
@@ -57,9 +82,35 @@ def write_host_recipe(facts: HostFacts, paths: HostPaths) -> Path:
     return paths.recipe
 
 
-def host_recipe(given: Path | None, facts: HostFacts, paths: HostPaths, say: Say) -> Recipe:
-    """The recipe to enable: the one given, an existing host recipe, or a new one."""
-    if given is not None:
+def write_network_recipe(request: NetworkRequest, facts: HostFacts, paths: HostPaths,
+                         say: Say) -> Path:  # fmt: skip
+    """This machine's recipe for a dump to the server of `request`, sealed; it replaces
+    only a host recipe kdump-build wrote and nobody edited. Every refusal comes before
+    anything is written."""
+    local = local_filesystem(facts) if request.fallback_local else None
+    table = network_dump_table(request, paths.root, local)
+    text = sealed(host_recipe_text(facts, str(paths.root), dump_table=table))
+    require_trusted_target_files(parse_recipe(text, paths.recipe))  # the key, before writing
+    if paths.recipe.exists() and not (is_managed(paths.recipe) and is_unedited(paths.recipe)):
+        raise HostError(f"--target: {paths.recipe} was edited since kdump-build wrote it, "
+                        "or is not its: set its [dump] keys by hand (kdump-build network "
+                        "SERVER prints the link's), or move it away")  # fmt: skip
+    write_managed(paths.recipe, text)
+    say(f"recipe: wrote {paths.recipe} for this machine:")
+    say('  source    this machine (source.root = "/"), each installed kernel reused')
+    say('  modules   the drivers of the network cards of the link (modules = "auto")')
+    say(f"  dump to   {request.target} {request.enable.destination}" + (
+        f", else {local.device} ({local.fstype}) at {local.path}" if local else ""))  # fmt: skip
+    return paths.recipe
+
+
+def host_recipe(given: Path | None, facts: HostFacts, paths: HostPaths, say: Say,
+                network: NetworkRequest | None = None) -> Recipe:  # fmt: skip
+    """The recipe to enable: the one given, a new one for a network target, an existing
+    host recipe, or a new one."""
+    if network is not None:
+        path = write_network_recipe(network, facts, paths, say)
+    elif given is not None:
         path = given.absolute()
         say(f"recipe: {path}")
     elif paths.recipe.exists():
@@ -67,7 +118,7 @@ def host_recipe(given: Path | None, facts: HostFacts, paths: HostPaths, say: Say
         say(f"recipe: {path} (kept as it is; remove it to have a new one written)")
     else:
         path = write_host_recipe(facts, paths)
-        filesystem = facts.dump_filesystem
+        filesystem = local_filesystem(facts)
         say(f"recipe: wrote {path} for this machine:")
         say('  source    this machine (source.root = "/"), each installed kernel reused')
         say('  modules   the drivers this machine uses for the dump disk (modules = "auto")')
@@ -159,12 +210,14 @@ def enable(
     paths: HostPaths | None = None,
     effects: Effects | None = None,
     facts: HostFacts | None = None,
+    network: NetworkRequest | None = None,
 ) -> None:
-    """Arm this machine; the last line says whether a reboot is needed."""
+    """Arm this machine; the last line says whether a reboot is needed. `network`: write
+    a recipe for that dump server (`enable --nfs`, `--ssh`) instead."""
     paths, effects = paths or HostPaths(), effects or Effects()
     _require_root(effects, "enable")
     with host_lock(paths):
-        need, in_grub = _enable_locked(given, say, paths, effects, facts)
+        need, in_grub = _enable_locked(given, say, paths, effects, facts, network)
     live = read_live_reservation()
     if live.usable >= need.needed > 0:
         if effects.systemctl:
@@ -180,11 +233,13 @@ def enable(
 
 
 def _enable_locked(given: Path | None, say: Say, paths: HostPaths, effects: Effects,
-                   facts: HostFacts | None) -> tuple[Need, bool]:  # fmt: skip
+                   facts: HostFacts | None,
+                   network: NetworkRequest | None) -> tuple[Need, bool]:  # fmt: skip
     """Everything of enable that changes the machine; the need and whether GRUB has it."""
-    facts = facts or probe_host(paths)
-    recipe = host_recipe(given, facts, paths, say)
-    build_all(recipe, facts, paths, say)
+    facts = facts or probe_host(paths, local=network is None or network.fallback_local)
+    with _restored_on_failure(paths.recipe, network is not None):
+        recipe = host_recipe(given, facts, paths, say, network)
+        build_all(recipe, facts, paths, say)
     record_enabled(paths, recipe.path)
     install_files(paths, say)
     if effects.systemctl:

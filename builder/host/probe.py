@@ -52,7 +52,9 @@ class HostFacts:
     cpus: int
     makedumpfile: str
     busybox: str
-    dump_filesystem: DumpFilesystem
+    # None when enable was asked for a network target alone: /var/crash's filesystem
+    # does not matter then, and a kind the capture cannot mount (LUKS) must not refuse.
+    dump_filesystem: DumpFilesystem | None
     consoles: tuple[str, ...]
 
 
@@ -235,8 +237,9 @@ def dump_filesystem(crash_dir: Path, mountinfo: str, by_uuid: Path,
                           subvolume)  # fmt: skip
 
 
-def probe_host(paths: HostPaths) -> HostFacts:
-    """Everything `enable` needs to know about this machine (as root, with /proc and /sys)."""
+def probe_host(paths: HostPaths, local: bool = True) -> HostFacts:
+    """Everything `enable` needs to know about this machine (as root, with /proc and /sys);
+    `local`: whether the dumps may go to the filesystem of /var/crash."""
     kernels = installed_kernels(paths)
     if not kernels:
         raise HostError(
@@ -244,7 +247,8 @@ def probe_host(paths: HostPaths) -> HostFacts:
         )
     makedumpfile = find_program(paths, "makedumpfile")
     busybox = find_program(paths, "busybox")
-    filesystem = dump_filesystem(paths.crash, _read_mountinfo(), Path("/dev/disk/by-uuid"))
+    filesystem = (dump_filesystem(paths.crash, _read_mountinfo(), Path("/dev/disk/by-uuid"))
+                  if local else None)  # fmt: skip
     consoles = console_arguments(Path("/proc/cmdline").read_text())
     cpus = os.cpu_count() or 1
     return HostFacts(kernels, machine_ram(), cpus, makedumpfile, busybox, filesystem, consoles)

@@ -24,11 +24,12 @@ DEFAULT_KEEP = 3
 DEFAULT_CONSOLES = ("console=tty0",)
 
 
-def host_recipe_text(facts: HostFacts, root: str = "/", tree: TreeChoices | None = None) -> str:
+def host_recipe_text(facts: HostFacts, root: str = "/", tree: TreeChoices | None = None,
+                     dump_table: str | None = None) -> str:  # fmt: skip
     """recipe.toml for this machine (deterministic in the facts); `root` is its root
     directory (`/`; tests give another). `tree`: an unbooted tree's fixed choices
-    (`enable --root`) instead of what the running machine shows."""
-    filesystem = facts.dump_filesystem
+    (`enable --root`) instead of what the running machine shows. `dump_table`: the
+    [dump] table (`enable --nfs`, `--ssh`) instead of the filesystem of /var/crash."""
     ram = format_size(facts.ram // MiB * MiB)
     return f"""\
 {marker_line().rstrip()}
@@ -49,20 +50,40 @@ cmdline_append = {toml_list(facts.consoles or DEFAULT_CONSOLES, "kernel.cmdline_
 {modules_lines(tree)}binaries = [{toml_string(facts.makedumpfile)}]
 busybox = {toml_string(facts.busybox)}
 
+{dump_table or local_dump_table(local_filesystem(facts))}
+[crashkernel]
+# This machine's RAM: the fit in each capture's fit.json is judged for it. The
+# reservation itself comes from `kdump-build crashkernel --apply`.
+ram = [{toml_string(ram)}]
+"""
+
+
+def local_filesystem(facts: HostFacts) -> DumpFilesystem:
+    """The filesystem of /var/crash, probed unless enable was asked for a network target
+    alone (then a `HostError`: nothing may dump there)."""
+    if facts.dump_filesystem is None:
+        raise HostError("the filesystem of /var/crash was not probed (a network target alone)")
+    return facts.dump_filesystem
+
+
+def local_dump_table(filesystem: DumpFilesystem) -> str:
+    """The [dump] table of a dump to the filesystem that holds /var/crash."""
+    return f"""\
 [dump]
+{local_keys(filesystem)}keep = {DEFAULT_KEEP}
+"""
+
+
+def local_keys(filesystem: DumpFilesystem) -> str:
+    """The keys of a local dump to `filesystem`, with a comment saying which it is."""
+    return f"""\
 # The filesystem that holds /var/crash ({comment_text(filesystem.fstype)}, mounted at
 # {comment_text(str(filesystem.mount_point))}).
 target = "local"
 device = {toml_string(filesystem.device, "dump.device")}
 fstype = {toml_string(filesystem.fstype, "dump.fstype")}
 path = {toml_string(filesystem.path, "dump.path")}
-{stack_keys(filesystem)}keep = {DEFAULT_KEEP}
-
-[crashkernel]
-# This machine's RAM: the fit in each capture's fit.json is judged for it. The
-# reservation itself comes from `kdump-build crashkernel --apply`.
-ram = [{toml_string(ram)}]
-"""
+{stack_keys(filesystem)}"""
 
 
 @dataclass(frozen=True)
@@ -83,8 +104,9 @@ def target_lines(tree: TreeChoices | None) -> str:
 
 def modules_lines(tree: TreeChoices | None) -> str:
     if tree is None:
-        return ('# The drivers this machine uses to reach the dump filesystem, read from '
-                'its /sys.\nmodules = "auto"\n')  # fmt: skip
+        return ('# The drivers this machine uses to reach the dump target (its disk, or '
+                'the network\n# cards of the link to the server), read from its /sys.\n'
+                'modules = "auto"\n')  # fmt: skip
     return ("# The tree has not run: its dump filesystem's module and the usual disk "
             "drivers.\n"
             f"modules = {toml_list(tree.modules, 'initrd.modules')}\n")  # fmt: skip

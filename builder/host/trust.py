@@ -80,6 +80,11 @@ def require_trusted_recipe(recipe: Recipe) -> None:
         require_root_only(recipe.relative(name), f"a package {recipe.path} includes")
     for name in (*recipe.dump.pre, *recipe.dump.post):  # run by the capture as root
         require_root_only(recipe.relative(name), f"a hook {recipe.path} includes")
+    require_trusted_target_files(recipe)
+
+
+def require_trusted_target_files(recipe: Recipe) -> None:
+    """The host files the dump targets read (an ssh key, known_hosts) are root's alone."""
     for attempt in recipe.dump.attempts():  # dump.target and every dump.fallback
         for key, name in attempt.target.host_files(attempt, recipe.machine_root):
             # As named, not resolved: a symlink on the way is checked where it lies too.

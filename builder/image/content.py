@@ -147,7 +147,7 @@ def host_module_names(recipe: Recipe, modules: ModuleIndex) -> list[str]:
         if selection.block_device is not None:
             found = block_device_modules(selection.block_device)
         else:
-            found = network_modules()
+            found = network_modules(macs=selection.interface_macs)
         names += found.required
         for alias in found.optional:
             # A device no module claims: its driver is built in or not needed.

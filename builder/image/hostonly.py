@@ -8,7 +8,8 @@ built into the host's kernel, but the capture kernel may have it as a module,
 so its name and each device's `modalias` are offered as optional names,
 resolved through the capture kernel's module names and aliases. An md array adds
 the module of its RAID level (`md/level`), which no driver link names. Network
-targets use the drivers of every network interface that sits on a device.
+targets use the drivers of the network cards the recipe names by MAC address
+(dump.interface_mac, dump.bond_ports), or of every one when it names none.
 """
 
 from __future__ import annotations
@@ -125,12 +126,31 @@ def md_level_module(level_file: Path) -> str | None:
     return level if level in ("raid0", "raid1", "raid10", "linear") else None
 
 
-def network_modules(sysfs: Path = Path("/sys")) -> HostModules:
-    """Drivers of every network interface that sits on a device (not lo, bridges, ...)."""
+def permanent_mac(interface: Path) -> str:
+    """The MAC address that names a network interface (its directory in /sys/class/net):
+    a bond port's permanent one, since the bond gives its ports the bond's own; empty
+    when it has none."""
+    for relative in ("bonding_slave/perm_hwaddr", "address"):
+        try:
+            return (interface / relative).read_text().strip().lower()
+        except OSError:
+            continue
+    return ""
+
+
+def network_modules(sysfs: Path = Path("/sys"), macs: tuple[str, ...] = ()) -> HostModules:
+    """Drivers of the network cards with MAC addresses `macs` (the dump link's; a
+    `ModuleError` when one is not on this host), or of every interface that sits on a
+    device (not lo, bridges, ...) when `macs` is empty."""
     found = HostModules()
     net = sysfs / "class" / "net"
-    for interface in sorted(net.iterdir()) if net.is_dir() else []:
-        device = interface / "device"
-        if device.exists():
-            found.add_device(device, sysfs / "devices")
+    entries = sorted(net.iterdir()) if net.is_dir() else []
+    cards = [entry for entry in entries if (entry / "device").exists()]
+    by_mac = {permanent_mac(card): card for card in cards}
+    for mac in macs:
+        if mac not in by_mac:
+            raise ModuleError(f"{KEY}: no network card of this host has the MAC address {mac} "
+                              "(dump.interface_mac or dump.bond_ports)")  # fmt: skip
+    for card in [by_mac[mac] for mac in macs] if macs else cards:
+        found.add_device(card / "device", sysfs / "devices")
     return found

@@ -16,7 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, ClassVar
 
-from builder.errors import RecipeError
+from builder.errors import HostError, RecipeError
 from builder.recipe.choices import Collector, DumpCompression, FailureAction, FinalAction
 from builder.recipe.parsers import Check, Setting
 
@@ -83,12 +83,37 @@ class HostSelection:
     """Where `initrd.modules = "auto"` looks on the build host for drivers.
 
     `block_device` (LABEL=, UUID= or a /dev path) for a disk target, None for
-    a network target (then every network interface's driver); `filesystem`
-    adds `fs-<type>` when the capture mounts one.
+    a network target: then the drivers of the interfaces with `interface_macs`
+    (the link's own), or of every interface when the recipe names none by MAC;
+    `filesystem` adds `fs-<type>` when the capture mounts one.
     """
 
     block_device: str | None
     filesystem: str | None = None
+    interface_macs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnableRequest:
+    """`kdump-build enable --target NAME --to DESTINATION` and its options: the target's
+    own key (`destination`), dump.path (None: the target's default) and, for a target
+    that logs in, the key, port and whether any host key will do."""
+
+    destination: str
+    path: str | None = None
+    key: Path | None = None
+    port: int | None = None
+    accept_any_host_key: bool = False
+
+
+@dataclass(frozen=True)
+class EnableKeys:
+    """A network target's part of the recipe `enable --target` writes: its [dump] keys
+    as TOML lines (comments included) and the server's address, whose link the host's
+    network files then describe."""
+
+    server: str
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -189,6 +214,14 @@ class TargetKind(ABC):
     @abstractmethod
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         """Where host-only module selection finds this target's drivers."""
+
+    def enable_keys(self, request: EnableRequest, machine_root: Path) -> EnableKeys:
+        """The keys `enable --target NAME --to DESTINATION` writes for this target on the
+        machine at `machine_root`, every refusal (a `HostError` naming the option) before
+        anything is written. Only network targets have them: `enable` alone writes a
+        local recipe, and a raw device is named by the admin."""
+        raise HostError(f"--target: {self.name}: enable writes a recipe for a network "
+                        "target only (a local one without --target)")  # fmt: skip
 
     def local_dumps(self, dump: DumpSettings) -> LocalDumps | None:
         """Where its dumps land on this machine, for pruning at boot; None (the default)

@@ -13,7 +13,8 @@ from enum import StrEnum
 from importlib.resources import files
 from typing import Any
 
-from builder.recipe.dump import GeneratedFile, TargetOptions
+from builder.errors import HostError
+from builder.recipe.dump import EnableRequest, GeneratedFile, TargetOptions
 from builder.recipe.parsers import Check, Setting, choice, integer, string, string_list
 from builder.targets import netlinks
 from builder.targets.netlinks import BondMode
@@ -139,6 +140,12 @@ class NetworkOptions(TargetOptions):
         """The interface that carries the address in the capture."""
         return netlinks.vlan_name(self.interface, self.vlan) if self.vlan else self.interface
 
+    @property
+    def macs(self) -> tuple[str, ...]:
+        """The MAC addresses of the network cards the link uses (a bond's ports, or the one
+        interface named by dump.interface_mac); empty when the recipe names it by name."""
+        return self.bond_ports or ((self.interface_mac,) if self.interface_mac else ())
+
 
 def network_options(values: Mapping[str, Any], check: Check) -> NetworkOptions:
     """Check the network keys among a target's parsed `values`."""
@@ -245,3 +252,13 @@ def shell_part() -> bytes:
     """`network_up`, the shell function that brings the network up: the first piece of
     every network target's shell part."""
     return (files("builder.targets") / "network.sh").read_bytes()
+
+
+def enable_path(request: EnableRequest, default: str) -> str:
+    """dump.path as `enable --path` gives it (`default` without), checked: a network
+    target's `enable_keys` writes it."""
+    chosen = request.path if request.path is not None else default
+    if not chosen.startswith("/"):
+        raise HostError(f"--path: {chosen!r} is not an absolute path (the directory on the "
+                        "server the dumps go below)")  # fmt: skip
+    return chosen

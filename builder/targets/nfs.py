@@ -6,10 +6,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, cast
 
+from builder.errors import HostError
 from builder.recipe.dump import (
     DumpSettings,
+    EnableKeys,
+    EnableRequest,
     HostSelection,
     MemoryPrior,
     RecipeFiles,
@@ -19,6 +23,7 @@ from builder.recipe.dump import (
     TargetOptions,
 )
 from builder.recipe.parsers import REQUIRED, Check, Setting, choice, string, string_list
+from builder.recipe.text import toml_string
 from builder.targets import netlinks, network
 from builder.targets.base import PATH
 from builder.units import MiB
@@ -140,8 +145,26 @@ interface = "eth0"
     def shell_part(self) -> bytes:
         return network.shell_part() + super().shell_part()
 
+    def enable_keys(self, request: EnableRequest, machine_root: Path) -> EnableKeys:
+        value = request.destination
+        server, export = nfs_server(value)
+        if not (server and export.startswith("/") and "," not in export):
+            raise HostError(f"--to: {value!r} is not ADDRESS:/EXPORT (the NFS server's IPv4 "
+                            "address, or its IPv6 address in brackets: [fd00::2]:/srv; the "
+                            "capture has no name resolver)")  # fmt: skip
+        logins = (("--ssh-key", request.key is not None), ("--ssh-port", request.port is not None),
+                  ("--ssh-accept-any-host-key", request.accept_any_host_key))  # fmt: skip
+        for option, given in logins:
+            if given:
+                raise HostError(f"{option}: not for an NFS export (it has no login)")
+        path = network.enable_path(request, "/")
+        return EnableKeys(server, (
+            "# The NFS export the dumps go to. NFS checks no host key: use it on a network "
+            "you trust.", f"target = {toml_string(self.name)}",
+            f"nfs = {toml_string(value, 'dump.nfs')}", f"path = {toml_string(path)}"))  # fmt: skip
+
     def host_selection(self, dump: DumpSettings) -> HostSelection:
-        return HostSelection(None)
+        return HostSelection(None, interface_macs=cast(NfsOptions, dump.options).network.macs)
 
 
 def nfs_server(source: str) -> tuple[str, str]:

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from builder.errors import RecipeError, shown
+from builder.errors import HostError, RecipeError, shown
 from builder.recipe.choices import Collector
 from builder.recipe.dump import (
     DumpSettings,
+    EnableKeys,
+    EnableRequest,
     GeneratedFile,
     HostSelection,
     MemoryPrior,
@@ -39,13 +41,17 @@ from builder.recipe.parsers import (
     integer,
     string,
 )
-from builder.targets import known_hosts, network
+from builder.recipe.text import toml_string
+from builder.targets import known_hosts, netlinks, network
 from builder.targets.base import PATH
 from builder.units import MiB
 
 USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SSH_KEY_PATH = "/etc/kdump/ssh/id_dropbear"
 SSH_KNOWN_HOSTS_PATH = "/root/.ssh/known_hosts"
+SSH_CLIENT = "/usr/bin/dbclient"
+# Where `enable` sends an ssh dump unless --path says: where kdump-tools puts its own.
+SSH_ENABLE_PATH = "/var/crash"
 # dbclient looks up its own user; the capture side runs as root.
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\n"
 GROUP = b"root:x:0:\n"
@@ -134,7 +140,7 @@ interface = "eth0"
         Setting(
             "dump.ssh_client",
             absolute_path,
-            "/usr/bin/dbclient",
+            SSH_CLIENT,
             "dropbear's dbclient in the source root (package dropbear-bin).",
         ),
         PATH,
@@ -217,8 +223,73 @@ interface = "eth0"
     def shell_part(self) -> bytes:
         return network.shell_part() + super().shell_part()
 
+    def enable_keys(self, request: EnableRequest, machine_root: Path) -> EnableKeys:
+        """The server from `--to USER@ADDRESS`, logged in to with `--ssh-key`; its host
+        key must be in the machine's own known_hosts unless --ssh-accept-any-host-key."""
+        value, port = request.destination, request.port or 22
+        user, at, server = value.partition("@")
+        found = netlinks.address(server)
+        if not (at and USER_NAME.fullmatch(user) and found is not None and found.version == 4):
+            raise HostError(f"--to: {value!r} is not USER@ADDRESS (the ssh server's IPv4 "
+                            "address: the capture has no name resolver, and its ssh client "
+                            "takes IPv4)")  # fmt: skip
+        key = _enable_key(request.key, machine_root)
+        if not request.accept_any_host_key:
+            _require_host_key(value, server, port, machine_root)
+        path = network.enable_path(request, SSH_ENABLE_PATH)
+        lines = ["# The ssh server the dumps go to, logged in to with this key.",
+                 f"target = {toml_string(self.name)}", f"ssh = {toml_string(value, 'dump.ssh')}",
+                 *([f"ssh_port = {port}"] if port != 22 else []),
+                 f"ssh_key = {toml_string(str(key), 'dump.ssh_key')}",
+                 f"path = {toml_string(path)}"]  # fmt: skip
+        if request.accept_any_host_key:
+            lines += ["# Asked for with --ssh-accept-any-host-key: the dump goes to whoever "
+                      "answers there.", "ssh_accept_any_host_key = true"]  # fmt: skip
+        else:
+            lines += ["# The server's host key, checked at every dump: this machine's own, "
+                      "read from", "# /root/.ssh/known_hosts and /etc/ssh/ssh_known_hosts at "
+                      "every build.", 'ssh_known_hosts = ""']  # fmt: skip
+        return EnableKeys(server, tuple(lines))
+
     def host_selection(self, dump: DumpSettings) -> HostSelection:
-        return HostSelection(None)
+        return HostSelection(None, interface_macs=cast(SshOptions, dump.options).network.macs)
+
+
+def _enable_key(key: Path | None, machine_root: Path) -> Path:
+    """`enable --ssh-key`, checked: dropbear's client on the machine, and a key in a form
+    the capture takes that only its owner can read (ssh itself refuses others)."""
+    client = machine_root / SSH_CLIENT.lstrip("/")
+    if not client.is_file():
+        raise HostError(f"--to: {client} is missing: the capture sends the dump with "
+                        "dropbear's dbclient (apt-get install dropbear-bin)")  # fmt: skip
+    if key is None:
+        raise HostError("--ssh-key: needed for an ssh server: the private key the capture "
+                        "logs in with, an unencrypted ed25519 key only root can read "
+                        "(ssh-keygen -t ed25519 -N '' -f /etc/kdump-build/id_ed25519; its .pub "
+                        "line in the server's authorized_keys)")  # fmt: skip
+    try:
+        dropbear_key(key.read_bytes(), f"--ssh-key: {key}")
+        mode = key.stat().st_mode
+    except OSError as error:
+        raise HostError(f"--ssh-key: {key}: {error.strerror}") from None
+    except RecipeError as error:
+        raise HostError(str(error)) from None
+    if mode & 0o077:
+        raise HostError(f"--ssh-key: {key}: others than its owner may read it (mode "
+                        f"{mode & 0o777:o}; chmod 600 it): it logs in to the dump "
+                        "server")  # fmt: skip
+    return key.absolute()
+
+
+def _require_host_key(destination: str, server: str, port: int, machine_root: Path) -> None:
+    files = known_hosts.machine_files(machine_root)
+    if not known_hosts.machine_keys(server, port, files):
+        name = known_hosts.lookup_name(server, port)
+        raise HostError(f"--to: no host key for {name} in {' or '.join(map(str, files))}: "
+                        f"connect once as root (ssh -p {port} {destination}) and compare the "
+                        f"fingerprint with the server's, or add what ssh-keyscan -p {port} "
+                        f"{server} prints after checking it; --ssh-accept-any-host-key sends "
+                        "the dump to whoever answers there instead")  # fmt: skip
 
 
 def server_keys(options: SshOptions, files: RecipeFiles) -> list[tuple[str, str]]:

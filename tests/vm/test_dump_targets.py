@@ -217,13 +217,16 @@ def modes_below(directory: Path) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def ganesha(directory: Path, bind: str = "127.0.0.1") -> Iterator[tuple[Path, int]]:
-    """nfs-ganesha (NFSv4 only, VFS backend) on `bind`, exporting a temp dir as /kdump."""
+def ganesha(
+    directory: Path, bind: str = "127.0.0.1", port: int | None = None
+) -> Iterator[tuple[Path, int]]:
+    """nfs-ganesha (NFSv4 only, VFS backend) on `bind`, exporting a temp dir as /kdump;
+    on `port` (a free one when None)."""
     export = directory / "export"
     export.mkdir()
     recovery = directory / "ganesha-recovery"
     recovery.mkdir()
-    port = free_port(bind)
+    port = port or free_port(bind)
     config = directory / "ganesha.conf"
     config.write_text(
         f"""

@@ -17,6 +17,7 @@ from builder.host.netconfig.ifupdown import read_ifupdown
 from builder.host.netconfig.keyfile import read_keyfiles
 from builder.host.netconfig.model import CaptureLink, HostLink, resolve
 from builder.host.netconfig.networkd import read_networkd
+from builder.image.hostonly import permanent_mac
 from builder.targets.netlinks import address
 
 ROUTE_DEVICE = re.compile(r"\bdev (\S+)")
@@ -54,10 +55,9 @@ class _Sysfs:
         return tuple(sorted(path.name for path in self.net.glob("*")))
 
     def mac_of(self, name: str) -> str:
-        for relative in ("bonding_slave/perm_hwaddr", "address"):
-            path = self.net / name / relative
-            if path.is_file():
-                return path.read_text().strip().lower()
+        mac = permanent_mac(self.net / name)
+        if mac:
+            return mac
         raise HostError(f"{self.net / name}: no such interface on this machine (its MAC "
                         "address names it in the capture)")  # fmt: skip
 

@@ -21,6 +21,17 @@ def link(path: Path, target: str) -> None:
     path.symlink_to(target)
 
 
+def network_card(sys: Path, name: str, device: str, bus: str, driver: str) -> None:
+    """Interface `name` on the device at /sys/devices/`device`, bound to `driver` (a
+    module) of `bus`."""
+    card = sys / "devices" / device
+    card.mkdir(parents=True)
+    link(card / "driver", "../" * (device.count("/") + 2) + f"bus/{bus}/drivers/{driver}")
+    link(sys / f"bus/{bus}/drivers/{driver}/module", f"../../../../module/{driver}")
+    (sys / "module" / driver).mkdir(parents=True)
+    link(sys / "class/net" / name / "device", f"../../../devices/{device}")
+
+
 def fake_host(tmp_path: Path) -> tuple[Path, Path]:
     """/sys and /dev of a guest with a virtio disk vda (partition vda1 labelled kdump),
     an md array over it, and a virtio network card."""
@@ -45,12 +56,7 @@ def fake_host(tmp_path: Path) -> tuple[Path, Path]:
     (md / "slaves").mkdir(parents=True)
     link(md / "slaves/vda1", f"../../../../{PCI}/virtio1/block/vda/vda1")
     link(sys / "class/block/md0", "../../devices/virtual/block/md0")
-    nic = sys / "devices/pci0000:00/0000:00:03.0/virtio0"
-    nic.mkdir(parents=True)
-    link(nic / "driver", "../../../../bus/virtio/drivers/virtio_net")
-    link(sys / "bus/virtio/drivers/virtio_net/module", "../../../../module/virtio_net")
-    (sys / "module/virtio_net").mkdir(parents=True)
-    link(sys / "class/net/ens3/device", "../../../devices/pci0000:00/0000:00:03.0/virtio0")
+    network_card(sys, "ens3", "pci0000:00/0000:00:03.0/virtio0", "virtio", "virtio_net")
     (sys / "class/net/lo").mkdir(parents=True)
     link(dev / "disk/by-label/kdump", "../../vda1")
     link(dev / "disk/by-uuid/1234-abcd", "../../md0")
@@ -95,6 +101,27 @@ def test_raw_disk_by_serial(tmp_path: Path) -> None:
 def test_network_interfaces(tmp_path: Path) -> None:
     sys, _ = fake_host(tmp_path)
     assert network_modules(sys).required == ["virtio_net"]
+
+
+def test_network_cards_by_mac(tmp_path: Path) -> None:
+    """A recipe that names its link by MAC gets that card's driver only: not the driver
+    of another card the dump does not use (an e1000e here), and a bond port is known by
+    its permanent MAC (the bond gave it the bond's own address)."""
+    sys, _ = fake_host(tmp_path)
+    (sys / "class/net/ens3/address").write_text("52:54:00:00:00:03\n")
+    (sys / "class/net/ens3/bonding_slave").mkdir()
+    (sys / "class/net/ens3/bonding_slave/perm_hwaddr").write_text("52:54:00:AA:00:01\n")
+    network_card(sys, "enp5s0", "pci0000:00/0000:00:05.0", "pci", "e1000e")
+    (sys / "class/net/enp5s0/address").write_text("52:54:00:00:00:03\n")
+    assert network_modules(sys).required == ["e1000e", "virtio_net"]
+    assert network_modules(sys, ("52:54:00:aa:00:01",)).required == ["virtio_net"]
+    assert network_modules(sys, ("52:54:00:00:00:03",)).required == ["e1000e"]
+    with pytest.raises(ModuleError) as refused:
+        network_modules(sys, ("52:54:00:00:00:09",))
+    assert str(refused.value) == (
+        'initrd.modules = "auto": no network card of this host has the MAC address '
+        "52:54:00:00:00:09 (dump.interface_mac or dump.bond_ports)"
+    )
 
 
 def test_missing_device_is_named(tmp_path: Path) -> None:
