@@ -78,9 +78,10 @@ class HostPaths:
 
     @property
     def packaged_units(self) -> tuple[Path, ...]:
-        """Where the Debian package installs the unit (Debian 12 and 13)."""
-        return (self._at(f"/lib/systemd/system/{UNIT_NAME}"),
-                self._at(f"/usr/lib/systemd/system/{UNIT_NAME}"))  # fmt: skip
+        """Where the Debian package installs the unit: /usr/lib (Debian 12, 13 and 14 have
+        merged /usr, where /lib is /usr/lib), then /lib, where earlier builds put it."""
+        return (self._at(f"/usr/lib/systemd/system/{UNIT_NAME}"),
+                self._at(f"/lib/systemd/system/{UNIT_NAME}"))  # fmt: skip
 
     @property
     def postinst_hook(self) -> Path:

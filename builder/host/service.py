@@ -142,14 +142,14 @@ def packaged_files() -> dict[str, tuple[str, int]]:
     # The second call, at the kernel's purge, finds no capture: nothing to say then.
     once = '[ -e "/var/lib/kdump-build/$1" ] || exit 0  # removed already\n'
     files = {
-        "lib/systemd/system/kdump-build.service": (unit_text(command), 0o644),
+        "usr/lib/systemd/system/kdump-build.service": (unit_text(command), 0o644),
         "etc/kernel/postinst.d/kdump-build": (postinst_hook_text(command, guard), 0o755),
         "etc/kernel/postrm.d/kdump-build": (postrm_hook_text(command, guard + once), 0o755),
         "usr/lib/kernel/install.d/60-kdump-build.install": (
             install_plugin_text(command, guard),
             0o755,
         ),
-        f"lib/udev/rules.d/{UDEV_RULE_NAME}": (udev_rule_text(), 0o644),
+        f"usr/lib/udev/rules.d/{UDEV_RULE_NAME}": (udev_rule_text(), 0o644),
     }
     owner = "# Installed by the kdump-build package; kdump-build enable switches it on.\n"
     return {path: (text.replace(marker_line(), owner), mode)

@@ -1,4 +1,5 @@
-"""A Debian 13 root tree made with mmdebstrap, cached, for the armed-image VM test.
+"""A Debian 13 root tree made with mmdebstrap, cached, for the armed-image VM test
+(and the same tree of another release, `suite`: Debian 14's for the package test).
 
 The tree is what an image pipeline has before its last steps: Debian 13's kernel,
 systemd, GRUB for BIOS and Python, the test's runner (tests.support.debian_image's
@@ -7,7 +8,7 @@ Debian 13's own .debs of the package's dependencies (debian/control's Depends),
 fetched by apt inside the tree when it was made, so the test installs the .deb
 into the tree with apt with no network.
 
-Cached as `<cache>/vm/trixie-tree-<key>/` (base.tar, deps/, tree.json): the key
+Cached as `<cache>/vm/<suite>-tree-<key>/` (base.tar, deps/, tree.json): the key
 covers everything the tree is made from but the package versions apt picks.
 Kept is Debian's generic initrd (MODULES=most, built by the kernel package in the
 chroot): MODULES=dep would read the build host's disk, and the images pipelines
@@ -32,8 +33,26 @@ from tests.support.paths import REPO
 
 TREE_VERSION = "1"
 SUITE = "trixie"
-# The Debian 12 image's archive, security and updates suites, of Debian 13.
-MIRRORS = tuple(line.replace(debian_image.SUITE, SUITE) for line in debian_image.MIRRORS)
+
+
+def mirrors(suite: str) -> tuple[str, ...]:
+    """The Debian 12 image's archive, security and updates suites, of `suite`."""
+    return tuple(line.replace(debian_image.SUITE, suite) for line in debian_image.MIRRORS)
+
+
+MIRRORS = mirrors(SUITE)
+# Debian testing's Release files are valid for a week; the archive this machine reaches
+# may serve an older one (apt: "Release file ... is expired"). apt still checks their
+# signatures. A function of the suite, so the tree's key covers it.
+EXPIRING_SUITES = ("forky",)
+
+
+def apt_options(suite: str) -> tuple[str, ...]:
+    if suite in EXPIRING_SUITES:
+        return ('--aptopt=Acquire::Check-Valid-Until "false"',)
+    return ()
+
+
 PACKAGES = (
     "systemd-sysv", "udev", "kmod", "linux-image-amd64", "initramfs-tools", "zstd",
     "grub-pc", "busybox-static", "e2fsprogs", "procps", "python3", "passwd", "login",
@@ -72,10 +91,10 @@ def package_dependencies() -> tuple[str, ...]:
     return tuple(sorted(word for word in words if not word.startswith("$")))
 
 
-def tree_key() -> str:
+def tree_key(suite: str = SUITE) -> str:
     """A digest of everything the tree is made from (package versions excepted)."""
     text = json.dumps(
-        [TREE_VERSION, SUITE, MIRRORS, PACKAGES, package_dependencies(), _customize_hooks(),
+        [TREE_VERSION, suite, mirrors(suite), PACKAGES, package_dependencies(), _customize_hooks(),
          debian_image.GRUB_DEFAULT, debian_image.RUNNER, debian_image.RUNNER_UNIT],
     )  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -113,28 +132,29 @@ def _customize_hooks() -> list[str]:
     ]
 
 
-def mmdebstrap(tar: Path, deps: Path, apt_cache: Path) -> None:
+def mmdebstrap(tar: Path, deps: Path, apt_cache: Path, suite: str = SUITE) -> None:
     apt_cache.mkdir(parents=True, exist_ok=True)
     deps.mkdir(parents=True, exist_ok=True)
     command = [
         "mmdebstrap", "--variant=apt", "--mode=root", "--format=tar", "--quiet",
         f"--include={','.join(PACKAGES)}", *debian_image.TRIMMED_TREE_OPTIONS,
+        *apt_options(suite),
         *(f'--essential-hook=echo "{line}" | chroot "$1" debconf-set-selections'
           for line in GRUB_SELECTIONS),
         "--skip=download/empty", '--setup-hook=mkdir -p "$1/var/cache/apt/archives"',
         f"--setup-hook=sync-in {apt_cache} /var/cache/apt/archives",
         f"--customize-hook=sync-out /var/cache/apt/archives {apt_cache}",
         *(f"--customize-hook={hook}" for hook in _customize_hooks()),
-        SUITE, str(tar), *MIRRORS,
+        suite, str(tar), *mirrors(suite),
     ]  # fmt: skip
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith("PIP_")}  # fmt: skip
     subprocess.run(command, check=True, env=dict(environment, DEPS=str(deps)))
 
 
-def build_tree() -> Tree:
-    """The cached tree, made first when missing (minutes: mmdebstrap)."""
-    directory = debian_image.vm_cache() / f"trixie-tree-{tree_key()}"
+def build_tree(suite: str = SUITE) -> Tree:
+    """The cached tree of `suite`, made first when missing (minutes: mmdebstrap)."""
+    directory = debian_image.vm_cache() / f"{suite}-tree-{tree_key(suite)}"
     tree = Tree(directory / "base.tar", directory / "deps")
     record = directory / "tree.json"
     if tree.tar.exists() and record.exists():
@@ -144,18 +164,19 @@ def build_tree() -> Tree:
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="build-", dir=directory) as temporary:
         work = Path(temporary)
-        mmdebstrap(work / "base.tar", work / "deps", debian_image.downloads() / "apt-trixie")
+        mmdebstrap(work / "base.tar", work / "deps", debian_image.downloads() / f"apt-{suite}",
+                   suite)  # fmt: skip
         shutil.rmtree(tree.deps, ignore_errors=True)
         os.replace(work / "deps", tree.deps)
         os.replace(work / "base.tar", tree.tar)
     record.write_text(json.dumps({"seconds": round(time.monotonic() - start, 1)}) + "\n")
-    _drop_other_trees(directory)
+    _drop_other_trees(directory, suite)
     return tree
 
 
-def _drop_other_trees(keep: Path) -> None:
+def _drop_other_trees(keep: Path, suite: str) -> None:
     """Trees of other keys that no run used lately (other checkouts may still use theirs)."""
-    for entry in keep.parent.glob("trixie-tree-*"):
+    for entry in keep.parent.glob(f"{suite}-tree-*"):
         record = entry / "tree.json"
         if (
             entry != keep

@@ -73,6 +73,26 @@ def test_the_package_owns_its_unit_hooks_and_purgatories(debs: list[Path]) -> No
                                  "/etc/kernel/postrm.d/kdump-build"]  # fmt: skip
 
 
+def control_file(deb: Path, name: str) -> str:
+    return subprocess.run(["dpkg-deb", "-I", str(deb), name], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+
+
+def test_nothing_ships_under_lib_and_debhelper_still_handles_the_unit(debs: list[Path]) -> None:
+    """/lib is /usr/lib on merged /usr (Debian 12 on): a file under /lib made Debian 13's
+    purge try to remove the aliased directory. Debian 12's dh_installsystemd reads units
+    only under lib/ (debian/rules shows it the unit there): its snippets must be there."""
+    listing = subprocess.run(["dpkg-deb", "-c", str(debs[0])], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+    paths = [line.split()[-1] for line in listing.splitlines()]
+    assert [path for path in paths if path.startswith("./lib")] == []
+    assert "./usr/lib/systemd/system/kdump-build.service" in paths
+    assert "deb-systemd-helper update-state 'kdump-build.service'" in control_file(
+        debs[0], "postinst"
+    )
+    assert "deb-systemd-helper purge 'kdump-build.service'" in control_file(debs[0], "postrm")
+
+
 def test_debians_own_libraries_satisfy_the_depends(debs: list[Path]) -> None:
     """No versioned Python dependency above Debian 12's: apt would refuse the package."""
     depends = [item.strip() for item in field(debs[0], "Depends").split(",")]

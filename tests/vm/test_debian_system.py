@@ -67,7 +67,7 @@ case "$DEBVM_BOOT" in
     ln -s /bin/true /usr/sbin/update-initramfs
     files > $out/files-before
     install_and_enable
-    dpkg -S /lib/systemd/system/kdump-build.service /etc/kernel/postinst.d/kdump-build \
+    dpkg -S /usr/lib/systemd/system/kdump-build.service /etc/kernel/postinst.d/kdump-build \
         /etc/kernel/postrm.d/kdump-build /usr/lib/kernel/install.d/60-kdump-build.install \
         > $out/dpkg-owners.txt
     systemctl is-enabled kdump-build.service > $out/unit-enabled || true
@@ -98,7 +98,7 @@ case "$DEBVM_BOOT" in
     # CPU hotplug under the real udev: the package's rule, not this script, reloads the unit.
     test -e /sys/devices/system/cpu/cpu1/online  # a second vCPU (debian_guest boots two)
     # The control first: the same events with the rule set aside (udev reads *.rules only).
-    rule=/lib/udev/rules.d/98-kdump-build.rules
+    rule=/usr/lib/udev/rules.d/98-kdump-build.rules
     mv $rule $rule.off && udevadm control --reload
     now > $out/control-mark
     echo 0 > /sys/devices/system/cpu/cpu1/online

@@ -15,7 +15,7 @@ import pytest
 from builder.arch import Arch
 from builder.errors import SourceError
 from builder.host import captures
-from builder.host.armtree import WANTS, enable_tree
+from builder.host.armtree import WANTS, enable_tree, enable_unit
 from builder.host.paths import HostPaths
 from builder.host.probe import installed_kernels
 from builder.image.fetch import FetchedPackage, fetch_packages
@@ -25,7 +25,7 @@ from tests.conftest import run_cli
 from tests.support.paths import REPO
 
 FSTAB = "UUID=6b1f0a2e-5d7c-4c1e-9a53-2f0de1c0ffee / ext4 errors=remount-ro 0 1\n"
-PACKAGED_UNIT = "lib/systemd/system/kdump-build.service"
+PACKAGED_UNIT = "usr/lib/systemd/system/kdump-build.service"
 
 
 def dpkg_status(arch: str) -> str:
@@ -126,6 +126,23 @@ def test_a_second_run_keeps_the_recipe_and_drops_captures_of_gone_kernels(tree: 
     assert lines[0].startswith(f"recipe: {tree}/etc/kdump-build/recipe.toml (kept")
     assert f"capture: removed {gone} (kernel no longer in the tree)" in lines
     assert not gone.exists() and paths.capture(version).is_dir()
+
+
+def test_the_wants_link_names_the_unit_where_the_package_put_it(tree: Path) -> None:
+    """Merged /usr (lib a link to usr/lib): the link names /usr/lib's unit, as `systemctl
+    enable` does on Debian 13, not the alias; an earlier build's /lib unit still serves."""
+    paths = HostPaths(tree)
+    if (tree / "lib").is_dir():
+        shutil.copytree(tree / "lib", tree / "usr/lib", symlinks=True, dirs_exist_ok=True)
+        shutil.rmtree(tree / "lib")
+    (tree / "lib").symlink_to("usr/lib")
+    assert os.readlink(enable_unit(paths)) == f"/{PACKAGED_UNIT}"
+    (tree / WANTS).unlink()
+    (tree / "lib").unlink()
+    earlier = tree / "lib/systemd/system/kdump-build.service"
+    earlier.parent.mkdir(parents=True)
+    os.replace(tree / PACKAGED_UNIT, earlier)
+    assert os.readlink(enable_unit(paths)) == "/lib/systemd/system/kdump-build.service"
 
 
 def test_a_tree_of_another_architecture_is_armed_for_its_own(tmp_path: Path) -> None:

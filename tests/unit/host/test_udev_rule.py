@@ -134,7 +134,7 @@ def test_the_rule_names_the_unit_and_its_owner() -> None:
         'RUN+="/bin/systemctl --no-block try-reload-or-restart other.service"\n'
         'LABEL="kdump_build_end"\n'
     )
-    packaged = service.packaged_files()[f"lib/udev/rules.d/{UDEV_RULE_NAME}"]
+    packaged = service.packaged_files()[f"usr/lib/udev/rules.d/{UDEV_RULE_NAME}"]
     assert packaged[1] == 0o644 and MARKER not in packaged[0]
     assert programs_run(packaged[0], Event("cpu", "offline")) == RELOAD
 
