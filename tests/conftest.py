@@ -20,9 +20,10 @@ from tests.support.paths import DEFAULT_RECIPE, REPO
 # two workers in collection order, so a long file started last would leave one worker
 # alone at the end (tests/unit/test_fuzz.py did, in a unit run on two workers).
 LONGEST_FIRST = (
-    # ~900 s loaded with 3 QEMU runs; a 4th (the crash after the online enable) adds ~150-250
+    # ~1100 s loaded: 4 QEMU runs (two arming paths, two crashes)
     "tests/vm/test_armed_image.py",
-    "tests/vm/test_debian_system.py",  # ~500 s: the Debian image's build and its boots
+    # ~760 s idle, ~1500 s loaded: the root-on-LVM image's boots (+~950 s building it cold)
+    "tests/vm/test_debian_system.py",
     "tests/vm/test_kdump_load.py",  # ~420 s
     "tests/vm/test_riscv64_dump.py",  # ~230 s
     "tests/vm/test_debian14_package.py",  # ~225 s loaded, no QEMU (+~460 s: a cold forky tree)
