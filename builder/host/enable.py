@@ -213,7 +213,7 @@ def enable(
     network: NetworkRequest | None = None,
 ) -> None:
     """Arm this machine; the last line says whether a reboot is needed. `network`: write
-    a recipe for that dump server (`enable --nfs`, `--ssh`) instead."""
+    a recipe for that dump server (`enable --target nfs|ssh --to SERVER`) instead."""
     paths, effects = paths or HostPaths(), effects or Effects()
     _require_root(effects, "enable")
     with host_lock(paths):

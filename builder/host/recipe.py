@@ -29,7 +29,7 @@ def host_recipe_text(facts: HostFacts, root: str = "/", tree: TreeChoices | None
     """recipe.toml for this machine (deterministic in the facts); `root` is its root
     directory (`/`; tests give another). `tree`: an unbooted tree's fixed choices
     (`enable --root`) instead of what the running machine shows. `dump_table`: the
-    [dump] table (`enable --nfs`, `--ssh`) instead of the filesystem of /var/crash."""
+    [dump] table (`enable --target nfs|ssh`) instead of the filesystem of /var/crash."""
     ram = format_size(facts.ram // MiB * MiB)
     return f"""\
 {marker_line().rstrip()}
