@@ -200,11 +200,17 @@ def chroot(root: Path, script: str, *, network: bool = True) -> str:
     command = ["chroot", str(root), "sh", "-ec", script]
     if not network:
         command = ["unshare", "--net", *command]
+    return run_in_tree(command, script).stdout
+
+
+def run_in_tree(command: list[str], script: str) -> subprocess.CompletedProcess[str]:
+    """`command`, a chroot into a tree running `script`, with the tree's own PATH and a
+    neutral locale; the test fails, showing the output's ends, when the script does."""
     environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
     result = subprocess.run(command, capture_output=True, text=True, check=False,
                             env=environment)  # fmt: skip
     assert result.returncode == 0, (script, result.stdout[-3000:], result.stderr[-3000:])
-    return result.stdout
+    return result
 
 
 def install_offline(root: Path, debs: list[Path]) -> str:

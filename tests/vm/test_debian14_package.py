@@ -84,10 +84,7 @@ def in_tree(root: Path, script: str, *arguments: str) -> str:
     chroot = 'mount -t proc proc "$1/proc" && exec chroot "$@"'
     command = ["unshare", "--net", "--mount", "--fork", "sh", "-c", chroot, "sh", str(root),
                "sh", "-ec", script, "sh", *arguments]  # fmt: skip
-    environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
-    result = subprocess.run(command, capture_output=True, text=True, check=False,
-                            env=environment)  # fmt: skip
-    assert result.returncode == 0, (script, result.stdout[-3000:], result.stderr[-3000:])
+    result = trixie_tree.run_in_tree(command, script)
     return result.stdout + result.stderr
 
 
