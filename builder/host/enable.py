@@ -88,7 +88,7 @@ def write_network_recipe(request: NetworkRequest, facts: HostFacts, paths: HostP
     only a host recipe kdump-build wrote and nobody edited. Every refusal comes before
     anything is written."""
     local = local_filesystem(facts) if request.fallback_local else None
-    table = network_dump_table(request, paths.root, local)
+    table = network_dump_table(request, paths.root, local, facts.busybox)
     text = sealed(host_recipe_text(facts, str(paths.root), dump_table=table))
     require_trusted_target_files(parse_recipe(text, paths.recipe))  # the key, before writing
     if paths.recipe.exists() and not (is_managed(paths.recipe) and is_unedited(paths.recipe)):

@@ -70,12 +70,14 @@ class TargetContent:
     """What a target adds to the initrd besides the recipe's own lists.
 
     `programs` are (path in the source root, the recipe key that names it):
-    they come with their shared libraries.
+    they come with their shared libraries. `applets` are (busybox applet, the recipe
+    key that needs it): the build refuses a busybox without them.
     """
 
     modules: tuple[str, ...] = ()
     programs: tuple[tuple[str, str], ...] = ()
     files: tuple[GeneratedFile, ...] = ()
+    applets: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

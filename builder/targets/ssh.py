@@ -182,6 +182,7 @@ interface = "eth0"
             modules=network.network_modules(options.network),
             programs=((options.ssh_client, "dump.ssh_client"),),
             files=(*network.network_files(options.network), *generated),
+            applets=network.network_applets(options.network),
         )
 
     def host_files(
