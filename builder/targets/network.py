@@ -56,9 +56,9 @@ SETTINGS = (
         "How the capture kernel configures its link: `dhcp` (IPv4, busybox udhcpc), "
         "`static` (dump.ip and dump.gateway, IPv4 or IPv6), `slaac` (IPv6 addresses "
         "from the router's advertisements, by the kernel alone) or `dhcpv6` (a stateful "
-        "DHCPv6 address, as a /128, from busybox udhcpc6: busybox 1.37 and later, e.g. "
-        "`busybox-static/trixie` in source.packages with initrd.busybox = "
-        "`/usr/bin/busybox`; routes from the router's "
+        "DHCPv6 address, as a /128, from busybox udhcpc6: busybox 1.37 and later, i.e. "
+        "Debian 13's busybox-static with source.release = `trixie` and initrd.busybox = "
+        "`/usr/bin/busybox`, as recipes/qemu-x86_64-trixie.toml; routes from the router's "
         "advertisements or dump.routes). The network driver goes in initrd.modules.",
     ),
     Setting(
@@ -119,9 +119,10 @@ SETTINGS = (
         integer(1, 3600),
         DEFAULT_CONNECT_TIMEOUT,
         "Seconds the capture kernel waits for each network step (each port of a bond, the "
-        "router's advertisement with slaac, the DHCPv6 lease with dhcpv6; the NFS mount; each short ssh command before "
-        "and after the transfer) before failure_action; an unreachable server ends the "
-        "capture within dump.device_timeout + 20 + this many seconds.",
+        "router's advertisement with slaac, the DHCPv6 lease and then the router's routes "
+        "with dhcpv6; the NFS mount; each short ssh command before and after the transfer) "
+        "before failure_action; an unreachable server ends the capture within "
+        "dump.device_timeout + 20 + this many seconds (dhcpv6: twice this many more).",
     ),
     Setting(
         "dump.hostname",

@@ -138,7 +138,25 @@ dhcpv6_lease() {
     tries=$(((KDUMP_CONNECT_TIMEOUT - waited + 1) / 2))
     udhcpc6 -i "$link" -n -q -f -t "$((tries > 0 ? tries : 1))" -T 2 -o \
         -s "$KDUMP_UDHCPC6_SCRIPT" || fail "no DHCPv6 lease on $link in ${KDUMP_CONNECT_TIMEOUT}s"
-    address=$(cat /run/kdump-address)
+    # The kernel's short form (udhcpc6 writes all eight groups in full).
+    address=$(global_ipv6)
+    [ -n "$address" ] || fail "the DHCPv6 lease on $link left no address"
+    router_routes
+}
+
+# The leased /128 reaches nothing by itself: wait for the router's advertisement's
+# on-link prefix or default route (none needed when dump.routes gives the routes).
+router_routes() {
+    [ -n "$KDUMP_ROUTES" ] && return 0
+    waited=0
+    until ip -6 route show dev "$link" | grep -v '^fe80:' | grep -q -e '^default' -e /; do
+        if [ "$waited" -ge "$KDUMP_CONNECT_TIMEOUT" ]; then
+            log "network: no route from a router advertisement on $link in ${KDUMP_CONNECT_TIMEOUT}s"
+            return 0
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
 }
 
 add_routes() {

@@ -7,7 +7,6 @@ case "$1" in
     bound | renew)
         [ -n "$ipv6" ] || exit 1
         ip -6 addr replace "$ipv6/128" dev "$interface" || exit 1
-        echo "$ipv6" > /run/kdump-address
         ;;
 esac
 exit 0

@@ -1,8 +1,8 @@
 """systemd-networkd's .network and .netdev files, read into `HostLink`s
 (systemd.network(5), systemd.netdev(5)): a .network applies to the interfaces its
-`[Match] Name=` names; `DHCP=` (IPv4, and DHCPv6 for yes/ipv6), `Address=`, `Gateway=`, `IPv6AcceptRA=` and `[Route]`
-give the addresses; `VLAN=`, `Bond=` and `Bridge=` tie it to .netdev devices whose
-`[NetDev] Kind=` is vlan, bond or bridge."""
+`[Match] Name=` names; `DHCP=` (yes and ipv6: DHCPv6 too), `Address=`, `Gateway=`,
+`IPv6AcceptRA=` and `[Route]` give the addresses; `VLAN=`, `Bond=` and `Bridge=` tie it
+to .netdev devices whose `[NetDev] Kind=` is vlan, bond or bridge."""
 
 from __future__ import annotations
 

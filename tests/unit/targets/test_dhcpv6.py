@@ -44,8 +44,8 @@ def test_debian12_busybox_is_refused_naming_the_key(tmp_path: Path) -> None:
         plan_build(load_recipe(recipe))
     assert str(raised.value) == (
         f"{recipe}: dump.network: needs busybox's udhcpc6 applet, and initrd.busybox "
-        "(/bin/busybox) has none (busybox 1.37 and later have it: busybox-static/trixie in "
-        "source.packages, initrd.busybox = /usr/bin/busybox)"
+        "(/bin/busybox) has none (busybox 1.37 and later have it: Debian 13's, with "
+        "source.release = trixie and initrd.busybox = /usr/bin/busybox)"
     )
 
 
