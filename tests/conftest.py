@@ -33,6 +33,7 @@ LONGEST_FIRST = (
     "tests/vm/test_forky_riscv64.py",  # ~175 s
     "tests/vm/test_network_links.py",  # ~150 s: bonds (active-backup, 802.3ad), VLAN
     "tests/vm/test_storage_targets.py",  # ~130 s
+    "tests/vm/test_dhcpv6.py",  # ~115 s loaded: one crash, two NFS attempts by DHCPv6
     "tests/vm/test_capture_faults.py",  # ~125 s
     "tests/vm/test_enable_root.py",  # ~115 s
     "tests/vm/test_arm64_dump.py",  # ~110 s

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from builder.image.fetch import fetch_packages
-from builder.image.packages import PackageRoot
 from builder.recipe.parse import parse_recipe
 from builder.targets import network
 from tests.support.paths import REPO
-from tests.unit.targets.test_network_shell import MAC, _config, _run_in_a_namespace
+from tests.unit.targets.test_network_shell import (
+    MAC,
+    _config,
+    _run_in_a_namespace,
+    busybox_directory,
+)
 
 APPLETS = ("sh", "ip", "sed", "head", "cat", "tr", "sleep", "mount", "rm", "grep", "udhcpc6")
 LEASED = "fd00::d6:15"
@@ -27,14 +30,8 @@ SERVER_MAC = "52:54:00:00:d6:fe"
 
 @pytest.fixture(scope="module")
 def busybox13(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    packages = fetch_packages(["busybox-static/trixie"], "x86_64")
-    directory = tmp_path_factory.mktemp("busybox13")
-    busybox = directory / "busybox"
-    busybox.write_bytes(PackageRoot([p.path for p in packages]).read_bytes("/usr/bin/busybox"))
-    busybox.chmod(0o755)
-    for applet in APPLETS:
-        (directory / applet).symlink_to("busybox")
-    return directory
+    return busybox_directory(tmp_path_factory.mktemp("busybox13"), "busybox-static/trixie",
+                             "/usr/bin/busybox", APPLETS)  # fmt: skip
 
 
 def _body(tmp_path: Path, serve: bool, connect_timeout: int) -> str:
