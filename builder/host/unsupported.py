@@ -18,9 +18,12 @@ from pathlib import Path
 
 from builder.errors import HostError
 
-# What to do instead; `{plain}` says which partition or LV would do.
-ALTERNATIVES = ("give enable a recipe with another dump target (nfs, ssh, or raw on a disk of "
-                "its own), or put /var/crash on {plain} partition or LV")  # fmt: skip
+# What to do instead, as commands where there is one; `{plain}` says which partition or LV
+# would do. A network target needs no /var/crash: enable does not probe it then.
+ALTERNATIVES = ("dump over the network instead (kdump-build enable --target nfs --to "
+                "SERVER:/EXPORT, or --target ssh --to USER@ADDRESS), put /var/crash on "
+                "{plain} partition or LV, or give enable a recipe with a raw dump to a disk of "
+                "its own")  # fmt: skip
 # The device-mapper uuid prefix LVM gives its logical volumes (lvm2's LVM_DM_UUID_PREFIX):
 # the one device-mapper layer the capture assembles.
 LVM_UUID_PREFIX = "LVM-"

@@ -25,12 +25,15 @@ LUKS_UUID = "CRYPT-LUKS2-0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f-sda5_crypt"
 LUKS = (
     "sda5_crypt is dm-crypt (CRYPT-LUKS2-...): the capture cannot unlock it: the capture "
     "kernel gets no key (Debian's kernels have no CONFIG_CRASH_DM_CRYPT) and a capture must "
-    "never wait at a passphrase prompt; give enable a recipe with another dump target (nfs, "
-    "ssh, or raw on a disk of its own), or put /var/crash on an unencrypted partition or LV"
+    "never wait at a passphrase prompt; dump over the network instead (kdump-build enable "
+    "--target nfs --to SERVER:/EXPORT, or --target ssh --to USER@ADDRESS), put /var/crash on "
+    "an unencrypted partition or LV, or give enable a recipe with a raw dump to a disk of its "
+    "own"
 )
 ELSEWHERE = (
-    "give enable a recipe with another dump target (nfs, ssh, or raw on a disk of its own), "
-    "or put /var/crash on a local disk's partition or LV"
+    "dump over the network instead (kdump-build enable --target nfs --to SERVER:/EXPORT, or "
+    "--target ssh --to USER@ADDRESS), put /var/crash on a local disk's partition or LV, or "
+    "give enable a recipe with a raw dump to a disk of its own"
 )
 
 
