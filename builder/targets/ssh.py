@@ -374,6 +374,22 @@ def dropbear_key(data: bytes, name: str) -> bytes:
         raise RecipeError(f"{name}: {error}") from None
 
 
+def public_key_line(data: bytes, name: str, comment: str) -> str:
+    """The authorized_keys line of the ed25519 private key `data` (OpenSSH's or dropbear's
+    format): what the dump server must accept the capture's login with.
+
+    >>> line = public_key_line(_ssh_string(ED25519) + _ssh_string(bytes(32) + b"\\x01" * 32),
+    ...                        "k", "kdump-build@m")
+    >>> line.split()[0], line.split()[2]
+    ('ssh-ed25519', 'kdump-build@m')
+    """
+    reader = _WireReader(dropbear_key(data, name))
+    reader.string()
+    public = reader.string()[32:]  # the 32-byte seed, then the 32-byte public key
+    blob = _ssh_string(ED25519) + _ssh_string(public)
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} {comment}"
+
+
 def _dropbear_ed25519(data: bytes) -> bytes:
     reader = _WireReader(data)
     reader.string()
