@@ -6,7 +6,7 @@ as LVM). Below the filesystem that holds /var/crash, or the device a recipe name
 `slaves/` entry down to the disks) and names the layer the capture cannot assemble,
 with the reason: dm-crypt (LUKS), multipath, LVM volumes of several layers (thin,
 RAID, mirror, cache, writecache, snapshot, VDO), any device-mapper target but LVM, loop
-and network block devices, iSCSI and NVMe over Fabrics disks.
+and network block devices, bcache and DRBD, iSCSI and NVMe over Fabrics disks.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class Unsupported(Enum):
     DEVICE_MAPPER = ("device-mapper", "the capture assembles LVM logical volumes only")
     LOOP = ("a loop device", "the capture cannot set up a loop device over a file")
     NETWORK_BLOCK = ("a network block device", "the capture connects no nbd or rbd device")
+    BCACHE = ("a bcache device", "the capture registers no bcache backing or cache device")
+    DRBD = ("a DRBD device", "the capture configures no DRBD resource (no drbdadm)")
 
     def __init__(self, what: str, reason: str) -> None:
         self.what = what
@@ -152,6 +154,10 @@ def layer_of(block: Path) -> Layer | None:
         return Layer(Unsupported.LOOP, name, f"over {backing}" if backing else "")
     if re.fullmatch(r"(nbd|rbd)\d+(p\d+)?", name):
         return Layer(Unsupported.NETWORK_BLOCK, name, "")
+    if (block / "bcache").is_dir() or re.fullmatch(r"bcache\d+(p\d+)?", name):
+        return Layer(Unsupported.BCACHE, name, "")
+    if re.fullmatch(r"drbd\d+", name):
+        return Layer(Unsupported.DRBD, name, "")
     session = next((part for part in parts if _ISCSI_SESSION.fullmatch(part)), None)
     if session is not None:
         return Layer(Unsupported.ISCSI, name, session)

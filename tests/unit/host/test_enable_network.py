@@ -336,3 +336,19 @@ def test_the_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
         2,
         "kdump-build: error: --target: 'nsf' is not one of local, raw, nfs, ssh\n",
     )
+
+
+@pytest.mark.parametrize("target", ["nfs", "ssh"])
+def test_a_machine_without_a_kernel_is_refused_before_the_server(
+    tmp_path: Path, target: str
+) -> None:
+    """The machine's own want comes first: with no installed kernel, a --to that is no
+    server of that target is not even looked at, and no key is made."""
+    paths = HostPaths(tmp_path)
+    request = network_request(target, EnableRequest("nfs.example.org"), "eth0")
+    with pytest.raises(HostError) as refused:
+        enable(None, print, paths, OFF, None, request)
+    assert str(refused.value) == (
+        f"{tmp_path}/boot: no kernel image (vmlinuz-*) with modules in {tmp_path}/lib/modules"
+    )
+    assert not paths.config_dir.exists()

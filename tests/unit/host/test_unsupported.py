@@ -149,6 +149,8 @@ LAYOUTS: dict[str, Callable[[Sysfs], str]] = {
     "loop": lambda s: s.block("devices/virtual/block/loop0",
                               files={"loop/backing_file": "/srv/disk.img\n"}),
     "nbd": lambda s: s.block("devices/virtual/block/nbd0"),
+    "bcache": lambda s: s.block("devices/virtual/block/bcache0", slaves=(f"{PCI}/block/vdb",)),
+    "drbd": lambda s: s.block("devices/virtual/block/drbd1", slaves=(f"{PCI}/block/vdb",)),
     "iscsi": lambda s: s.block("devices/platform/host3/session1/target3:0:0/3:0:0:0/block/sdb"),
     "nvme-of": lambda s: s.block("devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1"),
 }  # fmt: skip
@@ -181,6 +183,10 @@ LAYOUTS: dict[str, Callable[[Sysfs], str]] = {
                  f"device over a file; {ELSEWHERE}"),
         ("nbd", f"nbd0 is a network block device: the capture connects no nbd or rbd device; "
                 f"{ELSEWHERE}"),
+        ("bcache", "bcache0 is a bcache device: the capture registers no bcache backing or "
+                   f"cache device; {ELSEWHERE}"),
+        ("drbd", "drbd1 is a DRBD device: the capture configures no DRBD resource (no "
+                 f"drbdadm); {ELSEWHERE}"),
         ("iscsi", f"sdb is an iSCSI disk (session1): the capture brings up no iSCSI initiator; "
                   f"{ELSEWHERE}"),
         ("nvme-of", "nvme1n1 is an NVMe over Fabrics disk: the capture connects to no NVMe-oF "
