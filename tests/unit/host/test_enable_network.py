@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import HostError, KdumpBuildError
-from builder.host.enable import enable, write_host_recipe
+from builder.host.enable import disable, enable, write_host_recipe
 from builder.host.managed import is_unedited
 from builder.host.netrecipe import NetworkRequest, network_request
 from builder.host.paths import HostPaths
@@ -276,6 +276,8 @@ def test_enable_ssh_without_a_key_makes_the_captures_own(machine: HostPaths) -> 
     said.clear()
     write_network_recipe(request, facts_for(machine.root), machine, said.append)
     assert own.read_bytes() == before and not said[0].startswith("ssh key: made"), said
+    disable(print, machine, OFF)  # the server's authorized_keys line stays right
+    assert own.read_bytes() == before
     # Not the capture's: refused as a key, and left as it was.
     own.write_text("the admin's notes\n")
     machine.recipe.unlink()
