@@ -38,7 +38,6 @@ from builder.host.trust import (
 )
 from builder.recipe.model import Recipe
 from builder.recipe.parse import load_recipe, parse_recipe
-from builder.targets.ssh import SshTarget
 from builder.units import format_mib
 
 Say = Callable[[str], None]
@@ -91,7 +90,7 @@ def write_network_recipe(request: NetworkRequest, facts: HostFacts, paths: HostP
     anything is written."""
     local = local_filesystem(facts) if request.fallback_local else None
     own_key = None
-    if isinstance(request.target, SshTarget) and request.enable.key is None:
+    if request.target.logs_in_with_key and request.enable.key is None:
         own_key = ensure_capture_key(paths.config_dir)  # the capture's own login
         request = replace(request, enable=replace(request.enable, key=own_key.path))
     try:
@@ -104,8 +103,8 @@ def write_network_recipe(request: NetworkRequest, facts: HostFacts, paths: HostP
     if own_key is not None and own_key.made:
         say(f"ssh key: made {own_key.path} (ed25519, only root reads it) for the capture's "
             "login; it stays after disable, for the next enable")  # fmt: skip
-    if request.enable.key is not None and isinstance(request.target, SshTarget):
-        say_public_key(request.enable.key, request.enable.destination, say)
+    if request.enable.key is not None:
+        say_public_key(request.target, request.enable.key, request.enable.destination, say)
     say(f"recipe: wrote {paths.recipe} for this machine:")
     say('  source    this machine (source.root = "/"), each installed kernel reused')
     say('  modules   the drivers of the network cards of the link (modules = "auto")')

@@ -1,10 +1,11 @@
-"""The key an ssh dump logs in with when `enable --target ssh` is given no `--ssh-key`:
-one of the capture's own, made once (as kdump-tools' `kdump-config propagate` makes its
-own), whose public line enable prints for the server's authorized_keys.
+"""The key a target that logs in (the ssh target) uses when `enable --target` is given
+no `--ssh-key`: one of the capture's own, made once (as kdump-tools' `kdump-config
+propagate` makes its own), whose public line enable prints for the server's
+authorized_keys.
 
 It is OpenSSH's ed25519 format from ssh-keygen: dropbear's dbclient (Debian 12's
 2022.83) does not read that format itself ("Exited: String too long"), but every build
-converts the key to dropbear's own (`builder.targets.ssh.dropbear_key`). An existing
+converts the key to dropbear's own (the ssh target's `dropbear_key`). An existing
 file at its place is used as it is, never replaced: it is the key of an earlier enable,
 or the admin's.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import HostError, RecipeError
-from builder.targets.ssh import public_key_line
+from builder.recipe.dump import TargetKind
 
 KEY_NAME = "kdump_id_ed25519"
 
@@ -79,13 +80,16 @@ def key_comment() -> str:
     return f"kdump-build@{socket.gethostname()}"
 
 
-def say_public_key(key: Path, destination: str, say: Callable[[str], None]) -> None:
+def say_public_key(target: TargetKind, key: Path, destination: str,
+                   say: Callable[[str], None]) -> None:  # fmt: skip
     """Tell the admin the line the server's authorized_keys needs (for any key: a given
     one may not be there yet either)."""
     try:
-        line = public_key_line(key.read_bytes(), f"--ssh-key: {key}", key_comment())
+        line = target.login_key_line(key.read_bytes(), f"--ssh-key: {key}", key_comment())
     except (OSError, RecipeError):
         return  # enable_keys has refused such a key already, naming why
+    if line is None:
+        return
     user, _, server = destination.partition("@")
     say(f"ssh key: {key}; the capture logs in to {destination} with it: add this line to "
         f"~{user}/.ssh/authorized_keys on {server} (once):")  # fmt: skip

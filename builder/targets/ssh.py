@@ -80,6 +80,7 @@ class SshOptions(TargetOptions):
 
 class SshTarget(TargetKind):
     name = "ssh"
+    logs_in_with_key = True
     summary = "a file on another host written through ssh"
     rank = 3
     starter = Starter(
@@ -253,6 +254,9 @@ interface = "eth0"
 
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         return HostSelection(None, interface_macs=cast(SshOptions, dump.options).network.macs)
+
+    def login_key_line(self, key: bytes, where: str, comment: str) -> str | None:
+        return public_key_line(key, where, comment)
 
 
 def _enable_key(key: Path | None, machine_root: Path) -> Path:
