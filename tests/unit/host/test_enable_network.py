@@ -195,9 +195,11 @@ def test_bad_input_is_refused_before_anything_is_written(
 @pytest.mark.parametrize(
     ("interfaces", "message"),
     [
+        # The machine's busybox is Debian 12's (1.35): no DHCPv6 client.
         ("iface eth0 inet6 dhcp\n",
-         "--to: /etc/network/interfaces:1: iface eth0 inet6 dhcp: the capture does dhcp "
-         "(IPv4), static and auto (SLAAC) only"),
+         "--to: /etc/network/interfaces:1: the link takes its IPv6 address by DHCPv6 and this "
+         "machine's busybox (/bin/busybox) has no udhcpc6 applet: install busybox-static from "
+         "Debian 13 or later (1.37+), or give the link a static IPv6 address or SLAAC"),
         ("iface bond0 inet dhcp\n  bond-slaves eth0\n  bond-mode balance-rr\n",
          "--to: /etc/network/interfaces:1: bond-mode: 'balance-rr': the capture bonds only "
          "active-backup and 802.3ad"),
