@@ -37,6 +37,19 @@ class Boot:
     command: tuple[str, ...] = ()
 
 
+def tcg_accel(cpus: int) -> str:
+    """The `-accel` value for a guest of `cpus` CPUs.
+
+    More than one CPU runs in one host thread, in turn (`thread=single`). With a thread
+    per CPU, a CPU can run a patch site's temporary int3 after the CPU that patched it
+    is done: Debian 14's 7.2.12 then died at boot in CI with "Fatal exception in
+    interrupt", RIP one byte into `__hrtimer_start_range_ns+0x63`, where the image has
+    `jmp` (e9) and the console showed the patched nop (0f 1f 44 00 00), the int3 gone.
+    One CPU keeps QEMU's default (stored measurements name that command).
+    """
+    return "tcg,thread=single" if cpus > 1 else "tcg"
+
+
 def qemu_command(
     kernel: Path,
     initrd: Path,
@@ -56,7 +69,7 @@ def qemu_command(
     return [
         machine.system,
         "-accel",
-        "tcg",
+        tcg_accel(cpus),
         *(["-M", machine.machine] if machine.machine else []),
         *(["-cpu", machine.cpu] if machine.cpu else []),
         *machine.firmware,
