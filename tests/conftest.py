@@ -30,16 +30,18 @@ LONGEST_FIRST = (
     "tests/vm/test_riscv64_dump.py",  # ~230 s
     "tests/vm/test_debian14_package.py",  # ~225 s loaded, no QEMU (+~460 s: a cold forky tree)
     "tests/unit/test_fuzz.py",  # ~230 s, all in the worker's own process
+    # ~220 s loaded: a machine root, enable --target nfs, then --target ssh, a crash each
+    "tests/vm/test_enable_network.py",
     "tests/vm/test_next_kernels.py",  # ~185 s
     "tests/vm/test_dump_targets.py",  # ~180 s
     "tests/vm/test_forky_riscv64.py",  # ~175 s
     "tests/vm/test_storage_targets.py",  # ~130 s
+    "tests/vm/test_dhcpv6.py",  # ~115 s loaded: one crash, two NFS attempts by DHCPv6
     "tests/vm/test_capture_faults.py",  # ~125 s
     "tests/vm/test_enable_root.py",  # ~115 s
     "tests/vm/test_arm64_dump.py",  # ~110 s
     "tests/vm/test_firmware.py",  # ~105 s
     "tests/vm/test_raw_identity.py",  # ~85 s with the LUKS volume
-    "tests/vm/test_enable_network.py",  # ~80 s: a machine root, enable --target nfs, a crash
     "tests/vm/test_crash_hotplug.py",  # ~70 s
     "tests/vm/test_crashkernel_fit.py",  # ~60 s
     # The longest unit files (a run on two workers, in proportion): 30-60 s each here.

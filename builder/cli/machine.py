@@ -42,8 +42,9 @@ ToOption = Annotated[str | None, Option(
     "NFS, USER@ADDRESS for ssh).")]  # fmt: skip
 SshKeyOption = Annotated[Path | None, Option(
     "--ssh-key", show_default=False,
-    help="With an ssh target: the unencrypted ed25519 key it logs in with "
-    "(dump.ssh_key).")]  # fmt: skip
+    help="With an ssh target: the unencrypted ed25519 key it logs in with (dump.ssh_key) "
+    "[the capture's own, made once in /etc/kdump-build/kdump_id_ed25519; enable prints its "
+    "line for the server's authorized_keys].")]  # fmt: skip
 SshPortOption = Annotated[int | None, Option(
     "--ssh-port", show_default=False,
     help="With an ssh target: the server's port [22].")]  # fmt: skip

@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder.crashkernel.live import read_live_reservation
@@ -24,10 +24,11 @@ from builder.host.lock import host_lock
 from builder.host.managed import is_managed, is_unedited, remove_managed, sealed, write_managed
 from builder.host.netrecipe import NetworkRequest, network_dump_table
 from builder.host.paths import UNIT_NAME, HostPaths
-from builder.host.probe import HostFacts, installed_kernels, probe_host
+from builder.host.probe import DumpFilesystem, HostFacts, installed_kernels, probe_host
 from builder.host.recipe import check_host_recipe, host_recipe_text, local_filesystem
 from builder.host.recipedevices import check_recipe_devices
 from builder.host.reserve import Need, machine_need
+from builder.host.sshkey import ensure_capture_key, forget_made_key, say_public_key
 from builder.host.state import enabled_recipe_path, forget_enabled, record_enabled
 from builder.host.trust import (
     require_root_only,
@@ -88,20 +89,41 @@ def write_network_recipe(request: NetworkRequest, facts: HostFacts, paths: HostP
     only a host recipe kdump-build wrote and nobody edited. Every refusal comes before
     anything is written."""
     local = local_filesystem(facts) if request.fallback_local else None
-    table = network_dump_table(request, paths.root, local)
-    text = sealed(host_recipe_text(facts, str(paths.root), dump_table=table))
-    require_trusted_target_files(parse_recipe(text, paths.recipe))  # the key, before writing
-    if paths.recipe.exists() and not (is_managed(paths.recipe) and is_unedited(paths.recipe)):
-        raise HostError(f"--target: {paths.recipe} was edited since kdump-build wrote it, "
-                        "or is not its: set its [dump] keys by hand (kdump-build network "
-                        "SERVER prints the link's), or move it away")  # fmt: skip
+    own_key = None
+    if request.target.logs_in_with_key and request.enable.key is None:
+        own_key = ensure_capture_key(paths.config_dir)  # the capture's own login
+        request = replace(request, enable=replace(request.enable, key=own_key.path))
+    try:
+        text = _network_recipe_text(request, facts, paths, local)
+    except BaseException:
+        if own_key is not None:
+            forget_made_key(own_key)  # a refusal leaves nothing new behind
+        raise
     write_managed(paths.recipe, text)
+    if own_key is not None and own_key.made:
+        say(f"ssh key: made {own_key.path} (ed25519, only root reads it) for the capture's "
+            "login; it stays after disable, for the next enable")  # fmt: skip
+    if request.enable.key is not None:
+        say_public_key(request.target, request.enable.key, request.enable.destination, say)
     say(f"recipe: wrote {paths.recipe} for this machine:")
     say('  source    this machine (source.root = "/"), each installed kernel reused')
     say('  modules   the drivers of the network cards of the link (modules = "auto")')
     say(f"  dump to   {request.target} {request.enable.destination}" + (
         f", else {local.device} ({local.fstype}) at {local.path}" if local else ""))  # fmt: skip
     return paths.recipe
+
+
+def _network_recipe_text(request: NetworkRequest, facts: HostFacts, paths: HostPaths,
+                         local: DumpFilesystem | None) -> str:  # fmt: skip
+    """The recipe for `request`, or the refusal: every check before anything is written."""
+    table = network_dump_table(request, paths.root, local, facts.busybox)
+    text = sealed(host_recipe_text(facts, str(paths.root), dump_table=table))
+    require_trusted_target_files(parse_recipe(text, paths.recipe))  # the key, before writing
+    if paths.recipe.exists() and not (is_managed(paths.recipe) and is_unedited(paths.recipe)):
+        raise HostError(f"--target: {paths.recipe} was edited since kdump-build wrote it, "
+                        "or is not its: set its [dump] keys by hand (kdump-build network "
+                        "SERVER prints the link's), or move it away")  # fmt: skip
+    return text
 
 
 def host_recipe(given: Path | None, facts: HostFacts, paths: HostPaths, say: Say,

@@ -16,9 +16,11 @@ from builder.host.netconfig import capture_link
 from builder.host.netconfig.model import CaptureLink
 from builder.host.probe import DumpFilesystem
 from builder.host.recipe import DEFAULT_KEEP, local_keys
+from builder.image.programs import busybox_applets
 from builder.recipe.dump import EnableRequest, TargetKind
 from builder.recipe.text import comment_text
 from builder.targets import target_kind
+from builder.targets.network import DHCPV6_APPLET, NetworkMode
 
 
 @dataclass(frozen=True)
@@ -49,22 +51,40 @@ def network_request(name: str, enable: EnableRequest, interface: str = "",
     return NetworkRequest(target, enable, interface, fallback_local)
 
 
-def network_dump_table(request: NetworkRequest, root: Path,
-                       local: DumpFilesystem | None = None) -> str:  # fmt: skip
+def network_dump_table(request: NetworkRequest, root: Path, local: DumpFilesystem | None = None,
+                       busybox: str = "/bin/busybox") -> str:  # fmt: skip
     """The [dump] table for `request` on the machine at `root`, with a fallback to the
-    filesystem `local` (/var/crash's) when given. Refuses, naming the option, what the
-    capture cannot reach or the machine does not have."""
+    filesystem `local` (/var/crash's) when given; `busybox` is the one the capture packs.
+    Refuses, naming the option, what the capture cannot reach or the machine does not
+    have."""
     keys = request.target.enable_keys(request.enable, root)
     try:
         link = capture_link(root, keys.server, request.interface or None)
     except HostError as error:
         raise HostError(f"--to: {error}") from None
+    if link.addressing.mode is NetworkMode.DHCPV6:
+        _require_dhcpv6_client(root, busybox, link)
     lines = [*keys.lines, *_link_lines(keys.server, link)]
     if local is not None:
         lines += [f"keep = {DEFAULT_KEEP}", "", "[[dump.fallback]]",
                   "# When the server cannot be reached or takes nothing:",
                   local_keys(local).rstrip("\n")]  # fmt: skip
     return "[dump]\n" + "".join(f"{line}\n" for line in lines)
+
+
+def _require_dhcpv6_client(root: Path, busybox: str, link: CaptureLink) -> None:
+    """The capture's DHCPv6 client is busybox's udhcpc6 (1.37 and later; Debian 12's 1.35
+    has none), read from the applet table of this machine's busybox."""
+    path = root / busybox.lstrip("/")
+    try:
+        applets = busybox_applets(path.read_bytes())
+    except OSError as error:
+        raise HostError(f"--to: {path}: {error.strerror}") from None
+    if DHCPV6_APPLET not in applets:
+        raise HostError(f"--to: {link.sources[0]}: the link takes its IPv6 address by DHCPv6 "
+                        f"and this machine's busybox ({busybox}) has no {DHCPV6_APPLET} "
+                        "applet: install busybox-static from Debian 13 or later (1.37+), or "
+                        "give the link a static IPv6 address or SLAAC")  # fmt: skip
 
 
 def _link_lines(server: str, link: CaptureLink) -> list[str]:

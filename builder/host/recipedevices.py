@@ -2,8 +2,9 @@
 
 A recipe given to `enable` names its dump devices (the target's and each fallback's);
 on the machine being armed they must not sit on a stack the capture cannot bring up
-(builder/host/unsupported.py), and a raw disk's SERIAL= or WWN= must name one disk at
-most: the capture refuses to choose between several (one disk seen through two paths).
+(builder/host/unsupported.py) nor be one device of a btrfs that spans several, and a
+raw disk's SERIAL= or WWN= must name one disk at most: the capture refuses to choose
+between several (one disk seen through two paths).
 A device not present now is left to the build and the capture, as before.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.errors import HostError, ModuleError
+from builder.host.storage import btrfs_of_device, require_single_device_btrfs
 from builder.host.unsupported import device_number_of, refuse_unsupported
 from builder.image.hostonly import device_name
 from builder.recipe.model import Recipe
@@ -50,3 +52,9 @@ def check_recipe_devices(recipe: Recipe, sysfs: Path, devfs: Path) -> None:
         number = device_number_of(name, sysfs) if name is not None else None
         if number is not None:
             refuse_unsupported(number, f"{where}: {device} is {name}", sysfs)
+        btrfs = btrfs_of_device(name, sysfs) if name is not None else None
+        if btrfs is not None:
+            try:
+                require_single_device_btrfs(btrfs, sysfs)
+            except HostError as error:
+                raise HostError(f"{where}: {device} is {name}: {error}") from None

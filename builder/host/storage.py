@@ -172,3 +172,11 @@ def require_single_device_btrfs(uuid: str, sysfs: Path = Path("/sys")) -> None:
     if len(names) > 1:
         raise HostError(f"btrfs {uuid} spans {len(names)} devices ({', '.join(names)}): the "
                         "capture mounts btrfs on one device only")  # fmt: skip
+
+
+def btrfs_of_device(name: str, sysfs: Path = Path("/sys")) -> str | None:
+    """The UUID of the mounted btrfs filesystem the block device `name` belongs to, if any
+    (the kernel lists each one's devices in /sys/fs/btrfs/UUID/devices/)."""
+    filesystems = sysfs / "fs" / "btrfs"
+    found = sorted(filesystems.glob(f"*/devices/{name}")) if filesystems.is_dir() else []
+    return found[0].parent.parent.name if found else None

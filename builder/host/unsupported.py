@@ -4,8 +4,9 @@ The capture finds plain disks and partitions (and the stacks other modules add, 
 as LVM). Below the filesystem that holds /var/crash, or the device a recipe names,
 `unsupported_layer` walks the stack in sysfs (/sys/dev/block/MAJ:MIN, then each
 `slaves/` entry down to the disks) and names the layer the capture cannot assemble,
-with the reason: dm-crypt (LUKS), multipath, any device-mapper target but LVM, loop
-and network block devices, iSCSI and NVMe over Fabrics disks.
+with the reason: dm-crypt (LUKS), multipath, LVM volumes of several layers (thin,
+RAID, mirror, cache, writecache, snapshot, VDO), any device-mapper target but LVM, loop
+and network block devices, bcache and DRBD, iSCSI and NVMe over Fabrics disks.
 """
 
 from __future__ import annotations
@@ -18,12 +19,27 @@ from pathlib import Path
 
 from builder.errors import HostError
 
-# What to do instead; `{plain}` says which partition or LV would do.
-ALTERNATIVES = ("give enable a recipe with another dump target (nfs, ssh, or raw on a disk of "
-                "its own), or put /var/crash on {plain} partition or LV")  # fmt: skip
+# What to do instead, as commands where there is one; `{plain}` says which partition or LV
+# would do. A network target needs no /var/crash: enable does not probe it then.
+ALTERNATIVES = ("dump over the network instead (kdump-build enable --target nfs --to "
+                "SERVER:/EXPORT, or --target ssh --to USER@ADDRESS), put /var/crash on "
+                "{plain} partition or LV, or give enable a recipe with a raw dump to a disk of "
+                "its own")  # fmt: skip
 # The device-mapper uuid prefix LVM gives its logical volumes (lvm2's LVM_DM_UUID_PREFIX):
 # the one device-mapper layer the capture assembles.
 LVM_UUID_PREFIX = "LVM-"
+# The kind of an LVM volume built of other LVs, from the device-mapper names lvm2 gives
+# the layers below it (a VG's and LV's own hyphens are doubled in those names, so the
+# single "-" or "_" before these suffixes is lvm2's).
+LVM_LAYER_KINDS = (
+    (re.compile(r"(-tpool|_tdata|_tmeta)$"), "thin"),
+    (re.compile(r"_r(image|meta)_\d+$"), "RAID"),
+    (re.compile(r"_m(image_\d+|log)$"), "mirror"),
+    (re.compile(r"_wcorig$"), "writecache"),
+    (re.compile(r"(_c(data|meta|orig|vol|pool)|-cvol)$"), "cache"),
+    (re.compile(r"-(real|cow)$"), "snapshot"),
+    (re.compile(r"(_vdata|-vpool)$"), "VDO"),
+)
 # A disk behind an iSCSI session sits below .../sessionN/ in /sys/devices.
 _ISCSI_SESSION = re.compile(r"session\d+")
 
@@ -39,9 +55,14 @@ class Unsupported(Enum):
     MULTIPATH = ("multipath", "the capture does not assemble multipath maps (no multipathd)")
     ISCSI = ("an iSCSI disk", "the capture brings up no iSCSI initiator")
     NVME_FABRICS = ("an NVMe over Fabrics disk", "the capture connects to no NVMe-oF target")
+    LVM_LAYERED = ("an LVM volume of several layers", "the capture activates only linear "
+                   "and striped logical volumes (one device-mapper table on disks, partitions "
+                   "or md arrays)")  # fmt: skip
     DEVICE_MAPPER = ("device-mapper", "the capture assembles LVM logical volumes only")
     LOOP = ("a loop device", "the capture cannot set up a loop device over a file")
     NETWORK_BLOCK = ("a network block device", "the capture connects no nbd or rbd device")
+    BCACHE = ("a bcache device", "the capture registers no bcache backing or cache device")
+    DRBD = ("a DRBD device", "the capture configures no DRBD resource (no drbdadm)")
 
     def __init__(self, what: str, reason: str) -> None:
         self.what = what
@@ -90,7 +111,7 @@ def _device_mapper(block: Path) -> Layer | None:
     uuid = _read(block / "dm" / "uuid")
     name = _read(block / "dm" / "name") or block.name
     if uuid.startswith(LVM_UUID_PREFIX):
-        return None
+        return _lvm_layers(block, name)
     prefix = uuid.split("-", 1)[0]
     if prefix.startswith("CRYPT"):
         return Layer(Unsupported.DM_CRYPT, name, "-".join(uuid.split("-")[:2]) + "-...")
@@ -98,6 +119,28 @@ def _device_mapper(block: Path) -> Layer | None:
         return Layer(Unsupported.MULTIPATH, name, f"dm uuid {uuid}")
     detail = f"dm uuid prefix {prefix}-" if uuid else "no dm uuid: made by hand with dmsetup"
     return Layer(Unsupported.DEVICE_MAPPER, name, detail)
+
+
+def _lvm_layers(block: Path, name: str) -> Layer | None:
+    """An LVM volume with LVM volumes below it (a thin volume's pool, a RAID volume's
+    images, a snapshot's origin): its kind, named from those layers' names."""
+    below = [_read(slave / "dm" / "name") for slave in _lvm_slaves(block)]
+    if not below:
+        return None
+    for layer in below:
+        kind = next((kind for pattern, kind in LVM_LAYER_KINDS if pattern.search(layer)), None)
+        if kind is not None:
+            return Layer(Unsupported.LVM_LAYERED, name, f"{kind}: {layer} below it")
+    return Layer(Unsupported.LVM_LAYERED, name, f"on {below[0]}, another LVM volume")
+
+
+def _lvm_slaves(block: Path) -> list[Path]:
+    """The LVM volumes right below `block` (other device-mapper layers are named apart)."""
+    slaves = block / "slaves"
+    found = (
+        sorted((slave.resolve() for slave in slaves.iterdir()), key=str) if slaves.is_dir() else []
+    )
+    return [slave for slave in found if _read(slave / "dm" / "uuid").startswith(LVM_UUID_PREFIX)]
 
 
 def layer_of(block: Path) -> Layer | None:
@@ -111,6 +154,10 @@ def layer_of(block: Path) -> Layer | None:
         return Layer(Unsupported.LOOP, name, f"over {backing}" if backing else "")
     if re.fullmatch(r"(nbd|rbd)\d+(p\d+)?", name):
         return Layer(Unsupported.NETWORK_BLOCK, name, "")
+    if (block / "bcache").is_dir() or re.fullmatch(r"bcache\d+(p\d+)?", name):
+        return Layer(Unsupported.BCACHE, name, "")
+    if re.fullmatch(r"drbd\d+", name):
+        return Layer(Unsupported.DRBD, name, "")
     session = next((part for part in parts if _ISCSI_SESSION.fullmatch(part)), None)
     if session is not None:
         return Layer(Unsupported.ISCSI, name, session)

@@ -22,6 +22,7 @@ from builder.image.initrd import SOURCE_MODE, InitrdPlan, Member, MemberKind
 from builder.image.modules import ModuleIndex
 from builder.image.programs import (
     Busybox,
+    check_applets,
     check_collector,
     link_applets,
     plan_busybox,
@@ -228,6 +229,7 @@ def target_content(recipe: Recipe) -> TargetContent:
         modules=tuple(dict.fromkeys(name for part in parts for name in part.modules)),
         programs=tuple(dict.fromkeys(program for part in parts for program in part.programs)),
         files=tuple(generated.values()),
+        applets=tuple(dict.fromkeys(applet for part in parts for applet in part.applets)),
     )
 
 
@@ -236,6 +238,7 @@ def plan_target(
 ) -> None:
     """The dump target's programs (with libraries) and files, and the hooks."""
     check_collector(recipe, root)
+    check_applets(recipe, busybox, target.applets)
     if target.programs:
         programs = plan_programs(recipe, root, plan, busybox, target.programs)
         plan_libraries(recipe, root, plan, programs, target.programs[0][1])

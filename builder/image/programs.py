@@ -81,6 +81,19 @@ def plan_busybox(recipe: Recipe, root: Root, plan: InitrdPlan) -> Busybox:
     return Busybox(root.resolve(busybox).path, tuple(applets))
 
 
+def check_applets(recipe: Recipe, busybox: Busybox, needed: Sequence[tuple[str, str]]) -> None:
+    """Refuse a busybox without an applet the dump target runs (read from its applet
+    table, so for any architecture): one line naming the recipe key that needs it."""
+    for applet, key in needed:
+        if applet not in busybox.applets:
+            raise RecipeError(
+                f"{recipe.path}: {key}: needs busybox's {applet} applet, and "
+                f"initrd.busybox ({recipe.initrd.busybox}) has none (busybox 1.37 and "
+                f"later have it: Debian 13's, with source.release = trixie and "
+                f"initrd.busybox = /usr/bin/busybox)"
+            )
+
+
 def link_applets(plan: InitrdPlan, busybox: Busybox) -> None:
     """`/bin/<applet>` for every applet no real program took."""
     for applet in busybox.applets:

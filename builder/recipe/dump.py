@@ -70,12 +70,14 @@ class TargetContent:
     """What a target adds to the initrd besides the recipe's own lists.
 
     `programs` are (path in the source root, the recipe key that names it):
-    they come with their shared libraries.
+    they come with their shared libraries. `applets` are (busybox applet, the recipe
+    key that needs it): the build refuses a busybox without them.
     """
 
     modules: tuple[str, ...] = ()
     programs: tuple[tuple[str, str], ...] = ()
     files: tuple[GeneratedFile, ...] = ()
+    applets: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,9 @@ class TargetKind(ABC):
     starter: ClassVar[Starter]  # what `kdump-build init` writes for it
     # The `dump.target` of a recipe that names none (exactly one target says so).
     default: ClassVar[bool] = False
+    # Whether it logs in to its server with a private key (`enable` makes one when
+    # `--ssh-key` gives none; `login_key_line` says what the server must accept).
+    logs_in_with_key: ClassVar[bool] = False
 
     def __str__(self) -> str:
         return self.name
@@ -222,6 +227,12 @@ class TargetKind(ABC):
         local recipe, and a raw device is named by the admin."""
         raise HostError(f"--target: {self.name}: enable writes a recipe for a network "
                         "target only (a local one without --target)")  # fmt: skip
+
+    def login_key_line(self, key: bytes, where: str, comment: str) -> str | None:
+        """The authorized_keys line of `key`, the private key this target logs in to its
+        server with (`enable` prints it); None (the default) for a target that logs in
+        with no key."""
+        return None
 
     def local_dumps(self, dump: DumpSettings) -> LocalDumps | None:
         """Where its dumps land on this machine, for pruning at boot; None (the default)

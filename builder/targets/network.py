@@ -26,6 +26,11 @@ HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 INTERFACE_NAME = netlinks.INTERFACE_NAME
 # Where /init finds the script busybox udhcpc runs to apply a lease.
 UDHCPC_SCRIPT_PATH = "/etc/kdump/udhcpc.script"
+# And the one udhcpc6 runs to apply a DHCPv6 lease (an IA_NA address).
+UDHCPC6_SCRIPT_PATH = "/etc/kdump/udhcpc6.script"
+# The busybox applet the dhcpv6 mode runs: busybox 1.35 (Debian 12) has none, 1.37
+# (Debian 13) and later have it.
+DHCPV6_APPLET = "udhcpc6"
 # How long DHCP may take at most: init.sh runs udhcpc -t 10 -T 2 (ten discovers, 2 s apart).
 DHCP_SECONDS = 20
 DEFAULT_CONNECT_TIMEOUT = 60
@@ -38,6 +43,9 @@ class NetworkMode(StrEnum):
     STATIC = "static"
     # IPv6 stateless autoconfiguration: the kernel alone, from the router's advertisements.
     SLAAC = "slaac"
+    # Stateful DHCPv6: an IA_NA address from busybox udhcpc6; routes from the router's
+    # advertisements (DHCPv6 carries none) or dump.routes.
+    DHCPV6 = "dhcpv6"
 
 
 SETTINGS = (
@@ -46,9 +54,12 @@ SETTINGS = (
         choice(NetworkMode),
         NetworkMode.DHCP,
         "How the capture kernel configures its link: `dhcp` (IPv4, busybox udhcpc), "
-        "`static` (dump.ip and dump.gateway, IPv4 or IPv6) or `slaac` (IPv6 addresses "
-        "from the router's advertisements, by the kernel alone). The network driver goes "
-        "in initrd.modules.",
+        "`static` (dump.ip and dump.gateway, IPv4 or IPv6), `slaac` (IPv6 addresses "
+        "from the router's advertisements, by the kernel alone) or `dhcpv6` (a stateful "
+        "DHCPv6 address, as a /128, from busybox udhcpc6: busybox 1.37 and later, i.e. "
+        "Debian 13's busybox-static with source.release = `trixie` and initrd.busybox = "
+        "`/usr/bin/busybox`, as recipes/qemu-x86_64-trixie.toml; routes from the router's "
+        "advertisements or dump.routes). The network driver goes in initrd.modules.",
     ),
     Setting(
         "dump.interface",
@@ -130,10 +141,11 @@ SETTINGS = (
         integer(1, 3600),
         DEFAULT_CONNECT_TIMEOUT,
         "Seconds the capture kernel waits for each network step (each port of a bond, a "
-        "bridge port with carrier, the router's advertisement with slaac; the NFS mount; "
-        "each short ssh command before and after the transfer) before failure_action; an "
-        "unreachable server ends the capture within dump.device_timeout + 20 + this many "
-        "seconds (with dump.bridge, this many more: the wait for carrier).",
+        "bridge port with carrier, the router's advertisement with slaac, the DHCPv6 lease "
+        "and then the router's routes with dhcpv6; the NFS mount; each short ssh command "
+        "before and after the transfer) before failure_action; an unreachable server ends "
+        "the capture within dump.device_timeout + 20 + this many seconds (dhcpv6: twice "
+        "this many more; dump.bridge: this many more, the wait for carrier).",
     ),
     Setting(
         "dump.hostname",
@@ -262,11 +274,21 @@ def network_modules(options: NetworkOptions) -> tuple[str, ...]:
 
 
 def network_files(options: NetworkOptions) -> tuple[GeneratedFile, ...]:
-    """The DHCP script, when the network comes from DHCP."""
-    if options.network is not NetworkMode.DHCP:
+    """The DHCP (or DHCPv6) script, when the network comes from DHCP (or DHCPv6)."""
+    scripts = {NetworkMode.DHCP: ("udhcpc.sh", UDHCPC_SCRIPT_PATH),
+               NetworkMode.DHCPV6: ("udhcpc6.sh", UDHCPC6_SCRIPT_PATH)}  # fmt: skip
+    if options.network not in scripts:
         return ()
-    script = (files("builder.targets") / "udhcpc.sh").read_bytes()
-    return (GeneratedFile(UDHCPC_SCRIPT_PATH, script, 0o755),)
+    name, path = scripts[options.network]
+    return (GeneratedFile(path, (files("builder.targets") / name).read_bytes(), 0o755),)
+
+
+def network_applets(options: NetworkOptions) -> tuple[tuple[str, str], ...]:
+    """The busybox applets the network needs beyond the shell's, as (applet, the recipe
+    key that asks for it): udhcpc6 for dhcpv6."""
+    if options.network is NetworkMode.DHCPV6:
+        return ((DHCPV6_APPLET, "dump.network"),)
+    return ()
 
 
 def network_config(options: NetworkOptions) -> dict[str, str]:
@@ -279,6 +301,7 @@ def network_config(options: NetworkOptions) -> dict[str, str]:
         "KDUMP_HOSTNAME": options.hostname,
         "KDUMP_CONNECT_TIMEOUT": str(options.connect_timeout),
         "KDUMP_UDHCPC_SCRIPT": UDHCPC_SCRIPT_PATH,
+        "KDUMP_UDHCPC6_SCRIPT": UDHCPC6_SCRIPT_PATH,
         "KDUMP_INTERFACE_MAC": options.interface_mac,
         "KDUMP_BOND": options.bond.value if options.bond is not BondMode.NONE else "",
         "KDUMP_BOND_PORTS": " ".join(options.bond_ports),

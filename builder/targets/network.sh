@@ -1,8 +1,8 @@
 # network_up: bring the dump's link up (an interface found by name or MAC address, a
-# bond of such, or the port with carrier of a bridge; a VLAN on top), configure it (static IPv4/IPv6, DHCP or SLAAC) and add
-# the routes, for a network target; sets $host, the name of this machine in the dump's
-# directory name. Each wait is bounded: interfaces by dump.device_timeout, the rest by
-# dump.connect_timeout.
+# bond of such, or the port with carrier of a bridge; a VLAN on top), configure it
+# (static IPv4/IPv6, DHCP, DHCPv6 or SLAAC) and add the routes, for a network target;
+# sets $host, the name of this machine in the dump's directory name. Each wait is
+# bounded: interfaces by dump.device_timeout, the rest by dump.connect_timeout.
 
 # by_mac MAC: the name of the interface with that address.
 by_mac() {
@@ -189,6 +189,46 @@ wait_for_slaac() {
     done
 }
 
+# dhcpv6: udhcpc6 sends from the link's link-local address, read once as it starts;
+# the kernel adds it when the link has carrier. The router's advertisements still give
+# the on-link prefix and routes, but the address is the leased one alone: no SLAAC
+# address (an advertisement may have come already).
+dhcpv6_lease() {
+    echo 2 > "/proc/sys/net/ipv6/conf/$link/accept_ra"
+    echo 0 > "/proc/sys/net/ipv6/conf/$link/autoconf"
+    ip -6 addr flush dev "$link" scope global 2>/dev/null
+    waited=0
+    until ip -6 addr show dev "$link" scope link | grep -q inet6; do
+        [ "$waited" -ge "$KDUMP_CONNECT_TIMEOUT" ] \
+            && fail "no IPv6 link-local address on $link in ${KDUMP_CONNECT_TIMEOUT}s"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    # Solicits 2 s apart for the rest of dump.connect_timeout.
+    tries=$(((KDUMP_CONNECT_TIMEOUT - waited + 1) / 2))
+    udhcpc6 -i "$link" -n -q -f -t "$((tries > 0 ? tries : 1))" -T 2 -o \
+        -s "$KDUMP_UDHCPC6_SCRIPT" || fail "no DHCPv6 lease on $link in ${KDUMP_CONNECT_TIMEOUT}s"
+    # The kernel's short form (udhcpc6 writes all eight groups in full).
+    address=$(global_ipv6)
+    [ -n "$address" ] || fail "the DHCPv6 lease on $link left no address"
+    router_routes
+}
+
+# The leased /128 reaches nothing by itself: wait for the router's advertisement's
+# on-link prefix or default route (none needed when dump.routes gives the routes).
+router_routes() {
+    [ -n "$KDUMP_ROUTES" ] && return 0
+    waited=0
+    until ip -6 route show dev "$link" | grep -v '^fe80:' | grep -q -e '^default' -e /; do
+        if [ "$waited" -ge "$KDUMP_CONNECT_TIMEOUT" ]; then
+            log "network: no route from a router advertisement on $link in ${KDUMP_CONNECT_TIMEOUT}s"
+            return 0
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
 add_routes() {
     saved_ifs=$IFS
     IFS=,
@@ -216,6 +256,9 @@ network_up() {
         slaac)
             echo 2 > "/proc/sys/net/ipv6/conf/$link/accept_ra"
             wait_for_slaac
+            ;;
+        dhcpv6)
+            dhcpv6_lease
             ;;
         *)
             udhcpc -i "$link" -n -q -f -t 10 -T 2 -s "$KDUMP_UDHCPC_SCRIPT" \

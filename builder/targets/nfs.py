@@ -128,6 +128,7 @@ interface = "eth0"
         return TargetContent(
             modules=(*network.network_modules(options.network), *NFS_MODULES[options.nfs_version]),
             files=network.network_files(options.network),
+            applets=network.network_applets(options.network),
         )
 
     def config(self, dump: DumpSettings) -> dict[str, str]:

@@ -80,6 +80,7 @@ class SshOptions(TargetOptions):
 
 class SshTarget(TargetKind):
     name = "ssh"
+    logs_in_with_key = True
     summary = "a file on another host written through ssh"
     rank = 3
     starter = Starter(
@@ -182,6 +183,7 @@ interface = "eth0"
             modules=network.network_modules(options.network),
             programs=((options.ssh_client, "dump.ssh_client"),),
             files=(*network.network_files(options.network), *generated),
+            applets=network.network_applets(options.network),
         )
 
     def host_files(
@@ -253,6 +255,9 @@ interface = "eth0"
 
     def host_selection(self, dump: DumpSettings) -> HostSelection:
         return HostSelection(None, interface_macs=cast(SshOptions, dump.options).network.macs)
+
+    def login_key_line(self, key: bytes, where: str, comment: str) -> str | None:
+        return public_key_line(key, where, comment)
 
 
 def _enable_key(key: Path | None, machine_root: Path) -> Path:
@@ -372,6 +377,22 @@ def dropbear_key(data: bytes, name: str) -> bytes:
         return _openssh_ed25519(data)
     except (ValueError, binascii.Error) as error:
         raise RecipeError(f"{name}: {error}") from None
+
+
+def public_key_line(data: bytes, name: str, comment: str) -> str:
+    """The authorized_keys line of the ed25519 private key `data` (OpenSSH's or dropbear's
+    format): what the dump server must accept the capture's login with.
+
+    >>> line = public_key_line(_ssh_string(ED25519) + _ssh_string(bytes(32) + b"\\x01" * 32),
+    ...                        "k", "kdump-build@m")
+    >>> line.split()[0], line.split()[2]
+    ('ssh-ed25519', 'kdump-build@m')
+    """
+    reader = _WireReader(dropbear_key(data, name))
+    reader.string()
+    public = reader.string()[32:]  # the 32-byte seed, then the 32-byte public key
+    blob = _ssh_string(ED25519) + _ssh_string(public)
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} {comment}"
 
 
 def _dropbear_ed25519(data: bytes) -> bytes:

@@ -84,9 +84,10 @@ class VlanRelay:
         self._user = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._thread = threading.Thread(target=self._run, name=f"vlan-relay-{vlan}", daemon=True)
 
-    def qemu_options(self, mac: str) -> tuple[str, ...]:
+    def qemu_options(self, mac: str, network: str = "") -> tuple[str, ...]:
         """The guest's NIC (virtio, MAC `mac`) on this relay, and the relay's way into a
-        user network with its defaults (10.0.2.0/24, the host's 127.0.0.1 as 10.0.2.2)."""
+        user network with its defaults (10.0.2.0/24, the host's 127.0.0.1 as 10.0.2.2)
+        and `network`'s options (`ipv6-net=...`)."""
 
         def dgram(name: str, local: Path, remote: Path) -> str:
             return (f"dgram,id={name},local.type=unix,local.path={local},"
@@ -95,7 +96,7 @@ class VlanRelay:
         return (
             "-netdev", dgram("vlan-guest", self.guest_nic, self.guest_side),
             "-device", f"virtio-net-pci,netdev=vlan-guest,mac={mac}",
-            "-netdev", "user,id=vlan-user",
+            "-netdev", f"user,id=vlan-user{',' if network else ''}{network}",
             "-netdev", dgram("vlan-trunk", self.user_port, self.user_side),
             "-netdev", "hubport,id=vlan-hub-user,hubid=8021,netdev=vlan-user",
             "-netdev", "hubport,id=vlan-hub-trunk,hubid=8021,netdev=vlan-trunk",

@@ -235,9 +235,10 @@ def test_enable_refuses_var_crash_on_luks(raw_crash: RawCrash) -> None:
     refusal = (
         f"enable refused: {where}: kdumpcrypt is dm-crypt (CRYPT-LUKS2-...): the capture cannot "
         "unlock it: the capture kernel gets no key (Debian's kernels have no "
-        "CONFIG_CRASH_DM_CRYPT) and a capture must never wait at a passphrase prompt; give "
-        "enable a recipe with another dump target (nfs, ssh, or raw on a disk of its own), or "
-        "put /var/crash on an unencrypted partition or LV"
+        "CONFIG_CRASH_DM_CRYPT) and a capture must never wait at a passphrase prompt; dump "
+        "over the network instead (kdump-build enable --target nfs --to SERVER:/EXPORT, or "
+        "--target ssh --to USER@ADDRESS), put /var/crash on an unencrypted partition or LV, or "
+        "give enable a recipe with a raw dump to a disk of its own"
     )
     # The whole of what enable said: the one line, and a failure status.
     assert [line for line in lines if line.startswith("enable")] == [refusal], log[-3000:]

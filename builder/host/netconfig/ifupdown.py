@@ -1,8 +1,8 @@
 """ifupdown's /etc/network/interfaces (with its `source` and `source-directory` files),
-read into `HostLink`s: `inet`/`inet6` stanzas with dhcp, static or auto (SLAAC),
-`bond-mode`/`bond-slaves`, VLANs (`eth0.42`, or `vlan-raw-device`), `bridge_ports`,
-and the routes of `up ip route add ...` lines (interfaces(5), ifupdown-extra's
-bonding, vlan and bridge-utils option names)."""
+read into `HostLink`s: `inet`/`inet6` stanzas with dhcp (DHCPv6 for inet6), static or
+auto (SLAAC), `bond-mode`/`bond-slaves`, VLANs (`eth0.42`, or `vlan-raw-device`),
+`bridge_ports`, and the routes of `up ip route add ...` lines (interfaces(5),
+ifupdown-extra's bonding, vlan and bridge-utils option names)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,8 @@ def _addressing(stanza: _Stanza) -> Addressing | str:
         return Addressing(NetworkMode.DHCP, routes=tuple(stanza.routes))
     if stanza.family == "inet6" and method == "auto":
         return Addressing(NetworkMode.SLAAC, routes=tuple(stanza.routes))
+    if stanza.family == "inet6" and method == "dhcp":
+        return Addressing(NetworkMode.DHCPV6, routes=tuple(stanza.routes))
     if method == "static":
         address = options.get("address", "")
         if address and "/" not in address:
@@ -97,7 +99,7 @@ def _addressing(stanza: _Stanza) -> Addressing | str:
         return Addressing(NetworkMode.STATIC, address, options.get("gateway", ""),
                           tuple(stanza.routes))  # fmt: skip
     return (f"{stanza.where}: iface {stanza.name} {stanza.family} {method}: the capture does "
-            "dhcp (IPv4), static and auto (SLAAC) only")  # fmt: skip
+            "dhcp (IPv4 and DHCPv6), static and auto (SLAAC) only")  # fmt: skip
 
 
 def _link(name: str, stanzas: list[_Stanza]) -> HostLink:

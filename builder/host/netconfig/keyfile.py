@@ -48,8 +48,7 @@ def _addressing(sections: Sections, where: str, family: int) -> Addressing | str
     if family == 6 and method == "auto":
         return Addressing(NetworkMode.SLAAC, routes=tuple(routes))
     if family == 6 and method == "dhcp":
-        return (f"{where}: [ipv6] method=dhcp: the capture has no DHCPv6 client "
-                "(Debian 12's busybox has no udhcpc6); SLAAC only")  # fmt: skip
+        return Addressing(NetworkMode.DHCPV6, routes=tuple(routes))
     return None
 
 

@@ -1,8 +1,8 @@
 """systemd-networkd's .network and .netdev files, read into `HostLink`s
 (systemd.network(5), systemd.netdev(5)): a .network applies to the interfaces its
-`[Match] Name=` names; `DHCP=`, `Address=`, `Gateway=`, `IPv6AcceptRA=` and `[Route]`
-give the addresses; `VLAN=`, `Bond=` and `Bridge=` tie it to .netdev devices whose
-`[NetDev] Kind=` is vlan, bond or bridge."""
+`[Match] Name=` names; `DHCP=` (yes and ipv6: DHCPv6 too), `Address=`, `Gateway=`,
+`IPv6AcceptRA=` and `[Route]` give the addresses; `VLAN=`, `Bond=` and `Bridge=` tie it
+to .netdev devices whose `[NetDev] Kind=` is vlan, bond or bridge."""
 
 from __future__ import annotations
 
@@ -42,8 +42,7 @@ def _family_addressing(sections: Sections, where: str, family: int) -> Addressin
         return Addressing(NetworkMode.DHCP, routes=routes)
     if family == 6 and value(sections, "Network", "IPv6AcceptRA", "yes") in ("yes", "true"):
         if dhcp in ("yes", "ipv6", "true"):
-            return (f"{where}: DHCP: {dhcp!r}: the capture has no DHCPv6 client "
-                    "(Debian 12's busybox has no udhcpc6); SLAAC only")  # fmt: skip
+            return Addressing(NetworkMode.DHCPV6, routes=routes)
         return Addressing(NetworkMode.SLAAC, routes=routes) if not dhcp.startswith("ipv4") else None
     return None
 

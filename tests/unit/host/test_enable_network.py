@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import HostError, KdumpBuildError
-from builder.host.enable import enable, write_host_recipe
+from builder.host.enable import disable, enable, write_host_recipe
 from builder.host.managed import is_unedited
 from builder.host.netrecipe import NetworkRequest, network_request
 from builder.host.paths import HostPaths
@@ -218,8 +219,6 @@ def test_ssh_refusals(machine: HostPaths) -> None:
     def ssh(**options: object) -> NetworkRequest:
         return network_request("ssh", EnableRequest(f"kdump@{SERVER}", **options), "eth0")  # type: ignore[arg-type]
 
-    assert _refusal(machine, ssh()).startswith("--ssh-key: needed for an ssh server: the private "
-                                               "key the capture logs in with")  # fmt: skip
     assert _refusal(machine, ssh(key=key)) == (
         "--ssh-key: /etc/kdump-build/id_ed25519: others than its owner may read it (mode 644; "
         "chmod 600 it): it logs in to the dump server"
@@ -243,6 +242,49 @@ def test_ssh_refusals(machine: HostPaths) -> None:
     write_network_recipe(ssh(key=key, accept_any_host_key=True), facts_for(machine.root),
                          machine, print)  # fmt: skip
     assert "ssh_accept_any_host_key = true\n" in machine.recipe.read_text()
+
+
+def test_enable_ssh_without_a_key_makes_the_captures_own(machine: HostPaths) -> None:
+    """No --ssh-key: a key of the capture's own, made once, 0600, and its public line said;
+    a second enable reuses it, a refusal leaves none behind, and a file of the admin's at
+    its place is never replaced."""
+    from builder.host.enable import write_network_recipe
+
+    _ssh_machine(machine)
+    request = network_request("ssh", EnableRequest(f"kdump@{SERVER}"), "eth0")
+    own = machine.config_dir / "kdump_id_ed25519"
+    (machine.root / "root/.ssh/known_hosts").write_text(f"10.9.9.9 ssh-ed25519 {HOST_KEY}\n")
+    assert _refusal(machine, request).startswith("--to: no host key for 192.0.2.1 in ")
+    assert not own.exists(), "a refused enable leaves no key it made"
+    (machine.root / "root/.ssh/known_hosts").write_text(f"{SERVER} ssh-ed25519 {HOST_KEY}\n")
+    said: list[str] = []
+    write_network_recipe(request, facts_for(machine.root), machine, said.append)
+    info = own.stat()
+    assert (info.st_mode & 0o777, info.st_uid) == (0o600, 0)
+    assert load_recipe(machine.recipe).dump.to_json()["ssh_key"] == str(own)
+    # The line, checked against what OpenSSH itself derives from the private key.
+    public = subprocess.run(["ssh-keygen", "-y", "-f", str(own)], capture_output=True,
+                            text=True, check=True).stdout.split()[:2]  # fmt: skip
+    assert said[:3] == [
+        f"ssh key: made {own} (ed25519, only root reads it) for the capture's login; it stays "
+        "after disable, for the next enable",
+        f"ssh key: {own}; the capture logs in to kdump@{SERVER} with it: add this line to "
+        f"~kdump/.ssh/authorized_keys on {SERVER} (once):",
+        f"  {public[0]} {public[1]} kdump-build@{socket.gethostname()}",
+    ]
+    before = own.read_bytes()
+    said.clear()
+    write_network_recipe(request, facts_for(machine.root), machine, said.append)
+    assert own.read_bytes() == before and not said[0].startswith("ssh key: made"), said
+    disable(print, machine, OFF)  # the server's authorized_keys line stays right
+    assert own.read_bytes() == before
+    # Not the capture's: refused as a key, and left as it was.
+    own.write_text("the admin's notes\n")
+    machine.recipe.unlink()
+    assert _refusal(machine, request).startswith(
+        "--ssh-key: /etc/kdump-build/kdump_id_ed25519: neither an OpenSSH nor a dropbear"
+    )
+    assert own.read_text() == "the admin's notes\n"
 
 
 def test_an_edited_recipe_is_not_replaced(machine: HostPaths) -> None:
@@ -296,3 +338,19 @@ def test_the_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
         2,
         "kdump-build: error: --target: 'nsf' is not one of local, raw, nfs, ssh\n",
     )
+
+
+@pytest.mark.parametrize("target", ["nfs", "ssh"])
+def test_a_machine_without_a_kernel_is_refused_before_the_server(
+    tmp_path: Path, target: str
+) -> None:
+    """The machine's own want comes first: with no installed kernel, a --to that is no
+    server of that target is not even looked at, and no key is made."""
+    paths = HostPaths(tmp_path)
+    request = network_request(target, EnableRequest("nfs.example.org"), "eth0")
+    with pytest.raises(HostError) as refused:
+        enable(None, print, paths, OFF, None, request)
+    assert str(refused.value) == (
+        f"{tmp_path}/boot: no kernel image (vmlinuz-*) with modules in {tmp_path}/lib/modules"
+    )
+    assert not paths.config_dir.exists()

@@ -129,15 +129,26 @@ def test_ifupdown_bridge_over_a_bond(tmp_path: Path) -> None:
     )
 
 
+def test_ifupdown_dhcpv6(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"etc/network/interfaces": "iface enp1s0 inet6 dhcp\n"
+                            "    up ip -6 route add fd09::/64 via fd00::fe\n"})  # fmt: skip
+    six = capture_link(root, "fd00::2", "enp1s0")
+    assert six.recipe_lines() == (
+        'network = "dhcpv6"\ninterface = "enp1s0"\ninterface_mac = "52:54:00:00:00:03"\n'
+        'routes = ["fd09::/64 via fd00::fe"]\n'
+    )
+    assert _checked(six.recipe_lines(), "fd00::2").routes == ("fd09::/64 via fd00::fe",)
+
+
 @pytest.mark.parametrize(
     ("interfaces", "device", "message"),
     [
         ("iface bond0 inet dhcp\n  bond-slaves eth0 eth1\n  bond-mode balance-rr\n", "bond0",
          "/etc/network/interfaces:1: bond-mode: 'balance-rr': the capture bonds only "
          "active-backup and 802.3ad"),
-        ("iface eth0 inet dhcp\niface eth0 inet6 dhcp\n", "eth0",
-         "/etc/network/interfaces:2: iface eth0 inet6 dhcp: the capture does dhcp (IPv4), "
-         "static and auto (SLAAC) only"),
+        ("iface eth0 inet dhcp\niface eth0 inet6 v4tunnel\n", "eth0",
+         "/etc/network/interfaces:2: iface eth0 inet6 v4tunnel: the capture does dhcp (IPv4 "
+         "and DHCPv6), static and auto (SLAAC) only"),
         ("iface br0 inet dhcp\n  bridge_ports bond0 eth1\niface bond0 inet manual\n"
          "  bond-slaves eth0\n  bond-mode active-backup\n", "br0",
          "/etc/network/interfaces:1: bridge br0: port bond0 is a bond; the capture puts the "
@@ -157,7 +168,7 @@ def test_ifupdown_bridge_over_a_bond(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_ifupdown_refusals(tmp_path: Path, interfaces: str, device: str, message: str) -> None:
     root = _tree(tmp_path, {"etc/network/interfaces": interfaces})
-    server = "fd00::2" if "inet6 dhcp" in interfaces else "10.0.2.2"
+    server = "fd00::2" if "inet6 v4tunnel" in interfaces else "10.0.2.2"
     with pytest.raises(HostError) as raised:
         capture_link(root, server, device)
     assert str(raised.value).replace(str(tmp_path), "") == message
@@ -189,16 +200,21 @@ def test_networkd_ipv6_on_a_vlan_on_a_bond(tmp_path: Path) -> None:
     assert capture_link(root, "192.168.7.2", "vlan7").addressing.ip == "192.168.7.5/24"
 
 
-def test_networkd_refusals(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dhcp", ["yes", "ipv6"])
+def test_networkd_dhcpv6(tmp_path: Path, dhcp: str) -> None:
+    """DHCP=yes is DHCP for IPv4 and DHCPv6 for IPv6; DHCP=ipv6 DHCPv6 alone."""
     root = _tree(tmp_path, {"etc/systemd/network/eth0.network":
-                            "[Match]\nName=eth0\n[Network]\nDHCP=yes\n"})  # fmt: skip
-    assert capture_link(root, "10.0.2.2", "eth0").addressing.mode.value == "dhcp"
-    with pytest.raises(HostError) as raised:
-        capture_link(root, "fd00::2", "eth0")
-    assert str(raised.value) == (
-        f"{tmp_path}/etc/systemd/network/eth0.network: DHCP: 'yes': the capture has no DHCPv6 "
-        "client (Debian 12's busybox has no udhcpc6); SLAAC only"
+                            f"[Match]\nName=eth0\n[Network]\nDHCP={dhcp}\n"})  # fmt: skip
+    six = capture_link(root, "fd00::2", "eth0")
+    assert six.recipe_lines() == (
+        'network = "dhcpv6"\ninterface = "eth0"\ninterface_mac = "52:54:00:00:00:01"\n'
     )
+    assert _checked(six.recipe_lines(), "fd00::2").network.value == "dhcpv6"
+    if dhcp == "yes":
+        assert capture_link(root, "10.0.2.2", "eth0").addressing.mode.value == "dhcp"
+    else:
+        with pytest.raises(HostError, match="eth0 has no IPv4 address configured"):
+            capture_link(root, "10.0.2.2", "eth0")
 
 
 NETWORKD_BRIDGE = {
@@ -256,6 +272,18 @@ def test_keyfile_by_mac_with_routes_and_a_one_port_bridge(tmp_path: Path) -> Non
     assert bridged.recipe_lines() == (
         'network = "dhcp"\ninterface = "eth1"\ninterface_mac = "52:54:00:00:00:02"\n'
     )
+
+
+def test_keyfile_dhcpv6(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        KEYFILES + "wired.nmconnection": "[connection]\nid=wired\ntype=ethernet\n"
+            "interface-name=eth1\n[ipv4]\nmethod=disabled\n[ipv6]\nmethod=dhcp\n",
+    })  # fmt: skip
+    six = capture_link(root, "fd00::2", "eth1")
+    assert six.recipe_lines() == (
+        'network = "dhcpv6"\ninterface = "eth1"\ninterface_mac = "52:54:00:00:00:02"\n'
+    )
+    assert _checked(six.recipe_lines(), "fd00::2").network.value == "dhcpv6"
 
 
 def test_keyfile_refusals(tmp_path: Path) -> None:

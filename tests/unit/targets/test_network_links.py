@@ -68,6 +68,19 @@ def test_a_bridge_of_two_ports_with_its_mac() -> None:
     assert network.network_config(_options(""))["KDUMP_BRIDGE"] == ""
 
 
+def test_dhcpv6_brings_its_script_and_needs_udhcpc6() -> None:
+    options = _options('network = "dhcpv6"\n')
+    generated = network.network_files(options)
+    assert [(item.path, item.mode) for item in generated] == [("/etc/kdump/udhcpc6.script", 0o755)]
+    assert network.network_applets(options) == (("udhcpc6", "dump.network"),)
+    assert network.network_config(options)["KDUMP_NETWORK"] == "dhcpv6"
+    # The other modes run no applet the shell's busybox may lack.
+    assert network.network_applets(_options('network = "slaac"\n')) == ()
+    assert [item.path for item in network.network_files(_options(""))] == [
+        "/etc/kdump/udhcpc.script"
+    ]
+
+
 def test_an_ipv6_nfs_server() -> None:
     recipe = parse_recipe(
         '[source]\nroot = "/"\n[dump]\ntarget = "nfs"\nnfs = "[fec0::2]:/kdump"\n', Path("r.toml")
@@ -102,6 +115,8 @@ def test_an_ipv6_nfs_server() -> None:
          "dump.gateway: 'fd00::1' is not of dump.ip's family"),
         ('network = "slaac"\nip = "fd00::15/64"\n',
          "dump.ip: only used when dump.network is static"),
+        ('network = "dhcpv6"\ngateway = "fd00::1"\n',
+         "dump.gateway: only used when dump.network is static"),
         ('routes = ["10.9.0.0/16 via fd00::1"]\n',
          "dump.routes: item 0: '10.9.0.0/16 via fd00::1': the gateway is not of the "
          "destination family"),

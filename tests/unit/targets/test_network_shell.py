@@ -23,16 +23,23 @@ APPLETS = ("sh", "ip", "sed", "head", "cat", "tr", "sleep", "mount", "rm")
 MAC = "52:54:00:00:00:aa"
 
 
-@pytest.fixture(scope="module")
-def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    packages = fetch_packages(["busybox-static"], "x86_64")
-    directory = tmp_path_factory.mktemp("busybox")
+def busybox_directory(directory: Path, package: str, path: str,
+                      applets: tuple[str, ...]) -> Path:  # fmt: skip
+    """`directory` with the busybox at `path` of Debian's `package` and links of
+    `applets` to it (a PATH for the shell part)."""
+    packages = fetch_packages([package], "x86_64")
     busybox = directory / "busybox"
-    busybox.write_bytes(PackageRoot([p.path for p in packages]).read_bytes("/bin/busybox"))
+    busybox.write_bytes(PackageRoot([p.path for p in packages]).read_bytes(path))
     busybox.chmod(0o755)
-    for applet in APPLETS:
+    for applet in applets:
         (directory / applet).symlink_to("busybox")
     return directory
+
+
+@pytest.fixture(scope="module")
+def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return busybox_directory(tmp_path_factory.mktemp("busybox"), "busybox-static",
+                             "/bin/busybox", APPLETS)  # fmt: skip
 
 
 def _config(dump: str) -> str:
