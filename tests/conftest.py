@@ -25,6 +25,8 @@ LONGEST_FIRST = (
     # ~760 s idle, ~1500 s loaded: the root-on-LVM image's boots (+~950 s building it cold)
     "tests/vm/test_debian_system.py",
     "tests/vm/test_kdump_load.py",  # ~420 s
+    # ~230 s: bonds (active-backup, 802.3ad), a bridge (+80 s alone here), a VLAN
+    "tests/vm/test_network_links.py",
     "tests/vm/test_riscv64_dump.py",  # ~230 s
     "tests/vm/test_debian14_package.py",  # ~225 s loaded, no QEMU (+~460 s: a cold forky tree)
     "tests/unit/test_fuzz.py",  # ~230 s, all in the worker's own process
@@ -33,7 +35,6 @@ LONGEST_FIRST = (
     "tests/vm/test_next_kernels.py",  # ~185 s
     "tests/vm/test_dump_targets.py",  # ~180 s
     "tests/vm/test_forky_riscv64.py",  # ~175 s
-    "tests/vm/test_network_links.py",  # ~150 s: bonds (active-backup, 802.3ad), VLAN
     "tests/vm/test_storage_targets.py",  # ~130 s
     "tests/vm/test_dhcpv6.py",  # ~115 s loaded: one crash, two NFS attempts by DHCPv6
     "tests/vm/test_capture_faults.py",  # ~125 s

@@ -29,6 +29,17 @@ class BondMode(StrEnum):
     LACP = "802.3ad"
 
 
+class BridgeMode(StrEnum):
+    """What the capture makes of the host's bridge of dump.bridge_ports (none: no bridge).
+
+    `port-with-carrier`: no bridge in the capture; the address goes on the first port
+    (in the recipe's order) whose link has carrier, with the bridge's MAC address, so
+    the switch, the DHCP server and the neighbours' caches see the host they know."""
+
+    NONE = "none"
+    PORT_WITH_CARRIER = "port-with-carrier"
+
+
 # The module each link kind needs in the capture (their .modinfo brings the rest).
 BOND_MODULE = "bonding"
 VLAN_MODULE = "8021q"

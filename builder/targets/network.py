@@ -17,7 +17,7 @@ from builder.errors import HostError
 from builder.recipe.dump import EnableRequest, GeneratedFile, TargetOptions
 from builder.recipe.parsers import Check, Setting, choice, integer, string, string_list
 from builder.targets import netlinks
-from builder.targets.netlinks import BondMode
+from builder.targets.netlinks import BondMode, BridgeMode
 
 IPV4 = re.compile(
     r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
@@ -66,7 +66,7 @@ SETTINGS = (
         string,
         "eth0",
         "Network interface to bring up; with dump.bond, the name of the bond the capture "
-        "creates (e.g. `bond0`).",
+        "creates (e.g. `bond0`); with dump.bridge, the host's bridge (named in the log).",
     ),
     Setting(
         "dump.interface_mac",
@@ -89,11 +89,33 @@ SETTINGS = (
         "With dump.bond: the MAC addresses of the bond's ports, the first one primary.",
     ),
     Setting(
+        "dump.bridge",
+        choice(BridgeMode),
+        BridgeMode.NONE,
+        "The host's bridge of dump.bridge_ports: `port-with-carrier` puts the address on "
+        "the first of them, in order, whose link has carrier within dump.connect_timeout, "
+        "with the bridge's MAC address (dump.bridge_mac). No bridge is made: no loop "
+        "between the ports, no STP delay, no module.",
+    ),
+    Setting(
+        "dump.bridge_ports",
+        string_list(),
+        (),
+        "With dump.bridge: the MAC addresses of the bridge's ports, in the order tried.",
+    ),
+    Setting(
+        "dump.bridge_mac",
+        string,
+        "",
+        "With dump.bridge: the bridge's MAC address, which the chosen port takes (the one "
+        "the switch, DHCP server and neighbours know); empty: the port keeps its own.",
+    ),
+    Setting(
         "dump.vlan",
         integer(0, 4094),
         0,
         "A VLAN id: the capture's address goes on `<interface>.<vlan>` (802.1Q on "
-        "dump.interface or the bond); 0: no VLAN.",
+        "dump.interface, the bond or the bridge's chosen port); 0: no VLAN.",
     ),
     Setting(
         "dump.ip",
@@ -118,11 +140,12 @@ SETTINGS = (
         "dump.connect_timeout",
         integer(1, 3600),
         DEFAULT_CONNECT_TIMEOUT,
-        "Seconds the capture kernel waits for each network step (each port of a bond, the "
-        "router's advertisement with slaac, the DHCPv6 lease and then the router's routes "
-        "with dhcpv6; the NFS mount; each short ssh command before and after the transfer) "
-        "before failure_action; an unreachable server ends the capture within "
-        "dump.device_timeout + 20 + this many seconds (dhcpv6: twice this many more).",
+        "Seconds the capture kernel waits for each network step (each port of a bond, a "
+        "bridge port with carrier, the router's advertisement with slaac, the DHCPv6 lease "
+        "and then the router's routes with dhcpv6; the NFS mount; each short ssh command "
+        "before and after the transfer) before failure_action; an unreachable server ends "
+        "the capture within dump.device_timeout + 20 + this many seconds (dhcpv6: twice "
+        "this many more; dump.bridge: this many more, the wait for carrier).",
     ),
     Setting(
         "dump.hostname",
@@ -146,6 +169,9 @@ class NetworkOptions(TargetOptions):
     bond_ports: tuple[str, ...] = ()
     vlan: int = 0
     routes: tuple[str, ...] = ()
+    bridge: BridgeMode = BridgeMode.NONE
+    bridge_ports: tuple[str, ...] = ()
+    bridge_mac: str = ""
 
     @property
     def link(self) -> str:
@@ -154,17 +180,21 @@ class NetworkOptions(TargetOptions):
 
     @property
     def macs(self) -> tuple[str, ...]:
-        """The MAC addresses of the network cards the link uses (a bond's ports, or the one
-        interface named by dump.interface_mac); empty when the recipe names it by name."""
-        return self.bond_ports or ((self.interface_mac,) if self.interface_mac else ())
+        """The MAC addresses of the network cards the link uses (a bond's or a bridge's
+        ports, or the one interface named by dump.interface_mac); empty when the recipe
+        names it by name."""
+        ports = self.bond_ports or self.bridge_ports
+        return ports or ((self.interface_mac,) if self.interface_mac else ())
 
 
 def network_options(values: Mapping[str, Any], check: Check) -> NetworkOptions:
     """Check the network keys among a target's parsed `values`."""
     options = NetworkOptions(
         values["network"], values["interface"], values["ip"], values["gateway"],
-        values["hostname"], values["connect_timeout"], _mac(values["interface_mac"], check),
-        values["bond"], _bond_ports(values, check), values["vlan"], values["routes"],
+        values["hostname"], values["connect_timeout"],
+        _mac(values["interface_mac"], "dump.interface_mac", check), values["bond"],
+        _ports(values, "bond", check), values["vlan"], values["routes"], values["bridge"],
+        _ports(values, "bridge", check), _bridge_mac(values, check),
     )  # fmt: skip
     if not INTERFACE_NAME.fullmatch(options.interface):
         check.fail("dump.interface", f"{options.interface!r} is not an interface name")
@@ -180,33 +210,43 @@ def network_options(values: Mapping[str, Any], check: Check) -> NetworkOptions:
     return options
 
 
-def _mac(value: str, check: Check) -> str:
+def _mac(value: str, key: str, check: Check) -> str:
     if not value:
         return ""
     mac = netlinks.mac_address(value)
     if mac is None:
-        check.fail("dump.interface_mac", f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+        check.fail(key, f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
     return mac
 
 
-def _bond_ports(values: Mapping[str, Any], check: Check) -> tuple[str, ...]:
-    ports: tuple[str, ...] = values["bond_ports"]
-    if values["bond"] is BondMode.NONE:
+def _ports(values: Mapping[str, Any], kind: str, check: Check) -> tuple[str, ...]:
+    """The MAC addresses of dump.bond_ports or dump.bridge_ports (`kind`), checked."""
+    ports: tuple[str, ...] = values[f"{kind}_ports"]
+    key = f"dump.{kind}_ports"
+    if values[kind] in (BondMode.NONE, BridgeMode.NONE):
         if ports:
-            check.fail("dump.bond_ports", "only used with dump.bond")
+            check.fail(key, f"only used with dump.{kind}")
         return ()
     if not ports:
-        check.fail("dump.bond_ports", f"required with dump.bond = {values['bond'].value!r}")
+        check.fail(key, f"required with dump.{kind} = {values[kind].value!r}")
     if values["interface_mac"]:
-        check.fail("dump.interface_mac", "a bond is named by its ports (dump.bond_ports)")
+        check.fail("dump.interface_mac", f"a {kind} is named by its ports ({key})")
+    if kind == "bridge" and values["bond"] is not BondMode.NONE:
+        check.fail("dump.bridge", "a bridge's ports are plain interfaces, not dump.bond")
     found: list[str] = []
     for index, port in enumerate(ports):
         mac = netlinks.mac_address(port)
         if mac is None or mac in found:
             what = "a second time" if mac else "not a MAC address (aa:bb:cc:dd:ee:ff)"
-            check.fail("dump.bond_ports", f"item {index}: {port!r} is {what}")
+            check.fail(key, f"item {index}: {port!r} is {what}")
         found.append(mac)
     return tuple(found)
+
+
+def _bridge_mac(values: Mapping[str, Any], check: Check) -> str:
+    if values["bridge_mac"] and values["bridge"] is BridgeMode.NONE:
+        check.fail("dump.bridge_mac", "only used with dump.bridge")
+    return _mac(values["bridge_mac"], "dump.bridge_mac", check)
 
 
 def _check_addresses(options: NetworkOptions, check: Check) -> None:
@@ -266,6 +306,9 @@ def network_config(options: NetworkOptions) -> dict[str, str]:
         "KDUMP_BOND": options.bond.value if options.bond is not BondMode.NONE else "",
         "KDUMP_BOND_PORTS": " ".join(options.bond_ports),
         "KDUMP_VLAN": str(options.vlan) if options.vlan else "",
+        "KDUMP_BRIDGE": options.bridge.value if options.bridge is not BridgeMode.NONE else "",
+        "KDUMP_BRIDGE_PORTS": " ".join(options.bridge_ports),
+        "KDUMP_BRIDGE_MAC": options.bridge_mac,
         # One route per comma (their words are checked: no comma, nothing the shell reads).
         "KDUMP_ROUTES": ",".join(options.routes),
     }

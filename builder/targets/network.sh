@@ -1,8 +1,8 @@
-# network_up: bring the dump's link up (an interface found by name or MAC address, or a
-# bond of such; a VLAN on top), configure it (static IPv4/IPv6, DHCP, DHCPv6 or SLAAC)
-# and add the routes, for a network target; sets $host, the name of this machine in the
-# dump's directory name. Each wait is bounded: interfaces by dump.device_timeout, the
-# rest by dump.connect_timeout.
+# network_up: bring the dump's link up (an interface found by name or MAC address, a
+# bond of such, or the port with carrier of a bridge; a VLAN on top), configure it
+# (static IPv4/IPv6, DHCP, DHCPv6 or SLAAC) and add the routes, for a network target;
+# sets $host, the name of this machine in the dump's directory name. Each wait is
+# bounded: interfaces by dump.device_timeout, the rest by dump.connect_timeout.
 
 # by_mac MAC: the name of the interface with that address.
 by_mac() {
@@ -28,8 +28,9 @@ wait_for_interface() {
     done
 }
 
-# What this capture made of the network, one "del LINK" (a bond or VLAN it created) or
-# "flush LINK" (an interface it configured) a line: a later attempt undoes it first.
+# What this capture made of the network, one "del LINK" (a bond or VLAN it created),
+# "flush LINK" (an interface it configured) or "mac LINK ADDRESS" (a bridge port that
+# took the bridge's MAC; ADDRESS its own) a line: a later attempt undoes it first.
 MADE_LINKS=/run/kdump-links
 
 # An earlier attempt (a network target that failed, before a fallback) left its links up
@@ -37,11 +38,12 @@ MADE_LINKS=/run/kdump-links
 # subnet's route on the old link comes first) or refuse its address (it exists).
 undo_links() {
     [ -f "$MADE_LINKS" ] || return 0
-    while read -r action made; do
+    while read -r action made own_mac; do
         # Down and without addresses even where deleting is refused: no route left on it.
         ip addr flush dev "$made" 2>/dev/null
         ip link set "$made" down 2>/dev/null
         [ "$action" = del ] && ip link delete "$made" 2>/dev/null
+        [ "$action" = mac ] && ip link set "$made" address "$own_mac" 2>/dev/null
     done < "$MADE_LINKS"
     rm -f "$MADE_LINKS"
 }
@@ -73,6 +75,72 @@ make_bond() {
     link=$KDUMP_INTERFACE
 }
 
+# ipv6_off LINK 1|0: a bridge port stays silent on IPv6 until it carries the bridge's
+# MAC, so its link-local and SLAAC addresses come from that MAC, as on the host.
+ipv6_off() {
+    [ -w "/proc/sys/net/ipv6/conf/$1/disable_ipv6" ] && echo "$2" > "/proc/sys/net/ipv6/conf/$1/disable_ipv6"
+    return 0
+}
+
+# with_carrier PORT...: those of the ports whose link is up, in order.
+with_carrier() {
+    for port in "$@"; do
+        [ "$(cat "/sys/class/net/$port/carrier" 2>/dev/null)" = 1 ] && echo "$port"
+    done
+    return 0
+}
+
+# wait_for_carrier PORT...: sets $link to the first port with carrier, waiting at most
+# dump.connect_timeout for one.
+wait_for_carrier() {
+    waited=0
+    until link=$(with_carrier "$@") && [ -n "$link" ]; do
+        [ "$waited" -ge "$KDUMP_CONNECT_TIMEOUT" ] \
+            && fail "no port of bridge $KDUMP_INTERFACE ($*) has carrier after ${KDUMP_CONNECT_TIMEOUT}s"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    set -- $link
+    link=$1
+}
+
+# The host's bridge without a bridge: the address goes on the first port, in the
+# recipe's order, whose link has carrier, and that port takes the bridge's MAC. The
+# capture never forwards between the ports, so it needs no STP to avoid a loop.
+make_bridge_port() {
+    ports=""
+    for mac in $KDUMP_BRIDGE_PORTS; do
+        port=$(wait_for_interface "" "$mac") \
+            || fail "bridge port $mac did not appear in ${KDUMP_DEVICE_TIMEOUT}s"
+        echo "flush $port" >> "$MADE_LINKS"
+        ipv6_off "$port" 1
+        ip link set "$port" up || fail "cannot bring bridge port $port up"
+        ports="$ports $port"
+    done
+    wait_for_carrier $ports
+    # echo $(...): the ports on one line.
+    log "network: bridge $KDUMP_INTERFACE of$ports: carrier on $(echo $(with_carrier $ports)), using $link"
+    for port in $ports; do
+        [ "$port" = "$link" ] || ip link set "$port" down
+    done
+    own_mac=$(cat "/sys/class/net/$link/address")
+    if [ -n "$KDUMP_BRIDGE_MAC" ] && [ "$own_mac" != "$KDUMP_BRIDGE_MAC" ]; then
+        echo "mac $link $own_mac" >> "$MADE_LINKS"
+        # Most drivers take a new address while up; the others only down, and their link
+        # then comes up again.
+        if ! ip link set "$link" address "$KDUMP_BRIDGE_MAC" 2>/dev/null; then
+            ip link set "$link" down
+            ip link set "$link" address "$KDUMP_BRIDGE_MAC" \
+                || fail "cannot give $link the bridge's MAC $KDUMP_BRIDGE_MAC"
+            ip link set "$link" up
+            wait_for_carrier "$link"
+        fi
+        log "network: $link takes the bridge's MAC $KDUMP_BRIDGE_MAC"
+    fi
+    no_dad "$link"
+    ipv6_off "$link" 0
+}
+
 # What the kernel made of an 802.3ad bond once it carries an address: a partner of
 # 00:00:00:00:00:00 says the switch answers no LACP (the kernel then uses one port's
 # aggregator alone).
@@ -87,6 +155,8 @@ lacp_state() {
 make_link() {
     if [ -n "$KDUMP_BOND" ]; then
         make_bond
+    elif [ -n "$KDUMP_BRIDGE" ]; then
+        make_bridge_port
     else
         link=$(wait_for_interface "$KDUMP_INTERFACE" "$KDUMP_INTERFACE_MAC") \
             || fail "network interface $KDUMP_INTERFACE${KDUMP_INTERFACE_MAC:+ ($KDUMP_INTERFACE_MAC)} did not appear in ${KDUMP_DEVICE_TIMEOUT}s"

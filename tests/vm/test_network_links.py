@@ -1,7 +1,8 @@
 """Network links of a capture on real parts (issue 22, item 3), one crash cycle each:
 NFS to an IPv6-only server, over an active-backup bond of two virtio NICs whose first
-link is down, and over an 802.3ad bond of two with no LACP partner; ssh over a VLAN,
-after an attempt on the wrong VLAN.
+link is down, over an 802.3ad bond of two with no LACP partner, and over the host's
+bridge of two whose first link is down; ssh over a VLAN, after an attempt on the wrong
+VLAN.
 
 Each NIC has its own QEMU user network with IPv4 off (`ipv4=off,ipv6=on`): QEMU
 answers router solicitations with the prefix fd00::/64 and shows the host's ::1 to
@@ -57,22 +58,27 @@ def _two_nics() -> tuple[str, ...]:
     return tuple(options)
 
 
-def _nfs_over_bond(mode: str, port: int) -> str:
-    """The keys of an NFS target at the host's ::1 over bond0 of PORTS, by SLAAC."""
+def _nfs_over(link_keys: str, port: int) -> str:
+    """The keys of an NFS target at the host's ::1 over the link `link_keys`, by SLAAC."""
     return (
         f'target = "nfs"\nnfs = "[{HOST_FROM_GUEST6}]:/kdump"\nnfs_version = "4.2"\n'
-        f'nfs_options = ["port={port}"]\npath = "/dumps"\nnetwork = "slaac"\n'
-        f'interface = "bond0"\nbond = "{mode}"\nbond_ports = {json.dumps(list(PORTS))}\n'
+        f'nfs_options = ["port={port}"]\npath = "/dumps"\nnetwork = "slaac"\n{link_keys}'
         "device_timeout = 20\nconnect_timeout = 30\n"
         'final_action = "poweroff"\nfailure_action = "poweroff"\n'
     )
 
 
+def _nfs_over_bond(mode: str, port: int) -> str:
+    """The keys of an NFS target at the host's ::1 over bond0 of PORTS, by SLAAC."""
+    bond = f'interface = "bond0"\nbond = "{mode}"\nbond_ports = {json.dumps(list(PORTS))}\n'
+    return _nfs_over(bond, port)
+
+
 def _check_nfs_dump(export: Path, capture_log: str, kernel_version: str,
-                    scratch: Path) -> None:  # fmt: skip
-    """One dump in the export, in the directory named after bond0's SLAAC address, that
-    the host's makedumpfile reads."""
-    found = re.search(r"kdump: network: bond0 is (fd00:[0-9a-f:]+)", capture_log)
+                    scratch: Path, link: str = "bond0") -> str:  # fmt: skip
+    """One dump in the export, in the directory named after `link`'s SLAAC address
+    (returned), that the host's makedumpfile reads."""
+    found = re.search(rf"kdump: network: {re.escape(link)} is (fd00:[0-9a-f:]+)", capture_log)
     assert found, capture_log[-5000:]
     dumps = list((export / "dumps").iterdir())
     assert len(dumps) == 1, dumps
@@ -80,6 +86,7 @@ def _check_nfs_dump(export: Path, capture_log: str, kernel_version: str,
     assert dumps[0].name.startswith(found.group(1).replace(":", "-") + "-"), dumps
     assert (dumps[0] / "kdump-target").read_text() == f"nfs [{HOST_FROM_GUEST6}]:/kdump\n"
     check_vmcore(dumps[0] / "vmcore", kernel_version, scratch)
+    return found.group(1)
 
 
 def _crash(capture: Capture, scratch: Path, extra: tuple[str, ...],
@@ -119,23 +126,30 @@ class FirstLinkDown:
         return None
 
 
+def _crash_with_the_first_link_down(scratch: Path, dump: str) -> tuple[Capture, str, str]:
+    """Build the capture of the `dump` keys and crash it on two NICs, the first one's
+    link set down over QMP as soon as QEMU starts: the capture, its console and the
+    console's end."""
+    recipe = write_recipe(
+        scratch, dump, extra_modules=("virtio_net",), extra_cmdline=(NO_TIMER_CHECK,)
+    )
+    capture = build_capture(scratch, recipe)
+    socket_path = scratch / "qmp.sock"
+    link_down = FirstLinkDown(socket_path)
+    capture_log, context = _crash(
+        capture, scratch, (*qmp_option(socket_path), *_two_nics()), link_down
+    )
+    assert link_down.done, link_down.reply
+    return capture, capture_log, context
+
+
 def test_nfs_to_an_ipv6_only_server_over_a_bond_with_its_first_link_down(
     tmp_path: Path,
 ) -> None:
     with ganesha(tmp_path, "::1") as (export, port):
-        recipe = write_recipe(
-            tmp_path,
-            _nfs_over_bond("active-backup", port),
-            extra_modules=("virtio_net",),
-            extra_cmdline=(NO_TIMER_CHECK,),
+        capture, capture_log, context = _crash_with_the_first_link_down(
+            tmp_path, _nfs_over_bond("active-backup", port)
         )
-        capture = build_capture(tmp_path, recipe)
-        socket_path = tmp_path / "qmp.sock"
-        link_down = FirstLinkDown(socket_path)
-        capture_log, context = _crash(
-            capture, tmp_path, (*qmp_option(socket_path), *_two_nics()), link_down
-        )
-    assert link_down.done, link_down.reply
     # Both ports found by MAC (the capture kernel names them eth0, eth1) and bonded.
     assert "kdump: network: bond bond0 (active-backup) of eth0 eth1" in capture_log, context
     # The kernel's own word: the first port has no link, the second carries the bond.
@@ -143,6 +157,31 @@ def test_nfs_to_an_ipv6_only_server_over_a_bond_with_its_first_link_down(
     assert not re.search(r"bond0: \(slave eth0\): making interface the new active one",
                          capture_log), context  # fmt: skip
     _check_nfs_dump(export, capture_log, capture.kernel_version, tmp_path)
+
+
+# The host's bridge's own MAC, neither port's (networkd derives one from the machine id).
+BRIDGE_MAC = "52:54:00:00:be:b0"
+BRIDGE = (f'interface = "br0"\nbridge = "port-with-carrier"\nbridge_ports = '
+          f'{json.dumps(list(PORTS))}\nbridge_mac = "{BRIDGE_MAC}"\n')  # fmt: skip
+
+
+def test_nfs_over_a_bridge_with_its_first_link_down(tmp_path: Path) -> None:
+    """Keys as `kdump-build network` writes them for a bridge of two ports (see
+    tests/unit/host/test_netconfig.py): the capture makes no bridge, puts the address on
+    the port with carrier (the second: the first's link is set down over QMP) and gives
+    it the bridge's MAC, from which SLAAC makes the address the host's bridge has
+    (EUI-64)."""
+    with ganesha(tmp_path, "::1") as (export, port):
+        capture, capture_log, context = _crash_with_the_first_link_down(
+            tmp_path, _nfs_over(BRIDGE, port)
+        )
+    # Both ports found by MAC (eth0, eth1 in the capture kernel); only the second has link.
+    chosen = "kdump: network: bridge br0 of eth0 eth1: carrier on eth1, using eth1"
+    assert chosen in capture_log, context
+    assert f"kdump: network: eth1 takes the bridge's MAC {BRIDGE_MAC}" in capture_log, context
+    address = _check_nfs_dump(export, capture_log, capture.kernel_version, tmp_path, "eth1")
+    # fd00::/64 and the EUI-64 of the bridge's MAC: the address the host's bridge has.
+    assert address == "fd00::5054:ff:fe00:beb0", capture_log[-5000:]
 
 
 def test_nfs_over_an_802_3ad_bond_with_no_lacp_partner(tmp_path: Path) -> None:

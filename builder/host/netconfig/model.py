@@ -2,8 +2,9 @@
 host configures it, and the recipe keys that bring the same link up in the capture.
 
 Each reader (ifupdown, systemd-networkd, NetworkManager keyfiles) turns its own files
-into `HostLink`s by interface name; `resolve` follows VLANs, bonds and single-port
-bridges down to the interfaces the capture finds by MAC address.
+into `HostLink`s by interface name; `resolve` follows VLANs, bonds and bridges down to
+the interfaces the capture finds by MAC address (a bridge of several ports becomes
+`dump.bridge`: the address on the port with carrier, with the bridge's MAC).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from builder.errors import HostError
 from builder.recipe.text import toml_list, toml_string
-from builder.targets.netlinks import BondMode
+from builder.targets.netlinks import BondMode, BridgeMode
 from builder.targets.network import NetworkMode
 
 # The bonding driver's numeric modes, as configuration files may write them.
@@ -36,7 +37,7 @@ class Addressing:
 class HostLink:
     """One interface as a configuration file describes it; `where` names the file (and
     section) for errors. A VLAN names its `parent`, a bond its `ports`, a bridge its
-    `ports` too (the capture needs no bridge: the address goes on the one port)."""
+    `ports` too (the capture makes no bridge: the address goes on one port)."""
 
     name: str
     where: str
@@ -62,6 +63,9 @@ class CaptureLink:
     bond_ports: tuple[str, ...] = ()
     vlan: int = 0
     sources: tuple[str, ...] = field(default=())
+    bridge: BridgeMode = BridgeMode.NONE
+    bridge_ports: tuple[str, ...] = ()
+    bridge_mac: str = ""
 
     def recipe_lines(self) -> str:
         """The `[dump]` keys, as TOML lines.
@@ -79,6 +83,10 @@ class CaptureLink:
         if self.bond is not BondMode.NONE:
             lines += [f"bond = {toml_string(self.bond.value)}",
                       f"bond_ports = {toml_list(self.bond_ports, 'dump.bond_ports')}"]  # fmt: skip
+        if self.bridge is not BridgeMode.NONE:
+            lines += [f"bridge = {toml_string(self.bridge.value)}",
+                      f"bridge_ports = {toml_list(self.bridge_ports, 'dump.bridge_ports')}",
+                      f"bridge_mac = {toml_string(self.bridge_mac)}"]  # fmt: skip
         if self.vlan:
             lines.append(f"vlan = {self.vlan}")
         if self.addressing.ip:
@@ -136,15 +144,36 @@ def resolve(
         sources.append(link.where)
     while link.bridge:
         if len(link.ports) != 1:
-            raise HostError(f"{link.where}: bridge {link.name} has {len(link.ports)} ports; "
-                            "the capture puts its address on one port (name it by "
-                            "dump.interface_mac)")  # fmt: skip
+            ports = _bridge_ports(links, link, mac_of)
+            return CaptureLink(addressing, link.name, vlan=vlan, sources=tuple(sources),
+                               bridge=BridgeMode.PORT_WITH_CARRIER, bridge_ports=ports,
+                               bridge_mac=mac_of(link.name))  # fmt: skip
         link = links.get(link.ports[0]) or HostLink(link.ports[0], link.where)
     if link.bond is not BondMode.NONE:
         ports = tuple(mac_of(port) for port in link.ports)
         return CaptureLink(addressing, link.name, bond=link.bond, bond_ports=ports, vlan=vlan,
                            sources=tuple(sources))  # fmt: skip
     return CaptureLink(addressing, link.name, mac_of(link.name), vlan=vlan, sources=tuple(sources))
+
+
+def _bridge_ports(
+    links: Mapping[str, HostLink], bridge: HostLink, mac_of: Callable[[str], str]
+) -> tuple[str, ...]:
+    """The MAC addresses of a bridge's ports, which must be plain interfaces: the capture
+    puts its address on one of them (a bond or VLAN port would need its own set-up
+    first)."""
+    if not bridge.ports:
+        raise HostError(f"{bridge.where}: bridge {bridge.name} has no ports: the capture has "
+                        "no interface to put its address on")  # fmt: skip
+    for port in bridge.ports:
+        found = links.get(port, HostLink(port, bridge.where))
+        kind = ("bond" if found.bond is not BondMode.NONE else "bridge" if found.bridge
+                else "VLAN" if found.vlan else "")  # fmt: skip
+        if kind:
+            raise HostError(f"{bridge.where}: bridge {bridge.name}: port {port} is a {kind}; "
+                            "the capture puts the address of a bridge of several ports on "
+                            "one plain interface")  # fmt: skip
+    return tuple(mac_of(port) for port in bridge.ports)
 
 
 def _find(links: Mapping[str, HostLink], name: str, asked: str) -> HostLink:

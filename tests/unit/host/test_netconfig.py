@@ -15,6 +15,10 @@ from builder.recipe.parse import parse_recipe
 from builder.targets.network import NetworkOptions
 
 MACS = {"eth0": "52:54:00:00:00:01", "eth1": "52:54:00:00:00:02", "enp1s0": "52:54:00:00:00:03"}
+# The host's bridge, with an address of its own (set, or networkd's from the machine id).
+BRIDGE_MAC = "52:54:00:00:00:b0"
+BRIDGE_KEYS = ('bridge = "port-with-carrier"\nbridge_ports = ["52:54:00:00:00:01", '
+               f'"52:54:00:00:00:02"]\nbridge_mac = "{BRIDGE_MAC}"\n')  # fmt: skip
 
 
 def _tree(root: Path, files: dict[str, str], bonded: tuple[str, ...] = ()) -> Path:
@@ -26,6 +30,8 @@ def _tree(root: Path, files: dict[str, str], bonded: tuple[str, ...] = ()) -> Pa
         if name in bonded:
             (device / "bonding_slave").mkdir()
             (device / "bonding_slave/perm_hwaddr").write_text(mac + "\n")
+    (root / "sys/class/net/br0").mkdir(parents=True)
+    (root / "sys/class/net/br0/address").write_text(BRIDGE_MAC + "\n")
     for relative, text in files.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +95,40 @@ def test_ifupdown_slaac(tmp_path: Path) -> None:
     assert capture_link(root, "10.0.2.2", "enp1s0").addressing.mode.value == "dhcp"
 
 
+IFUPDOWN_BRIDGE = """\
+auto br0
+iface br0 inet static
+    bridge_ports eth0 eth1
+    bridge_stp off
+    address 192.168.1.5/24
+    gateway 192.168.1.1
+"""
+
+
+def test_ifupdown_bridge_of_two_ports(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"etc/network/interfaces": IFUPDOWN_BRIDGE})
+    link = capture_link(root, "192.168.1.10", "br0")
+    assert link.recipe_lines() == (
+        f'network = "static"\ninterface = "br0"\n{BRIDGE_KEYS}'
+        'ip = "192.168.1.5/24"\ngateway = "192.168.1.1"\n'
+    )
+    options = _checked(link.recipe_lines())
+    assert options.macs == (MACS["eth0"], MACS["eth1"])  # their drivers go in the initrd
+    assert options.bridge_mac == BRIDGE_MAC
+
+
+def test_ifupdown_bridge_over_a_bond(tmp_path: Path) -> None:
+    """A bridge whose one port is a bond: the capture makes the bond."""
+    root = _tree(tmp_path, {"etc/network/interfaces": "iface br0 inet dhcp\n"
+                            "  bridge_ports bond0\niface bond0 inet manual\n"
+                            "  bond-slaves eth0 eth1\n  bond-mode 802.3ad\n"},
+                 bonded=("eth0", "eth1"))  # fmt: skip
+    assert capture_link(root, "10.0.2.2", "br0").recipe_lines() == (
+        'network = "dhcp"\ninterface = "bond0"\nbond = "802.3ad"\n'
+        'bond_ports = ["52:54:00:00:00:01", "52:54:00:00:00:02"]\n'
+    )
+
+
 def test_ifupdown_dhcpv6(tmp_path: Path) -> None:
     root = _tree(tmp_path, {"etc/network/interfaces": "iface enp1s0 inet6 dhcp\n"
                             "    up ip -6 route add fd09::/64 via fd00::fe\n"})  # fmt: skip
@@ -109,9 +149,13 @@ def test_ifupdown_dhcpv6(tmp_path: Path) -> None:
         ("iface eth0 inet dhcp\niface eth0 inet6 v4tunnel\n", "eth0",
          "/etc/network/interfaces:2: iface eth0 inet6 v4tunnel: the capture does dhcp (IPv4 "
          "and DHCPv6), static and auto (SLAAC) only"),
-        ("iface br0 inet dhcp\n  bridge_ports eth0 eth1\n", "br0",
-         "/etc/network/interfaces:1: bridge br0 has 2 ports; the capture puts its address on "
-         "one port (name it by dump.interface_mac)"),
+        ("iface br0 inet dhcp\n  bridge_ports bond0 eth1\niface bond0 inet manual\n"
+         "  bond-slaves eth0\n  bond-mode active-backup\n", "br0",
+         "/etc/network/interfaces:1: bridge br0: port bond0 is a bond; the capture puts the "
+         "address of a bridge of several ports on one plain interface"),
+        ("iface br0 inet dhcp\n  bridge_ports none\n", "br0",
+         "/etc/network/interfaces:1: bridge br0 has no ports: the capture has no interface "
+         "to put its address on"),
         ("iface eth0 inet static\n  address 10.0.0.5\n  netmask 255.0.255.0\n", "eth0",
          "/etc/network/interfaces:1: netmask: '255.0.255.0' is not a netmask"),
         ("iface eth1 inet dhcp\n", "eth0",
@@ -173,7 +217,39 @@ def test_networkd_dhcpv6(tmp_path: Path, dhcp: str) -> None:
             capture_link(root, "10.0.2.2", "eth0")
 
 
+NETWORKD_BRIDGE = {
+    "etc/systemd/network/10-br0.netdev": "[NetDev]\nName=br0\nKind=bridge\n",
+    "etc/systemd/network/20-ports.network": "[Match]\nName=eth*\n[Network]\nBridge=br0\n",
+    "etc/systemd/network/30-br0.network": "[Match]\nName=br0\n[Network]\nIPv6AcceptRA=yes\n"
+        "Address=192.168.1.5/24\n",
+}  # fmt: skip
+
+
+def test_networkd_bridge_of_two_ports(tmp_path: Path) -> None:
+    root = _tree(tmp_path, NETWORKD_BRIDGE)
+    link = capture_link(root, "fd00::2", "br0")
+    assert link.recipe_lines() == f'network = "slaac"\ninterface = "br0"\n{BRIDGE_KEYS}'
+    assert _checked(link.recipe_lines(), "fd00::2").bridge_ports == (MACS["eth0"], MACS["eth1"])
+    assert capture_link(root, "192.168.1.2", "br0").addressing.ip == "192.168.1.5/24"
+
+
 KEYFILES = "etc/NetworkManager/system-connections/"
+
+
+def test_keyfile_bridge_of_two_ports(tmp_path: Path) -> None:
+    ports = {
+        KEYFILES + f"br0-{name}.nmconnection": f"[connection]\nid=br0-{name}\ntype=ethernet\n"
+        f"interface-name={name}\ncontroller=br0\nport-type=bridge\n"
+        for name in ("eth0", "eth1")
+    }
+    root = _tree(tmp_path, {
+        **ports,
+        KEYFILES + "br0.nmconnection": "[connection]\nid=br0\ntype=bridge\ninterface-name=br0\n"
+            "[ipv4]\nmethod=auto\n",
+    })  # fmt: skip
+    link = capture_link(root, "10.0.2.2", "br0")
+    assert link.recipe_lines() == f'network = "dhcp"\ninterface = "br0"\n{BRIDGE_KEYS}'
+    assert _checked(link.recipe_lines()).bridge_mac == BRIDGE_MAC
 
 
 def test_keyfile_by_mac_with_routes_and_a_one_port_bridge(tmp_path: Path) -> None:

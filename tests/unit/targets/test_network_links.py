@@ -11,7 +11,7 @@ import pytest
 from builder.errors import RecipeError
 from builder.recipe.parse import parse_recipe
 from builder.targets import network
-from builder.targets.netlinks import BondMode
+from builder.targets.netlinks import BondMode, BridgeMode
 from builder.targets.network import NetworkOptions
 
 NFS = '[source]\nroot = "/"\n[dump]\ntarget = "nfs"\nnfs = "10.0.2.2:/srv"\n'
@@ -47,6 +47,25 @@ def test_the_plain_link_needs_no_module() -> None:
     config = network.network_config(options)
     assert (config["KDUMP_INTERFACE_MAC"], config["KDUMP_NETWORK"], config["KDUMP_BOND"]) == (
         "52:54:00:12:34:56", "slaac", "")  # fmt: skip
+
+
+def test_a_bridge_of_two_ports_with_its_mac() -> None:
+    options = _options(
+        'interface = "br0"\nbridge = "port-with-carrier"\nbridge_ports = ["52:54:00:AA:00:01", '
+        '"52:54:00:aa:00:02"]\nbridge_mac = "52:54:00:AA:00:B0"\nvlan = 7\n'
+    )
+    assert (options.bridge, options.bridge_mac) == (BridgeMode.PORT_WITH_CARRIER,
+                                                     "52:54:00:aa:00:b0")  # fmt: skip
+    # Both ports' drivers go in the initrd; no bridge module (the capture makes none).
+    assert options.macs == ("52:54:00:aa:00:01", "52:54:00:aa:00:02")
+    assert network.network_modules(options) == ("8021q",)
+    config = network.network_config(options)
+    assert {key: config[key] for key in ("KDUMP_BRIDGE", "KDUMP_BRIDGE_PORTS",
+                                         "KDUMP_BRIDGE_MAC", "KDUMP_BOND")} == {
+        "KDUMP_BRIDGE": "port-with-carrier", "KDUMP_BRIDGE_PORTS": "52:54:00:aa:00:01 "
+        "52:54:00:aa:00:02", "KDUMP_BRIDGE_MAC": "52:54:00:aa:00:b0", "KDUMP_BOND": "",
+    }  # fmt: skip
+    assert network.network_config(_options(""))["KDUMP_BRIDGE"] == ""
 
 
 def test_dhcpv6_brings_its_script_and_needs_udhcpc6() -> None:
@@ -108,6 +127,21 @@ def test_an_ipv6_nfs_server() -> None:
         ('routes = ["default"]\n',
          "dump.routes: item 0: 'default': a default route needs via <gateway>"),
         ('network = "dhcp6"\n', "dump.network: "),
+        ('bridge = "stp"\n', "dump.bridge: "),
+        ('bridge = "port-with-carrier"\n',
+         "dump.bridge_ports: required with dump.bridge = 'port-with-carrier'"),
+        ('bridge_ports = ["52:54:00:00:00:01"]\n', "dump.bridge_ports: only used with dump.bridge"),
+        ('bridge_mac = "52:54:00:00:00:01"\n', "dump.bridge_mac: only used with dump.bridge"),
+        ('bridge = "port-with-carrier"\nbridge_ports = ["52:54:00:00:00:01"]\n'
+         'bridge_mac = "br0"\n', "dump.bridge_mac: 'br0' is not a MAC address"),
+        ('bridge = "port-with-carrier"\nbridge_ports = ["52:54:00:00:00:01", "eth1"]\n',
+         "dump.bridge_ports: item 1: 'eth1' is not a MAC address"),
+        ('bridge = "port-with-carrier"\nbridge_ports = ["52:54:00:00:00:01"]\n'
+         'interface_mac = "52:54:00:00:00:01"\n',
+         "dump.interface_mac: a bridge is named by its ports (dump.bridge_ports)"),
+        ('bridge = "port-with-carrier"\nbridge_ports = ["52:54:00:00:00:01"]\n'
+         'bond = "active-backup"\nbond_ports = ["52:54:00:00:00:02"]\n',
+         "dump.bridge: a bridge's ports are plain interfaces, not dump.bond"),
     ],
 )  # fmt: skip
 def test_bad_network_values_are_refused_in_one_line(extra: str, message: str) -> None:

@@ -1,8 +1,9 @@
 """network.sh's `network_up` run by Debian's busybox in a network namespace of its own
 (issue 22, item 3): the interface found by its MAC address under another name, a static
 IPv6 address and gateway, and routes of both families, as the recipe's keys render
-them; the kernel's own tables read back. Bonds, VLANs and SLAAC need the capture
-kernel's modules and a router: tests/vm/test_network_links.py boots them."""
+them; a bridge's port with carrier; the kernel's own tables read back. Bonds, VLANs and
+SLAAC need the capture kernel's modules and a router: tests/vm/test_network_links.py
+boots them."""
 
 from __future__ import annotations
 
@@ -147,3 +148,74 @@ def test_a_fallback_attempt_first_undoes_the_links_of_the_one_that_failed(
         "default via 10.0.2.2 dev kdump1 ",
         "10.0.2.0/24 dev kdump1 scope link  src 10.0.2.15 ",
     ], routes
+
+
+BRIDGE_MAC = "52:54:00:00:00:b0"
+OTHER_MAC = "52:54:00:00:00:bb"
+
+
+def _bridge_recipe(connect_timeout: int) -> str:
+    return _config(
+        f'target = "nfs"\nnfs = "10.0.2.2:/srv"\ninterface = "br0"\n'
+        f'bridge = "port-with-carrier"\nbridge_ports = ["{MAC}", "{OTHER_MAC}"]\n'
+        f'bridge_mac = "{BRIDGE_MAC}"\nnetwork = "static"\nip = "10.0.2.15/24"\n'
+        f"connect_timeout = {connect_timeout}\n"
+    )
+
+
+def _two_ports(peers_up: tuple[str, ...]) -> str:
+    """Two veth pairs, kdump0 (MAC) and kdump1 (OTHER_MAC); a port has carrier once its
+    peer is up too."""
+    system_ip = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin")
+    assert system_ip, "iproute2's ip makes the test's veth pairs"
+    made = "".join(
+        f"{system_ip} link add kdump{n} address {mac} type veth peer name peer{n}\n"
+        for n, mac in enumerate((MAC, OTHER_MAC))
+    )
+    return made + "".join(f"{system_ip} link set {peer} up\n" for peer in peers_up)
+
+
+def test_a_bridge_puts_the_address_on_the_port_with_carrier_with_the_bridges_mac(
+    busybox_bin: Path, tmp_path: Path
+) -> None:
+    """The first port has no link (its peer is down): the second carries the address and
+    the bridge's MAC; a fallback attempt gives it its own MAC back."""
+    result = _run_in_a_namespace(
+        busybox_bin,
+        tmp_path / "run.sh",
+        "mount -t sysfs sysfs /sys\nmount -t tmpfs tmpfs /run\n"
+        + _two_ports(("peer1",))
+        + f"(\n{_bridge_recipe(5)}network_up\n)\nip addr show\n"
+        + "undo_links\necho undone\ncat /sys/class/net/kdump1/address\n",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "kdump: network: bridge br0 of kdump0 kdump1: carrier on kdump1, using kdump1\n" \
+        in output, output  # fmt: skip
+    assert f"kdump: network: kdump1 takes the bridge's MAC {BRIDGE_MAC}\n" in output, output
+    assert "kdump: network: kdump1 is 10.0.2.15\n" in output, output
+    shown = output[output.index("1: lo") : output.index("undone")]
+    kdump0 = shown[shown.index("kdump0@") : shown.index("kdump1@")]
+    kdump1 = shown[shown.index("kdump1@") :]
+    # The port without carrier is down (no UP flag) and has no address; the chosen one
+    # has both, and its link-local address comes from the bridge's MAC (IPv6 stayed off
+    # until the port took it).
+    assert "<BROADCAST,MULTICAST,M-DOWN>" in kdump0 and "inet " not in kdump0, shown
+    assert f"link/ether {BRIDGE_MAC}" in kdump1, shown
+    assert "inet6 fe80::5054:ff:fe00:b0/64 scope link" in kdump1, shown
+    assert "inet 10.0.2.15/24 scope global kdump1" in kdump1, shown
+    assert output.endswith(f"undone\n{OTHER_MAC}\n"), output
+
+
+def test_a_bridge_without_carrier_fails_within_the_connect_timeout(
+    busybox_bin: Path, tmp_path: Path
+) -> None:
+    result = _run_in_a_namespace(
+        busybox_bin,
+        tmp_path / "run.sh",
+        "mount -t sysfs sysfs /sys\nmount -t tmpfs tmpfs /run\n"
+        + _two_ports(())
+        + f"{_bridge_recipe(2)}network_up\n",
+    )
+    expected = "FAILED: no port of bridge br0 (kdump0 kdump1) has carrier after 2s\n"
+    assert (result.returncode, result.stdout) == (1, expected), result.stderr

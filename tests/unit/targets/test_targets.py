@@ -60,7 +60,8 @@ def test_each_target_parses() -> None:
         "nfs": "10.0.2.2:/srv/kdump", "nfs_version": "4.2", "nfs_options": ["port=2049", "soft"],
         "path": "/", "network": "dhcp", "interface": "eth0", "ip": "", "gateway": "",
         "hostname": "", "connect_timeout": 60, "interface_mac": "", "bond": "none",
-        "bond_ports": [], "vlan": 0, "routes": [],
+        "bond_ports": [], "vlan": 0, "routes": [], "bridge": "none", "bridge_ports": [],
+        "bridge_mac": "",
     }  # fmt: skip
     ssh = parse(
         'target = "ssh"\nssh = "kdump@dumps.example.org"\nssh_key = "id"\nssh_port = 2222\n'
