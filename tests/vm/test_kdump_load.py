@@ -71,6 +71,9 @@ else
 fi
 echo "main: kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
 {status_command}
+# Two CPUs: the serial interrupt may belong to the other CPU, and what the tty has not
+# sent when this one panics is lost. A second lets it drain the lines asserted on.
+sleep 1
 echo c > /proc/sysrq-trigger
 echo "main: still alive after sysrq crash"
 """

@@ -48,6 +48,9 @@ dmesg | grep -i 'crashkernel' | sed 's/^/main: dmesg: /'
 
 in_host "{python} -m builder.cli status"
 in_host "builder/kexec/loader/kdump-load-x86_64 --status" | sed 's/^/main: kdump-load: /'
+# Two CPUs: the serial interrupt may belong to the other CPU, and what the tty has not
+# sent when this one panics is lost. A second lets it drain the lines asserted on.
+sleep 1
 echo c > /proc/sysrq-trigger
 echo "main: still alive after sysrq crash"
 """
